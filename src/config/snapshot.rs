@@ -1,0 +1,187 @@
+//! The runtime's view of the configuration: compiled, validated and immutable.
+//!
+//! Workers read a [`Snapshot`] through `ArcSwap`; nothing in here is ever mutated after
+//! compilation. The raw file shape lives in `config::file` and never reaches the runtime.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::router::{Rewrite, Router};
+
+/// The compiled configuration a worker serves requests with.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Process-wide settings: listeners, workers, limits, timeouts.
+    pub server: ServerSettings,
+    /// The compiled route matcher; its payload is the route's action.
+    pub router: Router<Route>,
+    /// Upstream groups, indexed by [`UpstreamId`].
+    pub upstreams: Vec<Upstream>,
+}
+
+impl Snapshot {
+    /// The upstream group a route refers to.
+    pub fn upstream(&self, id: UpstreamId) -> &Upstream {
+        &self.upstreams[id.0]
+    }
+}
+
+/// How many worker threads to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerCount {
+    /// One worker per core the process may run on.
+    Auto,
+    /// Exactly this many workers (at least one).
+    Fixed(usize),
+}
+
+/// Which monoio driver a worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverChoice {
+    /// io_uring where it can be set up, else epoll.
+    Auto,
+    /// io_uring only; start-up fails where it is unavailable.
+    IoUring,
+    /// The epoll (legacy) driver.
+    Legacy,
+}
+
+/// `[server]`: listeners, workers and the limits every connection is held to.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Addresses to listen on; each worker binds its own `SO_REUSEPORT` socket per address.
+    pub listen: Vec<SocketAddr>,
+    /// Worker thread count.
+    pub workers: WorkerCount,
+    /// Pin worker `i` to the `i`-th allowed core.
+    pub pin_workers: bool,
+    /// Driver selection.
+    pub driver: DriverChoice,
+    /// How long in-flight requests may run after SIGTERM/SIGINT.
+    pub graceful_shutdown: Duration,
+    /// Size limits on requests.
+    pub limits: Limits,
+    /// Client-side timeouts.
+    pub timeouts: ServerTimeouts,
+}
+
+/// `[server.limits]`: sizes a request may not exceed.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Request line plus headers, in bytes (431 beyond).
+    pub max_head_bytes: usize,
+    /// Number of header fields (431 beyond).
+    pub max_headers: usize,
+    /// Request-target length in bytes (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Request body size in bytes (413 beyond).
+    pub max_body_bytes: u64,
+}
+
+/// `[server.timeouts]`: how long a client may keep the gateway waiting.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerTimeouts {
+    /// Time to receive a whole request head once its first byte arrived (slowloris guard).
+    pub head_read: Duration,
+    /// Time an idle keep-alive connection is kept open waiting for its next request.
+    pub keepalive_idle: Duration,
+    /// Longest pause between two reads of a request body.
+    pub body_idle: Duration,
+}
+
+/// A compiled route: what to do with a request that matched it.
+#[derive(Debug)]
+pub struct Route {
+    /// The route's configured name (for logs and errors).
+    pub name: String,
+    /// Proxy to an upstream, or answer directly.
+    pub action: RouteAction,
+}
+
+/// What a route does with a matched request.
+#[derive(Debug)]
+pub enum RouteAction {
+    /// Forward to an upstream group.
+    Proxy(ProxyAction),
+    /// Answer from the gateway itself.
+    Respond(StaticResponse),
+}
+
+/// Index of an upstream group in [`Snapshot::upstreams`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpstreamId(pub usize);
+
+/// How a proxied route forwards its requests.
+#[derive(Debug)]
+pub struct ProxyAction {
+    /// The upstream group.
+    pub upstream: UpstreamId,
+    /// A leading path prefix removed before forwarding (segment-aware).
+    pub strip_prefix: Option<String>,
+    /// A path template the forwarded path is rewritten to (applied after `strip_prefix`).
+    pub rewrite: Option<Rewrite>,
+    /// The `Host` header sent upstream.
+    pub host: HostPolicy,
+}
+
+/// Which `Host` header goes upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPolicy {
+    /// The client's `Host`, unchanged (default).
+    Preserve,
+    /// This fixed value.
+    Rewrite(String),
+}
+
+/// A response the gateway serves itself.
+#[derive(Debug, Clone)]
+pub struct StaticResponse {
+    /// Status code.
+    pub status: u16,
+    /// Extra headers, written in order.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: bytes::Bytes,
+}
+
+/// An upstream group: targets and how to talk to them.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The group's configured name.
+    pub name: String,
+    /// Targets, in declared order.
+    pub targets: Vec<Target>,
+    /// Keep-alive pool settings, per worker and target.
+    pub pool: PoolSettings,
+    /// Upstream timeouts.
+    pub timeouts: UpstreamTimeouts,
+}
+
+/// One backend address in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// Socket address (names are resolved when the config is compiled).
+    pub addr: SocketAddr,
+    /// Relative weight (used by weighted balancers; round robin ignores it).
+    pub weight: u32,
+}
+
+/// Per-worker keep-alive pool settings for each target.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Idle connections kept per target per worker.
+    pub max_idle_per_target: usize,
+    /// An idle connection older than this is closed instead of reused.
+    pub idle_timeout: Duration,
+}
+
+/// Timeouts on the upstream side of an exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTimeouts {
+    /// TCP connect.
+    pub connect: Duration,
+    /// From the end of the request to the first byte of the response head.
+    pub first_byte: Duration,
+    /// Longest pause between two reads of the response (head or body) once it started.
+    pub idle: Duration,
+}

@@ -1,0 +1,20 @@
+//! ringgate: a thread-per-core HTTP/1.1 API gateway on monoio and io_uring.
+//!
+//! The crate is laid out after the request's way through the process:
+//!
+//! - [`config`]: the file's shape (serde), validation, and compilation into an immutable
+//!   [`config::Snapshot`], the only state the workers share.
+//! - [`server`]: worker threads, core pinning, driver choice, listeners, signals, shutdown.
+//! - [`http`]: the HTTP/1.1 codec: head parsing with httparse, framing rules that make request
+//!   smuggling impossible, chunked bodies, and head writing with proxy semantics.
+//! - [`router`]: path normalization and the compiled route matcher.
+//! - [`proxy`]: the per-connection request pipeline and the upstream exchange.
+//! - [`upstream`]: per-worker keep-alive pools and target selection.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod http;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod upstream;

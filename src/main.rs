@@ -1,0 +1,2 @@
+//! The `ringgate` command line.
+fn main() {}

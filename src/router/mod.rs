@@ -1,0 +1,112 @@
+//! The compiled route matcher and path normalization.
+//!
+//! A [`Router`] is compiled once per snapshot and is read-only afterwards. Matching allocates
+//! nothing: the caller passes a normalized path and a reusable [`Params`].
+//!
+//! CONTRACT (config and proxy depend on these):
+//! - `RouteMatcher`, `PathMatch`, `HeaderMatch`, `Router::<T>::build`, `Router::find`,
+//!   `MatchRequest`, `Params`, `RouterError`
+//! - `normalize::{split_target, normalize_path, Target, PathError}`
+//! - `Rewrite::parse(template, &PathMatch)`, `Rewrite::apply`, `strip_prefix`
+
+pub mod normalize;
+mod rewrite;
+
+pub use rewrite::{strip_prefix, Rewrite};
+
+/// How a route matches the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// Any path.
+    Any,
+    /// This exact path.
+    Exact(String),
+    /// This path or any path below it (segment-aware: `/v1` matches `/v1` and `/v1/x`, not `/v1x`).
+    Prefix(String),
+    /// A template: literal segments, `{name}` segments, and an optional trailing `*`.
+    Template(String),
+}
+
+/// How a route matches one header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderMatch {
+    /// The header is present with any value.
+    Present,
+    /// The header's value equals this (case-sensitive).
+    Exact(String),
+}
+
+/// A route's match conditions, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMatcher {
+    /// Exact host (`api.example.com`) or wildcard (`*.example.com`); `None` matches any host.
+    pub host: Option<String>,
+    /// Path condition.
+    pub path: PathMatch,
+    /// Allowed methods (upper-case); empty allows all.
+    pub methods: Vec<String>,
+    /// Header conditions (names lower-case).
+    pub headers: Vec<(String, HeaderMatch)>,
+}
+
+/// A route that cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RouterError {
+    /// Index of the route in the list given to [`Router::build`].
+    pub index: usize,
+    /// Which field is wrong (`match.path`, `match.host`, ...).
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// What a request offers to the matcher.
+#[derive(Debug, Clone, Copy)]
+pub struct MatchRequest<'a> {
+    /// Lower-case host without port, if the request had one.
+    pub host: Option<&'a str>,
+    /// Normalized path (see [`normalize::normalize_path`]).
+    pub path: &'a str,
+    /// Method token.
+    pub method: &'a str,
+}
+
+/// Captured path parameters of the last match; reused across requests.
+#[derive(Debug, Clone, Default)]
+pub struct Params {}
+
+/// The compiled matcher. `T` is the route's payload.
+#[derive(Debug)]
+pub struct Router<T> {
+    routes: Vec<T>,
+}
+
+impl<T> Router<T> {
+    /// Compiles routes; returns every problem found.
+    pub fn build(_routes: Vec<(RouteMatcher, T)>) -> Result<Self, Vec<RouterError>> {
+        todo!("router helper")
+    }
+
+    /// The most specific matching route (ties: declared order). `header` looks up a request
+    /// header by lower-case name.
+    pub fn find<'r>(
+        &'r self,
+        _req: &MatchRequest<'_>,
+        _header: &dyn Fn(&str) -> Option<&[u8]>,
+        _params: &mut Params,
+    ) -> Option<&'r T> {
+        let _ = &self.routes;
+        todo!("router helper")
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether there are no routes.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
