@@ -42,6 +42,8 @@ pub struct DownstreamInfo<'a> {
     pub keep_alive: bool,
     /// The request id to echo if the upstream did not send one.
     pub request_id: &'a [u8],
+    /// The body will be de-chunked and delimited by closing (HTTP/1.0 client).
+    pub dechunk: bool,
 }
 
 /// Appends the response head for the client, from the upstream's `head` (parsed from `buf`).

@@ -90,10 +90,10 @@ impl<T> Router<T> {
 
     /// The most specific matching route (ties: declared order). `header` looks up a request
     /// header by lower-case name.
-    pub fn find<'r>(
+    pub fn find<'r, 'h>(
         &'r self,
         _req: &MatchRequest<'_>,
-        _header: &dyn Fn(&str) -> Option<&[u8]>,
+        _header: &dyn Fn(&str) -> Option<&'h [u8]>,
         _params: &mut Params,
     ) -> Option<&'r T> {
         let _ = &self.routes;
