@@ -94,8 +94,28 @@ fn reports_router_errors_at_their_route() {
     )
     .expect_err("relative path");
     assert_eq!(err.problems.len(), 1, "{err}");
-    assert!(err.problems[0].key.starts_with("routes[1].match"), "{err}");
-    assert_eq!(err.problems[0].line, Some(5));
+    assert_eq!(err.problems[0].key, "routes[1].match.path_prefix", "{err}");
+    assert_eq!(err.problems[0].line, Some(6));
+}
+
+#[test]
+fn reports_router_errors_on_a_good_route_after_a_bad_one_at_its_own_index() {
+    // Route 0 fails the file rules and is left out of the router build; the router's error
+    // on the next route must still name routes[1].
+    let err = load(
+        "[[routes]]\nname = \"a\"\n\n[[routes]]\nname = \"b\"\n\
+         match = { host = \"a:80\" }\nrespond = { status = 200 }\n",
+    )
+    .expect_err("two problems");
+    let keys: Vec<_> = err
+        .problems
+        .iter()
+        .map(|p| (p.key.as_str(), p.line))
+        .collect();
+    assert_eq!(
+        keys,
+        [("routes[0]", Some(2)), ("routes[1].match.host", Some(6))]
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `[[routes]]`: names, the match table, the action (proxy or respond) and the router build.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use toml::Spanned;
 
@@ -66,11 +67,40 @@ fn build(
         Err(errors) => {
             for err in errors {
                 let i = index.get(err.index).copied().unwrap_or(err.index);
-                let span = routes.get(i).map(|r| r.name.span());
-                cx.problem(format!("routes[{i}].{}", err.field), span, err.message);
+                let (key, span) = match routes.get(i) {
+                    Some(raw) if err.field != "routes" => router_error_at(i, raw, err.field),
+                    _ => ("routes".to_string(), None),
+                };
+                cx.problem(key, span, err.message);
             }
             None
         }
+    }
+}
+
+/// The file key and span a router error on `field` (`match.path`, `match.host`, ...) is about:
+/// `match.path` names whichever path key the route set. Falls back to the route's name line.
+fn router_error_at(i: usize, raw: &RawRoute, field: &str) -> (String, Option<Range<usize>>) {
+    let m = raw.matcher.as_ref();
+    let path = m.and_then(|m| {
+        [
+            ("match.path_exact", &m.path_exact),
+            ("match.path_prefix", &m.path_prefix),
+            ("match.path", &m.path),
+        ]
+        .into_iter()
+        .find_map(|(key, v)| v.as_ref().map(|v| (key, v.span())))
+    });
+    let found = match field {
+        "match.path" => path,
+        "match.host" => m
+            .and_then(|m| m.host.as_ref())
+            .map(|h| ("match.host", h.span())),
+        _ => None,
+    };
+    match found {
+        Some((key, span)) => (format!("routes[{i}].{key}"), Some(span)),
+        None => (format!("routes[{i}].{field}"), Some(raw.name.span())),
     }
 }
 
