@@ -53,21 +53,66 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
-/// Whether a `Connection` field in `headers` lists `name` as a connection option, which makes
-/// that field hop-by-hop too.
+/// Connection options kept on the stack by [`ConnectionTokens`].
+pub const CONNECTION_OPTIONS_ON_STACK: usize = 8;
+
+/// The connection options of a message's `Connection` fields that name other fields, gathered
+/// once so that writers test each field against a short stack list instead of re-scanning the
+/// head (`close` and `keep-alive` are left out: they name no field that is not already
+/// hop-by-hop). Beyond [`CONNECTION_OPTIONS_ON_STACK`] tokens it falls back to re-scanning.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionTokens<'a> {
+    tokens: [&'a [u8]; CONNECTION_OPTIONS_ON_STACK],
+    len: usize,
+    overflow: Option<(&'a [u8], &'a [HeaderSpan])>,
+}
+
+impl<'a> ConnectionTokens<'a> {
+    /// Gathers the options of every `Connection` field in `headers` (parsed from `buf`).
+    pub fn gather(buf: &'a [u8], headers: &'a [HeaderSpan]) -> Self {
+        let mut this = Self {
+            tokens: [&[]; CONNECTION_OPTIONS_ON_STACK],
+            len: 0,
+            overflow: None,
+        };
+        let options = headers
+            .iter()
+            .filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"connection"))
+            .flat_map(|h| list_elements(h.value.of(buf)))
+            .filter(|t| {
+                !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive")
+            });
+        for token in options {
+            match this.tokens.get_mut(this.len) {
+                Some(slot) => {
+                    *slot = token;
+                    this.len += 1;
+                }
+                None => this.overflow = Some((buf, headers)),
+            }
+        }
+        this
+    }
+
+    /// Whether `name` is listed, which makes that field hop-by-hop.
+    pub fn names(&self, name: &[u8]) -> bool {
+        if let Some((buf, headers)) = self.overflow {
+            return connection_names(buf, headers, name);
+        }
+        self.tokens
+            .iter()
+            .take(self.len)
+            .any(|t| t.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Whether a `Connection` field in `headers` lists `name` as a connection option.
 pub fn connection_names(buf: &[u8], headers: &[HeaderSpan], name: &[u8]) -> bool {
     headers
         .iter()
         .filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"connection"))
         .flat_map(|h| list_elements(h.value.of(buf)))
         .any(|token| token.eq_ignore_ascii_case(name))
-}
-
-/// Whether any field in `headers` is `Connection` (lets writers skip the per-field lookup).
-pub fn has_connection_field(buf: &[u8], headers: &[HeaderSpan]) -> bool {
-    headers
-        .iter()
-        .any(|h| h.name.of(buf).eq_ignore_ascii_case(b"connection"))
 }
 
 /// Whether `value` is a `Host` authority: `host [":" port]` where host is a bracketed IP
@@ -151,6 +196,24 @@ mod tests {
         assert!(is_hop_by_hop(b"Transfer-Encoding"));
         assert!(is_hop_by_hop(b"KEEP-ALIVE"));
         assert!(!is_hop_by_hop(b"Content-Type"));
+    }
+
+    #[test]
+    fn connection_tokens_name_fields_beyond_the_stack_capacity() {
+        let buf = b"Connection: a, close, b, c, d, e, f, g, h, i, j, keep-alive";
+        let headers = [HeaderSpan {
+            name: crate::http::Span { start: 0, end: 10 },
+            value: crate::http::Span {
+                start: 12,
+                end: buf.len() as u32,
+            },
+        }];
+        let options = ConnectionTokens::gather(buf, &headers);
+        assert!(options.names(b"A"));
+        assert!(options.names(b"j"));
+        assert!(!options.names(b"x"));
+        let small = ConnectionTokens::gather(buf, &[]);
+        assert!(!small.names(b"a"));
     }
 
     #[test]

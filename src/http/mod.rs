@@ -12,6 +12,13 @@
 //! - `HttpError` (with `status()`), `reason_phrase(status)`
 //! - `writer::{ForwardInfo, write_upstream_request, DownstreamInfo, write_downstream_response,
 //!   write_error_response, write_static_response, write_continue}`
+//!
+//! Additions beyond the contract: `MAX_HEADERS_CAP`, `ChunkedFault`, `ResponseFault`,
+//! `HttpError::{is_body_error, is_upstream}`, `ChunkedDecoder::{payload_bytes,
+//! pending_chunk_bytes, is_done}`, `writer::{must_dechunk, write_chunk_size, CHUNK_DATA_END,
+//! LAST_CHUNK}`, and `headers` (hop-by-hop names, `Connection` tokens, `Host` syntax).
+//! `framing` (private) holds the Content-Length / Transfer-Encoding / Connection accumulators
+//! that both parsers share.
 
 pub mod chunked;
 pub mod error;

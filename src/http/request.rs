@@ -277,9 +277,15 @@ fn syntax_error(e: httparse::Error) -> HttpError {
 }
 
 /// Whether a line ends in LF without CR. httparse tolerates bare LF; we refuse it so that no
-/// two parsers on the path can disagree about where a line ends.
+/// two parsers on the path can disagree about where a line ends. Written as a branch-free fold
+/// so that it vectorizes: it runs over every head.
 fn has_bare_lf(head: &[u8]) -> bool {
-    head.first() == Some(&b'\n') || head.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r')
+    let first = head.first() == Some(&b'\n');
+    let rest = head.get(1..).unwrap_or_default();
+    first
+        | rest.iter().zip(head).fold(false, |bad, (&b, &prev)| {
+            bad | ((b == b'\n') & (prev != b'\r'))
+        })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use super::headers::{connection_names, has_connection_field, is_hop_by_hop};
+use super::headers::{is_hop_by_hop, ConnectionTokens};
 use super::{
     reason_phrase, BodyFraming, HeaderSpan, RequestHead, ResponseFraming, ResponseHead, Version,
 };
@@ -61,13 +61,13 @@ pub fn write_upstream_request(
     out.extend_from_slice(fwd.path_and_query);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     field(out, b"Host", fwd.host);
-    let named = has_connection_field(buf, headers);
+    let options = ConnectionTokens::gather(buf, headers);
     for h in headers {
         let name = h.name.of(buf);
         let rewritten = REWRITTEN_REQUEST_FIELDS
             .iter()
             .any(|r| name.eq_ignore_ascii_case(r));
-        if !rewritten && forwardable(buf, headers, named, name) {
+        if !rewritten && forwardable(&options, name) {
             field(out, name, h.value.of(buf));
         }
     }
@@ -131,7 +131,7 @@ pub fn write_downstream_response(
         reason
     };
     status_line(out, head.status, reason);
-    let named = has_connection_field(buf, headers);
+    let options = ConnectionTokens::gather(buf, headers);
     let mut has_request_id = false;
     let mut relayed_length = false;
     let bodiless_status = (100..200).contains(&head.status) || head.status == 204;
@@ -145,7 +145,7 @@ pub fn write_downstream_response(
             }
         } else if name.eq_ignore_ascii_case(b"via") {
             // Merged into one field below.
-        } else if forwardable(buf, headers, named, name) {
+        } else if forwardable(&options, name) {
             has_request_id |= name.eq_ignore_ascii_case(b"x-request-id");
             field(out, name, value);
         }
@@ -262,8 +262,8 @@ pub const CHUNK_DATA_END: &[u8] = b"\r\n";
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// Whether a field may pass this hop: not hop-by-hop and not named by `Connection`.
-fn forwardable(buf: &[u8], headers: &[HeaderSpan], named: bool, name: &[u8]) -> bool {
-    !is_hop_by_hop(name) && !(named && connection_names(buf, headers, name))
+fn forwardable(options: &ConnectionTokens<'_>, name: &[u8]) -> bool {
+    !is_hop_by_hop(name) && !options.names(name)
 }
 
 /// `HTTP/1.1 {status} {reason}\r\n`: we always speak 1.1 (RFC 9110 §2.5, even to 1.0 clients).
