@@ -8,7 +8,6 @@
 //!   `MatchRequest`, `Params`, `RouterError`
 //! - `normalize::{split_target, normalize_path, Target, PathError}`
 //! - `Rewrite::parse(template, &PathMatch)`, `Rewrite::apply`, `strip_prefix`
-
 //!
 //! Layout: [`normalize`] turns the request-target into the path that is matched and forwarded;
 //! `host` and `pattern` compile the conditions; `trie` holds one host bucket's paths;
