@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use super::body::Checksum;
 use super::IO_TIMEOUT;
 
 /// A response as a test sees it.
@@ -287,7 +288,32 @@ impl Raw {
     /// Like [`Raw::read_response_to`], but Ok(None) when the connection closes (or is reset)
     /// before the first byte of a response, and Err on a timeout or a response cut short.
     pub fn try_read_response_to(&mut self, method: &str) -> io::Result<Option<RawResponse>> {
-        let mut head = loop {
+        let mut body = Vec::new();
+        let head = self.read_response_with(method, &mut |chunk| body.extend_from_slice(chunk))?;
+        Ok(head.map(|mut h| {
+            h.body = body;
+            h
+        }))
+    }
+
+    /// Reads the next final response and checksums its body without keeping it (for large
+    /// bodies); the returned response's `body` is empty.
+    pub fn read_response_summed(&mut self, method: &str) -> (RawResponse, Checksum) {
+        let mut sum = Checksum::new();
+        match self.read_response_with(method, &mut |chunk| sum.update(chunk)) {
+            Ok(Some(head)) => (head, sum),
+            Ok(None) => panic!("connection closed before a response"),
+            Err(e) => panic!("reading a response after {} body bytes: {e}", sum.len()),
+        }
+    }
+
+    /// Reads the next final response (skipping 1xx), handing body bytes to `sink` as they come.
+    pub fn read_response_with(
+        &mut self,
+        method: &str,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<Option<RawResponse>> {
+        let head = loop {
             match self.read_head()? {
                 None => return Ok(None),
                 Some(h) if (100..200).contains(&h.status) && h.status != 101 => continue,
@@ -306,24 +332,18 @@ impl Raw {
             .iter()
             .any(|v| v.to_ascii_lowercase().contains("chunked"));
         if chunked {
-            head.body = self.read_chunked()?;
+            self.read_chunked(sink)?;
         } else if let Some(len) = head.header("content-length") {
-            let len: usize = len
+            let len: u64 = len
                 .trim()
                 .parse()
                 .unwrap_or_else(|_| panic!("bad content-length {len:?}"));
-            while self.buf.len() < len {
-                if self.fill()? == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("body cut short: {} of {len} bytes", self.buf.len()),
-                    ));
-                }
-            }
-            head.body = self.buf.drain(..len).collect();
+            self.read_exact_into(len, sink)?;
         } else {
             // Delimited by close.
             loop {
+                sink(&self.buf);
+                self.buf.clear();
                 match self.fill() {
                     Ok(0) => break,
                     Ok(_) => {}
@@ -331,9 +351,27 @@ impl Raw {
                     Err(e) => return Err(e),
                 }
             }
-            head.body = std::mem::take(&mut self.buf);
         }
         Ok(Some(head))
+    }
+
+    fn read_exact_into(&mut self, len: u64, sink: &mut dyn FnMut(&[u8])) -> io::Result<()> {
+        let mut left = len;
+        loop {
+            let take = (self.buf.len() as u64).min(left) as usize;
+            sink(&self.buf[..take]);
+            self.buf.drain(..take);
+            left -= take as u64;
+            if left == 0 {
+                return Ok(());
+            }
+            if self.fill()? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("body cut short: {} of {len} bytes", len - left),
+                ));
+            }
+        }
     }
 
     fn read_line(&mut self) -> io::Result<Vec<u8>> {
@@ -342,6 +380,9 @@ impl Raw {
                 let line = self.buf[..pos].to_vec();
                 self.buf.drain(..pos + 2);
                 return Ok(line);
+            }
+            if self.buf.len() > 64 * 1024 {
+                panic!("chunk line longer than 64 KiB from gateway");
             }
             if self.fill()? == 0 {
                 return Err(io::Error::new(
@@ -352,29 +393,24 @@ impl Raw {
         }
     }
 
-    fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
-        let mut body = Vec::new();
+    fn read_chunked(&mut self, sink: &mut dyn FnMut(&[u8])) -> io::Result<()> {
         loop {
             let line = self.read_line()?;
             let text = String::from_utf8_lossy(&line);
             let size_text = text.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_text, 16)
+            let size = u64::from_str_radix(size_text, 16)
                 .unwrap_or_else(|_| panic!("bad chunk size line from gateway: {text:?}"));
             if size == 0 {
                 while !self.read_line()?.is_empty() {}
-                return Ok(body);
+                return Ok(());
             }
-            while self.buf.len() < size + 2 {
-                if self.fill()? == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "closed inside a chunk",
-                    ));
-                }
-            }
-            body.extend(self.buf.drain(..size));
-            let crlf: Vec<u8> = self.buf.drain(..2).collect();
-            assert_eq!(crlf, b"\r\n", "chunk not followed by CRLF");
+            self.read_exact_into(size, sink)?;
+            let crlf = self.read_line()?;
+            assert!(
+                crlf.is_empty(),
+                "chunk not followed by CRLF: {:?}",
+                String::from_utf8_lossy(&crlf)
+            );
         }
     }
 

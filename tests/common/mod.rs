@@ -5,10 +5,14 @@
 //! Nothing here sleeps to synchronize: tests wait on sockets (with read timeouts, so a bug fails
 //! a test instead of hanging it) and on the upstream's own counters and gates.
 #![allow(dead_code)]
+// The harness runs on plain std threads, not on workers: the project-wide ban on locks (which
+// protects the workers' hot path) does not apply to test upstreams and log collectors.
+#![allow(clippy::disallowed_types)]
 
 pub mod body;
 pub mod client;
 pub mod gateway;
+pub mod process;
 pub mod upstream;
 
 /// How long any blocking read in a test may wait before the test fails.

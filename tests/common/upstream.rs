@@ -72,8 +72,14 @@ pub enum Behavior {
     /// Echoes as keep-alive, but closes the connection without a word after the `n`-th
     /// response on it.
     CloseSilentlyAfter(usize),
+    /// Echoes as keep-alive `n` times on a connection; reads the next request on it and closes
+    /// without answering (the stale pooled connection a proxy must retry idempotent requests on).
+    DropNextAfter(usize),
     /// Announces `Content-Length: 100000`, sends 1000 bytes, closes.
     CloseMidBody,
+    /// Announces `Content-Length: 100000`, sends 1000 bytes, then stalls (holds the connection
+    /// open, sending nothing) until the peer closes it.
+    StallMidBody,
     /// Reads the request and never answers (holds the connection until it is closed).
     NeverAnswer,
 }
@@ -637,6 +643,23 @@ fn serve(stream: TcpStream, shared: &Shared, conn: usize) -> io::Result<()> {
             shared.name
         );
         match behavior {
+            Behavior::DropNextAfter(n) if served_here > n => {
+                let _ = reader.get_ref().shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            Behavior::DropNextAfter(_) => {
+                write_echo(&mut out, &recorded, shared, &common, is_head, false)?
+            }
+            Behavior::StallMidBody => {
+                write!(
+                    out,
+                    "HTTP/1.1 200 OK\r\n{common}content-length: 100000\r\n\r\n"
+                )?;
+                out.write_all(&body::pattern(1000))?;
+                out.flush()?;
+                hold_until_closed(&mut reader, shared)?;
+                return Ok(());
+            }
             Behavior::Echo => write_echo(&mut out, &recorded, shared, &common, is_head, false)?,
             Behavior::Gate(gate) => {
                 gate.wait(&shared.stop);
@@ -719,13 +742,7 @@ fn serve(stream: TcpStream, shared: &Shared, conn: usize) -> io::Result<()> {
                 return Ok(());
             }
             Behavior::NeverAnswer => {
-                // Hold the connection until the gateway (or the test's drop) closes it.
-                let mut sink = [0u8; 4096];
-                while !shared.stop.load(Ordering::SeqCst) {
-                    if reader.read(&mut sink)? == 0 {
-                        return Ok(());
-                    }
-                }
+                hold_until_closed(&mut reader, shared)?;
                 return Ok(());
             }
         }
@@ -734,6 +751,17 @@ fn serve(stream: TcpStream, shared: &Shared, conn: usize) -> io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Holds the connection, discarding input, until the peer (or the test's drop) closes it.
+fn hold_until_closed(reader: &mut BufReader<TcpStream>, shared: &Shared) -> io::Result<()> {
+    let mut sink = [0u8; 4096];
+    while !shared.stop.load(Ordering::SeqCst) {
+        if reader.read(&mut sink)? == 0 {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 fn write_echo(
