@@ -365,7 +365,7 @@ driver_tests! {
     fn two_listeners_both_serve(driver: &str) {
         let up = Upstream::echo("echo");
         let gw = GatewayConfig::new(driver)
-            .server("listen", r#"["127.0.0.1:0", "127.0.0.1:0"]"#)
+            .server("listen", r#"["127.0.0.1:0", "127.0.0.2:0"]"#)
             .upstream("echo", &[up.addr()])
             .route_all_to("echo")
             .start();
