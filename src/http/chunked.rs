@@ -82,11 +82,6 @@ impl ChunkedDecoder {
         Self::default()
     }
 
-    /// Payload bytes decoded so far.
-    pub fn payload_bytes(&self) -> u64 {
-        0
-    }
-
     /// Consumes framing and data from `input`, calling `on_data` with the range of each
     /// payload piece inside `input`. Stops at the end of the body.
     ///

@@ -102,8 +102,6 @@ pub struct DownstreamInfo<'a> {
     pub keep_alive: bool,
     /// The request id to echo if the upstream did not send one.
     pub request_id: &'a [u8],
-    /// The body will be de-chunked and delimited by closing (HTTP/1.0 client).
-    pub dechunk: bool,
 }
 
 /// Whether the proxy must de-chunk this response for the client: HTTP/1.0 clients do not know

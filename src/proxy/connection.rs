@@ -38,6 +38,9 @@ pub async fn serve_connection(ctx: Rc<WorkerContext>, stream: TcpStream, peer: S
     let _ = stream.set_nodelay(true);
     let mut conn = ClientConn::new(stream, peer);
     while conn.serve_one(&ctx).await == Next::KeepAlive {}
+    if conn.linger {
+        conn.linger_close().await;
+    }
 }
 
 /// A client connection and the buffers it reuses for every request.
@@ -60,6 +63,8 @@ pub(super) struct ClientConn {
     /// Bytes of the current response were written: an error can no longer be answered.
     pub(super) response_started: bool,
     served: u64,
+    /// The connection closes after an error answer while the client may still be sending.
+    linger: bool,
 }
 
 impl ClientConn {
@@ -79,6 +84,7 @@ impl ClientConn {
             params: Params::default(),
             response_started: false,
             served: 0,
+            linger: false,
         }
     }
 
@@ -312,6 +318,7 @@ impl ClientConn {
             Some(head) if error.keeps_connection() && head.keep_alive => self.consume_request(head),
             _ => false,
         };
+        self.linger = !keep_alive;
         self.out.clear();
         write_error_response(&mut self.out, status, message, keep_alive, &self.request_id);
         let written = write_all_reuse(&mut self.stream, &mut self.out).await;
@@ -322,6 +329,34 @@ impl ClientConn {
         }
     }
 }
+
+impl ClientConn {
+    /// Closes after an error answer without losing it: closing a socket with unread input
+    /// makes the kernel send a reset, which can destroy the answer before the client reads
+    /// it. So: shut down our side, then read and discard (bounded in time and bytes) until
+    /// the client closes.
+    async fn linger_close(&mut self) {
+        use monoio::io::AsyncWriteRent;
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            self.input.consume(self.input.len());
+            let read = self.input.fill(&mut self.stream, CLIENT_BUF);
+            match monoio::time::timeout_at(deadline.into(), read).await {
+                Ok(Ok(n)) if n > 0 => discarded += n,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Longest lingering close.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most bytes discarded in a lingering close.
+const LINGER_BYTES: usize = 256 * 1024;
 
 fn head_limits(snapshot: &Snapshot) -> HeadLimits {
     let limits = snapshot.server.limits;

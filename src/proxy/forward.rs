@@ -17,7 +17,8 @@ use super::context::WorkerContext;
 use super::error::ProxyError;
 use crate::config::{HostPolicy, ProxyAction, Snapshot, Upstream, UpstreamId};
 use crate::http::writer::{
-    write_continue, write_downstream_response, write_upstream_request, DownstreamInfo, ForwardInfo,
+    must_dechunk, write_continue, write_downstream_response, write_upstream_request,
+    DownstreamInfo, ForwardInfo,
 };
 use crate::http::{
     parse_response, BodyFraming, RequestHead, ResponseFraming, ResponseHead, Version,
@@ -278,8 +279,7 @@ impl ClientConn {
         head: &RequestHead,
         response: ResponseHead,
     ) -> Result<Next, ProxyError> {
-        let dechunk =
-            response.framing == ResponseFraming::Chunked && head.version == Version::Http10;
+        let dechunk = must_dechunk(&response, head.version);
         let keep_alive = head.keep_alive
             && !dechunk
             && response.framing != ResponseFraming::UntilClose
@@ -288,7 +288,6 @@ impl ClientConn {
             client_version: head.version,
             keep_alive,
             request_id: &self.request_id,
-            dechunk,
         };
         write_downstream_response(
             &mut self.out,
