@@ -174,6 +174,26 @@ driver_tests! {
         assert_eq!(up.requests(), 0);
     }
 
+    fn stalled_request_body_is_cut_after_body_idle(driver: &str) {
+        let up = Upstream::echo("echo");
+        let gw = config(driver, &up).timeout("body_idle", "300ms").start();
+        let mut raw = Raw::connect(gw.addr());
+        let start = std::time::Instant::now();
+        raw.send("POST /stall HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n0123456789");
+        // The gateway may answer 408 (or 400) before closing; either way the connection ends.
+        match raw.try_read_response_to("POST") {
+            Ok(Some(r)) => {
+                assert!(r.status == 408 || r.status == 400, "stalled body answered {}", r.status);
+                raw.read_until_closed();
+            }
+            Ok(None) => {}
+            Err(e) => panic!("stalled request body not cut: {e}"),
+        }
+        let waited = start.elapsed();
+        assert!(waited >= std::time::Duration::from_millis(250), "cut after only {waited:?}");
+        assert!(up.recorded().is_empty(), "the upstream received a complete request");
+    }
+
     fn large_transfers_through_binary_stay_in_bounded_memory(driver: &str) {
         large_transfers_in_bounded_memory(driver, 256 * MIB);
     }

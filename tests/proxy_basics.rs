@@ -362,6 +362,18 @@ driver_tests! {
         assert_eq!(up.requests(), 0);
     }
 
+    fn store_swaps_the_configuration_for_new_requests(driver: &str) {
+        let respond = |body: &str| {
+            GatewayConfig::new(driver).routes(&format!(
+                "[[routes]]\nname = \"r\"\nmatch = {{ path_prefix = \"/\" }}\nrespond = {{ status = 200, body = \"{body}\" }}\n"
+            ))
+        };
+        let gw = respond("old").start();
+        assert_eq!(client::get(&gw.url("/")).text(), "old");
+        gw.store(&respond("new"));
+        assert_eq!(client::get(&gw.url("/")).text(), "new");
+    }
+
     fn two_listeners_both_serve(driver: &str) {
         let up = Upstream::echo("echo");
         let gw = GatewayConfig::new(driver)
