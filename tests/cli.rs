@@ -1,0 +1,169 @@
+//! The `ringgate` binary: `--check` on valid and invalid files, and a real run on a port-0
+//! config (readiness by reading its log, a request, SIGTERM/SIGINT, exit status 0).
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::client;
+use common::gateway::GatewayConfig;
+use common::upstream::{Echoed, Upstream};
+
+use common::process::{temp_config, Ringgate};
+
+fn check(path: &PathBuf) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringgate"))
+        .arg("--check")
+        .arg("--config")
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ringgate --check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The 1-based line of the first line of `text` containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in config")
+        + 1
+}
+
+#[test]
+fn check_accepts_a_valid_config() {
+    let up = Upstream::echo("echo");
+    let text = GatewayConfig::new("legacy")
+        .upstream("echo", &[up.addr()])
+        .route_all_to("echo")
+        .render();
+    let path = temp_config(&text);
+    let (ok, output) = check(&path);
+    assert!(
+        ok,
+        "--check rejected a valid config:\n{output}\n--- config ---\n{text}"
+    );
+    assert!(
+        output.to_ascii_lowercase().contains("ok"),
+        "--check should say the config is ok: {output:?}"
+    );
+}
+
+#[test]
+fn check_reports_every_problem_with_file_line_and_key() {
+    let up = Upstream::echo("echo");
+    let text = GatewayConfig::new("legacy")
+        .upstream("echo", &[up.addr()])
+        .routes(
+            r#"
+[[routes]]
+name = "first"
+match = { path_prefix = "/a" }
+upstream = "missing-one"
+
+[[routes]]
+name = "second"
+match = { path_prefix = "/b" }
+upstream = "missing-two"
+"#,
+        )
+        .render();
+    let path = temp_config(&text);
+    let (ok, output) = check(&path);
+    assert!(
+        !ok,
+        "--check accepted a config with unknown upstreams:\n{output}"
+    );
+    let origin = path.display().to_string();
+    for (index, name) in [(0, "missing-one"), (1, "missing-two")] {
+        let expected = format!(
+            "{origin}:{}: routes[{index}].upstream: ",
+            line_of(&text, name)
+        );
+        assert!(
+            output.contains(&expected),
+            "expected {expected:?} in:\n{output}\n--- config ---\n{text}"
+        );
+    }
+}
+
+#[test]
+fn check_reports_an_unknown_key_with_its_line() {
+    let text = "[server]\nlisten = [\"127.0.0.1:0\"]\nworkerz = 2\n";
+    let path = temp_config(text);
+    let (ok, output) = check(&path);
+    assert!(!ok, "--check accepted an unknown key:\n{output}");
+    let origin = path.display().to_string();
+    assert!(
+        output.contains(&format!("{origin}:3: ")),
+        "expected the file and line 3 in:\n{output}"
+    );
+    assert!(
+        output.contains("workerz"),
+        "expected the unknown key in:\n{output}"
+    );
+}
+
+#[test]
+fn check_on_a_missing_file_fails() {
+    let path = std::env::temp_dir().join("ringgate-test-does-not-exist.toml");
+    let (ok, output) = check(&path);
+    assert!(!ok, "--check accepted a missing file:\n{output}");
+}
+
+driver_tests! {
+    fn binary_serves_and_exits_0_on_sigterm(driver: &str) {
+        let up = Upstream::echo("echo");
+        let text = GatewayConfig::new(driver)
+            .upstream("echo", &[up.addr()])
+            .route_all_to("echo")
+            .render();
+        let mut gw = Ringgate::spawn(&text, &[]);
+        let r = client::get(&format!("http://{}/via/binary", gw.addr()));
+        assert_eq!(r.status, 200);
+        assert_eq!(Echoed::parse(&r.text()).target, "/via/binary");
+        let status = gw.signal_and_wait("TERM", Duration::from_secs(15));
+        assert!(status.success(), "exit status after SIGTERM: {status:?}\n{}", gw.log());
+    }
+
+    fn binary_exits_0_on_sigint(driver: &str) {
+        let text = GatewayConfig::new(driver)
+            .routes(r#"
+                [[routes]]
+                name = "health"
+                match = { path_exact = "/health" }
+                respond = { status = 200, body = "ok\n" }
+            "#)
+            .render();
+        let mut gw = Ringgate::spawn(&text, &[]);
+        assert_eq!(client::get(&format!("http://{}/health", gw.addr())).text(), "ok\n");
+        let status = gw.signal_and_wait("INT", Duration::from_secs(15));
+        assert!(status.success(), "exit status after SIGINT: {status:?}\n{}", gw.log());
+    }
+
+    fn binary_workers_flag_overrides_config(driver: &str) {
+        let text = GatewayConfig::new(driver)
+            .workers(1)
+            .routes(r#"
+                [[routes]]
+                name = "health"
+                match = { path_exact = "/health" }
+                respond = { status = 200, body = "ok\n" }
+            "#)
+            .render();
+        let mut gw = Ringgate::spawn(&text, &["--workers", "3"]);
+        for _ in 0..3 {
+            assert_eq!(client::get(&format!("http://{}/health", gw.addr())).status, 200);
+        }
+        let threads = gw.proc_status("Threads");
+        assert!(threads >= 4, "--workers 3: {threads} threads (main + 3 workers expected)\n{}", gw.log());
+        let status = gw.signal_and_wait("TERM", Duration::from_secs(15));
+        assert!(status.success(), "{status:?}\n{}", gw.log());
+    }
+}

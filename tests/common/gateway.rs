@@ -1,0 +1,265 @@
+//! Starts ringgate in-process on 127.0.0.1:0 from a config the test describes.
+//!
+//! The harness writes `[server]` (listen, workers, driver, limits, timeouts) with test-friendly
+//! defaults the test may override key by key, then the test's upstreams and routes. The text
+//! goes through `config::load_str` and `Server::start`, exactly as the binary does.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringgate::config;
+use ringgate::server::{DriverKind, RunningServer, Server};
+
+/// A config under construction.
+#[derive(Clone)]
+pub struct GatewayConfig {
+    driver: String,
+    server: BTreeMap<String, String>,
+    limits: BTreeMap<String, String>,
+    timeouts: BTreeMap<String, String>,
+    upstreams: Vec<String>,
+    routes: Vec<String>,
+}
+
+fn quoted(s: &str) -> String {
+    format!("\"{s}\"")
+}
+
+impl GatewayConfig {
+    /// `driver` is `"io_uring"` or `"legacy"` (from `driver_tests!`). One worker by default,
+    /// so that per-worker state (pools, round robin) gives exact counts.
+    pub fn new(driver: &str) -> Self {
+        let mut server = BTreeMap::new();
+        server.insert("listen".into(), "[\"127.0.0.1:0\"]".into());
+        server.insert("workers".into(), "1".into());
+        server.insert("pin_workers".into(), "false".into());
+        server.insert("driver".into(), quoted(driver));
+        server.insert("graceful_shutdown".into(), quoted("5s"));
+        let mut limits = BTreeMap::new();
+        limits.insert("max_head_bytes".into(), "16384".into());
+        limits.insert("max_headers".into(), "100".into());
+        limits.insert("max_uri_bytes".into(), "8192".into());
+        limits.insert("max_body_bytes".into(), quoted("10MiB"));
+        let mut timeouts = BTreeMap::new();
+        timeouts.insert("head_read".into(), quoted("10s"));
+        timeouts.insert("keepalive_idle".into(), quoted("60s"));
+        timeouts.insert("body_idle".into(), quoted("30s"));
+        GatewayConfig {
+            driver: driver.to_string(),
+            server,
+            limits,
+            timeouts,
+            upstreams: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// Sets a `[server]` key to a TOML value (write strings quoted: `r#""2s""#`).
+    pub fn server(mut self, key: &str, toml_value: &str) -> Self {
+        self.server.insert(key.into(), toml_value.into());
+        self
+    }
+
+    pub fn workers(self, n: usize) -> Self {
+        self.server("workers", &n.to_string())
+    }
+
+    /// Sets a `[server.limits]` key to a TOML value.
+    pub fn limit(mut self, key: &str, toml_value: &str) -> Self {
+        self.limits.insert(key.into(), toml_value.into());
+        self
+    }
+
+    /// Sets a `[server.timeouts]` key to a duration string such as `"300ms"`.
+    pub fn timeout(mut self, key: &str, duration: &str) -> Self {
+        self.timeouts.insert(key.into(), quoted(duration));
+        self
+    }
+
+    /// An upstream group with default pool and timeouts.
+    pub fn upstream(self, name: &str, targets: &[SocketAddr]) -> Self {
+        self.upstream_with(
+            name,
+            targets,
+            r#"connect = "1s", first_byte = "5s", idle = "5s""#,
+        )
+    }
+
+    /// An upstream group with these inline timeouts (`connect = "1s", first_byte = ...`).
+    pub fn upstream_with(mut self, name: &str, targets: &[SocketAddr], timeouts: &str) -> Self {
+        let targets: Vec<String> = targets
+            .iter()
+            .map(|a| format!("{{ addr = \"{a}\" }}"))
+            .collect();
+        self.upstreams.push(format!(
+            "[[upstreams]]\nname = \"{name}\"\ntargets = [ {} ]\npool = {{ max_idle_per_target = 64, idle_timeout = \"30s\" }}\ntimeouts = {{ {timeouts} }}\n",
+            targets.join(", ")
+        ));
+        self
+    }
+
+    /// Raw TOML for one or more `[[routes]]` tables, appended in order.
+    pub fn routes(mut self, toml: &str) -> Self {
+        self.routes.push(toml.trim().to_string());
+        self
+    }
+
+    /// A catch-all route (`path_prefix = "/"`) to `upstream`.
+    pub fn route_all_to(self, upstream: &str) -> Self {
+        self.routes(&format!(
+            "[[routes]]\nname = \"all\"\nmatch = {{ path_prefix = \"/\" }}\nupstream = \"{upstream}\"\n"
+        ))
+    }
+
+    /// The config file's text.
+    pub fn render(&self) -> String {
+        let mut s = String::from("[server]\n");
+        for (k, v) in &self.server {
+            s.push_str(&format!("{k} = {v}\n"));
+        }
+        s.push_str("\n[server.limits]\n");
+        for (k, v) in &self.limits {
+            s.push_str(&format!("{k} = {v}\n"));
+        }
+        s.push_str("\n[server.timeouts]\n");
+        for (k, v) in &self.timeouts {
+            s.push_str(&format!("{k} = {v}\n"));
+        }
+        for u in &self.upstreams {
+            s.push('\n');
+            s.push_str(u);
+        }
+        for r in &self.routes {
+            s.push('\n');
+            s.push_str(r);
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Loads the config and starts the server; panics (failing the test) if either fails or
+    /// the workers do not run the requested driver.
+    pub fn start(&self) -> Gateway {
+        let text = self.render();
+        let snapshot = match config::load_str(&text, "test.toml") {
+            Ok(s) => s,
+            Err(e) => {
+                let problems: Vec<String> = e
+                    .problems
+                    .iter()
+                    .map(|p| format!("{:?}: {}: {}", p.line, p.key, p.message))
+                    .collect();
+                panic!(
+                    "test config rejected: {e}\n{}\n--- config ---\n{text}",
+                    problems.join("\n")
+                )
+            }
+        };
+        let server = Server::start(Arc::new(snapshot))
+            .unwrap_or_else(|e| panic!("Server::start failed: {e:?}\n--- config ---\n{text}"));
+        let expected = match self.driver.as_str() {
+            "io_uring" => Some(DriverKind::IoUring),
+            "legacy" => Some(DriverKind::Legacy),
+            _ => None,
+        };
+        let drivers = server.drivers();
+        assert!(!drivers.is_empty(), "server reports no workers");
+        if let Some(kind) = expected {
+            assert!(
+                drivers.iter().all(|d| *d == kind),
+                "asked for {kind:?}, workers run {drivers:?}"
+            );
+        }
+        let addrs = server.local_addrs();
+        assert!(!addrs.is_empty(), "server reports no listeners");
+        assert!(
+            addrs.iter().all(|a| a.port() != 0),
+            "listener without a real port: {addrs:?}"
+        );
+        Gateway {
+            server: Some(server),
+            addrs,
+        }
+    }
+}
+
+/// A running in-process gateway. Dropping it shuts it down (bounded: a hang fails the test).
+pub struct Gateway {
+    server: Option<RunningServer>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Gateway {
+    /// The first listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr(), path)
+    }
+
+    pub fn drivers(&self) -> Vec<DriverKind> {
+        self.server
+            .as_ref()
+            .map(|s| s.drivers())
+            .unwrap_or_default()
+    }
+
+    /// Swaps in a new configuration.
+    pub fn store(&self, config: &GatewayConfig) {
+        let snapshot = config::load_str(&config.render(), "test.toml").expect("reload config");
+        self.server
+            .as_ref()
+            .expect("running")
+            .store(Arc::new(snapshot));
+    }
+
+    /// Graceful shutdown; panics if it fails or takes longer than `limit`.
+    pub fn shutdown_within(mut self, limit: Duration) {
+        let server = self.server.take().expect("running");
+        match shutdown_bounded(server, limit) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => panic!("shutdown failed: {e}"),
+            None => panic!("shutdown did not finish within {limit:?}"),
+        }
+    }
+
+    /// Graceful shutdown (at most 15 s).
+    pub fn shutdown(self) {
+        self.shutdown_within(Duration::from_secs(15));
+    }
+}
+
+/// Runs `shutdown` on its own thread so a hang becomes `None` instead of a hung test.
+fn shutdown_bounded(server: RunningServer, limit: Duration) -> Option<Result<(), String>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let result = server.shutdown().map_err(|e| format!("{e:?}"));
+        let _ = tx.send(result);
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            let result = shutdown_bounded(server, Duration::from_secs(15));
+            if !std::thread::panicking() {
+                match result {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => panic!("shutdown at drop failed: {e}"),
+                    None => panic!("shutdown at drop did not finish within 15s"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The integration-test harness: real upstream HTTP servers, an in-process ringgate started on
+//! ephemeral ports, and clients (ureq for normal traffic, raw sockets for everything a client
+//! library would refuse to send).
+//!
+//! Nothing here sleeps to synchronize: tests wait on sockets (with read timeouts, so a bug fails
+//! a test instead of hanging it) and on the upstream's own counters and gates.
+#![allow(dead_code)]
+// The harness runs on plain std threads, not on workers: the project-wide ban on locks (which
+// protects the workers' hot path) does not apply to test upstreams and log collectors.
+#![allow(clippy::disallowed_types)]
+
+pub mod body;
+pub mod client;
+pub mod gateway;
+pub mod process;
+pub mod upstream;
+
+/// How long any blocking read in a test may wait before the test fails.
+pub const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Expands each test into one `#[test]` per driver (`name::io_uring` and `name::legacy`),
+/// passing `"io_uring"` or `"legacy"` as the test's `driver` argument.
+///
+/// ```ignore
+/// driver_tests! {
+///     fn keep_alive_reuses_upstream_connection(driver: &str) { /* ... */ }
+/// }
+/// ```
+#[macro_export]
+macro_rules! driver_tests {
+    ($( $(#[$meta:meta])* fn $name:ident($driver:ident: &str) $body:block )*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                fn run($driver: &str) $body
+
+                $(#[$meta])*
+                #[test]
+                fn io_uring() {
+                    run("io_uring")
+                }
+
+                $(#[$meta])*
+                #[test]
+                fn legacy() {
+                    run("legacy")
+                }
+            }
+        )*
+    };
+}
