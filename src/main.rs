@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use ringgate::config::{self, WorkerCount};
-use ringgate::server::{signals, Server};
+use ringgate::server::signals::ShutdownSignals;
+use ringgate::server::Server;
 
 /// A thread-per-core HTTP API gateway on io_uring.
 #[derive(Debug, Parser)]
@@ -57,11 +58,12 @@ fn main() -> ExitCode {
 }
 
 fn run(snapshot: config::Snapshot) -> anyhow::Result<()> {
+    let mut signals = ShutdownSignals::install().context("installing signal handlers")?;
     let server = Server::start(Arc::new(snapshot)).context("starting the server")?;
     for addr in server.local_addrs() {
         log::info!("listening on {addr}");
     }
-    let signal = signals::wait_for_shutdown().context("installing signal handlers")?;
+    let signal = signals.wait();
     log::info!("{signal} received: shutting down gracefully");
     server.shutdown().context("shutting down")?;
     log::info!("stopped");

@@ -29,6 +29,9 @@ fn wait_until_refused(addr: SocketAddr) {
     loop {
         match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
+            // A connection queued on a worker's SO_REUSEPORT socket as that worker closes it
+            // is reset by the kernel: to the client that is a refusal too.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
             Err(e) => panic!("connect during shutdown: {e}"),
             Ok(stream) => drop(stream),
         }

@@ -36,10 +36,19 @@ pub(super) enum Next {
 pub async fn serve_connection(ctx: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr) {
     let _open = ctx.drain().track_connection();
     let _ = stream.set_nodelay(true);
-    let mut conn = ClientConn::new(stream, peer);
-    while conn.serve_one(&ctx).await == Next::KeepAlive {}
-    if conn.linger {
-        conn.linger_close().await;
+    let aborted = ctx.drain().aborted();
+    let serve = async {
+        let mut conn = ClientConn::new(stream, peer);
+        while conn.serve_one(&ctx).await == Next::KeepAlive {}
+        if conn.linger {
+            conn.linger_close().await;
+        }
+    };
+    // Past the grace period the connection is dropped wherever it is; dropping the future
+    // closes its client and upstream sockets.
+    monoio::select! {
+        _ = aborted => {}
+        _ = serve => {}
     }
 }
 
@@ -150,23 +159,18 @@ impl ClientConn {
     ) -> Result<bool, ProxyError> {
         let timeouts = snapshot.server.timeouts;
         let max = snapshot.server.limits.max_head_bytes;
-        if self.served == 0 {
-            // A fresh connection owes us a request head within head_read (slowloris guard).
-            let read = self.input.fill(&mut self.stream, max);
-            return match monoio::time::timeout(timeouts.head_read, read).await {
-                Err(_) => Ok(false),
-                Ok(Err(e)) => Err(ProxyError::ClientGone(e)),
-                Ok(Ok(n)) => Ok(n > 0),
-            };
-        }
         let drain = Rc::clone(ctx.drain());
         if drain.is_draining() {
             return Ok(false);
         }
-        let read = monoio::time::timeout(
-            timeouts.keepalive_idle,
-            self.input.fill(&mut self.stream, max),
-        );
+        // A fresh connection owes us a request head within head_read (slowloris guard); a
+        // kept-alive one may idle for keepalive_idle.
+        let wait = if self.served == 0 {
+            timeouts.head_read
+        } else {
+            timeouts.keepalive_idle
+        };
+        let read = monoio::time::timeout(wait, self.input.fill(&mut self.stream, max));
         monoio::select! {
             _ = drain.started() => Ok(false),
             result = read => match result {

@@ -1,8 +1,12 @@
-//! Worker-local graceful drain: a flag every connection can wait on, and a count of open
-//! connections the worker waits to reach zero.
+//! Worker-local graceful drain.
+//!
+//! Two flags every connection can wait on: *draining* (finish the current response, then
+//! close; idle connections close at once) and *aborted* (the grace period is over: drop the
+//! connection wherever it is). Plus a count of open connections, which the worker waits to
+//! reach zero.
 //!
 //! Single-threaded by design (`Rc`, `Cell`): it lives inside one worker and is never shared
-//! across cores. Registering a waiter costs a slab insert, no allocation once warm.
+//! across cores. Registering a waiter reuses a free slot, so no allocation once warm.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -14,9 +18,18 @@ use std::task::{Context, Poll, Waker};
 #[derive(Debug, Default)]
 pub struct Drain {
     draining: Cell<bool>,
+    aborted: Cell<bool>,
     open_connections: Cell<usize>,
     waiters: RefCell<Vec<Option<Waker>>>,
     free_slots: RefCell<Vec<usize>>,
+}
+
+/// What a [`DrainWait`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    Draining,
+    Aborted,
+    CountChangedFrom(usize),
 }
 
 impl Drain {
@@ -36,12 +49,21 @@ impl Drain {
         self.wake_all();
     }
 
+    /// Ends the grace period: every connection still open is dropped.
+    pub fn abort(&self) {
+        self.draining.set(true);
+        self.aborted.set(true);
+        self.wake_all();
+    }
+
     /// Resolves once draining has started.
-    pub fn started(self: &Rc<Self>) -> DrainStarted {
-        DrainStarted {
-            drain: Rc::clone(self),
-            slot: None,
-        }
+    pub fn started(self: &Rc<Self>) -> DrainWait {
+        self.wait(Until::Draining)
+    }
+
+    /// Resolves once the grace period is over.
+    pub fn aborted(self: &Rc<Self>) -> DrainWait {
+        self.wait(Until::Aborted)
     }
 
     /// Counts a connection as open until the guard is dropped.
@@ -57,18 +79,30 @@ impl Drain {
         self.open_connections.get()
     }
 
-    /// Resolves once draining started and no connection is open.
+    /// Resolves once no connection is open.
     pub async fn idle(self: &Rc<Self>) {
         loop {
-            if self.draining.get() && self.open_connections.get() == 0 {
+            let open = self.open_connections.get();
+            if open == 0 {
                 return;
             }
-            ConnectionClosed {
-                drain: Rc::clone(self),
-                seen: self.open_connections.get(),
-                slot: None,
-            }
-            .await;
+            self.wait(Until::CountChangedFrom(open)).await;
+        }
+    }
+
+    fn wait(self: &Rc<Self>, until: Until) -> DrainWait {
+        DrainWait {
+            drain: Rc::clone(self),
+            until,
+            slot: None,
+        }
+    }
+
+    fn holds(&self, until: Until) -> bool {
+        match until {
+            Until::Draining => self.draining.get(),
+            Until::Aborted => self.aborted.get(),
+            Until::CountChangedFrom(seen) => self.open_connections.get() != seen,
         }
     }
 
@@ -82,22 +116,19 @@ impl Drain {
 
     fn register(&self, slot: &mut Option<usize>, waker: &Waker) {
         let mut waiters = self.waiters.borrow_mut();
-        match *slot {
-            Some(i) => waiters[i] = Some(waker.clone()),
-            None => {
-                let i = match self.free_slots.borrow_mut().pop() {
-                    Some(i) => {
-                        waiters[i] = Some(waker.clone());
-                        i
-                    }
-                    None => {
-                        waiters.push(Some(waker.clone()));
-                        waiters.len() - 1
-                    }
-                };
-                *slot = Some(i);
-            }
+        if let Some(entry) = slot.and_then(|i| waiters.get_mut(i)) {
+            *entry = Some(waker.clone());
+            return;
         }
+        let index = match self.free_slots.borrow_mut().pop() {
+            Some(i) => i,
+            None => {
+                waiters.push(None);
+                waiters.len() - 1
+            }
+        };
+        waiters[index] = Some(waker.clone());
+        *slot = Some(index);
     }
 
     fn unregister(&self, slot: Option<usize>) {
@@ -110,19 +141,20 @@ impl Drain {
     }
 }
 
-/// Future returned by [`Drain::started`].
+/// Future that resolves when a drain condition holds.
 #[derive(Debug)]
-pub struct DrainStarted {
+pub struct DrainWait {
     drain: Rc<Drain>,
+    until: Until,
     slot: Option<usize>,
 }
 
-impl Future for DrainStarted {
+impl Future for DrainWait {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.drain.draining.get() {
+        if this.drain.holds(this.until) {
             return Poll::Ready(());
         }
         this.drain.register(&mut this.slot, cx.waker());
@@ -130,39 +162,13 @@ impl Future for DrainStarted {
     }
 }
 
-impl Drop for DrainStarted {
+impl Drop for DrainWait {
     fn drop(&mut self) {
         self.drain.unregister(self.slot.take());
     }
 }
 
-/// Resolves when the open-connection count changes from `seen` or draining starts.
-struct ConnectionClosed {
-    drain: Rc<Drain>,
-    seen: usize,
-    slot: Option<usize>,
-}
-
-impl Future for ConnectionClosed {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        if this.drain.open_connections.get() != this.seen || this.drain.draining.get() {
-            return Poll::Ready(());
-        }
-        this.drain.register(&mut this.slot, cx.waker());
-        Poll::Pending
-    }
-}
-
-impl Drop for ConnectionClosed {
-    fn drop(&mut self) {
-        self.drain.unregister(self.slot.take());
-    }
-}
-
-/// Keeps a connection counted as open; dropping it wakes the drain waiter.
+/// Keeps a connection counted as open; dropping it wakes whoever waits on the count.
 #[derive(Debug)]
 pub struct ConnectionGuard {
     drain: Rc<Drain>,
@@ -175,5 +181,54 @@ impl Drop for ConnectionGuard {
         if self.drain.draining.get() {
             self.drain.wake_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn poll_once(fut: &mut DrainWait) -> Poll<()> {
+        let mut cx = Context::from_waker(Waker::noop());
+        Pin::new(fut).poll(&mut cx)
+    }
+
+    #[test]
+    fn started_resolves_only_after_start() {
+        let drain = Drain::new();
+        let mut wait = drain.started();
+        assert_eq!(poll_once(&mut wait), Poll::Pending);
+        drain.start();
+        assert_eq!(poll_once(&mut wait), Poll::Ready(()));
+    }
+
+    #[test]
+    fn count_wait_is_pending_while_draining_with_connections_open() {
+        let drain = Drain::new();
+        let guard = drain.track_connection();
+        drain.start();
+        let mut wait = drain.wait(Until::CountChangedFrom(1));
+        assert_eq!(poll_once(&mut wait), Poll::Pending);
+        drop(guard);
+        assert_eq!(poll_once(&mut wait), Poll::Ready(()));
+    }
+
+    #[test]
+    fn abort_implies_draining() {
+        let drain = Drain::new();
+        drain.abort();
+        assert!(drain.is_draining());
+        assert_eq!(poll_once(&mut drain.aborted()), Poll::Ready(()));
+    }
+
+    #[test]
+    fn slots_are_reused() {
+        let drain = Drain::new();
+        for _ in 0..10 {
+            let mut wait = drain.started();
+            assert_eq!(poll_once(&mut wait), Poll::Pending);
+        }
+        assert_eq!(drain.waiters.borrow().len(), 1);
     }
 }

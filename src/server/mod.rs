@@ -10,7 +10,7 @@ mod listener;
 pub mod signals;
 mod worker;
 
-pub use drain::{ConnectionGuard, Drain};
+pub use drain::{ConnectionGuard, Drain, DrainWait};
 
 use std::io;
 use std::net::SocketAddr;

@@ -131,10 +131,13 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
     let grace = ctx.snapshot().server.graceful_shutdown;
     if monoio::time::timeout(grace, drain.idle()).await.is_err() {
         log::warn!(
-            "worker {}: graceful shutdown timed out with {} connection(s) open",
+            "worker {}: graceful shutdown timed out; closing {} connection(s)",
             spec.id,
             drain.open_connections()
         );
+        drain.abort();
+        // Every connection task drops its sockets as soon as it is polled again.
+        drain.idle().await;
     }
 }
 
