@@ -242,6 +242,24 @@ fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ringgate-loadtest.XXXXXX")
 mkdir -p "$WORK"/{tmp,data,raw,logs}
 PIDS=()             # every long-running process this script started
+CURRENT=""          # the load generator running now, if any
+
+# Every child runs in its own session (setsid), so a Ctrl-C in the terminal reaches only this
+# script, whose trap then stops everything in order. (Without it, nginx would take the SIGINT
+# as "fast shutdown" and wrk would print a partial result and exit 0 as if nothing happened.)
+# A background process of a non-interactive shell is not a process-group leader, so setsid
+# execs in place and $! is the real process.
+
+# run_load CMD...: run a load generator and wait for it. `wait` returns as soon as a trapped
+# signal arrives, so Ctrl-C does not have to wait for the end of a 15 s measurement.
+run_load() {
+    setsid "$@" &
+    CURRENT=$!
+    local rc=0
+    wait "$CURRENT" || rc=$?
+    CURRENT=""
+    return "$rc"
+}
 
 # Stop one process we started: SIGTERM, up to 5 s grace, then SIGKILL for it and for any
 # descendant (nginx workers) that outlived it. Descendants are listed before the signal and
@@ -270,6 +288,10 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     local pid
+    if [[ -n $CURRENT ]]; then
+        kill -TERM "$CURRENT" 2>/dev/null || true
+        wait "$CURRENT" 2>/dev/null || true
+    fi
     for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
     if ((KEEP)); then
         log "kept the temp dir: $WORK"
@@ -320,7 +342,7 @@ PORT_OF[$B_NAME]=$B_PORT
 start() {
     local name=$1 cpus=$2
     shift 2
-    taskset -c "$cpus" "$@" >>"$WORK/logs/$name.out" 2>>"$WORK/logs/$name.err" &
+    taskset -c "$cpus" setsid "$@" >>"$WORK/logs/$name.out" 2>>"$WORK/logs/$name.err" &
     local pid=$!
     PIDS+=("$pid")
     PID_OF[$name]=$pid
@@ -440,14 +462,14 @@ wrk_run() {
     shift 5
     local threads=$LOAD_THREADS
     ((threads <= conns)) || threads=$conns
-    env "$@" taskset -c "$L_SET" wrk -t "$threads" -c "$conns" -d "${secs}s" --timeout 10s \
+    run_load env "$@" taskset -c "$L_SET" wrk -t "$threads" -c "$conns" -d "${secs}s" --timeout 10s \
         -s "$LIB/wrk.lua" "http://127.0.0.1:${PORT_OF[$c]}$path" >"$out" 2>&1
 }
 
 # oha_run CONTENDER SECONDS CONNS PATH RATE OUTFILE
 oha_run() {
     local c=$1 secs=$2 conns=$3 path=$4 rate=$5 out=$6
-    taskset -c "$L_SET" oha --no-tui --output-format json -z "${secs}s" -c "$conns" \
+    run_load taskset -c "$L_SET" oha --no-tui --output-format json -z "${secs}s" -c "$conns" \
         -q "$rate" --latency-correction "http://127.0.0.1:${PORT_OF[$c]}$path" >"$out" 2>"$out.err"
 }
 
@@ -512,7 +534,7 @@ if selected s8; then
         log "s8: $c, $IDLE_CONNS idle keep-alive connections"
         alive "$c" || note "$c was not running before s8"
         restart_contender "$c" || { note "$c could not be restarted; s8/$c skipped"; continue; }
-        taskset -c "$L_SET" python3 "$LIB/lt.py" idle "${PORT_OF[$c]}" "$IDLE_CONNS" /small \
+        run_load taskset -c "$L_SET" python3 "$LIB/lt.py" idle "${PORT_OF[$c]}" "$IDLE_CONNS" /small \
             "${PID_OF[$c]}" >"$WORK/raw/s8.$c.out" 2>"$WORK/raw/s8.$c.err" \
             || note "s8/$c: the idle-connection client failed: $(tail -n1 "$WORK/raw/s8.$c.err")"
         alive "$c" || note "$c DIED during s8"
