@@ -15,14 +15,29 @@
 
 pub mod chunked;
 pub mod error;
+mod framing;
+pub mod headers;
 pub mod request;
 pub mod response;
 pub mod writer;
 
 pub use chunked::{ChunkedDecoder, ChunkedProgress};
-pub use error::{reason_phrase, HttpError};
-pub use request::{parse_request, HeadLimits, RequestHead};
+pub use error::{reason_phrase, ChunkedFault, HttpError, ResponseFault};
+pub use request::{parse_request, HeadLimits, RequestHead, MAX_HEADERS_CAP};
 pub use response::{parse_response, ResponseHead};
+
+/// The span of `part`, a sub-slice of `buf` handed back by httparse.
+///
+/// Offsets are computed from the pointers; a slice outside `buf` (never produced by httparse)
+/// yields an empty span instead of a panic later in [`Span::of`].
+fn span_in(buf: &[u8], part: &[u8]) -> Span {
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    let end = start.wrapping_add(part.len());
+    match (u32::try_from(start), u32::try_from(end)) {
+        (Ok(start), Ok(end)) if end as usize <= buf.len() => Span { start, end },
+        _ => Span::default(),
+    }
+}
 
 /// A byte range into the buffer a head was parsed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,14 +49,15 @@ pub struct Span {
 }
 
 impl Span {
-    /// The bytes this span covers in `buf`.
+    /// The bytes this span covers in `buf` (empty if the span lies outside it).
     pub fn of<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        &buf[self.start as usize..self.end as usize]
+        buf.get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
     }
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        (self.end - self.start) as usize
+        self.end.saturating_sub(self.start) as usize
     }
 
     /// Whether the span is empty.
@@ -62,14 +78,23 @@ pub enum Version {
 /// Request method, with the ones the proxy treats specially named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`
     Get,
+    /// `HEAD`
     Head,
+    /// `POST`
     Post,
+    /// `PUT`
     Put,
+    /// `DELETE`
     Delete,
+    /// `OPTIONS`
     Options,
+    /// `PATCH`
     Patch,
+    /// `TRACE`
     Trace,
+    /// `CONNECT` (refused with 501: tunnels are not implemented).
     Connect,
     /// Any other token; the bytes are at [`RequestHead::method`].
     Other,
@@ -80,7 +105,12 @@ impl Method {
     pub fn is_idempotent(self) -> bool {
         matches!(
             self,
-            Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
         )
     }
 }

@@ -1,9 +1,32 @@
 //! Writing heads: the forwarded request, the response to the client, and the gateway's own
 //! responses. Every writer appends to a reused `Vec<u8>`.
+//!
+//! Nothing here allocates beyond the growth of `out`: numbers are formatted on the stack, IPs
+//! through `io::Write` on the `Vec`. The proxy semantics live here: hop-by-hop and
+//! `Connection`-named fields are dropped, framing and forwarding fields are written by us.
 
+use std::io::Write as _;
 use std::net::IpAddr;
 
-use super::{HeaderSpan, RequestHead, ResponseHead, Version};
+use super::headers::{connection_names, has_connection_field, is_hop_by_hop};
+use super::{
+    reason_phrase, BodyFraming, HeaderSpan, RequestHead, ResponseFraming, ResponseHead, Version,
+};
+
+/// Our name in `Via`.
+const VIA_NAME: &[u8] = b"ringgate";
+
+/// Request fields the gateway re-writes itself, on top of the hop-by-hop ones.
+const REWRITTEN_REQUEST_FIELDS: [&[u8]; 8] = [
+    b"host",
+    b"content-length",
+    b"expect",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"via",
+    b"x-request-id",
+];
 
 /// What the proxy decided about a request that is being forwarded.
 #[derive(Debug, Clone, Copy)]
@@ -23,14 +46,51 @@ pub struct ForwardInfo<'a> {
 }
 
 /// Appends the upstream request head for `head` (parsed from `buf`).
+///
+/// The client's `X-Request-Id` fields are always dropped and `fwd.request_id` written once (if
+/// non-empty), so the id appears exactly once whether or not it came from the client.
 pub fn write_upstream_request(
-    _out: &mut Vec<u8>,
-    _buf: &[u8],
-    _head: &RequestHead,
-    _headers: &[HeaderSpan],
-    _fwd: &ForwardInfo<'_>,
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &RequestHead,
+    headers: &[HeaderSpan],
+    fwd: &ForwardInfo<'_>,
 ) {
-    todo!("http helper")
+    out.extend_from_slice(head.method.of(buf));
+    out.push(b' ');
+    out.extend_from_slice(fwd.path_and_query);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    field(out, b"Host", fwd.host);
+    let named = has_connection_field(buf, headers);
+    for h in headers {
+        let name = h.name.of(buf);
+        let rewritten = REWRITTEN_REQUEST_FIELDS
+            .iter()
+            .any(|r| name.eq_ignore_ascii_case(r));
+        if !rewritten && forwardable(buf, headers, named, name) {
+            field(out, name, h.value.of(buf));
+        }
+    }
+    match head.framing {
+        BodyFraming::Length(n) => number_field(out, b"Content-Length", n),
+        BodyFraming::Chunked => field(out, b"Transfer-Encoding", b"chunked"),
+        BodyFraming::None => {}
+    }
+    joined_field(out, buf, headers, b"X-Forwarded-For", |out| {
+        // io::Write on a Vec cannot fail.
+        let _ = write!(out, "{}", fwd.client_ip);
+    });
+    field(out, b"X-Forwarded-Proto", fwd.proto.as_bytes());
+    if let Some(host) = head.host {
+        field(out, b"X-Forwarded-Host", host.of(buf));
+    }
+    joined_field(out, buf, headers, b"Via", |out| {
+        via_entry(out, head.version)
+    });
+    if !fwd.request_id.is_empty() {
+        field(out, b"X-Request-Id", fwd.request_id);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// What the proxy decided about the response going back to the client.
@@ -44,44 +104,250 @@ pub struct DownstreamInfo<'a> {
     pub request_id: &'a [u8],
 }
 
+/// Whether the proxy must de-chunk this response for the client: HTTP/1.0 clients do not know
+/// chunked, so the body is sent raw and the connection closed to end it.
+/// [`write_downstream_response`] writes the head accordingly (no framing field, `close`).
+pub fn must_dechunk(head: &ResponseHead, client_version: Version) -> bool {
+    head.framing == ResponseFraming::Chunked && client_version == Version::Http10
+}
+
 /// Appends the response head for the client, from the upstream's `head` (parsed from `buf`).
+///
+/// The connection is closed after the response (and `Connection: close` sent) when
+/// `info.keep_alive` is false, when the body runs until the upstream closes, or when
+/// [`must_dechunk`] holds. For bodiless responses to HEAD and 304 the upstream's
+/// `Content-Length` is relayed unchanged; it is dropped for 1xx and 204, which must not carry it.
 pub fn write_downstream_response(
-    _out: &mut Vec<u8>,
-    _buf: &[u8],
-    _head: &ResponseHead,
-    _headers: &[HeaderSpan],
-    _info: &DownstreamInfo<'_>,
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &ResponseHead,
+    headers: &[HeaderSpan],
+    info: &DownstreamInfo<'_>,
 ) {
-    todo!("http helper")
+    let reason = head.reason.of(buf);
+    let reason = if reason.is_empty() {
+        reason_phrase(head.status).as_bytes()
+    } else {
+        reason
+    };
+    status_line(out, head.status, reason);
+    let named = has_connection_field(buf, headers);
+    let mut has_request_id = false;
+    let mut relayed_length = false;
+    let bodiless_status = (100..200).contains(&head.status) || head.status == 204;
+    for h in headers {
+        let (name, value) = (h.name.of(buf), h.value.of(buf));
+        if name.eq_ignore_ascii_case(b"content-length") {
+            // Only a bodiless response keeps the upstream's value (one copy: all are equal).
+            if head.framing == ResponseFraming::None && !bodiless_status && !relayed_length {
+                field(out, name, value);
+                relayed_length = true;
+            }
+        } else if name.eq_ignore_ascii_case(b"via") {
+            // Merged into one field below.
+        } else if forwardable(buf, headers, named, name) {
+            has_request_id |= name.eq_ignore_ascii_case(b"x-request-id");
+            field(out, name, value);
+        }
+    }
+    let dechunk = must_dechunk(head, info.client_version);
+    match head.framing {
+        ResponseFraming::Length(n) => number_field(out, b"Content-Length", n),
+        ResponseFraming::Chunked if !dechunk => field(out, b"Transfer-Encoding", b"chunked"),
+        _ => {}
+    }
+    let keep_alive = info.keep_alive && head.framing != ResponseFraming::UntilClose && !dechunk;
+    if !(100..200).contains(&head.status) {
+        connection_field(out, info.client_version, keep_alive);
+    }
+    joined_field(out, buf, headers, b"Via", |out| {
+        via_entry(out, head.version)
+    });
+    if !has_request_id && !info.request_id.is_empty() {
+        field(out, b"X-Request-Id", info.request_id);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends a complete error response with a short plain-text body.
 pub fn write_error_response(
-    _out: &mut Vec<u8>,
-    _status: u16,
-    _message: &str,
-    _keep_alive: bool,
-    _request_id: &[u8],
+    out: &mut Vec<u8>,
+    status: u16,
+    message: &str,
+    keep_alive: bool,
+    request_id: &[u8],
 ) {
-    todo!("http helper")
+    status_line(out, status, reason_phrase(status).as_bytes());
+    field(out, b"Content-Type", b"text/plain; charset=utf-8");
+    number_field(out, b"Content-Length", message.len() as u64 + 1);
+    if !keep_alive {
+        field(out, b"Connection", b"close");
+    }
+    if !request_id.is_empty() {
+        field(out, b"X-Request-Id", request_id);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(message.as_bytes());
+    out.push(b'\n');
 }
 
 /// Appends a complete response served by the gateway itself (a `respond` route).
+///
+/// Configured fields named `Content-Length`, `Transfer-Encoding` or `Connection` are ignored
+/// (the gateway owns framing), as is any field containing CR, LF or NUL (response splitting).
 #[allow(clippy::too_many_arguments)]
 pub fn write_static_response(
-    _out: &mut Vec<u8>,
-    _status: u16,
-    _headers: &[(String, String)],
-    _body: &[u8],
-    _head_only: bool,
-    _client_version: Version,
-    _keep_alive: bool,
-    _request_id: &[u8],
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+    head_only: bool,
+    client_version: Version,
+    keep_alive: bool,
+    request_id: &[u8],
 ) {
-    todo!("http helper")
+    status_line(out, status, reason_phrase(status).as_bytes());
+    for (name, value) in headers {
+        let (name, value) = (name.as_bytes(), value.as_bytes());
+        let owned = [&b"content-length"[..], b"transfer-encoding", b"connection"]
+            .iter()
+            .any(|o| name.eq_ignore_ascii_case(o));
+        let unsafe_bytes = name
+            .iter()
+            .chain(value)
+            .any(|&b| matches!(b, b'\r' | b'\n' | 0));
+        if !owned && !unsafe_bytes {
+            field(out, name, value);
+        }
+    }
+    let body_allowed = !((100..200).contains(&status) || status == 204 || status == 304);
+    if body_allowed {
+        number_field(out, b"Content-Length", body.len() as u64);
+    }
+    connection_field(out, client_version, keep_alive);
+    if !request_id.is_empty() {
+        field(out, b"X-Request-Id", request_id);
+    }
+    out.extend_from_slice(b"\r\n");
+    if body_allowed && !head_only {
+        out.extend_from_slice(body);
+    }
 }
 
 /// Appends `HTTP/1.1 100 Continue`.
-pub fn write_continue(_out: &mut Vec<u8>) {
-    todo!("http helper")
+pub fn write_continue(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
 }
+
+/// Appends a chunk-size line (`{hex}\r\n`) for re-chunking a body.
+pub fn write_chunk_size(out: &mut Vec<u8>, size: u64) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = size;
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The CRLF that ends chunk data.
+pub const CHUNK_DATA_END: &[u8] = b"\r\n";
+/// The last chunk with an empty trailer section.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Whether a field may pass this hop: not hop-by-hop and not named by `Connection`.
+fn forwardable(buf: &[u8], headers: &[HeaderSpan], named: bool, name: &[u8]) -> bool {
+    !is_hop_by_hop(name) && !(named && connection_names(buf, headers, name))
+}
+
+/// `HTTP/1.1 {status} {reason}\r\n`: we always speak 1.1 (RFC 9110 §2.5, even to 1.0 clients).
+fn status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `Connection: close` when closing; `keep-alive` when a 1.0 client would otherwise close.
+fn connection_field(out: &mut Vec<u8>, client_version: Version, keep_alive: bool) {
+    if !keep_alive {
+        field(out, b"Connection", b"close");
+    } else if client_version == Version::Http10 {
+        field(out, b"Connection", b"keep-alive");
+    }
+}
+
+/// `{protocol-version} ringgate`, the received protocol being the sender's version.
+fn via_entry(out: &mut Vec<u8>, version: Version) {
+    out.extend_from_slice(match version {
+        Version::Http10 => b"1.0 ",
+        Version::Http11 => b"1.1 ",
+    });
+    out.extend_from_slice(VIA_NAME);
+}
+
+/// One field: the existing values of `name` joined with `, `, then our entry.
+fn joined_field(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    headers: &[HeaderSpan],
+    name: &[u8],
+    ours: impl FnOnce(&mut Vec<u8>),
+) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    for h in headers
+        .iter()
+        .filter(|h| h.name.of(buf).eq_ignore_ascii_case(name))
+    {
+        let value = h.value.of(buf);
+        if !value.is_empty() {
+            out.extend_from_slice(value);
+            out.extend_from_slice(b", ");
+        }
+    }
+    ours(out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `{name}: {value}\r\n`
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `{name}: {n}\r\n`
+fn number_field(out: &mut Vec<u8>, name: &[u8], n: u64) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    push_decimal(out, n);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal, formatted on the stack.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;

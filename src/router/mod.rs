@@ -9,10 +9,26 @@
 //! - `normalize::{split_target, normalize_path, Target, PathError}`
 //! - `Rewrite::parse(template, &PathMatch)`, `Rewrite::apply`, `strip_prefix`
 
-pub mod normalize;
-mod rewrite;
+//!
+//! Layout: [`normalize`] turns the request-target into the path that is matched and forwarded;
+//! `host` and `pattern` compile the conditions; `trie` holds one host bucket's paths;
+//! `specificity` decides which of several matching routes wins; `table` ties them together
+//! into [`Router`]; `rewrite` maps the matched path onto the upstream path. The user-facing
+//! rules are in `docs/routing.md`.
 
+mod conditions;
+mod host;
+pub mod normalize;
+mod params;
+mod pattern;
+mod rewrite;
+mod specificity;
+mod table;
+mod trie;
+
+pub use params::{Params, MAX_PARAMS};
 pub use rewrite::{strip_prefix, Rewrite};
+pub use table::Router;
 
 /// How a route matches the path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,43 +86,4 @@ pub struct MatchRequest<'a> {
     pub path: &'a str,
     /// Method token.
     pub method: &'a str,
-}
-
-/// Captured path parameters of the last match; reused across requests.
-#[derive(Debug, Clone, Default)]
-pub struct Params {}
-
-/// The compiled matcher. `T` is the route's payload.
-#[derive(Debug)]
-pub struct Router<T> {
-    routes: Vec<T>,
-}
-
-impl<T> Router<T> {
-    /// Compiles routes; returns every problem found.
-    pub fn build(_routes: Vec<(RouteMatcher, T)>) -> Result<Self, Vec<RouterError>> {
-        todo!("router helper")
-    }
-
-    /// The most specific matching route (ties: declared order). `header` looks up a request
-    /// header by lower-case name.
-    pub fn find<'r>(
-        &'r self,
-        _req: &MatchRequest<'_>,
-        _header: &dyn Fn(&str) -> Option<&[u8]>,
-        _params: &mut Params,
-    ) -> Option<&'r T> {
-        let _ = &self.routes;
-        todo!("router helper")
-    }
-
-    /// Number of routes.
-    pub fn len(&self) -> usize {
-        self.routes.len()
-    }
-
-    /// Whether there are no routes.
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
-    }
 }

@@ -1,1 +1,193 @@
-//! placeholder
+//! Worker threads, core pinning, driver choice, listeners and graceful shutdown.
+//!
+//! [`Server::start`] binds every listener on the calling thread (so a port-0 address resolves
+//! to one real port shared by all workers, and bind errors surface before anything runs),
+//! then starts one pinned thread per worker, each with its own monoio runtime. The workers
+//! share only the `ArcSwap<Snapshot>`; everything else they touch is their own.
+
+mod drain;
+mod listener;
+pub mod signals;
+mod worker;
+
+pub use drain::{ConnectionGuard, Drain};
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{Snapshot, WorkerCount};
+use worker::{Command, WorkerSpec};
+
+/// The I/O driver a worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverKind {
+    /// io_uring.
+    IoUring,
+    /// epoll, monoio's legacy driver.
+    Legacy,
+}
+
+impl std::fmt::Display for DriverKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DriverKind::IoUring => "io_uring",
+            DriverKind::Legacy => "epoll (legacy)",
+        })
+    }
+}
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listening socket could not be set up.
+    #[error("cannot listen: {0}")]
+    Listen(#[source] io::Error),
+    /// A worker thread could not be spawned.
+    #[error("cannot spawn worker {worker}: {source}")]
+    Spawn {
+        /// Worker index.
+        worker: usize,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A worker failed while starting its runtime.
+    #[error("worker {worker} failed to start: {source}")]
+    WorkerStart {
+        /// Worker index.
+        worker: usize,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A worker thread panicked.
+    #[error("worker {0} panicked")]
+    WorkerPanicked(usize),
+}
+
+/// Entry point to start the data plane.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Binds the listeners and starts the workers. Returns once every worker runs; clients
+    /// may connect as soon as this returns.
+    pub fn start(snapshot: Arc<Snapshot>) -> Result<RunningServer, ServerError> {
+        let workers = worker_count(snapshot.server.workers);
+        let (listeners, local_addrs) =
+            listener::bind_all(&snapshot.server.listen, workers).map_err(ServerError::Listen)?;
+        let cores = if snapshot.server.pin_workers {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let driver = snapshot.server.driver;
+        let shared = Arc::new(ArcSwap::new(snapshot));
+        let mut running = RunningServer {
+            shared: Arc::clone(&shared),
+            local_addrs,
+            drivers: Vec::with_capacity(workers),
+            threads: Vec::with_capacity(workers),
+            commands: Vec::with_capacity(workers),
+        };
+        for (id, listeners) in listeners.into_iter().enumerate() {
+            let (tx, rx) = flume::bounded(1);
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let spec = WorkerSpec {
+                id,
+                core,
+                driver,
+                listeners,
+                snapshot: Arc::clone(&shared),
+                commands: rx,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("ringgate-w{id}"))
+                .spawn(move || worker::run(spec, ready_tx))
+                .map_err(|source| ServerError::Spawn { worker: id, source })?;
+            running.threads.push(thread);
+            running.commands.push(tx);
+            let kind = match ready_rx.recv() {
+                Ok(Ok(kind)) => kind,
+                Ok(Err(source)) => return Err(ServerError::WorkerStart { worker: id, source }),
+                Err(_) => return Err(ServerError::WorkerPanicked(id)),
+            };
+            log::info!(
+                "worker {id} running with the {kind} driver{}",
+                core.map(|c| format!(" on core {}", c.id))
+                    .unwrap_or_default()
+            );
+            running.drivers.push(kind);
+        }
+        Ok(running)
+    }
+}
+
+fn worker_count(configured: WorkerCount) -> usize {
+    match configured {
+        WorkerCount::Fixed(n) => n.max(1),
+        WorkerCount::Auto => std::thread::available_parallelism().map_or(1, usize::from),
+    }
+}
+
+/// A started server. Dropping it shuts it down gracefully.
+#[derive(Debug)]
+pub struct RunningServer {
+    shared: Arc<ArcSwap<Snapshot>>,
+    local_addrs: Vec<SocketAddr>,
+    drivers: Vec<DriverKind>,
+    threads: Vec<JoinHandle<()>>,
+    commands: Vec<flume::Sender<Command>>,
+}
+
+impl RunningServer {
+    /// The bound listener addresses, in `server.listen` order (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.local_addrs.clone()
+    }
+
+    /// The driver each worker runs, by worker index.
+    pub fn drivers(&self) -> Vec<DriverKind> {
+        self.drivers.clone()
+    }
+
+    /// The snapshot in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.load_full()
+    }
+
+    /// Swaps in a new snapshot; requests already routed finish on the old one.
+    pub fn store(&self, snapshot: Arc<Snapshot>) {
+        self.shared.store(snapshot);
+    }
+
+    /// Stops accepting, lets in-flight requests finish within `graceful_shutdown`, and
+    /// waits for every worker to exit.
+    pub fn shutdown(mut self) -> Result<(), ServerError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), ServerError> {
+        for tx in &self.commands {
+            let _ = tx.send(Command::Shutdown);
+        }
+        let mut result = Ok(());
+        for (id, thread) in self.threads.drain(..).enumerate() {
+            if thread.join().is_err() {
+                result = Err(ServerError::WorkerPanicked(id));
+            }
+        }
+        result
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

@@ -1,0 +1,214 @@
+//! Validation and compilation: raw file structs in, the runtime's [`Snapshot`] out.
+//!
+//! Every check records its problem and carries on with a default, so one run reports every
+//! problem in the file, each with its key path and line. A snapshot is built only when
+//! there were none. Defaults live here (and in docs/configuration.md), not in `file`.
+
+mod matcher;
+mod routes;
+mod server;
+mod upstreams;
+
+use std::ops::{Range, RangeInclusive};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::file::RawConfig;
+use super::units::{DurationValue, SizeValue};
+use super::{line_at, Problem, Snapshot};
+
+/// Checks and compiles `raw`, which was read from `text` (for line numbers).
+pub fn compile(raw: RawConfig, text: &str) -> Result<Snapshot, Vec<Problem>> {
+    let mut cx = Ctx::new(text);
+    let server = server::compile(&mut cx, raw.server.unwrap_or_default());
+    let upstreams = upstreams::compile(&mut cx, &raw.upstreams);
+    let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams);
+    match router {
+        Some(router) if cx.problems.is_empty() => Ok(Snapshot {
+            server,
+            router,
+            upstreams,
+        }),
+        _ => Err(cx.problems),
+    }
+}
+
+/// The problems found so far and the text they point into.
+pub(super) struct Ctx<'t> {
+    text: &'t str,
+    problems: Vec<Problem>,
+}
+
+impl<'t> Ctx<'t> {
+    fn new(text: &'t str) -> Self {
+        Ctx {
+            text,
+            problems: Vec::new(),
+        }
+    }
+
+    /// The 1-based line a span starts on.
+    fn line(&self, span: Range<usize>) -> usize {
+        line_at(self.text, span.start)
+    }
+
+    /// Records a problem at `key`, on the line of `span` where known.
+    fn problem(&mut self, key: impl Into<String>, span: Option<Range<usize>>, message: String) {
+        let line = span.map(|s| self.line(s));
+        self.problems.push(Problem {
+            key: key.into(),
+            line,
+            message,
+        });
+    }
+
+    /// An optional integer in `range`, else `default` (a value out of range is a problem).
+    fn int(
+        &mut self,
+        key: &str,
+        value: &Option<Spanned<i64>>,
+        range: RangeInclusive<i64>,
+        default: i64,
+    ) -> i64 {
+        let Some(value) = value else { return default };
+        let n = *value.get_ref();
+        if range.contains(&n) {
+            return n;
+        }
+        let message = format!(
+            "{n} is out of range: expected {} to {}",
+            range.start(),
+            range.end()
+        );
+        self.problem(key, Some(value.span()), message);
+        default
+    }
+
+    /// An optional size in `range` bytes, else `default`.
+    fn size(
+        &mut self,
+        key: &str,
+        value: &Option<Spanned<SizeValue>>,
+        range: RangeInclusive<u64>,
+        default: u64,
+    ) -> u64 {
+        let Some(value) = value else { return default };
+        let n = value.get_ref().0;
+        if range.contains(&n) {
+            return n;
+        }
+        let message = format!(
+            "{n} bytes is out of range: expected {} to {} bytes",
+            range.start(),
+            range.end()
+        );
+        self.problem(key, Some(value.span()), message);
+        default
+    }
+
+    /// An optional timeout, else `default`; zero is refused (it would fail every request).
+    fn timeout(
+        &mut self,
+        key: &str,
+        value: &Option<Spanned<DurationValue>>,
+        default: Duration,
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        let d = value.get_ref().0;
+        if d.is_zero() {
+            self.problem(key, Some(value.span()), "must be greater than zero".into());
+            return default;
+        }
+        d
+    }
+}
+
+/// Whether `name` is a usable upstream or route name: non-empty, `[A-Za-z0-9_.-]`.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    let ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid name `{name}`: use only letters, digits, `_`, `.` and `-`"
+        ))
+    }
+}
+
+/// Runs every check except the router build (which belongs to the router's own tests), so
+/// the file rules can be tested on their own.
+#[cfg(test)]
+pub(super) fn check_without_router(text: &str) -> Vec<Problem> {
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(err) => return vec![super::locate::toml_problem(text, &err)],
+    };
+    let mut cx = Ctx::new(text);
+    server::compile(&mut cx, raw.server.unwrap_or_default());
+    upstreams::compile(&mut cx, &raw.upstreams);
+    routes::check(&mut cx, &raw.routes, &raw.upstreams);
+    cx.problems
+}
+
+/// `(key, line)` of every problem, for compact assertions.
+#[cfg(test)]
+pub(super) fn keys_and_lines(problems: &[Problem]) -> Vec<(String, Option<usize>)> {
+    problems.iter().map(|p| (p.key.clone(), p.line)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_names_of_letters_digits_and_punctuation() {
+        assert!(check_name("users-v1.2_a").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("has space").is_err());
+        assert!(check_name("slash/y").is_err());
+    }
+
+    #[test]
+    fn bundled_files_pass_the_file_rules() {
+        for file in ["config/ringgate.toml", "config/examples/proxy.toml"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            let text = std::fs::read_to_string(path).expect("bundled file");
+            assert_eq!(check_without_router(&text), vec![], "{file}");
+        }
+    }
+
+    #[test]
+    fn collects_several_problems_at_once() {
+        let text = r#"
+[server]
+workers = 0
+
+[server.limits]
+max_headers = 1000
+
+[[upstreams]]
+name = "a"
+targets = []
+
+[[routes]]
+name = "r"
+upstream = "missing"
+"#;
+        let problems = check_without_router(text);
+        assert_eq!(
+            keys_and_lines(&problems),
+            vec![
+                ("server.workers".to_string(), Some(3)),
+                ("server.limits.max_headers".to_string(), Some(6)),
+                ("upstreams[0].targets".to_string(), Some(9)),
+                ("routes[0].upstream".to_string(), Some(14)),
+            ]
+        );
+    }
+}

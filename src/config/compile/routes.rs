@@ -1,0 +1,466 @@
+//! `[[routes]]`: names, the match table, the action (proxy or respond) and the router build.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::matcher::{self, has_control, is_token};
+use super::{check_name, Ctx};
+use crate::config::file::{RawRespond, RawRoute, RawUpstream};
+use crate::config::{HostPolicy, ProxyAction, Route, RouteAction, StaticResponse, UpstreamId};
+use crate::router::{Rewrite, RouteMatcher, Router};
+
+/// Headers a static response may not set: the gateway frames the response itself.
+const FRAMING_HEADERS: &[&str] = &["content-length", "transfer-encoding", "connection"];
+
+/// Checks every route and builds the router; `None` if any route could not be compiled.
+pub(super) fn compile(
+    cx: &mut Ctx<'_>,
+    routes: &[RawRoute],
+    upstreams: &[RawUpstream],
+) -> Option<Router<Route>> {
+    let compiled = check(cx, routes, upstreams);
+    build(cx, routes, compiled)
+}
+
+/// Compiles each route on its own; a route with problems is left out (as `None`).
+pub(super) fn check(
+    cx: &mut Ctx<'_>,
+    routes: &[RawRoute],
+    upstreams: &[RawUpstream],
+) -> Vec<Option<(RouteMatcher, Route)>> {
+    let mut first_line: HashMap<&str, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(routes.len());
+    for (i, raw) in routes.iter().enumerate() {
+        let before = cx.problems.len();
+        let name = raw.name.get_ref();
+        if let Err(message) = check_name(name) {
+            cx.problem(format!("routes[{i}].name"), Some(raw.name.span()), message);
+        } else if let Some(line) = first_line.get(name.as_str()) {
+            let message = format!("duplicate route name `{name}` (first defined on line {line})");
+            cx.problem(format!("routes[{i}].name"), Some(raw.name.span()), message);
+        } else {
+            first_line.insert(name, cx.line(raw.name.span()));
+        }
+        let compiled = route(cx, i, raw, upstreams);
+        out.push(compiled.filter(|_| cx.problems.len() == before));
+    }
+    out
+}
+
+/// Builds the router from the routes that compiled, mapping its errors back to their routes.
+fn build(
+    cx: &mut Ctx<'_>,
+    routes: &[RawRoute],
+    compiled: Vec<Option<(RouteMatcher, Route)>>,
+) -> Option<Router<Route>> {
+    // The router numbers the routes it is given; `index` maps those back to file order.
+    let (index, good): (Vec<usize>, Vec<_>) = compiled
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.map(|r| (i, r)))
+        .unzip();
+    let all_good = index.len() == routes.len();
+    match Router::build(good) {
+        Ok(router) => all_good.then_some(router),
+        Err(errors) => {
+            for err in errors {
+                let i = index.get(err.index).copied().unwrap_or(err.index);
+                let (key, span) = match routes.get(i) {
+                    Some(raw) if err.field != "routes" => router_error_at(i, raw, err.field),
+                    _ => ("routes".to_string(), None),
+                };
+                cx.problem(key, span, err.message);
+            }
+            None
+        }
+    }
+}
+
+/// The file key and span a router error on `field` (`match.path`, `match.host`, ...) is about:
+/// `match.path` names whichever path key the route set. Falls back to the route's name line.
+fn router_error_at(i: usize, raw: &RawRoute, field: &str) -> (String, Option<Range<usize>>) {
+    let m = raw.matcher.as_ref();
+    let path = m.and_then(|m| {
+        [
+            ("match.path_exact", &m.path_exact),
+            ("match.path_prefix", &m.path_prefix),
+            ("match.path", &m.path),
+        ]
+        .into_iter()
+        .find_map(|(key, v)| v.as_ref().map(|v| (key, v.span())))
+    });
+    let found = match field {
+        "match.path" => path,
+        "match.host" => m
+            .and_then(|m| m.host.as_ref())
+            .map(|h| ("match.host", h.span())),
+        _ => None,
+    };
+    match found {
+        Some((key, span)) => (format!("routes[{i}].{key}"), Some(span)),
+        None => (format!("routes[{i}].{field}"), Some(raw.name.span())),
+    }
+}
+
+fn route(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    raw: &RawRoute,
+    upstreams: &[RawUpstream],
+) -> Option<(RouteMatcher, Route)> {
+    let key = format!("routes[{i}]");
+    let matcher = matcher::compile(cx, &format!("{key}.match"), raw.matcher.as_ref());
+    let action = match (&raw.upstream, &raw.respond) {
+        (Some(upstream), None) => proxy(cx, &key, raw, upstream, upstreams, &matcher)?,
+        (None, Some(respond)) => {
+            refuse_proxy_keys(cx, &key, raw);
+            RouteAction::Respond(static_response(cx, &key, respond)?)
+        }
+        (Some(upstream), Some(_)) => {
+            let message = "set exactly one of `upstream` or `respond`, not both".to_string();
+            cx.problem(format!("{key}.respond"), Some(upstream.span()), message);
+            return None;
+        }
+        (None, None) => {
+            let message =
+                "set one of `upstream` (proxy) or `respond` (static response)".to_string();
+            cx.problem(key, Some(raw.name.span()), message);
+            return None;
+        }
+    };
+    let route = Route {
+        name: raw.name.get_ref().clone(),
+        action,
+    };
+    Some((matcher, route))
+}
+
+fn proxy(
+    cx: &mut Ctx<'_>,
+    key: &str,
+    raw: &RawRoute,
+    upstream: &Spanned<String>,
+    upstreams: &[RawUpstream],
+    matcher: &RouteMatcher,
+) -> Option<RouteAction> {
+    let wanted = upstream.get_ref();
+    let id = upstreams.iter().position(|u| u.name.get_ref() == wanted);
+    if id.is_none() {
+        let defined: Vec<&str> = upstreams
+            .iter()
+            .map(|u| u.name.get_ref().as_str())
+            .collect();
+        let message = if defined.is_empty() {
+            format!("unknown upstream `{wanted}`: no upstreams are defined")
+        } else {
+            format!(
+                "unknown upstream `{wanted}`; defined: {}",
+                defined.join(", ")
+            )
+        };
+        cx.problem(format!("{key}.upstream"), Some(upstream.span()), message);
+    }
+    let strip_prefix = raw.strip_prefix.as_ref().and_then(|p| {
+        let prefix = p.get_ref();
+        if prefix.starts_with('/') && !prefix.ends_with('/') && !has_control(prefix) {
+            return Some(prefix.clone());
+        }
+        let message =
+            format!("invalid prefix `{prefix}`: must start with `/` and not end with `/`");
+        cx.problem(format!("{key}.strip_prefix"), Some(p.span()), message);
+        None
+    });
+    let rewrite = raw.rewrite.as_ref().and_then(|t| {
+        Rewrite::parse(t.get_ref(), &matcher.path)
+            .map_err(|message| cx.problem(format!("{key}.rewrite"), Some(t.span()), message))
+            .ok()
+    });
+    let host = match &raw.host_rewrite {
+        None => HostPolicy::Preserve,
+        Some(h) if is_host(h.get_ref()) => HostPolicy::Rewrite(h.get_ref().clone()),
+        Some(h) => {
+            let message = format!(
+                "invalid host `{}`: expected e.g. \"users.internal\"",
+                h.get_ref()
+            );
+            cx.problem(format!("{key}.host_rewrite"), Some(h.span()), message);
+            HostPolicy::Preserve
+        }
+    };
+    Some(RouteAction::Proxy(ProxyAction {
+        upstream: UpstreamId(id?),
+        strip_prefix,
+        rewrite,
+        host,
+    }))
+}
+
+/// `strip_prefix`, `rewrite` and `host_rewrite` would do nothing on a static route.
+fn refuse_proxy_keys(cx: &mut Ctx<'_>, key: &str, raw: &RawRoute) {
+    let set = [
+        ("strip_prefix", &raw.strip_prefix),
+        ("rewrite", &raw.rewrite),
+        ("host_rewrite", &raw.host_rewrite),
+    ];
+    for (name, value) in set {
+        if let Some(value) = value {
+            let message = "only allowed on proxy routes (with `upstream`)".to_string();
+            cx.problem(format!("{key}.{name}"), Some(value.span()), message);
+        }
+    }
+}
+
+fn static_response(cx: &mut Ctx<'_>, key: &str, raw: &RawRespond) -> Option<StaticResponse> {
+    let status = *raw.status.get_ref();
+    let status_ok = (200..=599).contains(&status);
+    if !status_ok {
+        let message = format!("status {status} is out of range: expected 200 to 599");
+        cx.problem(
+            format!("{key}.respond.status"),
+            Some(raw.status.span()),
+            message,
+        );
+    }
+    let body = raw.body.clone().unwrap_or_default();
+    if matches!(status, 204 | 304) && !body.is_empty() {
+        let message = format!("a {status} response has no body");
+        cx.problem(
+            format!("{key}.respond.body"),
+            Some(raw.status.span()),
+            message,
+        );
+    }
+    let mut headers = Vec::new();
+    for (name, value) in raw.headers.iter().flat_map(|h| &h.0) {
+        let entry_key = format!("{key}.respond.headers.{}", name.get_ref());
+        let lower = name.get_ref().to_ascii_lowercase();
+        let problem = if !is_token(name.get_ref()) {
+            Some(format!("invalid header name `{}`", name.get_ref()))
+        } else if FRAMING_HEADERS.contains(&lower.as_str()) {
+            Some(format!(
+                "`{lower}` is set by the gateway and cannot be configured"
+            ))
+        } else if has_control(value.get_ref()) {
+            Some("header value must not contain control characters".to_string())
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => cx.problem(entry_key, Some(name.span()), message),
+            None => headers.push((name.get_ref().clone(), value.get_ref().clone())),
+        }
+    }
+    Some(StaticResponse {
+        status: u16::try_from(status).ok().filter(|_| status_ok)?,
+        headers,
+        body: bytes::Bytes::from(body),
+    })
+}
+
+/// A `Host` value: a name or address with an optional port, nothing that could break a header.
+fn is_host(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']' | b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::compile::{check_without_router, keys_and_lines};
+    use crate::config::file::RawConfig;
+    use crate::router::{HeaderMatch, PathMatch};
+
+    const UPSTREAMS: &str = "[[upstreams]]\nname = \"users\"\ntargets = [{ addr = \"127.0.0.1:1\" }]\n\
+                             [[upstreams]]\nname = \"orders\"\ntargets = [{ addr = \"127.0.0.1:2\" }]\n";
+
+    /// The routes of `UPSTREAMS` + `routes`, compiled without the router build.
+    fn routes(routes: &str) -> Vec<(RouteMatcher, Route)> {
+        let text = format!("{UPSTREAMS}{routes}");
+        let raw: RawConfig = toml::from_str(&text).expect("valid toml");
+        let mut cx = Ctx::new(&text);
+        let out = check(&mut cx, &raw.routes, &raw.upstreams);
+        assert!(cx.problems.is_empty(), "{:?}", cx.problems);
+        out.into_iter().map(|r| r.expect("compiled")).collect()
+    }
+
+    /// `(key, line)` of each problem; lines count from the first line of `routes`.
+    fn problems(routes: &str) -> Vec<(String, Option<usize>)> {
+        let offset = UPSTREAMS.lines().count();
+        let found = check_without_router(&format!("{UPSTREAMS}{routes}"));
+        keys_and_lines(&found)
+            .into_iter()
+            .map(|(k, l)| (k, l.map(|l| l - offset)))
+            .collect()
+    }
+
+    fn one(key: &str, line: usize) -> Vec<(String, Option<usize>)> {
+        vec![(key.to_string(), Some(line))]
+    }
+
+    #[test]
+    fn compiles_a_proxy_route_with_every_key() {
+        let out = routes(
+            r#"[[routes]]
+name = "users-v1"
+match = { host = "API.Example.com", path_prefix = "/v1/users", methods = ["get", "POST"], headers = { "X-Version" = "2", "x-debug" = "*" } }
+upstream = "orders"
+strip_prefix = "/v1"
+host_rewrite = "users.internal"
+"#,
+        );
+        let (m, route) = &out[0];
+        assert_eq!(m.host.as_deref(), Some("api.example.com"));
+        assert_eq!(m.path, PathMatch::Prefix("/v1/users".into()));
+        assert_eq!(m.methods, ["GET", "POST"]);
+        assert_eq!(
+            m.headers,
+            vec![
+                ("x-version".to_string(), HeaderMatch::Exact("2".into())),
+                ("x-debug".to_string(), HeaderMatch::Present),
+            ]
+        );
+        assert_eq!(route.name, "users-v1");
+        let RouteAction::Proxy(p) = &route.action else {
+            panic!("expected a proxy route")
+        };
+        assert_eq!(p.upstream, UpstreamId(1));
+        assert_eq!(p.strip_prefix.as_deref(), Some("/v1"));
+        assert!(p.rewrite.is_none());
+        assert_eq!(p.host, HostPolicy::Rewrite("users.internal".into()));
+    }
+
+    #[test]
+    fn compiles_a_static_route_keeping_header_order() {
+        let out = routes(
+            "[[routes]]\nname = \"health\"\nmatch = { path_exact = \"/health\" }\n\
+             respond = { status = 200, body = \"ok\\n\", headers = { \"x-b\" = \"1\", \"X-A\" = \"2\" } }\n\
+             [[routes]]\nname = \"empty\"\nrespond = { status = 204 }\n",
+        );
+        assert_eq!(out[0].0.path, PathMatch::Exact("/health".into()));
+        let RouteAction::Respond(r) = &out[0].1.action else {
+            panic!("expected a static route")
+        };
+        assert_eq!(r.status, 200);
+        assert_eq!(&r.body[..], b"ok\n");
+        assert_eq!(
+            r.headers,
+            vec![("x-b".into(), "1".into()), ("X-A".into(), "2".into())]
+        );
+        assert_eq!(out[1].0.path, PathMatch::Any);
+        assert!(out[1].0.methods.is_empty() && out[1].0.host.is_none());
+    }
+
+    #[test]
+    fn reads_a_path_template() {
+        let out = routes(
+            "[[routes]]\nname = \"t\"\nmatch = { path = \"/u/{id}/*\" }\nupstream = \"users\"\n",
+        );
+        assert_eq!(out[0].0.path, PathMatch::Template("/u/{id}/*".into()));
+    }
+
+    #[test]
+    fn rejects_an_unknown_upstream_listing_the_defined_ones() {
+        let text = "[[routes]]\nname = \"r\"\n\nupstream = \"nope\"\n";
+        assert_eq!(problems(text), one("routes[0].upstream", 4));
+        let found = check_without_router(&format!("{UPSTREAMS}{text}"));
+        assert!(
+            found[0].message.ends_with("defined: users, orders"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    #[test]
+    fn rejects_a_route_with_both_upstream_and_respond() {
+        let text = "[[routes]]\nname = \"r\"\nupstream = \"users\"\nrespond = { status = 200 }\n";
+        assert_eq!(problems(text), one("routes[0].respond", 3));
+    }
+
+    #[test]
+    fn rejects_a_route_with_neither_upstream_nor_respond() {
+        assert_eq!(problems("[[routes]]\nname = \"r\"\n"), one("routes[0]", 2));
+    }
+
+    #[test]
+    fn rejects_proxy_keys_on_a_static_route() {
+        let text = "[[routes]]\nname = \"r\"\nrespond = { status = 200 }\nstrip_prefix = \"/v1\"\n\
+                    rewrite = \"/x\"\nhost_rewrite = \"h\"\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                ("routes[0].strip_prefix".to_string(), Some(4)),
+                ("routes[0].rewrite".to_string(), Some(5)),
+                ("routes[0].host_rewrite".to_string(), Some(6)),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_duplicate_route_names() {
+        let text = "[[routes]]\nname = \"r\"\nupstream = \"users\"\n\
+                    [[routes]]\nname = \"r\"\nupstream = \"users\"\n";
+        assert_eq!(problems(text), one("routes[1].name", 5));
+    }
+
+    #[test]
+    fn rejects_more_than_one_path_condition() {
+        let text = "[[routes]]\nname = \"r\"\nupstream = \"users\"\n\
+                    match = { path_exact = \"/a\", path_prefix = \"/b\" }\n";
+        assert_eq!(problems(text), one("routes[0].match.path_prefix", 4));
+    }
+
+    #[test]
+    fn rejects_bad_methods_and_header_names() {
+        let text = "[[routes]]\nname = \"r\"\nupstream = \"users\"\n\
+                    match = { methods = [\"GET\", \"get\", \"B AD\"], headers = { \"a b\" = \"1\" } }\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                ("routes[0].match.methods[1]".to_string(), Some(4)),
+                ("routes[0].match.methods[2]".to_string(), Some(4)),
+                ("routes[0].match.headers.a b".to_string(), Some(4)),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_a_malformed_strip_prefix_and_host_rewrite() {
+        let text = "[[routes]]\nname = \"r\"\nupstream = \"users\"\nstrip_prefix = \"v1/\"\n\
+                    host_rewrite = \"a b\"\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                ("routes[0].strip_prefix".to_string(), Some(4)),
+                ("routes[0].host_rewrite".to_string(), Some(5)),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_static_responses() {
+        let text = "[[routes]]\nname = \"a\"\nrespond = { status = 100 }\n\
+                    [[routes]]\nname = \"b\"\nrespond = { status = 204, body = \"x\" }\n\
+                    [[routes]]\nname = \"c\"\nrespond = { status = 200, headers = { \"Content-Length\" = \"1\" } }\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                ("routes[0].respond.status".to_string(), Some(3)),
+                ("routes[1].respond.body".to_string(), Some(6)),
+                (
+                    "routes[2].respond.headers.Content-Length".to_string(),
+                    Some(9)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_policies_on_a_route() {
+        let text = "[[routes]]\nname = \"r\"\nupstream = \"users\"\npolicies = [\"cors\"]\n";
+        assert_eq!(problems(text), one("routes[0].policies", 4));
+    }
+}

@@ -1,0 +1,329 @@
+//! `[server]`: listeners, workers, driver, limits and client-side timeouts.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::Ctx;
+use crate::config::file::{RawDriver, RawServer, RawWorkers};
+use crate::config::{DriverChoice, Limits, ServerSettings, ServerTimeouts, WorkerCount};
+
+/// `server.listen` when absent.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Most workers `server.workers` may ask for.
+pub const MAX_WORKERS: i64 = 1024;
+/// `server.graceful_shutdown` when absent.
+pub const DEFAULT_GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
+/// `server.limits.max_head_bytes` when absent, and its bounds.
+pub const DEFAULT_MAX_HEAD_BYTES: u64 = 16 * 1024;
+const HEAD_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=1024 * 1024;
+/// `server.limits.max_headers` when absent.
+pub const DEFAULT_MAX_HEADERS: i64 = 100;
+/// `server.limits.max_uri_bytes` when absent (capped at `max_head_bytes`).
+pub const DEFAULT_MAX_URI_BYTES: u64 = 8192;
+/// `server.limits.max_body_bytes` when absent.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// `server.timeouts.*` when absent.
+pub const DEFAULT_HEAD_READ: Duration = Duration::from_secs(10);
+/// See [`DEFAULT_HEAD_READ`].
+pub const DEFAULT_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// See [`DEFAULT_HEAD_READ`].
+pub const DEFAULT_BODY_IDLE: Duration = Duration::from_secs(30);
+
+/// Compiles `[server]` (an absent table arrives as all-`None`).
+pub(super) fn compile(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
+    ServerSettings {
+        listen: listen(cx, &raw),
+        workers: workers(cx, &raw),
+        pin_workers: raw.pin_workers.unwrap_or(true),
+        driver: match raw.driver.unwrap_or(RawDriver::Auto) {
+            RawDriver::Auto => DriverChoice::Auto,
+            RawDriver::IoUring => DriverChoice::IoUring,
+            RawDriver::Legacy => DriverChoice::Legacy,
+        },
+        graceful_shutdown: raw
+            .graceful_shutdown
+            .map_or(DEFAULT_GRACEFUL_SHUTDOWN, |d| d.0),
+        limits: limits(cx, &raw),
+        timeouts: timeouts(cx, &raw),
+    }
+}
+
+fn listen(cx: &mut Ctx<'_>, raw: &RawServer) -> Vec<SocketAddr> {
+    let Some(list) = &raw.listen else {
+        return vec![SocketAddr::from(([127, 0, 0, 1], 8080))];
+    };
+    if list.get_ref().is_empty() {
+        let message = format!("at least one address is required, e.g. [\"{DEFAULT_LISTEN}\"]");
+        cx.problem("server.listen", Some(list.span()), message);
+    }
+    let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, entry) in list.get_ref().iter().enumerate() {
+        let key = format!("server.listen[{i}]");
+        let text = entry.get_ref();
+        let Ok(addr) = text.parse::<SocketAddr>() else {
+            let message = format!(
+                "invalid address `{text}`: expected ip:port, e.g. \"0.0.0.0:8080\" or \"[::]:8080\""
+            );
+            cx.problem(key, Some(entry.span()), message);
+            continue;
+        };
+        if let Some(first) = seen.insert(addr, i) {
+            let message = format!("duplicate address `{addr}` (also server.listen[{first}])");
+            cx.problem(key, Some(entry.span()), message);
+            continue;
+        }
+        out.push(addr);
+    }
+    out
+}
+
+fn workers(cx: &mut Ctx<'_>, raw: &RawServer) -> WorkerCount {
+    let Some(value) = &raw.workers else {
+        return WorkerCount::Auto;
+    };
+    match *value.get_ref() {
+        RawWorkers::Auto => WorkerCount::Auto,
+        RawWorkers::Count(n) => match usize::try_from(n) {
+            Ok(count) if (1..=MAX_WORKERS).contains(&n) => WorkerCount::Fixed(count),
+            _ => {
+                let message =
+                    format!("{n} is out of range: expected \"auto\" or 1 to {MAX_WORKERS}");
+                cx.problem("server.workers", Some(value.span()), message);
+                WorkerCount::Auto
+            }
+        },
+    }
+}
+
+fn limits(cx: &mut Ctx<'_>, raw: &RawServer) -> Limits {
+    let none = Default::default();
+    let raw = raw.limits.as_ref().unwrap_or(&none);
+    let head = cx.size(
+        "server.limits.max_head_bytes",
+        &raw.max_head_bytes,
+        HEAD_BYTES_RANGE,
+        DEFAULT_MAX_HEAD_BYTES,
+    );
+    let headers = cx.int(
+        "server.limits.max_headers",
+        &raw.max_headers,
+        1..=256,
+        DEFAULT_MAX_HEADERS,
+    );
+    // The request-target is part of the head, so it can never be longer than the head.
+    let uri = cx.size(
+        "server.limits.max_uri_bytes",
+        &raw.max_uri_bytes,
+        16..=head,
+        DEFAULT_MAX_URI_BYTES.min(head),
+    );
+    let body = raw
+        .max_body_bytes
+        .as_ref()
+        .map_or(DEFAULT_MAX_BODY_BYTES, |b| b.get_ref().0);
+    Limits {
+        max_head_bytes: to_usize(head),
+        max_headers: to_usize(headers.unsigned_abs()),
+        max_uri_bytes: to_usize(uri),
+        max_body_bytes: body,
+    }
+}
+
+/// Range-checked values fit in `usize` on every supported (64-bit) target; saturate anyway.
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+fn timeouts(cx: &mut Ctx<'_>, raw: &RawServer) -> ServerTimeouts {
+    let none = Default::default();
+    let raw = raw.timeouts.as_ref().unwrap_or(&none);
+    ServerTimeouts {
+        head_read: cx.timeout(
+            "server.timeouts.head_read",
+            &raw.head_read,
+            DEFAULT_HEAD_READ,
+        ),
+        keepalive_idle: cx.timeout(
+            "server.timeouts.keepalive_idle",
+            &raw.keepalive_idle,
+            DEFAULT_KEEPALIVE_IDLE,
+        ),
+        body_idle: cx.timeout(
+            "server.timeouts.body_idle",
+            &raw.body_idle,
+            DEFAULT_BODY_IDLE,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::compile::{check_without_router, keys_and_lines};
+    use crate::config::file::RawConfig;
+
+    fn settings(text: &str) -> ServerSettings {
+        let raw: RawConfig = toml::from_str(text).expect("valid toml");
+        let mut cx = Ctx::new(text);
+        let settings = compile(&mut cx, raw.server.unwrap_or_default());
+        assert!(cx.problems.is_empty(), "{:?}", cx.problems);
+        settings
+    }
+
+    fn problem_keys(text: &str) -> Vec<(String, Option<usize>)> {
+        keys_and_lines(&check_without_router(text))
+    }
+
+    #[test]
+    fn uses_every_default_when_server_is_absent() {
+        let s = settings("");
+        assert_eq!(s.listen, vec![DEFAULT_LISTEN.parse().expect("literal")]);
+        assert_eq!(s.workers, WorkerCount::Auto);
+        assert!(s.pin_workers);
+        assert_eq!(s.driver, DriverChoice::Auto);
+        assert_eq!(s.graceful_shutdown, Duration::from_secs(10));
+        assert_eq!(s.limits.max_head_bytes, 16384);
+        assert_eq!(s.limits.max_headers, 100);
+        assert_eq!(s.limits.max_uri_bytes, 8192);
+        assert_eq!(s.limits.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(s.timeouts.head_read, Duration::from_secs(10));
+        assert_eq!(s.timeouts.keepalive_idle, Duration::from_secs(60));
+        assert_eq!(s.timeouts.body_idle, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let s = settings(
+            r#"
+[server]
+listen = ["0.0.0.0:80", "[::1]:8080"]
+workers = 4
+pin_workers = false
+driver = "io_uring"
+graceful_shutdown = "1m30s"
+[server.limits]
+max_head_bytes = "32KiB"
+max_headers = 50
+max_uri_bytes = "4KiB"
+max_body_bytes = "1MB"
+[server.timeouts]
+head_read = "5s"
+keepalive_idle = "2m"
+body_idle = "250ms"
+"#,
+        );
+        assert_eq!(s.listen.len(), 2);
+        assert_eq!(s.workers, WorkerCount::Fixed(4));
+        assert!(!s.pin_workers);
+        assert_eq!(s.driver, DriverChoice::IoUring);
+        assert_eq!(s.graceful_shutdown, Duration::from_secs(90));
+        assert_eq!(s.limits.max_head_bytes, 32 * 1024);
+        assert_eq!(s.limits.max_headers, 50);
+        assert_eq!(s.limits.max_uri_bytes, 4096);
+        assert_eq!(s.limits.max_body_bytes, 1_000_000);
+        assert_eq!(s.timeouts.keepalive_idle, Duration::from_secs(120));
+        assert_eq!(s.timeouts.body_idle, Duration::from_millis(250));
+        assert_eq!(
+            settings("server.driver = \"legacy\"").driver,
+            DriverChoice::Legacy
+        );
+        assert_eq!(
+            settings("server.workers = \"auto\"").workers,
+            WorkerCount::Auto
+        );
+    }
+
+    #[test]
+    fn rejects_zero_and_too_many_workers() {
+        assert_eq!(
+            problem_keys("[server]\nworkers = 0\n"),
+            vec![("server.workers".to_string(), Some(2))]
+        );
+        assert_eq!(problem_keys("[server]\nworkers = 1025\n").len(), 1);
+        assert!(problem_keys("[server]\nworkers = 1024\n").is_empty());
+    }
+
+    #[test]
+    fn rejects_a_workers_word_other_than_auto() {
+        let problems = check_without_router("[server]\nworkers = \"many\"\n");
+        assert_eq!(
+            keys_and_lines(&problems),
+            vec![("server.workers".to_string(), Some(2))]
+        );
+        assert!(
+            problems[0].message.contains("auto"),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn rejects_limits_out_of_range() {
+        let text = "[server.limits]\nmax_head_bytes = 512\nmax_headers = 0\n\
+                    max_uri_bytes = 8\n";
+        let keys: Vec<String> = problem_keys(text).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.limits.max_head_bytes",
+                "server.limits.max_headers",
+                "server.limits.max_uri_bytes"
+            ]
+        );
+        assert_eq!(
+            problem_keys("server.limits.max_head_bytes = \"2MiB\"").len(),
+            1
+        );
+        assert_eq!(problem_keys("server.limits.max_headers = 257").len(), 1);
+    }
+
+    #[test]
+    fn rejects_a_uri_limit_above_the_head_limit() {
+        let text = "[server.limits]\nmax_head_bytes = \"4KiB\"\nmax_uri_bytes = \"8KiB\"\n";
+        assert_eq!(
+            problem_keys(text),
+            vec![("server.limits.max_uri_bytes".to_string(), Some(3))]
+        );
+    }
+
+    #[test]
+    fn caps_the_default_uri_limit_at_a_small_head_limit() {
+        let s = settings("server.limits.max_head_bytes = \"4KiB\"");
+        assert_eq!(s.limits.max_uri_bytes, 4096);
+    }
+
+    #[test]
+    fn rejects_bad_empty_and_duplicate_listen_addresses() {
+        let text = "[server]\nlisten = [\n  \"127.0.0.1:80\",\n  \"localhost:80\",\n  \
+                    \"127.0.0.1:80\",\n]\n";
+        assert_eq!(
+            problem_keys(text),
+            vec![
+                ("server.listen[1]".to_string(), Some(4)),
+                ("server.listen[2]".to_string(), Some(5)),
+            ]
+        );
+        assert_eq!(
+            problem_keys("[server]\nlisten = []\n"),
+            vec![("server.listen".to_string(), Some(2))]
+        );
+    }
+
+    #[test]
+    fn rejects_a_zero_timeout() {
+        assert_eq!(
+            problem_keys("[server.timeouts]\nhead_read = \"0s\"\n"),
+            vec![("server.timeouts.head_read".to_string(), Some(2))]
+        );
+    }
+
+    #[test]
+    fn rejects_an_unknown_driver_with_its_line() {
+        assert_eq!(
+            problem_keys("[server]\n\ndriver = \"epoll\"\n"),
+            vec![("server.driver".to_string(), Some(3))]
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! The file's shape: serde structs that mirror the TOML exactly and nothing more.
+//!
+//! Every struct denies unknown fields: a key that parses and does nothing is a defect, so a
+//! key the runtime does not implement yet (`[admin]`, `health`, `retry`, ...) is refused with
+//! its line. Values that `compile` validates are wrapped in `Spanned` so its problems can name
+//! the line too. Defaults are applied in `compile`, not here, so this file stays the shape.
+//! The runtime never sees these types.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::Deserialize as DeriveDeserialize;
+use toml::Spanned;
+
+use super::units::{DurationValue, SizeValue};
+
+/// The whole file.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`; absent means every default.
+    pub server: Option<RawServer>,
+    /// `[[upstreams]]`.
+    #[serde(default)]
+    pub upstreams: Vec<RawUpstream>,
+    /// `[[routes]]`.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Socket addresses; the span covers the whole array.
+    pub listen: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `"auto"` or a count.
+    pub workers: Option<Spanned<RawWorkers>>,
+    /// Pin worker `i` to the `i`-th allowed core.
+    pub pin_workers: Option<bool>,
+    /// Driver selection.
+    pub driver: Option<RawDriver>,
+    /// Drain time after a shutdown signal.
+    pub graceful_shutdown: Option<DurationValue>,
+    /// `[server.limits]`.
+    pub limits: Option<RawLimits>,
+    /// `[server.timeouts]`.
+    pub timeouts: Option<RawServerTimeouts>,
+}
+
+/// `workers = "auto"` or `workers = 4`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawWorkers {
+    /// `"auto"`.
+    Auto,
+    /// A count, range-checked in `compile`.
+    Count(i64),
+}
+
+/// `driver = "auto" | "io_uring" | "legacy"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawDriver {
+    /// io_uring where available, else epoll.
+    Auto,
+    /// io_uring only.
+    IoUring,
+    /// epoll.
+    Legacy,
+}
+
+/// `[server.limits]`.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Request line plus headers.
+    pub max_head_bytes: Option<Spanned<SizeValue>>,
+    /// Header field count.
+    pub max_headers: Option<Spanned<i64>>,
+    /// Request-target length.
+    pub max_uri_bytes: Option<Spanned<SizeValue>>,
+    /// Request body size.
+    pub max_body_bytes: Option<Spanned<SizeValue>>,
+}
+
+/// `[server.timeouts]`.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTimeouts {
+    /// Whole-head read time.
+    pub head_read: Option<Spanned<DurationValue>>,
+    /// Idle keep-alive time.
+    pub keepalive_idle: Option<Spanned<DurationValue>>,
+    /// Pause allowed between body reads.
+    pub body_idle: Option<Spanned<DurationValue>>,
+}
+
+/// One `[[upstreams]]` entry.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// Unique name routes refer to.
+    pub name: Spanned<String>,
+    /// Balancing algorithm name.
+    pub balance: Option<Spanned<String>>,
+    /// Backends; at least one is required (checked in `compile`, so the problem is collected).
+    #[serde(default)]
+    pub targets: Vec<RawTarget>,
+    /// Keep-alive pool settings.
+    pub pool: Option<RawPool>,
+    /// Upstream-side timeouts.
+    pub timeouts: Option<RawUpstreamTimeouts>,
+}
+
+/// `{ addr = "...", weight = 1 }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// `ip:port` or `name:port`.
+    pub addr: Spanned<String>,
+    /// Relative weight.
+    pub weight: Option<Spanned<i64>>,
+}
+
+/// `pool = { ... }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    /// Idle connections kept per target per worker.
+    pub max_idle_per_target: Option<Spanned<i64>>,
+    /// Age after which an idle connection is closed.
+    pub idle_timeout: Option<Spanned<DurationValue>>,
+}
+
+/// `timeouts = { ... }` of an upstream.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTimeouts {
+    /// TCP connect.
+    pub connect: Option<Spanned<DurationValue>>,
+    /// Until the first response byte.
+    pub first_byte: Option<Spanned<DurationValue>>,
+    /// Pause allowed between response reads.
+    pub idle: Option<Spanned<DurationValue>>,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Unique name.
+    pub name: Spanned<String>,
+    /// Match conditions; absent matches every request.
+    #[serde(rename = "match")]
+    pub matcher: Option<RawMatch>,
+    /// Upstream name (proxy route).
+    pub upstream: Option<Spanned<String>>,
+    /// Prefix removed before forwarding.
+    pub strip_prefix: Option<Spanned<String>>,
+    /// Path template the forwarded path is rewritten to.
+    pub rewrite: Option<Spanned<String>>,
+    /// Fixed `Host` sent upstream.
+    pub host_rewrite: Option<Spanned<String>>,
+    /// A response served by the gateway (static route).
+    pub respond: Option<RawRespond>,
+}
+
+/// `match = { ... }`.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// Exact or `*.` wildcard host.
+    pub host: Option<Spanned<String>>,
+    /// Exact path.
+    pub path_exact: Option<Spanned<String>>,
+    /// Segment-aware prefix.
+    pub path_prefix: Option<Spanned<String>>,
+    /// Template with `{param}` segments and an optional trailing `*`.
+    pub path: Option<Spanned<String>>,
+    /// Allowed methods.
+    pub methods: Option<Vec<Spanned<String>>>,
+    /// Header conditions, in file order.
+    pub headers: Option<Ordered<String>>,
+}
+
+/// `respond = { ... }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRespond {
+    /// Status code.
+    pub status: Spanned<i64>,
+    /// Body text.
+    pub body: Option<String>,
+    /// Extra headers, in file order.
+    pub headers: Option<Ordered<String>>,
+}
+
+/// A TOML table read as a list of entries in file order, keys and values with their spans.
+///
+/// Header tables keep their order because responses write headers in the order configured.
+#[derive(Debug, Default)]
+pub struct Ordered<V>(pub Vec<(Spanned<String>, Spanned<V>)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Ordered<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(OrderedVisitor(PhantomData))
+    }
+}
+
+struct OrderedVisitor<V>(PhantomData<V>);
+
+impl<'de, V: Deserialize<'de>> Visitor<'de> for OrderedVisitor<V> {
+    type Value = Ordered<V>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a table")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(Ordered(entries))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawWorkers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(WorkersVisitor)
+    }
+}
+
+struct WorkersVisitor;
+
+impl Visitor<'_> for WorkersVisitor {
+    type Value = RawWorkers;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"auto\" or a number of workers")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        match v {
+            "auto" => Ok(RawWorkers::Auto),
+            other => Err(E::custom(format!(
+                "invalid workers `{other}`: expected \"auto\" or a number"
+            ))),
+        }
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(RawWorkers::Count(v))
+    }
+}

@@ -1,0 +1,421 @@
+//! One client connection: read a request head, route it, answer it, and go on to the next
+//! request while the connection is kept alive. Requests on a connection are served one at a
+//! time, so pipelined requests get their responses in order.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::net::TcpStream;
+
+use super::context::WorkerContext;
+use super::error::ProxyError;
+use super::request_id;
+use crate::config::{Route, RouteAction, Snapshot, StaticResponse};
+use crate::http::writer::{write_error_response, write_static_response};
+use crate::http::{parse_request, BodyFraming, HeadLimits, HeaderSpan, Method, RequestHead};
+use crate::io_buf::{write_all_reuse, ReadBuf};
+use crate::router::normalize::{normalize_path, split_target};
+use crate::router::{strip_prefix, MatchRequest, Params};
+
+/// Initial input buffer of a client connection; it grows for large heads and bodies.
+const CLIENT_BUF: usize = 4 * 1024;
+/// Largest input buffer while relaying a request body.
+pub(super) const BODY_BUF: usize = 64 * 1024;
+
+/// What happens to the connection after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Read the next request.
+    KeepAlive,
+    /// Close the connection.
+    Close,
+}
+
+/// Serves one accepted client connection until it closes.
+pub async fn serve_connection(ctx: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr) {
+    let _open = ctx.drain().track_connection();
+    let _ = stream.set_nodelay(true);
+    let mut conn = ClientConn::new(stream, peer);
+    while conn.serve_one(&ctx).await == Next::KeepAlive {}
+    if conn.linger {
+        conn.linger_close().await;
+    }
+}
+
+/// A client connection and the buffers it reuses for every request.
+pub(super) struct ClientConn {
+    pub(super) stream: TcpStream,
+    pub(super) peer: SocketAddr,
+    pub(super) input: ReadBuf,
+    pub(super) out: Vec<u8>,
+    pub(super) scratch: Vec<u8>,
+    pub(super) headers: Vec<HeaderSpan>,
+    /// Normalized request path (what routes match).
+    path: String,
+    /// Lower-case host without port (what routes match).
+    host: String,
+    /// Path and query sent upstream.
+    pub(super) upstream_path: String,
+    pub(super) request_id: Vec<u8>,
+    pub(super) request_id_from_client: bool,
+    params: Params,
+    /// Bytes of the current response were written: an error can no longer be answered.
+    pub(super) response_started: bool,
+    served: u64,
+    /// The connection closes after an error answer while the client may still be sending.
+    linger: bool,
+}
+
+impl ClientConn {
+    fn new(stream: TcpStream, peer: SocketAddr) -> Self {
+        Self {
+            stream,
+            peer,
+            input: ReadBuf::with_capacity(CLIENT_BUF),
+            out: Vec::with_capacity(1024),
+            scratch: Vec::new(),
+            headers: Vec::with_capacity(32),
+            path: String::with_capacity(128),
+            host: String::with_capacity(64),
+            upstream_path: String::with_capacity(128),
+            request_id: Vec::with_capacity(32),
+            request_id_from_client: false,
+            params: Params::default(),
+            response_started: false,
+            served: 0,
+            linger: false,
+        }
+    }
+
+    async fn serve_one(&mut self, ctx: &WorkerContext) -> Next {
+        let snapshot = ctx.snapshot();
+        self.response_started = false;
+        let head = match self.read_head(ctx, &snapshot).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return Next::Close,
+            Err(e) => {
+                self.request_id.clear();
+                self.reply_error(&e, None).await;
+                return Next::Close;
+            }
+        };
+        self.served += 1;
+        self.assign_request_id(ctx, &head);
+        let next = match self.handle(ctx, &snapshot, &head).await {
+            Ok(next) => next,
+            Err(e) => self.reply_error(&e, Some(&head)).await,
+        };
+        self.input
+            .shrink_to(CLIENT_BUF.max(snapshot.server.limits.max_head_bytes));
+        if ctx.drain().is_draining() {
+            return Next::Close;
+        }
+        next
+    }
+
+    /// Reads one request head. `Ok(None)`: the connection closed or idled out between
+    /// requests, or the worker is draining.
+    async fn read_head(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+    ) -> Result<Option<RequestHead>, ProxyError> {
+        let limits = head_limits(snapshot);
+        let timeouts = snapshot.server.timeouts;
+        if self.input.is_empty() && !self.wait_for_request(ctx, snapshot).await? {
+            return Ok(None);
+        }
+        let deadline = Instant::now() + timeouts.head_read;
+        loop {
+            if let Some(head) = parse_request(self.input.data(), &limits, &mut self.headers)? {
+                return Ok(Some(head));
+            }
+            let read = self.input.fill(&mut self.stream, limits.max_head_bytes);
+            match monoio::time::timeout_at(deadline.into(), read).await {
+                Err(_) => return Err(ProxyError::ClientTimeout),
+                Ok(Err(e)) => return Err(ProxyError::ClientGone(e)),
+                // The client closed mid-head: nobody is left to answer.
+                Ok(Ok(0)) => return Ok(None),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Waits for the first bytes of the next request. `false`: close the connection.
+    async fn wait_for_request(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+    ) -> Result<bool, ProxyError> {
+        let timeouts = snapshot.server.timeouts;
+        let max = snapshot.server.limits.max_head_bytes;
+        if self.served == 0 {
+            // A fresh connection owes us a request head within head_read (slowloris guard).
+            let read = self.input.fill(&mut self.stream, max);
+            return match monoio::time::timeout(timeouts.head_read, read).await {
+                Err(_) => Ok(false),
+                Ok(Err(e)) => Err(ProxyError::ClientGone(e)),
+                Ok(Ok(n)) => Ok(n > 0),
+            };
+        }
+        let drain = Rc::clone(ctx.drain());
+        if drain.is_draining() {
+            return Ok(false);
+        }
+        let read = monoio::time::timeout(
+            timeouts.keepalive_idle,
+            self.input.fill(&mut self.stream, max),
+        );
+        monoio::select! {
+            _ = drain.started() => Ok(false),
+            result = read => match result {
+                Err(_) => Ok(false),
+                Ok(Err(e)) => Err(ProxyError::ClientGone(e)),
+                Ok(Ok(n)) => Ok(n > 0),
+            }
+        }
+    }
+
+    fn assign_request_id(&mut self, ctx: &WorkerContext, head: &RequestHead) {
+        let data = self.input.data();
+        let client_id = find_header(data, &self.headers, "x-request-id")
+            .filter(|id| request_id::is_acceptable(id));
+        match client_id {
+            Some(id) => {
+                self.request_id.clear();
+                self.request_id.extend_from_slice(id);
+                self.request_id_from_client = true;
+            }
+            None => {
+                ctx.request_ids().generate(&mut self.request_id);
+                self.request_id_from_client = false;
+            }
+        }
+        let _ = head;
+    }
+
+    async fn handle(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        head: &RequestHead,
+    ) -> Result<Next, ProxyError> {
+        let route = self.route(snapshot, head)?;
+        match &route.action {
+            RouteAction::Respond(response) => self.respond(ctx, response, head).await,
+            RouteAction::Proxy(action) => self.forward(ctx, snapshot, action, head).await,
+        }
+    }
+
+    /// Normalizes the target, matches a route, and prepares the upstream path.
+    fn route<'s>(
+        &mut self,
+        snapshot: &'s Snapshot,
+        head: &RequestHead,
+    ) -> Result<&'s Route, ProxyError> {
+        let data = self.input.data();
+        let target = split_target(head.target.of(data)).map_err(|_| ProxyError::BadTarget)?;
+        normalize_path(target.path, &mut self.path).map_err(|_| ProxyError::BadTarget)?;
+        let authority = target.authority.or_else(|| head.host.map(|h| h.of(data)));
+        set_match_host(&mut self.host, authority);
+        let method =
+            std::str::from_utf8(head.method.of(data)).map_err(|_| ProxyError::BadTarget)?;
+        let request = MatchRequest {
+            host: (!self.host.is_empty()).then_some(self.host.as_str()),
+            path: &self.path,
+            method,
+        };
+        let headers = &self.headers;
+        let lookup = |name: &str| find_header(data, headers, name);
+        let route = snapshot
+            .router
+            .find(&request, &lookup, &mut self.params)
+            .ok_or(ProxyError::NoRoute)?;
+        if let RouteAction::Proxy(action) = &route.action {
+            self.upstream_path.clear();
+            match (&action.rewrite, &action.strip_prefix) {
+                (Some(rewrite), _) => {
+                    rewrite.apply(&self.path, &self.params, &mut self.upstream_path)
+                }
+                (None, Some(prefix)) => {
+                    let stripped = strip_prefix(&self.path, prefix).unwrap_or(&self.path);
+                    self.upstream_path.push_str(stripped);
+                }
+                (None, None) => self.upstream_path.push_str(&self.path),
+            }
+            if let Some(query) = target.query {
+                let query = std::str::from_utf8(query).map_err(|_| ProxyError::BadTarget)?;
+                self.upstream_path.push('?');
+                self.upstream_path.push_str(query);
+            }
+        }
+        Ok(route)
+    }
+
+    /// Answers from a `respond` route.
+    async fn respond(
+        &mut self,
+        ctx: &WorkerContext,
+        response: &StaticResponse,
+        head: &RequestHead,
+    ) -> Result<Next, ProxyError> {
+        let body_buffered = self.consume_request(head);
+        let keep_alive = head.keep_alive && body_buffered && !ctx.drain().is_draining();
+        self.out.clear();
+        write_static_response(
+            &mut self.out,
+            response.status,
+            &response.headers,
+            &response.body,
+            head.method_kind == Method::Head,
+            head.version,
+            keep_alive,
+            &self.request_id,
+        );
+        self.response_started = true;
+        write_all_reuse(&mut self.stream, &mut self.out)
+            .await
+            .map_err(ProxyError::ClientGone)?;
+        Ok(if keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        })
+    }
+
+    /// Consumes the request head, and its body if it is already buffered in full.
+    /// Returns whether the whole request was consumed (else the connection must close).
+    fn consume_request(&mut self, head: &RequestHead) -> bool {
+        let body = match head.framing {
+            BodyFraming::None => 0,
+            BodyFraming::Length(n) => n,
+            BodyFraming::Chunked => {
+                self.input.consume(head.head_len);
+                return false;
+            }
+        };
+        let total = head.head_len as u64 + body;
+        if total <= self.input.len() as u64 {
+            self.input.consume(total as usize);
+            true
+        } else {
+            self.input.consume(head.head_len);
+            false
+        }
+    }
+
+    /// Answers an error if no response was started; returns what happens to the connection.
+    async fn reply_error(&mut self, error: &ProxyError, head: Option<&RequestHead>) -> Next {
+        log::debug!("{}: {error}", self.peer);
+        let Some((status, message)) = error.response() else {
+            return Next::Close;
+        };
+        if self.response_started {
+            return Next::Close;
+        }
+        let keep_alive = match head {
+            Some(head) if error.keeps_connection() && head.keep_alive => self.consume_request(head),
+            _ => false,
+        };
+        self.linger = !keep_alive;
+        self.out.clear();
+        write_error_response(&mut self.out, status, message, keep_alive, &self.request_id);
+        let written = write_all_reuse(&mut self.stream, &mut self.out).await;
+        if keep_alive && written.is_ok() {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+}
+
+impl ClientConn {
+    /// Closes after an error answer without losing it: closing a socket with unread input
+    /// makes the kernel send a reset, which can destroy the answer before the client reads
+    /// it. So: shut down our side, then read and discard (bounded in time and bytes) until
+    /// the client closes.
+    async fn linger_close(&mut self) {
+        use monoio::io::AsyncWriteRent;
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            self.input.consume(self.input.len());
+            let read = self.input.fill(&mut self.stream, CLIENT_BUF);
+            match monoio::time::timeout_at(deadline.into(), read).await {
+                Ok(Ok(n)) if n > 0 => discarded += n,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Longest lingering close.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most bytes discarded in a lingering close.
+const LINGER_BYTES: usize = 256 * 1024;
+
+fn head_limits(snapshot: &Snapshot) -> HeadLimits {
+    let limits = snapshot.server.limits;
+    HeadLimits {
+        max_head_bytes: limits.max_head_bytes,
+        max_headers: limits.max_headers,
+        max_uri_bytes: limits.max_uri_bytes,
+    }
+}
+
+/// The value of the first header named `name` (ASCII case-insensitive).
+pub(super) fn find_header<'a>(
+    data: &'a [u8],
+    headers: &[HeaderSpan],
+    name: &str,
+) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.of(data).eq_ignore_ascii_case(name.as_bytes()))
+        .map(|h| h.value.of(data))
+}
+
+/// Writes the lower-case host without its port into `out` (empty if none or not UTF-8).
+fn set_match_host(out: &mut String, authority: Option<&[u8]>) {
+    out.clear();
+    let Some(authority) = authority else { return };
+    let host = strip_port(authority);
+    if let Ok(host) = std::str::from_utf8(host) {
+        out.push_str(host);
+        out.make_ascii_lowercase();
+    }
+}
+
+fn strip_port(authority: &[u8]) -> &[u8] {
+    if authority.first() == Some(&b'[') {
+        // IPv6 literal: keep through the closing bracket.
+        return match authority.iter().position(|&b| b == b']') {
+            Some(end) => &authority[..=end],
+            None => authority,
+        };
+    }
+    match authority.iter().rposition(|&b| b == b':') {
+        Some(colon) => &authority[..colon],
+        None => authority,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_is_stripped_and_lower_cased() {
+        let mut out = String::new();
+        set_match_host(&mut out, Some(b"API.Example.com:8080"));
+        assert_eq!(out, "api.example.com");
+        set_match_host(&mut out, Some(b"[::1]:8080"));
+        assert_eq!(out, "[::1]");
+        set_match_host(&mut out, None);
+        assert_eq!(out, "");
+    }
+}

@@ -1,0 +1,97 @@
+//! A worker's own state: the snapshot it serves with, its pool, cursors and request ids.
+//!
+//! Only this worker touches it (`Rc`, `RefCell`, `Cell`). The snapshot is re-read from the
+//! shared `ArcSwap` once per request, and wrapped in an `Rc` so that holding it for a request
+//! never touches the `Arc`'s shared reference count.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use super::request_id::RequestIds;
+use crate::config::Snapshot;
+use crate::server::Drain;
+use crate::upstream::{Pool, RoundRobin};
+
+/// Everything one worker owns.
+#[derive(Debug)]
+pub struct WorkerContext {
+    id: usize,
+    shared: Arc<ArcSwap<Snapshot>>,
+    // The Rc is the point: cloning it per request is a plain increment on this core, where
+    // cloning the Arc would bounce its shared reference count between cores.
+    #[allow(clippy::redundant_allocation)]
+    current: RefCell<Rc<Arc<Snapshot>>>,
+    drain: Rc<Drain>,
+    pool: Pool,
+    balancer: RoundRobin,
+    request_ids: RequestIds,
+}
+
+impl WorkerContext {
+    /// State for worker `id`.
+    pub fn new(id: usize, shared: Arc<ArcSwap<Snapshot>>, drain: Rc<Drain>) -> Self {
+        let current = RefCell::new(Rc::new(shared.load_full()));
+        Self {
+            id,
+            shared,
+            current,
+            drain,
+            pool: Pool::new(),
+            balancer: RoundRobin::new(id),
+            request_ids: RequestIds::new(id),
+        }
+    }
+
+    /// Worker index.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The snapshot in force now; picks up a swap since the last call.
+    #[allow(clippy::redundant_allocation)]
+    pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+        let latest = self.shared.load();
+        let mut current = self.current.borrow_mut();
+        if !Arc::ptr_eq(&latest, &current) {
+            *current = Rc::new(Arc::clone(&latest));
+        }
+        Rc::clone(&current)
+    }
+
+    /// The worker's drain state.
+    pub fn drain(&self) -> &Rc<Drain> {
+        &self.drain
+    }
+
+    /// The worker's keep-alive pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The worker's balancer.
+    pub fn balancer(&self) -> &RoundRobin {
+        &self.balancer
+    }
+
+    /// The worker's request id generator.
+    pub fn request_ids(&self) -> &RequestIds {
+        &self.request_ids
+    }
+
+    /// Task: closes expired idle upstream connections until the worker drains.
+    pub async fn sweep_idle_connections(ctx: Rc<Self>) {
+        let drain = Rc::clone(&ctx.drain);
+        loop {
+            monoio::select! {
+                _ = drain.started() => break,
+                _ = monoio::time::sleep(crate::upstream::SWEEP_INTERVAL) => {
+                    ctx.pool.sweep(Instant::now());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The upstream exchange of a proxied request:
+//!
+//! 1. write the upstream head (and a small buffered body in the same write);
+//! 2. take a pooled connection to the next target, or open one;
+//! 3. send; stream the rest of the body (after `100 Continue` if the client asked);
+//! 4. read the response head (skipping interim 1xx), write it to the client, stream the body;
+//! 5. return the upstream connection to the pool if the exchange ended cleanly.
+//!
+//! A request whose bytes are all still in hand and whose method is idempotent is retried once
+//! on a fresh connection when a reused connection fails before any response byte arrived.
+
+use std::time::Duration;
+
+use super::body::{relay, BodyEnd, RelayError, RelayOptions};
+use super::connection::{ClientConn, Next, BODY_BUF};
+use super::context::WorkerContext;
+use super::error::ProxyError;
+use crate::config::{HostPolicy, ProxyAction, Snapshot, Upstream, UpstreamId};
+use crate::http::writer::{
+    must_dechunk, write_continue, write_downstream_response, write_upstream_request,
+    DownstreamInfo, ForwardInfo,
+};
+use crate::http::{
+    parse_response, BodyFraming, RequestHead, ResponseFraming, ResponseHead, Version,
+};
+use crate::io_buf::write_all_reuse;
+use crate::upstream::{connect, ConnectError, UpstreamConn};
+
+/// Bodies up to this size that are already buffered travel in the same write as their head.
+const INLINE_BODY: u64 = 64 * 1024;
+/// Largest upstream response head.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Most header fields in an upstream response.
+const MAX_RESPONSE_HEADERS: usize = 128;
+
+impl ClientConn {
+    /// Proxies one request to the route's upstream group.
+    pub(super) async fn forward(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        action: &ProxyAction,
+        head: &RequestHead,
+    ) -> Result<Next, ProxyError> {
+        let limits = snapshot.server.limits;
+        if let BodyFraming::Length(n) = head.framing {
+            if n > limits.max_body_bytes {
+                return Err(ProxyError::BodyTooLarge);
+            }
+        }
+        let upstream = snapshot.upstream(action.upstream);
+        self.write_upstream_head(head, action);
+        self.input.consume(head.head_len);
+        let body_in_hand = self.take_buffered_body(head);
+        let replayable = body_in_hand && head.method_kind.is_idempotent();
+        let mut conn = self
+            .send_head(ctx, action.upstream, upstream, replayable)
+            .await?;
+        if !body_in_hand {
+            self.send_body(&mut conn, snapshot, upstream, head).await?;
+        }
+        let response = match self.read_response_head(&mut conn, upstream, head).await {
+            Ok(response) => response,
+            Err(e) if replayable && conn.reused && is_retryable(&e) => {
+                conn = self.send_head_fresh(ctx, action.upstream, upstream).await?;
+                self.read_response_head(&mut conn, upstream, head).await?
+            }
+            Err(e) => return Err(e),
+        };
+        self.out.clear();
+        self.respond_from_upstream(ctx, snapshot, conn, upstream, head, response)
+            .await
+    }
+
+    /// Writes the upstream request head into `out`.
+    fn write_upstream_head(&mut self, head: &RequestHead, action: &ProxyAction) {
+        let data = self.input.data();
+        let client_host = head.host.map(|h| h.of(data)).unwrap_or_default();
+        let host = match &action.host {
+            HostPolicy::Preserve => client_host,
+            HostPolicy::Rewrite(host) => host.as_bytes(),
+        };
+        let fwd = ForwardInfo {
+            path_and_query: self.upstream_path.as_bytes(),
+            host,
+            client_ip: self.peer.ip(),
+            proto: "http",
+            request_id: &self.request_id,
+            request_id_from_client: self.request_id_from_client,
+        };
+        self.out.clear();
+        write_upstream_request(&mut self.out, data, head, &self.headers, &fwd);
+    }
+
+    /// Moves a body that is already buffered in full (and small) into `out`.
+    /// Returns whether the whole request is now in `out`.
+    fn take_buffered_body(&mut self, head: &RequestHead) -> bool {
+        match head.framing {
+            BodyFraming::None => true,
+            BodyFraming::Chunked => false,
+            BodyFraming::Length(n) => {
+                if n > INLINE_BODY || (self.input.len() as u64) < n {
+                    return false;
+                }
+                let n = n as usize;
+                self.out.extend_from_slice(&self.input.data()[..n]);
+                self.input.consume(n);
+                true
+            }
+        }
+    }
+
+    /// Sends `out` on a pooled or fresh connection; a reused connection that fails on write
+    /// is replaced by a fresh one if the request is replayable.
+    async fn send_head(
+        &mut self,
+        ctx: &WorkerContext,
+        id: UpstreamId,
+        upstream: &Upstream,
+        replayable: bool,
+    ) -> Result<UpstreamConn, ProxyError> {
+        let target = ctx
+            .balancer()
+            .pick(id, &upstream.targets)
+            .ok_or(ProxyError::NoTarget)?;
+        let addr = target.addr;
+        let mut conn = match ctx.pool().checkout(addr) {
+            Some(conn) => conn,
+            None => open(addr, upstream.timeouts.connect).await?,
+        };
+        match write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await {
+            Ok(()) => Ok(conn),
+            Err(_) if conn.reused && replayable => {
+                conn = open(addr, upstream.timeouts.connect).await?;
+                write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await?;
+                Ok(conn)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends `out` again on a fresh connection to the next target (the retry path).
+    async fn send_head_fresh(
+        &mut self,
+        ctx: &WorkerContext,
+        id: UpstreamId,
+        upstream: &Upstream,
+    ) -> Result<UpstreamConn, ProxyError> {
+        let target = ctx
+            .balancer()
+            .pick(id, &upstream.targets)
+            .ok_or(ProxyError::NoTarget)?;
+        let mut conn = open(target.addr, upstream.timeouts.connect).await?;
+        write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await?;
+        Ok(conn)
+    }
+
+    /// Streams the request body from the client to the upstream.
+    async fn send_body(
+        &mut self,
+        conn: &mut UpstreamConn,
+        snapshot: &Snapshot,
+        upstream: &Upstream,
+        head: &RequestHead,
+    ) -> Result<(), ProxyError> {
+        let end = match head.framing {
+            BodyFraming::None => return Ok(()),
+            BodyFraming::Length(n) => BodyEnd::Length(n),
+            BodyFraming::Chunked => BodyEnd::Chunked,
+        };
+        if head.expect_continue && head.version == Version::Http11 {
+            self.scratch.clear();
+            write_continue(&mut self.scratch);
+            write_all_reuse(&mut self.stream, &mut self.scratch)
+                .await
+                .map_err(ProxyError::ClientGone)?;
+        }
+        let opts = RelayOptions {
+            read_idle: snapshot.server.timeouts.body_idle,
+            write_timeout: upstream.timeouts.idle,
+            limit: Some(snapshot.server.limits.max_body_bytes),
+            max_buffer: BODY_BUF,
+            dechunk: false,
+        };
+        relay(
+            &mut self.stream,
+            &mut self.input,
+            &mut conn.stream,
+            end,
+            opts,
+            &mut self.scratch,
+        )
+        .await
+        .map_err(|e| match e {
+            RelayError::SourceIo(e) => ProxyError::ClientGone(e),
+            RelayError::SourceClosed => ProxyError::ClientGone(closed()),
+            RelayError::SourceTimeout => ProxyError::ClientTimeout,
+            RelayError::SourceFraming(e) => ProxyError::BadRequest(e),
+            RelayError::TooLarge => ProxyError::BodyTooLarge,
+            RelayError::Sink(e) => ProxyError::UpstreamIo(e),
+        })
+    }
+
+    /// Reads the final response head, passing interim 1xx responses to HTTP/1.1 clients.
+    async fn read_response_head(
+        &mut self,
+        conn: &mut UpstreamConn,
+        upstream: &Upstream,
+        head: &RequestHead,
+    ) -> Result<ResponseHead, ProxyError> {
+        let mut received = false;
+        loop {
+            if !conn.buf.is_empty() {
+                let parsed = parse_response(
+                    conn.buf.data(),
+                    head.method_kind,
+                    MAX_RESPONSE_HEAD,
+                    MAX_RESPONSE_HEADERS,
+                    &mut self.headers,
+                )
+                .map_err(ProxyError::UpstreamProtocol)?;
+                if let Some(response) = parsed {
+                    if !(100..200).contains(&response.status) {
+                        return Ok(response);
+                    }
+                    self.pass_interim(conn, head, &response).await?;
+                    continue;
+                }
+            }
+            let wait = if received {
+                upstream.timeouts.idle
+            } else {
+                upstream.timeouts.first_byte
+            };
+            match monoio::time::timeout(wait, conn.buf.fill(&mut conn.stream, MAX_RESPONSE_HEAD))
+                .await
+            {
+                Err(_) => return Err(ProxyError::UpstreamTimeout),
+                Ok(Err(_)) if !received => return Err(ProxyError::UpstreamClosed),
+                Ok(Err(e)) => return Err(ProxyError::UpstreamIo(e)),
+                Ok(Ok(0)) if !received => return Err(ProxyError::UpstreamClosed),
+                Ok(Ok(0)) => return Err(ProxyError::UpstreamIo(closed())),
+                Ok(Ok(_)) => received = true,
+            }
+        }
+    }
+
+    /// Forwards a 1xx interim response (never 100, which the gateway answers itself, and
+    /// never 101: upgrades are not proxied).
+    async fn pass_interim(
+        &mut self,
+        conn: &mut UpstreamConn,
+        head: &RequestHead,
+        response: &ResponseHead,
+    ) -> Result<(), ProxyError> {
+        if response.status == 101 {
+            return Err(ProxyError::UnexpectedUpgrade);
+        }
+        let forward = response.status != 100 && head.version == Version::Http11;
+        if forward {
+            self.out.clear();
+            self.out
+                .extend_from_slice(&conn.buf.data()[..response.head_len]);
+            write_all_reuse(&mut self.stream, &mut self.out)
+                .await
+                .map_err(ProxyError::ClientGone)?;
+        }
+        conn.buf.consume(response.head_len);
+        Ok(())
+    }
+
+    /// Writes the response to the client and returns the upstream connection to the pool.
+    async fn respond_from_upstream(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        mut conn: UpstreamConn,
+        upstream: &Upstream,
+        head: &RequestHead,
+        response: ResponseHead,
+    ) -> Result<Next, ProxyError> {
+        let dechunk = must_dechunk(&response, head.version);
+        let keep_alive = head.keep_alive
+            && !dechunk
+            && response.framing != ResponseFraming::UntilClose
+            && !ctx.drain().is_draining();
+        let info = DownstreamInfo {
+            client_version: head.version,
+            keep_alive,
+            request_id: &self.request_id,
+        };
+        write_downstream_response(
+            &mut self.out,
+            conn.buf.data(),
+            &response,
+            &self.headers,
+            &info,
+        );
+        conn.buf.consume(response.head_len);
+        let end = match response.framing {
+            ResponseFraming::None => None,
+            ResponseFraming::Length(n) if n <= INLINE_BODY && conn.buf.len() as u64 >= n => {
+                self.out.extend_from_slice(&conn.buf.data()[..n as usize]);
+                conn.buf.consume(n as usize);
+                None
+            }
+            ResponseFraming::Length(n) => Some(BodyEnd::Length(n)),
+            ResponseFraming::Chunked => Some(BodyEnd::Chunked),
+            ResponseFraming::UntilClose => Some(BodyEnd::Close),
+        };
+        self.response_started = true;
+        write_all_reuse(&mut self.stream, &mut self.out)
+            .await
+            .map_err(ProxyError::ClientGone)?;
+        if let Some(end) = end {
+            self.relay_response_body(&mut conn, snapshot, upstream, end, dechunk)
+                .await?;
+        }
+        if response.keep_alive && response.framing != ResponseFraming::UntilClose {
+            conn.buf.shrink_to(crate::upstream::UPSTREAM_BUF);
+            ctx.pool().checkin(conn, &upstream.pool);
+        }
+        Ok(if keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        })
+    }
+
+    async fn relay_response_body(
+        &mut self,
+        conn: &mut UpstreamConn,
+        snapshot: &Snapshot,
+        upstream: &Upstream,
+        end: BodyEnd,
+        dechunk: bool,
+    ) -> Result<(), ProxyError> {
+        let opts = RelayOptions {
+            read_idle: upstream.timeouts.idle,
+            write_timeout: snapshot.server.timeouts.body_idle,
+            limit: None,
+            max_buffer: BODY_BUF,
+            dechunk,
+        };
+        relay(
+            &mut conn.stream,
+            &mut conn.buf,
+            &mut self.stream,
+            end,
+            opts,
+            &mut self.scratch,
+        )
+        .await
+        .map_err(|e| match e {
+            RelayError::SourceIo(e) => ProxyError::UpstreamIo(e),
+            RelayError::SourceClosed => ProxyError::UpstreamClosed,
+            RelayError::SourceTimeout => ProxyError::UpstreamTimeout,
+            RelayError::SourceFraming(e) => ProxyError::UpstreamProtocol(e),
+            RelayError::TooLarge => ProxyError::UpstreamClosed,
+            RelayError::Sink(e) => ProxyError::ClientGone(e),
+        })
+    }
+}
+
+async fn open(addr: std::net::SocketAddr, timeout: Duration) -> Result<UpstreamConn, ProxyError> {
+    connect(addr, timeout).await.map_err(|e| match e {
+        ConnectError::Timeout(_) => ProxyError::ConnectTimeout,
+        ConnectError::Io { source, .. } => ProxyError::Connect(source),
+    })
+}
+
+/// Writes `out` to the upstream, keeping its contents for a possible retry.
+async fn write_out(
+    conn: &mut UpstreamConn,
+    out: &mut Vec<u8>,
+    timeout: Duration,
+) -> Result<(), ProxyError> {
+    use monoio::io::AsyncWriteRentExt;
+    let buf = std::mem::take(out);
+    let write = conn.stream.write_all(buf);
+    let (result, buf) = match monoio::time::timeout(timeout, write).await {
+        Err(_) => return Err(ProxyError::UpstreamTimeout),
+        Ok(pair) => pair,
+    };
+    *out = buf;
+    result.map(|_| ()).map_err(ProxyError::UpstreamIo)
+}
+
+/// Whether an exchange that failed this way on a reused connection may be replayed.
+fn is_retryable(error: &ProxyError) -> bool {
+    matches!(error, ProxyError::UpstreamClosed)
+}
+
+fn closed() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "peer closed mid-message")
+}

@@ -1,0 +1,157 @@
+//! One worker: an OS thread pinned to a core, running its own monoio runtime, accepting on
+//! its own `SO_REUSEPORT` listeners and serving every connection it accepts to completion.
+
+use std::io;
+use std::net::TcpListener as StdListener;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use monoio::net::TcpListener;
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+
+use super::drain::Drain;
+use super::DriverKind;
+use crate::config::{DriverChoice, Snapshot};
+use crate::proxy::{serve_connection, WorkerContext};
+
+/// io_uring submission queue size per worker.
+const URING_ENTRIES: u32 = 4096;
+/// Pause after an accept error such as EMFILE, so a full fd table does not spin the core.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A message from the control thread to a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Stop accepting, finish in-flight requests, exit.
+    Shutdown,
+}
+
+/// Everything a worker thread starts with.
+pub struct WorkerSpec {
+    /// Worker index.
+    pub id: usize,
+    /// Core to pin to, if pinning.
+    pub core: Option<core_affinity::CoreId>,
+    /// Driver choice from the config.
+    pub driver: DriverChoice,
+    /// This worker's listeners.
+    pub listeners: Vec<StdListener>,
+    /// The shared snapshot.
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Commands from the control thread.
+    pub commands: flume::Receiver<Command>,
+}
+
+/// Thread body: pins, builds the runtime, reports the driver (or the failure) on `ready`,
+/// then serves until told to shut down.
+pub fn run(spec: WorkerSpec, ready: mpsc::Sender<io::Result<DriverKind>>) {
+    if let Some(core) = spec.core {
+        if !core_affinity::set_for_current(core) {
+            log::warn!("worker {}: could not pin to core {}", spec.id, core.id);
+        }
+    }
+    let kind = match resolve_driver(spec.driver) {
+        Ok(kind) => kind,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    match kind {
+        DriverKind::IoUring => {
+            match RuntimeBuilder::<IoUringDriver>::new()
+                .with_entries(URING_ENTRIES)
+                .enable_timer()
+                .build()
+            {
+                Ok(mut rt) => rt.block_on(serve(spec, kind, ready)),
+                Err(e) => report_build_error(&ready, kind, e),
+            }
+        }
+        DriverKind::Legacy => match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
+            Ok(mut rt) => rt.block_on(serve(spec, kind, ready)),
+            Err(e) => report_build_error(&ready, kind, e),
+        },
+    }
+}
+
+fn resolve_driver(choice: DriverChoice) -> io::Result<DriverKind> {
+    match choice {
+        DriverChoice::Legacy => Ok(DriverKind::Legacy),
+        DriverChoice::IoUring if monoio::utils::detect_uring() => Ok(DriverKind::IoUring),
+        DriverChoice::IoUring => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "driver = \"io_uring\" but io_uring is unavailable on this system \
+             (old kernel, seccomp, or kernel.io_uring_disabled); use \"auto\" or \"legacy\"",
+        )),
+        DriverChoice::Auto if monoio::utils::detect_uring() => Ok(DriverKind::IoUring),
+        DriverChoice::Auto => Ok(DriverKind::Legacy),
+    }
+}
+
+fn report_build_error(
+    ready: &mpsc::Sender<io::Result<DriverKind>>,
+    kind: DriverKind,
+    e: io::Error,
+) {
+    let _ = ready.send(Err(io::Error::new(
+        e.kind(),
+        format!("building the {kind:?} runtime: {e}"),
+    )));
+}
+
+async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Result<DriverKind>>) {
+    let drain = Drain::new();
+    let ctx = Rc::new(WorkerContext::new(
+        spec.id,
+        spec.snapshot,
+        Rc::clone(&drain),
+    ));
+    let mut listeners = Vec::with_capacity(spec.listeners.len());
+    for std_listener in spec.listeners {
+        match TcpListener::from_std(std_listener) {
+            Ok(listener) => listeners.push(listener),
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        }
+    }
+    for listener in listeners {
+        monoio::spawn(accept_loop(listener, Rc::clone(&ctx)));
+    }
+    monoio::spawn(WorkerContext::sweep_idle_connections(Rc::clone(&ctx)));
+    let _ = ready.send(Ok(kind));
+    // A closed channel means the control side is gone: shut down as well.
+    let _ = spec.commands.recv_async().await;
+    drain.start();
+    let grace = ctx.snapshot().server.graceful_shutdown;
+    if monoio::time::timeout(grace, drain.idle()).await.is_err() {
+        log::warn!(
+            "worker {}: graceful shutdown timed out with {} connection(s) open",
+            spec.id,
+            drain.open_connections()
+        );
+    }
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerContext>) {
+    let drain = Rc::clone(ctx.drain());
+    loop {
+        monoio::select! {
+            _ = drain.started() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    monoio::spawn(serve_connection(Rc::clone(&ctx), stream, peer));
+                }
+                Err(e) => {
+                    log::warn!("worker {}: accept failed: {e}", ctx.id());
+                    monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            }
+        }
+    }
+}

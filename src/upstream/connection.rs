@@ -1,0 +1,58 @@
+//! One upstream TCP connection with its input buffer.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use monoio::net::TcpStream;
+
+use crate::io_buf::ReadBuf;
+
+/// Initial input buffer of an upstream connection; it grows while relaying large bodies.
+pub const UPSTREAM_BUF: usize = 8 * 1024;
+
+/// A connection to one target, fresh or taken from the pool.
+#[derive(Debug)]
+pub struct UpstreamConn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Bytes read from the upstream and not yet relayed.
+    pub buf: ReadBuf,
+    /// The target.
+    pub addr: SocketAddr,
+    /// Whether the connection served an earlier request (a failure on it may be retried).
+    pub reused: bool,
+}
+
+/// Why a connection to a target could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The connect did not complete within the timeout.
+    #[error("connect to {0} timed out")]
+    Timeout(SocketAddr),
+    /// The connect failed.
+    #[error("connect to {addr} failed: {source}")]
+    Io {
+        /// Target.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Opens a fresh connection to `addr` within `timeout`.
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<UpstreamConn, ConnectError> {
+    let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Err(_) => return Err(ConnectError::Timeout(addr)),
+        Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
+        Ok(Ok(stream)) => stream,
+    };
+    // Heads and small bodies go out in one write each; Nagle would only add latency.
+    let _ = stream.set_nodelay(true);
+    Ok(UpstreamConn {
+        stream,
+        buf: ReadBuf::with_capacity(UPSTREAM_BUF),
+        addr,
+        reused: false,
+    })
+}

@@ -1,0 +1,87 @@
+//! A worker's keep-alive pool: idle connections per target, newest first.
+//!
+//! Invariants: a connection is in the pool only between two exchanges, after its response
+//! was read completely; checkout hands out the most recently used connection that is neither
+//! expired nor closed by the upstream, so a closed connection is never handed out; the pool
+//! never holds more than `max_idle_per_target` per target (the oldest go first).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+
+use super::connection::UpstreamConn;
+use super::liveness::{self, Liveness};
+use crate::config::PoolSettings;
+
+#[derive(Debug)]
+struct Idle {
+    conn: UpstreamConn,
+    expires: Instant,
+}
+
+/// Idle upstream connections of one worker, keyed by target address.
+#[derive(Debug, Default)]
+pub struct Pool {
+    idle: RefCell<AHashMap<SocketAddr, VecDeque<Idle>>>,
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The newest usable idle connection to `addr`, if any; stale ones found on the way are
+    /// closed.
+    pub fn checkout(&self, addr: SocketAddr) -> Option<UpstreamConn> {
+        let mut idle = self.idle.borrow_mut();
+        let queue = idle.get_mut(&addr)?;
+        let now = Instant::now();
+        while let Some(entry) = queue.pop_back() {
+            if entry.expires > now && liveness::check(&entry.conn.stream) == Liveness::Open {
+                let mut conn = entry.conn;
+                conn.reused = true;
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose exchange completed cleanly.
+    pub fn checkin(&self, conn: UpstreamConn, settings: &PoolSettings) {
+        if settings.max_idle_per_target == 0 || !conn.buf.is_empty() {
+            return;
+        }
+        let mut idle = self.idle.borrow_mut();
+        let queue = idle.entry(conn.addr).or_default();
+        while queue.len() >= settings.max_idle_per_target {
+            queue.pop_front();
+        }
+        queue.push_back(Idle {
+            conn,
+            expires: Instant::now() + settings.idle_timeout,
+        });
+    }
+
+    /// Closes every idle connection whose idle timeout has passed.
+    pub fn sweep(&self, now: Instant) {
+        let mut idle = self.idle.borrow_mut();
+        for queue in idle.values_mut() {
+            // Entries are pushed in time order per target; expired ones sit at the front
+            // unless settings changed with a reload, so check them all.
+            queue.retain(|entry| entry.expires > now);
+        }
+        idle.retain(|_, queue| !queue.is_empty());
+    }
+
+    /// Idle connections held for `addr`.
+    pub fn idle_count(&self, addr: SocketAddr) -> usize {
+        self.idle.borrow().get(&addr).map_or(0, VecDeque::len)
+    }
+}
+
+/// How often a worker sweeps its pool for expired idle connections.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
