@@ -409,7 +409,7 @@ def write(raw, stem):
               f"`proxy_http_version 1.1`, `proxy_set_header Connection \"\"`, `access_log off`, "
               f"`worker_connections 16384`, `keepalive_requests 10000000`, `reuseport`, "
               f"`proxy_buffering {meta['buffering']}`, and the forwarding headers ringgate adds "
-              f"(Host, X-Forwarded-For/-Proto/-Host, Via).")
+              f"(Host, X-Forwarded-For/-Proto/-Host, Via; Via on responses too).")
     md.append(f"- {b}: " + ("the same nginx configuration (self-test)." if meta.get("standin") == "1"
               else f"`workers = {meta['workers']}`, `driver = \"auto\"`, one route to the same "
                    "upstream, pool `max_idle_per_target = 1024`, same timeouts."))
