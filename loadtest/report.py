@@ -14,6 +14,7 @@ notes.txt; log.C.txt. Only the standard library is needed, except matplotlib for
 import json
 import math
 import os
+import re
 import sys
 
 # Scenario ids must match compare.sh.
@@ -43,6 +44,9 @@ SCENARIOS = {
            "`GET /small` over 1,000 keep-alive connections, closed loop."),
 }
 LATENCY_KEYS = ["50", "90", "99", "99.9"]
+# Log lines worth reporting: ringgate's WARN/ERROR (env_logger), panics, nginx's [warn] and up.
+PROBLEM = re.compile(r"\b(WARN|ERROR)\b|panick|\[(warn|error|crit|alert|emerg)\]")
+TIMESTAMP = re.compile(r"^\[?\d{4}[-/]\d\d[-/]\d\d[T ][\d:.]+Z?\s*")
 
 
 # --------------------------------------------------------------------------- reading
@@ -410,9 +414,16 @@ def write(raw, stem):
               f"`worker_connections 16384`, `keepalive_requests 10000000`, `reuseport`, "
               f"`proxy_buffering {meta['buffering']}`, and the forwarding headers ringgate adds "
               f"(Host, X-Forwarded-For/-Proto/-Host, Via; Via on responses too).")
+    driver = ""
+    for ln in logs.get(b, []):
+        m = re.search(r"running with the (\S+) driver", ln)
+        if m:
+            driver = f" (it ran the {m.group(1)} driver)"
+            break
     md.append(f"- {b}: " + ("the same nginx configuration (self-test)." if meta.get("standin") == "1"
-              else f"`workers = {meta['workers']}`, `driver = \"auto\"`, one route to the same "
-                   "upstream, pool `max_idle_per_target = 1024`, same timeouts."))
+              else f"`workers = {meta['workers']}`, `driver = \"auto\"`{driver}, one route to the "
+                   "same upstream, pool `max_idle_per_target = 1024`, client keep-alive idle "
+                   "300 s, same timeouts."))
     md.append("- Backend: a separate nginx (`return 200 \"hello world!\\n\"` for /small, static "
               "16 KiB and 1 MiB files, a POST sink that reads the body), shared by both.")
     md.append("- CPU: user+sys seconds of the contender's processes (nginx: master + workers) from "
@@ -474,11 +485,14 @@ def write(raw, stem):
         md.append("No contender died, every sanity check passed (exact bodies for /small, /16k, "
                   "/1m; a pipelined 4 KiB POST + GET), and every load generator exited cleanly.\n")
     for c, lines in logs.items():
-        interesting = [ln for ln in lines if not ln.endswith("listening on")]
-        if interesting:
-            uniq = list(dict.fromkeys(interesting))
-            md.append(f"Log of `{c}` ({len(lines)} lines, first distinct ones):\n")
+        bad = [ln for ln in lines if PROBLEM.search(ln)]
+        if bad:
+            uniq = list(dict.fromkeys(TIMESTAMP.sub("", ln) for ln in bad))
+            md.append(f"Warnings and errors in the log of `{c}` ({len(bad)} lines; the first "
+                      "distinct ones):\n")
             md.append("```\n" + "\n".join(u[:200] for u in uniq[:15]) + "\n```\n")
+        else:
+            md.append(f"Log of `{c}`: no warnings or errors ({len(lines)} lines).\n")
 
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write("\n".join(md).rstrip() + "\n")
