@@ -1,0 +1,561 @@
+#!/usr/bin/env bash
+# loadtest/compare.sh — ringgate vs Nginx, same machine, same cores, same backend, same load.
+#
+# One command from a fresh clone:   loadtest/compare.sh
+# Smoke run (about a minute):       loadtest/compare.sh --quick
+#
+# What it does, in order:
+#   1. installs what is missing (nginx, wrk: apt; oha: cargo install; matplotlib: pip or apt),
+#   2. builds ringgate with `cargo build --release`,
+#   3. starts, under a private temp dir, one backend nginx (`return 200` and static files) and
+#      the two contenders: nginx as a tuned reverse proxy and ringgate, both pinned with
+#      taskset to the same contender core(s), both forwarding to that backend,
+#   4. runs each scenario against nginx and then ringgate, back to back, with the same load,
+#      recording throughput, latency percentiles, CPU (user+sys from /proc) and RSS,
+#   5. writes loadtest/results/YYYY-MM-DD-<host>.md (+ .png plot, + .json raw numbers),
+#   6. stops everything it started (also on Ctrl-C or failure) and removes the temp dir.
+#
+# Run `loadtest/compare.sh --help` for the options; loadtest/README.md explains the method.
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+LIB="$HERE/lib"
+ORIG_CMD="loadtest/compare.sh${*:+ $*}"
+
+# ------------------------------------------------------------------------------ options
+
+WORKERS=1            # contender workers (= contender cores)
+DURATION=15          # seconds measured per scenario and contender
+WARMUP=2             # seconds of the same load, discarded, before each measurement
+IDLE_CONNS=10000     # idle keep-alive connections for the RSS scenario
+CONNS=64             # connections for the closed-loop scenarios
+QUICK=0
+BUFFERING=on         # nginx proxy_buffering
+STANDIN=0            # 1: contender B is a second nginx proxy (validates the harness)
+RINGGATE_BIN=""      # use this binary instead of building
+INSTALL=1
+OUT_DIR="$HERE/results"
+KEEP=0
+SCENARIOS="all"
+
+usage() {
+    cat <<EOF
+usage: loadtest/compare.sh [options]
+
+  --workers N         contender workers/cores (default 1; needs N < number of cores)
+  --duration S        measured seconds per scenario and contender (default $DURATION)
+  --warmup S          warm-up seconds before each measurement (default $WARMUP)
+  --quick             smoke run: 2 s per measurement, 1 s warm-up, 2000 idle connections
+  --connections N     connections for the closed-loop scenarios (default $CONNS)
+  --idle-conns N      idle keep-alive connections for the RSS scenario (default $IDLE_CONNS)
+  --scenarios LIST    comma-separated subset of s1..s8 (default all)
+  --nginx-buffering on|off   nginx proxy_buffering (default on, nginx's default)
+  --ringgate-bin PATH use this ringgate binary, skip 'cargo build --release'
+  --standin           run a second nginx proxy in ringgate's slot (harness self-test)
+  --no-install        do not install missing tools, fail instead
+  --out DIR           results directory (default loadtest/results)
+  --keep              keep the temp dir (configs, logs, raw tool output)
+  -h, --help          this text
+
+Scenarios: s1 small GET keep-alive (closed loop, wrk)   s2 same at 50% of the lower max (open
+loop, oha, latency-corrected)   s3 16 KiB   s4 1 MiB   s5 4 KiB POST   s6 new connection per
+request   s7 1,000 keep-alive connections   s8 RSS with idle keep-alive connections
+EOF
+}
+
+while (($#)); do
+    case "$1" in
+        --workers) WORKERS=$2; shift 2 ;;
+        --duration) DURATION=$2; shift 2 ;;
+        --warmup) WARMUP=$2; shift 2 ;;
+        --quick) QUICK=1; shift ;;
+        --connections) CONNS=$2; shift 2 ;;
+        --idle-conns) IDLE_CONNS=$2; shift 2 ;;
+        --scenarios) SCENARIOS=$2; shift 2 ;;
+        --nginx-buffering) BUFFERING=$2; shift 2 ;;
+        --ringgate-bin) RINGGATE_BIN=$2; shift 2 ;;
+        --standin) STANDIN=1; shift ;;
+        --no-install) INSTALL=0; shift ;;
+        --out) OUT_DIR=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+SETTLE=1             # seconds of quiet between two measurements
+if ((QUICK)); then
+    DURATION=2
+    WARMUP=1
+    IDLE_CONNS=2000
+    SETTLE=0.2
+fi
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+for v in WORKERS DURATION WARMUP IDLE_CONNS CONNS; do
+    is_uint "${!v}" || die "--${v,,} must be a whole number (got '${!v}')"
+done
+((WORKERS >= 1)) || die "--workers must be at least 1"
+((DURATION >= 1)) || die "--duration must be at least 1"
+[[ $BUFFERING == on || $BUFFERING == off ]] || die "--nginx-buffering is on or off"
+
+# Scenario selection; s2's rate comes from s1, so s2 pulls s1 in.
+ALL_SCENARIOS=(s1 s2 s3 s4 s5 s6 s7 s8)
+if [[ $SCENARIOS == all ]]; then
+    SELECTED=("${ALL_SCENARIOS[@]}")
+else
+    IFS=, read -r -a SELECTED <<<"$SCENARIOS"
+    for s in "${SELECTED[@]}"; do
+        [[ " ${ALL_SCENARIOS[*]} " == *" $s "* ]] || die "unknown scenario '$s'"
+    done
+    if [[ " ${SELECTED[*]} " == *" s2 "* && " ${SELECTED[*]} " != *" s1 "* ]]; then
+        SELECTED=(s1 "${SELECTED[@]}")
+    fi
+fi
+selected() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
+
+# ------------------------------------------------------------------------------ installing
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# Put cargo-installed tools on PATH even in a shell that did not source ~/.cargo/env.
+if [[ -d "${CARGO_HOME:-$HOME/.cargo}/bin" ]]; then
+    PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+fi
+
+as_root() {
+    if ((EUID == 0)); then "$@"
+    elif have sudo; then sudo "$@"
+    else die "need root (or sudo) to run: $*"
+    fi
+}
+
+apt_install() {
+    have apt-get || die "missing $*, and no apt-get to install it with"
+    log "installing with apt-get: $*"
+    # Debian starts a freshly installed nginx as a system service on port 80; a temporary
+    # policy-rc.d keeps the package from starting anything (only if none exists already).
+    local policy=/usr/sbin/policy-rc.d made_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod 755 "$policy"
+        made_policy=1
+    fi
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+    if ((made_policy)); then as_root rm -f "$policy"; fi
+}
+
+install_deps() {
+    local pkgs=()
+    have nginx || [[ -x /usr/sbin/nginx ]] || pkgs+=(nginx)
+    have wrk || pkgs+=(wrk)
+    have taskset || pkgs+=(util-linux)
+    have python3 || pkgs+=(python3)
+    have curl || pkgs+=(curl)
+    if ((${#pkgs[@]})); then
+        ((INSTALL)) || die "missing: ${pkgs[*]} (and --no-install was given)"
+        apt_install "${pkgs[@]}"
+    fi
+    if ! have oha; then
+        ((INSTALL)) || die "missing: oha (and --no-install was given)"
+        have cargo || die "oha is missing and cargo is not installed"
+        log "installing oha with cargo (a few minutes, once)"
+        cargo install oha --locked
+    fi
+    if ! python3 -c 'import matplotlib' 2>/dev/null; then
+        if ((INSTALL)); then
+            log "installing matplotlib for the latency plot"
+            python3 -m pip install --quiet matplotlib 2>/dev/null \
+                || apt_install python3-matplotlib \
+                || log "warning: no matplotlib; the results will have no PNG plot"
+        else
+            log "warning: no matplotlib; the results will have no PNG plot"
+        fi
+    fi
+}
+
+install_deps
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+# ------------------------------------------------------------------------------ building
+
+if ((STANDIN)); then
+    B_NAME="ringgate-standin"
+elif [[ -n $RINGGATE_BIN ]]; then
+    B_NAME="ringgate"
+    [[ -x $RINGGATE_BIN ]] || die "--ringgate-bin $RINGGATE_BIN is not an executable"
+else
+    B_NAME="ringgate"
+    have cargo || die "cargo is needed to build ringgate (see scripts/setup.sh)"
+    log "building ringgate: cargo build --release"
+    (cd "$ROOT" && cargo build --release)
+    RINGGATE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/ringgate"
+    [[ -x $RINGGATE_BIN ]] || die "cargo build did not produce $RINGGATE_BIN"
+fi
+
+# ------------------------------------------------------------------------------ core layout
+
+# Cores this process may use (honours an outer taskset/cgroup), in ascending order.
+read -r -a CPUS <<<"$(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)))')"
+NCPU=${#CPUS[@]}
+if ((NCPU < 2)); then
+    die "need at least 2 cores (contender on one, load generator + backend on the other)"
+fi
+((WORKERS < NCPU)) || die "--workers $WORKERS leaves no core for the load generator and backend ($NCPU cores)"
+
+# Contender: cores 1..N. Load side: core 0 plus whatever is above N. With one load-side core
+# the backend and the load generator share it; with more, the backend gets the first half.
+CONTENDER_CPUS=("${CPUS[@]:1:WORKERS}")
+OTHER_CPUS=("${CPUS[0]}" "${CPUS[@]:WORKERS+1}")
+if ((${#OTHER_CPUS[@]} >= 2)); then
+    nb=$((${#OTHER_CPUS[@]} / 2))
+    BACKEND_CPUS=("${OTHER_CPUS[@]:0:nb}")
+    LOADGEN_CPUS=("${OTHER_CPUS[@]:nb}")
+else
+    BACKEND_CPUS=("${OTHER_CPUS[@]}")
+    LOADGEN_CPUS=("${OTHER_CPUS[@]}")
+fi
+join() { local IFS=,; echo "$*"; }
+C_SET=$(join "${CONTENDER_CPUS[@]}")
+B_SET=$(join "${BACKEND_CPUS[@]}")
+L_SET=$(join "${LOADGEN_CPUS[@]}")
+BACKEND_WORKERS=${#BACKEND_CPUS[@]}
+LOAD_THREADS=${#LOADGEN_CPUS[@]}
+log "layout: contenders on cpu $C_SET ($WORKERS worker(s)), backend on cpu $B_SET ($BACKEND_WORKERS worker(s)), load generator on cpu $L_SET ($LOAD_THREADS thread(s))"
+
+# Enough descriptors for 10,000 idle connections on each side, inherited by every child.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+NOFILE=$(ulimit -n)
+if ((NOFILE < IDLE_CONNS + 1000)); then
+    log "warning: open-file limit is $NOFILE; lowering idle connections to $((NOFILE - 1000))"
+    IDLE_CONNS=$((NOFILE - 1000))
+fi
+
+# ------------------------------------------------------------------------------ processes
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ringgate-loadtest.XXXXXX")
+mkdir -p "$WORK"/{tmp,data,raw,logs}
+PIDS=()             # every long-running process this script started
+CURRENT=""          # the load generator running now, if any
+
+# Every child runs in its own session (setsid), so a Ctrl-C in the terminal reaches only this
+# script, whose trap then stops everything in order. (Without it, nginx would take the SIGINT
+# as "fast shutdown" and wrk would print a partial result and exit 0 as if nothing happened.)
+# A background process of a non-interactive shell is not a process-group leader, so setsid
+# execs in place and $! is the real process.
+
+# run_load CMD...: run a load generator and wait for it. `wait` returns as soon as a trapped
+# signal arrives, so Ctrl-C does not have to wait for the end of a 15 s measurement.
+run_load() {
+    setsid "$@" &
+    CURRENT=$!
+    local rc=0
+    wait "$CURRENT" || rc=$?
+    CURRENT=""
+    return "$rc"
+}
+
+# Stop one process we started: SIGTERM, up to 5 s grace, then SIGKILL for it and for any
+# descendant (nginx workers) that outlived it. Descendants are listed before the signal and
+# only killed if they still run the same program.
+stop_pid() {
+    local pid=$1 i kids
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kids=$(python3 "$LIB/lt.py" descendants "$pid" 2>/dev/null || true)
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local kid comm
+    while read -r kid comm; do
+        [[ -n $kid ]] || continue
+        if [[ -r /proc/$kid/comm && $(</proc/"$kid"/comm) == "$comm" ]]; then
+            kill -KILL "$kid" 2>/dev/null || true
+        fi
+    done <<<"$kids"
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local pid
+    if [[ -n $CURRENT ]]; then
+        kill -TERM "$CURRENT" 2>/dev/null || true
+        wait "$CURRENT" 2>/dev/null || true
+    fi
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    if ((KEEP)); then
+        log "kept the temp dir: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'exit 143' TERM
+
+LT() { python3 "$LIB/lt.py" "$@"; }
+
+# Ports: four free loopback ports picked by the kernel.
+read -r BACKEND_PORT A_PORT B_PORT _ <<<"$(LT freeport 4)"
+
+USER_LINE=""
+if ((EUID == 0)); then USER_LINE="user root;"; fi  # workers must read/write the temp dir
+
+# Backend data: fixed bodies, generated once.
+head -c 16384 /dev/urandom >"$WORK/data/16k"
+head -c 1048576 /dev/urandom >"$WORK/data/1m"
+
+LT render "$HERE/nginx/backend.conf.tmpl" "$WORK/backend.conf" \
+    "USER_LINE=$USER_LINE" "WORKERS=$BACKEND_WORKERS" "PREFIX=$WORK" \
+    "ADDR=127.0.0.1:$BACKEND_PORT" "DATA=$WORK/data"
+
+render_nginx_proxy() {  # name port
+    LT render "$HERE/nginx/proxy.conf.tmpl" "$WORK/$1.conf" \
+        "USER_LINE=$USER_LINE" "WORKERS=$WORKERS" "PREFIX=$WORK" "NAME=$1" \
+        "ADDR=127.0.0.1:$2" "UPSTREAM=127.0.0.1:$BACKEND_PORT" "BUFFERING=$BUFFERING"
+}
+render_nginx_proxy nginx "$A_PORT"
+if ((STANDIN)); then
+    render_nginx_proxy "$B_NAME" "$B_PORT"
+else
+    LT render "$HERE/ringgate.toml.tmpl" "$WORK/ringgate.toml" \
+        "ADDR=127.0.0.1:$B_PORT" "WORKERS=$WORKERS" "UPSTREAM=127.0.0.1:$BACKEND_PORT"
+fi
+
+# start NAME CPUSET CMD...: start in the background, pinned, and wait until it accepts on
+# PORT_OF[NAME]. Returns non-zero (after showing its log) if it does not come up.
+declare -A PID_OF PORT_OF
+PORT_OF[backend]=$BACKEND_PORT
+PORT_OF[nginx]=$A_PORT
+PORT_OF[$B_NAME]=$B_PORT
+start() {
+    local name=$1 cpus=$2
+    shift 2
+    taskset -c "$cpus" setsid "$@" >>"$WORK/logs/$name.out" 2>>"$WORK/logs/$name.err" &
+    local pid=$!
+    PIDS+=("$pid")
+    PID_OF[$name]=$pid
+    if ! LT wait-port "${PORT_OF[$name]}" 20 "$pid"; then
+        tail -n 20 "$WORK/logs/$name.err" "$WORK/logs/$name-error.log" >&2 2>/dev/null || true
+        return 1
+    fi
+    log "$name is up (pid $pid, 127.0.0.1:${PORT_OF[$name]})"
+}
+
+start_contender() {  # NAME
+    case "$1" in
+        ringgate)
+            start ringgate "$C_SET" "$RINGGATE_BIN" --config "$WORK/ringgate.toml" --workers "$WORKERS" ;;
+        *)
+            start "$1" "$C_SET" "$NGINX" -p "$WORK" -c "$WORK/$1.conf" -e "$WORK/logs/$1-error.log" ;;
+    esac
+}
+
+alive() { kill -0 "${PID_OF[$1]}" 2>/dev/null; }
+
+# Stop a contender and start it again (a fresh process: s8 measures per-connection memory
+# from a clean baseline, not from heap pages the load scenarios already touched).
+restart_contender() {  # NAME
+    local old=${PID_OF[$1]} keep=() p
+    stop_pid "$old"
+    for p in "${PIDS[@]}"; do [[ $p == "$old" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+    start_contender "$1"
+}
+
+NOTES="$WORK/raw/notes.txt"
+: >"$NOTES"
+note() { log "note: $*"; printf '%s\n' "$*" >>"$NOTES"; }
+
+start backend "$B_SET" "$NGINX" -p "$WORK" -c "$WORK/backend.conf" -e "$WORK/logs/backend-error.log" \
+    || die "the backend did not start"
+CONTENDERS=(nginx "$B_NAME")
+for c in "${CONTENDERS[@]}"; do start_contender "$c" || die "$c did not start"; done
+
+# ------------------------------------------------------------------------------ sanity checks
+
+# Each contender must return the backend's exact bodies and consume POST bodies; a failure is
+# recorded in the results (it is a finding) rather than ending the run.
+sanity() {  # name
+    local port=${PORT_OF[$1]} path size want
+    for path in /small:13 /16k:16384 /1m:1048576; do
+        want=${path#*:}
+        size=$(curl -s -o /dev/null -w '%{http_code}:%{size_download}' --max-time 5 \
+            "http://127.0.0.1:$port${path%:*}" || echo "curl-failed")
+        [[ $size == "200:$want" ]] || note "$1: GET ${path%:*} answered '$size', expected 200:$want"
+    done
+    LT check-post "$port" 2>>"$NOTES" || note "$1: 4 KiB POST + GET pipelined on one connection failed"
+}
+for c in backend "${CONTENDERS[@]}"; do sanity "$c"; done
+
+# ------------------------------------------------------------------------------ metadata
+
+# How busy was the machine before we put load on it? Other work on these cores is noise in
+# every number below; the results file says how much there was.
+idle_before=$(LT snap "$$")
+sleep 1
+BUSY_BEFORE=$(python3 - "$idle_before" "$(LT snap "$$")" <<'PY'
+import json, sys
+a, b = json.loads(sys.argv[1])["cpus"], json.loads(sys.argv[2])["cpus"]
+busy = sum(b[c][0] - a[c][0] for c in b)
+total = sum(b[c][1] - a[c][1] for c in b)
+print(round(100.0 * busy / total) if total else 0)
+PY
+)
+((BUSY_BEFORE < 10)) || log "warning: the machine was ${BUSY_BEFORE}% busy before the run; expect noise"
+
+versions() {
+    # (wrk --version exits 1 after printing its usage; only the first line matters)
+    { "$NGINX" -v 2>&1 || true; } | head -n1
+    { wrk --version 2>&1 || true; } | head -n1 | cut -d' ' -f1-2
+    { oha --version 2>&1 || true; } | head -n1
+    if ((STANDIN)); then
+        echo "ringgate: not run (--standin: a second nginx proxy in its slot)"
+    else
+        echo "ringgate: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown) ($RINGGATE_BIN)"
+    fi
+}
+{
+    echo "date=$(date -u +'%Y-%m-%d %H:%M:%S UTC')"
+    echo "host=$(hostname -s)"
+    echo "cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "cores=$NCPU"
+    echo "kernel=$(uname -r)"
+    echo "command=$ORIG_CMD"
+    echo "workers=$WORKERS"
+    echo "duration=$DURATION"
+    echo "warmup=$WARMUP"
+    echo "connections=$CONNS"
+    echo "idle_conns=$IDLE_CONNS"
+    echo "quick=$QUICK"
+    echo "standin=$STANDIN"
+    echo "buffering=$BUFFERING"
+    echo "contender_cpus=$C_SET"
+    echo "backend_cpus=$B_SET"
+    echo "loadgen_cpus=$L_SET"
+    echo "backend_workers=$BACKEND_WORKERS"
+    echo "load_threads=$LOAD_THREADS"
+    echo "contenders=$(join "${CONTENDERS[@]}")"
+    echo "scenarios=$(join "${SELECTED[@]}")"
+    echo "nofile=$NOFILE"
+    echo "busy_before=$BUSY_BEFORE"
+    echo "loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
+    versions | sed 's/^/version=/'
+} >"$WORK/raw/meta.env"
+
+# ------------------------------------------------------------------------------ load
+
+# wrk_run CONTENDER SECONDS CONNS PATH OUTFILE [ENV=VALUE...]
+wrk_run() {
+    local c=$1 secs=$2 conns=$3 path=$4 out=$5
+    shift 5
+    local threads=$LOAD_THREADS
+    ((threads <= conns)) || threads=$conns
+    run_load env "$@" taskset -c "$L_SET" wrk -t "$threads" -c "$conns" -d "${secs}s" --timeout 10s \
+        -s "$LIB/wrk.lua" "http://127.0.0.1:${PORT_OF[$c]}$path" >"$out" 2>&1
+}
+
+# oha_run CONTENDER SECONDS CONNS PATH RATE OUTFILE
+oha_run() {
+    local c=$1 secs=$2 conns=$3 path=$4 rate=$5 out=$6
+    run_load taskset -c "$L_SET" oha --no-tui --output-format json -z "${secs}s" -c "$conns" \
+        -q "$rate" --latency-correction "http://127.0.0.1:${PORT_OF[$c]}$path" >"$out" 2>"$out.err"
+}
+
+snap() { LT snap "${PID_OF[$1]}"; }
+
+# measure SCENARIO CONTENDER KIND ARGS...: warm up, snapshot, run, snapshot.
+measure() {
+    local s=$1 c=$2 kind=$3
+    shift 3
+    local base="$WORK/raw/$s.$c"
+    if ! alive "$c"; then
+        note "$c was not running before $s; restarting it"
+        start_contender "$c" || { note "$c could not be restarted; $s/$c skipped"; return 0; }
+    fi
+    if ((WARMUP > 0)); then
+        case "$kind" in
+            wrk) wrk_run "$c" "$WARMUP" "$1" "$2" "$base.warmup" "${@:3}" || true ;;
+            oha) oha_run "$c" "$WARMUP" "$1" "$2" "$3" "$base.warmup" || true ;;
+        esac
+    fi
+    snap "$c" >"$base.before.json"
+    local rc=0
+    case "$kind" in
+        wrk) wrk_run "$c" "$DURATION" "$1" "$2" "$base.out" "${@:3}" || rc=$? ;;
+        oha) oha_run "$c" "$DURATION" "$1" "$2" "$3" "$base.out" || rc=$? ;;
+    esac
+    snap "$c" >"$base.after.json"
+    echo "$rc" >"$base.rc"
+    ((rc == 0)) || note "$s/$c: the load generator exited with status $rc"
+    if ! alive "$c"; then
+        note "$c DIED during $s (see its log excerpt in the results)"
+    fi
+    sleep "$SETTLE"  # let closed sockets and pools settle before the next run
+}
+
+scenario() {  # ID KIND ARGS... (runs every contender, back to back)
+    local s=$1
+    shift
+    selected "$s" || return 0
+    local c
+    for c in "${CONTENDERS[@]}"; do
+        log "$s: $c"
+        measure "$s" "$c" "$@"
+    done
+}
+
+scenario s1 wrk "$CONNS" /small
+if selected s2; then
+    RATE=$(python3 "$HERE/report.py" rate "$WORK/raw" s1 0.5 "${CONTENDERS[@]}")
+    echo "rate=$RATE" >>"$WORK/raw/meta.env"
+    log "s2: fixed rate $RATE req/s (50% of the lower s1 maximum)"
+    scenario s2 oha "$CONNS" /small "$RATE"
+fi
+scenario s3 wrk "$CONNS" /16k
+scenario s4 wrk "$CONNS" /1m
+scenario s5 wrk "$CONNS" /post LT_METHOD=POST LT_BODY_BYTES=4096
+scenario s6 wrk "$CONNS" /small LT_CLOSE=1
+scenario s7 wrk 1000 /small
+
+if selected s8; then
+    for c in "${CONTENDERS[@]}"; do
+        log "s8: $c, $IDLE_CONNS idle keep-alive connections"
+        alive "$c" || note "$c was not running before s8"
+        restart_contender "$c" || { note "$c could not be restarted; s8/$c skipped"; continue; }
+        run_load taskset -c "$L_SET" python3 "$LIB/lt.py" idle "${PORT_OF[$c]}" "$IDLE_CONNS" /small \
+            "${PID_OF[$c]}" >"$WORK/raw/s8.$c.out" 2>"$WORK/raw/s8.$c.err" \
+            || note "s8/$c: the idle-connection client failed: $(tail -n1 "$WORK/raw/s8.$c.err")"
+        alive "$c" || note "$c DIED during s8"
+        sleep 1
+    done
+fi
+
+# ------------------------------------------------------------------------------ report
+
+# Error lines from the contenders' logs go into the report.
+for c in backend "${CONTENDERS[@]}"; do
+    cat "$WORK/logs/$c.err" "$WORK/logs/$c-error.log" 2>/dev/null \
+        | grep -Eiv '^\s*$' | head -n 400 >"$WORK/raw/log.$c.txt" || true
+done
+
+mkdir -p "$OUT_DIR"
+stem="$(date +%F)-$(hostname -s)"
+((STANDIN)) && stem+="-standin"
+((QUICK)) && stem+="-quick"
+out="$OUT_DIR/$stem"
+n=2
+while [[ -e $out.md ]]; do out="$OUT_DIR/$stem-$n"; n=$((n + 1)); done
+python3 "$HERE/report.py" write "$WORK/raw" "$out"
+log "results: ${out#"$ROOT"/}.md"

@@ -1,0 +1,548 @@
+#!/usr/bin/env python3
+"""Turn the raw output of loadtest/compare.sh into the results files.
+
+  report.py rate RAW_DIR SCENARIO FRACTION CONTENDER...
+      print FRACTION x the lowest requests/s any CONTENDER reached in SCENARIO (an integer)
+  report.py write RAW_DIR OUT_STEM
+      write OUT_STEM.md (tables), OUT_STEM.json (parsed numbers) and OUT_STEM.png (plot)
+
+RAW_DIR holds, per scenario S and contender C: S.C.out (wrk's LTJSON line or oha's JSON),
+S.C.before.json / S.C.after.json (lt.py snap), S.C.rc; s8.C.out (lt.py idle); meta.env;
+notes.txt; log.C.txt. Only the standard library is needed, except matplotlib for the PNG.
+"""
+
+import json
+import math
+import os
+import re
+import sys
+
+# Scenario ids must match compare.sh.
+SCENARIOS = {
+    "s1": ("Small GET, keep-alive, closed loop",
+           "13-byte `GET /small` as fast as possible over {conns} keep-alive connections "
+           "(wrk, closed loop). The maximum throughput of one contender core."),
+    "s2": ("Small GET at a fixed rate, open loop",
+           "The same request at a fixed {rate} req/s (50% of the lower s1 maximum) over "
+           "{conns} connections, sent on schedule whatever the answers do (oha `-q` with "
+           "`--latency-correction`: latency counts from when a request was due, so stalls are "
+           "not hidden — coordinated omission corrected). The latency a client sees at a "
+           "sane load."),
+    "s3": ("16 KiB responses",
+           "`GET /16k` (a 16 KiB static file on the backend), {conns} keep-alive connections, "
+           "closed loop."),
+    "s4": ("1 MiB responses",
+           "`GET /1m` (a 1 MiB static file on the backend), {conns} keep-alive connections, "
+           "closed loop. Tests body streaming (and nginx's proxy buffering)."),
+    "s5": ("4 KiB POST bodies",
+           "`POST /post` with a 4 KiB body over {conns} keep-alive connections; the backend "
+           "reads the whole body and answers `ok`."),
+    "s6": ("New connection per request",
+           "`GET /small` with `Connection: close` over {conns} concurrent connections: every "
+           "request pays for accept, the connection's setup and its close."),
+    "s7": ("1,000 concurrent keep-alive connections",
+           "`GET /small` over 1,000 keep-alive connections, closed loop."),
+}
+LATENCY_KEYS = ["50", "90", "99", "99.9"]
+# Log lines worth reporting: ringgate's WARN/ERROR (env_logger), panics, nginx's [warn] and up.
+PROBLEM = re.compile(r"\b(WARN|ERROR)\b|panick|\[(warn|error|crit|alert|emerg)\]")
+TIMESTAMP = re.compile(r"^\[?\d{4}[-/]\d\d[-/]\d\d[T ][\d:.]+Z?\s*")
+
+
+# --------------------------------------------------------------------------- reading
+
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def read_meta(raw):
+    meta = {"version": []}
+    with open(os.path.join(raw, "meta.env"), encoding="utf-8") as f:
+        for line in f:
+            key, _, value = line.rstrip("\n").partition("=")
+            if key == "version":
+                meta["version"].append(value)
+            else:
+                meta[key] = value
+    return meta
+
+
+def parse_wrk(text):
+    for line in text.splitlines():
+        if line.startswith("LTJSON "):
+            d = json.loads(line[len("LTJSON "):])
+            secs = d["duration_us"] / 1e6
+            errs = d["errors"]
+            return {
+                "tool": "wrk",
+                "requests": d["requests"],
+                "seconds": secs,
+                "rps": d["requests"] / secs if secs else 0.0,
+                "bytes_per_s": d["bytes"] / secs if secs else 0.0,
+                "errors": sum(errs.values()),
+                "error_detail": {k: v for k, v in errs.items() if v},
+                "pct_ms": {k: v / 1000.0 for k, v in d["percentiles_us"].items()},
+                "max_ms": d["latency_us"]["max"] / 1000.0,
+            }
+    return None
+
+
+def parse_oha(text):
+    try:
+        d = json.loads(text)
+    except ValueError:
+        return None
+    summ = d.get("summary", {})
+    codes = {str(k): v for k, v in (d.get("statusCodeDistribution") or {}).items()}
+    ok = sum(v for k, v in codes.items() if k.startswith("2"))
+    bad_status = sum(v for k, v in codes.items() if not k.startswith("2"))
+    # Requests still in flight when the duration ends are cancelled by oha and reported as
+    # "aborted due to deadline": an artefact of stopping, not an error of the contender.
+    errs = {k: v for k, v in (d.get("errorDistribution") or {}).items()
+            if "aborted due to deadline" not in k}
+    n_err = sum(errs.values()) + bad_status
+    secs = summ.get("total") or 0.0
+    pct = {}
+    for k, v in (d.get("latencyPercentiles") or {}).items():
+        if v is not None:
+            pct[k.lstrip("p")] = v * 1000.0
+    detail = dict(errs)
+    if bad_status:
+        detail.update({f"status {k}": v for k, v in codes.items() if not k.startswith("2")})
+    return {
+        "tool": "oha",
+        "requests": ok,
+        "seconds": secs,
+        "rps": ok / secs if secs else 0.0,
+        "bytes_per_s": summ.get("sizePerSec") or 0.0,
+        "errors": n_err,
+        "error_detail": detail,
+        "pct_ms": pct,
+        "max_ms": (summ.get("slowest") or 0.0) * 1000.0,
+    }
+
+
+def cpu_busy(before, after, cpus):
+    """Busy % of the listed CPUs (averaged) between two snapshots."""
+    busy = total = 0
+    for c in cpus:
+        b, a = before["cpus"].get(c), after["cpus"].get(c)
+        if b and a:
+            busy += a[0] - b[0]
+            total += a[1] - b[1]
+    return 100.0 * busy / total if total else None
+
+
+def load_run(raw, scen, cont, meta):
+    base = os.path.join(raw, f"{scen}.{cont}")
+    try:
+        with open(base + ".out", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    res = parse_oha(text) if scen == "s2" else parse_wrk(text)
+    if res is None:
+        res = {"failed": True, "output": text[-500:]}
+    before, after = read_json(base + ".before.json"), read_json(base + ".after.json")
+    if before and after:
+        wall = after["time"] - before["time"]
+        cpu = after["cpu_s"] - before["cpu_s"]
+        res["cpu_s"] = cpu
+        res["cpu_pct"] = 100.0 * cpu / wall if wall > 0 else None
+        if res.get("requests"):
+            res["cpu_us_per_req"] = cpu * 1e6 / res["requests"]
+        res["rss_kb"] = after["rss_kb"]
+        res["contender_core_busy"] = cpu_busy(before, after, meta["contender_cpus"].split(","))
+        res["load_core_busy"] = cpu_busy(
+            before, after,
+            sorted(set(meta["loadgen_cpus"].split(",")) | set(meta["backend_cpus"].split(","))))
+    return res
+
+
+def load_all(raw):
+    meta = read_meta(raw)
+    conts = meta["contenders"].split(",")
+    runs = {}
+    for scen in SCENARIOS:
+        for c in conts:
+            r = load_run(raw, scen, c, meta)
+            if r is not None:
+                runs.setdefault(scen, {})[c] = r
+    idle = {}
+    for c in conts:
+        d = read_json(os.path.join(raw, f"s8.{c}.out"))
+        if d:
+            idle[c] = d
+    notes = []
+    try:
+        with open(os.path.join(raw, "notes.txt"), encoding="utf-8") as f:
+            notes = [ln.rstrip() for ln in f if ln.strip()]
+    except OSError:
+        pass
+    logs = {}
+    for c in ["backend"] + conts:
+        try:
+            with open(os.path.join(raw, f"log.{c}.txt"), encoding="utf-8", errors="replace") as f:
+                logs[c] = [ln.rstrip() for ln in f]
+        except OSError:
+            logs[c] = []
+    return meta, conts, runs, idle, notes, logs
+
+
+# --------------------------------------------------------------------------- formatting
+
+def fnum(v, digits=0):
+    if v is None:
+        return "—"
+    if digits == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def fms(v):
+    if v is None:
+        return "—"
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def limit(r, workers):
+    """What bounded a closed-loop run: the contender's cores, or the load side's."""
+    if not r or r.get("failed") or r.get("cpu_pct") is None:
+        return "—"
+    if r["cpu_pct"] >= 90.0 * workers:
+        return "contender"
+    if (r.get("load_core_busy") or 0) >= 95.0:
+        return f"load side ({r['cpu_pct']:.0f}% CPU)"
+    return f"neither ({r['cpu_pct']:.0f}% CPU)"
+
+
+def ratio(b, a):
+    if a is None or b is None or a == 0:
+        return "—"
+    return f"{b / a:.2f}×"
+
+
+def table(headers, rows):
+    out = ["| " + " | ".join(headers) + " |",
+           "|" + "|".join("---:" if i else "---" for i in range(len(headers))) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def scenario_table(a, b, ra, rb):
+    def get(r, key):
+        return None if r is None or r.get("failed") else r.get(key)
+
+    def pct(r, p):
+        return None if r is None or r.get("failed") else r["pct_ms"].get(p)
+
+    rows = [["requests/s", fnum(get(ra, "rps")), fnum(get(rb, "rps")),
+             ratio(get(rb, "rps"), get(ra, "rps"))]]
+    for p in LATENCY_KEYS:
+        rows.append([f"p{p} latency (ms)", fms(pct(ra, p)), fms(pct(rb, p)),
+                     ratio(pct(rb, p), pct(ra, p))])
+    rows += [
+        ["max latency (ms)", fms(get(ra, "max_ms")), fms(get(rb, "max_ms")), ""],
+        ["errors (non-2xx, socket, timeout)", fnum(get(ra, "errors")), fnum(get(rb, "errors")), ""],
+        ["contender CPU, user+sys (s)", fnum(get(ra, "cpu_s"), 2), fnum(get(rb, "cpu_s"), 2),
+         ratio(get(rb, "cpu_s"), get(ra, "cpu_s"))],
+        ["contender CPU (% of one core)", fnum(get(ra, "cpu_pct"), 1), fnum(get(rb, "cpu_pct"), 1), ""],
+        ["contender CPU per request (µs)", fnum(get(ra, "cpu_us_per_req"), 2),
+         fnum(get(rb, "cpu_us_per_req"), 2),
+         ratio(get(rb, "cpu_us_per_req"), get(ra, "cpu_us_per_req"))],
+        ["contender RSS at end (MiB)",
+         fnum(get(ra, "rss_kb") and get(ra, "rss_kb") / 1024, 1),
+         fnum(get(rb, "rss_kb") and get(rb, "rss_kb") / 1024, 1),
+         ratio(get(rb, "rss_kb"), get(ra, "rss_kb"))],
+        ["load-side cores busy (%)", fnum(get(ra, "load_core_busy"), 0),
+         fnum(get(rb, "load_core_busy"), 0), ""],
+    ]
+    for name, r in ((a, ra), (b, rb)):
+        if r is not None and r.get("failed"):
+            rows.append([f"**{name}: no result**", "", "", ""])
+        elif r is not None and r.get("error_detail"):
+            detail = ", ".join(f"{k} {v}" for k, v in r["error_detail"].items())
+            rows.append([f"{name} errors", detail, "", ""])
+    return table(["", a, b, f"{b}/{a}"], rows)
+
+
+def targets(a, b, runs, idle):
+    """Issue 3's goals, checked against this run (only meaningful for real ringgate)."""
+    def val(s, c, key, p=None):
+        r = runs.get(s, {}).get(c)
+        if not r or r.get("failed"):
+            return None
+        return r["pct_ms"].get(p) if p else r.get(key)
+
+    lines = []
+
+    def check(label, bv, av, want, better_high):
+        if bv is None or av is None or av == 0:
+            lines.append(f"| {label} | — | — | not measured |")
+            return
+        q = bv / av
+        ok = q >= want if better_high else q <= want
+        lines.append(f"| {label} | {q:.2f}× | {'≥' if better_high else '≤'} {want}× | "
+                     f"{'met' if ok else '**not met**'} |")
+
+    check("s1 small GET keep-alive throughput", val("s1", b, "rps"), val("s1", a, "rps"), 1.5, True)
+    # Requests per CPU-second: the same goal when the load side, not the contender, was the
+    # limit (CPU µs per request of nginx over ringgate's).
+    ca, cb = val("s1", a, "cpu_us_per_req"), val("s1", b, "cpu_us_per_req")
+    check("s1 small GET requests per contender CPU-second", ca, cb, 1.5, True)
+    check("s2 p99 latency at the fixed rate", val("s2", b, None, "99"), val("s2", a, None, "99"),
+          1.0, False)
+    check("s4 1 MiB throughput", val("s4", b, "rps"), val("s4", a, "rps"), 1.0, True)
+    pa = idle.get(a, {}).get("per_conn_bytes")
+    pb = idle.get(b, {}).get("per_conn_bytes")
+    check("s8 RSS per idle keep-alive connection", pb, pa, 1.0, False)
+    return table([f"goal ({b}/{a})", "measured", "target", ""], []) + "\n" + "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- plot
+
+def plot(meta, conts, runs, png):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+    except ImportError:
+        return False
+    scens = [s for s in SCENARIOS if s in runs]
+    if not scens:
+        return False
+    cols = 2
+    rows = math.ceil(len(scens) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 3.6 * rows), squeeze=False)
+    styles = {conts[0]: dict(color="#2f6db5", marker="o"),
+              conts[1]: dict(color="#d9480f", marker="s")}
+    ticks = [50, 90, 99, 99.9, 99.99]
+    for ax, s in zip(axes.flat, scens):
+        for c in conts:
+            r = runs[s].get(c)
+            if not r or r.get("failed") or not r["pct_ms"]:
+                continue
+            pts = sorted((float(p), v) for p, v in r["pct_ms"].items() if float(p) < 100)
+            xs = [1.0 / (1.0 - p / 100.0) for p, _ in pts]
+            ys = [max(v, 1e-3) for _, v in pts]
+            ax.plot(xs, ys, label=f"{c} ({r['rps']:,.0f} req/s)", markersize=3,
+                    linewidth=1.5, **styles.get(c, {}))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks([1.0 / (1.0 - t / 100.0) for t in ticks])
+        ax.set_xticklabels([f"p{t:g}" for t in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_ylabel("latency (ms)")
+        title = SCENARIOS[s][0]
+        if s == "s2" and meta.get("rate"):
+            title += f" ({int(float(meta['rate'])):,} req/s)"
+        ax.set_title(f"{s}: {title}", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    for ax in list(axes.flat)[len(scens):]:
+        ax.axis("off")
+    fig.suptitle(f"Latency by percentile — {' vs '.join(conts)} — {meta['host']}, "
+                 f"{meta['date']}, {meta['workers']} worker(s)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# --------------------------------------------------------------------------- markdown
+
+def write(raw, stem):
+    meta, conts, runs, idle, notes, logs = load_all(raw)
+    a, b = conts[0], conts[1]
+    name = os.path.basename(stem)
+    has_png = plot(meta, conts, runs, stem + ".png")
+    fmt = {"conns": meta["connections"], "rate": fnum(float(meta.get("rate", "0") or 0))}
+    md = []
+    md.append(f"# {b} vs {a} — {meta['date']}, {meta['host']}\n")
+    if meta.get("standin") == "1":
+        md.append(f"> **Harness self-test.** `{b}` is a second nginx proxy with the same "
+                  f"configuration as `{a}`, not ringgate: the ratios show the harness's own "
+                  "noise (ideally 1.00×), nothing about ringgate.\n")
+    if meta.get("quick") == "1":
+        md.append(f"> **Smoke run** (`--quick`): {meta['duration']} s per measurement. Too short "
+                  "for conclusions; use a full run for numbers.\n")
+
+    busy = int(meta.get("busy_before", "0") or 0)
+    if busy >= 10:
+        md.append(f"> **Noisy machine**: its cores were {busy}% busy with other work in the second "
+                  f"before the run (load average {meta.get('loadavg', '?')}). That work competes "
+                  "with both contenders and with the load generator; treat the numbers as rough.\n")
+
+    md.append("## Summary\n")
+    rows = []
+    for s, (title, _) in SCENARIOS.items():
+        if s not in runs:
+            continue
+        ra, rb = runs[s].get(a) or {}, runs[s].get(b) or {}
+        pa = (ra.get("pct_ms") or {}).get("99")
+        pb = (rb.get("pct_ms") or {}).get("99")
+        workers = int(meta["workers"])
+        bound = "fixed rate" if s == "s2" else f"{limit(ra, workers)} / {limit(rb, workers)}"
+        rows.append([f"{s} {title}", fnum(ra.get("rps")), fnum(rb.get("rps")),
+                     ratio(rb.get("rps"), ra.get("rps")), fms(pa), fms(pb), ratio(pb, pa),
+                     fnum(ra.get("cpu_us_per_req"), 1), fnum(rb.get("cpu_us_per_req"), 1),
+                     ratio(rb.get("cpu_us_per_req"), ra.get("cpu_us_per_req")), bound])
+    if rows:
+        md.append(table(["scenario", f"{a} req/s", f"{b} req/s", "ratio", f"{a} p99 ms",
+                         f"{b} p99 ms", "ratio", f"{a} CPU µs/req", f"{b} CPU µs/req", "ratio",
+                         f"limited by ({a} / {b})"], rows))
+        md.append("\n*Limited by*: `contender` means the contender used ≥ 90% of its cores, so "
+                  "requests/s is its maximum; `load side` means the backend + load-generator "
+                  "cores were ≥ 95% busy while the contender was not, so requests/s is the load "
+                  "side's maximum and **CPU µs per request is the fair comparison**.")
+    if idle:
+        pa, pb = (idle.get(a) or {}).get("per_conn_bytes"), (idle.get(b) or {}).get("per_conn_bytes")
+        md.append(f"\nRSS per idle keep-alive connection (s8): {a} {fnum(pa)} B, {b} {fnum(pb)} B, "
+                  f"ratio {ratio(pb, pa)}.")
+    md.append("\nRatios are " + f"{b}/{a}: above 1 is better for requests/s, below 1 is better "
+              "for latency, CPU and memory.\n")
+    if meta.get("standin") != "1":
+        md.append("### Goals from issue 3\n")
+        md.append(targets(a, b, runs, idle) + "\n")
+    if has_png:
+        md.append(f"![latency percentiles]({name}.png)\n")
+
+    md.append("## Machine, command and layout\n")
+    md.append(f"- Date: {meta['date']}")
+    md.append(f"- Machine: `{meta['host']}`, {meta['cores']} cores, {meta['cpu_model']}, "
+              f"kernel `{meta['kernel']}`")
+    md.append(f"- Command: `{meta['command']}`")
+    md.append(f"- Machine load before the run: {meta.get('busy_before', '?')}% of all cores busy, "
+              f"load average {meta.get('loadavg', '?')}")
+    md.append(f"- Versions: {'; '.join(meta['version'])}")
+    md.append(f"- Layout (taskset): contenders on CPU {meta['contender_cpus']} with "
+              f"{meta['workers']} worker(s) each; backend (nginx, {meta['backend_workers']} "
+              f"worker(s)) on CPU {meta['backend_cpus']}; load generator ({meta['load_threads']} "
+              f"thread(s)) on CPU {meta['loadgen_cpus']}. All traffic on 127.0.0.1.")
+    md.append(f"- Both contenders run at the same time on the same core(s) and are measured "
+              f"one after the other ({a} first) in every scenario; the idle one uses no CPU. "
+              f"Each measurement: {meta['warmup']} s warm-up (discarded), then "
+              f"{meta['duration']} s measured.")
+    md.append(f"- {a}: `worker_processes {meta['workers']}`, upstream `keepalive 1024`, "
+              f"`proxy_http_version 1.1`, `proxy_set_header Connection \"\"`, `access_log off`, "
+              f"`worker_connections 16384`, `keepalive_requests 10000000`, `reuseport`, "
+              f"`proxy_buffering {meta['buffering']}`, and the forwarding headers ringgate adds "
+              f"(Host, X-Forwarded-For/-Proto/-Host, Via; Via on responses too).")
+    driver = ""
+    for ln in logs.get(b, []):
+        m = re.search(r"running with the (\S+) driver", ln)
+        if m:
+            driver = f" (it ran the {m.group(1)} driver)"
+            break
+    md.append(f"- {b}: " + ("the same nginx configuration (self-test)." if meta.get("standin") == "1"
+              else f"`workers = {meta['workers']}`, `driver = \"auto\"`{driver}, one route to the "
+                   "same upstream, pool `max_idle_per_target = 1024`, client keep-alive idle "
+                   "300 s, same timeouts."))
+    md.append("- Backend: a separate nginx (`return 200 \"hello world!\\n\"` for /small, static "
+              "16 KiB and 1 MiB files, a POST sink that reads the body), shared by both.")
+    md.append("- CPU: user+sys seconds of the contender's processes (nginx: master + workers) from "
+              "/proc/PID/stat, before and after the measured window. RSS: VmRSS summed the same "
+              "way, at the end of the window. Load-side busy %: /proc/stat of the backend and "
+              "load-generator cores; near 100% means the load side, not the contender, was the "
+              "limit, and CPU per request is then the fairer comparison.\n")
+
+    md.append("## Scenarios\n")
+    for s, (title, desc) in SCENARIOS.items():
+        if s not in runs:
+            continue
+        md.append(f"### {s}: {title}\n")
+        md.append(desc.format(**fmt) + "\n")
+        md.append(scenario_table(a, b, runs[s].get(a), runs[s].get(b)) + "\n")
+
+    if idle:
+        md.append("### s8: RSS with idle keep-alive connections\n")
+        md.append(f"Each contender is restarted (a fresh process, so the load scenarios' heap "
+                  f"does not hide the cost), then {meta['idle_conns']} connections are opened to "
+                  "it, one `GET /small` answered on each, and left idle; RSS (VmRSS, nginx master "
+                  "+ workers) is measured before opening and 2 s after the last one opened. "
+                  "Kernel socket buffers are not in RSS and are the same for both.\n")
+
+        def g(c, k):
+            return (idle.get(c) or {}).get(k)
+
+        def mib(v):
+            return None if v is None else v / 1024
+
+        rows = [
+            ["connections opened", fnum(g(a, "opened")), fnum(g(b, "opened")), ""],
+            ["failed to open", fnum(sum((g(a, "errors") or {}).values())),
+             fnum(sum((g(b, "errors") or {}).values())), ""],
+            ["closed by the server while idle", fnum(g(a, "closed_by_server")),
+             fnum(g(b, "closed_by_server")), ""],
+            ["RSS before (MiB)", fnum(mib(g(a, "rss_before_kb")), 1),
+             fnum(mib(g(b, "rss_before_kb")), 1), ratio(g(b, "rss_before_kb"), g(a, "rss_before_kb"))],
+            ["RSS with the idle connections (MiB)", fnum(mib(g(a, "rss_idle_kb")), 1),
+             fnum(mib(g(b, "rss_idle_kb")), 1), ratio(g(b, "rss_idle_kb"), g(a, "rss_idle_kb"))],
+            ["RSS after closing them (MiB)", fnum(mib(g(a, "rss_after_close_kb")), 1),
+             fnum(mib(g(b, "rss_after_close_kb")), 1), ""],
+            ["RSS delta (MiB)", fnum(mib(g(a, "delta_kb")), 1), fnum(mib(g(b, "delta_kb")), 1),
+             ratio(g(b, "delta_kb"), g(a, "delta_kb"))],
+            ["**RSS per connection (bytes)**", fnum(g(a, "per_conn_bytes")),
+             fnum(g(b, "per_conn_bytes")), ratio(g(b, "per_conn_bytes"), g(a, "per_conn_bytes"))],
+        ]
+        for c in (a, b):
+            if g(c, "errors"):
+                rows.append([f"{c} open errors", ", ".join(f"{k} {v}" for k, v in g(c, "errors").items()), "", ""])
+        md.append(table(["", a, b, f"{b}/{a}"], rows) + "\n")
+
+    md.append("## Notes and logs\n")
+    if notes:
+        md.append("Findings during the run:\n")
+        md += [f"- {n}" for n in notes]
+        md.append("")
+    else:
+        md.append("No contender died, every sanity check passed (exact bodies for /small, /16k, "
+                  "/1m; a pipelined 4 KiB POST + GET), and every load generator exited cleanly.\n")
+    for c, lines in logs.items():
+        bad = [ln for ln in lines if PROBLEM.search(ln)]
+        if bad:
+            uniq = list(dict.fromkeys(TIMESTAMP.sub("", ln) for ln in bad))
+            md.append(f"Warnings and errors in the log of `{c}` ({len(bad)} lines; the first "
+                      "distinct ones):\n")
+            md.append("```\n" + "\n".join(u[:200] for u in uniq[:15]) + "\n```\n")
+        else:
+            md.append(f"Log of `{c}`: no warnings or errors ({len(lines)} lines).\n")
+
+    with open(stem + ".md", "w", encoding="utf-8") as f:
+        f.write("\n".join(md).rstrip() + "\n")
+    with open(stem + ".json", "w", encoding="utf-8") as f:
+        json.dump({"meta": meta, "runs": runs, "idle": idle, "notes": notes}, f, indent=1,
+                  sort_keys=True)
+
+
+def rate(raw, scen, fraction, conts):
+    meta = read_meta(raw)
+    vals = []
+    for c in conts:
+        r = load_run(raw, scen, c, meta)
+        if r and not r.get("failed") and r.get("rps"):
+            vals.append(r["rps"])
+    if not vals:
+        sys.exit(f"no {scen} throughput to derive a rate from")
+    print(max(1, int(min(vals) * float(fraction))))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 5 and sys.argv[1] == "rate":
+        rate(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
+    elif len(sys.argv) == 4 and sys.argv[1] == "write":
+        write(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(__doc__)
