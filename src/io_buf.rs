@@ -68,6 +68,15 @@ impl ReadBuf {
         }
     }
 
+    /// Grows the buffer so that it can hold `capacity` bytes, for relaying a large body with
+    /// few reads and writes.
+    pub fn grow_to(&mut self, capacity: usize) {
+        if self.buf.capacity() < capacity {
+            self.compact();
+            self.buf.reserve_exact(capacity - self.buf.len());
+        }
+    }
+
     /// Returns the buffer to `capacity` if a large body made it grow.
     pub fn shrink_to(&mut self, capacity: usize) {
         if self.buf.capacity() > capacity && self.len() <= capacity {
@@ -85,27 +94,38 @@ impl ReadBuf {
         max_capacity: usize,
     ) -> io::Result<usize> {
         self.make_room(max_capacity);
-        let mut buf = std::mem::take(&mut self.buf);
+        let (mut buf, pos) = self.lend();
         let (len, capacity) = (buf.len(), buf.capacity());
         if len == capacity {
-            self.buf = buf;
+            self.restore(buf, pos);
             return Ok(0);
         }
         let (result, slice) = stream.read(buf.slice_mut(len..capacity)).await;
         buf = slice.into_inner();
-        self.buf = buf;
+        self.restore(buf, pos);
         result
     }
 
     /// Writes the first `n` unconsumed bytes to `sink` and consumes them.
     pub async fn write_to<W: AsyncWriteRent>(&mut self, sink: &mut W, n: usize) -> io::Result<()> {
         let n = n.min(self.len());
-        let buf = std::mem::take(&mut self.buf);
-        let (result, slice) = sink.write_all(buf.slice(self.pos..self.pos + n)).await;
-        self.buf = slice.into_inner();
+        let (buf, pos) = self.lend();
+        let (result, slice) = sink.write_all(buf.slice(pos..pos + n)).await;
+        self.restore(slice.into_inner(), pos);
         result?;
         self.consume(n);
         Ok(())
+    }
+
+    /// Hands the buffer to an I/O operation. Until [`ReadBuf::restore`], this `ReadBuf` is
+    /// empty and consistent, so dropping the operation (a timeout) leaves a valid empty buffer.
+    fn lend(&mut self) -> (Vec<u8>, usize) {
+        (std::mem::take(&mut self.buf), std::mem::take(&mut self.pos))
+    }
+
+    fn restore(&mut self, buf: Vec<u8>, pos: usize) {
+        self.buf = buf;
+        self.pos = pos.min(self.buf.len());
     }
 
     fn make_room(&mut self, max_capacity: usize) {
@@ -165,6 +185,19 @@ mod tests {
         rb.make_room(cap);
         assert_eq!(rb.len(), 10);
         assert_eq!(rb.capacity(), cap);
+    }
+
+    #[test]
+    fn a_dropped_read_leaves_a_consistent_empty_buffer() {
+        let mut rb = ReadBuf::with_capacity(16);
+        rb.buf.extend_from_slice(b"abcdef");
+        rb.consume(2);
+        let lent = rb.lend();
+        drop(lent);
+        assert_eq!(rb.len(), 0);
+        assert!(rb.data().is_empty());
+        rb.consume(10);
+        assert!(rb.is_empty());
     }
 
     #[test]

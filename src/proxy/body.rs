@@ -75,6 +75,10 @@ where
         _ => u64::MAX,
     };
     let mut decoder = ChunkedDecoder::new();
+    // A body larger than the buffer moves in max_buffer pieces: few reads, few writes.
+    if remaining > buf.capacity() as u64 {
+        buf.grow_to(opts.max_buffer);
+    }
     loop {
         if !buf.is_empty() {
             let done = match end {

@@ -51,6 +51,7 @@ impl ClientConn {
         let upstream = snapshot.upstream(action.upstream);
         self.write_upstream_head(head, action);
         self.input.consume(head.head_len);
+        self.await_small_body(snapshot, head).await?;
         let body_in_hand = self.take_buffered_body(head);
         let replayable = body_in_hand && head.method_kind.is_idempotent();
         let mut conn = self
@@ -90,6 +91,34 @@ impl ClientConn {
         };
         self.out.clear();
         write_upstream_request(&mut self.out, data, head, &self.headers, &fwd);
+    }
+
+    /// Reads the rest of a small Content-Length body before anything goes upstream, so that
+    /// head and body leave in one write and the request stays replayable. Not when the client
+    /// waits for `100 Continue` before sending it.
+    async fn await_small_body(
+        &mut self,
+        snapshot: &Snapshot,
+        head: &RequestHead,
+    ) -> Result<(), ProxyError> {
+        let BodyFraming::Length(n) = head.framing else {
+            return Ok(());
+        };
+        if n > INLINE_BODY || head.expect_continue {
+            return Ok(());
+        }
+        let n = n as usize;
+        self.input.grow_to(n);
+        while self.input.len() < n {
+            let idle = snapshot.server.timeouts.body_idle;
+            match monoio::time::timeout(idle, self.input.fill(&mut self.stream, BODY_BUF)).await {
+                Err(_) => return Err(ProxyError::ClientTimeout),
+                Ok(Err(e)) => return Err(ProxyError::ClientGone(e)),
+                Ok(Ok(0)) => return Err(ProxyError::ClientGone(closed())),
+                Ok(Ok(_)) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Moves a body that is already buffered in full (and small) into `out`.

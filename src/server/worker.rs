@@ -19,6 +19,8 @@ use crate::proxy::{serve_connection, WorkerContext};
 
 /// io_uring submission queue size per worker.
 const URING_ENTRIES: u32 = 4096;
+/// One park at the end of a worker, to submit the close operations still queued.
+const CLOSE_FLUSH: Duration = Duration::from_millis(1);
 /// Pause after an accept error such as EMFILE, so a full fd table does not spin the core.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -61,20 +63,42 @@ pub fn run(spec: WorkerSpec, ready: mpsc::Sender<io::Result<DriverKind>>) {
         }
     };
     match kind {
-        DriverKind::IoUring => {
-            match RuntimeBuilder::<IoUringDriver>::new()
-                .with_entries(URING_ENTRIES)
-                .enable_timer()
-                .build()
-            {
-                Ok(mut rt) => rt.block_on(serve(spec, kind, ready)),
-                Err(e) => report_build_error(&ready, kind, e),
-            }
-        }
+        DriverKind::IoUring => match uring_runtime() {
+            Ok(mut rt) => rt.block_on(serve(spec, kind, ready)),
+            Err(e) => report_build_error(&ready, kind, e),
+        },
         DriverKind::Legacy => match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
             Ok(mut rt) => rt.block_on(serve(spec, kind, ready)),
             Err(e) => report_build_error(&ready, kind, e),
         },
+    }
+}
+
+/// The io_uring runtime, tuned for one thread that both submits and reaps:
+/// `SINGLE_ISSUER` + `DEFER_TASKRUN` run completion work only when the worker waits for
+/// events, instead of interrupting it whenever a socket becomes ready on another core, and
+/// `COOP_TASKRUN` avoids the inter-processor interrupts. Kernels older than 6.1 refuse these
+/// flags; the plain ring is used there.
+fn uring_runtime() -> io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
+    let mut tuned = io_uring::IoUring::builder();
+    tuned
+        .setup_coop_taskrun()
+        .setup_single_issuer()
+        .setup_defer_taskrun();
+    let built = RuntimeBuilder::<IoUringDriver>::new()
+        .with_entries(URING_ENTRIES)
+        .uring_builder(tuned)
+        .enable_timer()
+        .build();
+    match built {
+        Ok(rt) => Ok(rt),
+        Err(e) => {
+            log::info!("io_uring task-run tuning unavailable ({e}); using a plain ring");
+            RuntimeBuilder::<IoUringDriver>::new()
+                .with_entries(URING_ENTRIES)
+                .enable_timer()
+                .build()
+        }
     }
 }
 
@@ -139,6 +163,10 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
         // Every connection task drops its sockets as soon as it is polled again.
         drain.idle().await;
     }
+    // Under io_uring a dropped socket is closed by an operation queued on the ring; park once
+    // so that those closes (listeners included) are submitted before the runtime goes away,
+    // or the descriptors would outlive the worker and a closed listener would still accept.
+    monoio::time::sleep(CLOSE_FLUSH).await;
 }
 
 async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerContext>) {
