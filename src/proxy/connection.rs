@@ -17,9 +17,16 @@ use crate::http::{parse_request, BodyFraming, HeadLimits, HeaderSpan, Method, Re
 use crate::io_buf::{write_all_reuse, ReadBuf};
 use crate::router::normalize::{normalize_path, split_target};
 use crate::router::{strip_prefix, MatchRequest, Params};
+use crate::server::ConnectionGuard;
 
 /// Initial input buffer of a client connection; it grows for large heads and bodies.
 const CLIENT_BUF: usize = 4 * 1024;
+/// Initial capacities of the other per-connection buffers.
+const OUT_BUF: usize = 1024;
+const HEADERS: usize = 32;
+const PATH: usize = 128;
+const HOST: usize = 64;
+const REQUEST_ID: usize = 32;
 /// Largest input buffer while relaying a request body.
 pub(super) const BODY_BUF: usize = 64 * 1024;
 
@@ -30,25 +37,42 @@ pub(super) enum Next {
     KeepAlive,
     /// Close the connection.
     Close,
+    /// No request arrived within the idle grace: park the connection without its buffers.
+    Idle,
 }
 
 /// Serves one accepted client connection until it closes.
 pub async fn serve_connection(ctx: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr) {
-    let _open = ctx.drain().track_connection();
+    let open = ctx.drain().track_connection();
     let _ = stream.set_nodelay(true);
+    serve(ctx, ClientConn::new(stream, peer), open).await;
+}
+
+/// Serves requests on `conn` until it closes, or parks it when it goes idle (see
+/// `proxy::idle`): this task, with its buffers, lives only while requests keep coming.
+pub(super) async fn serve(ctx: Rc<WorkerContext>, mut conn: ClientConn, open: ConnectionGuard) {
     let aborted = ctx.drain().aborted();
-    let serve = async {
-        let mut conn = ClientConn::new(stream, peer);
-        while conn.serve_one(&ctx).await == Next::KeepAlive {}
-        if conn.linger {
-            conn.linger_close().await;
+    let requests = async {
+        loop {
+            match conn.serve_one(&ctx).await {
+                Next::KeepAlive => {}
+                next => return next,
+            }
         }
     };
     // Past the grace period the connection is dropped wherever it is; dropping the future
     // closes its client and upstream sockets.
-    monoio::select! {
-        _ = aborted => {}
-        _ = serve => {}
+    let next = monoio::select! {
+        _ = aborted => Next::Close,
+        next = requests => next,
+    };
+    match next {
+        Next::Idle => {
+            conn.release_buffers();
+            monoio::spawn(super::idle::park(ctx, conn, open));
+        }
+        _ if conn.linger => conn.linger_close().await,
+        _ => {}
     }
 }
 
@@ -82,13 +106,13 @@ impl ClientConn {
             stream,
             peer,
             input: ReadBuf::with_capacity(CLIENT_BUF),
-            out: Vec::with_capacity(1024),
+            out: Vec::with_capacity(OUT_BUF),
             scratch: Vec::new(),
-            headers: Vec::with_capacity(32),
-            path: String::with_capacity(128),
-            host: String::with_capacity(64),
-            upstream_path: String::with_capacity(128),
-            request_id: Vec::with_capacity(32),
+            headers: Vec::with_capacity(HEADERS),
+            path: String::with_capacity(PATH),
+            host: String::with_capacity(HOST),
+            upstream_path: String::with_capacity(PATH),
+            request_id: Vec::with_capacity(REQUEST_ID),
             request_id_from_client: false,
             params: Params::default(),
             response_started: false,
@@ -97,12 +121,37 @@ impl ClientConn {
         }
     }
 
+    /// Frees every per-request buffer: an idle connection keeps only its socket.
+    pub(super) fn release_buffers(&mut self) {
+        self.input = ReadBuf::with_capacity(0);
+        self.out = Vec::new();
+        self.scratch = Vec::new();
+        self.headers = Vec::new();
+        self.path = String::new();
+        self.host = String::new();
+        self.upstream_path = String::new();
+        self.request_id = Vec::new();
+    }
+
+    /// Gives a resumed connection its working buffers back in one go, instead of growing
+    /// them piece by piece during the request.
+    pub(super) fn restore_buffers(&mut self) {
+        self.input.grow_to(CLIENT_BUF);
+        self.out.reserve(OUT_BUF);
+        self.headers.reserve(HEADERS);
+        self.path.reserve(PATH);
+        self.host.reserve(HOST);
+        self.upstream_path.reserve(PATH);
+        self.request_id.reserve(REQUEST_ID);
+    }
+
     async fn serve_one(&mut self, ctx: &WorkerContext) -> Next {
         let snapshot = ctx.snapshot();
         self.response_started = false;
         let head = match self.read_head(ctx, &snapshot).await {
-            Ok(Some(head)) => head,
-            Ok(None) => return Next::Close,
+            Ok(Arrival::Head(head)) => head,
+            Ok(Arrival::Closed) => return Next::Close,
+            Ok(Arrival::Idle) => return Next::Idle,
             Err(e) => {
                 self.request_id.clear();
                 self.reply_error(&e, None).await;
@@ -123,60 +172,66 @@ impl ClientConn {
         next
     }
 
-    /// Reads one request head. `Ok(None)`: the connection closed or idled out between
-    /// requests, or the worker is draining.
+    /// Reads one request head.
     async fn read_head(
         &mut self,
         ctx: &WorkerContext,
         snapshot: &Snapshot,
-    ) -> Result<Option<RequestHead>, ProxyError> {
+    ) -> Result<Arrival, ProxyError> {
         let limits = head_limits(snapshot);
         let timeouts = snapshot.server.timeouts;
-        if self.input.is_empty() && !self.wait_for_request(ctx, snapshot).await? {
-            return Ok(None);
+        if self.input.is_empty() {
+            match self.wait_for_request(ctx, snapshot).await? {
+                Wait::Data => {}
+                Wait::Closed => return Ok(Arrival::Closed),
+                Wait::Idle => return Ok(Arrival::Idle),
+            }
         }
         let deadline = Instant::now() + timeouts.head_read;
         loop {
             if let Some(head) = parse_request(self.input.data(), &limits, &mut self.headers)? {
-                return Ok(Some(head));
+                return Ok(Arrival::Head(head));
             }
             let read = self.input.fill(&mut self.stream, limits.max_head_bytes);
             match monoio::time::timeout_at(deadline.into(), read).await {
                 Err(_) => return Err(ProxyError::ClientTimeout),
                 Ok(Err(e)) => return Err(ProxyError::ClientGone(e)),
                 // The client closed mid-head: nobody is left to answer.
-                Ok(Ok(0)) => return Ok(None),
+                Ok(Ok(0)) => return Ok(Arrival::Closed),
                 Ok(Ok(_)) => {}
             }
         }
     }
 
-    /// Waits for the first bytes of the next request. `false`: close the connection.
+    /// Waits for the first bytes of the next request.
     async fn wait_for_request(
         &mut self,
         ctx: &WorkerContext,
         snapshot: &Snapshot,
-    ) -> Result<bool, ProxyError> {
+    ) -> Result<Wait, ProxyError> {
         let timeouts = snapshot.server.timeouts;
         let max = snapshot.server.limits.max_head_bytes;
         let drain = Rc::clone(ctx.drain());
         if drain.is_draining() {
-            return Ok(false);
+            return Ok(Wait::Closed);
         }
-        // A fresh connection owes us a request head within head_read (slowloris guard); a
-        // kept-alive one may idle for keepalive_idle.
-        let wait = if self.served == 0 {
-            timeouts.head_read
+        // A fresh connection owes us a request head within head_read (slowloris guard). A
+        // kept-alive one waits here, buffers ready, for the idle grace; then it is parked.
+        let (wait, on_timeout) = if self.served == 0 {
+            (timeouts.head_read, Wait::Closed)
+        } else if timeouts.keepalive_idle > super::idle::GRACE {
+            (super::idle::GRACE, Wait::Idle)
         } else {
-            timeouts.keepalive_idle
+            (timeouts.keepalive_idle, Wait::Closed)
         };
         let read = monoio::time::timeout(wait, self.input.fill(&mut self.stream, max));
         monoio::select! {
-            _ = drain.started() => Ok(false),
+            _ = drain.started() => Ok(Wait::Closed),
             result = read => match result {
-                Err(_) => Ok(false),
+                Err(_) => Ok(on_timeout),
                 Ok(Err(e)) => Err(ProxyError::ClientGone(e)),
-                Ok(Ok(n)) => Ok(n > 0),
+                Ok(Ok(0)) => Ok(Wait::Closed),
+                Ok(Ok(_)) => Ok(Wait::Data),
             }
         }
     }
@@ -361,6 +416,20 @@ impl ClientConn {
 const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most bytes discarded in a lingering close.
 const LINGER_BYTES: usize = 256 * 1024;
+
+/// What waiting for a request head produced.
+enum Arrival {
+    Head(RequestHead),
+    Closed,
+    Idle,
+}
+
+/// What waiting for the first bytes of a request produced.
+enum Wait {
+    Data,
+    Closed,
+    Idle,
+}
 
 fn head_limits(snapshot: &Snapshot) -> HeadLimits {
     let limits = snapshot.server.limits;

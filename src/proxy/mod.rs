@@ -18,6 +18,7 @@ mod connection;
 mod context;
 mod error;
 mod forward;
+mod idle;
 mod request_id;
 
 pub use connection::serve_connection;
