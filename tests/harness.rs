@@ -125,3 +125,35 @@ fn refused_addr_refuses() {
     let addr = common::upstream::refused_addr();
     assert!(std::net::TcpStream::connect(addr).is_err());
 }
+
+#[test]
+fn hanging_addr_connects_time_out() {
+    let hanging = common::upstream::hanging_addr();
+    // Not just the probe inside `hanging_addr`: every further connect hangs as well.
+    for _ in 0..3 {
+        let err = std::net::TcpStream::connect_timeout(
+            &hanging.addr(),
+            std::time::Duration::from_millis(200),
+        )
+        .expect_err("a connect to the hanging address completed");
+        assert!(
+            client::is_timeout(&err),
+            "connect failed instead of hanging: {err}"
+        );
+    }
+}
+
+#[test]
+fn upstream_sends_interim_responses_before_the_echo() {
+    let interim = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n\
+HTTP/1.1 100 Continue\r\n\r\n";
+    let up = Upstream::start("u", Behavior::InterimThenEcho(interim.to_vec()));
+    let mut raw = Raw::connect(up.addr());
+    raw.send(client::get_req("/i"));
+    let (interims, r) = raw.read_response_and_interims("GET");
+    let statuses: Vec<u16> = interims.iter().map(|h| h.status).collect();
+    assert_eq!(statuses, vec![103, 100]);
+    assert_eq!(interims[0].header("link"), Some("</a.css>; rel=preload"));
+    assert_eq!(Echoed::parse(&r.text()).target, "/i");
+    assert_eq!(up.open_connections(), 1);
+}

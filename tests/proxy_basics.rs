@@ -1,13 +1,18 @@
 //! The proxy's everyday behaviour: forwarding, keep-alive, pipelining, HEAD and bodiless
-//! statuses, HTTP/1.0 clients, proxy headers (hop-by-hop, forwarding, Host, request id),
-//! static responses and client-side timeouts.
+//! statuses, interim 1xx responses, HTTP/1.0 clients, proxy headers (hop-by-hop, forwarding,
+//! Host, request id, on errors too), static responses and client-side timeouts.
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::client::{self, Raw};
 use common::gateway::GatewayConfig;
-use common::upstream::{Behavior, Echoed, Upstream};
+use common::upstream::{self, Behavior, Echoed, Upstream};
+
+/// An upstream's `103 Early Hints` and the `Link` it carries.
+const PRELOAD_LINK: &str = "</style.css>; rel=preload; as=style";
+const EARLY_HINTS: &[u8] =
+    b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n";
 
 fn echo_gateway(driver: &str, up: &Upstream) -> common::gateway::Gateway {
     GatewayConfig::new(driver)
@@ -127,6 +132,47 @@ driver_tests! {
         let r = raw.read_response();
         assert_eq!(r.status, 200);
         assert_eq!(Echoed::parse(&r.text()).target, "/c", "stray bytes after a bodiless response");
+    }
+
+    fn early_hints_reach_http11_client_before_final_response(driver: &str) {
+        let up = Upstream::start("hints", Behavior::InterimThenEcho(EARLY_HINTS.to_vec()));
+        let gw = echo_gateway(driver, &up);
+        let mut raw = Raw::connect(gw.addr());
+        for i in 0..2 {
+            raw.send(client::get_req(&format!("/hints/{i}")));
+            let (interims, r) = raw.read_response_and_interims("GET");
+            let statuses: Vec<u16> = interims.iter().map(|h| h.status).collect();
+            assert_eq!(statuses, vec![103], "interim responses before the 200: {interims:?}");
+            assert_eq!(interims[0].header("link"), Some(PRELOAD_LINK), "103 lost its Link: {interims:?}");
+            assert_eq!(r.status, 200, "{}", r.text());
+            // The connection stays in step: the second round trip reads the same.
+            assert_eq!(Echoed::parse(&r.text()).target, format!("/hints/{i}"));
+        }
+    }
+
+    fn early_hints_are_not_sent_to_http10_client(driver: &str) {
+        let up = Upstream::start("hints", Behavior::InterimThenEcho(EARLY_HINTS.to_vec()));
+        let gw = echo_gateway(driver, &up);
+        let mut raw = Raw::connect(gw.addr());
+        raw.send("GET /hints HTTP/1.0\r\nHost: example.com\r\n\r\n");
+        let (interims, r) = raw.read_response_and_interims("GET");
+        assert!(interims.is_empty(), "an HTTP/1.0 client got interim responses: {interims:?}");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(Echoed::parse(&r.text()).target, "/hints");
+        raw.expect_closed();
+    }
+
+    fn unsolicited_100_continue_from_upstream_is_not_forwarded(driver: &str) {
+        let up = Upstream::start("eager", Behavior::InterimThenEcho(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()));
+        let gw = echo_gateway(driver, &up);
+        let mut raw = Raw::connect(gw.addr());
+        for i in 0..2 {
+            raw.send(client::get_req(&format!("/eager/{i}")));
+            let (interims, r) = raw.read_response_and_interims("GET");
+            assert!(interims.is_empty(), "a 100 Continue nobody asked for reached the client: {interims:?}");
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(Echoed::parse(&r.text()).target, format!("/eager/{i}"));
+        }
     }
 
     fn http10_client_gets_response_and_close(driver: &str) {
@@ -294,6 +340,39 @@ driver_tests! {
         let e = Echoed::parse(&r.text());
         assert_eq!(e.header_all("x-request-id"), vec!["abc-123"]);
         assert_eq!(r.header_all("x-request-id"), vec!["abc-123"]);
+    }
+
+    fn request_id_is_on_404_without_a_route(driver: &str) {
+        let up = Upstream::echo("echo");
+        let gw = GatewayConfig::new(driver)
+            .upstream("echo", &[up.addr()])
+            .routes("[[routes]]\nname = \"api\"\nmatch = { path_prefix = \"/api\" }\nupstream = \"echo\"\n")
+            .start();
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(client::get_req("/nowhere"));
+        let r = raw.read_response();
+        assert_eq!(r.status, 404, "{}", r.text());
+        let id = r.header("x-request-id").unwrap_or_else(|| panic!("404 without X-Request-Id: {:?}", r.headers));
+        assert!(!id.trim().is_empty(), "404 with an empty X-Request-Id");
+        // A well-formed id from the client is the one the error carries.
+        let r = client::call(client::agent().get(&gw.url("/nowhere")).set("X-Request-Id", "abc-123"));
+        assert_eq!(r.status, 404);
+        assert_eq!(r.header_all("x-request-id"), vec!["abc-123"]);
+        assert_eq!(up.requests(), 0);
+    }
+
+    fn request_id_is_on_502_from_a_refused_upstream(driver: &str) {
+        let dead = upstream::refused_addr();
+        let gw = GatewayConfig::new(driver)
+            .upstream("dead", &[dead])
+            .route_all_to("dead")
+            .start();
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(client::get_req("/"));
+        let r = raw.read_response();
+        assert_eq!(r.status, 502, "{}", r.text());
+        let id = r.header("x-request-id").unwrap_or_else(|| panic!("502 without X-Request-Id: {:?}", r.headers));
+        assert!(!id.trim().is_empty(), "502 with an empty X-Request-Id");
     }
 
     fn respond_route_answers_without_upstream(driver: &str) {

@@ -6,8 +6,8 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use common::client::{self, Raw};
-use common::gateway::GatewayConfig;
-use common::upstream::{self, Behavior, Echoed, Upstream};
+use common::gateway::{GatewayConfig, DEFAULT_UPSTREAM_TIMEOUTS};
+use common::upstream::{self, Behavior, Echoed, Gate, Upstream};
 
 driver_tests! {
     fn round_robin_spreads_over_three_targets(driver: &str) {
@@ -185,6 +185,110 @@ driver_tests! {
         truncated_then_closed(&mut raw);
         assert!(start.elapsed() >= Duration::from_millis(250), "cut after only {:?}", start.elapsed());
         up.wait_for_closed_connections(1);
+    }
+
+    fn upstream_connect_timeout_is_504_naming_the_cause(driver: &str) {
+        let hanging = upstream::hanging_addr();
+        let gw = GatewayConfig::new(driver)
+            .upstream_with("slow", &[hanging.addr()], r#"connect = "300ms", first_byte = "5s", idle = "5s""#)
+            .route_all_to("slow")
+            .start();
+        let mut raw = Raw::connect(gw.addr());
+        let start = Instant::now();
+        raw.send(client::get_req("/connect"));
+        let r = raw.read_response();
+        let waited = start.elapsed();
+        assert_eq!(r.status, 504, "{}", r.text());
+        let body = r.text().to_ascii_lowercase();
+        assert!(body.len() < 200, "504 body should be short: {body:?}");
+        assert!(body.contains("connect") && body.contains("time"), "504 body should name the connect timeout: {body:?}");
+        assert!(!body.contains(&hanging.addr().port().to_string()), "504 body leaks the target address: {body:?}");
+        // Within roughly `connect`: not before it, and not after the default (1s) or a SYN
+        // retransmission (1s).
+        assert!(waited >= Duration::from_millis(250), "504 after only {waited:?}");
+        assert!(waited < Duration::from_millis(1000), "504 only after {waited:?} with connect = 300ms");
+        if r.connection_has("close") {
+            raw.expect_closed();
+        } else {
+            raw.send(client::get_req("/again"));
+            assert_eq!(raw.read_response().status, 504);
+        }
+    }
+
+    fn idle_pooled_connection_is_closed_after_idle_timeout(driver: &str) {
+        let up = Upstream::echo("echo");
+        let gw = GatewayConfig::new(driver)
+            .upstream_with_pool("echo", &[up.addr()], r#"max_idle_per_target = 64, idle_timeout = "200ms""#, DEFAULT_UPSTREAM_TIMEOUTS)
+            .route_all_to("echo")
+            .start();
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(client::get_req("/first"));
+        let r = raw.read_response();
+        let answered = Instant::now();
+        assert_eq!(r.status, 200);
+        assert_eq!(Echoed::parse(&r.text()).conn, 1);
+        // The gateway, not the upstream (which keeps connections open), ends it.
+        up.wait_for_closed_connections(1);
+        let closed_after = answered.elapsed();
+        assert!(closed_after >= Duration::from_millis(150), "pooled connection closed after only {closed_after:?}, before idle_timeout = 200ms");
+        assert!(closed_after < Duration::from_secs(5), "idle pooled connection closed only after {closed_after:?}");
+        assert_eq!(up.connections(), 1);
+        // The client connection stayed open; its next request needs a new upstream connection.
+        raw.send(client::get_req("/second"));
+        let r = raw.read_response();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(Echoed::parse(&r.text()).conn, 2, "request after idle_timeout did not use a new upstream connection");
+        assert_eq!(up.connections(), 2);
+    }
+
+    fn pool_keeps_at_most_max_idle_per_target(driver: &str) {
+        const HELD: usize = 4;
+        let gate = Gate::new();
+        let up = Upstream::start("gated", Behavior::Gate(gate.clone()));
+        let gw = GatewayConfig::new(driver)
+            .upstream_with_pool("gated", &[up.addr()], r#"max_idle_per_target = 1, idle_timeout = "30s""#, DEFAULT_UPSTREAM_TIMEOUTS)
+            .route_all_to("gated")
+            .start();
+        let mut clients: Vec<Raw> = (0..HELD).map(|_| Raw::connect(gw.addr())).collect();
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.send(client::get_req(&format!("/held/{i}")));
+        }
+        // Every request is in flight at once, each on its own upstream connection.
+        up.wait_for_requests(HELD);
+        assert_eq!(up.connections(), HELD);
+        gate.open();
+        for (i, c) in clients.iter_mut().enumerate() {
+            let r = c.read_response();
+            assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        }
+        // All but one are closed by the gateway as they come back...
+        up.wait_for_closed_connections(HELD - 1);
+        assert_eq!(up.open_connections(), 1, "max_idle_per_target = 1 kept {} upstream connections", up.open_connections());
+        // ...and the one kept is the one reused.
+        clients[0].send(client::get_req("/after"));
+        let r = clients[0].read_response();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(up.connections(), HELD, "the pooled connection was not reused");
+        assert_eq!(up.open_connections(), 1);
+    }
+
+    fn pool_of_zero_opens_a_connection_per_request(driver: &str) {
+        let up = Upstream::echo("echo");
+        let gw = GatewayConfig::new(driver)
+            .upstream_with_pool("echo", &[up.addr()], r#"max_idle_per_target = 0, idle_timeout = "30s""#, DEFAULT_UPSTREAM_TIMEOUTS)
+            .route_all_to("echo")
+            .start();
+        let mut raw = Raw::connect(gw.addr());
+        for i in 1..=3 {
+            raw.send(client::get_req(&format!("/fresh/{i}")));
+            let r = raw.read_response();
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(Echoed::parse(&r.text()).conn, i, "request {i} did not use a fresh upstream connection");
+            // Each is closed by the gateway once its response is through.
+            up.wait_for_closed_connections(i);
+        }
+        assert_eq!(up.connections(), 3);
+        assert_eq!(up.open_connections(), 0);
     }
 }
 

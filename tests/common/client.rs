@@ -307,6 +307,27 @@ impl Raw {
         }
     }
 
+    /// Reads the next final response to a request with this method, and the interim 1xx
+    /// responses that came before it, in order.
+    pub fn read_response_and_interims(&mut self, method: &str) -> (Vec<RawResponse>, RawResponse) {
+        let mut interims = Vec::new();
+        let mut head = loop {
+            match self.read_head() {
+                Ok(Some(h)) if is_interim(h.status) => interims.push(h),
+                Ok(Some(h)) => break h,
+                Ok(None) => {
+                    panic!("connection closed before a final response; interim: {interims:?}")
+                }
+                Err(e) => panic!("reading a response head: {e}; interim so far: {interims:?}"),
+            }
+        };
+        let mut body = Vec::new();
+        self.read_body(&head, method, &mut |chunk| body.extend_from_slice(chunk))
+            .unwrap_or_else(|e| panic!("reading the body of {head:?}: {e}"));
+        head.body = body;
+        (interims, head)
+    }
+
     /// Reads the next final response (skipping 1xx), handing body bytes to `sink` as they come.
     pub fn read_response_with(
         &mut self,
@@ -316,16 +337,27 @@ impl Raw {
         let head = loop {
             match self.read_head()? {
                 None => return Ok(None),
-                Some(h) if (100..200).contains(&h.status) && h.status != 101 => continue,
+                Some(h) if is_interim(h.status) => continue,
                 Some(h) => break h,
             }
         };
+        self.read_body(&head, method, sink)?;
+        Ok(Some(head))
+    }
+
+    /// Reads the body that `head` (the response to `method`) announces.
+    fn read_body(
+        &mut self,
+        head: &RawResponse,
+        method: &str,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<()> {
         if method == "HEAD"
             || (100..200).contains(&head.status)
             || head.status == 204
             || head.status == 304
         {
-            return Ok(Some(head));
+            return Ok(());
         }
         let chunked = head
             .header_all("transfer-encoding")
@@ -352,7 +384,7 @@ impl Raw {
                 }
             }
         }
-        Ok(Some(head))
+        Ok(())
     }
 
     fn read_exact_into(&mut self, len: u64, sink: &mut dyn FnMut(&[u8])) -> io::Result<()> {
@@ -465,6 +497,11 @@ impl Raw {
         self.read_until_closed();
         start.elapsed()
     }
+}
+
+/// An interim response: 1xx other than `101 Switching Protocols`, which is final.
+fn is_interim(status: u16) -> bool {
+    (100..200).contains(&status) && status != 101
 }
 
 pub fn is_timeout(e: &io::Error) -> bool {

@@ -13,6 +13,12 @@ use std::time::Duration;
 use ringgate::config;
 use ringgate::server::{DriverKind, RunningServer, Server};
 
+/// The upstream pool [`GatewayConfig::upstream`] writes.
+pub const DEFAULT_POOL: &str = r#"max_idle_per_target = 64, idle_timeout = "30s""#;
+
+/// The upstream timeouts [`GatewayConfig::upstream`] writes.
+pub const DEFAULT_UPSTREAM_TIMEOUTS: &str = r#"connect = "1s", first_byte = "5s", idle = "5s""#;
+
 /// A config under construction.
 #[derive(Clone)]
 pub struct GatewayConfig {
@@ -81,21 +87,29 @@ impl GatewayConfig {
 
     /// An upstream group with default pool and timeouts.
     pub fn upstream(self, name: &str, targets: &[SocketAddr]) -> Self {
-        self.upstream_with(
-            name,
-            targets,
-            r#"connect = "1s", first_byte = "5s", idle = "5s""#,
-        )
+        self.upstream_with(name, targets, DEFAULT_UPSTREAM_TIMEOUTS)
     }
 
     /// An upstream group with these inline timeouts (`connect = "1s", first_byte = ...`).
-    pub fn upstream_with(mut self, name: &str, targets: &[SocketAddr], timeouts: &str) -> Self {
+    pub fn upstream_with(self, name: &str, targets: &[SocketAddr], timeouts: &str) -> Self {
+        self.upstream_with_pool(name, targets, DEFAULT_POOL, timeouts)
+    }
+
+    /// An upstream group with this inline pool (`max_idle_per_target = 1, idle_timeout = ...`)
+    /// and these inline timeouts.
+    pub fn upstream_with_pool(
+        mut self,
+        name: &str,
+        targets: &[SocketAddr],
+        pool: &str,
+        timeouts: &str,
+    ) -> Self {
         let targets: Vec<String> = targets
             .iter()
             .map(|a| format!("{{ addr = \"{a}\" }}"))
             .collect();
         self.upstreams.push(format!(
-            "[[upstreams]]\nname = \"{name}\"\ntargets = [ {} ]\npool = {{ max_idle_per_target = 64, idle_timeout = \"30s\" }}\ntimeouts = {{ {timeouts} }}\n",
+            "[[upstreams]]\nname = \"{name}\"\ntargets = [ {} ]\npool = {{ {pool} }}\ntimeouts = {{ {timeouts} }}\n",
             targets.join(", ")
         ));
         self

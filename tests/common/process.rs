@@ -34,12 +34,30 @@ impl Ringgate {
     /// Starts the binary on `config_text` (plus `extra_args`) and waits until it logged
     /// `listening on 127.0.0.1:PORT`; panics with its log if it exits or stays silent.
     pub fn spawn(config_text: &str, extra_args: &[&str]) -> Ringgate {
+        Self::spawn_with_env(config_text, extra_args, &[])
+    }
+
+    /// Like [`Ringgate::spawn`], with these environment variables: `(name, Some(value))` sets
+    /// one, `(name, None)` removes it.
+    pub fn spawn_with_env(
+        config_text: &str,
+        extra_args: &[&str],
+        env: &[(&str, Option<&str>)],
+    ) -> Ringgate {
         let config = temp_config(config_text);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringgate"));
+        command
             .arg("--config")
             .arg(&config)
             .args(extra_args)
-            .env_remove("RUST_LOG")
+            .env_remove("RUST_LOG");
+        for (name, value) in env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -82,6 +82,9 @@ pub enum Behavior {
     StallMidBody,
     /// Reads the request and never answers (holds the connection until it is closed).
     NeverAnswer,
+    /// Sends these bytes as they are (one or more interim 1xx heads, such as
+    /// `HTTP/1.1 103 Early Hints`), flushes them, then echoes.
+    InterimThenEcho(Vec<u8>),
 }
 
 /// One request as the upstream received it.
@@ -279,6 +282,13 @@ impl Upstream {
         self.shared.closed.load(Ordering::SeqCst)
     }
 
+    /// Connections accepted and not yet ended.
+    pub fn open_connections(&self) -> usize {
+        // `closed` is counted after `connections`, so read it first.
+        let closed = self.closed_connections();
+        self.connections() - closed
+    }
+
     /// Requests whose head was received so far (whether or not answered).
     pub fn requests(&self) -> usize {
         self.shared.heads.load(Ordering::SeqCst)
@@ -371,6 +381,66 @@ pub fn refused_addr() -> SocketAddr {
     let addr = listener.local_addr().expect("addr");
     drop(listener);
     addr
+}
+
+/// An address where a TCP connect hangs (the SYN goes unanswered) for as long as this lives.
+///
+/// A listener with a zero backlog that never accepts, its accept queue filled by connections
+/// held here: Linux drops the SYNs of further connects while the queue is full. Made without
+/// root or firewall rules; [`hanging_addr`] checks that a connect really hangs before handing
+/// it out.
+pub struct HangingAddr {
+    addr: SocketAddr,
+    _listener: socket2::Socket,
+    _fillers: Vec<TcpStream>,
+}
+
+impl HangingAddr {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// How long [`hanging_addr`] lets a probe connect try before it counts as hanging.
+const HANG_PROBE: Duration = Duration::from_millis(300);
+
+/// Makes a [`HangingAddr`]; panics (failing the test, never making it flaky) if connects to a
+/// full accept queue still complete on this machine.
+pub fn hanging_addr() -> HangingAddr {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    listener.bind(&any.into()).expect("bind");
+    listener.listen(0).expect("listen(0)");
+    let addr = listener
+        .local_addr()
+        .expect("local_addr")
+        .as_socket()
+        .expect("an inet address");
+    let mut fillers = Vec::new();
+    // A zero backlog admits one connection; allow a few in case a kernel admits more.
+    for _ in 0..16 {
+        match TcpStream::connect_timeout(&addr, HANG_PROBE) {
+            Ok(stream) => fillers.push(stream),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                return HangingAddr {
+                    addr,
+                    _listener: listener,
+                    _fillers: fillers,
+                };
+            }
+            Err(e) => panic!("probe connect to a full backlog failed instead of hanging: {e}"),
+        }
+    }
+    panic!(
+        "no hanging address: {} connects to a listen(0) socket that never accepts all completed",
+        fillers.len()
+    )
 }
 
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -744,6 +814,11 @@ fn serve(stream: TcpStream, shared: &Shared, conn: usize) -> io::Result<()> {
             Behavior::NeverAnswer => {
                 hold_until_closed(&mut reader, shared)?;
                 return Ok(());
+            }
+            Behavior::InterimThenEcho(interim) => {
+                out.write_all(&interim)?;
+                out.flush()?;
+                write_echo(&mut out, &recorded, shared, &common, is_head, false)?;
             }
         }
         out.flush()?;

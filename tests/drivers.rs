@@ -1,0 +1,104 @@
+//! Worker start-up: the I/O driver `driver = "auto"` picks (io_uring where the kernel offers
+//! it, epoll when `MONOIO_FORCE_LEGACY_DRIVER` asks for it), the log line that reports it, and
+//! workers pinned to cores.
+//!
+//! The `auto` tests run once, not under `driver_tests!`: the driver is what they check.
+mod common;
+
+use common::client;
+use common::gateway::GatewayConfig;
+use common::process::Ringgate;
+use common::upstream::{Echoed, Upstream};
+use ringgate::server::DriverKind;
+
+/// What `auto` must pick in this process: io_uring when monoio's probe (the one ringgate
+/// uses, which honours `MONOIO_FORCE_LEGACY_DRIVER`) finds it, else epoll.
+fn auto_expected() -> DriverKind {
+    if monoio::utils::detect_uring() {
+        DriverKind::IoUring
+    } else {
+        DriverKind::Legacy
+    }
+}
+
+/// A config of `driver` proxying everything to `up`.
+fn proxy_config(driver: &str, up: &Upstream) -> GatewayConfig {
+    GatewayConfig::new(driver)
+        .upstream("echo", &[up.addr()])
+        .route_all_to("echo")
+}
+
+#[test]
+fn auto_driver_starts_serves_and_picks_io_uring_where_available() {
+    let up = Upstream::echo("echo");
+    let gw = proxy_config("auto", &up).workers(2).start();
+    let expected = auto_expected();
+    assert_eq!(
+        gw.drivers(),
+        vec![expected; 2],
+        "driver = \"auto\" (io_uring available: {})",
+        expected == DriverKind::IoUring
+    );
+    let agent = client::agent();
+    for i in 0..4 {
+        let r = client::call(agent.get(&gw.url(&format!("/auto/{i}"))));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(Echoed::parse(&r.text()).target, format!("/auto/{i}"));
+    }
+    gw.shutdown();
+}
+
+/// Starts the binary with `driver = "auto"` and `MONOIO_FORCE_LEGACY_DRIVER` as given, checks
+/// it serves, and returns its log up to `listening on`.
+fn binary_auto_log(force_legacy: Option<&str>) -> String {
+    let up = Upstream::echo("echo");
+    let text = proxy_config("auto", &up).render();
+    let gw = Ringgate::spawn_with_env(&text, &[], &[("MONOIO_FORCE_LEGACY_DRIVER", force_legacy)]);
+    let r = client::get(&format!("http://{}/auto", gw.addr()));
+    assert_eq!(r.status, 200, "{}\nlog:\n{}", r.text(), gw.log());
+    assert_eq!(Echoed::parse(&r.text()).target, "/auto");
+    gw.log()
+}
+
+#[test]
+fn binary_auto_driver_logs_io_uring() {
+    // Without the variable, the probe in this process stands for the machine's kernel.
+    if let Some(v) = std::env::var_os("MONOIO_FORCE_LEGACY_DRIVER") {
+        panic!("MONOIO_FORCE_LEGACY_DRIVER={v:?} is set for the test run: unset it");
+    }
+    let log = binary_auto_log(None);
+    let line = match auto_expected() {
+        DriverKind::IoUring => "worker 0 running with the io_uring driver",
+        DriverKind::Legacy => "worker 0 running with the epoll (legacy) driver",
+    };
+    assert!(log.contains(line), "expected `{line}` in the log:\n{log}");
+}
+
+#[test]
+fn binary_auto_driver_with_force_legacy_logs_epoll() {
+    let log = binary_auto_log(Some("1"));
+    let line = "worker 0 running with the epoll (legacy) driver";
+    assert!(log.contains(line), "expected `{line}` in the log:\n{log}");
+    assert!(
+        !log.contains("io_uring driver"),
+        "a worker ran io_uring despite MONOIO_FORCE_LEGACY_DRIVER=1:\n{log}"
+    );
+}
+
+driver_tests! {
+    fn pinned_workers_start_and_serve(driver: &str) {
+        let up = Upstream::echo("echo");
+        let gw = proxy_config(driver, &up)
+            .workers(2)
+            .server("pin_workers", "true")
+            .start();
+        assert_eq!(gw.drivers().len(), 2, "two workers asked for");
+        // Separate client connections, so that both workers' listeners may take some.
+        for i in 0..6 {
+            let r = client::get(&gw.url(&format!("/pinned/{i}")));
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(Echoed::parse(&r.text()).target, format!("/pinned/{i}"));
+        }
+        gw.shutdown();
+    }
+}
