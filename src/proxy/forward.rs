@@ -326,6 +326,11 @@ impl ClientConn {
             &info,
         );
         conn.buf.consume(response.head_len);
+        if let ResponseFraming::Length(n) = response.framing {
+            if n <= INLINE_BODY {
+                read_small_body(&mut conn, n as usize, upstream.timeouts.idle).await?;
+            }
+        }
         let end = match response.framing {
             ResponseFraming::None => None,
             ResponseFraming::Length(n) if n <= INLINE_BODY && conn.buf.len() as u64 >= n => {
@@ -389,6 +394,29 @@ impl ClientConn {
             RelayError::Sink(e) => ProxyError::ClientGone(e),
         })
     }
+}
+
+/// Reads the rest of a small response body into the connection's buffer, so that the client
+/// gets head and body in one write (and an upstream that stalls or closes early gets a clean
+/// 504/502 instead of a truncated response).
+async fn read_small_body(
+    conn: &mut UpstreamConn,
+    n: usize,
+    idle: Duration,
+) -> Result<(), ProxyError> {
+    if conn.buf.len() >= n {
+        return Ok(());
+    }
+    conn.buf.grow_to(n);
+    while conn.buf.len() < n {
+        match monoio::time::timeout(idle, conn.buf.fill(&mut conn.stream, BODY_BUF)).await {
+            Err(_) => return Err(ProxyError::UpstreamTimeout),
+            Ok(Err(e)) => return Err(ProxyError::UpstreamIo(e)),
+            Ok(Ok(0)) => return Err(ProxyError::UpstreamIo(closed())),
+            Ok(Ok(_)) => {}
+        }
+    }
+    Ok(())
 }
 
 async fn open(addr: std::net::SocketAddr, timeout: Duration) -> Result<UpstreamConn, ProxyError> {
