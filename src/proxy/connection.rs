@@ -45,7 +45,7 @@ pub(super) enum Next {
 pub async fn serve_connection(ctx: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr) {
     let open = ctx.drain().track_connection();
     let _ = stream.set_nodelay(true);
-    serve(ctx, ClientConn::new(stream, peer), open).await;
+    serve(ctx, ClientConn::new(stream, peer, 0), open).await;
 }
 
 /// Serves requests on `conn` until it closes, or parks it when it goes idle (see
@@ -68,8 +68,13 @@ pub(super) async fn serve(ctx: Rc<WorkerContext>, mut conn: ClientConn, open: Co
     };
     match next {
         Next::Idle => {
-            conn.release_buffers();
-            monoio::spawn(super::idle::park(ctx, conn, open));
+            let ClientConn {
+                stream,
+                peer,
+                served,
+                ..
+            } = conn;
+            monoio::spawn(super::idle::park(ctx, stream, peer, served, open));
         }
         _ if conn.linger => conn.linger_close().await,
         _ => {}
@@ -101,7 +106,9 @@ pub(super) struct ClientConn {
 }
 
 impl ClientConn {
-    fn new(stream: TcpStream, peer: SocketAddr) -> Self {
+    /// A connection with fresh buffers; `served` counts the requests it already served
+    /// (0 for a new connection, more for one resumed from the idle park).
+    pub(super) fn new(stream: TcpStream, peer: SocketAddr, served: u64) -> Self {
         Self {
             stream,
             peer,
@@ -116,33 +123,9 @@ impl ClientConn {
             request_id_from_client: false,
             params: Params::default(),
             response_started: false,
-            served: 0,
+            served,
             linger: false,
         }
-    }
-
-    /// Frees every per-request buffer: an idle connection keeps only its socket.
-    pub(super) fn release_buffers(&mut self) {
-        self.input = ReadBuf::with_capacity(0);
-        self.out = Vec::new();
-        self.scratch = Vec::new();
-        self.headers = Vec::new();
-        self.path = String::new();
-        self.host = String::new();
-        self.upstream_path = String::new();
-        self.request_id = Vec::new();
-    }
-
-    /// Gives a resumed connection its working buffers back in one go, instead of growing
-    /// them piece by piece during the request.
-    pub(super) fn restore_buffers(&mut self) {
-        self.input.grow_to(CLIENT_BUF);
-        self.out.reserve(OUT_BUF);
-        self.headers.reserve(HEADERS);
-        self.path.reserve(PATH);
-        self.host.reserve(HOST);
-        self.upstream_path.reserve(PATH);
-        self.request_id.reserve(REQUEST_ID);
     }
 
     async fn serve_one(&mut self, ctx: &WorkerContext) -> Next {

@@ -2,19 +2,22 @@
 //!
 //! A connection's request task is large: its future holds every state of the pipeline, and
 //! the connection holds its input and output buffers. Kept for every idle keep-alive
-//! connection, that is ~10 KB each. So a connection that stays quiet for [`GRACE`] after
-//! a response releases its buffers, its request task ends, and the socket waits here in a
-//! small task for readability only (a poll on io_uring, readiness on epoll). When the next
-//! request arrives, the request task is spawned again with fresh buffers.
+//! connection, that is ~10 KB each. So when a connection stays quiet for [`GRACE`] after a
+//! response, its request task ends (freeing its buffers), and only the socket waits here in
+//! a small task, for readability (a poll on io_uring, readiness on epoll). When the next
+//! request arrives, a request task is spawned again with fresh buffers.
 //!
 //! Connections busy enough to send again within the grace never come here: the hot path is
 //! unchanged.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use super::connection::{serve, ClientConn};
 use super::context::WorkerContext;
+use monoio::net::TcpStream;
+
 use crate::server::ConnectionGuard;
 
 /// How long a kept-alive connection waits with its buffers before it is parked.
@@ -22,20 +25,25 @@ pub(super) const GRACE: Duration = Duration::from_millis(100);
 
 /// Waits (for the rest of `keepalive_idle`) until the client sends again, then resumes
 /// serving; closes the connection on timeout, on end of stream, or when the worker drains.
-pub(super) async fn park(ctx: Rc<WorkerContext>, mut conn: ClientConn, open: ConnectionGuard) {
+pub(super) async fn park(
+    ctx: Rc<WorkerContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    served: u64,
+    open: ConnectionGuard,
+) {
     let idle = ctx.snapshot().server.timeouts.keepalive_idle;
     let remaining = idle.saturating_sub(GRACE);
     let drain = Rc::clone(ctx.drain());
     let ready = {
         // Relaxed readiness: a false positive only means the resumed read waits itself.
-        let readable = monoio::time::timeout(remaining, conn.stream.readable(true));
+        let readable = monoio::time::timeout(remaining, stream.readable(true));
         monoio::select! {
             _ = drain.started() => false,
             result = readable => matches!(result, Ok(Ok(()))),
         }
     };
     if ready {
-        conn.restore_buffers();
-        monoio::spawn(serve(ctx, conn, open));
+        monoio::spawn(serve(ctx, ClientConn::new(stream, peer, served), open));
     }
 }
