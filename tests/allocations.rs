@@ -6,10 +6,11 @@
 //! number is the steady state of a keep-alive connection.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+mod fixed_backend;
 
 struct Counting;
 
@@ -36,54 +37,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nhello world!\n";
 const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: alloc-test\r\n\r\n";
 
-/// Reads until a full response (head + 13-byte body) is in `buf`; allocation-free.
-fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> usize {
-    let mut filled = 0;
-    loop {
-        let n = stream.read(&mut buf[filled..]).expect("read");
-        assert!(n > 0, "connection closed");
-        filled += n;
-        let text = &buf[..filled];
-        if let Some(end) = text.windows(4).position(|w| w == b"\r\n\r\n") {
-            if filled >= end + 4 + 13 {
-                return filled;
-            }
-        }
-    }
-}
-
-/// A keep-alive backend that answers every request head with RESPONSE, allocation-free.
-fn backend(listener: TcpListener) {
-    let Ok((mut stream, _)) = listener.accept() else {
-        return;
-    };
-    let mut buf = [0u8; 8192];
-    let mut filled = 0;
-    loop {
-        let Ok(n) = stream.read(&mut buf[filled..]) else {
-            return;
-        };
-        if n == 0 {
-            return;
-        }
-        filled += n;
-        while let Some(end) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
-            if stream.write_all(RESPONSE).is_err() {
-                return;
-            }
-            buf.copy_within(end + 4..filled, 0);
-            filled -= end + 4;
-        }
-    }
-}
-
 fn count_per_request(driver: &str) -> f64 {
-    let upstream = TcpListener::bind("127.0.0.1:0").expect("bind backend");
-    let upstream_addr = upstream.local_addr().expect("addr");
-    std::thread::spawn(move || backend(upstream));
+    let upstream_addr = fixed_backend::start();
     let config = format!(
         r#"
 [server]
@@ -106,14 +63,12 @@ upstream = "b"
     client.set_nodelay(true).expect("nodelay");
     let mut buf = vec![0u8; 8192];
     for _ in 0..200 {
-        client.write_all(REQUEST).expect("write");
-        read_response(&mut client, &mut buf);
+        fixed_backend::exchange(&mut client, REQUEST, &mut buf);
     }
     const MEASURED: u64 = 2000;
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for _ in 0..MEASURED {
-        client.write_all(REQUEST).expect("write");
-        read_response(&mut client, &mut buf);
+        fixed_backend::exchange(&mut client, REQUEST, &mut buf);
     }
     let after = ALLOCATIONS.load(Ordering::Relaxed);
     drop(client);

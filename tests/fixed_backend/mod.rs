@@ -1,0 +1,70 @@
+//! A minimal keep-alive HTTP backend and client that allocate nothing per request: one
+//! fixed response to every request head. Shared by `tests/allocations.rs` (where any
+//! allocation would be counted against the gateway) and `benches/proxy_path.rs`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+
+/// The response the backend sends to every request.
+pub const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nhello world!\n";
+/// Body length of [`RESPONSE`].
+const BODY_LEN: usize = 13;
+
+/// Starts a backend on 127.0.0.1:0 that serves every accepted connection on its own thread.
+pub fn start() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+    let addr = listener.local_addr().expect("backend addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    addr
+}
+
+/// Answers every request head on `stream` with [`RESPONSE`] until the peer closes.
+fn serve(mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = [0u8; 8192];
+    let mut filled = 0;
+    loop {
+        let Ok(n) = stream.read(&mut buf[filled..]) else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        filled += n;
+        while let Some(end) = head_end(&buf[..filled]) {
+            if stream.write_all(RESPONSE).is_err() {
+                return;
+            }
+            buf.copy_within(end..filled, 0);
+            filled -= end;
+        }
+    }
+}
+
+/// Sends `request` and reads one response like [`RESPONSE`] into `buf`.
+pub fn exchange(stream: &mut TcpStream, request: &[u8], buf: &mut [u8]) {
+    stream.write_all(request).expect("write request");
+    let mut filled = 0;
+    loop {
+        let n = stream.read(&mut buf[filled..]).expect("read response");
+        assert!(n > 0, "connection closed before the response was complete");
+        filled += n;
+        if let Some(end) = head_end(&buf[..filled]) {
+            if filled >= end + BODY_LEN {
+                return;
+            }
+        }
+    }
+}
+
+/// One past the end of the first head in `bytes`, if complete.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+}
