@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use ringgate::config::{self, WorkerCount};
-use ringgate::server::signals::ShutdownSignals;
-use ringgate::server::Server;
+use ringgate::server::signals::{ControlSignals, Request};
+use ringgate::server::{RunningServer, Server};
 
 /// A thread-per-core HTTP API gateway on io_uring.
 #[derive(Debug, Parser)]
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     if let Some(workers) = cli.workers {
         snapshot.server.workers = WorkerCount::Fixed(usize::from(workers));
     }
-    match run(snapshot) {
+    match run(snapshot, &cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e:#}");
@@ -57,15 +57,54 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(snapshot: config::Snapshot) -> anyhow::Result<()> {
-    let mut signals = ShutdownSignals::install().context("installing signal handlers")?;
+fn run(snapshot: config::Snapshot, cli: &Cli) -> anyhow::Result<()> {
+    let mut signals = ControlSignals::install().context("installing signal handlers")?;
     let server = Server::start(Arc::new(snapshot)).context("starting the server")?;
     for addr in server.local_addrs() {
         log::info!("listening on {addr}");
     }
-    let signal = signals.wait();
-    log::info!("{signal} received: shutting down gracefully");
+    loop {
+        match signals.wait() {
+            Request::Reload => reload(&server, cli),
+            Request::Shutdown(signal) => {
+                log::info!("{signal} received: shutting down gracefully");
+                break;
+            }
+        }
+    }
     server.shutdown().context("shutting down")?;
     log::info!("stopped");
     Ok(())
+}
+
+/// Re-reads the config file and swaps the new snapshot in. An invalid file is refused as a
+/// whole: the running configuration stays in force and every problem is logged.
+fn reload(server: &RunningServer, cli: &Cli) {
+    let mut snapshot = match config::load_file(&cli.config) {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            log::error!("reload refused, the running configuration stays in force:\n{e}");
+            return;
+        }
+    };
+    let running = server.snapshot();
+    // Listeners and workers are set up once; a reload cannot move them.
+    let fixed = &running.server;
+    if snapshot.server.listen != fixed.listen
+        || cli.workers.is_none() && snapshot.server.workers != fixed.workers
+        || snapshot.server.driver != fixed.driver
+        || snapshot.server.pin_workers != fixed.pin_workers
+    {
+        log::warn!(
+            "server.listen, server.workers, server.driver and server.pin_workers take effect \
+             on restart; the rest of the new configuration is applied"
+        );
+    }
+    snapshot.server.listen.clone_from(&fixed.listen);
+    snapshot.server.workers = fixed.workers;
+    snapshot.server.driver = fixed.driver;
+    snapshot.server.pin_workers = fixed.pin_workers;
+    let (routes, upstreams) = (snapshot.router.len(), snapshot.upstreams.len());
+    server.store(Arc::new(snapshot));
+    log::info!("configuration reloaded ({routes} routes, {upstreams} upstreams)");
 }

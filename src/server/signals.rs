@@ -1,33 +1,44 @@
-//! Process signals for the binary: SIGTERM and SIGINT ask for a graceful shutdown.
+//! Process signals for the binary: SIGTERM and SIGINT ask for a graceful shutdown, SIGHUP
+//! for a configuration reload.
 //!
 //! Handlers are installed before the server starts, so a signal sent as soon as the
 //! gateway reports that it listens is never lost to the default action.
 
 use std::io;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-/// Installed shutdown signal handlers.
-pub struct ShutdownSignals {
+/// What a signal asks the process to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Stop gracefully; carries the signal's name.
+    Shutdown(&'static str),
+    /// Re-read the configuration file.
+    Reload,
+}
+
+/// Installed handlers for SIGTERM, SIGINT and SIGHUP.
+pub struct ControlSignals {
     signals: Signals,
 }
 
-impl ShutdownSignals {
-    /// Installs handlers for SIGTERM and SIGINT.
+impl ControlSignals {
+    /// Installs the handlers.
     pub fn install() -> io::Result<Self> {
         Ok(Self {
-            signals: Signals::new([SIGTERM, SIGINT])?,
+            signals: Signals::new([SIGTERM, SIGINT, SIGHUP])?,
         })
     }
 
-    /// Blocks until SIGTERM or SIGINT arrives; returns the signal's name.
-    pub fn wait(&mut self) -> &'static str {
+    /// Blocks until one of the signals arrives.
+    pub fn wait(&mut self) -> Request {
         loop {
             for signal in self.signals.wait() {
                 match signal {
-                    SIGTERM => return "SIGTERM",
-                    SIGINT => return "SIGINT",
+                    SIGTERM => return Request::Shutdown("SIGTERM"),
+                    SIGINT => return Request::Shutdown("SIGINT"),
+                    SIGHUP => return Request::Reload,
                     _ => {}
                 }
             }

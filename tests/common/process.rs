@@ -28,6 +28,8 @@ pub struct Ringgate {
     addr: SocketAddr,
     log: Arc<Mutex<String>>,
     config: PathBuf,
+    /// Log lines not yet consumed by [`Ringgate::wait_for_line`].
+    lines: mpsc::Receiver<String>,
 }
 
 impl Ringgate {
@@ -106,6 +108,40 @@ impl Ringgate {
             addr,
             log,
             config,
+            lines: rx,
+        }
+    }
+
+    /// The config file the process was started with.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config
+    }
+
+    /// Sends `signal` (a `kill -s` name such as `HUP`) without waiting for anything.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .arg("-s")
+            .arg(signal)
+            .arg(self.pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -s {signal} failed");
+    }
+
+    /// Waits (bounded by [`IO_TIMEOUT`]) for the next log line containing `pattern`, reading
+    /// the process's output as it comes; returns that line.
+    pub fn wait_for_line(&self, pattern: &str) -> String {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(pattern) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no log line with `{pattern}` within {IO_TIMEOUT:?}; log:\n{}",
+                    self.log()
+                ),
+            }
         }
     }
 
