@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod admin;
 pub mod config;
 pub mod http;
 pub mod io_buf;

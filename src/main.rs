@@ -8,8 +8,10 @@ use anyhow::Context;
 use clap::Parser;
 
 use ringgate::config::{self, WorkerCount};
+use ringgate::admin::AdminServer;
+use ringgate::server::control::{ControlEvent, Controller};
 use ringgate::server::signals::{ControlSignals, Request};
-use ringgate::server::{RunningServer, Server};
+use ringgate::server::Server;
 
 /// A thread-per-core HTTP API gateway on io_uring.
 #[derive(Debug, Parser)]
@@ -29,26 +31,34 @@ struct Cli {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
-    let mut snapshot = match config::load_file(&cli.config) {
-        Ok(snapshot) => snapshot,
-        Err(e) => {
-            eprintln!("{e}");
+    let origin = cli.config.display().to_string();
+    let loaded = std::fs::read_to_string(&cli.config)
+        .map_err(|e| format!("{origin}: cannot read: {e}"))
+        .and_then(|text| {
+            config::load_str(&text, &origin)
+                .map(|snapshot| (text, snapshot))
+                .map_err(|e| e.to_string())
+        });
+    let (text, mut snapshot) = match loaded {
+        Ok(loaded) => loaded,
+        Err(problems) => {
+            eprintln!("{problems}");
             return ExitCode::from(2);
         }
     };
     if cli.check {
         println!(
-            "{}: configuration ok ({} routes, {} upstreams)",
-            cli.config.display(),
+            "{origin}: configuration ok ({} routes, {} upstreams)",
             snapshot.router.len(),
             snapshot.upstreams.len()
         );
         return ExitCode::SUCCESS;
     }
-    if let Some(workers) = cli.workers {
-        snapshot.server.workers = WorkerCount::Fixed(usize::from(workers));
+    let workers = cli.workers.map(usize::from);
+    if let Some(workers) = workers {
+        snapshot.server.workers = WorkerCount::Fixed(workers);
     }
-    match run(snapshot, &cli) {
+    match run(snapshot, text, &cli, workers) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e:#}");
@@ -57,54 +67,38 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(snapshot: config::Snapshot, cli: &Cli) -> anyhow::Result<()> {
+fn run(
+    snapshot: config::Snapshot,
+    text: String,
+    cli: &Cli,
+    workers: Option<usize>,
+) -> anyhow::Result<()> {
     let mut signals = ControlSignals::install().context("installing signal handlers")?;
+    let admin = snapshot.admin.clone();
     let server = Server::start(Arc::new(snapshot)).context("starting the server")?;
     for addr in server.local_addrs() {
         log::info!("listening on {addr}");
     }
-    loop {
-        match signals.wait() {
-            Request::Reload => reload(&server, cli),
-            Request::Shutdown(signal) => {
-                log::info!("{signal} received: shutting down gracefully");
-                break;
-            }
-        }
+    let controller = Controller::new(server, cli.config.clone(), text, workers);
+    let (events, inbox) = crossbeam_channel::unbounded();
+    if let Some(admin) = admin {
+        let api = AdminServer::start(&admin, events.clone(), controller.readiness())
+            .context("starting the admin listener")?;
+        log::info!("admin API listening on {}", api.local_addr());
     }
-    server.shutdown().context("shutting down")?;
+    std::thread::Builder::new()
+        .name("ringgate-signals".into())
+        .spawn(move || loop {
+            let event = match signals.wait() {
+                Request::Reload => ControlEvent::Reload(None),
+                Request::Shutdown(signal) => ControlEvent::Shutdown(signal),
+            };
+            if events.send(event).is_err() {
+                return;
+            }
+        })
+        .context("starting the signal thread")?;
+    controller.run(inbox).context("shutting down")?;
     log::info!("stopped");
     Ok(())
-}
-
-/// Re-reads the config file and swaps the new snapshot in. An invalid file is refused as a
-/// whole: the running configuration stays in force and every problem is logged.
-fn reload(server: &RunningServer, cli: &Cli) {
-    let mut snapshot = match config::load_file(&cli.config) {
-        Ok(snapshot) => snapshot,
-        Err(e) => {
-            log::error!("reload refused, the running configuration stays in force:\n{e}");
-            return;
-        }
-    };
-    let running = server.snapshot();
-    // Listeners and workers are set up once; a reload cannot move them.
-    let fixed = &running.server;
-    if snapshot.server.listen != fixed.listen
-        || cli.workers.is_none() && snapshot.server.workers != fixed.workers
-        || snapshot.server.driver != fixed.driver
-        || snapshot.server.pin_workers != fixed.pin_workers
-    {
-        log::warn!(
-            "server.listen, server.workers, server.driver and server.pin_workers take effect \
-             on restart; the rest of the new configuration is applied"
-        );
-    }
-    snapshot.server.listen.clone_from(&fixed.listen);
-    snapshot.server.workers = fixed.workers;
-    snapshot.server.driver = fixed.driver;
-    snapshot.server.pin_workers = fixed.pin_workers;
-    let (routes, upstreams) = (snapshot.router.len(), snapshot.upstreams.len());
-    server.store(Arc::new(snapshot));
-    log::info!("configuration reloaded ({routes} routes, {upstreams} upstreams)");
 }

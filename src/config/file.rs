@@ -27,6 +27,28 @@ pub struct RawConfig {
     /// `[[routes]]`.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// `[admin]`; absent means no admin listener.
+    pub admin: Option<RawAdmin>,
+    /// `[metrics]`.
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// `listen`: one socket address.
+    pub listen: Option<Spanned<String>>,
+    /// `token`: bearer token required on every admin request.
+    pub token: Option<Spanned<String>>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// `merge_interval`: how often workers hand their figures to the control side.
+    pub merge_interval: Option<Spanned<DurationValue>>,
 }
 
 /// `[server]`.

@@ -17,6 +17,26 @@ pub struct Snapshot {
     pub router: Router<Route>,
     /// Upstream groups, indexed by [`UpstreamId`].
     pub upstreams: Vec<Upstream>,
+    /// The admin listener, if `[admin]` is configured.
+    pub admin: Option<AdminSettings>,
+    /// Metrics settings.
+    pub metrics: MetricsSettings,
+}
+
+/// `[admin]`: the control API's own listener (never the public one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Address of the admin listener.
+    pub listen: SocketAddr,
+    /// Bearer token every admin request must carry, if set.
+    pub token: Option<String>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// How often workers hand their interval's figures to the control side.
+    pub merge_interval: Duration,
 }
 
 impl Snapshot {

@@ -120,10 +120,10 @@ fn reports_router_errors_on_a_good_route_after_a_bad_one_at_its_own_index() {
 
 #[test]
 fn rejects_an_unknown_top_level_table_with_its_line() {
-    let err = load("[server]\nworkers = 2\n\n[admin]\nlisten = \"127.0.0.1:9901\"\n")
-        .expect_err("[admin] is not implemented");
+    let err = load("[server]\nworkers = 2\n\n[access_log]\nformat = \"json\"\n")
+        .expect_err("[access_log] is not implemented");
     assert_eq!(err.problems.len(), 1);
-    assert_eq!(err.problems[0].key, "admin");
+    assert_eq!(err.problems[0].key, "access_log");
     assert_eq!(err.problems[0].line, Some(4));
 }
 

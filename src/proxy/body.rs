@@ -56,8 +56,8 @@ pub enum RelayError {
     Sink(io::Error),
 }
 
-/// Relays one body from `source` (whose buffered bytes are in `buf`) to `sink`.
-/// `scratch` is a reusable buffer for de-chunked output.
+/// Relays one body from `source` (whose buffered bytes are in `buf`) to `sink`, returning
+/// the bytes written. `scratch` is a reusable buffer for de-chunked output.
 pub async fn relay<S, D>(
     source: &mut S,
     buf: &mut ReadBuf,
@@ -65,11 +65,12 @@ pub async fn relay<S, D>(
     end: BodyEnd,
     opts: RelayOptions,
     scratch: &mut Vec<u8>,
-) -> Result<(), RelayError>
+) -> Result<u64, RelayError>
 where
     S: AsyncReadRent,
     D: AsyncWriteRent,
 {
+    let mut written = 0u64;
     let mut remaining = match end {
         BodyEnd::Length(n) => n,
         _ => u64::MAX,
@@ -86,25 +87,32 @@ where
                     let n = remaining.min(buf.len() as u64) as usize;
                     write_timed(buf, sink, n, opts.write_timeout).await?;
                     remaining -= n as u64;
+                    written += n as u64;
                     remaining == 0
                 }
                 BodyEnd::Close => {
                     let n = buf.len();
                     write_timed(buf, sink, n, opts.write_timeout).await?;
+                    written += n as u64;
                     false
                 }
-                BodyEnd::Chunked => relay_chunked(buf, sink, &mut decoder, &opts, scratch).await?,
+                BodyEnd::Chunked => {
+                    let (n, done) =
+                        relay_chunked(buf, sink, &mut decoder, &opts, scratch).await?;
+                    written += n;
+                    done
+                }
             };
             if done {
-                return Ok(());
+                return Ok(written);
             }
         } else if remaining == 0 {
-            return Ok(());
+            return Ok(written);
         }
         match monoio::time::timeout(opts.read_idle, buf.fill(source, opts.max_buffer)).await {
             Err(_) => return Err(RelayError::SourceTimeout),
             Ok(Err(e)) => return Err(RelayError::SourceIo(e)),
-            Ok(Ok(0)) if end == BodyEnd::Close => return Ok(()),
+            Ok(Ok(0)) if end == BodyEnd::Close => return Ok(written),
             Ok(Ok(0)) => return Err(RelayError::SourceClosed),
             Ok(Ok(_)) => {}
         }
@@ -112,14 +120,14 @@ where
 }
 
 /// Feeds the buffered bytes to the decoder and forwards what belongs to the body.
-/// Returns whether the body is complete.
+/// Returns the bytes written and whether the body is complete.
 async fn relay_chunked<D: AsyncWriteRent>(
     buf: &mut ReadBuf,
     sink: &mut D,
     decoder: &mut ChunkedDecoder,
     opts: &RelayOptions,
     scratch: &mut Vec<u8>,
-) -> Result<bool, RelayError> {
+) -> Result<(u64, bool), RelayError> {
     scratch.clear();
     let data = buf.data();
     let progress = if opts.dechunk {
@@ -137,6 +145,11 @@ async fn relay_chunked<D: AsyncWriteRent>(
             return Err(RelayError::TooLarge);
         }
     }
+    let written = if opts.dechunk {
+        scratch.len()
+    } else {
+        progress.consumed
+    } as u64;
     if opts.dechunk {
         buf.consume(progress.consumed);
         if !scratch.is_empty() {
@@ -149,7 +162,7 @@ async fn relay_chunked<D: AsyncWriteRent>(
     } else {
         write_timed(buf, sink, progress.consumed, opts.write_timeout).await?;
     }
-    Ok(progress.done)
+    Ok((written, progress.done))
 }
 
 async fn write_timed<D: AsyncWriteRent>(

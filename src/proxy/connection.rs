@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
@@ -17,6 +17,7 @@ use crate::http::{parse_request, BodyFraming, HeadLimits, HeaderSpan, Method, Re
 use crate::io_buf::{write_all_reuse, ReadBuf};
 use crate::router::normalize::{normalize_path, split_target};
 use crate::router::{strip_prefix, MatchRequest, Params};
+use crate::metrics::RequestRecord;
 use crate::server::ConnectionGuard;
 
 /// Initial input buffer of a client connection; it grows for large heads and bodies.
@@ -43,14 +44,59 @@ pub(super) enum Next {
 
 /// Serves one accepted client connection until it closes.
 pub async fn serve_connection(ctx: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr) {
-    let open = ctx.drain().track_connection();
+    let open = Open::new(&ctx);
     let _ = stream.set_nodelay(true);
     serve(ctx, ClientConn::new(stream, peer, 0), open).await;
 }
 
+/// Counts a client connection as open (for the drain and the metrics) from accept to close,
+/// across request tasks and the idle park.
+pub(super) struct Open {
+    _drain: ConnectionGuard,
+    ctx: Rc<WorkerContext>,
+}
+
+impl Open {
+    fn new(ctx: &Rc<WorkerContext>) -> Self {
+        ctx.metrics().connection_opened();
+        Self {
+            _drain: ctx.drain().track_connection(),
+            ctx: Rc::clone(ctx),
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.ctx.metrics().connection_closed();
+    }
+}
+
+/// What one exchange did, for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Exchange {
+    pub(super) started: Instant,
+    pub(super) status: u16,
+    pub(super) bytes_in: u64,
+    pub(super) bytes_out: u64,
+    pub(super) upstream: Option<Duration>,
+}
+
+impl Exchange {
+    fn start(head_len: usize) -> Self {
+        Self {
+            started: Instant::now(),
+            status: 0,
+            bytes_in: head_len as u64,
+            bytes_out: 0,
+            upstream: None,
+        }
+    }
+}
+
 /// Serves requests on `conn` until it closes, or parks it when it goes idle (see
 /// `proxy::idle`): this task, with its buffers, lives only while requests keep coming.
-pub(super) async fn serve(ctx: Rc<WorkerContext>, mut conn: ClientConn, open: ConnectionGuard) {
+pub(super) async fn serve(ctx: Rc<WorkerContext>, mut conn: ClientConn, open: Open) {
     let aborted = ctx.drain().aborted();
     let requests = async {
         loop {
@@ -103,6 +149,8 @@ pub(super) struct ClientConn {
     served: u64,
     /// The connection closes after an error answer while the client may still be sending.
     linger: bool,
+    /// The current exchange, for the metrics.
+    pub(super) exchange: Exchange,
 }
 
 impl ClientConn {
@@ -125,28 +173,34 @@ impl ClientConn {
             response_started: false,
             served,
             linger: false,
+            exchange: Exchange::start(0),
         }
     }
 
     async fn serve_one(&mut self, ctx: &WorkerContext) -> Next {
         let snapshot = ctx.snapshot();
         self.response_started = false;
+        self.params.clear();
         let head = match self.read_head(ctx, &snapshot).await {
             Ok(Arrival::Head(head)) => head,
             Ok(Arrival::Closed) => return Next::Close,
             Ok(Arrival::Idle) => return Next::Idle,
             Err(e) => {
                 self.request_id.clear();
-                self.reply_error(&e, None).await;
+                self.exchange = Exchange::start(self.input.len());
+                self.reply_error(ctx, &e, None).await;
+                self.record(ctx, &snapshot);
                 return Next::Close;
             }
         };
         self.served += 1;
+        self.exchange = Exchange::start(head.head_len);
         self.assign_request_id(ctx, &head);
         let next = match self.handle(ctx, &snapshot, &head).await {
             Ok(next) => next,
-            Err(e) => self.reply_error(&e, Some(&head)).await,
+            Err(e) => self.reply_error(ctx, &e, Some(&head)).await,
         };
+        self.record(ctx, &snapshot);
         self.input
             .shrink_to(CLIENT_BUF.max(snapshot.server.limits.max_head_bytes));
         if ctx.drain().is_draining() {
@@ -316,6 +370,8 @@ impl ClientConn {
             &self.request_id,
         );
         self.response_started = true;
+        self.exchange.status = response.status;
+        self.exchange.bytes_out += self.out.len() as u64;
         write_all_reuse(&mut self.stream, &mut self.out)
             .await
             .map_err(ProxyError::ClientGone)?;
@@ -348,8 +404,14 @@ impl ClientConn {
     }
 
     /// Answers an error if no response was started; returns what happens to the connection.
-    async fn reply_error(&mut self, error: &ProxyError, head: Option<&RequestHead>) -> Next {
+    async fn reply_error(
+        &mut self,
+        ctx: &WorkerContext,
+        error: &ProxyError,
+        head: Option<&RequestHead>,
+    ) -> Next {
         log::debug!("{}: {error}", self.peer);
+        ctx.metrics().error(error.cause());
         let Some((status, message)) = error.response() else {
             return Next::Close;
         };
@@ -363,6 +425,8 @@ impl ClientConn {
         self.linger = !keep_alive;
         self.out.clear();
         write_error_response(&mut self.out, status, message, keep_alive, &self.request_id);
+        self.exchange.status = status;
+        self.exchange.bytes_out += self.out.len() as u64;
         let written = write_all_reuse(&mut self.stream, &mut self.out).await;
         if keep_alive && written.is_ok() {
             Next::KeepAlive
@@ -373,6 +437,27 @@ impl ClientConn {
 }
 
 impl ClientConn {
+    /// Records the finished exchange in the worker's metrics (nothing when no answer went out).
+    fn record(&self, ctx: &WorkerContext, snapshot: &Snapshot) {
+        if self.exchange.status == 0 {
+            return;
+        }
+        let route = self.params.route_index().and_then(|i| snapshot.router.get(i));
+        let upstream = route.and_then(|r| match &r.action {
+            RouteAction::Proxy(action) => Some(snapshot.upstream(action.upstream).name.as_str()),
+            RouteAction::Respond(_) => None,
+        });
+        ctx.metrics().record_request(&RequestRecord {
+            route: route.map_or("", |r| r.name.as_str()),
+            upstream,
+            status: self.exchange.status,
+            duration: self.exchange.started.elapsed(),
+            upstream_duration: self.exchange.upstream,
+            bytes_in: self.exchange.bytes_in,
+            bytes_out: self.exchange.bytes_out,
+        });
+    }
+
     /// Closes after an error answer without losing it: closing a socket with unread input
     /// makes the kernel send a reset, which can destroy the answer before the client reads
     /// it. So: shut down our side, then read and discard (bounded in time and bytes) until

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 
 use super::request_id::RequestIds;
 use crate::config::Snapshot;
+use crate::metrics::{MetricsDelta, WorkerMetrics};
 use crate::server::Drain;
 use crate::upstream::{Pool, RoundRobin};
 
@@ -29,6 +30,7 @@ pub struct WorkerContext {
     pool: Pool,
     balancer: RoundRobin,
     request_ids: RequestIds,
+    metrics: WorkerMetrics,
 }
 
 impl WorkerContext {
@@ -43,6 +45,7 @@ impl WorkerContext {
             pool: Pool::new(),
             balancer: RoundRobin::new(id),
             request_ids: RequestIds::new(id),
+            metrics: WorkerMetrics::new(id),
         }
     }
 
@@ -80,6 +83,26 @@ impl WorkerContext {
     /// The worker's request id generator.
     pub fn request_ids(&self) -> &RequestIds {
         &self.request_ids
+    }
+
+    /// The worker's metrics recorder.
+    pub fn metrics(&self) -> &WorkerMetrics {
+        &self.metrics
+    }
+
+    /// Task: every `metrics.merge_interval`, hands the interval's figures to the control
+    /// thread. A full channel (nobody merging) drops the delta rather than block the worker.
+    pub async fn flush_metrics(ctx: Rc<Self>, deltas: crossbeam_channel::Sender<MetricsDelta>) {
+        let drain = Rc::clone(&ctx.drain);
+        loop {
+            let interval = ctx.snapshot().metrics.merge_interval;
+            monoio::select! {
+                _ = drain.started() => break,
+                _ = monoio::time::sleep(interval) => {}
+            }
+            let _ = deltas.try_send(ctx.metrics.take_delta());
+        }
+        let _ = deltas.try_send(ctx.metrics.take_delta());
     }
 
     /// Task: closes expired idle upstream connections until the worker drains.

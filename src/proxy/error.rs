@@ -4,6 +4,7 @@
 use std::io;
 
 use crate::http::{reason_phrase, HttpError};
+use crate::metrics::ErrorCause;
 
 /// A failed exchange.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,24 @@ impl ProxyError {
             ProxyError::UnexpectedUpgrade => (502, "bad gateway: invalid upstream response"),
             ProxyError::UpstreamIo(_) => (502, "bad gateway: upstream connection error"),
         })
+    }
+
+    /// The cause class counted in the metrics.
+    pub fn cause(&self) -> ErrorCause {
+        match self {
+            ProxyError::BadRequest(_) | ProxyError::BadTarget | ProxyError::BodyTooLarge => {
+                ErrorCause::BadRequest
+            }
+            ProxyError::ClientTimeout => ErrorCause::ClientTimeout,
+            ProxyError::ClientGone(_) => ErrorCause::ClientGone,
+            ProxyError::NoRoute => ErrorCause::NoRoute,
+            ProxyError::NoTarget | ProxyError::Connect(_) => ErrorCause::UpstreamConnect,
+            ProxyError::ConnectTimeout | ProxyError::UpstreamTimeout => ErrorCause::UpstreamTimeout,
+            ProxyError::UpstreamProtocol(_) | ProxyError::UnexpectedUpgrade => {
+                ErrorCause::UpstreamProtocol
+            }
+            ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => ErrorCause::UpstreamClosed,
+        }
     }
 
     /// Whether the client's connection may stay open after the error response.

@@ -53,7 +53,30 @@ impl ClientConn {
         self.input.consume(head.head_len);
         self.await_small_body(snapshot, head).await?;
         let body_in_hand = self.take_buffered_body(head);
+        if let BodyFraming::Length(n) = head.framing {
+            self.exchange.bytes_in += n;
+        }
         let replayable = body_in_hand && head.method_kind.is_idempotent();
+        let upstream_started = std::time::Instant::now();
+        let result = self
+            .exchange_with(ctx, snapshot, action, head, upstream, body_in_hand, replayable)
+            .await;
+        self.exchange.upstream = Some(upstream_started.elapsed());
+        result
+    }
+
+    /// Steps 2–5 of the exchange (see the module docs).
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange_with(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        action: &ProxyAction,
+        head: &RequestHead,
+        upstream: &Upstream,
+        body_in_hand: bool,
+        replayable: bool,
+    ) -> Result<Next, ProxyError> {
         let mut conn = self
             .send_head(ctx, action.upstream, upstream, replayable)
             .await?;
@@ -154,8 +177,14 @@ impl ClientConn {
             .ok_or(ProxyError::NoTarget)?;
         let addr = target.addr;
         let mut conn = match ctx.pool().checkout(addr) {
-            Some(conn) => conn,
-            None => open(addr, upstream.timeouts.connect).await?,
+            Some(conn) => {
+                ctx.metrics().pool_hit();
+                conn
+            }
+            None => {
+                ctx.metrics().pool_miss();
+                open(addr, upstream.timeouts.connect).await?
+            }
         };
         match write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await {
             Ok(()) => Ok(conn),
@@ -211,7 +240,7 @@ impl ClientConn {
             max_buffer: BODY_BUF,
             dechunk: false,
         };
-        relay(
+        let relayed = relay(
             &mut self.stream,
             &mut self.input,
             &mut conn.stream,
@@ -227,7 +256,11 @@ impl ClientConn {
             RelayError::SourceFraming(e) => ProxyError::BadRequest(e),
             RelayError::TooLarge => ProxyError::BodyTooLarge,
             RelayError::Sink(e) => ProxyError::UpstreamIo(e),
-        })
+        })?;
+        if end == BodyEnd::Chunked {
+            self.exchange.bytes_in += relayed;
+        }
+        Ok(())
     }
 
     /// Reads the final response head, passing interim 1xx responses to HTTP/1.1 clients.
@@ -343,11 +376,14 @@ impl ClientConn {
             ResponseFraming::UntilClose => Some(BodyEnd::Close),
         };
         self.response_started = true;
+        self.exchange.status = response.status;
+        self.exchange.bytes_out += self.out.len() as u64;
         write_all_reuse(&mut self.stream, &mut self.out)
             .await
             .map_err(ProxyError::ClientGone)?;
         if let Some(end) = end {
-            self.relay_response_body(&mut conn, snapshot, upstream, end, dechunk)
+            self.exchange.bytes_out += self
+                .relay_response_body(&mut conn, snapshot, upstream, end, dechunk)
                 .await?;
         }
         if response.keep_alive && response.framing != ResponseFraming::UntilClose {
@@ -368,7 +404,7 @@ impl ClientConn {
         upstream: &Upstream,
         end: BodyEnd,
         dechunk: bool,
-    ) -> Result<(), ProxyError> {
+    ) -> Result<u64, ProxyError> {
         let opts = RelayOptions {
             read_idle: upstream.timeouts.idle,
             write_timeout: snapshot.server.timeouts.body_idle,

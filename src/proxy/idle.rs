@@ -14,11 +14,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::connection::{serve, ClientConn};
+use super::connection::{serve, ClientConn, Open};
 use super::context::WorkerContext;
 use monoio::net::TcpStream;
-
-use crate::server::ConnectionGuard;
 
 /// How long a kept-alive connection waits with its buffers before it is parked.
 pub(super) const GRACE: Duration = Duration::from_millis(100);
@@ -30,7 +28,7 @@ pub(super) async fn park(
     stream: TcpStream,
     peer: SocketAddr,
     served: u64,
-    open: ConnectionGuard,
+    open: Open,
 ) {
     let idle = ctx.snapshot().server.timeouts.keepalive_idle;
     let remaining = idle.saturating_sub(GRACE);

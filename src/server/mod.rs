@@ -5,6 +5,7 @@
 //! then starts one pinned thread per worker, each with its own monoio runtime. The workers
 //! share only the `ArcSwap<Snapshot>`; everything else they touch is their own.
 
+pub mod control;
 mod drain;
 mod listener;
 pub mod signals;
@@ -87,8 +88,10 @@ impl Server {
         };
         let driver = snapshot.server.driver;
         let shared = Arc::new(ArcSwap::new(snapshot));
+        let (metrics_tx, metrics_rx) = crossbeam_channel::bounded(workers * METRICS_BACKLOG);
         let mut running = RunningServer {
             shared: Arc::clone(&shared),
+            metrics: metrics_rx,
             local_addrs,
             drivers: Vec::with_capacity(workers),
             threads: Vec::with_capacity(workers),
@@ -105,6 +108,7 @@ impl Server {
                 listeners,
                 snapshot: Arc::clone(&shared),
                 commands: rx,
+                metrics: metrics_tx.clone(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("ringgate-w{id}"))
@@ -135,10 +139,14 @@ fn worker_count(configured: WorkerCount) -> usize {
     }
 }
 
+/// Metrics deltas queued per worker before the oldest are dropped (nobody is merging).
+const METRICS_BACKLOG: usize = 16;
+
 /// A started server. Dropping it shuts it down gracefully.
 #[derive(Debug)]
 pub struct RunningServer {
     shared: Arc<ArcSwap<Snapshot>>,
+    metrics: crossbeam_channel::Receiver<crate::metrics::MetricsDelta>,
     local_addrs: Vec<SocketAddr>,
     drivers: Vec<DriverKind>,
     threads: Vec<JoinHandle<()>>,
@@ -154,6 +162,11 @@ impl RunningServer {
     /// The driver each worker runs, by worker index.
     pub fn drivers(&self) -> Vec<DriverKind> {
         self.drivers.clone()
+    }
+
+    /// The workers' metrics deltas, one per worker per `metrics.merge_interval`.
+    pub fn metrics_receiver(&self) -> crossbeam_channel::Receiver<crate::metrics::MetricsDelta> {
+        self.metrics.clone()
     }
 
     /// The snapshot in force.

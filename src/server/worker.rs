@@ -45,6 +45,8 @@ pub struct WorkerSpec {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// Commands from the control thread.
     pub commands: flume::Receiver<Command>,
+    /// Where the worker hands its metrics deltas.
+    pub metrics: crossbeam_channel::Sender<crate::metrics::MetricsDelta>,
 }
 
 /// Thread body: pins, builds the runtime, reports the driver (or the failure) on `ready`,
@@ -148,6 +150,7 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
         monoio::spawn(accept_loop(listener, Rc::clone(&ctx)));
     }
     monoio::spawn(WorkerContext::sweep_idle_connections(Rc::clone(&ctx)));
+    monoio::spawn(WorkerContext::flush_metrics(Rc::clone(&ctx), spec.metrics));
     let _ = ready.send(Ok(kind));
     // A closed channel means the control side is gone: shut down as well.
     let _ = spec.commands.recv_async().await;

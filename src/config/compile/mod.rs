@@ -4,6 +4,7 @@
 //! problem in the file, each with its key path and line. A snapshot is built only when
 //! there were none. Defaults live here (and in docs/configuration.md), not in `file`.
 
+mod control;
 mod matcher;
 mod routes;
 mod server;
@@ -24,11 +25,15 @@ pub fn compile(raw: RawConfig, text: &str) -> Result<Snapshot, Vec<Problem>> {
     let server = server::compile(&mut cx, raw.server.unwrap_or_default());
     let upstreams = upstreams::compile(&mut cx, &raw.upstreams);
     let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams);
+    let admin = raw.admin.map(|admin| control::admin(&mut cx, admin));
+    let metrics = control::metrics(&mut cx, raw.metrics.unwrap_or_default());
     match router {
         Some(router) if cx.problems.is_empty() => Ok(Snapshot {
             server,
             router,
             upstreams,
+            admin,
+            metrics,
         }),
         _ => Err(cx.problems),
     }

@@ -1,0 +1,270 @@
+//! The control thread: everything that is not request handling.
+//!
+//! One loop owns the running server, the active configuration text, the reload counters and
+//! the merged metrics. Signals, admin requests and the workers' metric deltas all arrive as
+//! messages, so reloads are serialized and nothing here is shared with a lock.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{select, Receiver, Sender};
+
+use super::{RunningServer, ServerError};
+use crate::config::{self, Snapshot};
+use crate::metrics::{Aggregator, MetricsDelta, ProcessInfo, WorkerInfo};
+
+/// A request to the control thread.
+#[derive(Debug)]
+pub enum ControlEvent {
+    /// Stop gracefully; carries the reason (a signal name).
+    Shutdown(&'static str),
+    /// Reload the configuration file; the outcome goes to the reply channel, if any.
+    Reload(Option<Sender<ReloadOutcome>>),
+    /// Render the merged metrics in Prometheus text format.
+    Metrics(Sender<String>),
+    /// The active configuration file, secrets redacted.
+    Config(Sender<String>),
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The new configuration is in force; a one-line summary.
+    Applied(String),
+    /// The file was refused; every problem, one per line. The old configuration stays.
+    Refused(String),
+}
+
+/// Readiness, readable from any thread without asking the control loop (which may be busy
+/// shutting down).
+#[derive(Debug, Default)]
+pub struct Readiness {
+    ready: AtomicBool,
+}
+
+impl Readiness {
+    /// Whether every worker runs and the gateway is not draining.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn set(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// The control loop's state.
+pub struct Controller {
+    server: RunningServer,
+    config_path: PathBuf,
+    config_text: String,
+    workers_override: Option<usize>,
+    aggregator: Aggregator,
+    reloads: u64,
+    failed_reloads: u64,
+    generation: u64,
+    started_unix: u64,
+    readiness: Arc<Readiness>,
+}
+
+impl Controller {
+    /// Takes charge of a started server whose config came from `config_path` (`config_text`).
+    pub fn new(
+        server: RunningServer,
+        config_path: PathBuf,
+        config_text: String,
+        workers_override: Option<usize>,
+    ) -> Self {
+        let readiness = Arc::new(Readiness::default());
+        readiness.set(true);
+        let started_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            server,
+            config_path,
+            config_text,
+            workers_override,
+            aggregator: Aggregator::new(),
+            reloads: 0,
+            failed_reloads: 0,
+            generation: 1,
+            started_unix,
+            readiness,
+        }
+    }
+
+    /// Readiness as seen by `/readyz`.
+    pub fn readiness(&self) -> Arc<Readiness> {
+        Arc::clone(&self.readiness)
+    }
+
+    /// Runs until a shutdown event (or until every event sender is gone), then shuts the
+    /// server down gracefully.
+    pub fn run(mut self, events: Receiver<ControlEvent>) -> Result<(), ServerError> {
+        let mut deltas = self.server.metrics_receiver();
+        loop {
+            select! {
+                recv(events) -> event => match event {
+                    Ok(ControlEvent::Shutdown(reason)) => {
+                        log::info!("{reason} received: shutting down gracefully");
+                        break;
+                    }
+                    Ok(event) => self.handle(event),
+                    Err(_) => break,
+                },
+                recv(deltas) -> delta => match delta {
+                    Ok(delta) => self.aggregator.merge(delta),
+                    // Every worker is gone: stop listening rather than spin on the error.
+                    Err(_) => deltas = crossbeam_channel::never(),
+                },
+            }
+        }
+        self.readiness.set(false);
+        self.server.shutdown()
+    }
+
+    fn handle(&mut self, event: ControlEvent) {
+        match event {
+            ControlEvent::Shutdown(_) => {}
+            ControlEvent::Reload(reply) => {
+                let outcome = self.reload();
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome);
+                }
+            }
+            ControlEvent::Metrics(reply) => {
+                self.drain_deltas();
+                let _ = reply.send(self.aggregator.render(&self.process_info()));
+            }
+            ControlEvent::Config(reply) => {
+                let _ = reply.send(redact(&self.config_text));
+            }
+        }
+    }
+
+    /// Merges every delta already queued, so a scrape sees the latest figures.
+    fn drain_deltas(&mut self) {
+        let deltas = self.server.metrics_receiver();
+        while let Ok(delta) = deltas.try_recv() {
+            self.aggregator.merge(delta);
+        }
+    }
+
+    fn process_info(&self) -> ProcessInfo {
+        ProcessInfo {
+            workers: self
+                .server
+                .drivers()
+                .iter()
+                .enumerate()
+                .map(|(id, driver)| WorkerInfo {
+                    id,
+                    driver: driver.to_string(),
+                })
+                .collect(),
+            reloads: self.reloads,
+            failed_reloads: self.failed_reloads,
+            config_generation: self.generation,
+            start_time_unix: self.started_unix,
+        }
+    }
+
+    /// Re-reads, validates and swaps in the configuration. An invalid file is refused as a
+    /// whole and the running configuration stays in force.
+    pub fn reload(&mut self) -> ReloadOutcome {
+        let origin = self.config_path.display().to_string();
+        let loaded = std::fs::read_to_string(&self.config_path)
+            .map_err(|e| format!("{origin}: cannot read: {e}"))
+            .and_then(|text| {
+                config::load_str(&text, &origin)
+                    .map(|snapshot| (text, snapshot))
+                    .map_err(|e| e.to_string())
+            });
+        let (text, snapshot) = match loaded {
+            Ok(loaded) => loaded,
+            Err(problems) => {
+                self.failed_reloads += 1;
+                log::error!(
+                    "reload refused, the running configuration stays in force:\n{problems}"
+                );
+                return ReloadOutcome::Refused(problems);
+            }
+        };
+        let snapshot = self.keep_fixed_settings(snapshot);
+        let summary = format!(
+            "configuration reloaded ({} routes, {} upstreams)",
+            snapshot.router.len(),
+            snapshot.upstreams.len()
+        );
+        self.server.store(Arc::new(snapshot));
+        self.config_text = text;
+        self.reloads += 1;
+        self.generation += 1;
+        log::info!("{summary}");
+        ReloadOutcome::Applied(summary)
+    }
+
+    /// Listeners, workers, driver, pinning and the admin listener are set up once: a reload
+    /// keeps the running values and says so if the file changed them.
+    fn keep_fixed_settings(&self, mut snapshot: Snapshot) -> Snapshot {
+        let running = self.server.snapshot();
+        let fixed = &running.server;
+        let new = &snapshot.server;
+        if new.listen != fixed.listen
+            || self.workers_override.is_none() && new.workers != fixed.workers
+            || new.driver != fixed.driver
+            || new.pin_workers != fixed.pin_workers
+            || snapshot.admin.as_ref().map(|a| a.listen) != running.admin.as_ref().map(|a| a.listen)
+        {
+            log::warn!(
+                "server.listen, server.workers, server.driver, server.pin_workers and \
+                 admin.listen take effect on restart; the rest of the new configuration is applied"
+            );
+        }
+        snapshot.server.listen.clone_from(&fixed.listen);
+        snapshot.server.workers = fixed.workers;
+        snapshot.server.driver = fixed.driver;
+        snapshot.server.pin_workers = fixed.pin_workers;
+        if let (Some(new), Some(old)) = (snapshot.admin.as_mut(), running.admin.as_ref()) {
+            new.listen = old.listen;
+        }
+        snapshot
+    }
+}
+
+/// The config text with the value of every `token` key replaced.
+fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let is_secret = trimmed
+            .strip_prefix("token")
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if is_secret {
+            let indent = &line[..line.len() - trimmed.len()];
+            out.push_str(indent);
+            out.push_str("token = \"<redacted>\"");
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn tokens_are_redacted() {
+        let text = "[admin]\n  token = \"s3cret\"\ntokens_x = 1\n";
+        let out = redact(text);
+        assert!(!out.contains("s3cret"));
+        assert!(out.contains("  token = \"<redacted>\""));
+        assert!(out.contains("tokens_x = 1"));
+    }
+}
