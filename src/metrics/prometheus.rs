@@ -1,0 +1,321 @@
+//! Prometheus text exposition format 0.0.4 for the merged totals.
+//!
+//! Runs on the control side per scrape, off the hot path. Every family gets one `# HELP` and
+//! one `# TYPE` line, even before it has samples; label values are escaped.
+
+use std::fmt::{self, Display, Write};
+
+use super::aggregate::{Aggregator, ProcessInfo};
+use super::histogram::LatencyHistogram;
+use super::record::{ErrorCause, StatusClass};
+
+/// Histogram bucket upper bounds: microseconds for the HDR lookup, and the `le` label.
+const BUCKETS: [(u64, &str); 14] = [
+    (500, "0.0005"),
+    (1_000, "0.001"),
+    (2_500, "0.0025"),
+    (5_000, "0.005"),
+    (10_000, "0.01"),
+    (25_000, "0.025"),
+    (50_000, "0.05"),
+    (100_000, "0.1"),
+    (250_000, "0.25"),
+    (500_000, "0.5"),
+    (1_000_000, "1"),
+    (2_500_000, "2.5"),
+    (5_000_000, "5"),
+    (10_000_000, "10"),
+];
+
+/// Quantiles reported as gauges, exact from the merged HDR data.
+const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (0.999, "0.999")];
+
+/// Renders everything the aggregator holds plus the process figures.
+pub(super) fn render(agg: &Aggregator, process: &ProcessInfo) -> String {
+    let mut w = Writer {
+        out: String::with_capacity(4096 + 2048 * (agg.routes.len() + agg.upstreams.len())),
+    };
+    // Writing to a String cannot fail; the fmt::Result only threads `?` through.
+    let _ = write_all(&mut w, agg, process);
+    w.out
+}
+
+fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Result {
+    w.family(
+        "ringgate_requests_total",
+        "Requests by route and status class.",
+        "counter",
+    )?;
+    for (route, t) in &agg.routes {
+        for class in StatusClass::ALL {
+            let labels = [("route", route.as_str()), ("status_class", class.label())];
+            w.sample(
+                "ringgate_requests_total",
+                &labels,
+                t.requests[class.index()],
+            )?;
+        }
+    }
+    w.family(
+        "ringgate_request_duration_seconds",
+        "Request duration, head read to last byte written, by route.",
+        "histogram",
+    )?;
+    for (route, t) in &agg.routes {
+        w.histogram(
+            "ringgate_request_duration_seconds",
+            "route",
+            route,
+            &t.duration,
+        )?;
+    }
+    w.family(
+        "ringgate_request_duration_quantile_seconds",
+        "Request duration quantiles since start, exact from the merged HDR histogram, by route.",
+        "gauge",
+    )?;
+    for (route, t) in &agg.routes {
+        w.quantiles(
+            "ringgate_request_duration_quantile_seconds",
+            "route",
+            route,
+            &t.duration,
+        )?;
+    }
+    w.family(
+        "ringgate_bytes_received_total",
+        "Bytes read from clients, by route.",
+        "counter",
+    )?;
+    for (route, t) in &agg.routes {
+        w.sample(
+            "ringgate_bytes_received_total",
+            &[("route", route)],
+            t.bytes_in,
+        )?;
+    }
+    w.family(
+        "ringgate_bytes_sent_total",
+        "Bytes written to clients, by route.",
+        "counter",
+    )?;
+    for (route, t) in &agg.routes {
+        w.sample(
+            "ringgate_bytes_sent_total",
+            &[("route", route)],
+            t.bytes_out,
+        )?;
+    }
+
+    w.family(
+        "ringgate_upstream_requests_total",
+        "Proxied requests by upstream group and status class.",
+        "counter",
+    )?;
+    for (up, t) in &agg.upstreams {
+        for class in StatusClass::ALL {
+            let labels = [("upstream", up.as_str()), ("status_class", class.label())];
+            w.sample(
+                "ringgate_upstream_requests_total",
+                &labels,
+                t.requests[class.index()],
+            )?;
+        }
+    }
+    w.family(
+        "ringgate_upstream_duration_seconds",
+        "Upstream exchange duration, connect or send to last byte, by upstream group.",
+        "histogram",
+    )?;
+    for (up, t) in &agg.upstreams {
+        w.histogram(
+            "ringgate_upstream_duration_seconds",
+            "upstream",
+            up,
+            &t.duration,
+        )?;
+    }
+    w.family(
+        "ringgate_upstream_duration_quantile_seconds",
+        "Upstream duration quantiles since start, exact from the merged HDR histogram.",
+        "gauge",
+    )?;
+    for (up, t) in &agg.upstreams {
+        w.quantiles(
+            "ringgate_upstream_duration_quantile_seconds",
+            "upstream",
+            up,
+            &t.duration,
+        )?;
+    }
+
+    w.family(
+        "ringgate_connections_open",
+        "Client connections open, by worker.",
+        "gauge",
+    )?;
+    let mut workers: Vec<(usize, u64)> = agg
+        .connections_open
+        .iter()
+        .map(|(&id, &n)| (id, n))
+        .collect();
+    for info in &process.workers {
+        if !agg.connections_open.contains_key(&info.id) {
+            workers.push((info.id, 0));
+        }
+    }
+    workers.sort_unstable();
+    for (id, n) in workers {
+        w.sample(
+            "ringgate_connections_open",
+            &[("worker", &id.to_string())],
+            n,
+        )?;
+    }
+    w.family(
+        "ringgate_pool_hits_total",
+        "Upstream connections reused from the pool.",
+        "counter",
+    )?;
+    w.sample("ringgate_pool_hits_total", &[], agg.pool_hits)?;
+    w.family(
+        "ringgate_pool_misses_total",
+        "Upstream connections opened anew.",
+        "counter",
+    )?;
+    w.sample("ringgate_pool_misses_total", &[], agg.pool_misses)?;
+    w.family("ringgate_errors_total", "Failures by cause.", "counter")?;
+    for cause in ErrorCause::ALL {
+        let n = agg.errors[cause.index()];
+        w.sample("ringgate_errors_total", &[("cause", cause.label())], n)?;
+    }
+
+    w.family(
+        "ringgate_worker_info",
+        "Worker threads and the I/O driver each runs.",
+        "gauge",
+    )?;
+    for info in &process.workers {
+        let id = info.id.to_string();
+        let labels = [("worker", id.as_str()), ("driver", info.driver.as_str())];
+        w.sample("ringgate_worker_info", &labels, 1)?;
+    }
+    w.family(
+        "ringgate_config_reloads_total",
+        "Successful config reloads.",
+        "counter",
+    )?;
+    w.sample("ringgate_config_reloads_total", &[], process.reloads)?;
+    w.family(
+        "ringgate_config_reload_failures_total",
+        "Config reloads refused (the running config kept serving).",
+        "counter",
+    )?;
+    w.sample(
+        "ringgate_config_reload_failures_total",
+        &[],
+        process.failed_reloads,
+    )?;
+    w.family(
+        "ringgate_config_generation",
+        "Generation of the active config.",
+        "gauge",
+    )?;
+    w.sample("ringgate_config_generation", &[], process.config_generation)?;
+    w.family(
+        "ringgate_process_start_time_seconds",
+        "Start time of the process since the Unix epoch, in seconds.",
+        "gauge",
+    )?;
+    w.sample(
+        "ringgate_process_start_time_seconds",
+        &[],
+        process.start_time_unix,
+    )
+}
+
+struct Writer {
+    out: String,
+}
+
+impl Writer {
+    fn family(&mut self, name: &str, help: &str, kind: &str) -> fmt::Result {
+        writeln!(self.out, "# HELP {name} {help}")?;
+        writeln!(self.out, "# TYPE {name} {kind}")
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) -> fmt::Result {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(k);
+                self.out.push_str("=\"");
+                escape_label_value(&mut self.out, v);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        writeln!(self.out, " {value}")
+    }
+
+    /// `_bucket` lines (cumulative, ending with `+Inf` = `_count`), `_sum` and `_count`.
+    fn histogram(
+        &mut self,
+        name: &str,
+        key: &str,
+        value: &str,
+        h: &LatencyHistogram,
+    ) -> fmt::Result {
+        let bucket = format!("{name}_bucket");
+        let bounds = BUCKETS.map(|(micros, _)| micros);
+        let counts = h.cumulative_buckets(&bounds);
+        for ((_, le), n) in BUCKETS.iter().zip(counts) {
+            self.sample(&bucket, &[(key, value), ("le", le)], n)?;
+        }
+        self.sample(&bucket, &[(key, value), ("le", "+Inf")], h.count())?;
+        self.sample(
+            &format!("{name}_sum"),
+            &[(key, value)],
+            micros_to_seconds(h.sum_micros()),
+        )?;
+        self.sample(&format!("{name}_count"), &[(key, value)], h.count())
+    }
+
+    /// One gauge per quantile; nothing for an empty histogram (there is no quantile to report).
+    fn quantiles(
+        &mut self,
+        name: &str,
+        key: &str,
+        value: &str,
+        h: &LatencyHistogram,
+    ) -> fmt::Result {
+        if h.is_empty() {
+            return Ok(());
+        }
+        for (q, label) in QUANTILES {
+            let secs = micros_to_seconds(h.value_at_quantile(q));
+            self.sample(name, &[(key, value), ("quantile", label)], secs)?;
+        }
+        Ok(())
+    }
+}
+
+fn micros_to_seconds(micros: u64) -> f64 {
+    micros as f64 / 1e6
+}
+
+/// Escapes a label value per the exposition format: backslash, double quote, newline.
+fn escape_label_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
