@@ -141,3 +141,118 @@ impl Aggregator {
         super::prometheus::render(self, process)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{delta_channel, RequestRecord, WorkerMetrics};
+    use super::*;
+    use std::time::Duration;
+
+    /// Deterministic, spread over five decades (10 µs .. ~1 s), heavy-tailed like latency.
+    fn samples(n: usize) -> Vec<Duration> {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let decade = (x % 5) as u32;
+                let mantissa = 10 + (x >> 8) % 90;
+                Duration::from_micros(mantissa * 10u64.pow(decade + 1) / 10)
+            })
+            .collect()
+    }
+
+    fn record(m: &WorkerMetrics, d: Duration) {
+        m.record_request(&RequestRecord {
+            route: "api",
+            upstream: Some("backend"),
+            status: 200,
+            duration: d,
+            upstream_duration: Some(d / 2),
+            bytes_in: 1,
+            bytes_out: 2,
+        });
+    }
+
+    #[test]
+    fn merged_percentiles_equal_a_single_histogram_fed_the_same_samples() {
+        let workers: Vec<WorkerMetrics> = (0..3).map(WorkerMetrics::new).collect();
+        let mut single = LatencyHistogram::new();
+        let mut single_upstream = LatencyHistogram::new();
+        for (i, d) in samples(30_001).into_iter().enumerate() {
+            // Uneven split: worker 0 gets half, the others a quarter each.
+            let w = match i % 4 {
+                0 | 1 => 0,
+                2 => 1,
+                _ => 2,
+            };
+            record(&workers[w], d);
+            single.record(d);
+            single_upstream.record(d / 2);
+        }
+        let mut agg = Aggregator::new();
+        for w in &workers {
+            agg.merge(w.take_delta());
+        }
+        let merged = &agg.route("api").expect("route").duration;
+        let merged_up = &agg.upstream("backend").expect("upstream").duration;
+        assert_eq!(merged.count(), single.count());
+        assert_eq!(merged.count(), 30_001);
+        assert_eq!(merged.sum_micros(), single.sum_micros());
+        for q in [0.5, 0.9, 0.99, 0.999] {
+            assert_eq!(
+                merged.value_at_quantile(q),
+                single.value_at_quantile(q),
+                "q={q}"
+            );
+            assert_eq!(
+                merged_up.value_at_quantile(q),
+                single_upstream.value_at_quantile(q),
+                "upstream q={q}"
+            );
+        }
+    }
+
+    #[test]
+    fn merging_over_intervals_accumulates_counters_and_keeps_last_gauge() {
+        let m = WorkerMetrics::new(1);
+        let mut agg = Aggregator::new();
+        m.connection_opened();
+        record(&m, Duration::from_millis(1));
+        m.error(ErrorCause::NoRoute);
+        agg.merge(m.take_delta());
+        m.connection_closed();
+        record(&m, Duration::from_millis(1));
+        m.pool_hit();
+        agg.merge(m.take_delta());
+        let r = agg.route("api").expect("route");
+        assert_eq!(r.requests[StatusClass::Success.index()], 2);
+        assert_eq!(r.duration.count(), 2);
+        assert_eq!((r.bytes_in, r.bytes_out), (2, 4));
+        assert_eq!(agg.connections_open(1), Some(0));
+        assert_eq!(agg.errors(ErrorCause::NoRoute), 1);
+        assert_eq!(agg.pool(), (1, 0));
+    }
+
+    #[test]
+    fn deltas_cross_threads_over_the_channel() {
+        let (tx, rx) = delta_channel();
+        let handles: Vec<_> = (0..2)
+            .map(|id| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let m = WorkerMetrics::new(id);
+                    record(&m, Duration::from_micros(250));
+                    tx.send(m.take_delta()).expect("send");
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("join");
+        }
+        let mut agg = Aggregator::new();
+        assert_eq!(agg.drain(&rx), 2);
+        assert_eq!(agg.route("api").expect("route").duration.count(), 2);
+    }
+}

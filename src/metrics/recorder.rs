@@ -199,3 +199,110 @@ impl WorkerMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn req(
+        route: &'static str,
+        upstream: Option<&'static str>,
+        status: u16,
+    ) -> RequestRecord<'static> {
+        RequestRecord {
+            route,
+            upstream,
+            status,
+            duration: Duration::from_millis(2),
+            upstream_duration: upstream.map(|_| Duration::from_millis(1)),
+            bytes_in: 100,
+            bytes_out: 1000,
+        }
+    }
+
+    #[test]
+    fn take_delta_resets_interval_state_and_gauges_persist() {
+        let m = WorkerMetrics::new(3);
+        m.connection_opened();
+        m.connection_opened();
+        m.connection_closed();
+        m.pool_hit();
+        m.pool_miss();
+        m.error(ErrorCause::UpstreamTimeout);
+        m.record_request(&req("api", Some("backend"), 200));
+
+        let first = m.take_delta();
+        assert_eq!(first.worker, 3);
+        assert_eq!(first.routes.len(), 1);
+        assert_eq!(first.upstreams.len(), 1);
+        assert_eq!(first.connections_open, 1);
+        assert_eq!((first.pool_hits, first.pool_misses), (1, 1));
+        assert_eq!(first.errors[ErrorCause::UpstreamTimeout.index()], 1);
+        assert!(!first.is_empty());
+
+        let second = m.take_delta();
+        assert!(second.is_empty(), "{second:?}");
+        assert!(second.routes.is_empty() && second.upstreams.is_empty());
+        assert_eq!(second.connections_open, 1, "gauge persists across deltas");
+
+        m.record_request(&req("api", None, 200));
+        let third = m.take_delta();
+        assert_eq!(
+            third.routes[0].duration.count(),
+            1,
+            "histogram was reset, not kept"
+        );
+    }
+
+    #[test]
+    fn counts_requests_by_status_class() {
+        let m = WorkerMetrics::new(0);
+        for status in [101, 200, 204, 301, 404, 429, 500, 502, 503] {
+            m.record_request(&req("api", None, status));
+        }
+        let d = m.take_delta();
+        assert_eq!(d.routes[0].requests, [1, 2, 1, 2, 3]);
+        assert_eq!(d.routes[0].bytes_in, 900);
+        assert_eq!(d.routes[0].bytes_out, 9000);
+        assert_eq!(d.routes[0].duration.count(), 9);
+    }
+
+    #[test]
+    fn unmatched_requests_go_to_the_empty_route_name() {
+        let m = WorkerMetrics::new(0);
+        m.record_request(&req("", None, 404));
+        let d = m.take_delta();
+        assert_eq!(d.routes.len(), 1);
+        assert_eq!(d.routes[0].route, "");
+        assert_eq!(d.routes[0].requests[StatusClass::ClientError.index()], 1);
+    }
+
+    #[test]
+    fn upstream_is_optional_and_counted_only_when_present() {
+        let m = WorkerMetrics::new(0);
+        m.record_request(&req("static", None, 200));
+        m.record_request(&req("api", Some("backend"), 502));
+        let mut no_timing = req("api", Some("backend"), 200);
+        no_timing.upstream_duration = None;
+        m.record_request(&no_timing);
+        let d = m.take_delta();
+        assert_eq!(d.routes.len(), 2);
+        assert_eq!(d.upstreams.len(), 1);
+        let u = &d.upstreams[0];
+        assert_eq!(u.upstream, "backend");
+        assert_eq!(u.requests, [0, 1, 0, 0, 1]);
+        assert_eq!(
+            u.duration.count(),
+            1,
+            "only requests with an upstream duration"
+        );
+    }
+
+    #[test]
+    fn connection_closed_never_underflows() {
+        let m = WorkerMetrics::new(0);
+        m.connection_closed();
+        assert_eq!(m.connections_open(), 0);
+    }
+}
