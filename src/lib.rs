@@ -10,6 +10,7 @@
 //! - [`router`]: path normalization and the compiled route matcher.
 //! - [`proxy`]: the per-connection request pipeline and the upstream exchange.
 //! - [`upstream`]: per-worker keep-alive pools and target selection.
+//! - [`metrics`]: per-worker recording, merging on the control thread, Prometheus text.
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -17,6 +18,7 @@ pub mod admin;
 pub mod config;
 pub mod http;
 pub mod io_buf;
+pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod server;

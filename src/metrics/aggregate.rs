@@ -1,0 +1,258 @@
+//! The merged totals of every worker's deltas, on the control side.
+//!
+//! Runs off the hot path (once per merge interval and per scrape). Maps are ordered so that
+//! `/metrics` lists routes, upstreams and workers in a stable order.
+
+use std::collections::BTreeMap;
+
+use super::delta::MetricsDelta;
+use super::histogram::LatencyHistogram;
+use super::record::{ErrorCause, StatusClass};
+use super::DeltaReceiver;
+
+/// Totals for one route since start.
+#[derive(Clone, Debug, Default)]
+pub struct RouteTotals {
+    /// Requests by status class, indexed by [`StatusClass::index`].
+    pub requests: [u64; StatusClass::ALL.len()],
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+    /// Whole-request durations, merged over all workers.
+    pub duration: LatencyHistogram,
+}
+
+/// Totals for one upstream group since start.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamTotals {
+    /// Proxied requests by status class, indexed by [`StatusClass::index`].
+    pub requests: [u64; StatusClass::ALL.len()],
+    /// Upstream exchange durations, merged over all workers.
+    pub duration: LatencyHistogram,
+}
+
+/// Process-wide figures the aggregator does not see in deltas; the control thread fills them.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessInfo {
+    /// The running workers.
+    pub workers: Vec<WorkerInfo>,
+    /// Successful config reloads since start.
+    pub reloads: u64,
+    /// Refused config reloads since start.
+    pub failed_reloads: u64,
+    /// Generation of the active config (1 for the config loaded at start).
+    pub config_generation: u64,
+    /// Process start time, seconds since the Unix epoch.
+    pub start_time_unix: u64,
+}
+
+/// One running worker.
+#[derive(Clone, Debug)]
+pub struct WorkerInfo {
+    /// The worker's id.
+    pub id: usize,
+    /// The I/O driver it runs (`io_uring` or `legacy`).
+    pub driver: String,
+}
+
+/// Merges deltas from all workers into running totals (counters and histograms since start,
+/// gauges as last reported).
+#[derive(Clone, Debug, Default)]
+pub struct Aggregator {
+    pub(super) routes: BTreeMap<String, RouteTotals>,
+    pub(super) upstreams: BTreeMap<String, UpstreamTotals>,
+    pub(super) connections_open: BTreeMap<usize, u64>,
+    pub(super) pool_hits: u64,
+    pub(super) pool_misses: u64,
+    pub(super) errors: [u64; ErrorCause::ALL.len()],
+}
+
+fn add_counts<const N: usize>(into: &mut [u64; N], from: &[u64; N]) {
+    for (a, b) in into.iter_mut().zip(from) {
+        *a = a.saturating_add(*b);
+    }
+}
+
+impl Aggregator {
+    /// An aggregator with nothing merged.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one worker's interval to the totals.
+    pub fn merge(&mut self, delta: MetricsDelta) {
+        for r in delta.routes {
+            let t = self.routes.entry(r.route).or_default();
+            add_counts(&mut t.requests, &r.requests);
+            t.bytes_in = t.bytes_in.saturating_add(r.bytes_in);
+            t.bytes_out = t.bytes_out.saturating_add(r.bytes_out);
+            t.duration.add(&r.duration);
+        }
+        for u in delta.upstreams {
+            let t = self.upstreams.entry(u.upstream).or_default();
+            add_counts(&mut t.requests, &u.requests);
+            t.duration.add(&u.duration);
+        }
+        self.connections_open
+            .insert(delta.worker, delta.connections_open);
+        self.pool_hits = self.pool_hits.saturating_add(delta.pool_hits);
+        self.pool_misses = self.pool_misses.saturating_add(delta.pool_misses);
+        add_counts(&mut self.errors, &delta.errors);
+    }
+
+    /// Merges every delta waiting on the channel without blocking; returns how many.
+    pub fn drain(&mut self, rx: &DeltaReceiver) -> usize {
+        let mut n = 0;
+        for delta in rx.try_iter() {
+            self.merge(delta);
+            n += 1;
+        }
+        n
+    }
+
+    /// Totals for one route, if it has seen requests.
+    pub fn route(&self, name: &str) -> Option<&RouteTotals> {
+        self.routes.get(name)
+    }
+
+    /// Totals for one upstream group, if it has seen requests.
+    pub fn upstream(&self, name: &str) -> Option<&UpstreamTotals> {
+        self.upstreams.get(name)
+    }
+
+    /// Open connections last reported by `worker`.
+    pub fn connections_open(&self, worker: usize) -> Option<u64> {
+        self.connections_open.get(&worker).copied()
+    }
+
+    /// Errors of one cause since start.
+    pub fn errors(&self, cause: ErrorCause) -> u64 {
+        self.errors[cause.index()]
+    }
+
+    /// Pool hits and misses since start.
+    pub fn pool(&self) -> (u64, u64) {
+        (self.pool_hits, self.pool_misses)
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self, process: &ProcessInfo) -> String {
+        super::prometheus::render(self, process)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{delta_channel, RequestRecord, WorkerMetrics};
+    use super::*;
+    use std::time::Duration;
+
+    /// Deterministic, spread over five decades (10 µs .. ~1 s), heavy-tailed like latency.
+    fn samples(n: usize) -> Vec<Duration> {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let decade = (x % 5) as u32;
+                let mantissa = 10 + (x >> 8) % 90;
+                Duration::from_micros(mantissa * 10u64.pow(decade + 1) / 10)
+            })
+            .collect()
+    }
+
+    fn record(m: &WorkerMetrics, d: Duration) {
+        m.record_request(&RequestRecord {
+            route: "api",
+            upstream: Some("backend"),
+            status: 200,
+            duration: d,
+            upstream_duration: Some(d / 2),
+            bytes_in: 1,
+            bytes_out: 2,
+        });
+    }
+
+    #[test]
+    fn merged_percentiles_equal_a_single_histogram_fed_the_same_samples() {
+        let workers: Vec<WorkerMetrics> = (0..3).map(WorkerMetrics::new).collect();
+        let mut single = LatencyHistogram::new();
+        let mut single_upstream = LatencyHistogram::new();
+        for (i, d) in samples(30_001).into_iter().enumerate() {
+            // Uneven split: worker 0 gets half, the others a quarter each.
+            let w = match i % 4 {
+                0 | 1 => 0,
+                2 => 1,
+                _ => 2,
+            };
+            record(&workers[w], d);
+            single.record(d);
+            single_upstream.record(d / 2);
+        }
+        let mut agg = Aggregator::new();
+        for w in &workers {
+            agg.merge(w.take_delta());
+        }
+        let merged = &agg.route("api").expect("route").duration;
+        let merged_up = &agg.upstream("backend").expect("upstream").duration;
+        assert_eq!(merged.count(), single.count());
+        assert_eq!(merged.count(), 30_001);
+        assert_eq!(merged.sum_micros(), single.sum_micros());
+        for q in [0.5, 0.9, 0.99, 0.999] {
+            assert_eq!(
+                merged.value_at_quantile(q),
+                single.value_at_quantile(q),
+                "q={q}"
+            );
+            assert_eq!(
+                merged_up.value_at_quantile(q),
+                single_upstream.value_at_quantile(q),
+                "upstream q={q}"
+            );
+        }
+    }
+
+    #[test]
+    fn merging_over_intervals_accumulates_counters_and_keeps_last_gauge() {
+        let m = WorkerMetrics::new(1);
+        let mut agg = Aggregator::new();
+        m.connection_opened();
+        record(&m, Duration::from_millis(1));
+        m.error(ErrorCause::NoRoute);
+        agg.merge(m.take_delta());
+        m.connection_closed();
+        record(&m, Duration::from_millis(1));
+        m.pool_hit();
+        agg.merge(m.take_delta());
+        let r = agg.route("api").expect("route");
+        assert_eq!(r.requests[StatusClass::Success.index()], 2);
+        assert_eq!(r.duration.count(), 2);
+        assert_eq!((r.bytes_in, r.bytes_out), (2, 4));
+        assert_eq!(agg.connections_open(1), Some(0));
+        assert_eq!(agg.errors(ErrorCause::NoRoute), 1);
+        assert_eq!(agg.pool(), (1, 0));
+    }
+
+    #[test]
+    fn deltas_cross_threads_over_the_channel() {
+        let (tx, rx) = delta_channel();
+        let handles: Vec<_> = (0..2)
+            .map(|id| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let m = WorkerMetrics::new(id);
+                    record(&m, Duration::from_micros(250));
+                    tx.send(m.take_delta()).expect("send");
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("join");
+        }
+        let mut agg = Aggregator::new();
+        assert_eq!(agg.drain(&rx), 2);
+        assert_eq!(agg.route("api").expect("route").duration.count(), 2);
+    }
+}

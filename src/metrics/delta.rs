@@ -1,0 +1,63 @@
+//! One worker's interval: what it hands the control thread over the delta channel.
+//!
+//! Plain owned data (`Send`); built once per merge interval, off the per-request path.
+
+use super::histogram::LatencyHistogram;
+use super::record::{ErrorCause, StatusClass};
+
+/// One route's interval.
+#[derive(Clone, Debug)]
+pub struct RouteDelta {
+    /// Route name (`""`: no route matched).
+    pub route: String,
+    /// Requests by status class, indexed by [`StatusClass::index`].
+    pub requests: [u64; StatusClass::ALL.len()],
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+    /// Whole-request durations.
+    pub duration: LatencyHistogram,
+}
+
+/// One upstream group's interval.
+#[derive(Clone, Debug)]
+pub struct UpstreamDelta {
+    /// Upstream group name.
+    pub upstream: String,
+    /// Proxied requests by status class, indexed by [`StatusClass::index`].
+    pub requests: [u64; StatusClass::ALL.len()],
+    /// Upstream exchange durations (only requests that reported one).
+    pub duration: LatencyHistogram,
+}
+
+/// The counters and histograms one worker gathered since its previous delta, and its gauges'
+/// current values. Routes and upstreams without activity in the interval are left out.
+#[derive(Clone, Debug)]
+pub struct MetricsDelta {
+    /// The worker's id.
+    pub worker: usize,
+    /// Routes with requests in the interval.
+    pub routes: Vec<RouteDelta>,
+    /// Upstreams with requests in the interval.
+    pub upstreams: Vec<UpstreamDelta>,
+    /// Gauge: connections open at the time of the delta.
+    pub connections_open: u64,
+    /// Keep-alive pool hits in the interval.
+    pub pool_hits: u64,
+    /// Keep-alive pool misses in the interval.
+    pub pool_misses: u64,
+    /// Errors in the interval, indexed by [`ErrorCause::index`].
+    pub errors: [u64; ErrorCause::ALL.len()],
+}
+
+impl MetricsDelta {
+    /// Whether the interval saw nothing (gauges aside).
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+            && self.upstreams.is_empty()
+            && self.pool_hits == 0
+            && self.pool_misses == 0
+            && self.errors.iter().all(|&e| e == 0)
+    }
+}

@@ -1,0 +1,159 @@
+//! What the proxy reports: one finished request, error causes, status classes.
+//!
+//! Plain data, no allocation: built on the stack per request on the worker's hot path.
+
+use std::time::Duration;
+
+/// One finished request, as the proxy reports it to [`WorkerMetrics::record_request`].
+///
+/// [`WorkerMetrics::record_request`]: super::WorkerMetrics::record_request
+#[derive(Clone, Copy, Debug)]
+pub struct RequestRecord<'a> {
+    /// Route name from the config (stable across reloads); `""` when no route matched.
+    pub route: &'a str,
+    /// Upstream group name, for proxied requests.
+    pub upstream: Option<&'a str>,
+    /// Status sent to the client.
+    pub status: u16,
+    /// Whole request, head read to last byte written.
+    pub duration: Duration,
+    /// Upstream exchange (connect/send to last byte), for proxied requests.
+    pub upstream_duration: Option<Duration>,
+    /// Bytes read from the client (head and body).
+    pub bytes_in: u64,
+    /// Bytes written to the client (head and body).
+    pub bytes_out: u64,
+}
+
+/// Why a request or connection failed; one counter each in `ringgate_errors_total{cause}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCause {
+    /// The client sent a malformed or refused request.
+    BadRequest,
+    /// The client was too slow (head or body timeout).
+    ClientTimeout,
+    /// The client closed the connection mid-request.
+    ClientGone,
+    /// No route matched.
+    NoRoute,
+    /// Connecting to the upstream failed.
+    UpstreamConnect,
+    /// The upstream was too slow.
+    UpstreamTimeout,
+    /// The upstream sent an invalid response.
+    UpstreamProtocol,
+    /// The upstream closed the connection mid-response.
+    UpstreamClosed,
+}
+
+impl ErrorCause {
+    /// Every cause, in counter order.
+    pub const ALL: [ErrorCause; 8] = [
+        ErrorCause::BadRequest,
+        ErrorCause::ClientTimeout,
+        ErrorCause::ClientGone,
+        ErrorCause::NoRoute,
+        ErrorCause::UpstreamConnect,
+        ErrorCause::UpstreamTimeout,
+        ErrorCause::UpstreamProtocol,
+        ErrorCause::UpstreamClosed,
+    ];
+
+    /// Index into per-cause counter arrays (position in [`ErrorCause::ALL`]).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `cause` label value.
+    pub const fn label(self) -> &'static str {
+        match self {
+            ErrorCause::BadRequest => "bad_request",
+            ErrorCause::ClientTimeout => "client_timeout",
+            ErrorCause::ClientGone => "client_gone",
+            ErrorCause::NoRoute => "no_route",
+            ErrorCause::UpstreamConnect => "upstream_connect",
+            ErrorCause::UpstreamTimeout => "upstream_timeout",
+            ErrorCause::UpstreamProtocol => "upstream_protocol",
+            ErrorCause::UpstreamClosed => "upstream_closed",
+        }
+    }
+}
+
+/// Status class of a response: `1xx` to `5xx`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatusClass {
+    /// 100–199 (and anything below, which a valid response never has).
+    Informational,
+    /// 200–299.
+    Success,
+    /// 300–399.
+    Redirection,
+    /// 400–499.
+    ClientError,
+    /// 500–599 (and anything above: an upstream's nonstandard status is its failure).
+    ServerError,
+}
+
+impl StatusClass {
+    /// Every class, in counter order.
+    pub const ALL: [StatusClass; 5] = [
+        StatusClass::Informational,
+        StatusClass::Success,
+        StatusClass::Redirection,
+        StatusClass::ClientError,
+        StatusClass::ServerError,
+    ];
+
+    /// The class of `status`; out-of-range values go to the nearest class.
+    pub const fn of(status: u16) -> Self {
+        match status {
+            0..=199 => StatusClass::Informational,
+            200..=299 => StatusClass::Success,
+            300..=399 => StatusClass::Redirection,
+            400..=499 => StatusClass::ClientError,
+            _ => StatusClass::ServerError,
+        }
+    }
+
+    /// Index into per-class counter arrays (position in [`StatusClass::ALL`]).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `status_class` label value.
+    pub const fn label(self) -> &'static str {
+        match self {
+            StatusClass::Informational => "1xx",
+            StatusClass::Success => "2xx",
+            StatusClass::Redirection => "3xx",
+            StatusClass::ClientError => "4xx",
+            StatusClass::ServerError => "5xx",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_class_by_hundreds_with_out_of_range_clamped() {
+        assert_eq!(StatusClass::of(101).label(), "1xx");
+        assert_eq!(StatusClass::of(200).label(), "2xx");
+        assert_eq!(StatusClass::of(399).label(), "3xx");
+        assert_eq!(StatusClass::of(404).label(), "4xx");
+        assert_eq!(StatusClass::of(503).label(), "5xx");
+        assert_eq!(StatusClass::of(0).label(), "1xx");
+        assert_eq!(StatusClass::of(999).label(), "5xx");
+    }
+
+    #[test]
+    fn error_cause_index_matches_all_order() {
+        for (i, c) in ErrorCause::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i);
+        }
+        for (i, c) in StatusClass::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i);
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The per-worker recorder.
+//!
+//! No locks, no atomics: runs on the worker's hot path. It lives inside one worker thread
+//! (`!Sync` by its `Cell`s), so every method takes `&self`. A route or upstream name is copied
+//! into the map the first time it is seen; after that, recording a request allocates nothing
+//! (one hash lookup per map, fixed-size HDR counts).
+
+use std::cell::{Cell, RefCell};
+
+use ahash::AHashMap;
+
+use super::delta::{MetricsDelta, RouteDelta, UpstreamDelta};
+use super::histogram::LatencyHistogram;
+use super::record::{ErrorCause, RequestRecord, StatusClass};
+
+/// Counters for one route since the last delta.
+#[derive(Debug, Default)]
+struct RouteStats {
+    requests: [u64; StatusClass::ALL.len()],
+    bytes_in: u64,
+    bytes_out: u64,
+    duration: LatencyHistogram,
+}
+
+impl RouteStats {
+    fn record(&mut self, r: &RequestRecord<'_>) {
+        self.requests[StatusClass::of(r.status).index()] += 1;
+        self.bytes_in = self.bytes_in.saturating_add(r.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(r.bytes_out);
+        self.duration.record(r.duration);
+    }
+
+    fn is_idle(&self) -> bool {
+        self.requests.iter().all(|&n| n == 0)
+    }
+
+    /// The interval's values; leaves a fresh histogram behind (the delta owns the old one).
+    fn take(&mut self, name: &str) -> RouteDelta {
+        let delta = RouteDelta {
+            route: name.to_owned(),
+            requests: self.requests,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            duration: std::mem::take(&mut self.duration),
+        };
+        self.requests = [0; StatusClass::ALL.len()];
+        self.bytes_in = 0;
+        self.bytes_out = 0;
+        delta
+    }
+}
+
+/// Counters for one upstream group since the last delta.
+#[derive(Debug, Default)]
+struct UpstreamStats {
+    requests: [u64; StatusClass::ALL.len()],
+    duration: LatencyHistogram,
+}
+
+impl UpstreamStats {
+    fn record(&mut self, r: &RequestRecord<'_>) {
+        self.requests[StatusClass::of(r.status).index()] += 1;
+        if let Some(d) = r.upstream_duration {
+            self.duration.record(d);
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.requests.iter().all(|&n| n == 0)
+    }
+
+    fn take(&mut self, name: &str) -> UpstreamDelta {
+        let delta = UpstreamDelta {
+            upstream: name.to_owned(),
+            requests: self.requests,
+            duration: std::mem::take(&mut self.duration),
+        };
+        self.requests = [0; StatusClass::ALL.len()];
+        delta
+    }
+}
+
+/// Per-worker recorder: counters, gauges and HDR histograms per route and upstream.
+///
+/// Names are kept for the worker's life, so a route removed by a reload keeps its (idle)
+/// entry; names come from the config, so the maps stay small.
+#[derive(Debug)]
+pub struct WorkerMetrics {
+    worker: usize,
+    routes: RefCell<AHashMap<Box<str>, RouteStats>>,
+    upstreams: RefCell<AHashMap<Box<str>, UpstreamStats>>,
+    connections_open: Cell<u64>,
+    pool_hits: Cell<u64>,
+    pool_misses: Cell<u64>,
+    errors: [Cell<u64>; ErrorCause::ALL.len()],
+}
+
+impl WorkerMetrics {
+    /// A recorder for worker `worker`, with nothing recorded.
+    pub fn new(worker: usize) -> Self {
+        Self {
+            worker,
+            routes: RefCell::new(AHashMap::new()),
+            upstreams: RefCell::new(AHashMap::new()),
+            connections_open: Cell::new(0),
+            pool_hits: Cell::new(0),
+            pool_misses: Cell::new(0),
+            errors: Default::default(),
+        }
+    }
+
+    /// The worker's id.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// One finished request. Allocates only the first time a route or upstream name is seen.
+    pub fn record_request(&self, r: &RequestRecord<'_>) {
+        {
+            let mut routes = self.routes.borrow_mut();
+            if let Some(stats) = routes.get_mut(r.route) {
+                stats.record(r);
+            } else {
+                let mut stats = RouteStats::default();
+                stats.record(r);
+                routes.insert(r.route.into(), stats);
+            }
+        }
+        if let Some(name) = r.upstream {
+            let mut upstreams = self.upstreams.borrow_mut();
+            if let Some(stats) = upstreams.get_mut(name) {
+                stats.record(r);
+            } else {
+                let mut stats = UpstreamStats::default();
+                stats.record(r);
+                upstreams.insert(name.into(), stats);
+            }
+        }
+    }
+
+    /// A client connection was accepted.
+    pub fn connection_opened(&self) {
+        self.connections_open.set(self.connections_open.get() + 1);
+    }
+
+    /// A client connection was closed.
+    pub fn connection_closed(&self) {
+        self.connections_open
+            .set(self.connections_open.get().saturating_sub(1));
+    }
+
+    /// An upstream connection was reused from the keep-alive pool.
+    pub fn pool_hit(&self) {
+        self.pool_hits.set(self.pool_hits.get() + 1);
+    }
+
+    /// No pooled upstream connection was available: a new one was opened.
+    pub fn pool_miss(&self) {
+        self.pool_misses.set(self.pool_misses.get() + 1);
+    }
+
+    /// One failure of the given cause.
+    pub fn error(&self, cause: ErrorCause) {
+        let c = &self.errors[cause.index()];
+        c.set(c.get() + 1);
+    }
+
+    /// Connections open now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections_open.get()
+    }
+
+    /// The interval's delta (histograms and counters since the last call), resetting them;
+    /// gauges (open connections) are reported as current values. Runs once per merge
+    /// interval: it allocates the delta and one fresh histogram per active route/upstream.
+    pub fn take_delta(&self) -> MetricsDelta {
+        let routes = self
+            .routes
+            .borrow_mut()
+            .iter_mut()
+            .filter(|(_, s)| !s.is_idle())
+            .map(|(name, s)| s.take(name))
+            .collect();
+        let upstreams = self
+            .upstreams
+            .borrow_mut()
+            .iter_mut()
+            .filter(|(_, s)| !s.is_idle())
+            .map(|(name, s)| s.take(name))
+            .collect();
+        MetricsDelta {
+            worker: self.worker,
+            routes,
+            upstreams,
+            connections_open: self.connections_open.get(),
+            pool_hits: self.pool_hits.replace(0),
+            pool_misses: self.pool_misses.replace(0),
+            errors: std::array::from_fn(|i| self.errors[i].replace(0)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn req(
+        route: &'static str,
+        upstream: Option<&'static str>,
+        status: u16,
+    ) -> RequestRecord<'static> {
+        RequestRecord {
+            route,
+            upstream,
+            status,
+            duration: Duration::from_millis(2),
+            upstream_duration: upstream.map(|_| Duration::from_millis(1)),
+            bytes_in: 100,
+            bytes_out: 1000,
+        }
+    }
+
+    #[test]
+    fn take_delta_resets_interval_state_and_gauges_persist() {
+        let m = WorkerMetrics::new(3);
+        m.connection_opened();
+        m.connection_opened();
+        m.connection_closed();
+        m.pool_hit();
+        m.pool_miss();
+        m.error(ErrorCause::UpstreamTimeout);
+        m.record_request(&req("api", Some("backend"), 200));
+
+        let first = m.take_delta();
+        assert_eq!(first.worker, 3);
+        assert_eq!(first.routes.len(), 1);
+        assert_eq!(first.upstreams.len(), 1);
+        assert_eq!(first.connections_open, 1);
+        assert_eq!((first.pool_hits, first.pool_misses), (1, 1));
+        assert_eq!(first.errors[ErrorCause::UpstreamTimeout.index()], 1);
+        assert!(!first.is_empty());
+
+        let second = m.take_delta();
+        assert!(second.is_empty(), "{second:?}");
+        assert!(second.routes.is_empty() && second.upstreams.is_empty());
+        assert_eq!(second.connections_open, 1, "gauge persists across deltas");
+
+        m.record_request(&req("api", None, 200));
+        let third = m.take_delta();
+        assert_eq!(
+            third.routes[0].duration.count(),
+            1,
+            "histogram was reset, not kept"
+        );
+    }
+
+    #[test]
+    fn counts_requests_by_status_class() {
+        let m = WorkerMetrics::new(0);
+        for status in [101, 200, 204, 301, 404, 429, 500, 502, 503] {
+            m.record_request(&req("api", None, status));
+        }
+        let d = m.take_delta();
+        assert_eq!(d.routes[0].requests, [1, 2, 1, 2, 3]);
+        assert_eq!(d.routes[0].bytes_in, 900);
+        assert_eq!(d.routes[0].bytes_out, 9000);
+        assert_eq!(d.routes[0].duration.count(), 9);
+    }
+
+    #[test]
+    fn unmatched_requests_go_to_the_empty_route_name() {
+        let m = WorkerMetrics::new(0);
+        m.record_request(&req("", None, 404));
+        let d = m.take_delta();
+        assert_eq!(d.routes.len(), 1);
+        assert_eq!(d.routes[0].route, "");
+        assert_eq!(d.routes[0].requests[StatusClass::ClientError.index()], 1);
+    }
+
+    #[test]
+    fn upstream_is_optional_and_counted_only_when_present() {
+        let m = WorkerMetrics::new(0);
+        m.record_request(&req("static", None, 200));
+        m.record_request(&req("api", Some("backend"), 502));
+        let mut no_timing = req("api", Some("backend"), 200);
+        no_timing.upstream_duration = None;
+        m.record_request(&no_timing);
+        let d = m.take_delta();
+        assert_eq!(d.routes.len(), 2);
+        assert_eq!(d.upstreams.len(), 1);
+        let u = &d.upstreams[0];
+        assert_eq!(u.upstream, "backend");
+        assert_eq!(u.requests, [0, 1, 0, 0, 1]);
+        assert_eq!(
+            u.duration.count(),
+            1,
+            "only requests with an upstream duration"
+        );
+    }
+
+    #[test]
+    fn connection_closed_never_underflows() {
+        let m = WorkerMetrics::new(0);
+        m.connection_closed();
+        assert_eq!(m.connections_open(), 0);
+    }
+}
