@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 
-use ringgate::config::{self, WorkerCount};
 use ringgate::admin::AdminServer;
+use ringgate::config::{self, WorkerCount};
 use ringgate::server::control::{ControlEvent, Controller};
 use ringgate::server::signals::{ControlSignals, Request};
 use ringgate::server::Server;

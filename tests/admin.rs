@@ -73,7 +73,10 @@ fn metrics_until(addr: SocketAddr, predicate: impl Fn(&str) -> bool) -> String {
         if predicate(&text) {
             return text;
         }
-        assert!(Instant::now() < deadline, "metrics never matched; last scrape:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "metrics never matched; last scrape:\n{text}"
+        );
     }
 }
 

@@ -90,7 +90,11 @@ impl Api {
                 Ok(None) => {}
                 Err(e) => {
                     let status = e.status();
-                    return respond(&mut stream, (status, TEXT, b"bad request\n".to_vec()), false);
+                    return respond(
+                        &mut stream,
+                        (status, TEXT, b"bad request\n".to_vec()),
+                        false,
+                    );
                 }
             }
             let mut chunk = [0u8; 1024];
@@ -105,13 +109,19 @@ impl Api {
         let answer = if self.authorized(&buf, &headers) {
             self.route(head.method_kind, path)
         } else {
-            (401, TEXT, b"unauthorized: send Authorization: Bearer <admin.token>\n".to_vec())
+            (
+                401,
+                TEXT,
+                b"unauthorized: send Authorization: Bearer <admin.token>\n".to_vec(),
+            )
         };
         respond(&mut stream, answer, head.method_kind == Method::Head)
     }
 
     fn authorized(&self, buf: &[u8], headers: &[HeaderSpan]) -> bool {
-        let Some(token) = &self.token else { return true };
+        let Some(token) = &self.token else {
+            return true;
+        };
         let sent = headers
             .iter()
             .find(|h| h.name.of(buf).eq_ignore_ascii_case(b"authorization"))
@@ -163,7 +173,9 @@ impl Api {
         match rx.recv_timeout(ADMIN_TIMEOUT) {
             Ok(ReloadOutcome::Applied(summary)) => (200, TEXT, format!("{summary}\n").into_bytes()),
             Ok(ReloadOutcome::Refused(problems)) => {
-                let body = format!("reload refused, the running configuration stays in force:\n{problems}\n");
+                let body = format!(
+                    "reload refused, the running configuration stays in force:\n{problems}\n"
+                );
                 (400, TEXT, body.into_bytes())
             }
             Err(_) => (503, TEXT, b"control thread busy\n".to_vec()),
@@ -175,10 +187,23 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 const TOML: &str = "application/toml";
 
-fn respond(stream: &mut TcpStream, (status, content_type, body): Answer, head_only: bool) -> io::Result<()> {
+fn respond(
+    stream: &mut TcpStream,
+    (status, content_type, body): Answer,
+    head_only: bool,
+) -> io::Result<()> {
     let mut out = Vec::with_capacity(body.len() + 256);
     let headers = [("Content-Type".to_string(), content_type.to_string())];
-    write_static_response(&mut out, status, &headers, &body, head_only, Version::Http11, false, b"");
+    write_static_response(
+        &mut out,
+        status,
+        &headers,
+        &body,
+        head_only,
+        Version::Http11,
+        false,
+        b"",
+    );
     stream.write_all(&out)
 }
 

@@ -97,8 +97,7 @@ where
                     false
                 }
                 BodyEnd::Chunked => {
-                    let (n, done) =
-                        relay_chunked(buf, sink, &mut decoder, &opts, scratch).await?;
+                    let (n, done) = relay_chunked(buf, sink, &mut decoder, &opts, scratch).await?;
                     written += n;
                     done
                 }

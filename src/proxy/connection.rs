@@ -15,9 +15,9 @@ use crate::config::{Route, RouteAction, Snapshot, StaticResponse};
 use crate::http::writer::{write_error_response, write_static_response};
 use crate::http::{parse_request, BodyFraming, HeadLimits, HeaderSpan, Method, RequestHead};
 use crate::io_buf::{write_all_reuse, ReadBuf};
+use crate::metrics::RequestRecord;
 use crate::router::normalize::{normalize_path, split_target};
 use crate::router::{strip_prefix, MatchRequest, Params};
-use crate::metrics::RequestRecord;
 use crate::server::ConnectionGuard;
 
 /// Initial input buffer of a client connection; it grows for large heads and bodies.
@@ -442,7 +442,10 @@ impl ClientConn {
         if self.exchange.status == 0 {
             return;
         }
-        let route = self.params.route_index().and_then(|i| snapshot.router.get(i));
+        let route = self
+            .params
+            .route_index()
+            .and_then(|i| snapshot.router.get(i));
         let upstream = route.and_then(|r| match &r.action {
             RouteAction::Proxy(action) => Some(snapshot.upstream(action.upstream).name.as_str()),
             RouteAction::Respond(_) => None,

@@ -59,7 +59,15 @@ impl ClientConn {
         let replayable = body_in_hand && head.method_kind.is_idempotent();
         let upstream_started = std::time::Instant::now();
         let result = self
-            .exchange_with(ctx, snapshot, action, head, upstream, body_in_hand, replayable)
+            .exchange_with(
+                ctx,
+                snapshot,
+                action,
+                head,
+                upstream,
+                body_in_hand,
+                replayable,
+            )
             .await;
         self.exchange.upstream = Some(upstream_started.elapsed());
         result

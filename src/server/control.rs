@@ -13,7 +13,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use super::{RunningServer, ServerError};
 use crate::config::{self, Snapshot};
-use crate::metrics::{Aggregator, MetricsDelta, ProcessInfo, WorkerInfo};
+use crate::metrics::{Aggregator, ProcessInfo, WorkerInfo};
 
 /// A request to the control thread.
 #[derive(Debug)]

@@ -34,7 +34,11 @@ pub(super) fn admin(cx: &mut Ctx<'_>, raw: RawAdmin) -> AdminSettings {
     };
     let token = raw.token.as_ref().and_then(|token| {
         if token.get_ref().is_empty() {
-            cx.problem("admin.token", Some(token.span()), "must not be empty".into());
+            cx.problem(
+                "admin.token",
+                Some(token.span()),
+                "must not be empty".into(),
+            );
             return None;
         }
         Some(token.get_ref().clone())
@@ -88,7 +92,10 @@ mod tests {
         let err = load_str("[admin]\nlisten = \"0.0.0.0:9901\"\n", "t").expect_err("refused");
         assert_eq!(err.problems[0].key, "admin.listen");
         assert_eq!(err.problems[0].line, Some(2));
-        let ok = load_str("[admin]\nlisten = \"0.0.0.0:9901\"\ntoken = \"s3cret\"\n", "t");
+        let ok = load_str(
+            "[admin]\nlisten = \"0.0.0.0:9901\"\ntoken = \"s3cret\"\n",
+            "t",
+        );
         assert!(ok.is_ok());
     }
 
