@@ -1,0 +1,255 @@
+//! Tests of the Prometheus text: parseable lines, one HELP/TYPE per family, cumulative
+//! buckets, escaping. Kept apart from `prometheus.rs` for length; it is that module's `tests`.
+
+use super::super::{RequestRecord, WorkerInfo, WorkerMetrics};
+use super::*;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+fn rendered() -> String {
+    let m = WorkerMetrics::new(0);
+    for (i, micros) in [100u64, 700, 3_000, 40_000, 900_000, 30_000_000]
+        .iter()
+        .enumerate()
+    {
+        m.record_request(&RequestRecord {
+            route: if i % 2 == 0 {
+                "api"
+            } else {
+                "we\"ird\\ro\nute"
+            },
+            upstream: Some("backend"),
+            status: 200 + (i as u16 % 4) * 100,
+            duration: Duration::from_micros(*micros),
+            upstream_duration: Some(Duration::from_micros(micros / 2)),
+            bytes_in: 10,
+            bytes_out: 20,
+        });
+    }
+    m.connection_opened();
+    m.error(ErrorCause::ClientGone);
+    let mut agg = Aggregator::new();
+    agg.merge(m.take_delta());
+    let process = ProcessInfo {
+        workers: vec![
+            WorkerInfo {
+                id: 0,
+                driver: "io_uring".into(),
+            },
+            WorkerInfo {
+                id: 1,
+                driver: "legacy".into(),
+            },
+        ],
+        reloads: 3,
+        failed_reloads: 1,
+        config_generation: 4,
+        start_time_unix: 1_700_000_000,
+    };
+    agg.render(&process)
+}
+
+type Labels = Vec<(String, String)>;
+
+/// A sample line: name, labels (unescaped), value.
+fn parse_sample(line: &str) -> (String, Labels, f64) {
+    let (head, value) = line.rsplit_once(' ').expect("value");
+    let value: f64 = match value {
+        "+Inf" => f64::INFINITY,
+        v => v.parse().unwrap_or_else(|_| panic!("value in {line:?}")),
+    };
+    let Some((name, rest)) = head.split_once('{') else {
+        assert!(
+            head.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line:?}"
+        );
+        return (head.to_owned(), Vec::new(), value);
+    };
+    let mut labels = Vec::new();
+    let mut chars = rest.chars();
+    loop {
+        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        assert_eq!(chars.next(), Some('"'), "{line:?}");
+        let mut v = String::new();
+        loop {
+            match chars.next().expect("unterminated label value") {
+                '\\' => match chars.next() {
+                    Some('\\') => v.push('\\'),
+                    Some('"') => v.push('"'),
+                    Some('n') => v.push('\n'),
+                    other => panic!("bad escape {other:?} in {line:?}"),
+                },
+                '"' => break,
+                '\n' => panic!("raw newline in {line:?}"),
+                c => v.push(c),
+            }
+        }
+        labels.push((key, v));
+        match chars.next() {
+            Some(',') => continue,
+            Some('}') => break,
+            other => panic!("unexpected {other:?} in {line:?}"),
+        }
+    }
+    assert_eq!(chars.next(), None, "{line:?}");
+    (name.to_owned(), labels, value)
+}
+
+#[test]
+fn every_line_is_a_comment_or_a_parseable_sample() {
+    for line in rendered().lines() {
+        if line.starts_with('#') {
+            let mut parts = line.splitn(4, ' ');
+            assert_eq!(parts.next(), Some("#"));
+            assert!(matches!(parts.next(), Some("HELP" | "TYPE")), "{line:?}");
+            continue;
+        }
+        let (name, _, _) = parse_sample(line);
+        assert!(name.starts_with("ringgate_"), "{line:?}");
+    }
+}
+
+#[test]
+fn help_and_type_appear_once_per_family_before_its_samples() {
+    let text = rendered();
+    let mut helps = HashSet::new();
+    let mut types: HashMap<String, String> = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().expect("name");
+            assert!(helps.insert(name.to_owned()), "HELP twice for {name}");
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("type");
+            assert!(
+                types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                "{name}"
+            );
+        } else {
+            let (name, _, _) = parse_sample(line);
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    name.strip_suffix(s)
+                        .filter(|f| types.get(*f).is_some_and(|k| k == "histogram"))
+                })
+                .unwrap_or(&name);
+            assert!(types.contains_key(family), "sample before TYPE: {name}");
+            assert!(helps.contains(family), "sample before HELP: {name}");
+        }
+    }
+    for family in [
+        "ringgate_requests_total",
+        "ringgate_request_duration_seconds",
+        "ringgate_request_duration_quantile_seconds",
+        "ringgate_upstream_duration_seconds",
+        "ringgate_upstream_duration_quantile_seconds",
+        "ringgate_upstream_requests_total",
+        "ringgate_bytes_received_total",
+        "ringgate_bytes_sent_total",
+        "ringgate_connections_open",
+        "ringgate_pool_hits_total",
+        "ringgate_pool_misses_total",
+        "ringgate_errors_total",
+        "ringgate_worker_info",
+        "ringgate_config_reloads_total",
+        "ringgate_config_reload_failures_total",
+        "ringgate_config_generation",
+        "ringgate_process_start_time_seconds",
+    ] {
+        assert!(types.contains_key(family), "missing {family}");
+    }
+}
+
+#[test]
+fn buckets_are_cumulative_and_inf_equals_count() {
+    let text = rendered();
+    for (family, series_count) in [
+        ("ringgate_request_duration_seconds", 2),
+        ("ringgate_upstream_duration_seconds", 1),
+    ] {
+        let mut buckets: HashMap<Labels, Vec<(String, f64)>> = HashMap::new();
+        let mut counts = HashMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, mut labels, value) = parse_sample(line);
+            if name == format!("{family}_bucket") {
+                let (k, le) = labels.pop().expect("le");
+                assert_eq!(k, "le");
+                buckets.entry(labels).or_default().push((le, value));
+            } else if name == format!("{family}_count") {
+                counts.insert(labels, value);
+            }
+        }
+        assert_eq!(
+            buckets.len(),
+            series_count,
+            "{family}: one series per label set"
+        );
+        for (labels, series) in &buckets {
+            let values: Vec<f64> = series.iter().map(|(_, v)| *v).collect();
+            assert!(
+                values.windows(2).all(|w| w[0] <= w[1]),
+                "{family} {labels:?}"
+            );
+            let (last_le, last) = series.last().expect("buckets");
+            assert_eq!(last_le, "+Inf");
+            assert_eq!(Some(last), counts.get(labels));
+            assert_eq!(series.len(), BUCKETS.len() + 1);
+        }
+    }
+    // 100 µs, 3 ms and 900 ms on "api": le=0.0005 holds 1, le=0.005 holds 2, le=1 holds 3.
+    assert!(
+        text.contains("ringgate_request_duration_seconds_bucket{route=\"api\",le=\"0.0005\"} 1\n")
+    );
+    assert!(
+        text.contains("ringgate_request_duration_seconds_bucket{route=\"api\",le=\"0.005\"} 2\n")
+    );
+    assert!(text.contains("ringgate_request_duration_seconds_bucket{route=\"api\",le=\"1\"} 3\n"));
+}
+
+#[test]
+fn label_values_are_escaped() {
+    let text = rendered();
+    assert!(text.contains("route=\"we\\\"ird\\\\ro\\nute\""), "{text}");
+    let mut out = String::new();
+    escape_label_value(&mut out, "a\\b\"c\nd");
+    assert_eq!(out, "a\\\\b\\\"c\\nd");
+}
+
+#[test]
+fn process_and_worker_figures_are_rendered() {
+    let text = rendered();
+    for line in [
+        "ringgate_worker_info{worker=\"0\",driver=\"io_uring\"} 1",
+        "ringgate_worker_info{worker=\"1\",driver=\"legacy\"} 1",
+        "ringgate_connections_open{worker=\"0\"} 1",
+        "ringgate_connections_open{worker=\"1\"} 0",
+        "ringgate_errors_total{cause=\"client_gone\"} 1",
+        "ringgate_errors_total{cause=\"upstream_connect\"} 0",
+        "ringgate_config_reloads_total 3",
+        "ringgate_config_reload_failures_total 1",
+        "ringgate_config_generation 4",
+        "ringgate_process_start_time_seconds 1700000000",
+        "ringgate_requests_total{route=\"api\",status_class=\"2xx\"} 2",
+        "ringgate_upstream_requests_total{upstream=\"backend\",status_class=\"5xx\"} 1",
+        "ringgate_bytes_received_total{route=\"api\"} 30",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+}
+
+#[test]
+fn quantile_gauges_come_from_the_hdr_data() {
+    let text = rendered();
+    let q: Vec<_> = text
+        .lines()
+        .filter(|l| l.starts_with("ringgate_request_duration_quantile_seconds{route=\"api\""))
+        .collect();
+    assert_eq!(q.len(), 4);
+    assert!(q[0].contains("quantile=\"0.5\""));
+    // Samples on "api": 100 µs, 3 ms, 900 ms; the median is 3 ms within HDR's 1 %.
+    let (_, _, median) = parse_sample(q[0]);
+    assert!((median - 0.003).abs() < 0.003 * 0.01, "{median}");
+}
