@@ -95,6 +95,8 @@ fn bench_write(c: &mut Criterion) {
         proto: "https",
         request_id: b"3f2a9c1e-7b4d-4e8a-9f01-2c3d4e5f6a7b",
         request_id_from_client: false,
+        traceparent: b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        forward_tracestate: false,
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("write_upstream_request/browser_30_headers", |b| {

@@ -29,6 +29,8 @@ fuzz_target!(|data: &[u8]| {
             proto: "http",
             request_id: b"fuzz",
             request_id_from_client: false,
+            traceparent: b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            forward_tracestate: true,
         };
         let mut out = Vec::new();
         write_upstream_request(&mut out, data, &head, &headers, &fwd);

@@ -17,7 +17,7 @@ use super::{
 const VIA_NAME: &[u8] = b"ringgate";
 
 /// Request fields the gateway re-writes itself, on top of the hop-by-hop ones.
-const REWRITTEN_REQUEST_FIELDS: [&[u8]; 8] = [
+const REWRITTEN_REQUEST_FIELDS: [&[u8]; 10] = [
     b"host",
     b"content-length",
     b"expect",
@@ -26,6 +26,8 @@ const REWRITTEN_REQUEST_FIELDS: [&[u8]; 8] = [
     b"x-forwarded-host",
     b"via",
     b"x-request-id",
+    b"traceparent",
+    b"tracestate",
 ];
 
 /// What the proxy decided about a request that is being forwarded.
@@ -43,12 +45,18 @@ pub struct ForwardInfo<'a> {
     pub request_id: &'a [u8],
     /// Whether the client's `X-Request-Id` is being reused (then it is not added twice).
     pub request_id_from_client: bool,
+    /// The W3C `traceparent` value to send (the gateway's span); empty sends none.
+    pub traceparent: &'a [u8],
+    /// Whether the client's `tracestate` fields go upstream (joined into one field).
+    pub forward_tracestate: bool,
 }
 
 /// Appends the upstream request head for `head` (parsed from `buf`).
 ///
 /// The client's `X-Request-Id` fields are always dropped and `fwd.request_id` written once (if
 /// non-empty), so the id appears exactly once whether or not it came from the client.
+/// Likewise the client's `traceparent` is replaced by `fwd.traceparent`, and its `tracestate`
+/// fields are dropped unless `fwd.forward_tracestate` (and no `Connection` option names it).
 pub fn write_upstream_request(
     out: &mut Vec<u8>,
     buf: &[u8],
@@ -89,6 +97,30 @@ pub fn write_upstream_request(
     });
     if !fwd.request_id.is_empty() {
         field(out, b"X-Request-Id", fwd.request_id);
+    }
+    if !fwd.traceparent.is_empty() {
+        field(out, b"traceparent", fwd.traceparent);
+        if fwd.forward_tracestate && forwardable(&options, b"tracestate") {
+            tracestate_field(out, buf, headers);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `tracestate: {values}`: the client's non-empty `tracestate` values joined with `, `, in
+/// order (RFC 9110 §5.3 allows combining the fields; W3C Trace Context says the same).
+fn tracestate_field(out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderSpan]) {
+    let mut values = headers
+        .iter()
+        .filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"tracestate"))
+        .map(|h| h.value.of(buf))
+        .filter(|v| !v.is_empty());
+    let Some(first) = values.next() else { return };
+    out.extend_from_slice(b"tracestate: ");
+    out.extend_from_slice(first);
+    for value in values {
+        out.extend_from_slice(b", ");
+        out.extend_from_slice(value);
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -19,14 +19,22 @@ fn fwd() -> ForwardInfo<'static> {
         proto: "https",
         request_id: b"rid-1",
         request_id_from_client: false,
+        traceparent: OUR_TRACEPARENT,
+        forward_tracestate: false,
     }
 }
 
+const OUR_TRACEPARENT: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01";
+
 fn upstream(raw: &[u8]) -> String {
+    upstream_with(raw, &fwd())
+}
+
+fn upstream_with(raw: &[u8], fwd: &ForwardInfo<'_>) -> String {
     let mut headers = Vec::new();
     let head = parse_request(raw, &LIMITS, &mut headers).unwrap().unwrap();
     let mut out = Vec::new();
-    write_upstream_request(&mut out, raw, &head, &headers, &fwd());
+    write_upstream_request(&mut out, raw, &head, &headers, fwd);
     String::from_utf8(out).unwrap()
 }
 
@@ -388,4 +396,63 @@ fn numbers_format_without_allocating_strings() {
     out.push(b' ');
     push_decimal(&mut out, u64::MAX);
     assert_eq!(out, b"0 18446744073709551615");
+}
+
+#[test]
+fn upstream_request_replaces_client_traceparent() {
+    let out = upstream(
+        b"GET / HTTP/1.1\r\nHost: a\r\nTraceparent: 00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01\r\n\
+tracestate: congo=t61rcWkgMzE\r\n\r\n",
+    );
+    assert_eq!(out.to_ascii_lowercase().matches("traceparent:").count(), 1);
+    assert!(has_line(
+        &out,
+        "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01"
+    ));
+    assert!(
+        !has_field(&out, "tracestate"),
+        "tracestate not chosen: dropped"
+    );
+}
+
+#[test]
+fn upstream_request_adds_traceparent_when_absent() {
+    let out = upstream(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(has_line(
+        &out,
+        "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01"
+    ));
+    let none = upstream_with(
+        b"GET / HTTP/1.1\r\nHost: a\r\ntraceparent: x\r\n\r\n",
+        &ForwardInfo {
+            traceparent: b"",
+            ..fwd()
+        },
+    );
+    assert!(!has_field(&none, "traceparent"));
+}
+
+#[test]
+fn upstream_request_joins_forwarded_tracestate() {
+    let fwd = ForwardInfo {
+        forward_tracestate: true,
+        ..fwd()
+    };
+    let out = upstream_with(
+        b"GET / HTTP/1.1\r\nHost: a\r\ntracestate: a=1\r\nX-Mid: m\r\nTraceState: b=2\r\n\r\n",
+        &fwd,
+    );
+    assert_eq!(out.to_ascii_lowercase().matches("tracestate:").count(), 1);
+    assert!(has_line(&out, "tracestate: a=1, b=2"));
+    assert!(has_line(&out, "X-Mid: m"));
+    let none = upstream_with(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &fwd);
+    assert!(!has_field(&none, "tracestate"));
+    let hop = upstream_with(
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: tracestate\r\ntracestate: a=1\r\n\r\n",
+        &fwd,
+    );
+    assert!(
+        !has_field(&hop, "tracestate"),
+        "named by Connection: hop-by-hop"
+    );
 }

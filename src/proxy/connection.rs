@@ -11,6 +11,7 @@ use monoio::net::TcpStream;
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::request_id;
+use super::trace::{self, TraceContext};
 use crate::config::{Route, RouteAction, Snapshot, StaticResponse};
 use crate::http::writer::{write_error_response, write_static_response};
 use crate::http::{parse_request, BodyFraming, HeadLimits, HeaderSpan, Method, RequestHead};
@@ -72,7 +73,7 @@ impl Drop for Open {
     }
 }
 
-/// What one exchange did, for the metrics.
+/// What one exchange did, for the metrics and the access log.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Exchange {
     pub(super) started: Instant,
@@ -80,6 +81,8 @@ pub(super) struct Exchange {
     pub(super) bytes_in: u64,
     pub(super) bytes_out: u64,
     pub(super) upstream: Option<Duration>,
+    /// The request's W3C trace context; `None` until a request head was parsed.
+    pub(super) trace: Option<TraceContext>,
 }
 
 impl Exchange {
@@ -90,7 +93,15 @@ impl Exchange {
             bytes_in: head_len as u64,
             bytes_out: 0,
             upstream: None,
+            trace: None,
         }
+    }
+
+    /// The request's trace id (32 lower-case hex digits), for the access log; `None` when the
+    /// request never got as far as a parsed head.
+    #[allow(dead_code)] // Read by the access log, which lands separately.
+    pub(super) fn trace_id(&self) -> Option<&[u8; 32]> {
+        self.trace.as_ref().map(TraceContext::trace_id)
     }
 }
 
@@ -143,6 +154,8 @@ pub(super) struct ClientConn {
     pub(super) upstream_path: String,
     pub(super) request_id: Vec<u8>,
     pub(super) request_id_from_client: bool,
+    /// Whether the client's `tracestate` goes upstream with its continued trace.
+    pub(super) forward_tracestate: bool,
     params: Params,
     /// Bytes of the current response were written: an error can no longer be answered.
     pub(super) response_started: bool,
@@ -169,6 +182,7 @@ impl ClientConn {
             upstream_path: String::with_capacity(PATH),
             request_id: Vec::with_capacity(REQUEST_ID),
             request_id_from_client: false,
+            forward_tracestate: false,
             params: Params::default(),
             response_started: false,
             served,
@@ -196,6 +210,7 @@ impl ClientConn {
         self.served += 1;
         self.exchange = Exchange::start(head.head_len);
         self.assign_request_id(ctx, &head);
+        self.assign_trace(ctx);
         let next = match self.handle(ctx, &snapshot, &head).await {
             Ok(next) => next,
             Err(e) => self.reply_error(ctx, &e, Some(&head)).await,
@@ -289,6 +304,24 @@ impl ClientConn {
             }
         }
         let _ = head;
+    }
+
+    /// Continues the client's W3C trace or starts one (see `proxy::trace`), and decides
+    /// whether its `tracestate` is passed on.
+    fn assign_trace(&mut self, ctx: &WorkerContext) {
+        let data = self.input.data();
+        let mut fields = 0;
+        let mut first = None;
+        for h in &self.headers {
+            if h.name.of(data).eq_ignore_ascii_case(b"traceparent") {
+                fields += 1;
+                first = first.or(Some(h.value.of(data)));
+            }
+        }
+        let context = TraceContext::for_request(first, fields, ctx.trace_ids());
+        self.forward_tracestate =
+            context.from_client() && trace::tracestate_acceptable(data, &self.headers);
+        self.exchange.trace = Some(context);
     }
 
     async fn handle(

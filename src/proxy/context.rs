@@ -1,4 +1,4 @@
-//! A worker's own state: the snapshot it serves with, its pool, cursors and request ids.
+//! A worker's own state: the snapshot it serves with, its pool, cursors, request and trace ids.
 //!
 //! Only this worker touches it (`Rc`, `RefCell`, `Cell`). The snapshot is re-read from the
 //! shared `ArcSwap` once per request, and wrapped in an `Rc` so that holding it for a request
@@ -12,6 +12,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use super::request_id::RequestIds;
+use super::trace::TraceIds;
 use crate::config::Snapshot;
 use crate::metrics::{MetricsDelta, WorkerMetrics};
 use crate::server::Drain;
@@ -30,6 +31,7 @@ pub struct WorkerContext {
     pool: Pool,
     balancer: RoundRobin,
     request_ids: RequestIds,
+    trace_ids: TraceIds,
     metrics: WorkerMetrics,
 }
 
@@ -45,6 +47,7 @@ impl WorkerContext {
             pool: Pool::new(),
             balancer: RoundRobin::new(id),
             request_ids: RequestIds::new(id),
+            trace_ids: TraceIds::new(id),
             metrics: WorkerMetrics::new(id),
         }
     }
@@ -83,6 +86,11 @@ impl WorkerContext {
     /// The worker's request id generator.
     pub fn request_ids(&self) -> &RequestIds {
         &self.request_ids
+    }
+
+    /// The worker's trace and span id generator.
+    pub fn trace_ids(&self) -> &TraceIds {
+        &self.trace_ids
     }
 
     /// The worker's metrics recorder.

@@ -112,6 +112,10 @@ impl ClientConn {
             HostPolicy::Preserve => client_host,
             HostPolicy::Rewrite(host) => host.as_bytes(),
         };
+        // Every forwarded request has a trace (assigned with the request id); the fallback
+        // only keeps this function total.
+        let trace = self.exchange.trace;
+        let traceparent = trace.map(|t| t.traceparent());
         let fwd = ForwardInfo {
             path_and_query: self.upstream_path.as_bytes(),
             host,
@@ -119,6 +123,8 @@ impl ClientConn {
             proto: "http",
             request_id: &self.request_id,
             request_id_from_client: self.request_id_from_client,
+            traceparent: traceparent.as_ref().map_or(&[][..], |t| &t[..]),
+            forward_tracestate: self.forward_tracestate,
         };
         self.out.clear();
         write_upstream_request(&mut self.out, data, head, &self.headers, &fwd);

@@ -1,7 +1,7 @@
 //! The request pipeline of a worker, top to bottom:
 //!
 //! ```text
-//! accept ─▶ read head (codec, limits, head_read timeout) ─▶ request id
+//! accept ─▶ read head (codec, limits, head_read timeout) ─▶ request id ─▶ trace context
 //!        ─▶ normalize target ─▶ route match
 //!        ─▶ respond route: answer from the snapshot
 //!        ─▶ proxy route:  upstream head ─▶ pooled or fresh connection ─▶ send head (+ body)
@@ -20,8 +20,10 @@ mod error;
 mod forward;
 mod idle;
 mod request_id;
+mod trace;
 
 pub use connection::serve_connection;
 pub use context::WorkerContext;
 pub use error::ProxyError;
 pub use request_id::RequestIds;
+pub use trace::{TraceContext, TraceIds};
