@@ -96,13 +96,6 @@ impl Exchange {
             trace: None,
         }
     }
-
-    /// The request's trace id (32 lower-case hex digits), for the access log; `None` when the
-    /// request never got as far as a parsed head.
-    #[allow(dead_code)] // Read by the access log, which lands separately.
-    pub(super) fn trace_id(&self) -> Option<&[u8; 32]> {
-        self.trace.as_ref().map(TraceContext::trace_id)
-    }
 }
 
 /// Serves requests on `conn` until it closes, or parks it when it goes idle (see
