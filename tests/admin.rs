@@ -118,6 +118,12 @@ driver_tests! {
         assert!(text.contains(r#"ringgate_upstream_requests_total{upstream="echo",status_class="2xx"} 7"#));
         assert!(text.contains("ringgate_worker_info{"));
 
+        let upstreams = admin("GET", api, "/upstreams", Some(TOKEN));
+        assert_eq!(upstreams.status, 200);
+        let upstreams = String::from_utf8_lossy(&upstreams.body).into_owned();
+        assert!(upstreams.contains(r#""name":"echo""#), "{upstreams}");
+        assert!(upstreams.contains(&format!(r#""addr":"{}""#, up.addr())), "{upstreams}");
+
         let config_text = admin("GET", api, "/config", Some(TOKEN));
         assert_eq!(config_text.status, 200);
         let config_text = String::from_utf8_lossy(&config_text.body).into_owned();

@@ -1,5 +1,5 @@
 //! The admin API, on its own listener (never the public one): `/healthz`, `/readyz`,
-//! `/metrics`, `/config` and `POST /reload`.
+//! `/metrics`, `/config`, `/upstreams` and `POST /reload`.
 //!
 //! Admin traffic is rare and small, so this is a plain blocking thread serving one request
 //! per connection, far from the workers. Anything that needs the gateway's state is asked of
@@ -137,8 +137,9 @@ impl Api {
             b"/readyz" if read => self.readyz(),
             b"/metrics" if read => self.ask(ControlEvent::Metrics, PROMETHEUS),
             b"/config" if read => self.ask(ControlEvent::Config, TOML),
+            b"/upstreams" if read => self.ask(ControlEvent::Upstreams, JSON),
             b"/reload" if method == Method::Post => self.reload(),
-            b"/healthz" | b"/readyz" | b"/metrics" | b"/config" | b"/reload" => {
+            b"/healthz" | b"/readyz" | b"/metrics" | b"/config" | b"/upstreams" | b"/reload" => {
                 (405, TEXT, b"method not allowed\n".to_vec())
             }
             _ => (404, TEXT, b"not found\n".to_vec()),
@@ -186,6 +187,7 @@ impl Api {
 const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 const TOML: &str = "application/toml";
+const JSON: &str = "application/json";
 
 fn respond(
     stream: &mut TcpStream,

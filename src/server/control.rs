@@ -26,6 +26,8 @@ pub enum ControlEvent {
     Metrics(Sender<String>),
     /// The active configuration file, secrets redacted.
     Config(Sender<String>),
+    /// The upstream groups and their targets, as JSON.
+    Upstreams(Sender<String>),
 }
 
 /// What a reload did.
@@ -142,6 +144,9 @@ impl Controller {
             ControlEvent::Config(reply) => {
                 let _ = reply.send(redact(&self.config_text));
             }
+            ControlEvent::Upstreams(reply) => {
+                let _ = reply.send(upstreams_json(&self.server.snapshot()));
+            }
         }
     }
 
@@ -235,6 +240,37 @@ impl Controller {
     }
 }
 
+/// The upstream groups of `snapshot` as JSON: name, balancing and targets. Names and
+/// addresses come from the validated config (names are `[A-Za-z0-9_.-]`), so no escaping is
+/// needed.
+fn upstreams_json(snapshot: &Snapshot) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("{\"upstreams\":[");
+    for (i, upstream) in snapshot.upstreams.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"name\":\"{}\",\"balance\":\"round_robin\",\"targets\":[",
+            upstream.name
+        );
+        for (j, target) in upstream.targets.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            let _ = write!(
+                out,
+                "{{\"addr\":\"{}\",\"weight\":{}}}",
+                target.addr, target.weight
+            );
+        }
+        out.push_str("]}");
+    }
+    out.push_str("]}\n");
+    out
+}
+
 /// The config text with the value of every `token` key replaced.
 fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -257,7 +293,18 @@ fn redact(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, upstreams_json};
+
+    #[test]
+    fn upstreams_are_listed_as_json() {
+        let text = "[[upstreams]]\nname = \"users\"\ntargets = [ { addr = \"127.0.0.1:9001\", weight = 3 }, { addr = \"127.0.0.1:9002\" } ]\n";
+        let snapshot = crate::config::load_str(text, "t").expect("config");
+        assert_eq!(
+            upstreams_json(&snapshot),
+            "{\"upstreams\":[{\"name\":\"users\",\"balance\":\"round_robin\",\"targets\":[\
+             {\"addr\":\"127.0.0.1:9001\",\"weight\":3},{\"addr\":\"127.0.0.1:9002\",\"weight\":1}]}]}\n"
+        );
+    }
 
     #[test]
     fn tokens_are_redacted() {
