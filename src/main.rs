@@ -11,7 +11,7 @@ use ringgate::admin::AdminServer;
 use ringgate::config::{self, WorkerCount};
 use ringgate::server::control::{ControlEvent, Controller};
 use ringgate::server::signals::{ControlSignals, Request};
-use ringgate::server::Server;
+use ringgate::server::{watch, Server};
 
 /// A thread-per-core HTTP API gateway on io_uring.
 #[derive(Debug, Parser)]
@@ -23,6 +23,9 @@ struct Cli {
     /// Validate the configuration, print every problem, and exit (0 if valid).
     #[arg(long)]
     check: bool,
+    /// Reload automatically when the configuration file changes (checked every second).
+    #[arg(long)]
+    watch_config: bool,
     /// Number of workers, overriding `server.workers`.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
@@ -79,8 +82,12 @@ fn run(
     for addr in server.local_addrs() {
         log::info!("listening on {addr}");
     }
-    let controller = Controller::new(server, cli.config.clone(), text, workers);
     let (events, inbox) = crossbeam_channel::unbounded();
+    if cli.watch_config {
+        watch::spawn(cli.config.clone(), text.clone(), events.clone())
+            .context("starting the config watch")?;
+    }
+    let controller = Controller::new(server, cli.config.clone(), text, workers);
     if let Some(admin) = admin {
         let api = AdminServer::start(&admin, events.clone(), controller.readiness())
             .context("starting the admin listener")?;

@@ -114,4 +114,14 @@ driver_tests! {
         gw.wait_for_line("configuration reloaded");
         assert_eq!(client::get(&format!("{base}/version")).body, b"v3");
     }
+
+    fn watched_config_file_reloads_on_change(driver: &str) {
+        let up = Upstream::echo("echo");
+        let gw = Ringgate::spawn(&config(driver, up.addr(), 1), &["--watch-config"]);
+        let base = format!("http://{}", gw.addr());
+        assert_eq!(client::get(&format!("{base}/version")).body, b"v1");
+        std::fs::write(gw.config_path(), config(driver, up.addr(), 2)).expect("write");
+        gw.wait_for_line("configuration reloaded");
+        assert_eq!(client::get(&format!("{base}/version")).body, b"v2");
+    }
 }

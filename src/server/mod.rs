@@ -9,6 +9,7 @@ pub mod control;
 mod drain;
 mod listener;
 pub mod signals;
+pub mod watch;
 mod worker;
 
 pub use drain::{ConnectionGuard, Drain, DrainWait};
