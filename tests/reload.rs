@@ -13,10 +13,20 @@ use common::upstream::Upstream;
 
 /// A config whose `/version` route answers `version` and whose other paths go upstream.
 fn config(driver: &str, upstream: std::net::SocketAddr, version: usize) -> String {
+    config_listening(driver, upstream, version, r#""127.0.0.1:0""#)
+}
+
+/// [`config`] with `listen` (the inside of the TOML array) given.
+fn config_listening(
+    driver: &str,
+    upstream: std::net::SocketAddr,
+    version: usize,
+    listen: &str,
+) -> String {
     format!(
         r#"
 [server]
-listen = ["127.0.0.1:0"]
+listen = [{listen}]
 workers = 2
 pin_workers = false
 driver = "{driver}"
@@ -123,5 +133,51 @@ driver_tests! {
         std::fs::write(gw.config_path(), config(driver, up.addr(), 2)).expect("write");
         gw.wait_for_line("configuration reloaded");
         assert_eq!(client::get(&format!("{base}/version")).body, b"v2");
+    }
+
+    fn listeners_follow_reloads(driver: &str) {
+        let up = Upstream::echo("echo");
+        let gw = Ringgate::spawn(&config(driver, up.addr(), 1), &[]);
+        let first = gw.addr();
+        // A keep-alive connection accepted on the first listener, before any reload.
+        let mut kept = common::client::Raw::connect(first);
+        kept.send(client::get_req("/version"));
+        assert_eq!(kept.read_response().status, 200);
+
+        // Add a listener on another loopback address.
+        let both = r#""127.0.0.1:0", "127.0.0.2:0""#;
+        std::fs::write(gw.config_path(), config_listening(driver, up.addr(), 2, both)).expect("write");
+        gw.signal("HUP");
+        let line = gw.wait_for_line("listening on 127.0.0.2:");
+        let second: std::net::SocketAddr = line
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in `{line}`"));
+        gw.wait_for_line("configuration reloaded");
+        assert_eq!(client::get(&format!("http://{second}/version")).body, b"v2");
+        assert_eq!(client::get(&format!("http://{first}/version")).body, b"v2");
+
+        // Remove the first listener: new connections are refused, the kept one still serves.
+        let only_second = r#""127.0.0.2:0""#;
+        std::fs::write(gw.config_path(), config_listening(driver, up.addr(), 3, only_second)).expect("write");
+        gw.signal("HUP");
+        gw.wait_for_line(&format!("stopped listening on {first}"));
+        gw.wait_for_line("configuration reloaded");
+        let deadline = std::time::Instant::now() + common::IO_TIMEOUT;
+        // Each worker stops its own socket when it reads the command: wait until all did.
+        loop {
+            match std::net::TcpStream::connect(first) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("connect to the removed listener: {e}"),
+                Ok(_) => assert!(std::time::Instant::now() < deadline, "removed listener still accepts"),
+            }
+        }
+        assert_eq!(client::get(&format!("http://{second}/version")).body, b"v3");
+        kept.send(client::get_req("/version"));
+        let r = kept.read_response();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "v3");
     }
 }

@@ -200,6 +200,9 @@ impl ClientConn {
                 return Next::Close;
             }
         };
+        // The request is served by the configuration in force when its head arrived, not the
+        // one in force when the connection started waiting for it (a reload may lie between).
+        let snapshot = ctx.snapshot();
         self.served += 1;
         self.exchange = Exchange::start(head.head_len);
         self.assign_request_id(ctx, &head);

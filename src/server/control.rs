@@ -199,6 +199,12 @@ impl Controller {
             }
         };
         let snapshot = self.keep_fixed_settings(snapshot);
+        if let Err(e) = self.server.set_listeners(&snapshot.server.listen) {
+            self.failed_reloads += 1;
+            let problems = format!("{origin}: server.listen: {e}");
+            log::error!("reload refused, the running configuration stays in force:\n{problems}");
+            return ReloadOutcome::Refused(problems);
+        }
         let summary = format!(
             "configuration reloaded ({} routes, {} upstreams)",
             snapshot.router.len(),
@@ -212,24 +218,22 @@ impl Controller {
         ReloadOutcome::Applied(summary)
     }
 
-    /// Listeners, workers, driver, pinning and the admin listener are set up once: a reload
-    /// keeps the running values and says so if the file changed them.
+    /// Workers, driver, pinning and the admin listener are set up once: a reload keeps the
+    /// running values and says so if the file changed them. (Listeners do follow a reload.)
     fn keep_fixed_settings(&self, mut snapshot: Snapshot) -> Snapshot {
         let running = self.server.snapshot();
         let fixed = &running.server;
         let new = &snapshot.server;
-        if new.listen != fixed.listen
-            || self.workers_override.is_none() && new.workers != fixed.workers
+        if self.workers_override.is_none() && new.workers != fixed.workers
             || new.driver != fixed.driver
             || new.pin_workers != fixed.pin_workers
             || snapshot.admin.as_ref().map(|a| a.listen) != running.admin.as_ref().map(|a| a.listen)
         {
             log::warn!(
-                "server.listen, server.workers, server.driver, server.pin_workers and \
-                 admin.listen take effect on restart; the rest of the new configuration is applied"
+                "server.workers, server.driver, server.pin_workers and admin.listen take \
+                 effect on restart; the rest of the new configuration is applied"
             );
         }
-        snapshot.server.listen.clone_from(&fixed.listen);
         snapshot.server.workers = fixed.workers;
         snapshot.server.driver = fixed.driver;
         snapshot.server.pin_workers = fixed.pin_workers;

@@ -93,13 +93,14 @@ impl Server {
         let mut running = RunningServer {
             shared: Arc::clone(&shared),
             metrics: metrics_rx,
+            configured: shared.load().server.listen.clone(),
             local_addrs,
             drivers: Vec::with_capacity(workers),
             threads: Vec::with_capacity(workers),
             commands: Vec::with_capacity(workers),
         };
         for (id, listeners) in listeners.into_iter().enumerate() {
-            let (tx, rx) = flume::bounded(1);
+            let (tx, rx) = flume::unbounded();
             let (ready_tx, ready_rx) = mpsc::channel();
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             let spec = WorkerSpec {
@@ -148,6 +149,8 @@ const METRICS_BACKLOG: usize = 16;
 pub struct RunningServer {
     shared: Arc<ArcSwap<Snapshot>>,
     metrics: crossbeam_channel::Receiver<crate::metrics::MetricsDelta>,
+    /// The configured listen addresses, parallel to `local_addrs`.
+    configured: Vec<SocketAddr>,
     local_addrs: Vec<SocketAddr>,
     drivers: Vec<DriverKind>,
     threads: Vec<JoinHandle<()>>,
@@ -163,6 +166,41 @@ impl RunningServer {
     /// The driver each worker runs, by worker index.
     pub fn drivers(&self) -> Vec<DriverKind> {
         self.drivers.clone()
+    }
+
+    /// Makes the listeners match `wanted` (configured addresses): binds the added ones on
+    /// every worker, and stops accepting on the removed ones, whose connections carry on.
+    /// Binding happens first, so a failure changes nothing.
+    pub fn set_listeners(&mut self, wanted: &[SocketAddr]) -> Result<(), ServerError> {
+        let added: Vec<SocketAddr> = wanted
+            .iter()
+            .filter(|addr| !self.configured.contains(addr))
+            .copied()
+            .collect();
+        let (sockets, bound) =
+            listener::bind_all(&added, self.commands.len()).map_err(ServerError::Listen)?;
+        for (tx, worker_sockets) in self.commands.iter().zip(sockets) {
+            for socket in worker_sockets {
+                let _ = tx.send(Command::Listen(socket));
+            }
+        }
+        let mut kept = Vec::with_capacity(wanted.len());
+        for (configured, local) in self.configured.iter().zip(&self.local_addrs) {
+            if wanted.contains(configured) {
+                kept.push((*configured, *local));
+                continue;
+            }
+            for tx in &self.commands {
+                let _ = tx.send(Command::StopListening(*local));
+            }
+            log::info!("stopped listening on {local}");
+        }
+        for (configured, local) in added.iter().zip(&bound) {
+            log::info!("listening on {local}");
+            kept.push((*configured, *local));
+        }
+        (self.configured, self.local_addrs) = kept.into_iter().unzip();
+        Ok(())
     }
 
     /// The workers' metrics deltas, one per worker per `metrics.merge_interval`.

@@ -2,12 +2,13 @@
 //! its own `SO_REUSEPORT` listeners and serving every connection it accepts to completion.
 
 use std::io;
-use std::net::TcpListener as StdListener;
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ahash::AHashMap;
 use arc_swap::ArcSwap;
 use monoio::net::TcpListener;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
@@ -25,10 +26,14 @@ const CLOSE_FLUSH: Duration = Duration::from_millis(1);
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A message from the control thread to a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Command {
     /// Stop accepting, finish in-flight requests, exit.
     Shutdown,
+    /// Start accepting on this (already bound) listener: a listener added by a reload.
+    Listen(StdListener),
+    /// Stop accepting on the listener bound to this address; its connections carry on.
+    StopListening(SocketAddr),
 }
 
 /// Everything a worker thread starts with.
@@ -136,24 +141,32 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
         spec.snapshot,
         Rc::clone(&drain),
     ));
-    let mut listeners = Vec::with_capacity(spec.listeners.len());
+    let mut accepting = AHashMap::new();
     for std_listener in spec.listeners {
-        match TcpListener::from_std(std_listener) {
-            Ok(listener) => listeners.push(listener),
-            Err(e) => {
-                let _ = ready.send(Err(e));
-                return;
-            }
+        if let Err(e) = start_accepting(&ctx, std_listener, &mut accepting) {
+            let _ = ready.send(Err(e));
+            return;
         }
-    }
-    for listener in listeners {
-        monoio::spawn(accept_loop(listener, Rc::clone(&ctx)));
     }
     monoio::spawn(WorkerContext::sweep_idle_connections(Rc::clone(&ctx)));
     monoio::spawn(WorkerContext::flush_metrics(Rc::clone(&ctx), spec.metrics));
     let _ = ready.send(Ok(kind));
-    // A closed channel means the control side is gone: shut down as well.
-    let _ = spec.commands.recv_async().await;
+    loop {
+        match spec.commands.recv_async().await {
+            Ok(Command::Listen(listener)) => {
+                if let Err(e) = start_accepting(&ctx, listener, &mut accepting) {
+                    log::error!("worker {}: cannot accept on a new listener: {e}", spec.id);
+                }
+            }
+            Ok(Command::StopListening(addr)) => {
+                if let Some(stop) = accepting.remove(&addr) {
+                    stop.start();
+                }
+            }
+            // A closed channel means the control side is gone: shut down as well.
+            Ok(Command::Shutdown) | Err(_) => break,
+        }
+    }
     drain.start();
     let grace = ctx.snapshot().server.graceful_shutdown;
     if monoio::time::timeout(grace, drain.idle()).await.is_err() {
@@ -172,11 +185,27 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
     monoio::time::sleep(CLOSE_FLUSH).await;
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerContext>) {
+/// Hands `listener` to the worker's runtime and starts its accept loop; `accepting` keeps
+/// the loop's stop flag (a [`Drain`] used only for its flag), by bound address.
+fn start_accepting(
+    ctx: &Rc<WorkerContext>,
+    listener: StdListener,
+    accepting: &mut AHashMap<SocketAddr, Rc<Drain>>,
+) -> io::Result<()> {
+    let addr = listener.local_addr()?;
+    let listener = TcpListener::from_std(listener)?;
+    let stop = Drain::new();
+    monoio::spawn(accept_loop(listener, Rc::clone(ctx), Rc::clone(&stop)));
+    accepting.insert(addr, stop);
+    Ok(())
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerContext>, stop: Rc<Drain>) {
     let drain = Rc::clone(ctx.drain());
     loop {
         monoio::select! {
             _ = drain.started() => break,
+            _ = stop.started() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     monoio::spawn(serve_connection(Rc::clone(&ctx), stream, peer));
