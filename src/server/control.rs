@@ -26,6 +26,8 @@ pub enum ControlEvent {
     Metrics(Sender<String>),
     /// The active configuration file, secrets redacted.
     Config(Sender<String>),
+    /// Reopen the access log file at its path (SIGUSR1, after logrotate moved it).
+    ReopenLogs,
 }
 
 /// What a reload did.
@@ -142,6 +144,7 @@ impl Controller {
             ControlEvent::Config(reply) => {
                 let _ = reply.send(redact(&self.config_text));
             }
+            ControlEvent::ReopenLogs => self.server.reopen_access_log(),
         }
     }
 
@@ -218,12 +221,15 @@ impl Controller {
             || new.driver != fixed.driver
             || new.pin_workers != fixed.pin_workers
             || snapshot.admin.as_ref().map(|a| a.listen) != running.admin.as_ref().map(|a| a.listen)
+            || snapshot.access_log != running.access_log
         {
             log::warn!(
-                "server.listen, server.workers, server.driver, server.pin_workers and \
-                 admin.listen take effect on restart; the rest of the new configuration is applied"
+                "server.listen, server.workers, server.driver, server.pin_workers, \
+                 admin.listen and [access_log] take effect on restart; the rest of the new \
+                 configuration is applied"
             );
         }
+        snapshot.access_log.clone_from(&running.access_log);
         snapshot.server.listen.clone_from(&fixed.listen);
         snapshot.server.workers = fixed.workers;
         snapshot.server.driver = fixed.driver;
