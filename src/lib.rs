@@ -11,9 +11,11 @@
 //! - [`proxy`]: the per-connection request pipeline and the upstream exchange.
 //! - [`upstream`]: per-worker keep-alive pools and target selection.
 //! - [`metrics`]: per-worker recording, merging on the control thread, Prometheus text.
+//! - [`access_log`]: per-worker batched access-log lines and the writer thread.
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod access_log;
 pub mod admin;
 pub mod config;
 pub mod http;

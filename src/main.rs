@@ -98,6 +98,7 @@ fn run(
         .spawn(move || loop {
             let event = match signals.wait() {
                 Request::Reload => ControlEvent::Reload(None),
+                Request::ReopenLogs => ControlEvent::ReopenLogs,
                 Request::Shutdown(signal) => ControlEvent::Shutdown(signal),
             };
             if events.send(event).is_err() {

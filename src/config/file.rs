@@ -31,6 +31,18 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     /// `[metrics]`.
     pub metrics: Option<RawMetrics>,
+    /// `[access_log]`; absent means no access log.
+    pub access_log: Option<RawAccessLog>,
+}
+
+/// `[access_log]`.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    /// `format`: `"json"` or `"combined"`.
+    pub format: Option<Spanned<String>>,
+    /// `path`: `"stdout"` or a file path.
+    pub path: Option<Spanned<String>>,
 }
 
 /// `[admin]`.

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use crate::access_log::{AccessLogSettings, Destination as AccessLogDestination};
 use crate::router::{Rewrite, Router};
 
 /// The compiled configuration a worker serves requests with.
@@ -21,6 +22,8 @@ pub struct Snapshot {
     pub admin: Option<AdminSettings>,
     /// Metrics settings.
     pub metrics: MetricsSettings,
+    /// The access log, if `[access_log]` is configured.
+    pub access_log: Option<AccessLogSettings>,
 }
 
 /// `[admin]`: the control API's own listener (never the public one).

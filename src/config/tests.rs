@@ -120,10 +120,10 @@ fn reports_router_errors_on_a_good_route_after_a_bad_one_at_its_own_index() {
 
 #[test]
 fn rejects_an_unknown_top_level_table_with_its_line() {
-    let err = load("[server]\nworkers = 2\n\n[access_log]\nformat = \"json\"\n")
-        .expect_err("[access_log] is not implemented");
+    let err = load("[server]\nworkers = 2\n\n[tls]\ncert = \"x.pem\"\n")
+        .expect_err("[tls] is not implemented");
     assert_eq!(err.problems.len(), 1);
-    assert_eq!(err.problems[0].key, "access_log");
+    assert_eq!(err.problems[0].key, "tls");
     assert_eq!(err.problems[0].line, Some(4));
 }
 

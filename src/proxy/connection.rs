@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use monoio::net::TcpStream;
 
@@ -12,9 +12,12 @@ use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::request_id;
 use super::trace::{self, TraceContext};
+use crate::access_log::Entry;
 use crate::config::{Route, RouteAction, Snapshot, StaticResponse};
 use crate::http::writer::{write_error_response, write_static_response};
-use crate::http::{parse_request, BodyFraming, HeadLimits, HeaderSpan, Method, RequestHead};
+use crate::http::{
+    parse_request, BodyFraming, HeadLimits, HeaderSpan, Method, RequestHead, Version,
+};
 use crate::io_buf::{write_all_reuse, ReadBuf};
 use crate::metrics::RequestRecord;
 use crate::router::normalize::{normalize_path, split_target};
@@ -83,6 +86,8 @@ pub(super) struct Exchange {
     pub(super) upstream: Option<Duration>,
     /// The request's W3C trace context; `None` until a request head was parsed.
     pub(super) trace: Option<TraceContext>,
+    /// The upstream target the request went to, if any.
+    pub(super) target: Option<SocketAddr>,
 }
 
 impl Exchange {
@@ -94,6 +99,7 @@ impl Exchange {
             bytes_out: 0,
             upstream: None,
             trace: None,
+            target: None,
         }
     }
 }
@@ -157,6 +163,51 @@ pub(super) struct ClientConn {
     linger: bool,
     /// The current exchange, for the metrics.
     pub(super) exchange: Exchange,
+    /// The request's fields for the access log (filled only when one is configured).
+    log_fields: LogFields,
+}
+
+/// A copy of the request fields the access log needs, taken while the head is still in the
+/// input buffer. Reused across requests: it allocates only while it grows.
+#[derive(Debug, Default)]
+struct LogFields {
+    /// Method, target, referer and user agent, back to back.
+    bytes: Vec<u8>,
+    /// End offsets of the four fields in `bytes`.
+    ends: [usize; 4],
+    protocol: &'static [u8],
+}
+
+impl LogFields {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends = [0; 4];
+        self.protocol = b"";
+    }
+
+    fn capture(&mut self, data: &[u8], head: &RequestHead, headers: &[HeaderSpan]) {
+        self.clear();
+        let fields = [
+            head.method.of(data),
+            head.target.of(data),
+            find_header(data, headers, "referer").unwrap_or_default(),
+            find_header(data, headers, "user-agent").unwrap_or_default(),
+        ];
+        for (i, field) in fields.iter().enumerate() {
+            self.bytes.extend_from_slice(field);
+            self.ends[i] = self.bytes.len();
+        }
+        self.protocol = match head.version {
+            Version::Http10 => b"HTTP/1.0",
+            Version::Http11 => b"HTTP/1.1",
+        };
+    }
+
+    /// Field `i` (0 method, 1 target, 2 referer, 3 user agent).
+    fn field(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.bytes.get(start..self.ends[i]).unwrap_or_default()
+    }
 }
 
 impl ClientConn {
@@ -181,6 +232,7 @@ impl ClientConn {
             served,
             linger: false,
             exchange: Exchange::start(0),
+            log_fields: LogFields::default(),
         }
     }
 
@@ -194,6 +246,7 @@ impl ClientConn {
             Ok(Arrival::Idle) => return Next::Idle,
             Err(e) => {
                 self.request_id.clear();
+                self.log_fields.clear();
                 self.exchange = Exchange::start(self.input.len());
                 self.reply_error(ctx, &e, None).await;
                 self.record(ctx, &snapshot);
@@ -207,6 +260,10 @@ impl ClientConn {
         self.exchange = Exchange::start(head.head_len);
         self.assign_request_id(ctx, &head);
         self.assign_trace(ctx);
+        if ctx.access_log().is_some() {
+            self.log_fields
+                .capture(self.input.data(), &head, &self.headers);
+        }
         let next = match self.handle(ctx, &snapshot, &head).await {
             Ok(next) => next,
             Err(e) => self.reply_error(ctx, &e, Some(&head)).await,
@@ -466,7 +523,8 @@ impl ClientConn {
 }
 
 impl ClientConn {
-    /// Records the finished exchange in the worker's metrics (nothing when no answer went out).
+    /// Records the finished exchange in the worker's metrics and access log (nothing when no
+    /// answer went out).
     fn record(&self, ctx: &WorkerContext, snapshot: &Snapshot) {
         if self.exchange.status == 0 {
             return;
@@ -479,15 +537,39 @@ impl ClientConn {
             RouteAction::Proxy(action) => Some(snapshot.upstream(action.upstream).name.as_str()),
             RouteAction::Respond(_) => None,
         });
+        let route_name = route.map_or("", |r| r.name.as_str());
+        let duration = self.exchange.started.elapsed();
         ctx.metrics().record_request(&RequestRecord {
-            route: route.map_or("", |r| r.name.as_str()),
+            route: route_name,
             upstream,
             status: self.exchange.status,
-            duration: self.exchange.started.elapsed(),
+            duration,
             upstream_duration: self.exchange.upstream,
             bytes_in: self.exchange.bytes_in,
             bytes_out: self.exchange.bytes_out,
         });
+        if let Some(log) = ctx.access_log() {
+            let fields = &self.log_fields;
+            log.log(&Entry {
+                time: SystemTime::now(),
+                request_id: &self.request_id,
+                client: self.peer,
+                method: fields.field(0),
+                path: fields.field(1),
+                protocol: fields.protocol,
+                status: self.exchange.status,
+                bytes_in: self.exchange.bytes_in,
+                bytes_out: self.exchange.bytes_out,
+                duration,
+                upstream_duration: self.exchange.upstream,
+                route: route_name,
+                upstream_addr: self.exchange.target,
+                worker: log.worker(),
+                trace_id: self.exchange.trace.as_ref().map(TraceContext::trace_id),
+                referer: fields.field(2),
+                user_agent: fields.field(3),
+            });
+        }
     }
 
     /// Closes after an error answer without losing it: closing a socket with unread input

@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 
 use super::request_id::RequestIds;
 use super::trace::TraceIds;
+use crate::access_log::{Sink, FLUSH_INTERVAL};
 use crate::config::Snapshot;
 use crate::metrics::{MetricsDelta, WorkerMetrics};
 use crate::server::Drain;
@@ -33,11 +34,17 @@ pub struct WorkerContext {
     request_ids: RequestIds,
     trace_ids: TraceIds,
     metrics: WorkerMetrics,
+    access_log: Option<Sink>,
 }
 
 impl WorkerContext {
     /// State for worker `id`.
-    pub fn new(id: usize, shared: Arc<ArcSwap<Snapshot>>, drain: Rc<Drain>) -> Self {
+    pub fn new(
+        id: usize,
+        shared: Arc<ArcSwap<Snapshot>>,
+        drain: Rc<Drain>,
+        access_log: Option<Sink>,
+    ) -> Self {
         let current = RefCell::new(Rc::new(shared.load_full()));
         Self {
             id,
@@ -49,6 +56,7 @@ impl WorkerContext {
             request_ids: RequestIds::new(id),
             trace_ids: TraceIds::new(id),
             metrics: WorkerMetrics::new(id),
+            access_log,
         }
     }
 
@@ -96,6 +104,27 @@ impl WorkerContext {
     /// The worker's metrics recorder.
     pub fn metrics(&self) -> &WorkerMetrics {
         &self.metrics
+    }
+
+    /// The worker's access log, if one is configured.
+    pub fn access_log(&self) -> Option<&Sink> {
+        self.access_log.as_ref()
+    }
+
+    /// Task: every [`FLUSH_INTERVAL`], hands the access log's partial batch to the writer
+    /// and reports dropped lines. The worker flushes once more after its last request.
+    pub async fn flush_access_log(ctx: Rc<Self>) {
+        let drain = Rc::clone(&ctx.drain);
+        loop {
+            monoio::select! {
+                _ = drain.started() => break,
+                _ = monoio::time::sleep(FLUSH_INTERVAL) => {}
+            }
+            if let Some(log) = &ctx.access_log {
+                log.flush();
+                log.report_drops();
+            }
+        }
     }
 
     /// Task: every `metrics.merge_interval`, hands the interval's figures to the control

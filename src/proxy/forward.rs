@@ -190,6 +190,7 @@ impl ClientConn {
             .pick(id, &upstream.targets)
             .ok_or(ProxyError::NoTarget)?;
         let addr = target.addr;
+        self.exchange.target = Some(addr);
         let mut conn = match ctx.pool().checkout(addr) {
             Some(conn) => {
                 ctx.metrics().pool_hit();
@@ -222,6 +223,7 @@ impl ClientConn {
             .balancer()
             .pick(id, &upstream.targets)
             .ok_or(ProxyError::NoTarget)?;
+        self.exchange.target = Some(target.addr);
         let mut conn = open(target.addr, upstream.timeouts.connect).await?;
         write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await?;
         Ok(conn)

@@ -28,6 +28,8 @@ pub enum ControlEvent {
     Config(Sender<String>),
     /// The upstream groups and their targets, as JSON.
     Upstreams(Sender<String>),
+    /// Reopen the access log file at its path (SIGUSR1, after logrotate moved it).
+    ReopenLogs,
 }
 
 /// What a reload did.
@@ -147,6 +149,7 @@ impl Controller {
             ControlEvent::Upstreams(reply) => {
                 let _ = reply.send(upstreams_json(&self.server.snapshot()));
             }
+            ControlEvent::ReopenLogs => self.server.reopen_access_log(),
         }
     }
 
@@ -228,12 +231,15 @@ impl Controller {
             || new.driver != fixed.driver
             || new.pin_workers != fixed.pin_workers
             || snapshot.admin.as_ref().map(|a| a.listen) != running.admin.as_ref().map(|a| a.listen)
+            || snapshot.access_log != running.access_log
         {
             log::warn!(
-                "server.workers, server.driver, server.pin_workers and admin.listen take \
-                 effect on restart; the rest of the new configuration is applied"
+                "server.workers, server.driver, server.pin_workers, admin.listen and \
+                 [access_log] take effect on restart; the rest of the new configuration is \
+                 applied"
             );
         }
+        snapshot.access_log.clone_from(&running.access_log);
         snapshot.server.workers = fixed.workers;
         snapshot.server.driver = fixed.driver;
         snapshot.server.pin_workers = fixed.pin_workers;

@@ -66,6 +66,9 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
+    /// The access log's output could not be opened.
+    #[error("opening the access log: {0}")]
+    AccessLog(#[source] io::Error),
     /// A worker thread panicked.
     #[error("worker {0} panicked")]
     WorkerPanicked(usize),
@@ -88,6 +91,13 @@ impl Server {
             Vec::new()
         };
         let driver = snapshot.server.driver;
+        let access_log = match &snapshot.access_log {
+            Some(settings) => Some(
+                crate::access_log::Writer::start(settings, workers)
+                    .map_err(ServerError::AccessLog)?,
+            ),
+            None => None,
+        };
         let shared = Arc::new(ArcSwap::new(snapshot));
         let (metrics_tx, metrics_rx) = crossbeam_channel::bounded(workers * METRICS_BACKLOG);
         let mut running = RunningServer {
@@ -98,6 +108,7 @@ impl Server {
             drivers: Vec::with_capacity(workers),
             threads: Vec::with_capacity(workers),
             commands: Vec::with_capacity(workers),
+            access_log: None,
         };
         for (id, listeners) in listeners.into_iter().enumerate() {
             let (tx, rx) = flume::unbounded();
@@ -111,6 +122,7 @@ impl Server {
                 snapshot: Arc::clone(&shared),
                 commands: rx,
                 metrics: metrics_tx.clone(),
+                access_log: access_log.as_ref().and_then(|w| w.sink(id)),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("ringgate-w{id}"))
@@ -130,6 +142,7 @@ impl Server {
             );
             running.drivers.push(kind);
         }
+        running.access_log = access_log;
         Ok(running)
     }
 }
@@ -155,6 +168,8 @@ pub struct RunningServer {
     drivers: Vec<DriverKind>,
     threads: Vec<JoinHandle<()>>,
     commands: Vec<flume::Sender<Command>>,
+    /// The access-log writer, if `[access_log]` is configured.
+    access_log: Option<crate::access_log::Writer>,
 }
 
 impl RunningServer {
@@ -218,6 +233,13 @@ impl RunningServer {
         self.shared.store(snapshot);
     }
 
+    /// Asks the access-log writer (if any) to reopen its file (SIGUSR1, after logrotate).
+    pub fn reopen_access_log(&self) {
+        if let Some(writer) = &self.access_log {
+            writer.reopen();
+        }
+    }
+
     /// Stops accepting, lets in-flight requests finish within `graceful_shutdown`, and
     /// waits for every worker to exit.
     pub fn shutdown(mut self) -> Result<(), ServerError> {
@@ -233,6 +255,10 @@ impl RunningServer {
             if thread.join().is_err() {
                 result = Err(ServerError::WorkerPanicked(id));
             }
+        }
+        // Every worker flushed its last batch and dropped its sink: write what is queued.
+        if let Some(writer) = self.access_log.take() {
+            writer.finish();
         }
         result
     }

@@ -1,12 +1,12 @@
 //! Process signals for the binary: SIGTERM and SIGINT ask for a graceful shutdown, SIGHUP
-//! for a configuration reload.
+//! for a configuration reload, SIGUSR1 for reopening the access log (logrotate).
 //!
 //! Handlers are installed before the server starts, so a signal sent as soon as the
 //! gateway reports that it listens is never lost to the default action.
 
 use std::io;
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 /// What a signal asks the process to do.
@@ -16,9 +16,11 @@ pub enum Request {
     Shutdown(&'static str),
     /// Re-read the configuration file.
     Reload,
+    /// Reopen the access log file at its path.
+    ReopenLogs,
 }
 
-/// Installed handlers for SIGTERM, SIGINT and SIGHUP.
+/// Installed handlers for SIGTERM, SIGINT, SIGHUP and SIGUSR1.
 pub struct ControlSignals {
     signals: Signals,
 }
@@ -27,7 +29,7 @@ impl ControlSignals {
     /// Installs the handlers.
     pub fn install() -> io::Result<Self> {
         Ok(Self {
-            signals: Signals::new([SIGTERM, SIGINT, SIGHUP])?,
+            signals: Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?,
         })
     }
 
@@ -39,6 +41,7 @@ impl ControlSignals {
                     SIGTERM => return Request::Shutdown("SIGTERM"),
                     SIGINT => return Request::Shutdown("SIGINT"),
                     SIGHUP => return Request::Reload,
+                    SIGUSR1 => return Request::ReopenLogs,
                     _ => {}
                 }
             }

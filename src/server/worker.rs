@@ -52,6 +52,8 @@ pub struct WorkerSpec {
     pub commands: flume::Receiver<Command>,
     /// Where the worker hands its metrics deltas.
     pub metrics: crossbeam_channel::Sender<crate::metrics::MetricsDelta>,
+    /// This worker's end of the access log, if one is configured.
+    pub access_log: Option<crate::access_log::Sink>,
 }
 
 /// Thread body: pins, builds the runtime, reports the driver (or the failure) on `ready`,
@@ -140,6 +142,7 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
         spec.id,
         spec.snapshot,
         Rc::clone(&drain),
+        spec.access_log,
     ));
     let mut accepting = AHashMap::new();
     for std_listener in spec.listeners {
@@ -150,6 +153,9 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
     }
     monoio::spawn(WorkerContext::sweep_idle_connections(Rc::clone(&ctx)));
     monoio::spawn(WorkerContext::flush_metrics(Rc::clone(&ctx), spec.metrics));
+    if ctx.access_log().is_some() {
+        monoio::spawn(WorkerContext::flush_access_log(Rc::clone(&ctx)));
+    }
     let _ = ready.send(Ok(kind));
     loop {
         match spec.commands.recv_async().await {
@@ -178,6 +184,11 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
         drain.abort();
         // Every connection task drops its sockets as soon as it is polled again.
         drain.idle().await;
+    }
+    // Every request has finished: hand over the last access-log lines.
+    if let Some(log) = ctx.access_log() {
+        log.flush();
+        log.report_drops();
     }
     // Under io_uring a dropped socket is closed by an operation queued on the ring; park once
     // so that those closes (listeners included) are submitted before the runtime goes away,

@@ -1,10 +1,12 @@
-//! `[admin]` and `[metrics]`: the control side's listener and the metrics merge cadence.
+//! `[admin]`, `[metrics]` and `[access_log]`: the control side's listener, the metrics merge
+//! cadence and the access log's output.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Ctx;
-use crate::config::file::{RawAdmin, RawMetrics};
+use crate::access_log::{AccessLogSettings, Destination, Format};
+use crate::config::file::{RawAccessLog, RawAdmin, RawMetrics};
 use crate::config::{AdminSettings, MetricsSettings};
 
 /// `admin.listen` when `[admin]` is present without it.
@@ -67,6 +69,34 @@ pub(super) fn metrics(cx: &mut Ctx<'_>, raw: RawMetrics) -> MetricsSettings {
     MetricsSettings { merge_interval }
 }
 
+/// Compiles `[access_log]`: `format` defaults to `"json"`, `path` to `"stdout"`.
+pub(super) fn access_log(cx: &mut Ctx<'_>, raw: RawAccessLog) -> AccessLogSettings {
+    let format = match &raw.format {
+        None => Format::Json,
+        Some(text) => match text.get_ref().as_str() {
+            "json" => Format::Json,
+            "combined" => Format::Combined,
+            other => {
+                let message =
+                    format!("unknown format `{other}`: expected \"json\" or \"combined\"");
+                cx.problem("access_log.format", Some(text.span()), message);
+                Format::Json
+            }
+        },
+    };
+    let path = match &raw.path {
+        None => Destination::Stdout,
+        Some(text) if text.get_ref() == "stdout" => Destination::Stdout,
+        Some(text) if text.get_ref().is_empty() => {
+            let message = "must not be empty: \"stdout\" or a file path".to_string();
+            cx.problem("access_log.path", Some(text.span()), message);
+            Destination::Stdout
+        }
+        Some(text) => Destination::File(text.get_ref().into()),
+    };
+    AccessLogSettings { format, path }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::load_str;
@@ -103,6 +133,30 @@ mod tests {
     fn empty_token_is_refused() {
         let err = load_str("[admin]\ntoken = \"\"\n", "t").expect_err("refused");
         assert_eq!(err.problems[0].key, "admin.token");
+    }
+
+    #[test]
+    fn access_log_is_off_unless_configured() {
+        use crate::access_log::{Destination, Format};
+        assert!(load_str("", "t").expect("empty").access_log.is_none());
+        let log = load_str("[access_log]\n", "t").expect("ok").access_log;
+        let log = log.expect("access log");
+        assert_eq!(log.format, Format::Json);
+        assert_eq!(log.path, Destination::Stdout);
+        let log = load_str(
+            "[access_log]\nformat = \"combined\"\npath = \"/var/log/rg.log\"\n",
+            "t",
+        )
+        .expect("ok")
+        .access_log
+        .expect("access log");
+        assert_eq!(log.format, Format::Combined);
+        assert_eq!(log.path, Destination::File("/var/log/rg.log".into()));
+        let err = load_str("[access_log]\nformat = \"xml\"\n", "t").expect_err("refused");
+        assert_eq!(err.problems[0].key, "access_log.format");
+        assert_eq!(err.problems[0].line, Some(2));
+        let err = load_str("[access_log]\nbuffer = 1\n", "t").expect_err("refused");
+        assert!(!err.problems.is_empty());
     }
 
     #[test]

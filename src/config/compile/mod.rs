@@ -27,6 +27,7 @@ pub fn compile(raw: RawConfig, text: &str) -> Result<Snapshot, Vec<Problem>> {
     let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams);
     let admin = raw.admin.map(|admin| control::admin(&mut cx, admin));
     let metrics = control::metrics(&mut cx, raw.metrics.unwrap_or_default());
+    let access_log = raw.access_log.map(|raw| control::access_log(&mut cx, raw));
     match router {
         Some(router) if cx.problems.is_empty() => Ok(Snapshot {
             server,
@@ -34,6 +35,7 @@ pub fn compile(raw: RawConfig, text: &str) -> Result<Snapshot, Vec<Problem>> {
             upstreams,
             admin,
             metrics,
+            access_log,
         }),
         _ => Err(cx.problems),
     }
