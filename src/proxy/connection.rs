@@ -4,28 +4,23 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use monoio::net::TcpStream;
 
 use super::context::WorkerContext;
 use super::error::ProxyError;
+use super::exchange::{Exchange, LogFields, Open};
 use super::request_id;
 use super::trace::{self, TraceContext};
-use crate::access_log::Entry;
-use crate::config::{Route, RouteAction, Snapshot, StaticResponse};
-use crate::http::writer::{write_error_response, write_static_response};
-use crate::http::{
-    parse_request, BodyFraming, HeadLimits, HeaderSpan, Method, RequestHead, Version,
-};
-use crate::io_buf::{write_all_reuse, ReadBuf};
-use crate::metrics::RequestRecord;
+use crate::config::{Route, RouteAction, Snapshot};
+use crate::http::{parse_request, HeadLimits, HeaderSpan, RequestHead};
+use crate::io_buf::ReadBuf;
 use crate::router::normalize::{normalize_path, split_target};
 use crate::router::{strip_prefix, MatchRequest, Params};
-use crate::server::ConnectionGuard;
 
 /// Initial input buffer of a client connection; it grows for large heads and bodies.
-const CLIENT_BUF: usize = 4 * 1024;
+pub(super) const CLIENT_BUF: usize = 4 * 1024;
 /// Initial capacities of the other per-connection buffers.
 const OUT_BUF: usize = 1024;
 const HEADERS: usize = 32;
@@ -51,57 +46,6 @@ pub async fn serve_connection(ctx: Rc<WorkerContext>, stream: TcpStream, peer: S
     let open = Open::new(&ctx);
     let _ = stream.set_nodelay(true);
     serve(ctx, ClientConn::new(stream, peer, 0), open).await;
-}
-
-/// Counts a client connection as open (for the drain and the metrics) from accept to close,
-/// across request tasks and the idle park.
-pub(super) struct Open {
-    _drain: ConnectionGuard,
-    ctx: Rc<WorkerContext>,
-}
-
-impl Open {
-    fn new(ctx: &Rc<WorkerContext>) -> Self {
-        ctx.metrics().connection_opened();
-        Self {
-            _drain: ctx.drain().track_connection(),
-            ctx: Rc::clone(ctx),
-        }
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.ctx.metrics().connection_closed();
-    }
-}
-
-/// What one exchange did, for the metrics and the access log.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Exchange {
-    pub(super) started: Instant,
-    pub(super) status: u16,
-    pub(super) bytes_in: u64,
-    pub(super) bytes_out: u64,
-    pub(super) upstream: Option<Duration>,
-    /// The request's W3C trace context; `None` until a request head was parsed.
-    pub(super) trace: Option<TraceContext>,
-    /// The upstream target the request went to, if any.
-    pub(super) target: Option<SocketAddr>,
-}
-
-impl Exchange {
-    fn start(head_len: usize) -> Self {
-        Self {
-            started: Instant::now(),
-            status: 0,
-            bytes_in: head_len as u64,
-            bytes_out: 0,
-            upstream: None,
-            trace: None,
-            target: None,
-        }
-    }
 }
 
 /// Serves requests on `conn` until it closes, or parks it when it goes idle (see
@@ -155,59 +99,16 @@ pub(super) struct ClientConn {
     pub(super) request_id_from_client: bool,
     /// Whether the client's `tracestate` goes upstream with its continued trace.
     pub(super) forward_tracestate: bool,
-    params: Params,
+    pub(super) params: Params,
     /// Bytes of the current response were written: an error can no longer be answered.
     pub(super) response_started: bool,
     served: u64,
     /// The connection closes after an error answer while the client may still be sending.
-    linger: bool,
+    pub(super) linger: bool,
     /// The current exchange, for the metrics.
     pub(super) exchange: Exchange,
     /// The request's fields for the access log (filled only when one is configured).
-    log_fields: LogFields,
-}
-
-/// A copy of the request fields the access log needs, taken while the head is still in the
-/// input buffer. Reused across requests: it allocates only while it grows.
-#[derive(Debug, Default)]
-struct LogFields {
-    /// Method, target, referer and user agent, back to back.
-    bytes: Vec<u8>,
-    /// End offsets of the four fields in `bytes`.
-    ends: [usize; 4],
-    protocol: &'static [u8],
-}
-
-impl LogFields {
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends = [0; 4];
-        self.protocol = b"";
-    }
-
-    fn capture(&mut self, data: &[u8], head: &RequestHead, headers: &[HeaderSpan]) {
-        self.clear();
-        let fields = [
-            head.method.of(data),
-            head.target.of(data),
-            find_header(data, headers, "referer").unwrap_or_default(),
-            find_header(data, headers, "user-agent").unwrap_or_default(),
-        ];
-        for (i, field) in fields.iter().enumerate() {
-            self.bytes.extend_from_slice(field);
-            self.ends[i] = self.bytes.len();
-        }
-        self.protocol = match head.version {
-            Version::Http10 => b"HTTP/1.0",
-            Version::Http11 => b"HTTP/1.1",
-        };
-    }
-
-    /// Field `i` (0 method, 1 target, 2 referer, 3 user agent).
-    fn field(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        self.bytes.get(start..self.ends[i]).unwrap_or_default()
-    }
+    pub(super) log_fields: LogFields,
 }
 
 impl ClientConn {
@@ -434,170 +335,7 @@ impl ClientConn {
         }
         Ok(route)
     }
-
-    /// Answers from a `respond` route.
-    async fn respond(
-        &mut self,
-        ctx: &WorkerContext,
-        response: &StaticResponse,
-        head: &RequestHead,
-    ) -> Result<Next, ProxyError> {
-        let body_buffered = self.consume_request(head);
-        let keep_alive = head.keep_alive && body_buffered && !ctx.drain().is_draining();
-        self.out.clear();
-        write_static_response(
-            &mut self.out,
-            response.status,
-            &response.headers,
-            &response.body,
-            head.method_kind == Method::Head,
-            head.version,
-            keep_alive,
-            &self.request_id,
-        );
-        self.response_started = true;
-        self.exchange.status = response.status;
-        self.exchange.bytes_out += self.out.len() as u64;
-        write_all_reuse(&mut self.stream, &mut self.out)
-            .await
-            .map_err(ProxyError::ClientGone)?;
-        Ok(if keep_alive {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        })
-    }
-
-    /// Consumes the request head, and its body if it is already buffered in full.
-    /// Returns whether the whole request was consumed (else the connection must close).
-    fn consume_request(&mut self, head: &RequestHead) -> bool {
-        let body = match head.framing {
-            BodyFraming::None => 0,
-            BodyFraming::Length(n) => n,
-            BodyFraming::Chunked => {
-                self.input.consume(head.head_len);
-                return false;
-            }
-        };
-        let total = head.head_len as u64 + body;
-        if total <= self.input.len() as u64 {
-            self.input.consume(total as usize);
-            true
-        } else {
-            self.input.consume(head.head_len);
-            false
-        }
-    }
-
-    /// Answers an error if no response was started; returns what happens to the connection.
-    async fn reply_error(
-        &mut self,
-        ctx: &WorkerContext,
-        error: &ProxyError,
-        head: Option<&RequestHead>,
-    ) -> Next {
-        log::debug!("{}: {error}", self.peer);
-        ctx.metrics().error(error.cause());
-        let Some((status, message)) = error.response() else {
-            return Next::Close;
-        };
-        if self.response_started {
-            return Next::Close;
-        }
-        let keep_alive = match head {
-            Some(head) if error.keeps_connection() && head.keep_alive => self.consume_request(head),
-            _ => false,
-        };
-        self.linger = !keep_alive;
-        self.out.clear();
-        write_error_response(&mut self.out, status, message, keep_alive, &self.request_id);
-        self.exchange.status = status;
-        self.exchange.bytes_out += self.out.len() as u64;
-        let written = write_all_reuse(&mut self.stream, &mut self.out).await;
-        if keep_alive && written.is_ok() {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        }
-    }
 }
-
-impl ClientConn {
-    /// Records the finished exchange in the worker's metrics and access log (nothing when no
-    /// answer went out).
-    fn record(&self, ctx: &WorkerContext, snapshot: &Snapshot) {
-        if self.exchange.status == 0 {
-            return;
-        }
-        let route = self
-            .params
-            .route_index()
-            .and_then(|i| snapshot.router.get(i));
-        let upstream = route.and_then(|r| match &r.action {
-            RouteAction::Proxy(action) => Some(snapshot.upstream(action.upstream).name.as_str()),
-            RouteAction::Respond(_) => None,
-        });
-        let route_name = route.map_or("", |r| r.name.as_str());
-        let duration = self.exchange.started.elapsed();
-        ctx.metrics().record_request(&RequestRecord {
-            route: route_name,
-            upstream,
-            status: self.exchange.status,
-            duration,
-            upstream_duration: self.exchange.upstream,
-            bytes_in: self.exchange.bytes_in,
-            bytes_out: self.exchange.bytes_out,
-        });
-        if let Some(log) = ctx.access_log() {
-            let fields = &self.log_fields;
-            log.log(&Entry {
-                time: SystemTime::now(),
-                request_id: &self.request_id,
-                client: self.peer,
-                method: fields.field(0),
-                path: fields.field(1),
-                protocol: fields.protocol,
-                status: self.exchange.status,
-                bytes_in: self.exchange.bytes_in,
-                bytes_out: self.exchange.bytes_out,
-                duration,
-                upstream_duration: self.exchange.upstream,
-                route: route_name,
-                upstream_addr: self.exchange.target,
-                worker: log.worker(),
-                trace_id: self.exchange.trace.as_ref().map(TraceContext::trace_id),
-                referer: fields.field(2),
-                user_agent: fields.field(3),
-            });
-        }
-    }
-
-    /// Closes after an error answer without losing it: closing a socket with unread input
-    /// makes the kernel send a reset, which can destroy the answer before the client reads
-    /// it. So: shut down our side, then read and discard (bounded in time and bytes) until
-    /// the client closes.
-    async fn linger_close(&mut self) {
-        use monoio::io::AsyncWriteRent;
-        if self.stream.shutdown().await.is_err() {
-            return;
-        }
-        let deadline = Instant::now() + LINGER_TIME;
-        let mut discarded = 0;
-        while discarded < LINGER_BYTES {
-            self.input.consume(self.input.len());
-            let read = self.input.fill(&mut self.stream, CLIENT_BUF);
-            match monoio::time::timeout_at(deadline.into(), read).await {
-                Ok(Ok(n)) if n > 0 => discarded += n,
-                _ => return,
-            }
-        }
-    }
-}
-
-/// Longest lingering close.
-const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-/// Most bytes discarded in a lingering close.
-const LINGER_BYTES: usize = 256 * 1024;
 
 /// What waiting for a request head produced.
 enum Arrival {

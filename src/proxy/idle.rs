@@ -14,8 +14,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::connection::{serve, ClientConn, Open};
+use super::connection::{serve, ClientConn};
 use super::context::WorkerContext;
+use super::exchange::Open;
 use monoio::net::TcpStream;
 
 /// How long a kept-alive connection waits with its buffers before it is parked.

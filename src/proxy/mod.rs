@@ -6,17 +6,27 @@
 //!        ─▶ respond route: answer from the snapshot
 //!        ─▶ proxy route:  upstream head ─▶ pooled or fresh connection ─▶ send head (+ body)
 //!                         ─▶ response head ─▶ client head ─▶ stream body ─▶ pool check-in
-//!        ─▶ next request on the connection (keep-alive, pipelining) or close
+//!        ─▶ record (metrics, access log)
+//!        ─▶ next request on the connection (keep-alive, pipelining), park when idle, or close
 //! ```
 //!
-//! `connection` owns the client side and the loop; `forward` is the upstream exchange; `body`
-//! streams bodies with bounded buffers; `error` maps every failure to the client's answer in
-//! one table. No locks and no shared writes: everything here runs inside one worker.
+//! Each step lives in one file:
+//! - `connection`: the client side and the request loop (read head, route);
+//! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
+//! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
+//! - `exchange`: what the exchange did, recorded into metrics and the access log;
+//! - `idle`: connections parked without buffers between requests;
+//! - `error`: every failure mapped to the client's answer in one table;
+//! - `request_id` and `trace`: request ids and W3C trace context.
+//!
+//! No locks and no shared writes: everything here runs inside one worker.
 
+mod answer;
 mod body;
 mod connection;
 mod context;
 mod error;
+mod exchange;
 mod forward;
 mod idle;
 mod request_id;

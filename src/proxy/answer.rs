@@ -1,0 +1,127 @@
+//! Answers the gateway gives itself: `respond` routes, error responses (mapped in one table
+//! in `error.rs`), and the lingering close that keeps an error answer from being destroyed by
+//! a reset.
+
+use std::time::Instant;
+
+use super::connection::{ClientConn, Next, CLIENT_BUF};
+use super::context::WorkerContext;
+use super::error::ProxyError;
+use crate::config::StaticResponse;
+use crate::http::writer::{write_error_response, write_static_response};
+use crate::http::{BodyFraming, Method, RequestHead};
+use crate::io_buf::write_all_reuse;
+
+impl ClientConn {
+    /// Answers from a `respond` route.
+    pub(super) async fn respond(
+        &mut self,
+        ctx: &WorkerContext,
+        response: &StaticResponse,
+        head: &RequestHead,
+    ) -> Result<Next, ProxyError> {
+        let body_buffered = self.consume_request(head);
+        let keep_alive = head.keep_alive && body_buffered && !ctx.drain().is_draining();
+        self.out.clear();
+        write_static_response(
+            &mut self.out,
+            response.status,
+            &response.headers,
+            &response.body,
+            head.method_kind == Method::Head,
+            head.version,
+            keep_alive,
+            &self.request_id,
+        );
+        self.response_started = true;
+        self.exchange.status = response.status;
+        self.exchange.bytes_out += self.out.len() as u64;
+        write_all_reuse(&mut self.stream, &mut self.out)
+            .await
+            .map_err(ProxyError::ClientGone)?;
+        Ok(if keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        })
+    }
+
+    /// Consumes the request head, and its body if it is already buffered in full.
+    /// Returns whether the whole request was consumed (else the connection must close).
+    pub(super) fn consume_request(&mut self, head: &RequestHead) -> bool {
+        let body = match head.framing {
+            BodyFraming::None => 0,
+            BodyFraming::Length(n) => n,
+            BodyFraming::Chunked => {
+                self.input.consume(head.head_len);
+                return false;
+            }
+        };
+        let total = head.head_len as u64 + body;
+        if total <= self.input.len() as u64 {
+            self.input.consume(total as usize);
+            true
+        } else {
+            self.input.consume(head.head_len);
+            false
+        }
+    }
+
+    /// Answers an error if no response was started; returns what happens to the connection.
+    pub(super) async fn reply_error(
+        &mut self,
+        ctx: &WorkerContext,
+        error: &ProxyError,
+        head: Option<&RequestHead>,
+    ) -> Next {
+        log::debug!("{}: {error}", self.peer);
+        ctx.metrics().error(error.cause());
+        let Some((status, message)) = error.response() else {
+            return Next::Close;
+        };
+        if self.response_started {
+            return Next::Close;
+        }
+        let keep_alive = match head {
+            Some(head) if error.keeps_connection() && head.keep_alive => self.consume_request(head),
+            _ => false,
+        };
+        self.linger = !keep_alive;
+        self.out.clear();
+        write_error_response(&mut self.out, status, message, keep_alive, &self.request_id);
+        self.exchange.status = status;
+        self.exchange.bytes_out += self.out.len() as u64;
+        let written = write_all_reuse(&mut self.stream, &mut self.out).await;
+        if keep_alive && written.is_ok() {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+
+    /// Closes after an error answer without losing it: closing a socket with unread input
+    /// makes the kernel send a reset, which can destroy the answer before the client reads
+    /// it. So: shut down our side, then read and discard (bounded in time and bytes) until
+    /// the client closes.
+    pub(super) async fn linger_close(&mut self) {
+        use monoio::io::AsyncWriteRent;
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            self.input.consume(self.input.len());
+            let read = self.input.fill(&mut self.stream, CLIENT_BUF);
+            match monoio::time::timeout_at(deadline.into(), read).await {
+                Ok(Ok(n)) if n > 0 => discarded += n,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Longest lingering close.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most bytes discarded in a lingering close.
+const LINGER_BYTES: usize = 256 * 1024;

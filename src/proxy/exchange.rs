@@ -1,0 +1,162 @@
+//! What one exchange did, and where it is recorded: the open-connection count (drain and
+//! metrics), the per-request record, the request fields the access log needs, and the
+//! recording itself into the worker's metrics and access log. No locks, no allocation once
+//! warm: everything here is per worker and reused.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::connection::{find_header, ClientConn};
+use super::context::WorkerContext;
+use super::trace::TraceContext;
+use crate::access_log::Entry;
+use crate::config::{RouteAction, Snapshot};
+use crate::http::{HeaderSpan, RequestHead, Version};
+use crate::metrics::RequestRecord;
+use crate::server::ConnectionGuard;
+
+/// Counts a client connection as open (for the drain and the metrics) from accept to close,
+/// across request tasks and the idle park.
+pub(super) struct Open {
+    _drain: ConnectionGuard,
+    ctx: Rc<WorkerContext>,
+}
+
+impl Open {
+    pub(super) fn new(ctx: &Rc<WorkerContext>) -> Self {
+        ctx.metrics().connection_opened();
+        Self {
+            _drain: ctx.drain().track_connection(),
+            ctx: Rc::clone(ctx),
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.ctx.metrics().connection_closed();
+    }
+}
+
+/// What one exchange did, for the metrics and the access log.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Exchange {
+    pub(super) started: Instant,
+    pub(super) status: u16,
+    pub(super) bytes_in: u64,
+    pub(super) bytes_out: u64,
+    pub(super) upstream: Option<Duration>,
+    /// The request's W3C trace context; `None` until a request head was parsed.
+    pub(super) trace: Option<TraceContext>,
+    /// The upstream target the request went to, if any.
+    pub(super) target: Option<SocketAddr>,
+}
+
+impl Exchange {
+    pub(super) fn start(head_len: usize) -> Self {
+        Self {
+            started: Instant::now(),
+            status: 0,
+            bytes_in: head_len as u64,
+            bytes_out: 0,
+            upstream: None,
+            trace: None,
+            target: None,
+        }
+    }
+}
+
+/// A copy of the request fields the access log needs, taken while the head is still in the
+/// input buffer. Reused across requests: it allocates only while it grows.
+#[derive(Debug, Default)]
+pub(super) struct LogFields {
+    /// Method, target, referer and user agent, back to back.
+    bytes: Vec<u8>,
+    /// End offsets of the four fields in `bytes`.
+    ends: [usize; 4],
+    protocol: &'static [u8],
+}
+
+impl LogFields {
+    pub(super) fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends = [0; 4];
+        self.protocol = b"";
+    }
+
+    pub(super) fn capture(&mut self, data: &[u8], head: &RequestHead, headers: &[HeaderSpan]) {
+        self.clear();
+        let fields = [
+            head.method.of(data),
+            head.target.of(data),
+            find_header(data, headers, "referer").unwrap_or_default(),
+            find_header(data, headers, "user-agent").unwrap_or_default(),
+        ];
+        for (i, field) in fields.iter().enumerate() {
+            self.bytes.extend_from_slice(field);
+            self.ends[i] = self.bytes.len();
+        }
+        self.protocol = match head.version {
+            Version::Http10 => b"HTTP/1.0",
+            Version::Http11 => b"HTTP/1.1",
+        };
+    }
+
+    /// Field `i` (0 method, 1 target, 2 referer, 3 user agent).
+    pub(super) fn field(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.bytes.get(start..self.ends[i]).unwrap_or_default()
+    }
+}
+
+impl ClientConn {
+    /// Records the finished exchange in the worker's metrics and access log (nothing when no
+    /// answer went out).
+    pub(super) fn record(&self, ctx: &WorkerContext, snapshot: &Snapshot) {
+        if self.exchange.status == 0 {
+            return;
+        }
+        let route = self
+            .params
+            .route_index()
+            .and_then(|i| snapshot.router.get(i));
+        let upstream = route.and_then(|r| match &r.action {
+            RouteAction::Proxy(action) => Some(snapshot.upstream(action.upstream).name.as_str()),
+            RouteAction::Respond(_) => None,
+        });
+        let route_name = route.map_or("", |r| r.name.as_str());
+        let duration = self.exchange.started.elapsed();
+        ctx.metrics().record_request(&RequestRecord {
+            route: route_name,
+            upstream,
+            status: self.exchange.status,
+            duration,
+            upstream_duration: self.exchange.upstream,
+            bytes_in: self.exchange.bytes_in,
+            bytes_out: self.exchange.bytes_out,
+        });
+        if let Some(log) = ctx.access_log() {
+            let fields = &self.log_fields;
+            log.log(&Entry {
+                time: SystemTime::now(),
+                request_id: &self.request_id,
+                client: self.peer,
+                method: fields.field(0),
+                path: fields.field(1),
+                protocol: fields.protocol,
+                status: self.exchange.status,
+                bytes_in: self.exchange.bytes_in,
+                bytes_out: self.exchange.bytes_out,
+                duration,
+                upstream_duration: self.exchange.upstream,
+                route: route_name,
+                upstream_addr: self.exchange.target,
+                worker: log.worker(),
+                trace_id: self.exchange.trace.as_ref().map(TraceContext::trace_id),
+                referer: fields.field(2),
+                user_agent: fields.field(3),
+            });
+        }
+    }
+}
