@@ -1,9 +1,15 @@
-//! A global allocator that counts allocations (and reallocations) process-wide, for the tests
-//! that prove the proxy path allocates nothing per request. Including this module installs it
-//! for the whole test binary.
+//! A global allocator that counts allocations (and reallocations) process-wide, and the
+//! measurement the allocation tests share: a gateway with one worker in front of the
+//! allocation-free backend, a warmed-up keep-alive client, and the allocations counted over
+//! the measured requests. Including this module installs the allocator for the whole test
+//! binary; the including crate must also declare `mod fixed_backend;`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::fixed_backend;
 
 struct Counting;
 
@@ -33,4 +39,51 @@ static GLOBAL: Counting = Counting;
 /// Allocations and reallocations made by the process so far.
 pub fn allocations() -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// Most allocations per proxied request a steady keep-alive connection may cost.
+pub const BUDGET: f64 = 0.1;
+/// Requests sent before counting starts (pools, buffers and names warm up).
+pub const WARM_UP: u64 = 200;
+/// Requests counted.
+pub const MEASURED: u64 = 2000;
+
+const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: alloc-test\r\n\r\n";
+
+/// Allocations per proxied request through a one-worker gateway on `driver`, with `extra`
+/// appended to its config (e.g. an `[access_log]` table).
+pub fn per_proxied_request(driver: &str, extra: &str) -> f64 {
+    let upstream_addr = fixed_backend::start();
+    let config = format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+workers = 1
+pin_workers = false
+driver = "{driver}"
+[[upstreams]]
+name = "b"
+targets = [ {{ addr = "{upstream_addr}" }} ]
+[[routes]]
+name = "all"
+upstream = "b"
+{extra}
+"#
+    );
+    let snapshot = ringgate::config::load_str(&config, "alloc-test").expect("config");
+    let server = ringgate::server::Server::start(Arc::new(snapshot)).expect("start");
+    let mut client = TcpStream::connect(server.local_addrs()[0]).expect("connect");
+    client.set_nodelay(true).expect("nodelay");
+    let mut buf = vec![0u8; 8192];
+    for _ in 0..WARM_UP {
+        fixed_backend::exchange(&mut client, REQUEST, &mut buf);
+    }
+    let before = allocations();
+    for _ in 0..MEASURED {
+        fixed_backend::exchange(&mut client, REQUEST, &mut buf);
+    }
+    let after = allocations();
+    drop(client);
+    server.shutdown().expect("shutdown");
+    (after - before) as f64 / MEASURED as f64
 }
