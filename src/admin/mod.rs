@@ -205,6 +205,7 @@ fn respond(
         Version::Http11,
         false,
         b"",
+        b"",
     );
     stream.write_all(&out)
 }

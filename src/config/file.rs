@@ -116,6 +116,12 @@ pub struct RawLimits {
     pub max_uri_bytes: Option<Spanned<SizeValue>>,
     /// Request body size.
     pub max_body_bytes: Option<Spanned<SizeValue>>,
+    /// Slowest average rate a request body may arrive at, e.g. `"1KiB/s"`.
+    pub min_body_rate: Option<Spanned<String>>,
+    /// Open client connections per worker.
+    pub max_connections_per_worker: Option<Spanned<i64>>,
+    /// Open client connections per client address, per worker.
+    pub max_connections_per_ip: Option<Spanned<i64>>,
 }
 
 /// `[server.timeouts]`.
@@ -198,6 +204,8 @@ pub struct RawRoute {
     pub host_rewrite: Option<Spanned<String>>,
     /// A response served by the gateway (static route).
     pub respond: Option<RawRespond>,
+    /// Request body size on this route, overriding `server.limits.max_body_bytes`.
+    pub max_body_bytes: Option<Spanned<SizeValue>>,
 }
 
 /// `match = { ... }`.

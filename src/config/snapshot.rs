@@ -97,8 +97,14 @@ pub struct Limits {
     pub max_headers: usize,
     /// Request-target length in bytes (414 beyond).
     pub max_uri_bytes: usize,
-    /// Request body size in bytes (413 beyond).
+    /// Request body size in bytes (413 beyond); a route may set its own.
     pub max_body_bytes: u64,
+    /// Slowest average rate, in bytes per second, a request body may arrive at (408 below).
+    pub min_body_rate: Option<u64>,
+    /// Open client connections one worker serves; more are closed at once.
+    pub max_connections_per_worker: Option<usize>,
+    /// Open client connections from one address on one worker; more are closed at once.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// `[server.timeouts]`: how long a client may keep the gateway waiting.
@@ -119,6 +125,8 @@ pub struct Route {
     pub name: String,
     /// Proxy to an upstream, or answer directly.
     pub action: RouteAction,
+    /// This route's request body limit, if it overrides `server.limits.max_body_bytes`.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// What a route does with a matched request.

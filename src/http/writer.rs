@@ -134,6 +134,8 @@ pub struct DownstreamInfo<'a> {
     pub keep_alive: bool,
     /// The request id to echo if the upstream did not send one.
     pub request_id: &'a [u8],
+    /// Complete header lines the gateway adds (each ending in CRLF), e.g. rate-limit fields.
+    pub extra_headers: &'a [u8],
 }
 
 /// Whether the proxy must de-chunk this response for the client: HTTP/1.0 clients do not know
@@ -198,16 +200,19 @@ pub fn write_downstream_response(
     if !has_request_id && !info.request_id.is_empty() {
         field(out, b"X-Request-Id", info.request_id);
     }
+    out.extend_from_slice(info.extra_headers);
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends a complete error response with a short plain-text body.
+/// Appends a complete error response with a short plain-text body; `extra_headers` are
+/// complete header lines (each ending in CRLF) the gateway adds.
 pub fn write_error_response(
     out: &mut Vec<u8>,
     status: u16,
     message: &str,
     keep_alive: bool,
     request_id: &[u8],
+    extra_headers: &[u8],
 ) {
     status_line(out, status, reason_phrase(status).as_bytes());
     field(out, b"Content-Type", b"text/plain; charset=utf-8");
@@ -218,6 +223,7 @@ pub fn write_error_response(
     if !request_id.is_empty() {
         field(out, b"X-Request-Id", request_id);
     }
+    out.extend_from_slice(extra_headers);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(message.as_bytes());
     out.push(b'\n');
@@ -227,6 +233,7 @@ pub fn write_error_response(
 ///
 /// Configured fields named `Content-Length`, `Transfer-Encoding` or `Connection` are ignored
 /// (the gateway owns framing), as is any field containing CR, LF or NUL (response splitting).
+/// `extra_headers` are complete header lines (each ending in CRLF) the gateway adds.
 #[allow(clippy::too_many_arguments)]
 pub fn write_static_response(
     out: &mut Vec<u8>,
@@ -237,6 +244,7 @@ pub fn write_static_response(
     client_version: Version,
     keep_alive: bool,
     request_id: &[u8],
+    extra_headers: &[u8],
 ) {
     status_line(out, status, reason_phrase(status).as_bytes());
     for (name, value) in headers {
@@ -260,6 +268,7 @@ pub fn write_static_response(
     if !request_id.is_empty() {
         field(out, b"X-Request-Id", request_id);
     }
+    out.extend_from_slice(extra_headers);
     out.extend_from_slice(b"\r\n");
     if body_allowed && !head_only {
         out.extend_from_slice(body);

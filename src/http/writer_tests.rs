@@ -47,6 +47,7 @@ fn downstream(raw: &[u8], method: Method, client: Version, keep_alive: bool) -> 
         client_version: client,
         keep_alive,
         request_id: b"rid-2",
+        extra_headers: b"",
     };
     let mut out = Vec::new();
     write_downstream_response(&mut out, raw, &head, &headers, &info);
@@ -308,7 +309,7 @@ fn downstream_empty_reason_gets_the_standard_phrase() {
 #[test]
 fn error_response_is_complete_plain_text() {
     let mut out = Vec::new();
-    write_error_response(&mut out, 431, "head too large", false, b"r1");
+    write_error_response(&mut out, 431, "head too large", false, b"r1", b"");
     let text = String::from_utf8(out).unwrap();
     assert_eq!(
         text,
@@ -316,7 +317,7 @@ fn error_response_is_complete_plain_text() {
 Content-Length: 15\r\nConnection: close\r\nX-Request-Id: r1\r\n\r\nhead too large\n"
     );
     let mut out = Vec::new();
-    write_error_response(&mut out, 404, "no route", true, b"");
+    write_error_response(&mut out, 404, "no route", true, b"", b"");
     let text = String::from_utf8(out).unwrap();
     assert!(!has_field(&text, "Connection") && !has_field(&text, "X-Request-Id"));
 }
@@ -338,6 +339,7 @@ fn static_response_writes_length_body_and_fields() {
         Version::Http11,
         true,
         b"r",
+        b"",
     );
     let text = String::from_utf8(out).unwrap();
     assert_eq!(
@@ -358,6 +360,7 @@ fn static_response_head_only_omits_the_body() {
         Version::Http10,
         true,
         b"",
+        b"",
     );
     let text = String::from_utf8(out).unwrap();
     assert!(has_line(&text, "Content-Length: 5"));
@@ -368,7 +371,17 @@ fn static_response_head_only_omits_the_body() {
 #[test]
 fn static_response_204_has_no_length_or_body() {
     let mut out = Vec::new();
-    write_static_response(&mut out, 204, &[], b"x", false, Version::Http11, false, b"");
+    write_static_response(
+        &mut out,
+        204,
+        &[],
+        b"x",
+        false,
+        Version::Http11,
+        false,
+        b"",
+        b"",
+    );
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
 }
@@ -454,5 +467,34 @@ fn upstream_request_joins_forwarded_tracestate() {
     assert!(
         !has_field(&hop, "tracestate"),
         "named by Connection: hop-by-hop"
+    );
+}
+
+#[test]
+fn gateway_header_lines_end_every_kind_of_head() {
+    let extra = b"RateLimit: \"p\";r=1;t=1\r\n";
+    let mut out = Vec::new();
+    write_error_response(&mut out, 429, "too many requests", true, b"", extra);
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("RateLimit: \"p\";r=1;t=1\r\n\r\ntoo many"),
+        "{text}"
+    );
+    let mut out = Vec::new();
+    write_static_response(
+        &mut out,
+        200,
+        &[],
+        b"ok",
+        false,
+        Version::Http11,
+        true,
+        b"",
+        extra,
+    );
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("RateLimit: \"p\";r=1;t=1\r\n\r\nok"),
+        "{text}"
     );
 }

@@ -3,7 +3,7 @@
 //! Plain owned data (`Send`); built once per merge interval, off the per-request path.
 
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, StatusClass};
+use super::record::{ErrorCause, Refusal, StatusClass};
 
 /// One route's interval.
 #[derive(Clone, Debug)]
@@ -49,6 +49,19 @@ pub struct MetricsDelta {
     pub pool_misses: u64,
     /// Errors in the interval, indexed by [`ErrorCause::index`].
     pub errors: [u64; ErrorCause::ALL.len()],
+    /// Connections closed at accept in the interval, indexed by [`Refusal::index`].
+    pub refused: [u64; Refusal::ALL.len()],
+    /// Rate-limit decisions in the interval, by policy name.
+    pub rate_limits: Vec<(String, RateLimitCounts)>,
+}
+
+/// Requests one rate-limit policy admitted and refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateLimitCounts {
+    /// Requests let through.
+    pub admitted: u64,
+    /// Requests answered 429.
+    pub limited: u64,
 }
 
 impl MetricsDelta {
@@ -59,5 +72,7 @@ impl MetricsDelta {
             && self.pool_hits == 0
             && self.pool_misses == 0
             && self.errors.iter().all(|&e| e == 0)
+            && self.refused.iter().all(|&e| e == 0)
+            && self.rate_limits.is_empty()
     }
 }

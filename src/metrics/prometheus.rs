@@ -7,7 +7,7 @@ use std::fmt::{self, Display, Write};
 
 use super::aggregate::{Aggregator, ProcessInfo};
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, StatusClass};
+use super::record::{ErrorCause, Refusal, StatusClass};
 
 /// Histogram bucket upper bounds: microseconds for the HDR lookup, and the `le` label.
 const BUCKETS: [(u64, &str); 14] = [
@@ -188,6 +188,30 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
     for cause in ErrorCause::ALL {
         let n = agg.errors[cause.index()];
         w.sample("ringgate_errors_total", &[("cause", cause.label())], n)?;
+    }
+    w.family(
+        "ringgate_connections_refused_total",
+        "Client connections closed at accept, unread, by the cap they hit.",
+        "counter",
+    )?;
+    for why in Refusal::ALL {
+        let n = agg.refused[why.index()];
+        w.sample(
+            "ringgate_connections_refused_total",
+            &[("reason", why.label())],
+            n,
+        )?;
+    }
+    w.family(
+        "ringgate_rate_limit_requests_total",
+        "Requests a rate-limit policy decided on, by outcome (admitted, limited).",
+        "counter",
+    )?;
+    for (policy, counts) in &agg.rate_limits {
+        for (outcome, n) in [("admitted", counts.admitted), ("limited", counts.limited)] {
+            let labels = [("policy", policy.as_str()), ("outcome", outcome)];
+            w.sample("ringgate_rate_limit_requests_total", &labels, n)?;
+        }
     }
 
     w.family(

@@ -157,3 +157,30 @@ mod tests {
         }
     }
 }
+
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `server.limits.max_connections_per_worker` reached.
+    WorkerFull,
+    /// `server.limits.max_connections_per_ip` reached for the client's address.
+    AddressFull,
+}
+
+impl Refusal {
+    /// Every refusal, in metrics order.
+    pub const ALL: [Refusal; 2] = [Refusal::WorkerFull, Refusal::AddressFull];
+
+    /// Position in [`Refusal::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::WorkerFull => "worker_limit",
+            Refusal::AddressFull => "ip_limit",
+        }
+    }
+}

@@ -9,9 +9,9 @@ use std::cell::{Cell, RefCell};
 
 use ahash::AHashMap;
 
-use super::delta::{MetricsDelta, RouteDelta, UpstreamDelta};
+use super::delta::{MetricsDelta, RateLimitCounts, RouteDelta, UpstreamDelta};
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, RequestRecord, StatusClass};
+use super::record::{ErrorCause, Refusal, RequestRecord, StatusClass};
 
 /// Counters for one route since the last delta.
 #[derive(Debug, Default)]
@@ -93,6 +93,8 @@ pub struct WorkerMetrics {
     pool_hits: Cell<u64>,
     pool_misses: Cell<u64>,
     errors: [Cell<u64>; ErrorCause::ALL.len()],
+    refused: [Cell<u64>; Refusal::ALL.len()],
+    rate_limits: RefCell<AHashMap<Box<str>, RateLimitCounts>>,
 }
 
 impl WorkerMetrics {
@@ -106,6 +108,8 @@ impl WorkerMetrics {
             pool_hits: Cell::new(0),
             pool_misses: Cell::new(0),
             errors: Default::default(),
+            refused: Default::default(),
+            rate_limits: RefCell::new(AHashMap::new()),
         }
     }
 
@@ -165,6 +169,26 @@ impl WorkerMetrics {
         c.set(c.get() + 1);
     }
 
+    /// A connection was closed at accept, unread.
+    pub fn connection_refused(&self, why: Refusal) {
+        let c = &self.refused[why.index()];
+        c.set(c.get() + 1);
+    }
+
+    /// One rate-limit decision of `policy`. Allocates only the first time a name is seen.
+    pub fn rate_limit(&self, policy: &str, admitted: bool) {
+        let mut map = self.rate_limits.borrow_mut();
+        let counts = match map.get_mut(policy) {
+            Some(counts) => counts,
+            None => map.entry(policy.into()).or_default(),
+        };
+        if admitted {
+            counts.admitted += 1;
+        } else {
+            counts.limited += 1;
+        }
+    }
+
     /// Connections open now.
     pub fn connections_open(&self) -> u64 {
         self.connections_open.get()
@@ -196,6 +220,14 @@ impl WorkerMetrics {
             pool_hits: self.pool_hits.replace(0),
             pool_misses: self.pool_misses.replace(0),
             errors: std::array::from_fn(|i| self.errors[i].replace(0)),
+            refused: std::array::from_fn(|i| self.refused[i].replace(0)),
+            rate_limits: self
+                .rate_limits
+                .borrow_mut()
+                .iter_mut()
+                .filter(|(_, c)| c.admitted + c.limited > 0)
+                .map(|(name, c)| (name.to_string(), std::mem::take(c)))
+                .collect(),
         }
     }
 }

@@ -32,6 +32,7 @@ impl ClientConn {
             head.version,
             keep_alive,
             &self.request_id,
+            &self.response_headers,
         );
         self.response_started = true;
         self.exchange.status = response.status;
@@ -88,7 +89,14 @@ impl ClientConn {
         };
         self.linger = !keep_alive;
         self.out.clear();
-        write_error_response(&mut self.out, status, message, keep_alive, &self.request_id);
+        write_error_response(
+            &mut self.out,
+            status,
+            message,
+            keep_alive,
+            &self.request_id,
+            &self.response_headers,
+        );
         self.exchange.status = status;
         self.exchange.bytes_out += self.out.len() as u64;
         let written = write_all_reuse(&mut self.stream, &mut self.out).await;

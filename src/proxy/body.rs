@@ -6,7 +6,7 @@
 //! or de-chunked for clients that cannot read chunked coding (HTTP/1.0).
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
@@ -37,6 +37,44 @@ pub struct RelayOptions {
     pub max_buffer: usize,
     /// Write only the chunk payloads, without chunked framing.
     pub dechunk: bool,
+    /// The slowest the source may send, on average (client bodies; `None` for upstreams).
+    pub min_rate: Option<MinRate>,
+}
+
+/// A floor under the average rate a body arrives at: a client that trickles its body (a
+/// slow-body attack holds a connection and an upstream exchange for as long as it likes
+/// while staying under any idle timeout) is cut off once it falls behind.
+///
+/// The body owes `bytes_per_sec` for every second past [`MIN_RATE_GRACE`] since it started;
+/// bytes sent early count toward later seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinRate {
+    /// Bytes per second, at least 1.
+    pub bytes_per_sec: u64,
+    /// When the body started (its head was read).
+    pub started: Instant,
+}
+
+/// Time a body may take before the minimum rate applies (connection ramp-up, a client
+/// preparing its upload).
+pub const MIN_RATE_GRACE: Duration = Duration::from_secs(2);
+
+impl MinRate {
+    /// The instant at which `received` bytes stop being enough.
+    pub fn deadline(&self, received: u64) -> Instant {
+        let nanos = u128::from(received) * 1_000_000_000 / u128::from(self.bytes_per_sec.max(1));
+        let owed = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        self.started + MIN_RATE_GRACE + owed
+    }
+
+    /// The deadline of the next read: `idle` from now, or sooner where the rate would fail.
+    pub fn read_deadline(rate: Option<&Self>, received: u64, idle: Duration) -> Instant {
+        let idle_deadline = Instant::now() + idle;
+        match rate {
+            Some(rate) => idle_deadline.min(rate.deadline(received)),
+            None => idle_deadline,
+        }
+    }
 }
 
 /// Why a relay stopped early, and on which side.
@@ -71,6 +109,8 @@ where
     D: AsyncWriteRent,
 {
     let mut written = 0u64;
+    // Bytes taken from the source, for the minimum rate (what was buffered counts too).
+    let mut received = buf.len() as u64;
     let mut remaining = match end {
         BodyEnd::Length(n) => n,
         _ => u64::MAX,
@@ -108,12 +148,13 @@ where
         } else if remaining == 0 {
             return Ok(written);
         }
-        match monoio::time::timeout(opts.read_idle, buf.fill(source, opts.max_buffer)).await {
+        let deadline = MinRate::read_deadline(opts.min_rate.as_ref(), received, opts.read_idle);
+        match monoio::time::timeout_at(deadline.into(), buf.fill(source, opts.max_buffer)).await {
             Err(_) => return Err(RelayError::SourceTimeout),
             Ok(Err(e)) => return Err(RelayError::SourceIo(e)),
             Ok(Ok(0)) if end == BodyEnd::Close => return Ok(written),
             Ok(Ok(0)) => return Err(RelayError::SourceClosed),
-            Ok(Ok(_)) => {}
+            Ok(Ok(n)) => received += n as u64,
         }
     }
 }

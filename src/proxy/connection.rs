@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 
+use super::body::MinRate;
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::exchange::{Exchange, LogFields, Open};
@@ -27,6 +28,7 @@ const HEADERS: usize = 32;
 const PATH: usize = 128;
 const HOST: usize = 64;
 const REQUEST_ID: usize = 32;
+const RESPONSE_HEADERS: usize = 256;
 /// Largest input buffer while relaying a request body.
 pub(super) const BODY_BUF: usize = 64 * 1024;
 
@@ -41,9 +43,10 @@ pub(super) enum Next {
     Idle,
 }
 
-/// Serves one accepted client connection until it closes.
+/// Serves one accepted client connection until it closes. The connection must have been
+/// admitted (`WorkerContext::admission`); its admission is released when it closes.
 pub async fn serve_connection(ctx: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr) {
-    let open = Open::new(&ctx);
+    let open = Open::new(&ctx, peer.ip());
     let _ = stream.set_nodelay(true);
     serve(ctx, ClientConn::new(stream, peer, 0), open).await;
 }
@@ -109,6 +112,34 @@ pub(super) struct ClientConn {
     pub(super) exchange: Exchange,
     /// The request's fields for the access log (filled only when one is configured).
     pub(super) log_fields: LogFields,
+    /// The limits the current request's body is held to (set once its route is known).
+    pub(super) body_rules: BodyRules,
+    /// Header lines the gateway adds to the current response (each ending in CRLF), e.g.
+    /// rate-limit fields; cleared for every request.
+    pub(super) response_headers: Vec<u8>,
+}
+
+/// The limits a request body is held to: its route's size cap and the server's minimum rate.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BodyRules {
+    /// Largest body, in bytes (413 beyond).
+    pub(super) max_bytes: u64,
+    /// The slowest the body may arrive (408 below).
+    pub(super) min_rate: Option<MinRate>,
+}
+
+impl BodyRules {
+    /// The rules for a request on `route` whose head arrived at `started`.
+    fn for_route(snapshot: &Snapshot, route: &Route, started: Instant) -> Self {
+        let limits = snapshot.server.limits;
+        BodyRules {
+            max_bytes: route.max_body_bytes.unwrap_or(limits.max_body_bytes),
+            min_rate: limits.min_body_rate.map(|bytes_per_sec| MinRate {
+                bytes_per_sec,
+                started,
+            }),
+        }
+    }
 }
 
 impl ClientConn {
@@ -134,6 +165,11 @@ impl ClientConn {
             linger: false,
             exchange: Exchange::start(0),
             log_fields: LogFields::default(),
+            body_rules: BodyRules {
+                max_bytes: 0,
+                min_rate: None,
+            },
+            response_headers: Vec::with_capacity(RESPONSE_HEADERS),
         }
     }
 
@@ -141,6 +177,7 @@ impl ClientConn {
         let snapshot = ctx.snapshot();
         self.response_started = false;
         self.params.clear();
+        self.response_headers.clear();
         let head = match self.read_head(ctx, &snapshot).await {
             Ok(Arrival::Head(head)) => head,
             Ok(Arrival::Closed) => return Next::Close,
@@ -285,6 +322,7 @@ impl ClientConn {
         head: &RequestHead,
     ) -> Result<Next, ProxyError> {
         let route = self.route(snapshot, head)?;
+        self.body_rules = BodyRules::for_route(snapshot, route, self.exchange.started);
         match &route.action {
             RouteAction::Respond(response) => self.respond(ctx, response, head).await,
             RouteAction::Proxy(action) => self.forward(ctx, snapshot, action, head).await,

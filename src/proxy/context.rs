@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+use super::admission::Admission;
 use super::request_id::RequestIds;
 use super::trace::TraceIds;
 use crate::access_log::{Sink, FLUSH_INTERVAL};
@@ -35,6 +36,7 @@ pub struct WorkerContext {
     trace_ids: TraceIds,
     metrics: WorkerMetrics,
     access_log: Option<Sink>,
+    admission: Admission,
 }
 
 impl WorkerContext {
@@ -57,6 +59,7 @@ impl WorkerContext {
             trace_ids: TraceIds::new(id),
             metrics: WorkerMetrics::new(id),
             access_log,
+            admission: Admission::default(),
         }
     }
 
@@ -104,6 +107,11 @@ impl WorkerContext {
     /// The worker's metrics recorder.
     pub fn metrics(&self) -> &WorkerMetrics {
         &self.metrics
+    }
+
+    /// The worker's open-connection counts and caps.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// The worker's access log, if one is configured.

@@ -3,7 +3,7 @@
 //! recording itself into the worker's metrics and access log. No locks, no allocation once
 //! warm: everything here is per worker and reused.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,17 +18,22 @@ use crate::server::ConnectionGuard;
 
 /// Counts a client connection as open (for the drain and the metrics) from accept to close,
 /// across request tasks and the idle park.
+/// It also gives the connection's admission (see `proxy::admission`) back when it closes.
 pub(super) struct Open {
     _drain: ConnectionGuard,
     ctx: Rc<WorkerContext>,
+    client: IpAddr,
 }
 
 impl Open {
-    pub(super) fn new(ctx: &Rc<WorkerContext>) -> Self {
+    /// Counts a connection from `client` that [`Admission::admit`](super::admission::Admission::admit)
+    /// let in.
+    pub(super) fn new(ctx: &Rc<WorkerContext>, client: IpAddr) -> Self {
         ctx.metrics().connection_opened();
         Self {
             _drain: ctx.drain().track_connection(),
             ctx: Rc::clone(ctx),
+            client,
         }
     }
 }
@@ -36,6 +41,7 @@ impl Open {
 impl Drop for Open {
     fn drop(&mut self) {
         self.ctx.metrics().connection_closed();
+        self.ctx.admission().release(self.client);
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use super::body::{relay, BodyEnd, RelayError, RelayOptions};
+use super::body::{relay, BodyEnd, MinRate, RelayError, RelayOptions};
 use super::connection::{ClientConn, Next, BODY_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
@@ -42,9 +42,8 @@ impl ClientConn {
         action: &ProxyAction,
         head: &RequestHead,
     ) -> Result<Next, ProxyError> {
-        let limits = snapshot.server.limits;
         if let BodyFraming::Length(n) = head.framing {
-            if n > limits.max_body_bytes {
+            if n > self.body_rules.max_bytes {
                 return Err(ProxyError::BodyTooLarge);
             }
         }
@@ -146,9 +145,14 @@ impl ClientConn {
         }
         let n = n as usize;
         self.input.grow_to(n);
+        let idle = snapshot.server.timeouts.body_idle;
+        let min_rate = self.body_rules.min_rate;
         while self.input.len() < n {
-            let idle = snapshot.server.timeouts.body_idle;
-            match monoio::time::timeout(idle, self.input.fill(&mut self.stream, BODY_BUF)).await {
+            // The head is consumed: what is buffered is body.
+            let received = self.input.len() as u64;
+            let deadline = MinRate::read_deadline(min_rate.as_ref(), received, idle);
+            let read = self.input.fill(&mut self.stream, BODY_BUF);
+            match monoio::time::timeout_at(deadline.into(), read).await {
                 Err(_) => return Err(ProxyError::ClientTimeout),
                 Ok(Err(e)) => return Err(ProxyError::ClientGone(e)),
                 Ok(Ok(0)) => return Err(ProxyError::ClientGone(closed())),
@@ -252,9 +256,10 @@ impl ClientConn {
         let opts = RelayOptions {
             read_idle: snapshot.server.timeouts.body_idle,
             write_timeout: upstream.timeouts.idle,
-            limit: Some(snapshot.server.limits.max_body_bytes),
+            limit: Some(self.body_rules.max_bytes),
             max_buffer: BODY_BUF,
             dechunk: false,
+            min_rate: self.body_rules.min_rate,
         };
         let relayed = relay(
             &mut self.stream,
@@ -366,6 +371,7 @@ impl ClientConn {
             client_version: head.version,
             keep_alive,
             request_id: &self.request_id,
+            extra_headers: &self.response_headers,
         };
         write_downstream_response(
             &mut self.out,
@@ -427,6 +433,7 @@ impl ClientConn {
             limit: None,
             max_buffer: BODY_BUF,
             dechunk,
+            min_rate: None,
         };
         relay(
             &mut conn.stream,

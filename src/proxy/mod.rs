@@ -1,7 +1,7 @@
 //! The request pipeline of a worker, top to bottom:
 //!
 //! ```text
-//! accept ─▶ read head (codec, limits, head_read timeout) ─▶ request id ─▶ trace context
+//! accept (admission: connection caps) ─▶ read head (codec, limits, head_read timeout) ─▶ request id ─▶ trace context
 //!        ─▶ normalize target ─▶ route match
 //!        ─▶ respond route: answer from the snapshot
 //!        ─▶ proxy route:  upstream head ─▶ pooled or fresh connection ─▶ send head (+ body)
@@ -11,6 +11,7 @@
 //! ```
 //!
 //! Each step lives in one file:
+//! - `admission`: the caps on open connections per worker and per client address;
 //! - `connection`: the client side and the request loop (read head, route);
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
 //! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
@@ -21,6 +22,7 @@
 //!
 //! No locks and no shared writes: everything here runs inside one worker.
 
+pub mod admission;
 mod answer;
 mod body;
 mod connection;

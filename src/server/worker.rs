@@ -219,7 +219,17 @@ async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerContext>, stop: Rc<Dra
             _ = stop.started() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    monoio::spawn(serve_connection(Rc::clone(&ctx), stream, peer));
+                    let limits = ctx.snapshot().server.limits;
+                    match ctx.admission().admit(peer.ip(), &limits) {
+                        Ok(()) => {
+                            monoio::spawn(serve_connection(Rc::clone(&ctx), stream, peer));
+                        }
+                        // Closed at once, unread: a flood costs one accept and one close.
+                        Err(refusal) => {
+                            ctx.metrics().connection_refused(refusal);
+                            drop(stream);
+                        }
+                    }
                 }
                 Err(e) => {
                     log::warn!("worker {}: accept failed: {e}", ctx.id());

@@ -130,9 +130,11 @@ fn route(
             return None;
         }
     };
+    let max_body_bytes = route_body_limit(cx, &key, raw, &action);
     let route = Route {
         name: raw.name.get_ref().clone(),
         action,
+        max_body_bytes,
     };
     Some((matcher, route))
 }
@@ -195,6 +197,22 @@ fn proxy(
         rewrite,
         host,
     }))
+}
+
+/// `max_body_bytes`: a proxy route's own body limit (a static route reads no body).
+fn route_body_limit(
+    cx: &mut Ctx<'_>,
+    key: &str,
+    raw: &RawRoute,
+    action: &RouteAction,
+) -> Option<u64> {
+    let value = raw.max_body_bytes.as_ref()?;
+    if matches!(action, RouteAction::Respond(_)) {
+        let message = "only allowed on proxy routes (with `upstream`)".to_string();
+        cx.problem(format!("{key}.max_body_bytes"), Some(value.span()), message);
+        return None;
+    }
+    Some(value.get_ref().0)
 }
 
 /// `strip_prefix`, `rewrite` and `host_rewrite` would do nothing on a static route.
@@ -456,6 +474,22 @@ host_rewrite = "users.internal"
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn a_route_body_limit_overrides_the_server_one() {
+        let out = routes(
+            "[[routes]]\nname = \"uploads\"\nupstream = \"users\"\nmax_body_bytes = \"100MiB\"\n\
+             [[routes]]\nname = \"rest\"\nupstream = \"users\"\n",
+        );
+        assert_eq!(out[0].1.max_body_bytes, Some(100 << 20));
+        assert_eq!(out[1].1.max_body_bytes, None);
+    }
+
+    #[test]
+    fn rejects_a_body_limit_on_a_static_route() {
+        let text = "[[routes]]\nname = \"r\"\nrespond = { status = 200 }\nmax_body_bytes = 10\n";
+        assert_eq!(problems(text), one("routes[0].max_body_bytes", 4));
     }
 
     #[test]

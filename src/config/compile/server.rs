@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use toml::Spanned;
+
 use super::Ctx;
 use crate::config::file::{RawDriver, RawServer, RawWorkers};
 use crate::config::{DriverChoice, Limits, ServerSettings, ServerTimeouts, WorkerCount};
@@ -23,6 +25,8 @@ pub const DEFAULT_MAX_HEADERS: i64 = 100;
 pub const DEFAULT_MAX_URI_BYTES: u64 = 8192;
 /// `server.limits.max_body_bytes` when absent.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Largest value of `server.limits.max_connections_per_*`.
+pub const MAX_CONNECTION_CAP: i64 = 1 << 24;
 /// `server.timeouts.*` when absent.
 pub const DEFAULT_HEAD_READ: Duration = Duration::from_secs(10);
 /// See [`DEFAULT_HEAD_READ`].
@@ -128,7 +132,50 @@ fn limits(cx: &mut Ctx<'_>, raw: &RawServer) -> Limits {
         max_headers: to_usize(headers.unsigned_abs()),
         max_uri_bytes: to_usize(uri),
         max_body_bytes: body,
+        min_body_rate: min_body_rate(cx, &raw.min_body_rate),
+        max_connections_per_worker: connection_cap(
+            cx,
+            "server.limits.max_connections_per_worker",
+            &raw.max_connections_per_worker,
+        ),
+        max_connections_per_ip: connection_cap(
+            cx,
+            "server.limits.max_connections_per_ip",
+            &raw.max_connections_per_ip,
+        ),
     }
+}
+
+/// `min_body_rate = "1KiB/s"`: a size per second, at least one byte.
+fn min_body_rate(cx: &mut Ctx<'_>, value: &Option<Spanned<String>>) -> Option<u64> {
+    let value = value.as_ref()?;
+    let text = value.get_ref();
+    let parsed = text
+        .trim()
+        .strip_suffix("/s")
+        .ok_or_else(|| {
+            format!("invalid rate `{text}`: expected a size per second, e.g. \"1KiB/s\"")
+        })
+        .and_then(crate::config::units::parse_size);
+    match parsed {
+        Ok(0) => {
+            let message = "must be greater than zero (leave it out for no minimum)".to_string();
+            cx.problem("server.limits.min_body_rate", Some(value.span()), message);
+            None
+        }
+        Ok(rate) => Some(rate),
+        Err(message) => {
+            cx.problem("server.limits.min_body_rate", Some(value.span()), message);
+            None
+        }
+    }
+}
+
+/// A connection cap: 1 to [`MAX_CONNECTION_CAP`]; absent means no cap.
+fn connection_cap(cx: &mut Ctx<'_>, key: &str, value: &Option<Spanned<i64>>) -> Option<usize> {
+    value.as_ref()?;
+    let n = cx.int(key, value, 1..=MAX_CONNECTION_CAP, 0);
+    (n > 0).then(|| to_usize(n.unsigned_abs()))
 }
 
 /// Range-checked values fit in `usize` on every supported (64-bit) target; saturate anyway.
@@ -308,6 +355,42 @@ body_idle = "250ms"
         assert_eq!(
             problem_keys("[server]\nlisten = []\n"),
             vec![("server.listen".to_string(), Some(2))]
+        );
+    }
+
+    #[test]
+    fn reads_the_abuse_limits() {
+        let s = settings(
+            "[server.limits]\nmin_body_rate = \"1KiB/s\"\nmax_connections_per_worker = 5000\n\
+             max_connections_per_ip = 64\n",
+        );
+        assert_eq!(s.limits.min_body_rate, Some(1024));
+        assert_eq!(s.limits.max_connections_per_worker, Some(5000));
+        assert_eq!(s.limits.max_connections_per_ip, Some(64));
+        let s = settings("");
+        assert_eq!(s.limits.min_body_rate, None);
+        assert_eq!(s.limits.max_connections_per_worker, None);
+        assert_eq!(s.limits.max_connections_per_ip, None);
+    }
+
+    #[test]
+    fn rejects_bad_abuse_limits_with_their_lines() {
+        let text = "[server.limits]\nmin_body_rate = \"1KiB\"\nmax_connections_per_worker = 0\n\
+                    max_connections_per_ip = -1\n";
+        assert_eq!(
+            problem_keys(text),
+            vec![
+                ("server.limits.min_body_rate".to_string(), Some(2)),
+                (
+                    "server.limits.max_connections_per_worker".to_string(),
+                    Some(3)
+                ),
+                ("server.limits.max_connections_per_ip".to_string(), Some(4)),
+            ]
+        );
+        assert_eq!(
+            problem_keys("server.limits.min_body_rate = \"0/s\"").len(),
+            1
         );
     }
 
