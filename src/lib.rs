@@ -22,6 +22,7 @@ pub mod http;
 pub mod io_buf;
 pub mod metrics;
 pub mod proxy;
+pub mod rate_limit;
 pub mod router;
 pub mod server;
 pub mod upstream;
