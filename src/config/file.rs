@@ -33,6 +33,36 @@ pub struct RawConfig {
     pub metrics: Option<RawMetrics>,
     /// `[access_log]`; absent means no access log.
     pub access_log: Option<RawAccessLog>,
+    /// `[policies.NAME]` tables, in file order.
+    pub policies: Option<Ordered<RawPolicy>>,
+    /// `[redis]`, for cluster-scoped rate limits.
+    pub redis: Option<RawRedis>,
+}
+
+/// `[redis]`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `url = "redis://127.0.0.1:6379"`.
+    pub url: Spanned<String>,
+}
+
+/// One `[policies.NAME]` table.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Which kind of policy: `rate_limit`.
+    pub kind: Spanned<String>,
+    /// rate_limit: what requests are counted by.
+    pub key: Option<Spanned<String>>,
+    /// rate_limit: `N/s`, `N/m` or `N/h`.
+    pub rate: Option<Spanned<String>>,
+    /// rate_limit: requests admitted at once.
+    pub burst: Option<Spanned<i64>>,
+    /// rate_limit: `worker`, `instance` or `cluster`.
+    pub scope: Option<Spanned<String>>,
+    /// rate_limit: keys tracked per worker.
+    pub max_keys: Option<Spanned<i64>>,
 }
 
 /// `[access_log]`.
@@ -206,6 +236,8 @@ pub struct RawRoute {
     pub respond: Option<RawRespond>,
     /// Request body size on this route, overriding `server.limits.max_body_bytes`.
     pub max_body_bytes: Option<Spanned<SizeValue>>,
+    /// Names of `[policies.NAME]` tables this route runs.
+    pub policies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `match = { ... }`.

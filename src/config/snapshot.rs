@@ -4,9 +4,11 @@
 //! compilation. The raw file shape lives in `config::file` and never reaches the runtime.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::access_log::{AccessLogSettings, Destination as AccessLogDestination};
+use crate::rate_limit::RateLimitPolicy;
 use crate::router::{Rewrite, Router};
 
 /// The compiled configuration a worker serves requests with.
@@ -24,6 +26,17 @@ pub struct Snapshot {
     pub metrics: MetricsSettings,
     /// The access log, if `[access_log]` is configured.
     pub access_log: Option<AccessLogSettings>,
+    /// Every rate-limit policy, indexed by the slot routes refer to them by.
+    pub rate_limits: Vec<Arc<RateLimitPolicy>>,
+    /// `[redis]`, for cluster-scoped rate limits.
+    pub redis: Option<RedisSettings>,
+}
+
+/// `[redis]`: the store cluster-scoped rate limits share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `redis://host:port[/db]`.
+    pub url: String,
 }
 
 /// `[admin]`: the control API's own listener (never the public one).
@@ -127,6 +140,8 @@ pub struct Route {
     pub action: RouteAction,
     /// This route's request body limit, if it overrides `server.limits.max_body_bytes`.
     pub max_body_bytes: Option<u64>,
+    /// Slots in [`Snapshot::rate_limits`] of the rate limits this route applies, in order.
+    pub rate_limits: Box<[usize]>,
 }
 
 /// What a route does with a matched request.

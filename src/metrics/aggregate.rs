@@ -45,6 +45,17 @@ pub struct ProcessInfo {
     pub config_generation: u64,
     /// Process start time, seconds since the Unix epoch.
     pub start_time_unix: u64,
+    /// Redis health of cluster-scoped rate limits, if any is in force.
+    pub redis: Option<RedisHealth>,
+}
+
+/// Redis health of cluster-scoped rate limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedisHealth {
+    /// Whether the last exchange succeeded (else limits fell back to the instance).
+    pub up: bool,
+    /// Failed connections and exchanges since start.
+    pub errors: u64,
 }
 
 /// One running worker.

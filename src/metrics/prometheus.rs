@@ -255,7 +255,22 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
         "ringgate_process_start_time_seconds",
         &[],
         process.start_time_unix,
-    )
+    )?;
+    if let Some(redis) = process.redis {
+        w.family(
+            "ringgate_rate_limit_redis_up",
+            "1 while Redis answers; 0 while cluster-scoped rate limits fall back to instance limits.",
+            "gauge",
+        )?;
+        w.sample("ringgate_rate_limit_redis_up", &[], u64::from(redis.up))?;
+        w.family(
+            "ringgate_rate_limit_redis_errors_total",
+            "Failed Redis connections and exchanges of cluster-scoped rate limits.",
+            "counter",
+        )?;
+        w.sample("ringgate_rate_limit_redis_errors_total", &[], redis.errors)?;
+    }
+    Ok(())
 }
 
 struct Writer {

@@ -44,11 +44,13 @@ pub enum ErrorCause {
     UpstreamProtocol,
     /// The upstream closed the connection mid-response.
     UpstreamClosed,
+    /// A rate-limit policy refused the request (429).
+    RateLimited,
 }
 
 impl ErrorCause {
     /// Every cause, in counter order.
-    pub const ALL: [ErrorCause; 8] = [
+    pub const ALL: [ErrorCause; 9] = [
         ErrorCause::BadRequest,
         ErrorCause::ClientTimeout,
         ErrorCause::ClientGone,
@@ -57,6 +59,7 @@ impl ErrorCause {
         ErrorCause::UpstreamTimeout,
         ErrorCause::UpstreamProtocol,
         ErrorCause::UpstreamClosed,
+        ErrorCause::RateLimited,
     ];
 
     /// Index into per-cause counter arrays (position in [`ErrorCause::ALL`]).
@@ -75,6 +78,7 @@ impl ErrorCause {
             ErrorCause::UpstreamTimeout => "upstream_timeout",
             ErrorCause::UpstreamProtocol => "upstream_protocol",
             ErrorCause::UpstreamClosed => "upstream_closed",
+            ErrorCause::RateLimited => "rate_limited",
         }
     }
 }

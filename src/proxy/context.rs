@@ -17,8 +17,12 @@ use super::trace::TraceIds;
 use crate::access_log::{Sink, FLUSH_INTERVAL};
 use crate::config::Snapshot;
 use crate::metrics::{MetricsDelta, WorkerMetrics};
+use crate::rate_limit::{WorkerLimits, WorkerLink, REBALANCE_INTERVAL};
 use crate::server::Drain;
 use crate::upstream::{Pool, RoundRobin};
+
+/// How often idle keys leave the rate-limit tables.
+const LIMITS_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Everything one worker owns.
 #[derive(Debug)]
@@ -37,6 +41,8 @@ pub struct WorkerContext {
     metrics: WorkerMetrics,
     access_log: Option<Sink>,
     admission: Admission,
+    limits: WorkerLimits,
+    limits_link: WorkerLink,
 }
 
 impl WorkerContext {
@@ -46,6 +52,8 @@ impl WorkerContext {
         shared: Arc<ArcSwap<Snapshot>>,
         drain: Rc<Drain>,
         access_log: Option<Sink>,
+        limits_link: WorkerLink,
+        workers: usize,
     ) -> Self {
         let current = RefCell::new(Rc::new(shared.load_full()));
         Self {
@@ -60,6 +68,8 @@ impl WorkerContext {
             metrics: WorkerMetrics::new(id),
             access_log,
             admission: Admission::default(),
+            limits: WorkerLimits::new(id, workers),
+            limits_link,
         }
     }
 
@@ -114,6 +124,11 @@ impl WorkerContext {
         &self.admission
     }
 
+    /// The worker's rate-limit tables.
+    pub fn limits(&self) -> &WorkerLimits {
+        &self.limits
+    }
+
     /// The worker's access log, if one is configured.
     pub fn access_log(&self) -> Option<&Sink> {
         self.access_log.as_ref()
@@ -148,6 +163,42 @@ impl WorkerContext {
             let _ = deltas.try_send(ctx.metrics.take_delta());
         }
         let _ = deltas.try_send(ctx.metrics.take_delta());
+    }
+
+    /// Task: every [`REBALANCE_INTERVAL`], reports the demand of shared rate limits to the
+    /// coordinator (dropped if its channel is full) and, every [`LIMITS_SWEEP`], drops idle
+    /// keys from the rate-limit tables.
+    pub async fn report_rate_limits(ctx: Rc<Self>) {
+        let drain = Rc::clone(&ctx.drain);
+        let mut last_sweep = Instant::now();
+        loop {
+            monoio::select! {
+                _ = drain.started() => break,
+                _ = monoio::time::sleep(REBALANCE_INTERVAL) => {}
+            }
+            for report in ctx.limits.take_reports() {
+                let _ = ctx.limits_link.reports.try_send(report);
+            }
+            if last_sweep.elapsed() >= LIMITS_SWEEP {
+                ctx.limits.sweep();
+                last_sweep = Instant::now();
+            }
+        }
+    }
+
+    /// Task: applies the coordinator's rate-limit shares as they arrive.
+    pub async fn apply_rate_limit_shares(ctx: Rc<Self>) {
+        let drain = Rc::clone(&ctx.drain);
+        let updates = ctx.limits_link.updates.clone();
+        loop {
+            monoio::select! {
+                _ = drain.started() => break,
+                update = updates.recv_async() => match update {
+                    Ok(update) => ctx.limits.apply(&update),
+                    Err(_) => break,
+                }
+            }
+        }
     }
 
     /// Task: closes expired idle upstream connections until the worker drains.

@@ -240,11 +240,15 @@ mod tests {
                     table.take_arrivals(|hash, n| balancer.record(w, hash, n));
                 }
                 balancer.fold(0.1);
-                balancer.publish(rate, |_| rate, |hash, fractions| {
-                    for (table, &f) in tables.iter_mut().zip(fractions) {
-                        table.set_rate(hash, gcra_for(f));
-                    }
-                });
+                balancer.publish(
+                    rate,
+                    |_| rate,
+                    |hash, fractions| {
+                        for (table, &f) in tables.iter_mut().zip(fractions) {
+                            table.set_rate(hash, gcra_for(f), now);
+                        }
+                    },
+                );
             }
         }
         admitted as f64 / seconds as f64

@@ -94,9 +94,16 @@ impl KeyTable {
         })
     }
 
-    /// Sets the rate of key `hash`, creating its entry if there is room without evicting.
-    pub fn set_rate(&mut self, hash: u64, gcra: Gcra) {
+    /// Sets the rate of key `hash` at `now`, creating its entry if there is room without
+    /// evicting. The requests the key has used stay used: its debt ahead of `now` is
+    /// rescaled from the old interval to the new one.
+    pub fn set_rate(&mut self, hash: u64, gcra: Gcra, now: u64) {
         if let Some(entry) = self.map.get_mut(&hash) {
+            if entry.tat > now {
+                let debt = u128::from(entry.tat - now) * u128::from(gcra.interval())
+                    / u128::from(entry.gcra.interval());
+                entry.tat = now.saturating_add(u64::try_from(debt).unwrap_or(u64::MAX));
+            }
             entry.gcra = gcra;
         } else if self.map.len() < self.max_keys {
             self.map.insert(
@@ -215,6 +222,18 @@ mod tests {
     }
 
     #[test]
+    fn a_new_rate_keeps_the_requests_already_used() {
+        let mut t = KeyTable::new(8);
+        let slow = Gcra::new(200 * MS, 2);
+        assert!(t.check(1, 0, slow).admitted);
+        // One of two used; at twice the rate the bucket holds 4, so 3 remain.
+        t.set_rate(1, Gcra::new(100 * MS, 4), 0);
+        let d = t.check(1, 0, slow);
+        assert!(d.admitted);
+        assert_eq!(d.remaining, 2);
+    }
+
+    #[test]
     fn sweep_keeps_recent_and_reported_keys() {
         let mut t = KeyTable::new(8);
         let g = one_per_100ms();
@@ -245,8 +264,11 @@ mod tests {
         let mut t = KeyTable::new(8);
         let slow = one_per_100ms();
         let fast = Gcra::new(MS, 1);
-        t.set_rate(5, fast);
+        t.set_rate(5, fast, 0);
         assert!(t.check(5, 0, slow).admitted);
-        assert!(t.check(5, MS, slow).admitted, "the set rate applies, not the default");
+        assert!(
+            t.check(5, MS, slow).admitted,
+            "the set rate applies, not the default"
+        );
     }
 }

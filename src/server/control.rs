@@ -13,7 +13,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use super::{RunningServer, ServerError};
 use crate::config::{self, Snapshot};
-use crate::metrics::{Aggregator, ProcessInfo, WorkerInfo};
+use crate::metrics::{Aggregator, ProcessInfo, RedisHealth, WorkerInfo};
 
 /// A request to the control thread.
 #[derive(Debug)]
@@ -177,6 +177,13 @@ impl Controller {
             failed_reloads: self.failed_reloads,
             config_generation: self.generation,
             start_time_unix: self.started_unix,
+            redis: {
+                let status = self.server.rate_limit_status();
+                status.configured().then(|| RedisHealth {
+                    up: status.up(),
+                    errors: status.errors(),
+                })
+            },
         }
     }
 

@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use arc_swap::ArcSwap;
 
 use crate::config::{Snapshot, WorkerCount};
+use crate::rate_limit::{ClusterStatus, Coordinator};
 use worker::{Command, WorkerSpec};
 
 /// The I/O driver a worker runs.
@@ -99,6 +100,13 @@ impl Server {
             None => None,
         };
         let shared = Arc::new(ArcSwap::new(snapshot));
+        let (coordinator, links) =
+            Coordinator::start(Arc::clone(&shared), workers).map_err(|source| {
+                ServerError::Spawn {
+                    worker: workers,
+                    source,
+                }
+            })?;
         let (metrics_tx, metrics_rx) = crossbeam_channel::bounded(workers * METRICS_BACKLOG);
         let mut running = RunningServer {
             shared: Arc::clone(&shared),
@@ -109,8 +117,9 @@ impl Server {
             threads: Vec::with_capacity(workers),
             commands: Vec::with_capacity(workers),
             access_log: None,
+            coordinator,
         };
-        for (id, listeners) in listeners.into_iter().enumerate() {
+        for ((id, listeners), limits) in listeners.into_iter().enumerate().zip(links) {
             let (tx, rx) = flume::unbounded();
             let (ready_tx, ready_rx) = mpsc::channel();
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -123,6 +132,8 @@ impl Server {
                 commands: rx,
                 metrics: metrics_tx.clone(),
                 access_log: access_log.as_ref().and_then(|w| w.sink(id)),
+                limits,
+                workers,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("ringgate-w{id}"))
@@ -170,6 +181,8 @@ pub struct RunningServer {
     commands: Vec<flume::Sender<Command>>,
     /// The access-log writer, if `[access_log]` is configured.
     access_log: Option<crate::access_log::Writer>,
+    /// The rate-limit coordinator thread.
+    coordinator: Coordinator,
 }
 
 impl RunningServer {
@@ -181,6 +194,11 @@ impl RunningServer {
     /// The driver each worker runs, by worker index.
     pub fn drivers(&self) -> Vec<DriverKind> {
         self.drivers.clone()
+    }
+
+    /// Redis health of cluster-scoped rate limits, as `/metrics` reports it.
+    pub fn rate_limit_status(&self) -> Arc<ClusterStatus> {
+        self.coordinator.status()
     }
 
     /// Makes the listeners match `wanted` (configured addresses): binds the added ones on
@@ -260,6 +278,7 @@ impl RunningServer {
         if let Some(writer) = self.access_log.take() {
             writer.finish();
         }
+        self.coordinator.stop();
         result
     }
 }

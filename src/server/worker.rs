@@ -54,6 +54,10 @@ pub struct WorkerSpec {
     pub metrics: crossbeam_channel::Sender<crate::metrics::MetricsDelta>,
     /// This worker's end of the access log, if one is configured.
     pub access_log: Option<crate::access_log::Sink>,
+    /// This worker's ends of the rate-limit coordinator's channels.
+    pub limits: crate::rate_limit::WorkerLink,
+    /// How many workers the server runs (shares of instance-wide rates start even).
+    pub workers: usize,
 }
 
 /// Thread body: pins, builds the runtime, reports the driver (or the failure) on `ready`,
@@ -143,6 +147,8 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
         spec.snapshot,
         Rc::clone(&drain),
         spec.access_log,
+        spec.limits,
+        spec.workers,
     ));
     let mut accepting = AHashMap::new();
     for std_listener in spec.listeners {
@@ -153,6 +159,8 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
     }
     monoio::spawn(WorkerContext::sweep_idle_connections(Rc::clone(&ctx)));
     monoio::spawn(WorkerContext::flush_metrics(Rc::clone(&ctx), spec.metrics));
+    monoio::spawn(WorkerContext::report_rate_limits(Rc::clone(&ctx)));
+    monoio::spawn(WorkerContext::apply_rate_limit_shares(Rc::clone(&ctx)));
     if ctx.access_log().is_some() {
         monoio::spawn(WorkerContext::flush_access_log(Rc::clone(&ctx)));
     }

@@ -6,6 +6,8 @@
 
 mod control;
 mod matcher;
+mod policies;
+mod rate_limits;
 mod routes;
 mod server;
 mod upstreams;
@@ -24,7 +26,12 @@ pub fn compile(raw: RawConfig, text: &str) -> Result<Snapshot, Vec<Problem>> {
     let mut cx = Ctx::new(text);
     let server = server::compile(&mut cx, raw.server.unwrap_or_default());
     let upstreams = upstreams::compile(&mut cx, &raw.upstreams);
-    let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams);
+    let redis = raw
+        .redis
+        .as_ref()
+        .and_then(|r| rate_limits::redis(&mut cx, r));
+    let policies = policies::compile(&mut cx, raw.policies.as_ref(), raw.redis.is_some());
+    let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams, &policies.slots);
     let admin = raw.admin.map(|admin| control::admin(&mut cx, admin));
     let metrics = control::metrics(&mut cx, raw.metrics.unwrap_or_default());
     let access_log = raw.access_log.map(|raw| control::access_log(&mut cx, raw));
@@ -36,6 +43,8 @@ pub fn compile(raw: RawConfig, text: &str) -> Result<Snapshot, Vec<Problem>> {
             admin,
             metrics,
             access_log,
+            rate_limits: rate_limits::into_slots(policies.rate_limits),
+            redis,
         }),
         _ => Err(cx.problems),
     }
@@ -159,7 +168,11 @@ pub(super) fn check_without_router(text: &str) -> Vec<Problem> {
     let mut cx = Ctx::new(text);
     server::compile(&mut cx, raw.server.unwrap_or_default());
     upstreams::compile(&mut cx, &raw.upstreams);
-    routes::check(&mut cx, &raw.routes, &raw.upstreams);
+    if let Some(redis) = &raw.redis {
+        rate_limits::redis(&mut cx, redis);
+    }
+    let policies = policies::compile(&mut cx, raw.policies.as_ref(), raw.redis.is_some());
+    routes::check(&mut cx, &raw.routes, &raw.upstreams, &policies.slots);
     cx.problems
 }
 

@@ -19,16 +19,19 @@ pub(super) fn compile(
     cx: &mut Ctx<'_>,
     routes: &[RawRoute],
     upstreams: &[RawUpstream],
+    policies: &HashMap<String, usize>,
 ) -> Option<Router<Route>> {
-    let compiled = check(cx, routes, upstreams);
+    let compiled = check(cx, routes, upstreams, policies);
     build(cx, routes, compiled)
 }
 
 /// Compiles each route on its own; a route with problems is left out (as `None`).
+/// `policies` are the rate-limit policy slots by name.
 pub(super) fn check(
     cx: &mut Ctx<'_>,
     routes: &[RawRoute],
     upstreams: &[RawUpstream],
+    policies: &HashMap<String, usize>,
 ) -> Vec<Option<(RouteMatcher, Route)>> {
     let mut first_line: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::with_capacity(routes.len());
@@ -43,7 +46,7 @@ pub(super) fn check(
         } else {
             first_line.insert(name, cx.line(raw.name.span()));
         }
-        let compiled = route(cx, i, raw, upstreams);
+        let compiled = route(cx, i, raw, upstreams, policies);
         out.push(compiled.filter(|_| cx.problems.len() == before));
     }
     out
@@ -109,6 +112,7 @@ fn route(
     i: usize,
     raw: &RawRoute,
     upstreams: &[RawUpstream],
+    policies: &HashMap<String, usize>,
 ) -> Option<(RouteMatcher, Route)> {
     let key = format!("routes[{i}]");
     let matcher = matcher::compile(cx, &format!("{key}.match"), raw.matcher.as_ref());
@@ -131,10 +135,12 @@ fn route(
         }
     };
     let max_body_bytes = route_body_limit(cx, &key, raw, &action);
+    let rate_limits = super::policies::route_slots(cx, &key, raw.policies.as_ref(), policies);
     let route = Route {
         name: raw.name.get_ref().clone(),
         action,
         max_body_bytes,
+        rate_limits,
     };
     Some((matcher, route))
 }
@@ -300,7 +306,7 @@ mod tests {
         let text = format!("{UPSTREAMS}{routes}");
         let raw: RawConfig = toml::from_str(&text).expect("valid toml");
         let mut cx = Ctx::new(&text);
-        let out = check(&mut cx, &raw.routes, &raw.upstreams);
+        let out = check(&mut cx, &raw.routes, &raw.upstreams, &HashMap::new());
         assert!(cx.problems.is_empty(), "{:?}", cx.problems);
         out.into_iter().map(|r| r.expect("compiled")).collect()
     }
@@ -493,8 +499,8 @@ host_rewrite = "users.internal"
     }
 
     #[test]
-    fn rejects_policies_on_a_route() {
+    fn rejects_an_unknown_policy_on_a_route() {
         let text = "[[routes]]\nname = \"r\"\nupstream = \"users\"\npolicies = [\"cors\"]\n";
-        assert_eq!(problems(text), one("routes[0].policies", 4));
+        assert_eq!(problems(text), one("routes[0].policies[0]", 4));
     }
 }
