@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub metrics: Option<RawMetrics>,
     /// `[access_log]`; absent means no access log.
     pub access_log: Option<RawAccessLog>,
+    /// `[policies.NAME]` tables, in file order.
+    pub policies: Option<Ordered<RawPolicy>>,
 }
 
 /// `[access_log]`.
@@ -81,6 +83,8 @@ pub struct RawServer {
     pub limits: Option<RawLimits>,
     /// `[server.timeouts]`.
     pub timeouts: Option<RawServerTimeouts>,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDR ranges or addresses).
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 /// `workers = "auto"` or `workers = 4`.
@@ -198,6 +202,44 @@ pub struct RawRoute {
     pub host_rewrite: Option<Spanned<String>>,
     /// A response served by the gateway (static route).
     pub respond: Option<RawRespond>,
+    /// Names of `[policies.NAME]` tables this route runs.
+    pub policies: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// Declares [`RawPolicy`]: every key any policy kind accepts, each optional, and
+/// `RawPolicy::present_keys` listing the keys a table set (so a kind can refuse the keys
+/// that are not its own, with their lines). A new kind adds its keys here.
+macro_rules! raw_policy {
+    ($($(#[$doc:meta])* $key:ident: $ty:ty,)*) => {
+        /// One `[policies.NAME]` table: `kind` and the union of every kind's keys.
+        #[derive(Debug, DeriveDeserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawPolicy {
+            /// Which kind of policy: `ip_filter`, `api_key`, `basic`, `jwt`, `authz`, ...
+            pub kind: Spanned<String>,
+            $($(#[$doc])* pub $key: Option<Spanned<$ty>>,)*
+        }
+
+        impl RawPolicy {
+            /// `(key, span)` of every key set besides `kind`.
+            pub fn present_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+                let mut keys = Vec::new();
+                $(if let Some(v) = &self.$key {
+                    keys.push((stringify!($key), v.span()));
+                })*
+                keys
+            }
+        }
+    };
+}
+
+raw_policy! {
+    /// ip_filter: ranges let through.
+    allow: Vec<Spanned<String>>,
+    /// ip_filter: ranges refused.
+    deny: Vec<Spanned<String>>,
+    /// ip_filter: this policy's own trusted proxies.
+    trusted_proxies: Vec<Spanned<String>>,
 }
 
 /// `match = { ... }`.

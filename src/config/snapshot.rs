@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use crate::access_log::{AccessLogSettings, Destination as AccessLogDestination};
+use crate::policy::Chain;
 use crate::router::{Rewrite, Router};
 
 /// The compiled configuration a worker serves requests with.
@@ -86,6 +87,8 @@ pub struct ServerSettings {
     pub limits: Limits,
     /// Client-side timeouts.
     pub timeouts: ServerTimeouts,
+    /// Proxies whose `X-Forwarded-For` is believed when they are the TCP peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// `[server.limits]`: sizes a request may not exceed.
@@ -117,6 +120,8 @@ pub struct ServerTimeouts {
 pub struct Route {
     /// The route's configured name (for logs and errors).
     pub name: String,
+    /// The policies the request passes before the action, in phase order.
+    pub policies: Chain,
     /// Proxy to an upstream, or answer directly.
     pub action: RouteAction,
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::delta::MetricsDelta;
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, StatusClass};
+use super::record::{ErrorCause, PolicyOutcome, StatusClass};
 use super::DeltaReceiver;
 
 /// Totals for one route since start.
@@ -66,6 +66,7 @@ pub struct Aggregator {
     pub(super) pool_hits: u64,
     pub(super) pool_misses: u64,
     pub(super) errors: [u64; ErrorCause::ALL.len()],
+    pub(super) policies: BTreeMap<String, [u64; PolicyOutcome::ALL.len()]>,
 }
 
 fn add_counts<const N: usize>(into: &mut [u64; N], from: &[u64; N]) {
@@ -99,6 +100,16 @@ impl Aggregator {
         self.pool_hits = self.pool_hits.saturating_add(delta.pool_hits);
         self.pool_misses = self.pool_misses.saturating_add(delta.pool_misses);
         add_counts(&mut self.errors, &delta.errors);
+        for (name, counts) in delta.policies {
+            add_counts(self.policies.entry(name).or_default(), &counts);
+        }
+    }
+
+    /// Decisions of policy `name` with `outcome` since start.
+    pub fn policy_decisions(&self, name: &str, outcome: PolicyOutcome) -> u64 {
+        self.policies
+            .get(name)
+            .map_or(0, |counts| counts[outcome.index()])
     }
 
     /// Merges every delta waiting on the channel without blocking; returns how many.

@@ -7,7 +7,7 @@ use std::fmt::{self, Display, Write};
 
 use super::aggregate::{Aggregator, ProcessInfo};
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, StatusClass};
+use super::record::{ErrorCause, PolicyOutcome, StatusClass};
 
 /// Histogram bucket upper bounds: microseconds for the HDR lookup, and the `le` label.
 const BUCKETS: [(u64, &str); 14] = [
@@ -188,6 +188,18 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
     for cause in ErrorCause::ALL {
         let n = agg.errors[cause.index()];
         w.sample("ringgate_errors_total", &[("cause", cause.label())], n)?;
+    }
+    w.family(
+        "ringgate_policy_decisions_total",
+        "Decisions of each route policy by outcome.",
+        "counter",
+    )?;
+    for (name, counts) in &agg.policies {
+        for outcome in PolicyOutcome::ALL {
+            let labels = [("policy", name.as_str()), ("outcome", outcome.label())];
+            let n = counts[outcome.index()];
+            w.sample("ringgate_policy_decisions_total", &labels, n)?;
+        }
     }
 
     w.family(

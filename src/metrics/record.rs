@@ -79,6 +79,48 @@ impl ErrorCause {
     }
 }
 
+/// What a stage decided, as counted in `ringgate_policy_decisions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PolicyOutcome {
+    /// The stage let the request through.
+    Allowed,
+    /// 401: no or bad credentials.
+    Unauthenticated,
+    /// 403: identified (or not) but not allowed.
+    Forbidden,
+    /// 429: over a limit.
+    Limited,
+    /// Any other refusal.
+    Refused,
+}
+
+impl PolicyOutcome {
+    /// Every outcome, in label order.
+    pub const ALL: [PolicyOutcome; 5] = [
+        PolicyOutcome::Allowed,
+        PolicyOutcome::Unauthenticated,
+        PolicyOutcome::Forbidden,
+        PolicyOutcome::Limited,
+        PolicyOutcome::Refused,
+    ];
+
+    /// Position in [`PolicyOutcome::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The metrics label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            PolicyOutcome::Allowed => "allowed",
+            PolicyOutcome::Unauthenticated => "unauthenticated",
+            PolicyOutcome::Forbidden => "forbidden",
+            PolicyOutcome::Limited => "limited",
+            PolicyOutcome::Refused => "refused",
+        }
+    }
+}
+
 /// Status class of a response: `1xx` to `5xx`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StatusClass {

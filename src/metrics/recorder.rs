@@ -11,7 +11,7 @@ use ahash::AHashMap;
 
 use super::delta::{MetricsDelta, RouteDelta, UpstreamDelta};
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, RequestRecord, StatusClass};
+use super::record::{ErrorCause, PolicyOutcome, RequestRecord, StatusClass};
 
 /// Counters for one route since the last delta.
 #[derive(Debug, Default)]
@@ -93,6 +93,7 @@ pub struct WorkerMetrics {
     pool_hits: Cell<u64>,
     pool_misses: Cell<u64>,
     errors: [Cell<u64>; ErrorCause::ALL.len()],
+    policies: RefCell<AHashMap<Box<str>, [u64; PolicyOutcome::ALL.len()]>>,
 }
 
 impl WorkerMetrics {
@@ -106,6 +107,7 @@ impl WorkerMetrics {
             pool_hits: Cell::new(0),
             pool_misses: Cell::new(0),
             errors: Default::default(),
+            policies: RefCell::new(AHashMap::new()),
         }
     }
 
@@ -165,6 +167,19 @@ impl WorkerMetrics {
         c.set(c.get() + 1);
     }
 
+    /// One decision of policy `name`. Allocates only the first time a name is seen.
+    pub fn policy_decision(&self, name: &str, outcome: PolicyOutcome) {
+        let mut policies = self.policies.borrow_mut();
+        match policies.get_mut(name) {
+            Some(counts) => counts[outcome.index()] += 1,
+            None => {
+                let mut counts = [0; PolicyOutcome::ALL.len()];
+                counts[outcome.index()] = 1;
+                policies.insert(name.into(), counts);
+            }
+        }
+    }
+
     /// Connections open now.
     pub fn connections_open(&self) -> u64 {
         self.connections_open.get()
@@ -196,6 +211,13 @@ impl WorkerMetrics {
             pool_hits: self.pool_hits.replace(0),
             pool_misses: self.pool_misses.replace(0),
             errors: std::array::from_fn(|i| self.errors[i].replace(0)),
+            policies: self
+                .policies
+                .borrow_mut()
+                .iter_mut()
+                .filter(|(_, counts)| counts.iter().any(|&n| n > 0))
+                .map(|(name, counts)| (name.to_string(), std::mem::take(counts)))
+                .collect(),
         }
     }
 }

@@ -16,6 +16,7 @@ use super::trace::{self, TraceContext};
 use crate::config::{Route, RouteAction, Snapshot};
 use crate::http::{parse_request, HeadLimits, HeaderSpan, RequestHead};
 use crate::io_buf::ReadBuf;
+use crate::policy::{Denial, Identity, RequestView};
 use crate::router::normalize::{normalize_path, split_target};
 use crate::router::{strip_prefix, MatchRequest, Params};
 
@@ -109,6 +110,8 @@ pub(super) struct ClientConn {
     pub(super) exchange: Exchange,
     /// The request's fields for the access log (filled only when one is configured).
     pub(super) log_fields: LogFields,
+    /// What the route's policies established (client address, consumer, forwarded claims).
+    pub(super) identity: Identity,
 }
 
 impl ClientConn {
@@ -134,6 +137,7 @@ impl ClientConn {
             linger: false,
             exchange: Exchange::start(0),
             log_fields: LogFields::default(),
+            identity: Identity::default(),
         }
     }
 
@@ -285,10 +289,39 @@ impl ClientConn {
         head: &RequestHead,
     ) -> Result<Next, ProxyError> {
         let route = self.route(snapshot, head)?;
+        if !route.policies.is_empty() {
+            if let Err(denial) = self.check_policies(ctx, snapshot, route, head) {
+                return Ok(self.reply_denied(ctx, &denial, head).await);
+            }
+        }
         match &route.action {
             RouteAction::Respond(response) => self.respond(ctx, response, head).await,
             RouteAction::Proxy(action) => self.forward(ctx, snapshot, action, head).await,
         }
+    }
+
+    /// Runs the route's policy chain on the parsed head, in place (see `crate::policy`).
+    fn check_policies(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        route: &Route,
+        head: &RequestHead,
+    ) -> Result<(), Denial> {
+        let data = self.input.data();
+        let query = split_target(head.target.of(data))
+            .ok()
+            .and_then(|t| t.query);
+        let view = RequestView {
+            data,
+            headers: &self.headers,
+            query,
+            peer: self.peer.ip(),
+            trusted_proxies: &snapshot.server.trusted_proxies,
+        };
+        route
+            .policies
+            .check(&view, &mut self.identity, ctx.policies(), ctx.metrics())
     }
 
     /// Normalizes the target, matches a route, and prepares the upstream path.

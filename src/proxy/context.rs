@@ -16,6 +16,7 @@ use super::trace::TraceIds;
 use crate::access_log::{Sink, FLUSH_INTERVAL};
 use crate::config::Snapshot;
 use crate::metrics::{MetricsDelta, WorkerMetrics};
+use crate::policy::PolicyState;
 use crate::server::Drain;
 use crate::upstream::{Pool, RoundRobin};
 
@@ -35,6 +36,7 @@ pub struct WorkerContext {
     trace_ids: TraceIds,
     metrics: WorkerMetrics,
     access_log: Option<Sink>,
+    policies: PolicyState,
 }
 
 impl WorkerContext {
@@ -57,7 +59,13 @@ impl WorkerContext {
             trace_ids: TraceIds::new(id),
             metrics: WorkerMetrics::new(id),
             access_log,
+            policies: PolicyState::default(),
         }
+    }
+
+    /// The worker's policy caches and decision counters.
+    pub fn policies(&self) -> &PolicyState {
+        &self.policies
     }
 
     /// Worker index.

@@ -6,6 +6,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::matcher::{self, has_control, is_token};
+use super::policies::PolicyTable;
 use super::{check_name, Ctx};
 use crate::config::file::{RawRespond, RawRoute, RawUpstream};
 use crate::config::{HostPolicy, ProxyAction, Route, RouteAction, StaticResponse, UpstreamId};
@@ -19,8 +20,9 @@ pub(super) fn compile(
     cx: &mut Ctx<'_>,
     routes: &[RawRoute],
     upstreams: &[RawUpstream],
+    policies: &PolicyTable,
 ) -> Option<Router<Route>> {
-    let compiled = check(cx, routes, upstreams);
+    let compiled = check(cx, routes, upstreams, policies);
     build(cx, routes, compiled)
 }
 
@@ -29,6 +31,7 @@ pub(super) fn check(
     cx: &mut Ctx<'_>,
     routes: &[RawRoute],
     upstreams: &[RawUpstream],
+    policies: &PolicyTable,
 ) -> Vec<Option<(RouteMatcher, Route)>> {
     let mut first_line: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::with_capacity(routes.len());
@@ -43,7 +46,7 @@ pub(super) fn check(
         } else {
             first_line.insert(name, cx.line(raw.name.span()));
         }
-        let compiled = route(cx, i, raw, upstreams);
+        let compiled = route(cx, i, raw, upstreams, policies);
         out.push(compiled.filter(|_| cx.problems.len() == before));
     }
     out
@@ -109,8 +112,10 @@ fn route(
     i: usize,
     raw: &RawRoute,
     upstreams: &[RawUpstream],
+    policies: &PolicyTable,
 ) -> Option<(RouteMatcher, Route)> {
     let key = format!("routes[{i}]");
+    let chain = policies.chain(cx, &format!("{key}.policies"), raw.policies.as_ref());
     let matcher = matcher::compile(cx, &format!("{key}.match"), raw.matcher.as_ref());
     let action = match (&raw.upstream, &raw.respond) {
         (Some(upstream), None) => proxy(cx, &key, raw, upstream, upstreams, &matcher)?,
@@ -132,6 +137,7 @@ fn route(
     };
     let route = Route {
         name: raw.name.get_ref().clone(),
+        policies: chain,
         action,
     };
     Some((matcher, route))
@@ -282,7 +288,8 @@ mod tests {
         let text = format!("{UPSTREAMS}{routes}");
         let raw: RawConfig = toml::from_str(&text).expect("valid toml");
         let mut cx = Ctx::new(&text);
-        let out = check(&mut cx, &raw.routes, &raw.upstreams);
+        let policies = PolicyTable::default();
+        let out = check(&mut cx, &raw.routes, &raw.upstreams, &policies);
         assert!(cx.problems.is_empty(), "{:?}", cx.problems);
         out.into_iter().map(|r| r.expect("compiled")).collect()
     }
@@ -459,8 +466,8 @@ host_rewrite = "users.internal"
     }
 
     #[test]
-    fn rejects_policies_on_a_route() {
+    fn rejects_an_unknown_policy_name_with_its_line() {
         let text = "[[routes]]\nname = \"r\"\nupstream = \"users\"\npolicies = [\"cors\"]\n";
-        assert_eq!(problems(text), one("routes[0].policies", 4));
+        assert_eq!(problems(text), one("routes[0].policies[0]", 4));
     }
 }
