@@ -21,6 +21,7 @@ pub mod config;
 pub mod http;
 pub mod io_buf;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod rate_limit;
 pub mod router;

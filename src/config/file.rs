@@ -47,24 +47,6 @@ pub struct RawRedis {
     pub url: Spanned<String>,
 }
 
-/// One `[policies.NAME]` table.
-#[derive(Debug, DeriveDeserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPolicy {
-    /// Which kind of policy: `rate_limit`.
-    pub kind: Spanned<String>,
-    /// rate_limit: what requests are counted by.
-    pub key: Option<Spanned<String>>,
-    /// rate_limit: `N/s`, `N/m` or `N/h`.
-    pub rate: Option<Spanned<String>>,
-    /// rate_limit: requests admitted at once.
-    pub burst: Option<Spanned<i64>>,
-    /// rate_limit: `worker`, `instance` or `cluster`.
-    pub scope: Option<Spanned<String>>,
-    /// rate_limit: keys tracked per worker.
-    pub max_keys: Option<Spanned<i64>>,
-}
-
 /// `[access_log]`.
 #[derive(Debug, Default, DeriveDeserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +93,8 @@ pub struct RawServer {
     pub limits: Option<RawLimits>,
     /// `[server.timeouts]`.
     pub timeouts: Option<RawServerTimeouts>,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDR ranges or addresses).
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 /// `workers = "auto"` or `workers = 4`.
@@ -238,6 +222,52 @@ pub struct RawRoute {
     pub max_body_bytes: Option<Spanned<SizeValue>>,
     /// Names of `[policies.NAME]` tables this route runs.
     pub policies: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// Declares [`RawPolicy`]: every key any policy kind accepts, each optional, and
+/// `RawPolicy::present_keys` listing the keys a table set (so a kind can refuse the keys
+/// that are not its own, with their lines). A new kind adds its keys here.
+macro_rules! raw_policy {
+    ($($(#[$doc:meta])* $key:ident: $ty:ty,)*) => {
+        /// One `[policies.NAME]` table: `kind` and the union of every kind's keys.
+        #[derive(Debug, DeriveDeserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawPolicy {
+            /// Which kind of policy: `ip_filter`, `api_key`, `basic`, `jwt`, `authz`, ...
+            pub kind: Spanned<String>,
+            $($(#[$doc])* pub $key: Option<Spanned<$ty>>,)*
+        }
+
+        impl RawPolicy {
+            /// `(key, span)` of every key set besides `kind`.
+            pub fn present_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+                let mut keys = Vec::new();
+                $(if let Some(v) = &self.$key {
+                    keys.push((stringify!($key), v.span()));
+                })*
+                keys
+            }
+        }
+    };
+}
+
+raw_policy! {
+    /// ip_filter: ranges let through.
+    allow: Vec<Spanned<String>>,
+    /// ip_filter: ranges refused.
+    deny: Vec<Spanned<String>>,
+    /// ip_filter: this policy's own trusted proxies.
+    trusted_proxies: Vec<Spanned<String>>,
+    /// rate_limit: what requests are counted by (`ip`, `header:NAME`, `consumer`, `route`).
+    key: String,
+    /// rate_limit: `N/s`, `N/m` or `N/h`.
+    rate: String,
+    /// rate_limit: requests admitted at once.
+    burst: i64,
+    /// rate_limit: `worker`, `instance` or `cluster`.
+    scope: String,
+    /// rate_limit: keys tracked per worker.
+    max_keys: i64,
 }
 
 /// `match = { ... }`.

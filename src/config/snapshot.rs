@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::access_log::{AccessLogSettings, Destination as AccessLogDestination};
+use crate::policy::Chain;
 use crate::rate_limit::RateLimitPolicy;
 use crate::router::{Rewrite, Router};
 
@@ -99,6 +100,8 @@ pub struct ServerSettings {
     pub limits: Limits,
     /// Client-side timeouts.
     pub timeouts: ServerTimeouts,
+    /// Proxies whose `X-Forwarded-For` is believed when they are the TCP peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// `[server.limits]`: sizes a request may not exceed.
@@ -136,12 +139,12 @@ pub struct ServerTimeouts {
 pub struct Route {
     /// The route's configured name (for logs and errors).
     pub name: String,
+    /// The policies the request passes before the action, in phase order.
+    pub policies: Chain,
     /// Proxy to an upstream, or answer directly.
     pub action: RouteAction,
     /// This route's request body limit, if it overrides `server.limits.max_body_bytes`.
     pub max_body_bytes: Option<u64>,
-    /// Slots in [`Snapshot::rate_limits`] of the rate limits this route applies, in order.
-    pub rate_limits: Box<[usize]>,
 }
 
 /// What a route does with a matched request.

@@ -12,6 +12,7 @@ use super::headers::{is_hop_by_hop, ConnectionTokens};
 use super::{
     reason_phrase, BodyFraming, HeaderSpan, RequestHead, ResponseFraming, ResponseHead, Version,
 };
+use crate::policy::Denial;
 
 /// Our name in `Via`.
 const VIA_NAME: &[u8] = b"ringgate";
@@ -226,6 +227,32 @@ pub fn write_error_response(
     out.extend_from_slice(extra_headers);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(message.as_bytes());
+    out.push(b'\n');
+}
+
+/// Appends the answer to a request a policy refused: the status, the `WWW-Authenticate`
+/// challenge of a 401, the `extra_headers` lines (e.g. rate-limit fields and `Retry-After`)
+/// and a short plain-text body.
+pub fn write_denial_response(
+    out: &mut Vec<u8>,
+    denial: &Denial,
+    keep_alive: bool,
+    request_id: &[u8],
+    extra_headers: &[u8],
+) {
+    status_line(out, denial.status, reason_phrase(denial.status).as_bytes());
+    denial.challenge.write_field(out);
+    field(out, b"Content-Type", b"text/plain; charset=utf-8");
+    number_field(out, b"Content-Length", denial.message.len() as u64 + 1);
+    if !keep_alive {
+        field(out, b"Connection", b"close");
+    }
+    if !request_id.is_empty() {
+        field(out, b"X-Request-Id", request_id);
+    }
+    out.extend_from_slice(extra_headers);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(denial.message.as_bytes());
     out.push(b'\n');
 }
 

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use super::delta::{MetricsDelta, RateLimitCounts};
+use super::delta::MetricsDelta;
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, Refusal, StatusClass};
+use super::record::{ErrorCause, PolicyOutcome, Refusal, StatusClass};
 use super::DeltaReceiver;
 
 /// Totals for one route since start.
@@ -78,7 +78,7 @@ pub struct Aggregator {
     pub(super) pool_misses: u64,
     pub(super) errors: [u64; ErrorCause::ALL.len()],
     pub(super) refused: [u64; Refusal::ALL.len()],
-    pub(super) rate_limits: BTreeMap<String, RateLimitCounts>,
+    pub(super) policies: BTreeMap<String, [u64; PolicyOutcome::ALL.len()]>,
 }
 
 fn add_counts<const N: usize>(into: &mut [u64; N], from: &[u64; N]) {
@@ -113,11 +113,16 @@ impl Aggregator {
         self.pool_misses = self.pool_misses.saturating_add(delta.pool_misses);
         add_counts(&mut self.errors, &delta.errors);
         add_counts(&mut self.refused, &delta.refused);
-        for (policy, counts) in delta.rate_limits {
-            let t = self.rate_limits.entry(policy).or_default();
-            t.admitted = t.admitted.saturating_add(counts.admitted);
-            t.limited = t.limited.saturating_add(counts.limited);
+        for (name, counts) in delta.policies {
+            add_counts(self.policies.entry(name).or_default(), &counts);
         }
+    }
+
+    /// Decisions of policy `name` with `outcome` since start.
+    pub fn policy_decisions(&self, name: &str, outcome: PolicyOutcome) -> u64 {
+        self.policies
+            .get(name)
+            .map_or(0, |counts| counts[outcome.index()])
     }
 
     /// Merges every delta waiting on the channel without blocking; returns how many.
@@ -153,11 +158,6 @@ impl Aggregator {
     /// Connections refused at accept for `why` since start.
     pub fn refused(&self, why: Refusal) -> u64 {
         self.refused[why.index()]
-    }
-
-    /// Decisions of one rate-limit policy since start.
-    pub fn rate_limit(&self, policy: &str) -> Option<RateLimitCounts> {
-        self.rate_limits.get(policy).copied()
     }
 
     /// Pool hits and misses since start.

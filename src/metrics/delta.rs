@@ -3,7 +3,7 @@
 //! Plain owned data (`Send`); built once per merge interval, off the per-request path.
 
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, Refusal, StatusClass};
+use super::record::{ErrorCause, PolicyOutcome, Refusal, StatusClass};
 
 /// One route's interval.
 #[derive(Clone, Debug)]
@@ -51,17 +51,8 @@ pub struct MetricsDelta {
     pub errors: [u64; ErrorCause::ALL.len()],
     /// Connections closed at accept in the interval, indexed by [`Refusal::index`].
     pub refused: [u64; Refusal::ALL.len()],
-    /// Rate-limit decisions in the interval, by policy name.
-    pub rate_limits: Vec<(String, RateLimitCounts)>,
-}
-
-/// Requests one rate-limit policy admitted and refused.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RateLimitCounts {
-    /// Requests let through.
-    pub admitted: u64,
-    /// Requests answered 429.
-    pub limited: u64,
+    /// Policy decisions in the interval: policy name, counts by [`PolicyOutcome::index`].
+    pub policies: Vec<(String, [u64; PolicyOutcome::ALL.len()])>,
 }
 
 impl MetricsDelta {
@@ -73,6 +64,6 @@ impl MetricsDelta {
             && self.pool_misses == 0
             && self.errors.iter().all(|&e| e == 0)
             && self.refused.iter().all(|&e| e == 0)
-            && self.rate_limits.is_empty()
+            && self.policies.is_empty()
     }
 }

@@ -22,9 +22,9 @@ mod recorder;
 pub use aggregate::{
     Aggregator, ProcessInfo, RedisHealth, RouteTotals, UpstreamTotals, WorkerInfo,
 };
-pub use delta::{MetricsDelta, RateLimitCounts, RouteDelta, UpstreamDelta};
+pub use delta::{MetricsDelta, RouteDelta, UpstreamDelta};
 pub use histogram::{LatencyHistogram, HIGHEST_MICROS, LOWEST_MICROS, SIGNIFICANT_DIGITS};
-pub use record::{ErrorCause, Refusal, RequestRecord, StatusClass};
+pub use record::{ErrorCause, PolicyOutcome, Refusal, RequestRecord, StatusClass};
 pub use recorder::WorkerMetrics;
 
 /// The worker's end of the delta channel.

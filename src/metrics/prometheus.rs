@@ -7,7 +7,7 @@ use std::fmt::{self, Display, Write};
 
 use super::aggregate::{Aggregator, ProcessInfo};
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, Refusal, StatusClass};
+use super::record::{ErrorCause, PolicyOutcome, Refusal, StatusClass};
 
 /// Histogram bucket upper bounds: microseconds for the HDR lookup, and the `le` label.
 const BUCKETS: [(u64, &str); 14] = [
@@ -203,14 +203,15 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
         )?;
     }
     w.family(
-        "ringgate_rate_limit_requests_total",
-        "Requests a rate-limit policy decided on, by outcome (admitted, limited).",
+        "ringgate_policy_decisions_total",
+        "Decisions of each route policy by outcome.",
         "counter",
     )?;
-    for (policy, counts) in &agg.rate_limits {
-        for (outcome, n) in [("admitted", counts.admitted), ("limited", counts.limited)] {
-            let labels = [("policy", policy.as_str()), ("outcome", outcome)];
-            w.sample("ringgate_rate_limit_requests_total", &labels, n)?;
+    for (name, counts) in &agg.policies {
+        for outcome in PolicyOutcome::ALL {
+            let labels = [("policy", name.as_str()), ("outcome", outcome.label())];
+            let n = counts[outcome.index()];
+            w.sample("ringgate_policy_decisions_total", &labels, n)?;
         }
     }
 

@@ -44,13 +44,11 @@ pub enum ErrorCause {
     UpstreamProtocol,
     /// The upstream closed the connection mid-response.
     UpstreamClosed,
-    /// A rate-limit policy refused the request (429).
-    RateLimited,
 }
 
 impl ErrorCause {
     /// Every cause, in counter order.
-    pub const ALL: [ErrorCause; 9] = [
+    pub const ALL: [ErrorCause; 8] = [
         ErrorCause::BadRequest,
         ErrorCause::ClientTimeout,
         ErrorCause::ClientGone,
@@ -59,7 +57,6 @@ impl ErrorCause {
         ErrorCause::UpstreamTimeout,
         ErrorCause::UpstreamProtocol,
         ErrorCause::UpstreamClosed,
-        ErrorCause::RateLimited,
     ];
 
     /// Index into per-cause counter arrays (position in [`ErrorCause::ALL`]).
@@ -78,7 +75,48 @@ impl ErrorCause {
             ErrorCause::UpstreamTimeout => "upstream_timeout",
             ErrorCause::UpstreamProtocol => "upstream_protocol",
             ErrorCause::UpstreamClosed => "upstream_closed",
-            ErrorCause::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// What a stage decided, as counted in `ringgate_policy_decisions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PolicyOutcome {
+    /// The stage let the request through.
+    Allowed,
+    /// 401: no or bad credentials.
+    Unauthenticated,
+    /// 403: identified (or not) but not allowed.
+    Forbidden,
+    /// 429: over a limit.
+    Limited,
+    /// Any other refusal.
+    Refused,
+}
+
+impl PolicyOutcome {
+    /// Every outcome, in label order.
+    pub const ALL: [PolicyOutcome; 5] = [
+        PolicyOutcome::Allowed,
+        PolicyOutcome::Unauthenticated,
+        PolicyOutcome::Forbidden,
+        PolicyOutcome::Limited,
+        PolicyOutcome::Refused,
+    ];
+
+    /// Position in [`PolicyOutcome::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The metrics label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            PolicyOutcome::Allowed => "allowed",
+            PolicyOutcome::Unauthenticated => "unauthenticated",
+            PolicyOutcome::Forbidden => "forbidden",
+            PolicyOutcome::Limited => "limited",
+            PolicyOutcome::Refused => "refused",
         }
     }
 }

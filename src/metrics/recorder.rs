@@ -9,9 +9,9 @@ use std::cell::{Cell, RefCell};
 
 use ahash::AHashMap;
 
-use super::delta::{MetricsDelta, RateLimitCounts, RouteDelta, UpstreamDelta};
+use super::delta::{MetricsDelta, RouteDelta, UpstreamDelta};
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, Refusal, RequestRecord, StatusClass};
+use super::record::{ErrorCause, PolicyOutcome, Refusal, RequestRecord, StatusClass};
 
 /// Counters for one route since the last delta.
 #[derive(Debug, Default)]
@@ -94,7 +94,7 @@ pub struct WorkerMetrics {
     pool_misses: Cell<u64>,
     errors: [Cell<u64>; ErrorCause::ALL.len()],
     refused: [Cell<u64>; Refusal::ALL.len()],
-    rate_limits: RefCell<AHashMap<Box<str>, RateLimitCounts>>,
+    policies: RefCell<AHashMap<Box<str>, [u64; PolicyOutcome::ALL.len()]>>,
 }
 
 impl WorkerMetrics {
@@ -109,7 +109,7 @@ impl WorkerMetrics {
             pool_misses: Cell::new(0),
             errors: Default::default(),
             refused: Default::default(),
-            rate_limits: RefCell::new(AHashMap::new()),
+            policies: RefCell::new(AHashMap::new()),
         }
     }
 
@@ -175,17 +175,16 @@ impl WorkerMetrics {
         c.set(c.get() + 1);
     }
 
-    /// One rate-limit decision of `policy`. Allocates only the first time a name is seen.
-    pub fn rate_limit(&self, policy: &str, admitted: bool) {
-        let mut map = self.rate_limits.borrow_mut();
-        let counts = match map.get_mut(policy) {
-            Some(counts) => counts,
-            None => map.entry(policy.into()).or_default(),
-        };
-        if admitted {
-            counts.admitted += 1;
-        } else {
-            counts.limited += 1;
+    /// One decision of policy `name`. Allocates only the first time a name is seen.
+    pub fn policy_decision(&self, name: &str, outcome: PolicyOutcome) {
+        let mut policies = self.policies.borrow_mut();
+        match policies.get_mut(name) {
+            Some(counts) => counts[outcome.index()] += 1,
+            None => {
+                let mut counts = [0; PolicyOutcome::ALL.len()];
+                counts[outcome.index()] = 1;
+                policies.insert(name.into(), counts);
+            }
         }
     }
 
@@ -221,12 +220,12 @@ impl WorkerMetrics {
             pool_misses: self.pool_misses.replace(0),
             errors: std::array::from_fn(|i| self.errors[i].replace(0)),
             refused: std::array::from_fn(|i| self.refused[i].replace(0)),
-            rate_limits: self
-                .rate_limits
+            policies: self
+                .policies
                 .borrow_mut()
                 .iter_mut()
-                .filter(|(_, c)| c.admitted + c.limited > 0)
-                .map(|(name, c)| (name.to_string(), std::mem::take(c)))
+                .filter(|(_, counts)| counts.iter().any(|&n| n > 0))
+                .map(|(name, counts)| (name.to_string(), std::mem::take(counts)))
                 .collect(),
         }
     }

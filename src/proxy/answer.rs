@@ -8,9 +8,10 @@ use super::connection::{ClientConn, Next, CLIENT_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use crate::config::StaticResponse;
-use crate::http::writer::{write_error_response, write_static_response};
+use crate::http::writer::{write_denial_response, write_error_response, write_static_response};
 use crate::http::{BodyFraming, Method, RequestHead};
 use crate::io_buf::write_all_reuse;
+use crate::policy::Denial;
 
 impl ClientConn {
     /// Answers from a `respond` route.
@@ -98,6 +99,36 @@ impl ClientConn {
             &self.response_headers,
         );
         self.exchange.status = status;
+        self.exchange.bytes_out += self.out.len() as u64;
+        let written = write_all_reuse(&mut self.stream, &mut self.out).await;
+        if keep_alive && written.is_ok() {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+
+    /// Answers a request a policy refused (401 with its challenge, 403, ...). The connection
+    /// stays open when the request was read whole, like any answer the client caused.
+    pub(super) async fn reply_denied(
+        &mut self,
+        ctx: &WorkerContext,
+        denial: &Denial,
+        head: &RequestHead,
+    ) -> Next {
+        let keep_alive =
+            head.keep_alive && self.consume_request(head) && !ctx.drain().is_draining();
+        self.linger = !keep_alive;
+        self.out.clear();
+        write_denial_response(
+            &mut self.out,
+            denial,
+            keep_alive,
+            &self.request_id,
+            &self.response_headers,
+        );
+        self.response_started = true;
+        self.exchange.status = denial.status;
         self.exchange.bytes_out += self.out.len() as u64;
         let written = write_all_reuse(&mut self.stream, &mut self.out).await;
         if keep_alive && written.is_ok() {

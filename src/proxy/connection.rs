@@ -2,7 +2,7 @@
 //! request while the connection is kept alive. Requests on a connection are served one at a
 //! time, so pipelined requests get their responses in order.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -17,7 +17,7 @@ use super::trace::{self, TraceContext};
 use crate::config::{Route, RouteAction, Snapshot};
 use crate::http::{parse_request, HeadLimits, HeaderSpan, RequestHead};
 use crate::io_buf::ReadBuf;
-use crate::rate_limit::KeySource;
+use crate::policy::{Denial, Identity, RequestView};
 use crate::router::normalize::{normalize_path, split_target};
 use crate::router::{strip_prefix, MatchRequest, Params};
 
@@ -118,6 +118,8 @@ pub(super) struct ClientConn {
     /// Header lines the gateway adds to the current response (each ending in CRLF), e.g.
     /// rate-limit fields; cleared for every request.
     pub(super) response_headers: Vec<u8>,
+    /// What the route's policies established (client address, consumer, forwarded claims).
+    pub(super) identity: Identity,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -171,6 +173,7 @@ impl ClientConn {
                 min_rate: None,
             },
             response_headers: Vec::with_capacity(RESPONSE_HEADERS),
+            identity: Identity::default(),
         }
     }
 
@@ -324,45 +327,44 @@ impl ClientConn {
     ) -> Result<Next, ProxyError> {
         let route = self.route(snapshot, head)?;
         self.body_rules = BodyRules::for_route(snapshot, route, self.exchange.started);
-        self.rate_limit(ctx, snapshot, route)?;
+        if !route.policies.is_empty() {
+            if let Err(denial) = self.check_policies(ctx, snapshot, route, head) {
+                return Ok(self.reply_denied(ctx, &denial, head).await);
+            }
+        }
         match &route.action {
             RouteAction::Respond(response) => self.respond(ctx, response, head).await,
             RouteAction::Proxy(action) => self.forward(ctx, snapshot, action, head).await,
         }
     }
 
-    /// Applies the route's rate limits in order; each adds its response fields. The first
-    /// that refuses answers 429 (the ones before it have counted the request).
-    fn rate_limit(
+    /// Runs the route's policy chain on the parsed head, in place (see `crate::policy`).
+    fn check_policies(
         &mut self,
         ctx: &WorkerContext,
         snapshot: &Snapshot,
         route: &Route,
-    ) -> Result<(), ProxyError> {
-        for &slot in route.rate_limits.iter() {
-            let Some(policy) = snapshot.rate_limits.get(slot) else {
-                continue;
-            };
-            let data = self.input.data();
-            let ip = IpKey::new(self.peer.ip());
-            let key: &[u8] = match &policy.key {
-                KeySource::Ip => ip.bytes(),
-                // Requests without the header share one bucket (the empty key).
-                KeySource::Header(name) => find_header(data, &self.headers, name).unwrap_or(b""),
-                // No authentication yet: every request is the anonymous consumer.
-                KeySource::Consumer => b"",
-                KeySource::Route => route.name.as_bytes(),
-            };
-            let Some(decision) = ctx.limits().check(&snapshot.rate_limits, slot, key) else {
-                continue;
-            };
-            policy.write_fields(&decision, &mut self.response_headers);
-            ctx.metrics().rate_limit(&policy.name, decision.admitted);
-            if !decision.admitted {
-                return Err(ProxyError::RateLimited);
-            }
-        }
-        Ok(())
+        head: &RequestHead,
+    ) -> Result<(), Denial> {
+        let data = self.input.data();
+        let query = split_target(head.target.of(data))
+            .ok()
+            .and_then(|t| t.query);
+        let view = RequestView {
+            data,
+            headers: &self.headers,
+            query,
+            peer: self.peer.ip(),
+            trusted_proxies: &snapshot.server.trusted_proxies,
+            route: &route.name,
+        };
+        route.policies.check(
+            &view,
+            &mut self.identity,
+            ctx.policies(),
+            ctx.metrics(),
+            &mut self.response_headers,
+        )
     }
 
     /// Normalizes the target, matches a route, and prepares the upstream path.
@@ -408,33 +410,6 @@ impl ClientConn {
             }
         }
         Ok(route)
-    }
-}
-
-/// A client address as key bytes, on the stack.
-struct IpKey {
-    bytes: [u8; 16],
-    len: usize,
-}
-
-impl IpKey {
-    fn new(ip: IpAddr) -> Self {
-        let mut bytes = [0u8; 16];
-        let len = match ip {
-            IpAddr::V4(v4) => {
-                bytes[..4].copy_from_slice(&v4.octets());
-                4
-            }
-            IpAddr::V6(v6) => {
-                bytes.copy_from_slice(&v6.octets());
-                16
-            }
-        };
-        IpKey { bytes, len }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
     }
 }
 

@@ -17,7 +17,8 @@ use super::trace::TraceIds;
 use crate::access_log::{Sink, FLUSH_INTERVAL};
 use crate::config::Snapshot;
 use crate::metrics::{MetricsDelta, WorkerMetrics};
-use crate::rate_limit::{WorkerLimits, WorkerLink, REBALANCE_INTERVAL};
+use crate::policy::PolicyState;
+use crate::rate_limit::{WorkerLink, REBALANCE_INTERVAL};
 use crate::server::Drain;
 use crate::upstream::{Pool, RoundRobin};
 
@@ -41,7 +42,7 @@ pub struct WorkerContext {
     metrics: WorkerMetrics,
     access_log: Option<Sink>,
     admission: Admission,
-    limits: WorkerLimits,
+    policies: PolicyState,
     limits_link: WorkerLink,
 }
 
@@ -68,9 +69,14 @@ impl WorkerContext {
             metrics: WorkerMetrics::new(id),
             access_log,
             admission: Admission::default(),
-            limits: WorkerLimits::new(id, workers),
+            policies: PolicyState::new(id, workers),
             limits_link,
         }
+    }
+
+    /// The worker's policy caches and decision counters.
+    pub fn policies(&self) -> &PolicyState {
+        &self.policies
     }
 
     /// Worker index.
@@ -124,11 +130,6 @@ impl WorkerContext {
         &self.admission
     }
 
-    /// The worker's rate-limit tables.
-    pub fn limits(&self) -> &WorkerLimits {
-        &self.limits
-    }
-
     /// The worker's access log, if one is configured.
     pub fn access_log(&self) -> Option<&Sink> {
         self.access_log.as_ref()
@@ -176,11 +177,11 @@ impl WorkerContext {
                 _ = drain.started() => break,
                 _ = monoio::time::sleep(REBALANCE_INTERVAL) => {}
             }
-            for report in ctx.limits.take_reports() {
+            for report in ctx.policies.rate_limits.take_reports() {
                 let _ = ctx.limits_link.reports.try_send(report);
             }
             if last_sweep.elapsed() >= LIMITS_SWEEP {
-                ctx.limits.sweep();
+                ctx.policies.rate_limits.sweep();
                 last_sweep = Instant::now();
             }
         }
@@ -194,7 +195,7 @@ impl WorkerContext {
             monoio::select! {
                 _ = drain.started() => break,
                 update = updates.recv_async() => match update {
-                    Ok(update) => ctx.limits.apply(&update),
+                    Ok(update) => ctx.policies.rate_limits.apply(&update),
                     Err(_) => break,
                 }
             }

@@ -27,9 +27,6 @@ pub enum ProxyError {
     /// No route matches.
     #[error("no route")]
     NoRoute,
-    /// A rate-limit policy refused the request.
-    #[error("rate limited")]
-    RateLimited,
     /// The upstream group has no target.
     #[error("no upstream target")]
     NoTarget,
@@ -67,7 +64,6 @@ impl ProxyError {
             ProxyError::ClientGone(_) => return None,
             ProxyError::BodyTooLarge => (413, "request body too large"),
             ProxyError::NoRoute => (404, "no route matches this request"),
-            ProxyError::RateLimited => (429, "too many requests"),
             ProxyError::NoTarget => (503, "no upstream target available"),
             ProxyError::Connect(_) => (502, "bad gateway: upstream connect failed"),
             ProxyError::ConnectTimeout => (504, "gateway timeout: upstream connect timed out"),
@@ -90,7 +86,6 @@ impl ProxyError {
             ProxyError::ClientTimeout => ErrorCause::ClientTimeout,
             ProxyError::ClientGone(_) => ErrorCause::ClientGone,
             ProxyError::NoRoute => ErrorCause::NoRoute,
-            ProxyError::RateLimited => ErrorCause::RateLimited,
             ProxyError::NoTarget | ProxyError::Connect(_) => ErrorCause::UpstreamConnect,
             ProxyError::ConnectTimeout | ProxyError::UpstreamTimeout => ErrorCause::UpstreamTimeout,
             ProxyError::UpstreamProtocol(_) | ProxyError::UnexpectedUpgrade => {
@@ -102,9 +97,6 @@ impl ProxyError {
 
     /// Whether the client's connection may stay open after the error response.
     pub fn keeps_connection(&self) -> bool {
-        matches!(
-            self,
-            ProxyError::NoRoute | ProxyError::NoTarget | ProxyError::RateLimited
-        )
+        matches!(self, ProxyError::NoRoute | ProxyError::NoTarget)
     }
 }

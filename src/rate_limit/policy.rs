@@ -83,6 +83,8 @@ impl Rate {
 pub struct RateLimitPolicy {
     /// The policy's name (`[policies.NAME]`), also its name in the response fields.
     pub name: String,
+    /// Its position in the snapshot's rate limits (a worker's table for it sits there).
+    pub slot: usize,
     /// What requests are counted by.
     pub key: KeySource,
     /// The configured rate.
@@ -143,6 +145,7 @@ impl RateLimitPolicy {
         let limit_prefix = format!("RateLimit: \"{name}\";r=").into_bytes();
         RateLimitPolicy {
             name: name.to_string(),
+            slot: 0,
             key,
             rate,
             burst: burst.max(1),

@@ -7,7 +7,6 @@
 mod control;
 mod matcher;
 mod policies;
-mod rate_limits;
 mod routes;
 mod server;
 mod upstreams;
@@ -26,12 +25,9 @@ pub fn compile(raw: RawConfig, text: &str) -> Result<Snapshot, Vec<Problem>> {
     let mut cx = Ctx::new(text);
     let server = server::compile(&mut cx, raw.server.unwrap_or_default());
     let upstreams = upstreams::compile(&mut cx, &raw.upstreams);
-    let redis = raw
-        .redis
-        .as_ref()
-        .and_then(|r| rate_limits::redis(&mut cx, r));
+    let redis = raw.redis.as_ref().and_then(|r| policies::redis(&mut cx, r));
     let policies = policies::compile(&mut cx, raw.policies.as_ref(), raw.redis.is_some());
-    let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams, &policies.slots);
+    let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams, &policies);
     let admin = raw.admin.map(|admin| control::admin(&mut cx, admin));
     let metrics = control::metrics(&mut cx, raw.metrics.unwrap_or_default());
     let access_log = raw.access_log.map(|raw| control::access_log(&mut cx, raw));
@@ -43,7 +39,7 @@ pub fn compile(raw: RawConfig, text: &str) -> Result<Snapshot, Vec<Problem>> {
             admin,
             metrics,
             access_log,
-            rate_limits: rate_limits::into_slots(policies.rate_limits),
+            rate_limits: policies.rate_limits(),
             redis,
         }),
         _ => Err(cx.problems),
@@ -140,6 +136,27 @@ impl<'t> Ctx<'t> {
     }
 }
 
+/// A list of CIDR ranges (a bare address is its own /32 or /128); bad entries are problems.
+fn nets(cx: &mut Ctx<'_>, key: &str, list: Option<&[Spanned<String>]>) -> Vec<ipnet::IpNet> {
+    let mut out = Vec::new();
+    for (i, entry) in list.unwrap_or_default().iter().enumerate() {
+        let text = entry.get_ref().trim();
+        let net = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match net {
+            Ok(net) => out.push(net.trunc()),
+            Err(_) => {
+                let message = format!(
+                    "invalid address range `{text}`: expected e.g. \"10.0.0.0/8\", \"2001:db8::/32\" or \"192.0.2.7\""
+                );
+                cx.problem(format!("{key}[{i}]"), Some(entry.span()), message);
+            }
+        }
+    }
+    out
+}
+
 /// Whether `name` is a usable upstream or route name: non-empty, `[A-Za-z0-9_.-]`.
 fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -169,10 +186,10 @@ pub(super) fn check_without_router(text: &str) -> Vec<Problem> {
     server::compile(&mut cx, raw.server.unwrap_or_default());
     upstreams::compile(&mut cx, &raw.upstreams);
     if let Some(redis) = &raw.redis {
-        rate_limits::redis(&mut cx, redis);
+        policies::redis(&mut cx, redis);
     }
     let policies = policies::compile(&mut cx, raw.policies.as_ref(), raw.redis.is_some());
-    routes::check(&mut cx, &raw.routes, &raw.upstreams, &policies.slots);
+    routes::check(&mut cx, &raw.routes, &raw.upstreams, &policies);
     cx.problems
 }
 

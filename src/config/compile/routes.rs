@@ -6,6 +6,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::matcher::{self, has_control, is_token};
+use super::policies::PolicyTable;
 use super::{check_name, Ctx};
 use crate::config::file::{RawRespond, RawRoute, RawUpstream};
 use crate::config::{HostPolicy, ProxyAction, Route, RouteAction, StaticResponse, UpstreamId};
@@ -19,19 +20,19 @@ pub(super) fn compile(
     cx: &mut Ctx<'_>,
     routes: &[RawRoute],
     upstreams: &[RawUpstream],
-    policies: &HashMap<String, usize>,
+    policies: &PolicyTable,
 ) -> Option<Router<Route>> {
     let compiled = check(cx, routes, upstreams, policies);
     build(cx, routes, compiled)
 }
 
 /// Compiles each route on its own; a route with problems is left out (as `None`).
-/// `policies` are the rate-limit policy slots by name.
+/// `policies` are the compiled `[policies.NAME]` tables routes refer to.
 pub(super) fn check(
     cx: &mut Ctx<'_>,
     routes: &[RawRoute],
     upstreams: &[RawUpstream],
-    policies: &HashMap<String, usize>,
+    policies: &PolicyTable,
 ) -> Vec<Option<(RouteMatcher, Route)>> {
     let mut first_line: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::with_capacity(routes.len());
@@ -112,9 +113,10 @@ fn route(
     i: usize,
     raw: &RawRoute,
     upstreams: &[RawUpstream],
-    policies: &HashMap<String, usize>,
+    policies: &PolicyTable,
 ) -> Option<(RouteMatcher, Route)> {
     let key = format!("routes[{i}]");
+    let chain = policies.chain(cx, &format!("{key}.policies"), raw.policies.as_ref());
     let matcher = matcher::compile(cx, &format!("{key}.match"), raw.matcher.as_ref());
     let action = match (&raw.upstream, &raw.respond) {
         (Some(upstream), None) => proxy(cx, &key, raw, upstream, upstreams, &matcher)?,
@@ -135,12 +137,11 @@ fn route(
         }
     };
     let max_body_bytes = route_body_limit(cx, &key, raw, &action);
-    let rate_limits = super::policies::route_slots(cx, &key, raw.policies.as_ref(), policies);
     let route = Route {
         name: raw.name.get_ref().clone(),
+        policies: chain,
         action,
         max_body_bytes,
-        rate_limits,
     };
     Some((matcher, route))
 }
@@ -306,7 +307,8 @@ mod tests {
         let text = format!("{UPSTREAMS}{routes}");
         let raw: RawConfig = toml::from_str(&text).expect("valid toml");
         let mut cx = Ctx::new(&text);
-        let out = check(&mut cx, &raw.routes, &raw.upstreams, &HashMap::new());
+        let policies = PolicyTable::default();
+        let out = check(&mut cx, &raw.routes, &raw.upstreams, &policies);
         assert!(cx.problems.is_empty(), "{:?}", cx.problems);
         out.into_iter().map(|r| r.expect("compiled")).collect()
     }
@@ -499,7 +501,7 @@ host_rewrite = "users.internal"
     }
 
     #[test]
-    fn rejects_an_unknown_policy_on_a_route() {
+    fn rejects_an_unknown_policy_name_with_its_line() {
         let text = "[[routes]]\nname = \"r\"\nupstream = \"users\"\npolicies = [\"cors\"]\n";
         assert_eq!(problems(text), one("routes[0].policies[0]", 4));
     }

@@ -50,6 +50,7 @@ pub(super) fn compile(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
             .map_or(DEFAULT_GRACEFUL_SHUTDOWN, |d| d.0),
         limits: limits(cx, &raw),
         timeouts: timeouts(cx, &raw),
+        trusted_proxies: super::nets(cx, "server.trusted_proxies", raw.trusted_proxies.as_deref()),
     }
 }
 
