@@ -121,6 +121,11 @@ impl GatewayConfig {
         self
     }
 
+    /// Raw TOML tables (`[policies.NAME]`, `[redis]`) appended after the routes.
+    pub fn tables(self, toml: &str) -> Self {
+        self.routes(toml)
+    }
+
     /// A catch-all route (`path_prefix = "/"`) to `upstream`.
     pub fn route_all_to(self, upstream: &str) -> Self {
         self.routes(&format!(
@@ -219,6 +224,14 @@ impl Gateway {
     /// `http://ADDR{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr(), path)
+    }
+
+    /// Redis health of cluster-scoped rate limits.
+    pub fn rate_limit_status(&self) -> std::sync::Arc<ringgate::rate_limit::ClusterStatus> {
+        self.server
+            .as_ref()
+            .expect("running")
+            .rate_limit_status()
     }
 
     pub fn drivers(&self) -> Vec<DriverKind> {
