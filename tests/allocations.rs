@@ -27,3 +27,33 @@ fn proxy_path_allocations_per_request_legacy() {
         "{per_request} allocations per request"
     );
 }
+
+/// A route with a rate limit keyed on the client address: the key exists after the warm-up,
+/// so the check, the hash and the response fields allocate nothing.
+const RATE_LIMITED: &str = r#"policies = ["limit"]
+[policies.limit]
+kind = "rate_limit"
+rate = "1000000/s"
+key = "ip"
+scope = "instance"
+"#;
+
+#[test]
+fn rate_limited_route_allocations_per_request_io_uring() {
+    let per_request = counting_alloc::per_proxied_request("io_uring", RATE_LIMITED);
+    println!("io_uring, rate limited: {per_request:.2} allocations per proxied request");
+    assert!(
+        per_request <= counting_alloc::BUDGET,
+        "{per_request} allocations per request"
+    );
+}
+
+#[test]
+fn rate_limited_route_allocations_per_request_legacy() {
+    let per_request = counting_alloc::per_proxied_request("legacy", RATE_LIMITED);
+    println!("legacy, rate limited: {per_request:.2} allocations per proxied request");
+    assert!(
+        per_request <= counting_alloc::BUDGET,
+        "{per_request} allocations per request"
+    );
+}

@@ -50,9 +50,15 @@ pub const MEASURED: u64 = 2000;
 
 const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: alloc-test\r\n\r\n";
 
+/// One measurement at a time: the counter is process-wide, and a test binary runs its tests
+/// in parallel, so another test's start-up would be counted as this one's requests.
+#[allow(clippy::disallowed_types)]
+static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Allocations per proxied request through a one-worker gateway on `driver`, with `extra`
 /// appended to its config (e.g. an `[access_log]` table).
 pub fn per_proxied_request(driver: &str, extra: &str) -> f64 {
+    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let upstream_addr = fixed_backend::start();
     let config = format!(
         r#"
