@@ -24,7 +24,9 @@ fn limited(driver: &str, policy: &str) -> GatewayConfig {
              [[routes]]\nname = \"free\"\nmatch = { path_prefix = \"/free\" }\n\
              respond = { status = 200, body = \"free\" }\n",
         )
-        .tables(&format!("[policies.limit]\nkind = \"rate_limit\"\n{policy}"))
+        .tables(&format!(
+            "[policies.limit]\nkind = \"rate_limit\"\n{policy}"
+        ))
 }
 
 driver_tests! {
@@ -149,7 +151,10 @@ fn spread_connections(addr: SocketAddr, n: usize) -> Vec<Raw> {
         workers.insert(worker_of(&mut c));
         conns.push(c);
     }
-    assert!(workers.len() >= 2, "no connection reached the second worker");
+    assert!(
+        workers.len() >= 2,
+        "no connection reached the second worker"
+    );
     conns
 }
 
@@ -165,7 +170,11 @@ fn one_worker_connections(addr: SocketAddr, n: usize) -> Vec<Raw> {
             conns.push(c);
         }
     }
-    assert_eq!(conns.len(), n, "could not place {n} connections on one worker");
+    assert_eq!(
+        conns.len(),
+        n,
+        "could not place {n} connections on one worker"
+    );
     conns
 }
 

@@ -228,10 +228,7 @@ impl Gateway {
 
     /// Redis health of cluster-scoped rate limits.
     pub fn rate_limit_status(&self) -> std::sync::Arc<ringgate::rate_limit::ClusterStatus> {
-        self.server
-            .as_ref()
-            .expect("running")
-            .rate_limit_status()
+        self.server.as_ref().expect("running").rate_limit_status()
     }
 
     pub fn drivers(&self) -> Vec<DriverKind> {
