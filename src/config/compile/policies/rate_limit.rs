@@ -11,8 +11,8 @@ use crate::config::file::{RawPolicy, RawRedis};
 use crate::config::RedisSettings;
 use crate::rate_limit::{KeySource, Rate, RateLimitPolicy, Scope};
 
-/// `max_keys` when absent: about 5 MiB of table per policy per worker.
-pub const DEFAULT_MAX_KEYS: i64 = 65_536;
+/// `max_keys` when absent: 2.7 MiB of table per policy per worker (see `KeyTable::new`).
+pub const DEFAULT_MAX_KEYS: i64 = 16_384;
 const MAX_KEYS_RANGE: std::ops::RangeInclusive<i64> = 1..=16_777_216;
 /// Largest `burst`.
 const MAX_BURST: i64 = 1_000_000_000;
@@ -189,7 +189,7 @@ mod tests {
             (p.key.clone(), p.scope, p.burst),
             (KeySource::Ip, Scope::Instance, 100)
         );
-        assert_eq!(p.max_keys, 65_536);
+        assert_eq!(p.max_keys, 16_384);
         let route = snapshot.router.get(0).expect("one route");
         assert!(route
             .policies
