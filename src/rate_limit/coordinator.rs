@@ -26,6 +26,9 @@ use crate::config::Snapshot;
 pub const REBALANCE_INTERVAL: Duration = Duration::from_millis(100);
 /// Reports queued per worker before new ones are dropped.
 const REPORT_BACKLOG: usize = 64;
+/// Share updates queued per worker before new ones are dropped (a busy worker catches up
+/// with the next re-balance).
+const UPDATE_BACKLOG: usize = 64;
 
 /// A worker's ends of the coordinator's channels.
 #[derive(Debug, Clone)]
@@ -55,7 +58,7 @@ impl Coordinator {
         let mut updates = Vec::with_capacity(workers);
         let mut links = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let (tx, rx) = flume::unbounded();
+            let (tx, rx) = flume::bounded(UPDATE_BACKLOG);
             updates.push(tx);
             links.push(WorkerLink {
                 reports: reports_tx.clone(),
@@ -178,7 +181,7 @@ impl State {
             );
             for (tx, fractions) in self.updates.iter().zip(per_worker) {
                 if !fractions.is_empty() {
-                    let _ = tx.send(ShareUpdate {
+                    let _ = tx.try_send(ShareUpdate {
                         policy: Arc::clone(policy),
                         fractions,
                     });

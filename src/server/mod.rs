@@ -58,6 +58,9 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
+    /// The rate-limit coordinator thread could not be spawned.
+    #[error("cannot spawn the rate-limit coordinator: {0}")]
+    Coordinator(#[source] io::Error),
     /// A worker failed while starting its runtime.
     #[error("worker {worker} failed to start: {source}")]
     WorkerStart {
