@@ -33,8 +33,15 @@
 //! No locks here and, for a passing request on a warm connection, no allocation: headers are
 //! read in place from the parsed head, per-worker caches live in [`PolicyState`].
 
+pub mod api_key;
+pub mod authz;
+pub mod basic;
 pub mod client_addr;
+pub mod consumers;
+pub mod identity;
 pub mod ip_filter;
+pub mod jwt;
+pub mod state;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -43,7 +50,14 @@ use crate::http::HeaderSpan;
 pub use crate::metrics::PolicyOutcome as Outcome;
 use crate::metrics::WorkerMetrics;
 
+pub use api_key::ApiKey;
+pub use authz::Authz;
+pub use basic::Basic;
+pub use consumers::{Consumer, ConsumerId, Consumers};
+pub use identity::{Forwarding, Identity};
 pub use ip_filter::IpFilter;
+pub use jwt::Jwt;
+pub use state::PolicyState;
 
 /// The phases a chain runs in, in this order. See the module docs for why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -63,6 +77,25 @@ pub enum Phase {
 pub enum Stage {
     /// `kind = "ip_filter"`.
     IpFilter(Arc<IpFilter>),
+    /// `kind = "api_key"`.
+    ApiKey(Arc<ApiKey>),
+    /// `kind = "basic"`.
+    Basic(Arc<Basic>),
+    /// `kind = "jwt"`.
+    Jwt(Arc<Jwt>),
+    /// `kind = "authz"`.
+    Authz(Arc<Authz>),
+}
+
+/// What an authentication stage found.
+#[derive(Debug)]
+pub enum Authn {
+    /// Its credential is not in the request: the next authentication stage may try.
+    Absent,
+    /// The credential is good; the identity is set.
+    Accepted,
+    /// The credential is present and bad.
+    Refused(Denial),
 }
 
 impl Stage {
@@ -70,6 +103,8 @@ impl Stage {
     pub fn phase(&self) -> Phase {
         match self {
             Stage::IpFilter(_) => Phase::IpFilter,
+            Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) => Phase::Authentication,
+            Stage::Authz(_) => Phase::Authorization,
         }
     }
 
@@ -77,7 +112,49 @@ impl Stage {
     pub fn name(&self) -> &str {
         match self {
             Stage::IpFilter(p) => &p.name,
+            Stage::ApiKey(p) => &p.name,
+            Stage::Basic(p) => &p.name,
+            Stage::Jwt(p) => &p.name,
+            Stage::Authz(p) => &p.name,
         }
+    }
+
+    /// Runs an authentication stage (stages of other phases find nothing).
+    fn authenticate(&self, req: &RequestView<'_>, identity: &mut Identity, state: &PolicyState) -> Authn {
+        match self {
+            Stage::ApiKey(p) => p.check(req, identity),
+            Stage::Basic(p) => p.check(req, identity, state),
+            Stage::Jwt(p) => p.check(req, identity, state),
+            Stage::IpFilter(_) | Stage::Authz(_) => Authn::Absent,
+        }
+    }
+
+    /// The 401 of an authentication stage whose credential was absent.
+    fn missing(&self) -> Denial {
+        match self {
+            Stage::ApiKey(p) => p.denial("unauthorized: API key required"),
+            Stage::Basic(p) => p.denial(),
+            Stage::Jwt(p) => p.denial(None),
+            Stage::IpFilter(_) | Stage::Authz(_) => {
+                Denial::forbidden("forbidden")
+            }
+        }
+    }
+
+    /// Header names this stage sends upstream (the client's copies are dropped).
+    fn sent_headers(&self) -> Vec<String> {
+        let (forwarding, claims) = match self {
+            Stage::ApiKey(p) => (&p.forwarding, &[][..]),
+            Stage::Basic(p) => (&p.forwarding, &[][..]),
+            Stage::Jwt(p) => (&p.forwarding, p.forward_claims.as_slice()),
+            Stage::IpFilter(_) | Stage::Authz(_) => return Vec::new(),
+        };
+        forwarding
+            .consumer_header
+            .iter()
+            .cloned()
+            .chain(claims.iter().map(|(_, header)| header.clone()))
+            .collect()
     }
 }
 
@@ -85,6 +162,7 @@ impl Stage {
 #[derive(Debug, Clone, Default)]
 pub struct Chain {
     stages: Box<[Stage]>,
+    strip: Box<[Box<str>]>,
 }
 
 impl Chain {
@@ -92,9 +170,29 @@ impl Chain {
     /// the order alternatives are tried in).
     pub fn new(mut stages: Vec<Stage>) -> Self {
         stages.sort_by_key(Stage::phase);
+        let mut strip: Vec<Box<str>> = Vec::new();
+        for name in stages.iter().flat_map(Stage::sent_headers) {
+            if !strip.iter().any(|s| s.eq_ignore_ascii_case(&name)) {
+                strip.push(name.into());
+            }
+        }
         Chain {
             stages: stages.into_boxed_slice(),
+            strip: strip.into_boxed_slice(),
         }
+    }
+
+    /// Request headers the gateway sets itself for this route (consumer, forwarded claims):
+    /// the client's copies are never forwarded, whether or not the request authenticated.
+    pub fn stripped_headers(&self) -> &[Box<str>] {
+        &self.strip
+    }
+
+    /// Whether the chain authenticates requests.
+    pub fn authenticates(&self) -> bool {
+        self.stages
+            .iter()
+            .any(|s| s.phase() == Phase::Authentication)
     }
 
     /// Whether the route has no policies (then nothing runs).
@@ -108,25 +206,66 @@ impl Chain {
     }
 
     /// Runs every stage against `req`. On success `identity` holds what authentication
-    /// established; on refusal the [`Denial`] says how to answer. Outcomes are counted in
-    /// `metrics`; `state` holds the worker's caches.
+    /// established; on refusal the [`Denial`] says how to answer. Each deciding stage's
+    /// outcome is counted in `metrics`; `state` holds the worker's caches.
     pub fn check(
         &self,
         req: &RequestView<'_>,
         identity: &mut Identity,
-        _state: &PolicyState,
+        state: &PolicyState,
         metrics: &WorkerMetrics,
     ) -> Result<(), Denial> {
         identity.clear();
         identity.client_ip = client_addr::client_addr(req, req.trusted_proxies);
+        // The first authentication stage whose credential was absent, in case none is found.
+        let mut missing: Option<&Stage> = None;
         for stage in self.stages.iter() {
+            if stage.phase() == Phase::Authentication {
+                // Alternatives: once one accepted, the others are not consulted.
+                if identity.is_authenticated() {
+                    continue;
+                }
+                match stage.authenticate(req, identity, state) {
+                    Authn::Absent => {
+                        missing.get_or_insert(stage);
+                    }
+                    Authn::Accepted => {
+                        missing = None;
+                        metrics.policy_decision(stage.name(), Outcome::Allowed);
+                    }
+                    Authn::Refused(denial) => {
+                        metrics.policy_decision(stage.name(), denial.outcome());
+                        return Err(denial);
+                    }
+                }
+                continue;
+            }
+            unauthenticated(missing, identity, metrics)?;
             let result = match stage {
                 Stage::IpFilter(p) => p.check(req, identity),
+                Stage::Authz(p) => p.check(identity),
+                Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) => Ok(()),
             };
             metrics.policy_decision(stage.name(), outcome_of(&result));
             result?;
         }
-        Ok(())
+        unauthenticated(missing, identity, metrics)
+    }
+}
+
+/// The 401 of the first authentication stage when none found its credential.
+fn unauthenticated(
+    missing: Option<&Stage>,
+    identity: &Identity,
+    metrics: &WorkerMetrics,
+) -> Result<(), Denial> {
+    match missing {
+        Some(stage) if !identity.is_authenticated() => {
+            let denial = stage.missing();
+            metrics.policy_decision(stage.name(), denial.outcome());
+            Err(denial)
+        }
+        _ => Ok(()),
     }
 }
 
@@ -172,29 +311,6 @@ impl<'a> RequestView<'a> {
             .iter()
             .filter(move |h| h.name.of(data).eq_ignore_ascii_case(name.as_bytes()))
             .map(move |h| h.value.of(data))
-    }
-}
-
-/// What the chain established about the request; owned by the connection and reused, so
-/// that filling it allocates nothing once its buffers have grown.
-#[derive(Debug)]
-pub struct Identity {
-    /// The client's address: the peer, or the address a trusted proxy forwarded for.
-    pub client_ip: IpAddr,
-}
-
-impl Default for Identity {
-    fn default() -> Self {
-        Identity {
-            client_ip: IpAddr::from([0, 0, 0, 0]),
-        }
-    }
-}
-
-impl Identity {
-    /// Forgets the previous request.
-    pub fn clear(&mut self) {
-        self.client_ip = IpAddr::from([0, 0, 0, 0]);
     }
 }
 
@@ -297,7 +413,3 @@ impl Challenge {
     }
 }
 
-/// A worker's policy state: what policies remember between requests (verification caches).
-/// `!Sync`, never locked; one per worker.
-#[derive(Debug, Default)]
-pub struct PolicyState {}

@@ -289,6 +289,8 @@ impl ClientConn {
         head: &RequestHead,
     ) -> Result<Next, ProxyError> {
         let route = self.route(snapshot, head)?;
+        // Nothing a previous request on this connection established may carry over.
+        self.identity.clear();
         if !route.policies.is_empty() {
             if let Err(denial) = self.check_policies(ctx, snapshot, route, head) {
                 return Ok(self.reply_denied(ctx, &denial, head).await);
@@ -296,7 +298,10 @@ impl ClientConn {
         }
         match &route.action {
             RouteAction::Respond(response) => self.respond(ctx, response, head).await,
-            RouteAction::Proxy(action) => self.forward(ctx, snapshot, action, head).await,
+            RouteAction::Proxy(action) => {
+                self.forward(ctx, snapshot, action, &route.policies, head)
+                    .await
+            }
         }
     }
 

@@ -15,6 +15,7 @@ use super::body::{relay, BodyEnd, RelayError, RelayOptions};
 use super::connection::{ClientConn, Next, BODY_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
+use crate::policy::Chain;
 use crate::config::{HostPolicy, ProxyAction, Snapshot, Upstream, UpstreamId};
 use crate::http::writer::{
     must_dechunk, write_continue, write_downstream_response, write_upstream_request,
@@ -40,6 +41,7 @@ impl ClientConn {
         ctx: &WorkerContext,
         snapshot: &Snapshot,
         action: &ProxyAction,
+        policies: &Chain,
         head: &RequestHead,
     ) -> Result<Next, ProxyError> {
         let limits = snapshot.server.limits;
@@ -49,7 +51,7 @@ impl ClientConn {
             }
         }
         let upstream = snapshot.upstream(action.upstream);
-        self.write_upstream_head(head, action);
+        self.write_upstream_head(head, action, policies);
         self.input.consume(head.head_len);
         self.await_small_body(snapshot, head).await?;
         let body_in_hand = self.take_buffered_body(head);
@@ -105,7 +107,12 @@ impl ClientConn {
     }
 
     /// Writes the upstream request head into `out`.
-    fn write_upstream_head(&mut self, head: &RequestHead, action: &ProxyAction) {
+    fn write_upstream_head(
+        &mut self,
+        head: &RequestHead,
+        action: &ProxyAction,
+        policies: &Chain,
+    ) {
         let data = self.input.data();
         let client_host = head.host.map(|h| h.of(data)).unwrap_or_default();
         let host = match &action.host {
@@ -125,6 +132,8 @@ impl ClientConn {
             request_id_from_client: self.request_id_from_client,
             traceparent: traceparent.as_ref().map_or(&[][..], |t| &t[..]),
             forward_tracestate: self.forward_tracestate,
+            strip: policies.stripped_headers(),
+            identity_fields: self.identity.upstream_fields(),
         };
         self.out.clear();
         write_upstream_request(&mut self.out, data, head, &self.headers, &fwd);

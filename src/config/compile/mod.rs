@@ -4,6 +4,7 @@
 //! problem in the file, each with its key path and line. A snapshot is built only when
 //! there were none. Defaults live here (and in docs/configuration.md), not in `file`.
 
+mod consumers;
 mod control;
 mod matcher;
 mod policies;
@@ -12,6 +13,7 @@ mod server;
 mod upstreams;
 
 use std::ops::{Range, RangeInclusive};
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -25,7 +27,8 @@ pub fn compile(raw: RawConfig, text: &str) -> Result<Snapshot, Vec<Problem>> {
     let mut cx = Ctx::new(text);
     let server = server::compile(&mut cx, raw.server.unwrap_or_default());
     let upstreams = upstreams::compile(&mut cx, &raw.upstreams);
-    let policies = policies::compile(&mut cx, raw.policies.as_ref());
+    let consumers = Arc::new(consumers::compile(&mut cx, &raw.consumers));
+    let policies = policies::compile(&mut cx, raw.policies.as_ref(), &consumers);
     let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams, &policies);
     let admin = raw.admin.map(|admin| control::admin(&mut cx, admin));
     let metrics = control::metrics(&mut cx, raw.metrics.unwrap_or_default());
@@ -182,7 +185,8 @@ pub(super) fn check_without_router(text: &str) -> Vec<Problem> {
     let mut cx = Ctx::new(text);
     server::compile(&mut cx, raw.server.unwrap_or_default());
     upstreams::compile(&mut cx, &raw.upstreams);
-    let policies = policies::compile(&mut cx, raw.policies.as_ref());
+    let consumers = Arc::new(consumers::compile(&mut cx, &raw.consumers));
+    let policies = policies::compile(&mut cx, raw.policies.as_ref(), &consumers);
     routes::check(&mut cx, &raw.routes, &raw.upstreams, &policies);
     cx.problems
 }
