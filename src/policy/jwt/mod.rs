@@ -142,16 +142,19 @@ impl Jwt {
         v.leeway = self.leeway;
         v.validate_exp = true;
         v.validate_nbf = true;
+        // jsonwebtoken checks `iss` and `aud` only when present: a configured one is required.
         v.required_spec_claims.clear();
         if self.issuer.is_empty() {
             v.iss = None;
         } else {
             v.set_issuer(&self.issuer);
+            v.required_spec_claims.insert("iss".into());
         }
         if self.audience.is_empty() {
             v.validate_aud = false;
         } else {
             v.set_audience(&self.audience);
+            v.required_spec_claims.insert("aud".into());
         }
         v
     }

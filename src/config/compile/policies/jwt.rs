@@ -62,7 +62,10 @@ pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<Jwt>> {
         issuer: raw.issuer.as_ref().map(|i| i.get_ref().to_vec()).unwrap_or_default(),
         audience: raw.audience.as_ref().map(|a| a.get_ref().to_vec()).unwrap_or_default(),
         leeway: leeway.as_secs(),
-        required_claims: strings(&raw.required_claims),
+        required_claims: raw
+            .required_claims
+            .as_ref()
+            .map_or_else(|| vec!["exp".to_string()], |_| strings(&raw.required_claims)),
         consumer_claim: raw
             .consumer_claim
             .as_ref()
