@@ -54,7 +54,9 @@ password_hash = "{bob_hash}"
 /// `GET path` with extra header lines on a fresh connection.
 fn get(gw: &Gateway, path: &str, extra: &str) -> RawResponse {
     let mut raw = Raw::connect(gw.addr());
-    raw.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"));
+    raw.send(format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"
+    ));
     raw.read_response()
 }
 

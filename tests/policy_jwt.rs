@@ -45,18 +45,37 @@ fn keys() -> &'static Keys {
             "e": B64.encode(public.e().to_bytes_be()),
         });
         Keys {
-            rsa_private_pem: private.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string(),
+            rsa_private_pem: private
+                .to_pkcs8_pem(LineEnding::LF)
+                .expect("pem")
+                .to_string(),
             rsa_public_pem: public.to_public_key_pem(LineEnding::LF).expect("pem"),
             rsa_jwk,
-            ec256: ec_key(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, "P-256", "ec256"),
-            ec384: ec_key(&ring::signature::ECDSA_P384_SHA384_FIXED_SIGNING, "P-384", "ec384"),
+            ec256: ec_key(
+                &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                "P-256",
+                "ec256",
+            ),
+            ec384: ec_key(
+                &ring::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+                "P-384",
+                "ec384",
+            ),
             ed: ed_key(),
-            rotated: ec_key(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, "P-256", "rotated"),
+            rotated: ec_key(
+                &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                "P-256",
+                "rotated",
+            ),
         }
     })
 }
 
-fn ec_key(alg: &'static ring::signature::EcdsaSigningAlgorithm, crv: &str, kid: &str) -> (Vec<u8>, Value) {
+fn ec_key(
+    alg: &'static ring::signature::EcdsaSigningAlgorithm,
+    crv: &str,
+    kid: &str,
+) -> (Vec<u8>, Value) {
     use ring::signature::KeyPair;
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).expect("ec");
@@ -95,7 +114,10 @@ fn file(name: &str, text: &str) -> String {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
 }
 
 /// Claims that pass every check of the policies below.
@@ -106,7 +128,9 @@ fn good_claims() -> Value {
 fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
     let k = keys();
     let key = match alg {
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => EncodingKey::from_secret(SECRET.as_bytes()),
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            EncodingKey::from_secret(SECRET.as_bytes())
+        }
         Algorithm::ES256 => EncodingKey::from_ec_der(&k.ec256.0),
         Algorithm::ES384 => EncodingKey::from_ec_der(&k.ec384.0),
         Algorithm::EdDSA => EncodingKey::from_ed_der(&k.ed.0),
@@ -136,7 +160,8 @@ fn assert_invalid(r: &RawResponse, description: &str) {
     );
 }
 
-const ALL: &str = r#"["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]"#;
+const ALL: &str =
+    r#"["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]"#;
 
 fn gateway(driver: &str, up: &Upstream) -> Gateway {
     let k = keys();
@@ -375,7 +400,12 @@ jwks_cooldown = "50ms"
 fn rotated_token(claims: &Value) -> String {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some("rotated".into());
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&keys().rotated.0)).expect("sign")
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_ec_der(&keys().rotated.0),
+    )
+    .expect("sign")
 }
 
 /// Repeats `GET /` with `token` until it answers `want` or the I/O timeout passes; returns

@@ -82,7 +82,10 @@ pub fn write_upstream_request(
         let rewritten = REWRITTEN_REQUEST_FIELDS
             .iter()
             .any(|r| name.eq_ignore_ascii_case(r))
-            || fwd.strip.iter().any(|s| name.eq_ignore_ascii_case(s.as_bytes()));
+            || fwd
+                .strip
+                .iter()
+                .any(|s| name.eq_ignore_ascii_case(s.as_bytes()));
         if !rewritten && forwardable(&options, name) {
             field(out, name, h.value.of(buf));
         }

@@ -79,7 +79,10 @@ mod tests {
 
     #[test]
     fn finds_a_query_parameter_by_exact_name() {
-        assert_eq!(query_param(b"a=1&api_key=k2&b", b"api_key"), Some(&b"k2"[..]));
+        assert_eq!(
+            query_param(b"a=1&api_key=k2&b", b"api_key"),
+            Some(&b"k2"[..])
+        );
         assert_eq!(query_param(b"xapi_key=1", b"api_key"), None);
         assert_eq!(query_param(b"api_key", b"api_key"), None);
         assert_eq!(query_param(b"api_key=", b"api_key"), Some(&b""[..]));

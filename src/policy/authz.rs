@@ -44,7 +44,9 @@ impl Authz {
             return Ok(());
         }
         let Some(token) = identity.token() else {
-            return Err(Denial::forbidden("forbidden: a token with scopes is required"));
+            return Err(Denial::forbidden(
+                "forbidden: a token with scopes is required",
+            ));
         };
         if !self.require_scopes.iter().all(|s| token.has_scope(s)) {
             return Err(Denial::forbidden("forbidden: insufficient scope"));
@@ -56,7 +58,9 @@ impl Authz {
         if claims_ok {
             Ok(())
         } else {
-            Err(Denial::forbidden("forbidden: required claim missing or wrong"))
+            Err(Denial::forbidden(
+                "forbidden: required claim missing or wrong",
+            ))
         }
     }
 }

@@ -36,7 +36,12 @@ pub struct Basic {
 
 impl Basic {
     /// Absent without `Authorization: Basic`; else accepted or 401.
-    pub fn check(&self, req: &RequestView<'_>, identity: &mut Identity, state: &PolicyState) -> Authn {
+    pub fn check(
+        &self,
+        req: &RequestView<'_>,
+        identity: &mut Identity,
+        state: &PolicyState,
+    ) -> Authn {
         let Some(encoded) = req.header("authorization").and_then(basic_credential) else {
             return Authn::Absent;
         };
@@ -112,8 +117,11 @@ fn credential_digest(user: &[u8], password: &[u8], hash: &str) -> [u8; 32] {
 pub fn verify_password(password: &[u8], hash: &str) -> bool {
     if hash.starts_with("$argon2") {
         use argon2::password_hash::{PasswordHash, PasswordVerifier};
-        PasswordHash::new(hash)
-            .is_ok_and(|parsed| argon2::Argon2::default().verify_password(password, &parsed).is_ok())
+        PasswordHash::new(hash).is_ok_and(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(password, &parsed)
+                .is_ok()
+        })
     } else {
         bcrypt::verify(password, hash).unwrap_or(false)
     }
@@ -140,7 +148,8 @@ mod tests {
         use argon2::password_hash::{PasswordHasher, SaltString};
         let salt = SaltString::encode_b64(b"0123456789abcdef").expect("salt");
         let params = argon2::Params::new(64, 1, 1, None).expect("params");
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let hash = argon.hash_password(b"pw", &salt).expect("hash").to_string();
         assert!(is_password_hash(&hash));
         assert!(verify_password(b"pw", &hash));

@@ -109,7 +109,11 @@ impl Identity {
         self.name.push_str(name);
         if let Some(header) = &forwarding.consumer_header {
             if !name.is_empty() && is_field_value(name.as_bytes()) {
-                push_field(&mut self.upstream_fields, header.as_bytes(), name.as_bytes());
+                push_field(
+                    &mut self.upstream_fields,
+                    header.as_bytes(),
+                    name.as_bytes(),
+                );
             }
         }
     }
@@ -118,7 +122,9 @@ impl Identity {
 /// Whether `value` may be written as a header value as is: visible ASCII, spaces and tabs,
 /// not empty at either end.
 pub fn is_field_value(value: &[u8]) -> bool {
-    value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
         && value.first().is_some_and(|&b| b != b' ' && b != b'\t')
         && value.last().is_some_and(|&b| b != b' ' && b != b'\t')
 }

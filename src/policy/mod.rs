@@ -120,7 +120,12 @@ impl Stage {
     }
 
     /// Runs an authentication stage (stages of other phases find nothing).
-    fn authenticate(&self, req: &RequestView<'_>, identity: &mut Identity, state: &PolicyState) -> Authn {
+    fn authenticate(
+        &self,
+        req: &RequestView<'_>,
+        identity: &mut Identity,
+        state: &PolicyState,
+    ) -> Authn {
         match self {
             Stage::ApiKey(p) => p.check(req, identity),
             Stage::Basic(p) => p.check(req, identity, state),
@@ -135,9 +140,7 @@ impl Stage {
             Stage::ApiKey(p) => p.denial("unauthorized: API key required"),
             Stage::Basic(p) => p.denial(),
             Stage::Jwt(p) => p.denial(None),
-            Stage::IpFilter(_) | Stage::Authz(_) => {
-                Denial::forbidden("forbidden")
-            }
+            Stage::IpFilter(_) | Stage::Authz(_) => Denial::forbidden("forbidden"),
         }
     }
 
@@ -412,4 +415,3 @@ impl Challenge {
         out.extend_from_slice(b"\r\n");
     }
 }
-

@@ -44,7 +44,12 @@ impl PolicyState {
     }
 
     /// The cached verification of `token`, if made with the keys of `generation`.
-    pub fn cached_token(&self, key: u64, token: &[u8], generation: u64) -> Option<Rc<VerifiedToken>> {
+    pub fn cached_token(
+        &self,
+        key: u64,
+        token: &[u8],
+        generation: u64,
+    ) -> Option<Rc<VerifiedToken>> {
         let tokens = self.tokens.borrow();
         let entry = tokens.get(&key)?;
         let same = bool::from(entry.token.ct_eq(token)) && entry.generation == generation;
@@ -52,7 +57,13 @@ impl PolicyState {
     }
 
     /// Caches a verification (allocates: it happens once per token per worker).
-    pub fn cache_token(&self, key: u64, token: &[u8], generation: u64, verified: Rc<VerifiedToken>) {
+    pub fn cache_token(
+        &self,
+        key: u64,
+        token: &[u8],
+        generation: u64,
+        verified: Rc<VerifiedToken>,
+    ) {
         let mut tokens = self.tokens.borrow_mut();
         if tokens.len() >= MAX_ENTRIES {
             tokens.clear();

@@ -15,7 +15,6 @@ use super::body::{relay, BodyEnd, RelayError, RelayOptions};
 use super::connection::{ClientConn, Next, BODY_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
-use crate::policy::Chain;
 use crate::config::{HostPolicy, ProxyAction, Snapshot, Upstream, UpstreamId};
 use crate::http::writer::{
     must_dechunk, write_continue, write_downstream_response, write_upstream_request,
@@ -25,6 +24,7 @@ use crate::http::{
     parse_response, BodyFraming, RequestHead, ResponseFraming, ResponseHead, Version,
 };
 use crate::io_buf::write_all_reuse;
+use crate::policy::Chain;
 use crate::upstream::{connect, ConnectError, UpstreamConn};
 
 /// Bodies up to this size that are already buffered travel in the same write as their head.
@@ -107,12 +107,7 @@ impl ClientConn {
     }
 
     /// Writes the upstream request head into `out`.
-    fn write_upstream_head(
-        &mut self,
-        head: &RequestHead,
-        action: &ProxyAction,
-        policies: &Chain,
-    ) {
+    fn write_upstream_head(&mut self, head: &RequestHead, action: &ProxyAction, policies: &Chain) {
         let data = self.input.data();
         let client_host = head.host.map(|h| h.of(data)).unwrap_or_default();
         let host = match &action.host {

@@ -53,6 +53,13 @@ const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: alloc
 /// Allocations per proxied request through a one-worker gateway on `driver`, with `extra`
 /// appended to its config (e.g. an `[access_log]` table).
 pub fn per_proxied_request(driver: &str, extra: &str) -> f64 {
+    per_proxied_request_with(driver, extra, REQUEST)
+}
+
+/// Like [`per_proxied_request`], sending `request` (a complete head) each time.
+// Not every test binary that counts allocations sends its own request.
+#[allow(dead_code)]
+pub fn per_proxied_request_with(driver: &str, extra: &str, request: &[u8]) -> f64 {
     let upstream_addr = fixed_backend::start();
     let config = format!(
         r#"
@@ -76,11 +83,11 @@ upstream = "b"
     client.set_nodelay(true).expect("nodelay");
     let mut buf = vec![0u8; 8192];
     for _ in 0..WARM_UP {
-        fixed_backend::exchange(&mut client, REQUEST, &mut buf);
+        fixed_backend::exchange(&mut client, request, &mut buf);
     }
     let before = allocations();
     for _ in 0..MEASURED {
-        fixed_backend::exchange(&mut client, REQUEST, &mut buf);
+        fixed_backend::exchange(&mut client, request, &mut buf);
     }
     let after = allocations();
     drop(client);

@@ -24,7 +24,8 @@ pub(super) fn compile(cx: &mut Ctx<'_>, raw: &[RawConsumer]) -> Consumers {
         if let Err(message) = check_name(name) {
             cx.problem(format!("{key}.name"), Some(c.name.span()), message);
         } else if let Some(line) = first_line.get(name.as_str()) {
-            let message = format!("duplicate consumer name `{name}` (first defined on line {line})");
+            let message =
+                format!("duplicate consumer name `{name}` (first defined on line {line})");
             cx.problem(format!("{key}.name"), Some(c.name.span()), message);
         } else {
             first_line.insert(name, cx.line(c.name.span()));
@@ -102,7 +103,10 @@ mod tests {
     fn reads_hex_digests_and_hashes_plain_keys() {
         let hex = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
         assert_eq!(api_key_digest(hex), Some(key_digest(b"test")));
-        assert_eq!(api_key_digest("a-long-plain-api-key"), Some(key_digest(b"a-long-plain-api-key")));
+        assert_eq!(
+            api_key_digest("a-long-plain-api-key"),
+            Some(key_digest(b"a-long-plain-api-key"))
+        );
         assert_eq!(api_key_digest("short"), None);
         assert_eq!(api_key_digest("sha256:zz"), None);
     }

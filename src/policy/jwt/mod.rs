@@ -65,7 +65,12 @@ type Refusal = &'static str;
 
 impl Jwt {
     /// Absent without a Bearer token; else accepted or refused (see the module docs).
-    pub fn check(&self, req: &RequestView<'_>, identity: &mut Identity, state: &PolicyState) -> Authn {
+    pub fn check(
+        &self,
+        req: &RequestView<'_>,
+        identity: &mut Identity,
+        state: &PolicyState,
+    ) -> Authn {
         let Some(token) = req.header("authorization").and_then(bearer) else {
             return Authn::Absent;
         };

@@ -20,7 +20,9 @@ pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<ApiKey>> {
     };
     let query = raw.query.as_ref().and_then(|q| {
         let ok = !q.get_ref().is_empty()
-            && q.get_ref().bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
+            && q.get_ref()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
         if !ok {
             let message = "expected a parameter name of letters, digits, `-`, `_`, `.`, `~`".into();
             k.problem("query", q.span(), message);

@@ -8,7 +8,12 @@ use super::KindCx;
 use crate::policy::Authz;
 
 /// The keys this kind accepts besides `kind`.
-pub(super) const KEYS: &[&str] = &["allow_groups", "deny_groups", "require_scopes", "require_claims"];
+pub(super) const KEYS: &[&str] = &[
+    "allow_groups",
+    "deny_groups",
+    "require_scopes",
+    "require_claims",
+];
 
 /// Compiles an `authz` table; at least one condition is required.
 pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<Authz>> {

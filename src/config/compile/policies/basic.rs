@@ -25,6 +25,9 @@ mod tests {
     #[test]
     fn rejects_a_realm_with_quotes() {
         let text = "[policies.b]\nkind = \"basic\"\nrealm = \"a\\\"b\"\n";
-        assert_eq!(problems(text), vec![("policies.b.realm".to_string(), Some(3))]);
+        assert_eq!(
+            problems(text),
+            vec![("policies.b.realm".to_string(), Some(3))]
+        );
     }
 }

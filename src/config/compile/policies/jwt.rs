@@ -44,7 +44,10 @@ pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<Jwt>> {
     let algorithms = algorithms(k)?;
     let keys = key_store(k, &algorithms)?;
     let strings = |v: &Option<toml::Spanned<Vec<toml::Spanned<String>>>>| -> Vec<String> {
-        v.iter().flat_map(|v| v.get_ref()).map(|s| s.get_ref().clone()).collect()
+        v.iter()
+            .flat_map(|v| v.get_ref())
+            .map(|s| s.get_ref().clone())
+            .collect()
     };
     let mut forward_claims = Vec::new();
     for (claim, header) in raw.forward_claims.iter().flat_map(|f| &f.get_ref().0) {
@@ -53,19 +56,30 @@ pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<Jwt>> {
             forward_claims.push((claim.get_ref().clone(), h));
         }
     }
-    let leeway = raw.leeway.as_ref().map_or(DEFAULT_LEEWAY, |l| l.get_ref().0);
+    let leeway = raw
+        .leeway
+        .as_ref()
+        .map_or(DEFAULT_LEEWAY, |l| l.get_ref().0);
     Some(Arc::new(Jwt {
         name: k.name.to_string(),
         realm: realm(k),
         algorithms,
         keys,
-        issuer: raw.issuer.as_ref().map(|i| i.get_ref().to_vec()).unwrap_or_default(),
-        audience: raw.audience.as_ref().map(|a| a.get_ref().to_vec()).unwrap_or_default(),
-        leeway: leeway.as_secs(),
-        required_claims: raw
-            .required_claims
+        issuer: raw
+            .issuer
             .as_ref()
-            .map_or_else(|| vec!["exp".to_string()], |_| strings(&raw.required_claims)),
+            .map(|i| i.get_ref().to_vec())
+            .unwrap_or_default(),
+        audience: raw
+            .audience
+            .as_ref()
+            .map(|a| a.get_ref().to_vec())
+            .unwrap_or_default(),
+        leeway: leeway.as_secs(),
+        required_claims: raw.required_claims.as_ref().map_or_else(
+            || vec!["exp".to_string()],
+            |_| strings(&raw.required_claims),
+        ),
         consumer_claim: raw
             .consumer_claim
             .as_ref()
@@ -99,7 +113,11 @@ fn algorithms(k: &mut KindCx<'_, '_, '_>) -> Option<Vec<Algorithm>> {
         return None;
     }
     if out.is_empty() {
-        k.problem("algorithms", list.span(), "at least one algorithm is required".into());
+        k.problem(
+            "algorithms",
+            list.span(),
+            "at least one algorithm is required".into(),
+        );
         return None;
     }
     Some(out)
@@ -123,7 +141,11 @@ fn key_store(k: &mut KindCx<'_, '_, '_>, algorithms: &[Algorithm]) -> Option<Arc
     let (text, span) = (value.get_ref().as_str(), value.span());
     let hmac = algorithms.iter().any(|a| jwt::HMAC.contains(a));
     if hmac && *source != "secret" && *source != "jwks_file" {
-        k.problem("algorithms", span.clone(), "HS algorithms need `secret` (or `oct` keys in `jwks_file`)".into());
+        k.problem(
+            "algorithms",
+            span.clone(),
+            "HS algorithms need `secret` (or `oct` keys in `jwks_file`)".into(),
+        );
         return None;
     }
     let keys = match *source {
@@ -136,7 +158,11 @@ fn key_store(k: &mut KindCx<'_, '_, '_>, algorithms: &[Algorithm]) -> Option<Arc
             match jwt::secret_key(text.as_bytes(), algorithms) {
                 Some(key) => vec![key],
                 None => {
-                    k.problem(source, span, "`algorithms` has no HS algorithm for a secret".into());
+                    k.problem(
+                        source,
+                        span,
+                        "`algorithms` has no HS algorithm for a secret".into(),
+                    );
                     return None;
                 }
             }
@@ -176,7 +202,11 @@ fn jwks_url(
     algorithms: &[Algorithm],
 ) -> Option<Arc<KeyStore>> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        k.problem("jwks_url", span, "expected an http:// or https:// URL".into());
+        k.problem(
+            "jwks_url",
+            span,
+            "expected an http:// or https:// URL".into(),
+        );
         return None;
     }
     let duration = |v: &Option<toml::Spanned<DurationValue>>, default| {
@@ -235,6 +265,9 @@ mod tests {
     fn rejects_a_secret_for_asymmetric_algorithms_only() {
         let text = "[policies.a]\nkind = \"jwt\"\nalgorithms = [\"RS256\"]\n\
                     secret = \"0123456789abcdef0123456789abcdef\"\n";
-        assert_eq!(problems(text), vec![("policies.a.secret".to_string(), Some(4))]);
+        assert_eq!(
+            problems(text),
+            vec![("policies.a.secret".to_string(), Some(4))]
+        );
     }
 }

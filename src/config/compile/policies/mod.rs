@@ -44,7 +44,8 @@ pub(super) struct KindCx<'c, 't, 'r> {
 impl KindCx<'_, '_, '_> {
     /// A problem at `policies.NAME.{sub}`.
     fn problem(&mut self, sub: &str, span: Range<usize>, message: String) {
-        self.cx.problem(format!("{}.{sub}", self.key), Some(span), message);
+        self.cx
+            .problem(format!("{}.{sub}", self.key), Some(span), message);
     }
 
     /// A problem with the table as a whole, at its `kind` line.
@@ -79,7 +80,10 @@ fn realm(k: &mut KindCx<'_, '_, '_>) -> Arc<str> {
         return DEFAULT_REALM.into();
     };
     let text = realm.get_ref();
-    if text.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\') {
+    if text
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
         return text.as_str().into();
     }
     let message = "printable ASCII without `\"` or `\\` is required".to_string();
@@ -196,10 +200,7 @@ impl PolicyTable {
             }
         }
         let chain = Chain::new(stages);
-        let authorizes = chain
-            .stages()
-            .iter()
-            .any(|s| matches!(s, Stage::Authz(_)));
+        let authorizes = chain.stages().iter().any(|s| matches!(s, Stage::Authz(_)));
         if authorizes && !chain.authenticates() {
             let message = "an `authz` policy needs an authentication policy (`api_key`, \
                            `basic` or `jwt`) on the same route"
