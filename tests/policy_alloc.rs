@@ -94,6 +94,8 @@ fn policy_chain_allocations_per_request_both_drivers() {
     let (jwt_chain, jwt_request) = jwt_chain_and_request();
     let (basic_chain, basic_request) = basic_chain_and_request();
     for driver in ["io_uring", "legacy"] {
+        let baseline = counting_alloc::per_proxied_request(driver, "");
+        println!("{driver}, no policies: {baseline:.2} allocations per proxied request");
         assert_policy_budget(
             driver,
             "ip + api key + groups",

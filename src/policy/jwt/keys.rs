@@ -152,12 +152,12 @@ pub fn secret_key(secret: &[u8], allowed: &[Algorithm]) -> Option<Key> {
     })
 }
 
+/// A jsonwebtoken PEM reader for one key family.
+type PemParser = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
+
 /// A PEM public key (RSA, EC or Ed25519), for the policy's algorithms of its family.
 pub fn pem_key(pem: &[u8], allowed: &[Algorithm]) -> Result<Key, String> {
-    let tries: [(
-        &[Algorithm],
-        fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>,
-    ); 4] = [
+    let tries: [(&[Algorithm], PemParser); 4] = [
         (RSA, DecodingKey::from_rsa_pem),
         (&[Algorithm::ES256], DecodingKey::from_ec_pem),
         (&[Algorithm::ES384], DecodingKey::from_ec_pem),
