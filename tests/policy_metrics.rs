@@ -52,7 +52,9 @@ api_keys = ["alice-key-0123456789"]
 
 fn status(gw: &Ringgate, extra: &str) -> u16 {
     let mut raw = Raw::connect(gw.addr());
-    raw.send(format!("GET / HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"));
+    raw.send(format!(
+        "GET / HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"
+    ));
     raw.read_response().status
 }
 
@@ -66,7 +68,10 @@ fn metrics_until(addr: SocketAddr, want: &[&str]) -> String {
         if want.iter().all(|w| text.lines().any(|l| l == *w)) {
             return text;
         }
-        assert!(Instant::now() < deadline, "metrics never showed {want:?}:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed {want:?}:\n{text}"
+        );
     }
 }
 

@@ -152,6 +152,7 @@ impl ClientConn {
             Err(e) => {
                 self.request_id.clear();
                 self.log_fields.clear();
+                self.identity.clear();
                 self.exchange = Exchange::start(self.input.len());
                 self.reply_error(ctx, &e, None).await;
                 self.record(ctx, &snapshot);
@@ -288,9 +289,9 @@ impl ClientConn {
         snapshot: &Snapshot,
         head: &RequestHead,
     ) -> Result<Next, ProxyError> {
-        let route = self.route(snapshot, head)?;
         // Nothing a previous request on this connection established may carry over.
         self.identity.clear();
+        let route = self.route(snapshot, head)?;
         if !route.policies.is_empty() {
             if let Err(denial) = self.check_policies(ctx, snapshot, route, head) {
                 return Ok(self.reply_denied(ctx, &denial, head).await);

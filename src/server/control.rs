@@ -387,7 +387,10 @@ mod tests {
         for secret in ["jwt-secret", "key-one", "key-two", "key-three", "$2b$x"] {
             assert!(!out.contains(secret), "{secret} in {out}");
         }
-        assert!(out.contains("api_keys = \"<redacted>\"\npassword_hash"), "{out}");
+        assert!(
+            out.contains("api_keys = \"<redacted>\"\npassword_hash"),
+            "{out}"
+        );
         assert!(out.contains("groups = [\"g\"]"), "{out}");
         assert!(out.contains("name = \"a\""), "{out}");
     }
