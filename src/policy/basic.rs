@@ -60,6 +60,11 @@ impl Basic {
             .ok()
             .and_then(|u| self.consumers.by_name(u))
         else {
+            // An unknown user costs a verification like a known one, so that the answer's
+            // timing does not tell which user names exist.
+            if let Some(hash) = self.consumers.any_password_hash() {
+                verify_password(password, hash);
+            }
             return refused();
         };
         let consumer = self.consumers.get(id);

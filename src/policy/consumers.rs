@@ -87,6 +87,11 @@ impl Consumers {
         found
     }
 
+    /// Some consumer's password hash (to spend the same time on an unknown user name).
+    pub fn any_password_hash(&self) -> Option<&str> {
+        self.list.iter().find_map(|c| c.password_hash.as_deref())
+    }
+
     /// Whether no consumer is configured.
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
