@@ -231,3 +231,42 @@ driver_tests! {
         assert_eq!(up.last_request().expect("forwarded").header_all("x-consumer"), vec!["bob"]);
     }
 }
+
+/// One route behind an API key and Basic, for `consumers`.
+fn reloadable(driver: &str, up: &Upstream, consumers: &str) -> GatewayConfig {
+    GatewayConfig::new(driver)
+        .upstream("echo", &[up.addr()])
+        .routes(&format!(
+            "[[routes]]\nname = \"r\"\nupstream = \"echo\"\npolicies = [\"key\", \"login\"]\n\
+             [policies.key]\nkind = \"api_key\"\n[policies.login]\nkind = \"basic\"\n{consumers}"
+        ))
+}
+
+driver_tests! {
+    fn a_reload_revokes_keys_and_changed_passwords(driver: &str) {
+        let up = Upstream::echo("echo");
+        let before = format!(
+            "[[consumers]]\nname = \"alice\"\napi_keys = [\"{ALICE_KEY}\"]\npassword_hash = \"{}\"\n",
+            argon2_hash("old-pw")
+        );
+        let config = reloadable(driver, &up, &before);
+        let gw = config.start();
+        // One connection throughout: a kept-alive connection gets no exemption from a reload.
+        let mut raw = Raw::connect(gw.addr());
+        let mut ask = |extra: &str| {
+            raw.send(format!("GET / HTTP/1.1\r\nHost: t\r\n{extra}\r\n"));
+            raw.read_response().status
+        };
+        assert_eq!(ask(&format!("X-Api-Key: {ALICE_KEY}\r\n")), 200);
+        assert_eq!(ask(&basic("alice", "old-pw")), 200, "now cached by the worker");
+        let after = format!(
+            "[[consumers]]\nname = \"alice\"\napi_keys = [\"{BOB_KEY}\"]\npassword_hash = \"{}\"\n",
+            argon2_hash("new-pw")
+        );
+        gw.store(&reloadable(driver, &up, &after));
+        assert_eq!(ask(&format!("X-Api-Key: {ALICE_KEY}\r\n")), 401, "the revoked key");
+        assert_eq!(ask(&basic("alice", "old-pw")), 401, "the cached old password");
+        assert_eq!(ask(&basic("alice", "new-pw")), 200);
+        assert_eq!(ask(&format!("X-Api-Key: {BOB_KEY}\r\n")), 200);
+    }
+}
