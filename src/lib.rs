@@ -11,6 +11,8 @@
 //! - [`proxy`]: the per-connection request pipeline and the upstream exchange.
 //! - [`upstream`]: per-worker keep-alive pools and target selection.
 //! - [`metrics`]: per-worker recording, merging on the control thread, Prometheus text.
+//! - [`policy`]: the checks a route runs before its action: IP filters, API keys, HTTP
+//!   Basic, JWT, authorization; one module per kind, statically dispatched.
 //! - [`access_log`]: per-worker batched access-log lines and the writer thread.
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]

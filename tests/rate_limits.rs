@@ -79,6 +79,35 @@ driver_tests! {
         assert_eq!(up.requests(), 2, "the refused request never went upstream");
     }
 
+    fn a_consumer_key_limits_each_authenticated_consumer_on_its_own(driver: &str) {
+        let gw = GatewayConfig::new(driver)
+            .routes(
+                "[[routes]]\nname = \"api\"\nrespond = { status = 200, body = \"ok\" }\n\
+                 policies = [\"per-consumer\", \"keys\"]\n",
+            )
+            .tables(
+                "[[consumers]]\nname = \"alice\"\napi_keys = [\"alice-key-0123456789abcdef\"]\n\
+                 [[consumers]]\nname = \"bob\"\napi_keys = [\"bob-key-0123456789abcdef00\"]\n\
+                 [policies.keys]\nkind = \"api_key\"\n\
+                 [policies.per-consumer]\nkind = \"rate_limit\"\nkey = \"consumer\"\n\
+                 rate = \"1/h\"\nscope = \"worker\"\n",
+            )
+            .start();
+        let mut c = Raw::connect(gw.addr());
+        let req = |key: &str| format!("GET / HTTP/1.1\r\nHost: h\r\nX-Api-Key: {key}\r\n\r\n");
+        c.send(req("alice-key-0123456789abcdef"));
+        assert_eq!(c.read_response().status, 200);
+        c.send(req("alice-key-0123456789abcdef"));
+        assert_eq!(c.read_response().status, 429);
+        c.send(req("bob-key-0123456789abcdef00"));
+        assert_eq!(c.read_response().status, 200);
+        // A refused credential is answered by authentication, before the limit counts it.
+        c.send(req("nobody-key-0123456789abcdef"));
+        let r = c.read_response();
+        assert_eq!(r.status, 401);
+        assert!(r.header("ratelimit").is_none());
+    }
+
     fn instance_limit_holds_with_traffic_spread_over_the_workers(driver: &str) {
         let (rate, secs) = (accuracy_rate(), accuracy_secs());
         let gw = limited(driver, &accuracy_policy(rate)).workers(2).start();

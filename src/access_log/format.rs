@@ -51,6 +51,8 @@ pub struct Entry<'a> {
     pub referer: &'a [u8],
     /// The `User-Agent` header (combined format only).
     pub user_agent: &'a [u8],
+    /// The consumer a policy authenticated; empty when none.
+    pub consumer: &'a [u8],
 }
 
 /// Appends `entry` as one line (ending in `\n`) in `format`.
@@ -86,7 +88,15 @@ pub fn write_json(out: &mut Vec<u8>, e: &Entry<'_>) {
     json_escape(out, e.route.as_bytes());
     out.extend_from_slice(b"\",\"upstream_addr\":\"");
     write_addr(out, e.upstream_addr);
-    let _ = write!(out, "\",\"worker\":{},\"trace_id\":", e.worker);
+    let _ = write!(out, "\",\"worker\":{},\"consumer\":", e.worker);
+    if e.consumer.is_empty() {
+        out.extend_from_slice(b"null");
+    } else {
+        out.push(b'"');
+        json_escape(out, e.consumer);
+        out.push(b'"');
+    }
+    out.extend_from_slice(b",\"trace_id\":");
     match e.trace_id {
         Some(id) => {
             out.push(b'"');
@@ -98,11 +108,14 @@ pub fn write_json(out: &mut Vec<u8>, e: &Entry<'_>) {
     out.extend_from_slice(b"}\n");
 }
 
-/// `client - - [time] "METHOD path PROTO" status bytes "referer" "user-agent"` followed by
+/// `client - consumer [time] "METHOD path PROTO" status bytes "referer" "user-agent"` followed by
 /// `request_id="…" duration_ms=… upstream_ms=… route="…" upstream_addr=… worker=…
 /// trace_id=…`; a missing value is `-`.
 pub fn write_combined(out: &mut Vec<u8>, e: &Entry<'_>) {
-    let _ = write!(out, "{} - - [", e.client.ip());
+    // The authenticated user stands in CLF's third field.
+    let _ = write!(out, "{} - ", e.client.ip());
+    clf_field(out, e.consumer);
+    out.extend_from_slice(b" [");
     write_clf_time(out, e.time);
     out.extend_from_slice(b"] \"");
     if e.method.is_empty() {
@@ -335,6 +348,7 @@ mod tests {
             trace_id: Some(b"0123456789abcdef0123456789abcdef"),
             referer: b"",
             user_agent: b"curl/8",
+            consumer: b"alice",
         }
     }
 
@@ -347,13 +361,15 @@ mod tests {
              \"client\":\"127.0.0.1:5555\",\"method\":\"GET\",\"path\":\"/p?q=\\\"1\\\"\",\
              \"status\":200,\"bytes_in\":40,\"bytes_out\":120,\"duration_ms\":1234.567,\
              \"upstream_ms\":0.987,\"route\":\"all\",\"upstream_addr\":\"10.0.0.1:80\",\
-             \"worker\":3,\"trace_id\":\"0123456789abcdef0123456789abcdef\"}\n"
+             \"worker\":3,\"consumer\":\"alice\",\"trace_id\":\"0123456789abcdef0123456789abcdef\"}\n"
         );
         let mut none = entry();
         none.upstream_duration = None;
         none.upstream_addr = None;
         none.trace_id = None;
+        none.consumer = b"";
         let line = text(|o| write_line(o, Format::Json, &none));
+        assert!(line.contains("\"consumer\":null,"), "{line}");
         assert!(line.contains("\"upstream_ms\":null,"), "{line}");
         assert!(line.contains("\"upstream_addr\":\"-\","), "{line}");
         assert!(line.ends_with("\"trace_id\":null}\n"), "{line}");
@@ -364,7 +380,7 @@ mod tests {
         let line = text(|o| write_line(o, Format::Combined, &entry()));
         assert_eq!(
             line,
-            "127.0.0.1 - - [31/Dec/2026:23:59:59 +0000] \"GET /p?q=\\x221\\x22 HTTP/1.1\" 200 120 \
+            "127.0.0.1 - alice [31/Dec/2026:23:59:59 +0000] \"GET /p?q=\\x221\\x22 HTTP/1.1\" 200 120 \
              \"-\" \"curl/8\" request_id=\"rid-1\" bytes_in=40 duration_ms=1234.567 \
              upstream_ms=0.987 route=\"all\" upstream_addr=10.0.0.1:80 worker=3 \
              trace_id=0123456789abcdef0123456789abcdef\n"
@@ -375,7 +391,9 @@ mod tests {
         bad.upstream_addr = None;
         bad.trace_id = None;
         bad.route = "";
+        bad.consumer = b"";
         let line = text(|o| write_line(o, Format::Combined, &bad));
+        assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
         assert!(line.contains("] \"-\" 200 120 "), "{line}");
         assert!(
             line.ends_with("upstream_ms=- route=\"-\" upstream_addr=- worker=3 trace_id=-\n"),

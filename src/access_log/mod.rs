@@ -306,6 +306,7 @@ mod tests {
             trace_id: None,
             referer: b"",
             user_agent: b"",
+            consumer: b"",
         }
     }
 

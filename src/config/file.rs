@@ -35,8 +35,45 @@ pub struct RawConfig {
     pub access_log: Option<RawAccessLog>,
     /// `[policies.NAME]` tables, in file order.
     pub policies: Option<Ordered<RawPolicy>>,
+    /// `[[consumers]]`.
+    #[serde(default)]
+    pub consumers: Vec<RawConsumer>,
     /// `[redis]`, for cluster-scoped rate limits.
     pub redis: Option<RawRedis>,
+}
+
+/// One `[[consumers]]` entry.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsumer {
+    /// Unique name.
+    pub name: Spanned<String>,
+    /// Groups for authorization.
+    pub groups: Option<Vec<Spanned<String>>>,
+    /// API keys: `sha256:<hex>` digests (or plain keys).
+    pub api_keys: Option<Vec<Spanned<String>>>,
+    /// argon2 or bcrypt hash of the HTTP Basic password.
+    pub password_hash: Option<Spanned<String>>,
+}
+
+/// A string or an array of strings (`audience = "a"` or `audience = ["a", "b"]`).
+#[derive(Debug, Clone, DeriveDeserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One value.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
 }
 
 /// `[redis]`.
@@ -239,12 +276,13 @@ macro_rules! raw_policy {
         }
 
         impl RawPolicy {
-            /// `(key, span)` of every key set besides `kind`.
+            /// `(key, span)` of every key set besides `kind`, in file order.
             pub fn present_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
                 let mut keys = Vec::new();
                 $(if let Some(v) = &self.$key {
                     keys.push((stringify!($key), v.span()));
                 })*
+                keys.sort_by_key(|(_, span)| span.start);
                 keys
             }
         }
@@ -258,6 +296,48 @@ raw_policy! {
     deny: Vec<Spanned<String>>,
     /// ip_filter: this policy's own trusted proxies.
     trusted_proxies: Vec<Spanned<String>>,
+    /// api_key: the header carrying the key.
+    header: String,
+    /// api_key: the query parameter carrying the key.
+    query: String,
+    /// api_key, basic, jwt: the header the consumer's name goes upstream in.
+    consumer_header: String,
+    /// basic, jwt: the challenge's realm.
+    realm: String,
+    /// jwt: accepted algorithms.
+    algorithms: Vec<Spanned<String>>,
+    /// jwt: HMAC secret.
+    secret: String,
+    /// jwt: PEM public key file.
+    public_key_file: String,
+    /// jwt: JWKS file.
+    jwks_file: String,
+    /// jwt: JWKS URL.
+    jwks_url: String,
+    /// jwt: time between JWKS fetches.
+    jwks_refresh: DurationValue,
+    /// jwt: least time between JWKS fetches.
+    jwks_cooldown: DurationValue,
+    /// jwt: accepted issuers.
+    issuer: OneOrMany,
+    /// jwt: accepted audiences.
+    audience: OneOrMany,
+    /// jwt: clock skew allowed.
+    leeway: DurationValue,
+    /// jwt: claims every token must carry.
+    required_claims: Vec<Spanned<String>>,
+    /// jwt: the claim naming the consumer.
+    consumer_claim: String,
+    /// jwt: claims sent upstream, claim = header.
+    forward_claims: Ordered<String>,
+    /// authz: groups allowed.
+    allow_groups: Vec<Spanned<String>>,
+    /// authz: groups refused.
+    deny_groups: Vec<Spanned<String>>,
+    /// authz: scopes required.
+    require_scopes: Vec<Spanned<String>>,
+    /// authz: claim values required, claim = value or [values].
+    require_claims: Ordered<OneOrMany>,
     /// rate_limit: what requests are counted by (`ip`, `header:NAME`, `consumer`, `route`).
     key: String,
     /// rate_limit: `N/s`, `N/m` or `N/h`.

@@ -50,6 +50,12 @@ pub struct ForwardInfo<'a> {
     pub traceparent: &'a [u8],
     /// Whether the client's `tracestate` fields go upstream (joined into one field).
     pub forward_tracestate: bool,
+    /// Client header fields never forwarded because the gateway sets them (the route's
+    /// consumer and claim headers).
+    pub strip: &'a [Box<str>],
+    /// Header fields the gateway adds (`Name: value\r\n` each): who the policies
+    /// authenticated.
+    pub identity_fields: &'a [u8],
 }
 
 /// Appends the upstream request head for `head` (parsed from `buf`).
@@ -75,11 +81,16 @@ pub fn write_upstream_request(
         let name = h.name.of(buf);
         let rewritten = REWRITTEN_REQUEST_FIELDS
             .iter()
-            .any(|r| name.eq_ignore_ascii_case(r));
+            .any(|r| name.eq_ignore_ascii_case(r))
+            || fwd
+                .strip
+                .iter()
+                .any(|s| name.eq_ignore_ascii_case(s.as_bytes()));
         if !rewritten && forwardable(&options, name) {
             field(out, name, h.value.of(buf));
         }
     }
+    out.extend_from_slice(fwd.identity_fields);
     match head.framing {
         BodyFraming::Length(n) => number_field(out, b"Content-Length", n),
         BodyFraming::Chunked => field(out, b"Transfer-Encoding", b"chunked"),

@@ -21,7 +21,26 @@ fn fwd() -> ForwardInfo<'static> {
         request_id_from_client: false,
         traceparent: OUR_TRACEPARENT,
         forward_tracestate: false,
+        strip: &[],
+        identity_fields: b"",
     }
+}
+
+#[test]
+fn upstream_request_drops_stripped_fields_and_adds_identity_fields() {
+    let strip: [Box<str>; 1] = ["x-consumer".into()];
+    let fwd = ForwardInfo {
+        strip: &strip,
+        identity_fields: b"X-Consumer: alice\r\n",
+        ..fwd()
+    };
+    let out = upstream_with(
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Consumer: mallory\r\nx-consumer: eve\r\nX-Other: o\r\n\r\n",
+        &fwd,
+    );
+    assert_eq!(out.to_ascii_lowercase().matches("x-consumer:").count(), 1);
+    assert!(has_line(&out, "X-Consumer: alice"));
+    assert!(has_line(&out, "X-Other: o"));
 }
 
 const OUR_TRACEPARENT: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01";

@@ -33,9 +33,16 @@
 //! No locks here and, for a passing request on a warm connection, no allocation: headers are
 //! read in place from the parsed head, per-worker caches live in [`PolicyState`].
 
+pub mod api_key;
+pub mod authz;
+pub mod basic;
 pub mod client_addr;
+pub mod consumers;
+pub mod identity;
 pub mod ip_filter;
+pub mod jwt;
 pub mod rate_limit;
+pub mod state;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -44,9 +51,16 @@ use crate::http::HeaderSpan;
 pub use crate::metrics::PolicyOutcome as Outcome;
 use crate::metrics::WorkerMetrics;
 
+pub use api_key::ApiKey;
+pub use authz::Authz;
+pub use basic::Basic;
+pub use consumers::{Consumer, ConsumerId, Consumers};
+pub use identity::{Forwarding, Identity};
 pub use ip_filter::IpFilter;
+pub use jwt::Jwt;
+pub use state::PolicyState;
 
-use crate::rate_limit::{RateLimitPolicy, WorkerLimits};
+use crate::rate_limit::RateLimitPolicy;
 
 /// The phases a chain runs in, in this order. See the module docs for why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,8 +80,27 @@ pub enum Phase {
 pub enum Stage {
     /// `kind = "ip_filter"`.
     IpFilter(Arc<IpFilter>),
+    /// `kind = "api_key"`.
+    ApiKey(Arc<ApiKey>),
+    /// `kind = "basic"`.
+    Basic(Arc<Basic>),
+    /// `kind = "jwt"`.
+    Jwt(Arc<Jwt>),
+    /// `kind = "authz"`.
+    Authz(Arc<Authz>),
     /// `kind = "rate_limit"`.
     RateLimit(Arc<RateLimitPolicy>),
+}
+
+/// What an authentication stage found.
+#[derive(Debug)]
+pub enum Authn {
+    /// Its credential is not in the request: the next authentication stage may try.
+    Absent,
+    /// The credential is good; the identity is set.
+    Accepted,
+    /// The credential is present and bad.
+    Refused(Denial),
 }
 
 impl Stage {
@@ -75,6 +108,8 @@ impl Stage {
     pub fn phase(&self) -> Phase {
         match self {
             Stage::IpFilter(_) => Phase::IpFilter,
+            Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) => Phase::Authentication,
+            Stage::Authz(_) => Phase::Authorization,
             Stage::RateLimit(_) => Phase::RateLimit,
         }
     }
@@ -83,8 +118,55 @@ impl Stage {
     pub fn name(&self) -> &str {
         match self {
             Stage::IpFilter(p) => &p.name,
+            Stage::ApiKey(p) => &p.name,
+            Stage::Basic(p) => &p.name,
+            Stage::Jwt(p) => &p.name,
+            Stage::Authz(p) => &p.name,
             Stage::RateLimit(p) => &p.name,
         }
+    }
+
+    /// Runs an authentication stage (stages of other phases find nothing).
+    fn authenticate(
+        &self,
+        req: &RequestView<'_>,
+        identity: &mut Identity,
+        state: &PolicyState,
+    ) -> Authn {
+        match self {
+            Stage::ApiKey(p) => p.check(req, identity),
+            Stage::Basic(p) => p.check(req, identity, state),
+            Stage::Jwt(p) => p.check(req, identity, state),
+            Stage::IpFilter(_) | Stage::Authz(_) | Stage::RateLimit(_) => Authn::Absent,
+        }
+    }
+
+    /// The 401 of an authentication stage whose credential was absent.
+    fn missing(&self) -> Denial {
+        match self {
+            Stage::ApiKey(p) => p.denial("unauthorized: API key required"),
+            Stage::Basic(p) => p.denial(),
+            Stage::Jwt(p) => p.denial(None),
+            Stage::IpFilter(_) | Stage::Authz(_) | Stage::RateLimit(_) => {
+                Denial::forbidden("forbidden")
+            }
+        }
+    }
+
+    /// Header names this stage sends upstream (the client's copies are dropped).
+    fn sent_headers(&self) -> Vec<String> {
+        let (forwarding, claims) = match self {
+            Stage::ApiKey(p) => (&p.forwarding, &[][..]),
+            Stage::Basic(p) => (&p.forwarding, &[][..]),
+            Stage::Jwt(p) => (&p.forwarding, p.forward_claims.as_slice()),
+            Stage::IpFilter(_) | Stage::Authz(_) | Stage::RateLimit(_) => return Vec::new(),
+        };
+        forwarding
+            .consumer_header
+            .iter()
+            .cloned()
+            .chain(claims.iter().map(|(_, header)| header.clone()))
+            .collect()
     }
 }
 
@@ -92,6 +174,7 @@ impl Stage {
 #[derive(Debug, Clone, Default)]
 pub struct Chain {
     stages: Box<[Stage]>,
+    strip: Box<[Box<str>]>,
 }
 
 impl Chain {
@@ -99,9 +182,29 @@ impl Chain {
     /// the order alternatives are tried in).
     pub fn new(mut stages: Vec<Stage>) -> Self {
         stages.sort_by_key(Stage::phase);
+        let mut strip: Vec<Box<str>> = Vec::new();
+        for name in stages.iter().flat_map(Stage::sent_headers) {
+            if !strip.iter().any(|s| s.eq_ignore_ascii_case(&name)) {
+                strip.push(name.into());
+            }
+        }
         Chain {
             stages: stages.into_boxed_slice(),
+            strip: strip.into_boxed_slice(),
         }
+    }
+
+    /// Request headers the gateway sets itself for this route (consumer, forwarded claims):
+    /// the client's copies are never forwarded, whether or not the request authenticated.
+    pub fn stripped_headers(&self) -> &[Box<str>] {
+        &self.strip
+    }
+
+    /// Whether the chain authenticates requests.
+    pub fn authenticates(&self) -> bool {
+        self.stages
+            .iter()
+            .any(|s| s.phase() == Phase::Authentication)
     }
 
     /// Whether the route has no policies (then nothing runs).
@@ -115,9 +218,10 @@ impl Chain {
     }
 
     /// Runs every stage against `req`. On success `identity` holds what authentication
-    /// established; on refusal the [`Denial`] says how to answer. Outcomes are counted in
-    /// `metrics`; `state` holds the worker's caches and rate-limit tables. Stages append
-    /// the header lines the response must carry (rate-limit fields) to `fields`.
+    /// established; on refusal the [`Denial`] says how to answer. Each deciding stage's
+    /// outcome is counted in `metrics`; `state` holds the worker's caches and rate-limit
+    /// tables. Stages append the header lines the response must carry (rate-limit fields)
+    /// to `fields`.
     pub fn check(
         &self,
         req: &RequestView<'_>,
@@ -128,9 +232,34 @@ impl Chain {
     ) -> Result<(), Denial> {
         identity.clear();
         identity.client_ip = client_addr::client_addr(req, req.trusted_proxies);
+        // The first authentication stage whose credential was absent, in case none is found.
+        let mut missing: Option<&Stage> = None;
         for stage in self.stages.iter() {
+            if stage.phase() == Phase::Authentication {
+                // Alternatives: once one accepted, the others are not consulted.
+                if identity.is_authenticated() {
+                    continue;
+                }
+                match stage.authenticate(req, identity, state) {
+                    Authn::Absent => {
+                        missing.get_or_insert(stage);
+                    }
+                    Authn::Accepted => {
+                        missing = None;
+                        metrics.policy_decision(stage.name(), Outcome::Allowed);
+                    }
+                    Authn::Refused(denial) => {
+                        metrics.policy_decision(stage.name(), denial.outcome());
+                        return Err(denial);
+                    }
+                }
+                continue;
+            }
+            unauthenticated(missing, identity, metrics)?;
             let result = match stage {
                 Stage::IpFilter(p) => p.check(req, identity),
+                Stage::Authz(p) => p.check(identity),
+                Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) => Ok(()),
                 Stage::RateLimit(p) => {
                     rate_limit::check(p, req, identity, &state.rate_limits, fields)
                 }
@@ -138,7 +267,23 @@ impl Chain {
             metrics.policy_decision(stage.name(), outcome_of(&result));
             result?;
         }
-        Ok(())
+        unauthenticated(missing, identity, metrics)
+    }
+}
+
+/// The 401 of the first authentication stage when none found its credential.
+fn unauthenticated(
+    missing: Option<&Stage>,
+    identity: &Identity,
+    metrics: &WorkerMetrics,
+) -> Result<(), Denial> {
+    match missing {
+        Some(stage) if !identity.is_authenticated() => {
+            let denial = stage.missing();
+            metrics.policy_decision(stage.name(), denial.outcome());
+            Err(denial)
+        }
+        _ => Ok(()),
     }
 }
 
@@ -186,29 +331,6 @@ impl<'a> RequestView<'a> {
             .iter()
             .filter(move |h| h.name.of(data).eq_ignore_ascii_case(name.as_bytes()))
             .map(move |h| h.value.of(data))
-    }
-}
-
-/// What the chain established about the request; owned by the connection and reused, so
-/// that filling it allocates nothing once its buffers have grown.
-#[derive(Debug)]
-pub struct Identity {
-    /// The client's address: the peer, or the address a trusted proxy forwarded for.
-    pub client_ip: IpAddr,
-}
-
-impl Default for Identity {
-    fn default() -> Self {
-        Identity {
-            client_ip: IpAddr::from([0, 0, 0, 0]),
-        }
-    }
-}
-
-impl Identity {
-    /// Forgets the previous request.
-    pub fn clear(&mut self) {
-        self.client_ip = IpAddr::from([0, 0, 0, 0]);
     }
 }
 
@@ -308,22 +430,5 @@ impl Challenge {
             }
         }
         out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// A worker's policy state: what policies remember between requests (verification caches).
-/// `!Sync`, never locked; one per worker.
-#[derive(Debug)]
-pub struct PolicyState {
-    /// The worker's rate-limit tables.
-    pub rate_limits: WorkerLimits,
-}
-
-impl PolicyState {
-    /// The state of worker `worker` of `workers`.
-    pub fn new(worker: usize, workers: usize) -> Self {
-        PolicyState {
-            rate_limits: WorkerLimits::new(worker, workers),
-        }
     }
 }

@@ -24,8 +24,8 @@ pub fn check(
         KeySource::Ip => ip.bytes(),
         // Requests without the header share one bucket (the empty key).
         KeySource::Header(name) => req.header(name).unwrap_or(b""),
-        // Refused at compile time until authentication establishes consumers.
-        KeySource::Consumer => b"",
+        // Requests no authentication policy identified share one bucket (the empty key).
+        KeySource::Consumer => identity.consumer_name().unwrap_or_default().as_bytes(),
         KeySource::Route => req.route.as_bytes(),
     };
     let decision = limits.check(policy, key);

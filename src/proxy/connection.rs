@@ -189,6 +189,7 @@ impl ClientConn {
             Err(e) => {
                 self.request_id.clear();
                 self.log_fields.clear();
+                self.identity.clear();
                 self.exchange = Exchange::start(self.input.len());
                 self.reply_error(ctx, &e, None).await;
                 self.record(ctx, &snapshot);
@@ -325,6 +326,8 @@ impl ClientConn {
         snapshot: &Snapshot,
         head: &RequestHead,
     ) -> Result<Next, ProxyError> {
+        // Nothing a previous request on this connection established may carry over.
+        self.identity.clear();
         let route = self.route(snapshot, head)?;
         self.body_rules = BodyRules::for_route(snapshot, route, self.exchange.started);
         if !route.policies.is_empty() {
@@ -334,7 +337,10 @@ impl ClientConn {
         }
         match &route.action {
             RouteAction::Respond(response) => self.respond(ctx, response, head).await,
-            RouteAction::Proxy(action) => self.forward(ctx, snapshot, action, head).await,
+            RouteAction::Proxy(action) => {
+                self.forward(ctx, snapshot, action, &route.policies, head)
+                    .await
+            }
         }
     }
 

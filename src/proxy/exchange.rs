@@ -162,6 +162,7 @@ impl ClientConn {
                 trace_id: self.exchange.trace.as_ref().map(TraceContext::trace_id),
                 referer: fields.field(2),
                 user_agent: fields.field(3),
+                consumer: self.identity.consumer_name().unwrap_or_default().as_bytes(),
             });
         }
     }

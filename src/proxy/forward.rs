@@ -24,6 +24,7 @@ use crate::http::{
     parse_response, BodyFraming, RequestHead, ResponseFraming, ResponseHead, Version,
 };
 use crate::io_buf::write_all_reuse;
+use crate::policy::Chain;
 use crate::upstream::{connect, ConnectError, UpstreamConn};
 
 /// Bodies up to this size that are already buffered travel in the same write as their head.
@@ -40,6 +41,7 @@ impl ClientConn {
         ctx: &WorkerContext,
         snapshot: &Snapshot,
         action: &ProxyAction,
+        policies: &Chain,
         head: &RequestHead,
     ) -> Result<Next, ProxyError> {
         if let BodyFraming::Length(n) = head.framing {
@@ -48,7 +50,7 @@ impl ClientConn {
             }
         }
         let upstream = snapshot.upstream(action.upstream);
-        self.write_upstream_head(head, action);
+        self.write_upstream_head(head, action, policies);
         self.input.consume(head.head_len);
         self.await_small_body(snapshot, head).await?;
         let body_in_hand = self.take_buffered_body(head);
@@ -104,7 +106,7 @@ impl ClientConn {
     }
 
     /// Writes the upstream request head into `out`.
-    fn write_upstream_head(&mut self, head: &RequestHead, action: &ProxyAction) {
+    fn write_upstream_head(&mut self, head: &RequestHead, action: &ProxyAction, policies: &Chain) {
         let data = self.input.data();
         let client_host = head.host.map(|h| h.of(data)).unwrap_or_default();
         let host = match &action.host {
@@ -124,6 +126,8 @@ impl ClientConn {
             request_id_from_client: self.request_id_from_client,
             traceparent: traceparent.as_ref().map_or(&[][..], |t| &t[..]),
             forward_tracestate: self.forward_tracestate,
+            strip: policies.stripped_headers(),
+            identity_fields: self.identity.upstream_fields(),
         };
         self.out.clear();
         write_upstream_request(&mut self.out, data, head, &self.headers, &fwd);

@@ -3,6 +3,7 @@
 //! ```text
 //! accept (admission: connection caps) ─▶ read head (codec, limits, head_read timeout) ─▶ request id ─▶ trace context
 //!        ─▶ normalize target ─▶ route match
+//!        ─▶ the route's policies (`crate::policy`): 401/403 answered here
 //!        ─▶ respond route: answer from the snapshot
 //!        ─▶ proxy route:  upstream head ─▶ pooled or fresh connection ─▶ send head (+ body)
 //!                         ─▶ response head ─▶ client head ─▶ stream body ─▶ pool check-in

@@ -63,6 +63,13 @@ pub struct WorkerLimits {
 /// Most displaced tables kept.
 const MAX_SPARE: usize = 16;
 
+impl Default for WorkerLimits {
+    /// The tables of a lone worker.
+    fn default() -> Self {
+        WorkerLimits::new(0, 1)
+    }
+}
+
 impl WorkerLimits {
     /// State for worker `worker` of `workers`.
     pub fn new(worker: usize, workers: usize) -> Self {

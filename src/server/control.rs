@@ -288,24 +288,86 @@ fn upstreams_json(snapshot: &Snapshot) -> String {
     out
 }
 
-/// The config text with the value of every `token` key replaced.
+/// Keys whose values are secrets: the admin token, JWT secrets, API keys, password hashes.
+const SECRET_KEYS: &[&str] = &["token", "secret", "api_keys", "password_hash"];
+
+/// The config text with the value of every secret key (see [`SECRET_KEYS`]) replaced by
+/// `"<redacted>"`, wherever the key stands: on its own line or inside an inline table, with a
+/// string or an array (possibly over several lines) as its value.
 fn redact(text: &str) -> String {
+    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        let is_secret = trimmed
-            .strip_prefix("token")
-            .is_some_and(|rest| rest.trim_start().starts_with('='));
-        if is_secret {
-            let indent = &line[..line.len() - trimmed.len()];
-            out.push_str(indent);
-            out.push_str("token = \"<redacted>\"");
-        } else {
-            out.push_str(line);
-        }
-        out.push('\n');
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let at_key_start = i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'\n' | b'{' | b',');
+        let key = SECRET_KEYS
+            .iter()
+            .find(|k| at_key_start && bytes[i..].starts_with(k.as_bytes()));
+        let value = key.and_then(|k| value_start(bytes, i + k.len()));
+        let Some(start) = value else {
+            i += 1;
+            continue;
+        };
+        let end = value_end(bytes, start);
+        out.push_str(&text[copied..start]);
+        out.push_str("\"<redacted>\"");
+        copied = end;
+        i = end;
     }
+    out.push_str(&text[copied..]);
     out
+}
+
+/// Where the value of a key ending at `i` starts: after blanks, `=` and blanks.
+fn value_start(bytes: &[u8], mut i: usize) -> Option<usize> {
+    let blank = |b: &u8| matches!(b, b' ' | b'\t');
+    while bytes.get(i).is_some_and(blank) {
+        i += 1;
+    }
+    if bytes.get(i) != Some(&b'=') {
+        return None;
+    }
+    i += 1;
+    while bytes.get(i).is_some_and(blank) {
+        i += 1;
+    }
+    (i < bytes.len()).then_some(i)
+}
+
+/// One past the end of the TOML value starting at `start`: a string, an array (nested,
+/// strings inside skipped), or anything else up to the end of the line or a `,`/`}`.
+fn value_end(bytes: &[u8], start: usize) -> usize {
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut i = start;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) if b == b'\\' && q == b'"' => i += 1,
+            Some(q) if b == q => {
+                quote = None;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            Some(_) => {}
+            None => match b {
+                b'"' | b'\'' => quote = Some(b),
+                b'[' => depth += 1,
+                b']' if depth > 0 => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return i + 1;
+                    }
+                }
+                b'\n' | b',' | b'}' if depth == 0 => return i,
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    bytes.len()
 }
 
 #[cfg(test)]
@@ -321,6 +383,23 @@ mod tests {
             "{\"upstreams\":[{\"name\":\"users\",\"balance\":\"round_robin\",\"targets\":[\
              {\"addr\":\"127.0.0.1:9001\",\"weight\":3},{\"addr\":\"127.0.0.1:9002\",\"weight\":1}]}]}\n"
         );
+    }
+
+    #[test]
+    fn secrets_of_policies_and_consumers_are_redacted() {
+        let text = "[policies.j]\nsecret = \"jwt-secret\"\n[[consumers]]\nname = \"a\"\n\
+                    api_keys = [\n  \"key-one\",\n  \"key-two\",\n]\npassword_hash = '$2b$x'\n\
+                    consumers = [{ name = \"b\", api_keys = [\"key-three\"], groups = [\"g\"] }]\n";
+        let out = redact(text);
+        for secret in ["jwt-secret", "key-one", "key-two", "key-three", "$2b$x"] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(
+            out.contains("api_keys = \"<redacted>\"\npassword_hash"),
+            "{out}"
+        );
+        assert!(out.contains("groups = [\"g\"]"), "{out}");
+        assert!(out.contains("name = \"a\""), "{out}");
     }
 
     #[test]

@@ -58,6 +58,13 @@ static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Allocations per proxied request through a one-worker gateway on `driver`, with `extra`
 /// appended to its config (e.g. an `[access_log]` table).
 pub fn per_proxied_request(driver: &str, extra: &str) -> f64 {
+    per_proxied_request_with(driver, extra, REQUEST)
+}
+
+/// Like [`per_proxied_request`], sending `request` (a complete head) each time.
+// Not every test binary that counts allocations sends its own request.
+#[allow(dead_code)]
+pub fn per_proxied_request_with(driver: &str, extra: &str, request: &[u8]) -> f64 {
     let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let upstream_addr = fixed_backend::start();
     let config = format!(
@@ -82,11 +89,11 @@ upstream = "b"
     client.set_nodelay(true).expect("nodelay");
     let mut buf = vec![0u8; 8192];
     for _ in 0..WARM_UP {
-        fixed_backend::exchange(&mut client, REQUEST, &mut buf);
+        fixed_backend::exchange(&mut client, request, &mut buf);
     }
     let before = allocations();
     for _ in 0..MEASURED {
-        fixed_backend::exchange(&mut client, REQUEST, &mut buf);
+        fixed_backend::exchange(&mut client, request, &mut buf);
     }
     let after = allocations();
     drop(client);

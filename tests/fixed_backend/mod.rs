@@ -54,6 +54,11 @@ pub fn exchange(stream: &mut TcpStream, request: &[u8], buf: &mut [u8]) {
         assert!(n > 0, "connection closed before the response was complete");
         filled += n;
         if let Some(end) = head_end(&buf[..filled]) {
+            assert!(
+                buf.starts_with(b"HTTP/1.1 200 "),
+                "unexpected response: {}",
+                String::from_utf8_lossy(&buf[..end])
+            );
             if filled >= end + BODY_LEN {
                 return;
             }

@@ -114,7 +114,7 @@ fn headers(cx: &mut Ctx<'_>, key: &str, raw: &RawMatch) -> Vec<(String, HeaderMa
 }
 
 /// An HTTP token (RFC 9110 `tchar`): method and header-name syntax.
-pub(super) fn is_token(s: &str) -> bool {
+pub(in crate::config) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))

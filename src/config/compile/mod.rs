@@ -4,6 +4,7 @@
 //! problem in the file, each with its key path and line. A snapshot is built only when
 //! there were none. Defaults live here (and in docs/configuration.md), not in `file`.
 
+mod consumers;
 mod control;
 mod matcher;
 mod policies;
@@ -12,6 +13,7 @@ mod server;
 mod upstreams;
 
 use std::ops::{Range, RangeInclusive};
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -26,7 +28,13 @@ pub fn compile(raw: RawConfig, text: &str) -> Result<Snapshot, Vec<Problem>> {
     let server = server::compile(&mut cx, raw.server.unwrap_or_default());
     let upstreams = upstreams::compile(&mut cx, &raw.upstreams);
     let redis = raw.redis.as_ref().and_then(|r| policies::redis(&mut cx, r));
-    let policies = policies::compile(&mut cx, raw.policies.as_ref(), raw.redis.is_some());
+    let consumers = Arc::new(consumers::compile(&mut cx, &raw.consumers));
+    let policies = policies::compile(
+        &mut cx,
+        raw.policies.as_ref(),
+        &consumers,
+        raw.redis.is_some(),
+    );
     let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams, &policies);
     let admin = raw.admin.map(|admin| control::admin(&mut cx, admin));
     let metrics = control::metrics(&mut cx, raw.metrics.unwrap_or_default());
@@ -188,7 +196,13 @@ pub(super) fn check_without_router(text: &str) -> Vec<Problem> {
     if let Some(redis) = &raw.redis {
         policies::redis(&mut cx, redis);
     }
-    let policies = policies::compile(&mut cx, raw.policies.as_ref(), raw.redis.is_some());
+    let consumers = Arc::new(consumers::compile(&mut cx, &raw.consumers));
+    let policies = policies::compile(
+        &mut cx,
+        raw.policies.as_ref(),
+        &consumers,
+        raw.redis.is_some(),
+    );
     routes::check(&mut cx, &raw.routes, &raw.upstreams, &policies);
     cx.problems
 }

@@ -7,23 +7,100 @@
 //!
 //! Adding a kind: a module here with `KEYS` and `compile`, one arm in [`compile_one`].
 
+mod api_key;
+mod authz;
+mod basic;
 mod ip_filter;
+mod jwt;
 mod rate_limit;
 
 pub(super) use rate_limit::redis;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use toml::Spanned;
 
+use super::matcher::is_token;
 use super::{check_name, Ctx};
 use crate::config::file::{Ordered, RawPolicy};
-use crate::policy::{Chain, Stage};
+use crate::policy::{Chain, Consumers, Forwarding, Stage};
 use crate::rate_limit::RateLimitPolicy;
 
 /// The kinds this build knows, for the error message.
-const KINDS: &[&str] = &["ip_filter", "rate_limit"];
+const KINDS: &[&str] = &[
+    "ip_filter",
+    "api_key",
+    "basic",
+    "jwt",
+    "authz",
+    "rate_limit",
+];
+/// `consumer_header` when absent.
+pub const DEFAULT_CONSUMER_HEADER: &str = "X-Consumer";
+/// `realm` when absent.
+pub const DEFAULT_REALM: &str = "ringgate";
+
+/// What a kind's `compile` works with.
+pub(super) struct KindCx<'c, 't, 'r> {
+    cx: &'c mut Ctx<'t>,
+    /// `policies.NAME`.
+    key: &'r str,
+    name: &'r str,
+    raw: &'r RawPolicy,
+    consumers: &'r Arc<Consumers>,
+}
+
+impl KindCx<'_, '_, '_> {
+    /// A problem at `policies.NAME.{sub}`.
+    fn problem(&mut self, sub: &str, span: Range<usize>, message: String) {
+        self.cx
+            .problem(format!("{}.{sub}", self.key), Some(span), message);
+    }
+
+    /// A problem with the table as a whole, at its `kind` line.
+    fn problem_at_kind(&mut self, message: String) {
+        self.cx
+            .problem(self.key.to_string(), Some(self.raw.kind.span()), message);
+    }
+}
+
+/// A header name from key `sub`, or a problem.
+fn header_name(k: &mut KindCx<'_, '_, '_>, sub: &str, value: &Spanned<String>) -> Option<String> {
+    if is_token(value.get_ref()) {
+        return Some(value.get_ref().clone());
+    }
+    let message = format!("invalid header name `{}`", value.get_ref());
+    k.problem(sub, value.span(), message);
+    None
+}
+
+/// `consumer_header`, defaulting to `X-Consumer`.
+fn consumer_forwarding(k: &mut KindCx<'_, '_, '_>) -> Forwarding {
+    let consumer_header = match &k.raw.consumer_header {
+        None => Some(DEFAULT_CONSUMER_HEADER.to_string()),
+        Some(h) => header_name(k, "consumer_header", h),
+    };
+    Forwarding { consumer_header }
+}
+
+/// `realm`, defaulting to `ringgate`; quotes and control characters are refused.
+fn realm(k: &mut KindCx<'_, '_, '_>) -> Arc<str> {
+    let Some(realm) = &k.raw.realm else {
+        return DEFAULT_REALM.into();
+    };
+    let text = realm.get_ref();
+    if text
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        return text.as_str().into();
+    }
+    let message = "printable ASCII without `\"` or `\\` is required".to_string();
+    k.problem("realm", realm.span(), message);
+    DEFAULT_REALM.into()
+}
 
 /// The compiled policies by name, for routes to refer to.
 #[derive(Debug, Default)]
@@ -39,6 +116,7 @@ pub(super) struct PolicyTable {
 pub(super) fn compile(
     cx: &mut Ctx<'_>,
     raw: Option<&Ordered<RawPolicy>>,
+    consumers: &Arc<Consumers>,
     redis: bool,
 ) -> PolicyTable {
     let mut table = PolicyTable::default();
@@ -48,7 +126,14 @@ pub(super) fn compile(
             cx.problem(key.clone(), Some(name.span()), message);
         }
         let slot = table.rate_limits.len();
-        let stage = compile_one(cx, &key, name.get_ref(), policy.get_ref(), redis, slot);
+        let stage = compile_one(
+            cx,
+            &key,
+            name.get_ref(),
+            policy.get_ref(),
+            consumers,
+            (redis, slot),
+        );
         if let Some(Stage::RateLimit(p)) = &stage {
             table.rate_limits.push(Arc::clone(p));
         }
@@ -57,18 +142,23 @@ pub(super) fn compile(
     table
 }
 
-/// Compiles one policy table by its kind; a rate limit takes rate-limit slot `slot`.
+/// Compiles one policy table by its kind; a rate limit needs to know whether `[redis]` is
+/// configured and takes rate-limit slot `slot` (`rate_limit`).
 fn compile_one(
     cx: &mut Ctx<'_>,
     key: &str,
     name: &str,
     raw: &RawPolicy,
-    redis: bool,
-    slot: usize,
+    consumers: &Arc<Consumers>,
+    rate_limit: (bool, usize),
 ) -> Option<Stage> {
     let kind = raw.kind.get_ref().as_str();
     let known: &[&str] = match kind {
         "ip_filter" => ip_filter::KEYS,
+        "api_key" => api_key::KEYS,
+        "basic" => basic::KEYS,
+        "jwt" => jwt::KEYS,
+        "authz" => authz::KEYS,
         "rate_limit" => rate_limit::KEYS,
         other => {
             let message = format!("unknown policy kind `{other}`; known: {}", KINDS.join(", "));
@@ -86,11 +176,29 @@ fn compile_one(
             cx.problem(format!("{key}.{k}"), Some(span), message);
         }
     }
+    if cx.problems.len() != before {
+        return None;
+    }
+    let mut k = KindCx {
+        cx,
+        key,
+        name,
+        raw,
+        consumers,
+    };
     let stage = match kind {
-        "ip_filter" => ip_filter::compile(cx, key, name, raw).map(Stage::IpFilter),
-        "rate_limit" => rate_limit::compile(cx, key, name, raw, redis, slot).map(Stage::RateLimit),
+        "ip_filter" => ip_filter::compile(k.cx, key, name, raw).map(Stage::IpFilter),
+        "api_key" => api_key::compile(&mut k).map(Stage::ApiKey),
+        "basic" => basic::compile(&mut k).map(Stage::Basic),
+        "jwt" => jwt::compile(&mut k).map(Stage::Jwt),
+        "authz" => authz::compile(&mut k).map(Stage::Authz),
+        "rate_limit" => {
+            let (redis, slot) = rate_limit;
+            rate_limit::compile(k.cx, key, name, raw, redis, slot).map(Stage::RateLimit)
+        }
         _ => None,
     };
+    let cx = k.cx;
     stage.filter(|_| cx.problems.len() == before)
 }
 
@@ -129,7 +237,15 @@ impl PolicyTable {
                 }
             }
         }
-        Chain::new(stages)
+        let chain = Chain::new(stages);
+        let authorizes = chain.stages().iter().any(|s| matches!(s, Stage::Authz(_)));
+        if authorizes && !chain.authenticates() {
+            let message = "an `authz` policy needs an authentication policy (`api_key`, \
+                           `basic` or `jwt`) on the same route"
+                .to_string();
+            cx.problem(key.to_string(), list.map(|l| l.span()), message);
+        }
+        chain
     }
 
     fn unknown(&self, wanted: &str) -> String {
@@ -143,7 +259,7 @@ impl PolicyTable {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use crate::config::compile::{check_without_router, keys_and_lines};
 
     const ROUTE: &str = "[[upstreams]]\nname = \"u\"\ntargets = [{ addr = \"127.0.0.1:1\" }]\n";

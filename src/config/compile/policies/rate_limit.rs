@@ -83,11 +83,7 @@ fn key_source(
     let parsed = match text {
         "ip" => Ok(KeySource::Ip),
         "route" => Ok(KeySource::Route),
-        "consumer" => Err(
-            "`consumer` needs the authentication kinds (api_key, basic, jwt), which this build \
-             does not have yet; use \"header:NAME\" meanwhile"
-                .to_string(),
-        ),
+        "consumer" => Ok(KeySource::Consumer),
         _ => match text.strip_prefix("header:") {
             Some(header) if is_token(header) => Ok(KeySource::Header(header.to_ascii_lowercase())),
             _ => Err(format!(
@@ -225,12 +221,6 @@ mod tests {
     fn a_cluster_scope_needs_redis() {
         let text = "[policies.limit]\nkind = \"rate_limit\"\nrate = \"1/s\"\nscope = \"cluster\"\n";
         assert_eq!(problems(text), one("policies.limit.scope", 4));
-    }
-
-    #[test]
-    fn rejects_a_consumer_key_until_authentication_exists() {
-        let text = "[policies.limit]\nkind = \"rate_limit\"\nrate = \"1/s\"\nkey = \"consumer\"\n";
-        assert_eq!(problems(text), one("policies.limit.key", 4));
     }
 
     #[test]

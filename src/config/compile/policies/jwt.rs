@@ -1,0 +1,273 @@
+//! `kind = "jwt"`: algorithms, one key source, and the claim checks.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+use crate::config::units::DurationValue;
+
+use super::{consumer_forwarding, header_name, realm, KindCx};
+use crate::policy::jwt::{self, Jwt, KeySet, KeyStore, RefreshSettings};
+
+/// The keys this kind accepts besides `kind`.
+pub(super) const KEYS: &[&str] = &[
+    "algorithms",
+    "secret",
+    "public_key_file",
+    "jwks_file",
+    "jwks_url",
+    "jwks_refresh",
+    "jwks_cooldown",
+    "issuer",
+    "audience",
+    "leeway",
+    "required_claims",
+    "consumer_claim",
+    "forward_claims",
+    "consumer_header",
+    "realm",
+];
+/// `leeway` when absent.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+/// `jwks_refresh` when absent.
+pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
+/// `jwks_cooldown` when absent.
+pub const DEFAULT_JWKS_COOLDOWN: Duration = Duration::from_secs(10);
+/// Shortest HMAC secret accepted (RFC 7518 §3.2: at least the hash size; 32 bytes for HS256).
+const MIN_SECRET: usize = 32;
+
+/// Compiles a `jwt` table.
+pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<Jwt>> {
+    let raw = k.raw;
+    let algorithms = algorithms(k)?;
+    let keys = key_store(k, &algorithms)?;
+    let strings = |v: &Option<toml::Spanned<Vec<toml::Spanned<String>>>>| -> Vec<String> {
+        v.iter()
+            .flat_map(|v| v.get_ref())
+            .map(|s| s.get_ref().clone())
+            .collect()
+    };
+    let mut forward_claims = Vec::new();
+    for (claim, header) in raw.forward_claims.iter().flat_map(|f| &f.get_ref().0) {
+        let key = format!("forward_claims.{}", claim.get_ref());
+        if let Some(h) = header_name(k, &key, header) {
+            forward_claims.push((claim.get_ref().clone(), h));
+        }
+    }
+    let leeway = raw
+        .leeway
+        .as_ref()
+        .map_or(DEFAULT_LEEWAY, |l| l.get_ref().0);
+    Some(Arc::new(Jwt {
+        name: k.name.to_string(),
+        realm: realm(k),
+        algorithms,
+        keys,
+        issuer: raw
+            .issuer
+            .as_ref()
+            .map(|i| i.get_ref().to_vec())
+            .unwrap_or_default(),
+        audience: raw
+            .audience
+            .as_ref()
+            .map(|a| a.get_ref().to_vec())
+            .unwrap_or_default(),
+        leeway: leeway.as_secs(),
+        required_claims: raw.required_claims.as_ref().map_or_else(
+            || vec!["exp".to_string()],
+            |_| strings(&raw.required_claims),
+        ),
+        consumer_claim: raw
+            .consumer_claim
+            .as_ref()
+            .map_or_else(|| "sub".to_string(), |c| c.get_ref().clone()),
+        forward_claims,
+        forwarding: consumer_forwarding(k),
+        consumers: Arc::clone(k.consumers),
+    }))
+}
+
+fn algorithms(k: &mut KindCx<'_, '_, '_>) -> Option<Vec<Algorithm>> {
+    let Some(list) = &k.raw.algorithms else {
+        k.problem_at_kind("`algorithms` is required, e.g. [\"RS256\"]".into());
+        return None;
+    };
+    let mut out = Vec::new();
+    for (i, a) in list.get_ref().iter().enumerate() {
+        match Algorithm::from_str(a.get_ref()) {
+            Ok(alg) => out.push(alg),
+            Err(_) => {
+                let message = format!(
+                    "unknown algorithm `{}`: expected HS256/384/512, RS256/384/512, \
+                     PS256/384/512, ES256/384 or EdDSA (`none` is never accepted)",
+                    a.get_ref()
+                );
+                k.problem(&format!("algorithms[{i}]"), a.span(), message);
+            }
+        }
+    }
+    if out.is_empty() && !list.get_ref().is_empty() {
+        return None;
+    }
+    if out.is_empty() {
+        k.problem(
+            "algorithms",
+            list.span(),
+            "at least one algorithm is required".into(),
+        );
+        return None;
+    }
+    Some(out)
+}
+
+/// The one key source the table names, loaded (files) or started (URL).
+fn key_store(k: &mut KindCx<'_, '_, '_>, algorithms: &[Algorithm]) -> Option<Arc<KeyStore>> {
+    let raw = k.raw;
+    let sources = [
+        ("secret", &raw.secret),
+        ("public_key_file", &raw.public_key_file),
+        ("jwks_file", &raw.jwks_file),
+        ("jwks_url", &raw.jwks_url),
+    ];
+    let set: Vec<_> = sources.iter().filter(|(_, v)| v.is_some()).collect();
+    let [(source, Some(value))] = set.as_slice() else {
+        let message = "set exactly one of `secret`, `public_key_file`, `jwks_file`, `jwks_url`";
+        k.problem_at_kind(message.into());
+        return None;
+    };
+    let (text, span) = (value.get_ref().as_str(), value.span());
+    let hmac = algorithms.iter().any(|a| jwt::HMAC.contains(a));
+    if hmac && *source != "secret" && *source != "jwks_file" {
+        k.problem(
+            "algorithms",
+            span.clone(),
+            "HS algorithms need `secret` (or `oct` keys in `jwks_file`)".into(),
+        );
+        return None;
+    }
+    let keys = match *source {
+        "secret" => {
+            if text.len() < MIN_SECRET {
+                let message = format!("at least {MIN_SECRET} bytes are required");
+                k.problem(source, span, message);
+                return None;
+            }
+            match jwt::secret_key(text.as_bytes(), algorithms) {
+                Some(key) => vec![key],
+                None => {
+                    k.problem(
+                        source,
+                        span,
+                        "`algorithms` has no HS algorithm for a secret".into(),
+                    );
+                    return None;
+                }
+            }
+        }
+        "public_key_file" => match read(text)
+            .and_then(|pem| jwt::pem_key(&pem, algorithms).map_err(|e| format!("{text}: {e}")))
+        {
+            Ok(key) => vec![key],
+            Err(message) => {
+                k.problem(source, span, message);
+                return None;
+            }
+        },
+        "jwks_file" => match read(text)
+            .and_then(|json| jwt::jwks_keys(&json, algorithms).map_err(|e| format!("{text}: {e}")))
+        {
+            Ok(keys) if !keys.is_empty() => keys,
+            Ok(_) => {
+                let message = format!("{text}: no key fits the policy's `algorithms`");
+                k.problem(source, span, message);
+                return None;
+            }
+            Err(message) => {
+                k.problem(source, span, message);
+                return None;
+            }
+        },
+        _ => return jwks_url(k, text, span, algorithms),
+    };
+    Some(Arc::new(KeyStore::fixed(KeySet::new(keys))))
+}
+
+fn jwks_url(
+    k: &mut KindCx<'_, '_, '_>,
+    url: &str,
+    span: std::ops::Range<usize>,
+    algorithms: &[Algorithm],
+) -> Option<Arc<KeyStore>> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        k.problem(
+            "jwks_url",
+            span,
+            "expected an http:// or https:// URL".into(),
+        );
+        return None;
+    }
+    let duration = |v: &Option<toml::Spanned<DurationValue>>, default| {
+        v.as_ref().map_or(default, |d| d.get_ref().0)
+    };
+    let interval = duration(&k.raw.jwks_refresh, DEFAULT_JWKS_REFRESH);
+    let cooldown = duration(&k.raw.jwks_cooldown, DEFAULT_JWKS_COOLDOWN);
+    if interval.is_zero() {
+        let span = k.raw.jwks_refresh.as_ref().map_or(span, |d| d.span());
+        k.problem("jwks_refresh", span, "must be greater than zero".into());
+        return None;
+    }
+    Some(jwt::start_refresher(RefreshSettings {
+        url: url.to_string(),
+        interval,
+        cooldown,
+        algorithms: algorithms.to_vec(),
+    }))
+}
+
+fn read(path: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::problems;
+
+    #[test]
+    fn requires_algorithms_and_exactly_one_key_source() {
+        let text = "[policies.j]\nkind = \"jwt\"\nalgorithms = [\"none\", \"RS256\"]\n\
+                    jwks_file = \"a.json\"\njwks_url = \"http://127.0.0.1:1/\"\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                ("policies.j.algorithms[0]".to_string(), Some(3)),
+                ("policies.j".to_string(), Some(2)),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_short_secrets_and_unreadable_files() {
+        let text = "[policies.a]\nkind = \"jwt\"\nalgorithms = [\"HS256\"]\nsecret = \"short\"\n\
+                    [policies.b]\nkind = \"jwt\"\nalgorithms = [\"RS256\"]\npublic_key_file = \"/nonexistent.pem\"\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                ("policies.a.secret".to_string(), Some(4)),
+                ("policies.b.public_key_file".to_string(), Some(8)),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_a_secret_for_asymmetric_algorithms_only() {
+        let text = "[policies.a]\nkind = \"jwt\"\nalgorithms = [\"RS256\"]\n\
+                    secret = \"0123456789abcdef0123456789abcdef\"\n";
+        assert_eq!(
+            problems(text),
+            vec![("policies.a.secret".to_string(), Some(4))]
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! Fetches a JWKS URL off the hot path: one thread per `jwt` policy with `jwks_url`, doing a
+//! blocking HTTP GET, publishing each good key set through the policy's [`KeyStore`].
+//!
+//! It fetches at start, then every `interval`, and early when a worker met an unknown `kid`
+//! (at most once per `cooldown`, so unknown kids cannot make it hammer the issuer). A failed
+//! fetch keeps the keys in force. The thread ends when its policy is dropped (a reload
+//! replaced it): the store's end of the channel goes away.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use jsonwebtoken::Algorithm;
+
+use super::keys::{jwks_keys, KeySet, KeyStore};
+
+/// Largest JWKS document accepted.
+const MAX_JWKS_BYTES: u64 = 1024 * 1024;
+/// Time limit of one fetch.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a refresher fetches.
+#[derive(Debug, Clone)]
+pub struct RefreshSettings {
+    /// The JWKS URL.
+    pub url: String,
+    /// Time between scheduled fetches.
+    pub interval: Duration,
+    /// Least time between two fetches.
+    pub cooldown: Duration,
+    /// The policy's algorithms.
+    pub algorithms: Vec<Algorithm>,
+}
+
+/// A store with no keys yet and the thread that fills it.
+pub fn start(settings: RefreshSettings) -> Arc<KeyStore> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let store = Arc::new(KeyStore::refreshed(KeySet::new(Vec::new()), tx));
+    let weak = Arc::downgrade(&store);
+    let spawned = std::thread::Builder::new()
+        .name("ringgate-jwks".into())
+        .spawn(move || run(settings, weak, rx));
+    if let Err(e) = spawned {
+        log::error!("cannot start the JWKS refresher: {e}");
+    }
+    store
+}
+
+fn run(settings: RefreshSettings, store: Weak<KeyStore>, rx: Receiver<()>) {
+    let agent = ureq::AgentBuilder::new().timeout(FETCH_TIMEOUT).build();
+    loop {
+        let fetched_at = Instant::now();
+        let result = fetch(&agent, &settings);
+        let Some(live) = store.upgrade() else { return };
+        match result {
+            Ok(keys) => live.store(KeySet::new(keys)),
+            Err(e) => log::warn!("JWKS {}: {e}; keeping the keys in force", settings.url),
+        }
+        drop(live);
+        match rx.recv_timeout(settings.interval) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let next = fetched_at + settings.cooldown;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+fn fetch(agent: &ureq::Agent, settings: &RefreshSettings) -> Result<Vec<super::keys::Key>, String> {
+    let response = agent
+        .get(&settings.url)
+        .call()
+        .map_err(|e| format!("fetch failed: {e}"))?;
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(response.into_reader(), MAX_JWKS_BYTES),
+        &mut body,
+    )
+    .map_err(|e| format!("read failed: {e}"))?;
+    let keys = jwks_keys(&body, &settings.algorithms)?;
+    if keys.is_empty() {
+        return Err("no usable keys".into());
+    }
+    Ok(keys)
+}
