@@ -1,4 +1,4 @@
-//! One upstream TCP connection with its input buffer.
+//! One upstream connection (plain TCP or TLS) with its input buffer.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -6,6 +6,7 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 
 use crate::io_buf::ReadBuf;
+use crate::tls::{UpstreamStream, UpstreamTls};
 
 /// Initial input buffer of an upstream connection; it grows while relaying large bodies.
 pub const UPSTREAM_BUF: usize = 8 * 1024;
@@ -13,8 +14,8 @@ pub const UPSTREAM_BUF: usize = 8 * 1024;
 /// A connection to one target, fresh or taken from the pool.
 #[derive(Debug)]
 pub struct UpstreamConn {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The socket, or the TLS session over it.
+    pub stream: UpstreamStream,
     /// Bytes read from the upstream and not yet relayed.
     pub buf: ReadBuf,
     /// The target.
@@ -38,17 +39,44 @@ pub enum ConnectError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS handshake failed (untrusted or mismatched certificate, protocol error).
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Tls {
+        /// Target.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// Opens a fresh connection to `addr` within `timeout`.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<UpstreamConn, ConnectError> {
-    let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+/// Opens a fresh connection to `addr` within `timeout` (TCP connect and, with `tls`, the
+/// handshake together).
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<&UpstreamTls>,
+) -> Result<UpstreamConn, ConnectError> {
+    let deadline = std::time::Instant::now() + timeout;
+    let connected = monoio::time::timeout_at(deadline.into(), TcpStream::connect_addr(addr));
+    let tcp = match connected.await {
         Err(_) => return Err(ConnectError::Timeout(addr)),
         Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
         Ok(Ok(stream)) => stream,
     };
     // Heads and small bodies go out in one write each; Nagle would only add latency.
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let stream = match tls {
+        None => UpstreamStream::Plain(tcp),
+        Some(tls) => {
+            let handshake = crate::tls::upstream::handshake(tcp, tls, addr);
+            match monoio::time::timeout_at(deadline.into(), handshake).await {
+                Err(_) => return Err(ConnectError::Timeout(addr)),
+                Ok(Err(source)) => return Err(ConnectError::Tls { addr, source }),
+                Ok(Ok(session)) => UpstreamStream::Tls(Box::new(session)),
+            }
+        }
+    };
     Ok(UpstreamConn {
         stream,
         buf: ReadBuf::with_capacity(UPSTREAM_BUF),

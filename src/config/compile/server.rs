@@ -32,8 +32,12 @@ pub const DEFAULT_BODY_IDLE: Duration = Duration::from_secs(30);
 
 /// Compiles `[server]` (an absent table arrives as all-`None`).
 pub(super) fn compile(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
+    let listen = listen(cx, &raw);
+    let tls = super::tls::listeners(cx, &raw.tls, &listen);
     ServerSettings {
-        listen: listen(cx, &raw),
+        identity_headers: super::tls::identity_headers(&tls),
+        tls,
+        listen,
         workers: workers(cx, &raw),
         pin_workers: raw.pin_workers.unwrap_or(true),
         driver: match raw.driver.unwrap_or(RawDriver::Auto) {
