@@ -57,8 +57,11 @@ fn listen(cx: &mut Ctx<'_>, raw: &RawServer) -> Vec<SocketAddr> {
     let Some(list) = &raw.listen else {
         return vec![SocketAddr::from(([127, 0, 0, 1], 8080))];
     };
-    if list.get_ref().is_empty() {
-        let message = format!("at least one address is required, e.g. [\"{DEFAULT_LISTEN}\"]");
+    // An HTTPS-only gateway lists its listeners in [[server.tls]] and none here.
+    if list.get_ref().is_empty() && raw.tls.is_empty() {
+        let message = format!(
+            "at least one address is required, e.g. [\"{DEFAULT_LISTEN}\"] (or a [[server.tls]] listener)"
+        );
         cx.problem("server.listen", Some(list.span()), message);
     }
     let mut seen: HashMap<SocketAddr, usize> = HashMap::new();

@@ -430,3 +430,201 @@ pub(super) fn upstream_tls(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use crate::config::compile::{check_without_router, keys_and_lines};
+
+    /// Two key pairs with certificates for `a.test`, in a fresh temp directory.
+    struct Files {
+        dir: PathBuf,
+    }
+
+    impl Files {
+        fn new(tag: &str) -> Files {
+            let dir = std::env::temp_dir().join(format!(
+                "ringgate-tls-compile-{}-{tag}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            for name in ["one", "two"] {
+                let key = rcgen::KeyPair::generate().expect("key");
+                let params = rcgen::CertificateParams::new(vec!["a.test".into()]).expect("p");
+                let cert = params.self_signed(&key).expect("cert");
+                std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).expect("write");
+                std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem())
+                    .expect("write");
+            }
+            std::fs::write(dir.join("garbage.pem"), "not a pem file\n").expect("write");
+            Files { dir }
+        }
+
+        fn path(&self, name: &str) -> String {
+            format!("{:?}", Path::new(&self.dir).join(name).display().to_string())
+        }
+    }
+
+    impl Drop for Files {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn problems(text: &str) -> Vec<(String, Option<usize>)> {
+        keys_and_lines(&check_without_router(text))
+    }
+
+    #[test]
+    fn a_valid_listener_and_upstream_compile() {
+        let f = Files::new("valid");
+        let text = format!(
+            r#"
+[[server.tls]]
+listen = "127.0.0.1:0"
+certificates = [ {{ cert = {c}, key = {k}, server_names = ["a.test", "*.b.test"] }} ]
+min_version = "1.3"
+cipher_suites = ["TLS13_AES_256_GCM_SHA384"]
+alpn = ["http/1.1"]
+client_auth = {{ mode = "optional", ca = {c}, subject_header = "X-Peer" }}
+hsts = "max-age=63072000; includeSubDomains"
+
+[[upstreams]]
+name = "u"
+targets = [ {{ addr = "127.0.0.1:9" }} ]
+tls = {{ sni = "a.test", ca = {c}, client_cert = {c}, client_key = {k} }}
+"#,
+            c = f.path("one.pem"),
+            k = f.path("one.key"),
+        );
+        assert_eq!(problems(&text), vec![]);
+    }
+
+    #[test]
+    fn file_problems_name_the_key_and_line() {
+        let f = Files::new("files");
+        let text = format!(
+            r#"
+[[server.tls]]
+listen = "127.0.0.1:8443"
+certificates = [
+  {{ cert = {missing}, key = {k1}, default = true }},
+  {{ cert = {garbage}, key = {k1}, server_names = ["x.test"] }},
+  {{ cert = {c1}, key = {k2}, server_names = ["y.test"] }},
+]
+"#,
+            missing = f.path("missing.pem"),
+            garbage = f.path("garbage.pem"),
+            c1 = f.path("one.pem"),
+            k1 = f.path("one.key"),
+            k2 = f.path("two.key"),
+        );
+        let found = check_without_router(&text);
+        assert_eq!(
+            keys_and_lines(&found),
+            vec![
+                ("server.tls[0].certificates[0].cert".to_string(), Some(5)),
+                ("server.tls[0].certificates[1].cert".to_string(), Some(6)),
+                ("server.tls[0].certificates[2].key".to_string(), Some(7)),
+            ]
+        );
+        assert!(found[0].message.contains("cannot read"), "{}", found[0].message);
+        assert!(found[1].message.contains("no PEM certificate"), "{}", found[1].message);
+        assert!(found[2].message.contains("does not belong"), "{}", found[2].message);
+    }
+
+    #[test]
+    fn setting_problems_name_the_key_and_line() {
+        let f = Files::new("settings");
+        let text = format!(
+            r#"
+[server]
+listen = ["127.0.0.1:8080"]
+
+[[server.tls]]
+listen = "127.0.0.1:8080"
+certificates = [ {{ cert = {c}, key = {k} }} ]
+
+[[server.tls]]
+listen = "127.0.0.1:8443"
+certificates = [ {{ cert = {c}, key = {k}, server_names = ["a.test", "bad name"] }} ]
+min_version = "1.1"
+cipher_suites = ["RC4-MD5"]
+alpn = ["h2"]
+client_auth = {{ mode = "sometimes", ca = {c} }}
+hsts = "includeSubDomains"
+
+[[server.tls]]
+listen = "127.0.0.1:8444"
+certificates = []
+"#,
+            c = f.path("one.pem"),
+            k = f.path("one.key"),
+        );
+        assert_eq!(
+            problems(&text),
+            vec![
+                ("server.tls[0].listen".to_string(), Some(6)),
+                ("server.tls[1].min_version".to_string(), Some(12)),
+                ("server.tls[1].cipher_suites[0]".to_string(), Some(13)),
+                ("server.tls[1].alpn[0]".to_string(), Some(14)),
+                ("server.tls[1].hsts".to_string(), Some(16)),
+                ("server.tls[1].client_auth.mode".to_string(), Some(15)),
+                (
+                    "server.tls[1].certificates[0].server_names[1]".to_string(),
+                    Some(11)
+                ),
+                ("server.tls[2].certificates".to_string(), Some(20)),
+            ]
+        );
+    }
+
+    #[test]
+    fn upstream_tls_problems_name_the_key_and_line() {
+        let f = Files::new("upstream");
+        let text = format!(
+            r#"
+[[upstreams]]
+name = "u"
+targets = [ {{ addr = "127.0.0.1:9" }} ]
+tls = {{ sni = "not a name!", client_cert = {c} }}
+
+[[upstreams]]
+name = "v"
+targets = [ {{ addr = "127.0.0.1:9" }} ]
+tls = {{ verify = false, ca = {c} }}
+
+[[upstreams]]
+name = "w"
+targets = [ {{ addr = "127.0.0.1:9" }} ]
+tls = {{ ca = {garbage} }}
+"#,
+            c = f.path("one.pem"),
+            garbage = f.path("garbage.pem"),
+        );
+        assert_eq!(
+            problems(&text),
+            vec![
+                ("upstreams[0].tls.sni".to_string(), Some(5)),
+                ("upstreams[0].tls.client_cert".to_string(), Some(5)),
+                ("upstreams[1].tls.ca".to_string(), Some(10)),
+                ("upstreams[2].tls.ca".to_string(), Some(15)),
+            ]
+        );
+    }
+
+    #[test]
+    fn redirect_https_takes_true_or_a_port() {
+        let text = r#"
+[[routes]]
+name = "a"
+respond = { status = 200 }
+redirect_https = 70000
+"#;
+        assert_eq!(
+            problems(text),
+            vec![("routes[0].redirect_https".to_string(), Some(5))]
+        );
+    }
+}
