@@ -97,7 +97,10 @@ pub struct ServerSettings {
 impl ServerSettings {
     /// Every listener: `listen` (plain HTTP), then the TLS listeners.
     pub fn listeners(&self) -> Vec<ListenKey> {
-        let plain = self.listen.iter().map(|&addr| ListenKey { addr, tls: false });
+        let plain = self
+            .listen
+            .iter()
+            .map(|&addr| ListenKey { addr, tls: false });
         let tls = self.tls.iter().map(|t| ListenKey {
             addr: t.listen,
             tls: true,

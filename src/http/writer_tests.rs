@@ -462,7 +462,8 @@ fn upstream_request_joins_forwarded_tracestate() {
 #[test]
 fn upstream_request_strips_client_identity_and_adds_the_verified_one() {
     let names: Vec<Box<str>> = vec!["X-Client-Cert-Subject".into(), "X-Peer".into()];
-    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nx-client-cert-subject: forged\r\nX-PEER: forged\r\n\r\n";
+    let raw =
+        b"GET / HTTP/1.1\r\nHost: a\r\nx-client-cert-subject: forged\r\nX-PEER: forged\r\n\r\n";
     let stripped = upstream_with(
         raw,
         &ForwardInfo {

@@ -105,7 +105,12 @@ impl ClientConn {
     }
 
     /// Writes the upstream request head into `out`.
-    fn write_upstream_head(&mut self, snapshot: &Snapshot, head: &RequestHead, action: &ProxyAction) {
+    fn write_upstream_head(
+        &mut self,
+        snapshot: &Snapshot,
+        head: &RequestHead,
+        action: &ProxyAction,
+    ) {
         let data = self.input.data();
         let client_host = head.host.map(|h| h.of(data)).unwrap_or_default();
         let host = match &action.host {

@@ -44,11 +44,19 @@ pub fn verifier(
 pub fn peer_subject(certs: Option<&[CertificateDer<'_>]>) -> Option<Box<str>> {
     let leaf = certs?.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-    let subject = cert.subject().to_string_with_registry(x509_parser::objects::oid_registry());
+    let subject = cert
+        .subject()
+        .to_string_with_registry(x509_parser::objects::oid_registry());
     let subject = subject.ok()?;
     let safe: String = subject
         .chars()
-        .map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' })
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     Some(safe.into_boxed_str())
 }

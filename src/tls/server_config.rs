@@ -47,7 +47,8 @@ pub fn build(spec: ServerTlsSpec) -> Result<Arc<ServerConfig>, String> {
 
 /// The protocol versions from `min_version` up: `"1.2"` or `"1.3"`.
 pub fn versions_from(min: &str) -> Option<&'static [&'static SupportedProtocolVersion]> {
-    static FROM_12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+    static FROM_12: &[&SupportedProtocolVersion] =
+        &[&rustls::version::TLS13, &rustls::version::TLS12];
     static FROM_13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
     match min {
         "1.2" => Some(FROM_12),

@@ -74,9 +74,11 @@ mod tests {
     use rustls::pki_types::CertificateDer;
 
     fn key(tag: u8) -> Arc<CertifiedKey> {
-        let signer = rustls::crypto::ring::sign::any_supported_type(&test_key())
-            .expect("test key");
-        Arc::new(CertifiedKey::new(vec![CertificateDer::from(vec![tag])], signer))
+        let signer = rustls::crypto::ring::sign::any_supported_type(&test_key()).expect("test key");
+        Arc::new(CertifiedKey::new(
+            vec![CertificateDer::from(vec![tag])],
+            signer,
+        ))
     }
 
     fn test_key() -> rustls::pki_types::PrivateKeyDer<'static> {

@@ -95,9 +95,10 @@ impl Pki {
                 }
                 let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
                 params.subject_alt_names.push(SanType::IpAddress(localhost));
-                params
-                    .distinguished_name
-                    .push(DnType::CommonName, names.first().copied().unwrap_or("server"));
+                params.distinguished_name.push(
+                    DnType::CommonName,
+                    names.first().copied().unwrap_or("server"),
+                );
                 params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             }
             Kind::Client(cn) => {
@@ -140,7 +141,10 @@ pub fn toml_path(path: &Path) -> String {
 }
 
 /// A client configuration trusting `roots`, presenting `identity` if given.
-pub fn client_config(roots: &[CertificateDer<'static>], identity: Option<&Issued>) -> Arc<ClientConfig> {
+pub fn client_config(
+    roots: &[CertificateDer<'static>],
+    identity: Option<&Issued>,
+) -> Arc<ClientConfig> {
     let mut store = RootCertStore::empty();
     for root in roots {
         store.add(root.clone()).expect("root");
@@ -153,7 +157,9 @@ pub fn client_config(roots: &[CertificateDer<'static>], identity: Option<&Issued
     let mut config = match identity {
         Some(id) => {
             let (chain, key) = load_identity(id);
-            builder.with_client_auth_cert(chain, key).expect("client cert")
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client cert")
         }
         None => builder.with_no_client_auth(),
     };
@@ -241,7 +247,10 @@ pub fn read_response(stream: &mut impl Read) -> io::Result<Response> {
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         if stream.read(&mut byte)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before a response"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed before a response",
+            ));
         }
         buf.push(byte[0]);
     }
@@ -250,7 +259,8 @@ pub fn read_response(stream: &mut impl Read) -> io::Result<Response> {
         .lines()
         .find_map(|l| {
             let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+            n.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0);
     let mut body = vec![0u8; length];

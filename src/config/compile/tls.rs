@@ -122,7 +122,11 @@ fn listener(
             client_subject_header,
         }),
         Err(message) => {
-            let span = raw.cipher_suites.as_ref().and_then(|s| s.first()).map(|s| s.span());
+            let span = raw
+                .cipher_suites
+                .as_ref()
+                .and_then(|s| s.first())
+                .map(|s| s.span());
             let span = span.or(Some(raw.listen.span()));
             cx.problem(format!("{key}.cipher_suites"), span, message);
             None
@@ -168,7 +172,11 @@ fn cipher_suites(
                     name.get_ref(),
                     server_config::cipher_suite_names().join(", ")
                 );
-                cx.problem(format!("{key}.cipher_suites[{j}]"), Some(name.span()), message);
+                cx.problem(
+                    format!("{key}.cipher_suites[{j}]"),
+                    Some(name.span()),
+                    message,
+                );
             }
         }
     }
@@ -211,8 +219,9 @@ pub(super) fn hsts(cx: &mut Ctx<'_>, key: &str, raw: Option<&Spanned<String>>) -
         .split(';')
         .any(|d| d.trim().to_ascii_lowercase().starts_with("max-age="));
     if !printable || !has_max_age {
-        let message =
-            format!("invalid value `{value}`: expected e.g. \"max-age=31536000; includeSubDomains\"");
+        let message = format!(
+            "invalid value `{value}`: expected e.g. \"max-age=31536000; includeSubDomains\""
+        );
         cx.problem(key, Some(raw.span()), message);
         return None;
     }
@@ -282,7 +291,10 @@ fn certificates(
         .collect();
     if let Some(&second) = defaults.get(1) {
         let span = raw.get_ref()[second].default.as_ref().map(|d| d.span());
-        let message = format!("only one certificate may be the default (also [{}])", defaults[0]);
+        let message = format!(
+            "only one certificate may be the default (also [{}])",
+            defaults[0]
+        );
         cx.problem(format!("{key}[{second}].default"), span, message);
     }
     let default = defaults.first().copied().unwrap_or(0);
@@ -298,7 +310,11 @@ fn certificates(
         if names.is_empty() && j != default {
             let message =
                 "this certificate is never chosen: give it server_names or default = true".into();
-            cx.problem(format!("{key}[{j}].server_names"), Some(cert.cert.span()), message);
+            cx.problem(
+                format!("{key}[{j}].server_names"),
+                Some(cert.cert.span()),
+                message,
+            );
         }
         for (n, name) in names.iter().enumerate() {
             let name_key = format!("{key}[{j}].server_names[{n}]");
@@ -320,7 +336,8 @@ fn certificates(
 /// A DNS name, optionally with a leading `*.` label.
 fn is_server_name(name: &str) -> bool {
     let bare = name.strip_prefix("*.").unwrap_or(name);
-    !bare.contains('*') && ServerName::try_from(bare).is_ok_and(|n| matches!(n, ServerName::DnsName(_)))
+    !bare.contains('*')
+        && ServerName::try_from(bare).is_ok_and(|n| matches!(n, ServerName::DnsName(_)))
 }
 
 fn certified_key(cx: &mut Ctx<'_>, key: &str, raw: &RawCertificate) -> Option<Arc<CertifiedKey>> {
@@ -377,16 +394,17 @@ pub(super) fn upstream_tls(
     spanned: &Spanned<RawUpstreamTls>,
 ) -> Option<UpstreamTls> {
     let raw = spanned.get_ref();
-    let server_name = raw.sni.as_ref().and_then(|sni| {
-        match ServerName::try_from(sni.get_ref().as_str()) {
-            Ok(name) => Some(name.to_owned()),
-            Err(_) => {
-                let message = format!("invalid server name `{}`", sni.get_ref());
-                cx.problem(format!("{key}.sni"), Some(sni.span()), message);
-                None
-            }
-        }
-    });
+    let server_name =
+        raw.sni
+            .as_ref()
+            .and_then(|sni| match ServerName::try_from(sni.get_ref().as_str()) {
+                Ok(name) => Some(name.to_owned()),
+                Err(_) => {
+                    let message = format!("invalid server name `{}`", sni.get_ref());
+                    cx.problem(format!("{key}.sni"), Some(sni.span()), message);
+                    None
+                }
+            });
     let verify = raw.verify.as_ref().map_or(true, |v| *v.get_ref());
     let roots = match (&raw.ca, verify) {
         (Some(ca), false) => {
@@ -444,10 +462,8 @@ mod tests {
 
     impl Files {
         fn new(tag: &str) -> Files {
-            let dir = std::env::temp_dir().join(format!(
-                "ringgate-tls-compile-{}-{tag}",
-                std::process::id()
-            ));
+            let dir = std::env::temp_dir()
+                .join(format!("ringgate-tls-compile-{}-{tag}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("temp dir");
             for name in ["one", "two"] {
                 let key = rcgen::KeyPair::generate().expect("key");
@@ -462,7 +478,10 @@ mod tests {
         }
 
         fn path(&self, name: &str) -> String {
-            format!("{:?}", Path::new(&self.dir).join(name).display().to_string())
+            format!(
+                "{:?}",
+                Path::new(&self.dir).join(name).display().to_string()
+            )
         }
     }
 
@@ -529,9 +548,21 @@ certificates = [
                 ("server.tls[0].certificates[2].key".to_string(), Some(7)),
             ]
         );
-        assert!(found[0].message.contains("cannot read"), "{}", found[0].message);
-        assert!(found[1].message.contains("no PEM certificate"), "{}", found[1].message);
-        assert!(found[2].message.contains("does not belong"), "{}", found[2].message);
+        assert!(
+            found[0].message.contains("cannot read"),
+            "{}",
+            found[0].message
+        );
+        assert!(
+            found[1].message.contains("no PEM certificate"),
+            "{}",
+            found[1].message
+        );
+        assert!(
+            found[2].message.contains("does not belong"),
+            "{}",
+            found[2].message
+        );
     }
 
     #[test]
