@@ -57,6 +57,61 @@ driver_tests! {
         assert_eq!(echoed.header_all("x-forwarded-proto"), vec!["http"]);
     }
 
+    /// Idling on purpose: the quiet period past the 100 ms grace is what is under test.
+    fn an_idle_tls_connection_is_parked_and_resumes(driver: &str) {
+        let pki = Pki::new("idle");
+        let server = pki.issue("server", Kind::Server(&["gateway.test"]));
+        let upstream = Upstream::echo("u");
+        let gw = GatewayConfig::new(driver)
+            .tls_listener(&one_cert(&server))
+            .upstream("u", &[upstream.addr()])
+            .route_all_to("u")
+            .start();
+        let config = tls::client_config(&[pki.ca_der()], None);
+        let mut conn = tls::connect(gw.tls_addr(), "gateway.test", &config).expect("handshake");
+        for round in 0..3 {
+            let path = format!("/round/{round}");
+            let response = get(&mut conn, &path, "").expect("response");
+            assert_eq!(Echoed::parse(&response.body).target, path);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        // Two pipelined requests in one TLS write to a parked connection.
+        let pipelined = "GET /p/1 HTTP/1.1\r\nHost: g\r\n\r\nGET /p/2 HTTP/1.1\r\nHost: g\r\n\r\n";
+        std::io::Write::write_all(&mut conn, pipelined.as_bytes()).expect("send");
+        for path in ["/p/1", "/p/2"] {
+            let response = tls::read_response(&mut conn).expect("response");
+            assert_eq!(Echoed::parse(&response.body).target, path);
+        }
+    }
+
+    fn a_large_body_streams_both_ways_over_tls(driver: &str) {
+        let pki = Pki::new("body");
+        let server = pki.issue("server", Kind::Server(&["gateway.test"]));
+        let upstream = Upstream::echo("u");
+        let gw = GatewayConfig::new(driver)
+            .tls_listener(&one_cert(&server))
+            .upstream("u", &[upstream.addr()])
+            .route_all_to("u")
+            .start();
+        let config = tls::client_config(&[pki.ca_der()], None);
+        let mut conn = tls::connect(gw.tls_addr(), "gateway.test", &config).expect("handshake");
+        let len = 3 * 1024 * 1024 + 7;
+        let body = common::body::pattern(len);
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nHost: g\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        std::io::Write::write_all(&mut conn, head.as_bytes()).expect("head");
+        std::io::Write::write_all(&mut conn, &body).expect("body");
+        let response = tls::read_response(&mut conn).expect("response");
+        assert_eq!(response.status(), 200);
+        let echoed = Echoed::parse(&response.body);
+        assert_eq!(echoed.body_len, body.len() as u64);
+        assert_eq!(echoed.body_sum, common::body::pattern_sum(len as u64).hex());
+        // The connection stays usable.
+        assert_eq!(get(&mut conn, "/after", "").expect("after").status(), 200);
+    }
+
     fn sni_selects_the_certificate(driver: &str) {
         let pki = Pki::new("sni");
         let a = pki.issue("a", Kind::Server(&["a.test"]));
