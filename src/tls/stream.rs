@@ -1,7 +1,7 @@
 //! A rustls session over a monoio `TcpStream`, with monoio's owned-buffer I/O traits.
 //!
 //! Cancel safety: every socket operation lends one of the stream's two buffers and gets it
-//! back with the result. If the operation is dropped (a timeout), the buffer goes with it and
+//! back with the result, and reads never write (except the alert sent before a read fails). If the operation is dropped (a timeout), the buffer goes with it and
 //! an empty one takes its place, so the stream stays usable: a later read allocates a new
 //! buffer. (Bytes that the dropped read had received are lost, as they are on a plain
 //! socket; callers close the connection after every timeout except the idle grace, which
@@ -158,11 +158,9 @@ where
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return (Err(e), buf),
             }
-            if self.session.wants_write() {
-                if let Err(e) = self.flush_tls().await {
-                    return (Err(e), buf);
-                }
-            }
+            // Records rustls queued while reading (a key update, a warning alert) go out with
+            // the next write: a read never writes, so a dropped read (the idle grace) cannot
+            // cut a record in half.
             match self.fill_tls().await {
                 Ok(true) => {}
                 Ok(false) => return (Ok(0), buf),
