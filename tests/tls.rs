@@ -246,6 +246,46 @@ driver_tests! {
         }
     }
 
+    fn upstream_tls_presents_a_client_certificate_and_can_skip_verification(driver: &str) {
+        let pki = Pki::new("upstream-mtls");
+        let rogue = Pki::new("upstream-rogue");
+        let gateway_id = pki.issue("gateway", Kind::Client("gateway"));
+        let strict = TlsUpstream::start_requiring(
+            &pki.issue("up", Kind::Server(&["upstream.test"])),
+            Some(pki.ca_der()),
+        );
+        let unverified = TlsUpstream::start(&rogue.issue("up", Kind::Server(&["elsewhere.test"])));
+        let ca = toml_path(&pki.ca_path());
+        let group = |name: &str, addr, tls: String| {
+            format!("[[upstreams]]\nname = \"{name}\"\ntargets = [ {{ addr = \"{addr}\" }} ]\ntls = {{ {tls} }}")
+        };
+        let route = |name: &str| {
+            format!("[[routes]]\nname = \"{name}\"\nmatch = {{ path_prefix = \"/{name}\" }}\nupstream = \"{name}\"\n")
+        };
+        let gw = GatewayConfig::new(driver)
+            .upstream_raw(&group(
+                "mtls",
+                strict.addr(),
+                format!(
+                    "sni = \"upstream.test\", ca = {ca}, client_cert = {}, client_key = {}",
+                    toml_path(&gateway_id.cert),
+                    toml_path(&gateway_id.key)
+                ),
+            ))
+            .upstream_raw(&group("anonymous", strict.addr(), format!("sni = \"upstream.test\", ca = {ca}")))
+            .upstream_raw(&group("unverified", unverified.addr(), "verify = false".into()))
+            .routes(&[route("mtls"), route("anonymous"), route("unverified")].join("\n"))
+            .start();
+        let body = ureq::get(&gw.url("/mtls/a")).call().expect("mtls").into_string();
+        assert_eq!(body.expect("body"), "tls upstream /mtls/a");
+        match ureq::get(&gw.url("/anonymous/a")).call() {
+            Err(ureq::Error::Status(502, _)) => {}
+            other => panic!("expected 502 without a client certificate, got {other:?}"),
+        }
+        let body = ureq::get(&gw.url("/unverified/a")).call().expect("unverified").into_string();
+        assert_eq!(body.expect("body"), "tls upstream /unverified/a");
+    }
+
     fn reloaded_certificates_serve_new_handshakes_while_open_connections_go_on(driver: &str) {
         let pki = Pki::new("reload");
         let old = pki.issue("old", Kind::Server(&["gateway.test"]));

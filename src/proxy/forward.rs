@@ -202,7 +202,7 @@ impl ClientConn {
             .ok_or(ProxyError::NoTarget)?;
         let addr = target.addr;
         self.exchange.target = Some(addr);
-        let mut conn = match ctx.pool().checkout(addr) {
+        let mut conn = match ctx.pool().checkout_for(addr, upstream.tls.as_ref()) {
             Some(conn) => {
                 ctx.metrics().pool_hit();
                 conn

@@ -1,6 +1,7 @@
 //! One upstream connection (plain TCP or TLS) with its input buffer.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
@@ -22,6 +23,22 @@ pub struct UpstreamConn {
     pub addr: SocketAddr,
     /// Whether the connection served an earlier request (a failure on it may be retried).
     pub reused: bool,
+    /// The TLS configuration the session was made with (`None`: plain). Pools are keyed by
+    /// target address, which groups with different TLS settings may share.
+    pub tls_config: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl UpstreamConn {
+    /// Whether this connection was made the way `tls` asks for (plain, or TLS with that very
+    /// configuration: the same roots, client certificate and server name policy). A reload
+    /// compiles new configurations, so connections pooled before it are not handed out.
+    pub fn made_for(&self, tls: Option<&UpstreamTls>) -> bool {
+        match (&self.tls_config, tls) {
+            (None, None) => true,
+            (Some(mine), Some(wanted)) => Arc::ptr_eq(mine, &wanted.config),
+            _ => false,
+        }
+    }
 }
 
 /// Why a connection to a target could not be opened.
@@ -82,5 +99,6 @@ pub async fn connect(
         buf: ReadBuf::with_capacity(UPSTREAM_BUF),
         addr,
         reused: false,
+        tls_config: tls.map(|tls| Arc::clone(&tls.config)),
     })
 }

@@ -282,14 +282,34 @@ pub struct TlsUpstream {
 
 impl TlsUpstream {
     pub fn start(identity: &Issued) -> TlsUpstream {
+        Self::start_requiring(identity, None)
+    }
+
+    /// With `client_ca`, the upstream requires a client certificate issued by it.
+    pub fn start_requiring(
+        identity: &Issued,
+        client_ca: Option<CertificateDer<'static>>,
+    ) -> TlsUpstream {
         let (chain, key) = load_identity(identity);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .expect("upstream cert");
+            .expect("versions");
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                roots.add(ca).expect("client ca");
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .expect("verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder.with_single_cert(chain, key).expect("upstream cert");
         let config = Arc::new(config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind tls upstream");
         let addr = listener.local_addr().expect("addr");
