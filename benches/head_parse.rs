@@ -99,6 +99,8 @@ fn bench_write(c: &mut Criterion) {
         forward_tracestate: false,
         strip: &[],
         identity_fields: b"",
+        identity_headers: &[],
+        client_subject: None,
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("write_upstream_request/browser_30_headers", |b| {

@@ -28,4 +28,5 @@ pub mod proxy;
 pub mod rate_limit;
 pub mod router;
 pub mod server;
+pub mod tls;
 pub mod upstream;

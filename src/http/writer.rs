@@ -56,6 +56,10 @@ pub struct ForwardInfo<'a> {
     /// Header fields the gateway adds (`Name: value\r\n` each): who the policies
     /// authenticated.
     pub identity_fields: &'a [u8],
+    /// Fields only the gateway writes (client certificate identity): client copies dropped.
+    pub identity_headers: &'a [Box<str>],
+    /// The verified client certificate's subject and the field that carries it.
+    pub client_subject: Option<(&'a str, &'a str)>,
 }
 
 /// Appends the upstream request head for `head` (parsed from `buf`).
@@ -85,6 +89,7 @@ pub fn write_upstream_request(
             || fwd
                 .strip
                 .iter()
+                .chain(fwd.identity_headers)
                 .any(|s| name.eq_ignore_ascii_case(s.as_bytes()));
         if !rewritten && forwardable(&options, name) {
             field(out, name, h.value.of(buf));
@@ -101,6 +106,9 @@ pub fn write_upstream_request(
         let _ = write!(out, "{}", fwd.client_ip);
     });
     field(out, b"X-Forwarded-Proto", fwd.proto.as_bytes());
+    if let Some((name, subject)) = fwd.client_subject {
+        field(out, name.as_bytes(), subject.as_bytes());
+    }
     if let Some(host) = head.host {
         field(out, b"X-Forwarded-Host", host.of(buf));
     }

@@ -35,6 +35,9 @@ impl ClientConn {
             &self.request_id,
             &self.response_headers,
         );
+        if self.tls.is_some() {
+            self.finish_secure_head(&ctx.snapshot(), 0);
+        }
         self.response_started = true;
         self.exchange.status = response.status;
         self.exchange.bytes_out += self.out.len() as u64;
@@ -98,6 +101,9 @@ impl ClientConn {
             &self.request_id,
             &self.response_headers,
         );
+        if self.tls.is_some() {
+            self.finish_secure_head(&ctx.snapshot(), 0);
+        }
         self.exchange.status = status;
         self.exchange.bytes_out += self.out.len() as u64;
         let written = write_all_reuse(&mut self.stream, &mut self.out).await;
@@ -127,6 +133,9 @@ impl ClientConn {
             &self.request_id,
             &self.response_headers,
         );
+        if self.tls.is_some() {
+            self.finish_secure_head(&ctx.snapshot(), 0);
+        }
         self.response_started = true;
         self.exchange.status = denial.status;
         self.exchange.bytes_out += self.out.len() as u64;

@@ -14,6 +14,7 @@ pub mod client;
 pub mod gateway;
 pub mod process;
 pub mod redis;
+pub mod tls;
 pub mod upstream;
 
 /// How long any blocking read in a test may wait before the test fails.
