@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::delta::MetricsDelta;
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, StatusClass};
+use super::record::{ErrorCause, MirrorOutcome, StatusClass};
 use super::DeltaReceiver;
 
 /// Totals for one route since start.
@@ -66,6 +66,7 @@ pub struct Aggregator {
     pub(super) pool_hits: u64,
     pub(super) pool_misses: u64,
     pub(super) errors: [u64; ErrorCause::ALL.len()],
+    pub(super) mirror: [u64; MirrorOutcome::ALL.len()],
 }
 
 fn add_counts<const N: usize>(into: &mut [u64; N], from: &[u64; N]) {
@@ -99,6 +100,7 @@ impl Aggregator {
         self.pool_hits = self.pool_hits.saturating_add(delta.pool_hits);
         self.pool_misses = self.pool_misses.saturating_add(delta.pool_misses);
         add_counts(&mut self.errors, &delta.errors);
+        add_counts(&mut self.mirror, &delta.mirror);
     }
 
     /// Merges every delta waiting on the channel without blocking; returns how many.
@@ -129,6 +131,11 @@ impl Aggregator {
     /// Errors of one cause since start.
     pub fn errors(&self, cause: ErrorCause) -> u64 {
         self.errors[cause.index()]
+    }
+
+    /// Mirror outcomes of one kind since start.
+    pub fn mirror(&self, outcome: MirrorOutcome) -> u64 {
+        self.mirror[outcome.index()]
     }
 
     /// Pool hits and misses since start.

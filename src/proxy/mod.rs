@@ -14,6 +14,7 @@
 //! - `connection`: the client side and the request loop (read head, route);
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
 //! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
+//! - `traffic`: choosing the route's upstream group (versions, split) and mirroring.
 //! - `exchange`: what the exchange did, recorded into metrics and the access log;
 //! - `idle`: connections parked without buffers between requests;
 //! - `error`: every failure mapped to the client's answer in one table;
@@ -31,6 +32,7 @@ mod forward;
 mod idle;
 mod request_id;
 mod trace;
+mod traffic;
 
 pub use connection::serve_connection;
 pub use context::WorkerContext;
