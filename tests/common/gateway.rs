@@ -4,14 +4,18 @@
 //! defaults the test may override key by key, then the test's upstreams and routes. The text
 //! goes through `config::load_str` and `Server::start`, exactly as the binary does.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringgate::config;
+use ringgate::metrics::Aggregator;
 use ringgate::server::{DriverKind, RunningServer, Server};
+
+use super::IO_TIMEOUT;
 
 /// The upstream pool [`GatewayConfig::upstream`] writes.
 pub const DEFAULT_POOL: &str = r#"max_idle_per_target = 64, idle_timeout = "30s""#;
@@ -28,6 +32,7 @@ pub struct GatewayConfig {
     timeouts: BTreeMap<String, String>,
     upstreams: Vec<String>,
     routes: Vec<String>,
+    merge_interval: Option<String>,
 }
 
 fn quoted(s: &str) -> String {
@@ -60,6 +65,7 @@ impl GatewayConfig {
             timeouts,
             upstreams: Vec::new(),
             routes: Vec::new(),
+            merge_interval: None,
         }
     }
 
@@ -82,6 +88,12 @@ impl GatewayConfig {
     /// Sets a `[server.timeouts]` key to a duration string such as `"300ms"`.
     pub fn timeout(mut self, key: &str, duration: &str) -> Self {
         self.timeouts.insert(key.into(), quoted(duration));
+        self
+    }
+
+    /// Sets `[metrics] merge_interval` (e.g. `"50ms"`), for tests that read the metrics.
+    pub fn merge_interval(mut self, duration: &str) -> Self {
+        self.merge_interval = Some(duration.to_string());
         self
     }
 
@@ -142,6 +154,9 @@ impl GatewayConfig {
         for (k, v) in &self.timeouts {
             s.push_str(&format!("{k} = {v}\n"));
         }
+        if let Some(interval) = &self.merge_interval {
+            s.push_str(&format!("\n[metrics]\nmerge_interval = \"{interval}\"\n"));
+        }
         for u in &self.upstreams {
             s.push('\n');
             s.push_str(u);
@@ -196,6 +211,7 @@ impl GatewayConfig {
         Gateway {
             server: Some(server),
             addrs,
+            metrics: RefCell::new(Aggregator::new()),
         }
     }
 }
@@ -204,6 +220,8 @@ impl GatewayConfig {
 pub struct Gateway {
     server: Option<RunningServer>,
     addrs: Vec<SocketAddr>,
+    /// The workers' metric deltas merged so far (nothing else drains them in-process).
+    metrics: RefCell<Aggregator>,
 }
 
 impl Gateway {
@@ -226,6 +244,25 @@ impl Gateway {
             .as_ref()
             .map(|s| s.drivers())
             .unwrap_or_default()
+    }
+
+    /// Merges the workers' metric deltas until `done` holds on the totals, and returns them;
+    /// panics after [`IO_TIMEOUT`]. Deltas arrive every `merge_interval` per worker.
+    pub fn metrics_until(&self, done: impl Fn(&Aggregator) -> bool) -> Aggregator {
+        let rx = self.server.as_ref().expect("running").metrics_receiver();
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut agg = self.metrics.borrow_mut();
+        loop {
+            agg.drain(&rx);
+            if done(&agg) {
+                return agg.clone();
+            }
+            let now = Instant::now();
+            assert!(now < deadline, "metrics never matched: {agg:?}");
+            if let Ok(delta) = rx.recv_timeout(deadline - now) {
+                agg.merge(delta);
+            }
+        }
     }
 
     /// Swaps in a new configuration.

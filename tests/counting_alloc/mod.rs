@@ -53,6 +53,12 @@ const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: alloc
 /// Allocations per proxied request through a one-worker gateway on `driver`, with `extra`
 /// appended to its config (e.g. an `[access_log]` table).
 pub fn per_proxied_request(driver: &str, extra: &str) -> f64 {
+    per_request_through(driver, "upstream = \"b\"", extra)
+}
+
+/// Allocations per request through a route `all` whose keys are `route` (it may send to
+/// upstream groups `b` and `b2`, both the fixed backend), with `extra` appended to the config.
+pub fn per_request_through(driver: &str, route: &str, extra: &str) -> f64 {
     let upstream_addr = fixed_backend::start();
     let config = format!(
         r#"
@@ -64,9 +70,12 @@ driver = "{driver}"
 [[upstreams]]
 name = "b"
 targets = [ {{ addr = "{upstream_addr}" }} ]
+[[upstreams]]
+name = "b2"
+targets = [ {{ addr = "{upstream_addr}" }} ]
 [[routes]]
 name = "all"
-upstream = "b"
+{route}
 {extra}
 "#
     );
