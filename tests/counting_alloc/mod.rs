@@ -52,6 +52,8 @@ const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: alloc
 
 /// Allocations per proxied request through a one-worker gateway on `driver`, with `extra`
 /// appended to its config (e.g. an `[access_log]` table).
+// Each including test binary uses one of the two entry points.
+#[allow(dead_code)]
 pub fn per_proxied_request(driver: &str, extra: &str) -> f64 {
     per_request_through(driver, "upstream = \"b\"", extra)
 }
