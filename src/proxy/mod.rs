@@ -4,7 +4,8 @@
 //! accept ─▶ read head (codec, limits, head_read timeout) ─▶ request id ─▶ trace context
 //!        ─▶ normalize target ─▶ route match
 //!        ─▶ respond route: answer from the snapshot
-//!        ─▶ proxy route:  upstream head ─▶ pooled or fresh connection ─▶ send head (+ body)
+//!        ─▶ proxy route:  choose group (versions, split) ─▶ upstream head (─▶ mirror copy)
+//!                         ─▶ pooled or fresh connection ─▶ send head (+ body)
 //!                         ─▶ response head ─▶ client head ─▶ stream body ─▶ pool check-in
 //!        ─▶ record (metrics, access log)
 //!        ─▶ next request on the connection (keep-alive, pipelining), park when idle, or close
