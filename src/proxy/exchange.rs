@@ -155,6 +155,7 @@ impl ClientConn {
                 upstream_duration: self.exchange.upstream,
                 route: route_name,
                 upstream_addr: self.exchange.target,
+                upstream: upstream.unwrap_or_default(),
                 worker: log.worker(),
                 trace_id: self.exchange.trace.as_ref().map(TraceContext::trace_id),
                 referer: fields.field(2),
