@@ -36,16 +36,6 @@ impl GroupChoice {
             default: DefaultGroup::One(id),
         }
     }
-
-    /// Every group the route may send to (for the admin view and tests).
-    pub fn groups(&self) -> Vec<UpstreamId> {
-        let mut ids: Vec<UpstreamId> = self.versions.iter().map(|r| r.upstream).collect();
-        match &self.default {
-            DefaultGroup::One(id) => ids.push(*id),
-            DefaultGroup::Split(split) => ids.extend(split.groups()),
-        }
-        ids
-    }
 }
 
 /// A route's group when no version rule matched.
@@ -58,6 +48,11 @@ pub enum DefaultGroup {
 }
 
 /// One worker's traffic state.
+///
+/// Slots are the route's position in the file. After a reload that reorders routes, a slot's
+/// split counter simply continues (any starting point of the sequence is as good), and
+/// mirrors still in flight for the old route at that position count against the new one
+/// until they end: a bound briefly shared, never exceeded.
 #[derive(Debug, Default)]
 pub struct TrafficState {
     /// Requests sent through each split so far, indexed by [`Split::slot`].
