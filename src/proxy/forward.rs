@@ -55,9 +55,10 @@ impl ClientConn {
         self.input.consume(head.head_len);
         self.await_small_body(snapshot, head).await?;
         let body_in_hand = self.take_buffered_body(head);
-        if let Some(mirror) = &action.mirror {
-            self.mirror(ctx, snapshot, mirror, head, body_in_hand);
-        }
+        let mirror = action
+            .mirror
+            .as_ref()
+            .and_then(|m| self.take_mirror(ctx, snapshot, m, head, body_in_hand));
         if let BodyFraming::Length(n) = head.framing {
             self.exchange.bytes_in += n;
         }
@@ -67,6 +68,9 @@ impl ClientConn {
             .exchange_with(ctx, snapshot, id, head, upstream, body_in_hand, replayable)
             .await;
         self.exchange.upstream = Some(upstream_started.elapsed());
+        if let Some(mirror) = mirror {
+            mirror.start();
+        }
         result
     }
 

@@ -5,14 +5,14 @@
 //! that is actually mirrored (the copy of its bytes and the shadow task).
 
 use std::net::IpAddr;
-use std::rc::Rc;
 
 use super::connection::{find_header, ClientConn};
 use super::context::WorkerContext;
 use crate::config::{Snapshot, UpstreamId};
 use crate::http::{HeaderSpan, RequestHead};
 use crate::traffic::{
-    cookie_value, versions, Decision, DefaultGroup, GroupChoice, MirrorSettings, Shadow, StickyKey,
+    cookie_value, versions, DefaultGroup, GroupChoice, MirrorSettings, Reservation, Shadow,
+    StickyKey,
 };
 
 impl ClientConn {
@@ -43,36 +43,47 @@ impl ClientConn {
     }
 
     /// Samples the request for the route's mirror and, if it is taken, copies the upstream
-    /// request in `out` (head and body: `whole` says it is all there) to a shadow task.
-    pub(super) fn mirror(
+    /// request in `out` (head and body: `whole` says it is all there). The copy is sent by
+    /// [`PendingMirror::start`] once the client has its response.
+    pub(super) fn take_mirror(
         &self,
         ctx: &WorkerContext,
         snapshot: &Snapshot,
         settings: &MirrorSettings,
         head: &RequestHead,
         whole: bool,
-    ) {
-        let mirrors = ctx.traffic().mirrors();
-        if mirrors.decide(settings, whole) != Decision::Mirror {
-            return;
-        }
+    ) -> Option<PendingMirror> {
+        let place = ctx.traffic().mirrors().decide(settings, whole)?;
         let shadow = snapshot.upstream(settings.upstream);
-        let addr = ctx
-            .balancer()
-            .pick(settings.upstream, &shadow.targets)
-            .map(|t| t.addr);
-        let Some(addr) = addr else {
-            mirrors.cancel(settings.slot);
-            return;
+        let Some(target) = ctx.balancer().pick(settings.upstream, &shadow.targets) else {
+            place.abandon();
+            return None;
         };
         let target = Shadow {
-            addr,
+            addr: target.addr,
             method: head.method_kind,
             timeouts: shadow.timeouts,
             pool: shadow.pool,
         };
-        let task = Rc::clone(mirrors).exchange(settings.slot, target, self.out.clone());
-        monoio::spawn(task);
+        Some(PendingMirror {
+            place,
+            target,
+            request: self.out.clone(),
+        })
+    }
+}
+
+/// A mirrored request's copy, waiting for the client's exchange to end.
+pub(super) struct PendingMirror {
+    place: Reservation,
+    target: Shadow,
+    request: Vec<u8>,
+}
+
+impl PendingMirror {
+    /// Hands the copy to a shadow task on this worker (fire and forget).
+    pub(super) fn start(self) {
+        monoio::spawn(self.place.exchange(self.target, self.request));
     }
 }
 

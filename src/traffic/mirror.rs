@@ -3,10 +3,11 @@
 //!
 //! The copy is the exact upstream request (head and body) the real exchange sends, so only
 //! requests whose whole body is already in hand can be mirrored; the others are skipped and
-//! counted. The shadow exchange runs in its own task with its own keep-alive pool and a
-//! per-route, per-worker bound on mirrors in flight (over the bound: dropped and counted). Its
-//! response is read and thrown away under the shadow group's timeouts. It never touches the
-//! client's connection, so it can neither delay nor fail the real response.
+//! counted. The shadow exchange runs in its own task, started once the client's response is
+//! written, with its own keep-alive pool and a per-route, per-worker bound on mirrors in
+//! flight (over the bound: dropped and counted). Its response is read and thrown away under
+//! the shadow group's timeouts. It never touches the client's connection, so it can neither
+//! delay nor fail the real response.
 //!
 //! Hot path: deciding is a few integer operations on per-worker `Cell`s; nothing allocates
 //! unless the request is mirrored (then: the copy of its bytes and the task).
@@ -61,27 +62,19 @@ pub struct Mirrors {
     outcomes: [Cell<u64>; MirrorOutcome::ALL.len()],
 }
 
-/// What the hot path does with a request on a route that mirrors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Not sampled: nothing to do.
-    Pass,
-    /// Sampled, and a slot is free: copy the request and start the shadow exchange.
-    Mirror,
-    /// Sampled, but the request cannot or may not be copied (counted already).
-    Refused,
-}
-
 impl Mirrors {
     /// Empty state.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Samples the request and reserves an in-flight place for it. `copyable`: the whole
-    /// request is in hand. A [`Decision::Mirror`] must be followed by [`Mirrors::exchange`],
-    /// which frees the place.
-    pub fn decide(&self, settings: &MirrorSettings, copyable: bool) -> Decision {
+    /// Samples the request and, if it is taken and a place is free, reserves an in-flight
+    /// place for its copy. `copyable`: the whole request is in hand. Counts the outcome.
+    pub fn decide(
+        self: &Rc<Self>,
+        settings: &MirrorSettings,
+        copyable: bool,
+    ) -> Option<Reservation> {
         let mut slots = self.slots.borrow_mut();
         if slots.len() <= settings.slot {
             slots.resize(settings.slot + 1, Slot::default());
@@ -89,41 +82,23 @@ impl Mirrors {
         let slot = &mut slots[settings.slot];
         slot.credit += settings.per_million;
         if slot.credit < PER_MILLION {
-            return Decision::Pass;
+            return None;
         }
         slot.credit -= PER_MILLION;
         if !copyable {
             self.count(MirrorOutcome::Skipped);
-            return Decision::Refused;
+            return None;
         }
         if slot.in_flight >= settings.max_in_flight {
             self.count(MirrorOutcome::Dropped);
-            return Decision::Refused;
+            return None;
         }
         slot.in_flight += 1;
         self.count(MirrorOutcome::Mirrored);
-        Decision::Mirror
-    }
-
-    /// Task: sends `request` to `addr` and reads and discards the response, then frees the
-    /// place [`Mirrors::decide`] reserved (also if the task is dropped mid-way).
-    pub async fn exchange(self: Rc<Self>, slot: usize, shadow: Shadow, request: Vec<u8>) {
-        let _place = InFlight {
-            mirrors: Rc::clone(&self),
-            slot,
-        };
-        if shadow_exchange(&self.pool, &shadow, request).await.is_err() {
-            self.count(MirrorOutcome::Failed);
-        }
-    }
-
-    /// Frees a place [`Mirrors::decide`] reserved for a request that could not be sent (no
-    /// shadow target), counting it as failed.
-    pub fn cancel(&self, slot: usize) {
-        if let Some(slot) = self.slots.borrow_mut().get_mut(slot) {
-            slot.in_flight = slot.in_flight.saturating_sub(1);
-        }
-        self.count(MirrorOutcome::Failed);
+        Some(Reservation {
+            mirrors: Rc::clone(self),
+            slot: settings.slot,
+        })
     }
 
     /// Closes the shadow pool's expired idle connections.
@@ -147,13 +122,32 @@ impl Mirrors {
     }
 }
 
-/// Frees a mirror's in-flight place when its task ends or is dropped.
-struct InFlight {
+/// An in-flight place held for one mirrored request, freed when dropped: whether the shadow
+/// exchange ends, its task is dropped, or the copy is never sent.
+#[derive(Debug)]
+pub struct Reservation {
     mirrors: Rc<Mirrors>,
     slot: usize,
 }
 
-impl Drop for InFlight {
+impl Reservation {
+    /// Task: sends `request` to the shadow and reads and discards the response.
+    pub async fn exchange(self, shadow: Shadow, request: Vec<u8>) {
+        if shadow_exchange(&self.mirrors.pool, &shadow, request)
+            .await
+            .is_err()
+        {
+            self.mirrors.count(MirrorOutcome::Failed);
+        }
+    }
+
+    /// The copy could not be sent (the shadow group has no target): counted as failed.
+    pub fn abandon(self) {
+        self.mirrors.count(MirrorOutcome::Failed);
+    }
+}
+
+impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(slot) = self.mirrors.slots.borrow_mut().get_mut(self.slot) {
             slot.in_flight = slot.in_flight.saturating_sub(1);
@@ -265,47 +259,47 @@ mod tests {
         }
     }
 
-    fn decide_n(m: &Mirrors, s: &MirrorSettings, n: usize) -> usize {
-        (0..n)
-            .filter(|_| m.decide(s, true) == Decision::Mirror)
-            .count()
+    /// Decides `n` times, keeping the reservations (as shadow tasks still running would).
+    fn decide_n(m: &Rc<Mirrors>, s: &MirrorSettings, n: usize) -> Vec<Reservation> {
+        (0..n).filter_map(|_| m.decide(s, true)).collect()
     }
 
     #[test]
     fn samples_exactly_the_configured_share() {
-        let m = Mirrors::new();
-        assert_eq!(decide_n(&m, &settings(10, usize::MAX), 1000), 100);
-        let m = Mirrors::new();
-        assert_eq!(decide_n(&m, &settings(100, usize::MAX), 50), 50);
+        let m = Rc::new(Mirrors::new());
+        assert_eq!(decide_n(&m, &settings(10, usize::MAX), 1000).len(), 100);
+        let m = Rc::new(Mirrors::new());
+        assert_eq!(decide_n(&m, &settings(100, usize::MAX), 50).len(), 50);
         let half = MirrorSettings {
             per_million: 5_000,
             ..settings(0, usize::MAX)
         };
-        let m = Mirrors::new();
-        assert_eq!(decide_n(&m, &half, 1000), 5, "0.5 percent");
+        let m = Rc::new(Mirrors::new());
+        assert_eq!(decide_n(&m, &half, 1000).len(), 5, "0.5 percent");
     }
 
     #[test]
     fn drops_over_the_in_flight_bound_and_frees_places() {
         let m = Rc::new(Mirrors::new());
         let s = settings(100, 2);
-        assert_eq!(decide_n(&m, &s, 5), 2);
+        let mut held = decide_n(&m, &s, 5);
+        assert_eq!(held.len(), 2);
         assert_eq!(m.in_flight(0), 2);
         let counts = m.take_counts();
         assert_eq!(counts[MirrorOutcome::Mirrored.index()], 2);
         assert_eq!(counts[MirrorOutcome::Dropped.index()], 3);
-        drop(InFlight {
-            mirrors: Rc::clone(&m),
-            slot: 0,
-        });
+        drop(held.pop());
         assert_eq!(m.in_flight(0), 1);
-        assert_eq!(m.decide(&s, true), Decision::Mirror);
+        assert!(m.decide(&s, true).is_some(), "a freed place is reused");
+        held.pop().expect("held").abandon();
+        assert_eq!(m.in_flight(0), 0);
+        assert_eq!(m.take_counts()[MirrorOutcome::Failed.index()], 1);
     }
 
     #[test]
     fn skips_requests_whose_body_is_not_in_hand() {
-        let m = Mirrors::new();
-        assert_eq!(m.decide(&settings(100, 8), false), Decision::Refused);
+        let m = Rc::new(Mirrors::new());
+        assert!(m.decide(&settings(100, 8), false).is_none());
         assert_eq!(m.in_flight(0), 0);
         assert_eq!(m.take_counts()[MirrorOutcome::Skipped.index()], 1);
         assert_eq!(

@@ -13,7 +13,7 @@ pub mod versions;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-pub use mirror::{Decision, MirrorSettings, Mirrors, Shadow};
+pub use mirror::{MirrorSettings, Mirrors, Reservation, Shadow};
 pub use split::{Split, StickyKey};
 pub use versions::{cookie_value, Selector, VersionRule};
 

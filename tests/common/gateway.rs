@@ -4,15 +4,15 @@
 //! defaults the test may override key by key, then the test's upstreams and routes. The text
 //! goes through `config::load_str` and `Server::start`, exactly as the binary does.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ringgate::config;
-use ringgate::metrics::Aggregator;
+use ringgate::metrics::{Aggregator, MetricsDelta};
 use ringgate::server::{DriverKind, RunningServer, Server};
 
 use super::IO_TIMEOUT;
@@ -208,10 +208,16 @@ impl GatewayConfig {
             addrs.iter().all(|a| a.port() != 0),
             "listener without a real port: {addrs:?}"
         );
+        // Workers drop deltas when the channel is full, so a test that reads the metrics
+        // gets a collector that merges them as they come.
+        let metrics = self
+            .merge_interval
+            .is_some()
+            .then(|| MetricsCollector::start(server.metrics_receiver()));
         Gateway {
             server: Some(server),
             addrs,
-            metrics: RefCell::new(Aggregator::new()),
+            metrics,
         }
     }
 }
@@ -220,8 +226,43 @@ impl GatewayConfig {
 pub struct Gateway {
     server: Option<RunningServer>,
     addrs: Vec<SocketAddr>,
-    /// The workers' metric deltas merged so far (nothing else drains them in-process).
-    metrics: RefCell<Aggregator>,
+    /// Merges the workers' metric deltas (nothing else drains them in-process); only when
+    /// the config set `merge_interval`.
+    metrics: Option<MetricsCollector>,
+}
+
+/// A thread that merges metric deltas as they arrive, until dropped.
+struct MetricsCollector {
+    shared: Arc<(Mutex<Aggregator>, Condvar)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl MetricsCollector {
+    fn start(rx: crossbeam_channel::Receiver<MetricsDelta>) -> Self {
+        let shared = Arc::new((Mutex::new(Aggregator::new()), Condvar::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_shared, thread_stop) = (Arc::clone(&shared), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !thread_stop.load(Ordering::SeqCst) {
+                match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(delta) => {
+                        let (agg, changed) = &*thread_shared;
+                        agg.lock().unwrap_or_else(|e| e.into_inner()).merge(delta);
+                        changed.notify_all();
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        });
+        MetricsCollector { shared, stop }
+    }
+}
+
+impl Drop for MetricsCollector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Gateway {
@@ -246,22 +287,26 @@ impl Gateway {
             .unwrap_or_default()
     }
 
-    /// Merges the workers' metric deltas until `done` holds on the totals, and returns them;
-    /// panics after [`IO_TIMEOUT`]. Deltas arrive every `merge_interval` per worker.
+    /// Waits until `done` holds on the merged metrics, and returns them; panics after
+    /// [`IO_TIMEOUT`]. Needs `merge_interval` in the config (deltas arrive that often).
     pub fn metrics_until(&self, done: impl Fn(&Aggregator) -> bool) -> Aggregator {
-        let rx = self.server.as_ref().expect("running").metrics_receiver();
+        let collector = self
+            .metrics
+            .as_ref()
+            .expect("set GatewayConfig::merge_interval to read the metrics");
+        let (agg, changed) = &*collector.shared;
         let deadline = Instant::now() + IO_TIMEOUT;
-        let mut agg = self.metrics.borrow_mut();
+        let mut guard = agg.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            agg.drain(&rx);
-            if done(&agg) {
-                return agg.clone();
+            if done(&guard) {
+                return guard.clone();
             }
             let now = Instant::now();
-            assert!(now < deadline, "metrics never matched: {agg:?}");
-            if let Ok(delta) = rx.recv_timeout(deadline - now) {
-                agg.merge(delta);
-            }
+            assert!(now < deadline, "metrics never matched: {:?}", *guard);
+            guard = changed
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
