@@ -298,7 +298,7 @@ driver_tests! {
             slowest = slowest.max(started.elapsed());
         }
         // A client held up by the shadow would wait for its 60 s timeout.
-        assert!(slowest < Duration::from_secs(2), "slowest client request took {slowest:?}");
+        assert!(slowest < Duration::from_secs(5), "slowest client request took {slowest:?}");
         shadow.wait_for_requests(4);
         let agg = gw.metrics_until(|a| {
             a.mirror(MirrorOutcome::Mirrored) + a.mirror(MirrorOutcome::Dropped) == 100
