@@ -6,9 +6,9 @@
 
 mod control;
 mod matcher;
+mod route_traffic;
 mod routes;
 mod server;
-mod traffic;
 mod upstreams;
 
 use std::ops::{Range, RangeInclusive};

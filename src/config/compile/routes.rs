@@ -6,7 +6,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::matcher::{self, has_control, is_token};
-use super::{check_name, traffic, Ctx};
+use super::{check_name, route_traffic, Ctx};
 use crate::config::file::{RawRespond, RawRoute, RawUpstream};
 use crate::config::{HostPolicy, ProxyAction, Route, RouteAction, StaticResponse};
 use crate::router::{Rewrite, RouteMatcher, Router};
@@ -156,11 +156,11 @@ fn proxy(
     upstreams: &[RawUpstream],
     matcher: &RouteMatcher,
 ) -> Option<RouteAction> {
-    let groups = traffic::groups(cx, key, slot, raw, upstreams);
+    let groups = route_traffic::groups(cx, key, slot, raw, upstreams);
     let mirror = raw
         .mirror
         .as_ref()
-        .map(|m| traffic::mirror(cx, key, slot, m, upstreams));
+        .map(|m| route_traffic::mirror(cx, key, slot, m, upstreams));
     let strip_prefix = raw.strip_prefix.as_ref().and_then(|p| {
         let prefix = p.get_ref();
         if prefix.starts_with('/') && !prefix.ends_with('/') && !has_control(prefix) {
