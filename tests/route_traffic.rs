@@ -309,6 +309,35 @@ driver_tests! {
         assert_eq!(main.requests(), 100);
     }
 
+    fn shadow_timeouts_count_as_failed_and_free_their_places(driver: &str) {
+        let main = Upstream::echo("main");
+        let shadow = Upstream::start("shadow", Behavior::NeverAnswer);
+        let gw = GatewayConfig::new(driver)
+            .merge_interval("100ms")
+            .upstream("main", &[main.addr()])
+            .upstream_with("shadow", &[shadow.addr()], r#"connect = "1s", first_byte = "200ms", idle = "200ms""#)
+            .routes(r#"
+                [[routes]]
+                name = "orders"
+                upstream = "main"
+                mirror = { upstream = "shadow", percent = 100, max_in_flight = 2 }
+            "#)
+            .start();
+        let mut raw = Raw::connect(gw.addr());
+        for _ in 0..2 {
+            assert_eq!(served_by(&mut raw, &get_req("/orders")), "main");
+        }
+        // Both shadow exchanges time out after 200 ms; their places are freed.
+        gw.metrics_until(|a| a.mirror(MirrorOutcome::Failed) == 2);
+        for _ in 0..2 {
+            assert_eq!(served_by(&mut raw, &get_req("/orders")), "main");
+        }
+        shadow.wait_for_requests(4);
+        let agg = gw.metrics_until(|a| a.mirror(MirrorOutcome::Failed) == 4);
+        assert_eq!(agg.mirror(MirrorOutcome::Mirrored), 4);
+        assert_eq!(agg.mirror(MirrorOutcome::Dropped), 0, "freed places are used again");
+    }
+
     fn failing_shadow_never_fails_the_client(driver: &str) {
         let main = Upstream::echo("main");
         let failing = Upstream::start("failing", Behavior::CloseMidBody);
