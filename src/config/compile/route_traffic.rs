@@ -268,3 +268,157 @@ pub(super) fn mirror(
         slot,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::compile::routes::tests::{problems, routes};
+    use crate::config::{ProxyAction, Route, RouteAction};
+
+    fn proxy_action(route: &Route) -> &ProxyAction {
+        match &route.action {
+            RouteAction::Proxy(p) => p,
+            RouteAction::Respond(_) => panic!("expected a proxy route"),
+        }
+    }
+
+    #[test]
+    fn compiles_a_sticky_split_with_versions_and_a_mirror() {
+        let out = routes(
+            r#"[[routes]]
+name = "users"
+split = [ { upstream = "users", weight = 95 }, { upstream = "orders", weight = 5 } ]
+sticky = "header:X-User"
+versions = [ { header = "X-Api-Version", value = "2", upstream = "orders" }, { cookie = "canary", upstream = "orders" } ]
+mirror = { upstream = "users", percent = 2.5, max_in_flight = 4 }
+"#,
+        );
+        let p = proxy_action(&out[0].1);
+        let DefaultGroup::Split(split) = &p.groups.default else {
+            panic!("expected a split")
+        };
+        assert_eq!(
+            split.groups().collect::<Vec<_>>(),
+            [UpstreamId(0), UpstreamId(1)]
+        );
+        assert_eq!(split.sticky, Some(StickyKey::Header("x-user".into())));
+        assert_eq!(
+            p.groups.versions[..],
+            [
+                VersionRule {
+                    selector: Selector::Header("x-api-version".into()),
+                    value: Some(b"2"[..].into()),
+                    upstream: UpstreamId(1),
+                },
+                VersionRule {
+                    selector: Selector::Cookie("canary".into()),
+                    value: None,
+                    upstream: UpstreamId(1),
+                },
+            ]
+        );
+        let mirror = p.mirror.as_ref().expect("mirror");
+        assert_eq!(
+            (
+                mirror.upstream,
+                mirror.per_million,
+                mirror.max_in_flight,
+                mirror.slot
+            ),
+            (UpstreamId(0), 25_000, 4, 0)
+        );
+    }
+
+    #[test]
+    fn mirror_defaults_to_every_request_and_32_in_flight() {
+        let out = routes(
+            "[[routes]]\nname = \"r\"\nupstream = \"users\"\nmirror = { upstream = \"orders\" }\n",
+        );
+        let mirror = proxy_action(&out[0].1).mirror.clone().expect("mirror");
+        assert_eq!((mirror.per_million, mirror.max_in_flight), (1_000_000, 32));
+    }
+
+    #[test]
+    fn rejects_upstream_with_split_and_split_with_respond() {
+        let text = "[[routes]]\nname = \"a\"\nupstream = \"users\"\n\
+                    split = [{ upstream = \"users\", weight = 1 }]\n\
+                    [[routes]]\nname = \"b\"\nrespond = { status = 200 }\n\
+                    split = [{ upstream = \"users\", weight = 1 }]\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                ("routes[0].split".to_string(), Some(4)),
+                ("routes[1].respond".to_string(), Some(8)),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_split_entries() {
+        let text = "[[routes]]\nname = \"a\"\nsplit = [\n\
+                    { upstream = \"ghost\", weight = 1 },\n\
+                    { upstream = \"users\", weight = -1 },\n\
+                    { upstream = \"users\", weight = 2 },\n]\n\
+                    [[routes]]\nname = \"b\"\nsplit = [{ upstream = \"users\", weight = 0 }]\n\
+                    [[routes]]\nname = \"c\"\nsplit = []\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                ("routes[0].split[0].upstream".to_string(), Some(4)),
+                ("routes[0].split[1].weight".to_string(), Some(5)),
+                ("routes[0].split[2].upstream".to_string(), Some(6)),
+                ("routes[1].split".to_string(), Some(10)),
+                ("routes[2].split".to_string(), Some(13)),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_sticky_and_sticky_without_split() {
+        let text = "[[routes]]\nname = \"a\"\nsplit = [{ upstream = \"users\", weight = 1 }]\n\
+                    sticky = \"cookie:\"\n\
+                    [[routes]]\nname = \"b\"\nupstream = \"users\"\nsticky = \"ip\"\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                ("routes[0].sticky".to_string(), Some(4)),
+                ("routes[1].sticky".to_string(), Some(8)),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_version_rules() {
+        let text = "[[routes]]\nname = \"a\"\nupstream = \"users\"\nversions = [\n\
+                    { header = \"x-v\", cookie = \"c\", upstream = \"users\" },\n\
+                    { upstream = \"users\" },\n\
+                    { header = \"a b\", upstream = \"users\" },\n\
+                    { cookie = \"c\", upstream = \"ghost\" },\n]\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                ("routes[0].versions[0].cookie".to_string(), Some(5)),
+                ("routes[0].versions[1]".to_string(), Some(6)),
+                ("routes[0].versions[2].header".to_string(), Some(7)),
+                ("routes[0].versions[3].upstream".to_string(), Some(8)),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_mirror_settings() {
+        let text = "[[routes]]\nname = \"a\"\nupstream = \"users\"\n\
+                    mirror = { upstream = \"ghost\", percent = 0, max_in_flight = 0 }\n\
+                    [[routes]]\nname = \"b\"\nupstream = \"users\"\n\
+                    mirror = { upstream = \"orders\", percent = 101 }\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                ("routes[0].mirror.upstream".to_string(), Some(4)),
+                ("routes[0].mirror.percent".to_string(), Some(4)),
+                ("routes[0].mirror.max_in_flight".to_string(), Some(4)),
+                ("routes[1].mirror.percent".to_string(), Some(8)),
+            ]
+        );
+    }
+}
