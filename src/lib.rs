@@ -25,5 +25,6 @@ pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod tls;
 pub mod traffic;
 pub mod upstream;

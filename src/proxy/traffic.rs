@@ -64,6 +64,7 @@ impl ClientConn {
             method: head.method_kind,
             timeouts: shadow.timeouts,
             pool: shadow.pool,
+            tls: shadow.tls.clone(),
         };
         Some(PendingMirror {
             place,

@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::config::{PoolSettings, UpstreamId, UpstreamTimeouts};
 use crate::http::{parse_response, Method, ResponseFraming};
 use crate::metrics::MirrorOutcome;
+use crate::tls::UpstreamTls;
 use crate::upstream::{connect, Pool, UpstreamConn};
 
 /// One million: `percent` is kept in parts per million so that fractions such as 0.5 work.
@@ -156,7 +157,7 @@ impl Drop for Reservation {
 }
 
 /// Where a mirrored request goes and how long it may take.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Shadow {
     /// The shadow target, picked by the group's balancer.
     pub addr: SocketAddr,
@@ -166,6 +167,8 @@ pub struct Shadow {
     pub timeouts: UpstreamTimeouts,
     /// The shadow group's pool settings.
     pub pool: PoolSettings,
+    /// TLS to the shadow's targets, if the group has it.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// Why a shadow exchange failed (only counted, never reported to the client).
@@ -173,9 +176,10 @@ pub struct Shadow {
 struct Failed;
 
 async fn shadow_exchange(pool: &Pool, shadow: &Shadow, request: Vec<u8>) -> Result<(), Failed> {
-    let mut conn = match pool.checkout(shadow.addr) {
+    let tls = shadow.tls.as_ref();
+    let mut conn = match pool.checkout_for(shadow.addr, tls) {
         Some(conn) => conn,
-        None => connect(shadow.addr, shadow.timeouts.connect)
+        None => connect(shadow.addr, shadow.timeouts.connect, tls)
             .await
             .map_err(|_| Failed)?,
     };

@@ -32,6 +32,7 @@ pub struct GatewayConfig {
     timeouts: BTreeMap<String, String>,
     upstreams: Vec<String>,
     routes: Vec<String>,
+    tls: Vec<String>,
     merge_interval: Option<String>,
 }
 
@@ -65,6 +66,7 @@ impl GatewayConfig {
             timeouts,
             upstreams: Vec::new(),
             routes: Vec::new(),
+            tls: Vec::new(),
             merge_interval: None,
         }
     }
@@ -91,7 +93,22 @@ impl GatewayConfig {
         self
     }
 
-    /// Sets `[metrics] merge_interval` (e.g. `"50ms"`), for tests that read the metrics.
+    /// A `[[server.tls]]` listener on 127.0.0.1:0 with these extra keys (TOML lines).
+    pub fn tls_listener(mut self, keys: &str) -> Self {
+        self.tls.push(format!(
+            "[[server.tls]]\nlisten = \"127.0.0.1:0\"\n{}\n",
+            keys.trim()
+        ));
+        self
+    }
+
+    /// Raw TOML for one `[[upstreams]]` table.
+    pub fn upstream_raw(mut self, toml: &str) -> Self {
+        self.upstreams.push(toml.trim().to_string() + "\n");
+        self
+    }
+
+    /// Sets `[metrics] merge_interval` (e.g. `"100ms"`), for tests that read the metrics.
     pub fn merge_interval(mut self, duration: &str) -> Self {
         self.merge_interval = Some(duration.to_string());
         self
@@ -154,6 +171,10 @@ impl GatewayConfig {
         for (k, v) in &self.timeouts {
             s.push_str(&format!("{k} = {v}\n"));
         }
+        for t in &self.tls {
+            s.push('\n');
+            s.push_str(t);
+        }
         if let Some(interval) = &self.merge_interval {
             s.push_str(&format!("\n[metrics]\nmerge_interval = \"{interval}\"\n"));
         }
@@ -208,6 +229,7 @@ impl GatewayConfig {
             addrs.iter().all(|a| a.port() != 0),
             "listener without a real port: {addrs:?}"
         );
+        let tls_addrs = server.tls_local_addrs();
         // Workers drop deltas when the channel is full, so a test that reads the metrics
         // gets a collector that merges them as they come.
         let metrics = self
@@ -217,6 +239,7 @@ impl GatewayConfig {
         Gateway {
             server: Some(server),
             addrs,
+            tls_addrs,
             metrics,
         }
     }
@@ -226,6 +249,7 @@ impl GatewayConfig {
 pub struct Gateway {
     server: Option<RunningServer>,
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     /// Merges the workers' metric deltas (nothing else drains them in-process); only when
     /// the config set `merge_interval`.
     metrics: Option<MetricsCollector>,
@@ -269,6 +293,11 @@ impl Gateway {
     /// The first listener's address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// The first TLS listener's address.
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls_addrs[0]
     }
 
     pub fn addrs(&self) -> &[SocketAddr] {
