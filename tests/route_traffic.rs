@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::body::{pattern, sum_of};
 use common::client::{get_req, Raw};
 use common::gateway::{Gateway, GatewayConfig};
+use common::tls::{toml_path, Kind, Pki, TlsUpstream};
 use common::upstream::{refused_addr, Behavior, Echoed, Upstream};
 use ringgate::metrics::{Aggregator, MirrorOutcome};
 
@@ -256,7 +257,8 @@ driver_tests! {
         }
         // The per-worker sampler takes exactly one request in ten.
         shadow.wait_for_requests(20);
-        let agg = gw.metrics_until(|a| a.mirror(MirrorOutcome::Mirrored) == 20);
+        let agg = gw.metrics_until(|a| a.mirror(MirrorOutcome::Completed) == 20);
+        assert_eq!(agg.mirror(MirrorOutcome::Mirrored), 20);
         assert_eq!(agg.mirror(MirrorOutcome::Failed), 0);
         assert_eq!(group_requests(&agg, "shadow"), 0, "the shadow does not count as serving");
         let main_seen = main.recorded();
@@ -274,6 +276,39 @@ driver_tests! {
             assert_eq!(copy.body_sum, sum);
             assert_eq!(copy.header("x-request-id"), original.header("x-request-id"));
         }
+    }
+
+    fn mirror_to_a_tls_shadow_uses_its_tls_and_pools_the_connection(driver: &str) {
+        let pki = Pki::new("mirror-shadow");
+        let shadow = TlsUpstream::start(&pki.issue("shadow", Kind::Server(&["shadow.test"])));
+        let main = Upstream::echo("main");
+        let gw = GatewayConfig::new(driver)
+            .merge_interval("100ms")
+            .upstream("main", &[main.addr()])
+            .upstream_raw(&format!(
+                "[[upstreams]]\nname = \"shadow\"\ntargets = [ {{ addr = \"{}\" }} ]\n\
+                 tls = {{ sni = \"shadow.test\", ca = {} }}",
+                shadow.addr(),
+                toml_path(&pki.ca_path())
+            ))
+            .routes(r#"
+                [[routes]]
+                name = "orders"
+                upstream = "main"
+                mirror = { upstream = "shadow", percent = 100, max_in_flight = 1 }
+            "#)
+            .start();
+        let mut raw = Raw::connect(gw.addr());
+        let mut completed = 0;
+        for _ in 0..5 {
+            assert_eq!(served_by(&mut raw, &get_req("/orders")), "main");
+            // One at a time: each mirror ends before the next request is sampled.
+            completed += 1;
+            gw.metrics_until(|a| a.mirror(MirrorOutcome::Completed) == completed);
+        }
+        let agg = gw.metrics_until(|a| a.mirror(MirrorOutcome::Mirrored) == 5);
+        assert_eq!(agg.mirror(MirrorOutcome::Failed), 0);
+        assert_eq!(shadow.connections(), 1, "the shadow's TLS connection is pooled");
     }
 
     fn hanging_shadow_never_delays_the_client_and_the_bound_holds(driver: &str) {

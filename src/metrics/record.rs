@@ -35,16 +35,19 @@ pub enum MirrorOutcome {
     Dropped,
     /// The request's body was not in hand whole (large or chunked): not copied.
     Skipped,
+    /// The shadow answered; its response was read and discarded.
+    Completed,
     /// The shadow exchange failed (connect, write, timeout, bad response).
     Failed,
 }
 
 impl MirrorOutcome {
     /// Every outcome, in counter order.
-    pub const ALL: [MirrorOutcome; 4] = [
+    pub const ALL: [MirrorOutcome; 5] = [
         MirrorOutcome::Mirrored,
         MirrorOutcome::Dropped,
         MirrorOutcome::Skipped,
+        MirrorOutcome::Completed,
         MirrorOutcome::Failed,
     ];
 
@@ -59,6 +62,7 @@ impl MirrorOutcome {
             MirrorOutcome::Mirrored => "mirrored",
             MirrorOutcome::Dropped => "dropped",
             MirrorOutcome::Skipped => "skipped",
+            MirrorOutcome::Completed => "completed",
             MirrorOutcome::Failed => "failed",
         }
     }

@@ -134,12 +134,11 @@ pub struct Reservation {
 impl Reservation {
     /// Task: sends `request` to the shadow and reads and discards the response.
     pub async fn exchange(self, shadow: Shadow, request: Vec<u8>) {
-        if shadow_exchange(&self.mirrors.pool, &shadow, request)
-            .await
-            .is_err()
-        {
-            self.mirrors.count(MirrorOutcome::Failed);
-        }
+        let outcome = match shadow_exchange(&self.mirrors.pool, &shadow, request).await {
+            Ok(()) => MirrorOutcome::Completed,
+            Err(Failed) => MirrorOutcome::Failed,
+        };
+        self.mirrors.count(outcome);
     }
 
     /// The copy could not be sent (the shadow group has no target): counted as failed.
