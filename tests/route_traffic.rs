@@ -299,11 +299,9 @@ driver_tests! {
             "#)
             .start();
         let mut raw = Raw::connect(gw.addr());
-        let mut completed = 0;
-        for _ in 0..5 {
+        for completed in 1..=5 {
             assert_eq!(served_by(&mut raw, &get_req("/orders")), "main");
             // One at a time: each mirror ends before the next request is sampled.
-            completed += 1;
             gw.metrics_until(|a| a.mirror(MirrorOutcome::Completed) == completed);
         }
         let agg = gw.metrics_until(|a| a.mirror(MirrorOutcome::Mirrored) == 5);
