@@ -12,6 +12,7 @@ use crate::policy::Chain;
 use crate::rate_limit::RateLimitPolicy;
 use crate::router::{Rewrite, Router};
 pub use crate::tls::{TlsListener, UpstreamTls};
+pub use crate::traffic::{DefaultGroup, GroupChoice, MirrorSettings};
 
 /// The compiled configuration a worker serves requests with.
 #[derive(Debug)]
@@ -202,8 +203,10 @@ pub struct UpstreamId(pub usize);
 /// How a proxied route forwards its requests.
 #[derive(Debug)]
 pub struct ProxyAction {
-    /// The upstream group.
-    pub upstream: UpstreamId,
+    /// Which upstream group serves a request: version rules, then the split or the one group.
+    pub groups: GroupChoice,
+    /// A share of requests copied to a shadow group, if configured.
+    pub mirror: Option<MirrorSettings>,
     /// A leading path prefix removed before forwarding (segment-aware).
     pub strip_prefix: Option<String>,
     /// A path template the forwarded path is rewritten to (applied after `strip_prefix`).

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::delta::MetricsDelta;
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, PolicyOutcome, Refusal, StatusClass};
+use super::record::{ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, StatusClass};
 use super::DeltaReceiver;
 
 /// Totals for one route since start.
@@ -79,6 +79,7 @@ pub struct Aggregator {
     pub(super) errors: [u64; ErrorCause::ALL.len()],
     pub(super) refused: [u64; Refusal::ALL.len()],
     pub(super) policies: BTreeMap<String, [u64; PolicyOutcome::ALL.len()]>,
+    pub(super) mirror: [u64; MirrorOutcome::ALL.len()],
 }
 
 fn add_counts<const N: usize>(into: &mut [u64; N], from: &[u64; N]) {
@@ -113,6 +114,7 @@ impl Aggregator {
         self.pool_misses = self.pool_misses.saturating_add(delta.pool_misses);
         add_counts(&mut self.errors, &delta.errors);
         add_counts(&mut self.refused, &delta.refused);
+        add_counts(&mut self.mirror, &delta.mirror);
         for (name, counts) in delta.policies {
             add_counts(self.policies.entry(name).or_default(), &counts);
         }
@@ -158,6 +160,11 @@ impl Aggregator {
     /// Connections refused at accept for `why` since start.
     pub fn refused(&self, why: Refusal) -> u64 {
         self.refused[why.index()]
+    }
+
+    /// Mirror outcomes of one kind since start.
+    pub fn mirror(&self, outcome: MirrorOutcome) -> u64 {
+        self.mirror[outcome.index()]
     }
 
     /// Pool hits and misses since start.

@@ -3,7 +3,7 @@
 //! Plain owned data (`Send`); built once per merge interval, off the per-request path.
 
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, PolicyOutcome, Refusal, StatusClass};
+use super::record::{ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, StatusClass};
 
 /// One route's interval.
 #[derive(Clone, Debug)]
@@ -53,6 +53,8 @@ pub struct MetricsDelta {
     pub refused: [u64; Refusal::ALL.len()],
     /// Policy decisions in the interval: policy name, counts by [`PolicyOutcome::index`].
     pub policies: Vec<(String, [u64; PolicyOutcome::ALL.len()])>,
+    /// Mirror outcomes in the interval, indexed by [`MirrorOutcome::index`].
+    pub mirror: [u64; MirrorOutcome::ALL.len()],
 }
 
 impl MetricsDelta {
@@ -65,5 +67,6 @@ impl MetricsDelta {
             && self.errors.iter().all(|&e| e == 0)
             && self.refused.iter().all(|&e| e == 0)
             && self.policies.is_empty()
+            && self.mirror.iter().all(|&m| m == 0)
     }
 }

@@ -7,7 +7,7 @@ use std::fmt::{self, Display, Write};
 
 use super::aggregate::{Aggregator, ProcessInfo};
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, PolicyOutcome, Refusal, StatusClass};
+use super::record::{ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, StatusClass};
 
 /// Histogram bucket upper bounds: microseconds for the HDR lookup, and the `le` label.
 const BUCKETS: [(u64, &str); 14] = [
@@ -213,6 +213,16 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
             let n = counts[outcome.index()];
             w.sample("ringgate_policy_decisions_total", &labels, n)?;
         }
+    }
+    w.family(
+        "ringgate_mirror_requests_total",
+        "Requests sampled for mirroring, by outcome.",
+        "counter",
+    )?;
+    for outcome in MirrorOutcome::ALL {
+        let n = agg.mirror[outcome.index()];
+        let labels = [("outcome", outcome.label())];
+        w.sample("ringgate_mirror_requests_total", &labels, n)?;
     }
 
     w.family(

@@ -11,7 +11,9 @@ use ahash::AHashMap;
 
 use super::delta::{MetricsDelta, RouteDelta, UpstreamDelta};
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, PolicyOutcome, Refusal, RequestRecord, StatusClass};
+use super::record::{
+    ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, RequestRecord, StatusClass,
+};
 
 /// Counters for one route since the last delta.
 #[derive(Debug, Default)]
@@ -227,6 +229,7 @@ impl WorkerMetrics {
                 .filter(|(_, counts)| counts.iter().any(|&n| n > 0))
                 .map(|(name, counts)| (name.to_string(), std::mem::take(counts)))
                 .collect(),
+            mirror: [0; MirrorOutcome::ALL.len()],
         }
     }
 }

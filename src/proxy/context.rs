@@ -20,6 +20,7 @@ use crate::metrics::{MetricsDelta, WorkerMetrics};
 use crate::policy::PolicyState;
 use crate::rate_limit::{WorkerLink, REBALANCE_INTERVAL};
 use crate::server::Drain;
+use crate::traffic::TrafficState;
 use crate::upstream::{Pool, RoundRobin};
 
 /// How often idle keys leave the rate-limit tables.
@@ -40,6 +41,7 @@ pub struct WorkerContext {
     request_ids: RequestIds,
     trace_ids: TraceIds,
     metrics: WorkerMetrics,
+    traffic: TrafficState,
     access_log: Option<Sink>,
     admission: Admission,
     policies: PolicyState,
@@ -67,6 +69,7 @@ impl WorkerContext {
             request_ids: RequestIds::new(id),
             trace_ids: TraceIds::new(id),
             metrics: WorkerMetrics::new(id),
+            traffic: TrafficState::new(),
             access_log,
             admission: Admission::default(),
             policies: PolicyState::new(id, workers),
@@ -130,6 +133,18 @@ impl WorkerContext {
         &self.admission
     }
 
+    /// The worker's split counters and mirroring state.
+    pub fn traffic(&self) -> &TrafficState {
+        &self.traffic
+    }
+
+    /// The interval's metrics delta, mirror outcomes included.
+    fn take_delta(&self) -> MetricsDelta {
+        let mut delta = self.metrics.take_delta();
+        delta.mirror = self.traffic.mirrors().take_counts();
+        delta
+    }
+
     /// The worker's access log, if one is configured.
     pub fn access_log(&self) -> Option<&Sink> {
         self.access_log.as_ref()
@@ -161,9 +176,9 @@ impl WorkerContext {
                 _ = drain.started() => break,
                 _ = monoio::time::sleep(interval) => {}
             }
-            let _ = deltas.try_send(ctx.metrics.take_delta());
+            let _ = deltas.try_send(ctx.take_delta());
         }
-        let _ = deltas.try_send(ctx.metrics.take_delta());
+        let _ = deltas.try_send(ctx.take_delta());
     }
 
     /// Task: every [`REBALANCE_INTERVAL`], reports the demand of shared rate limits to the
@@ -209,7 +224,9 @@ impl WorkerContext {
             monoio::select! {
                 _ = drain.started() => break,
                 _ = monoio::time::sleep(crate::upstream::SWEEP_INTERVAL) => {
-                    ctx.pool.sweep(Instant::now());
+                    let now = Instant::now();
+                    ctx.pool.sweep(now);
+                    ctx.traffic.mirrors().sweep(now);
                 }
             }
         }

@@ -49,28 +49,29 @@ impl ClientConn {
                 return Err(ProxyError::BodyTooLarge);
             }
         }
-        let upstream = snapshot.upstream(action.upstream);
+        let id = self.choose_group(ctx, &action.groups);
+        self.exchange.group = Some(id);
+        let upstream = snapshot.upstream(id);
         self.write_upstream_head(snapshot, head, action, policies);
         self.input.consume(head.head_len);
         self.await_small_body(snapshot, head).await?;
         let body_in_hand = self.take_buffered_body(head);
+        let mirror = action
+            .mirror
+            .as_ref()
+            .and_then(|m| self.take_mirror(ctx, snapshot, m, head, body_in_hand));
         if let BodyFraming::Length(n) = head.framing {
             self.exchange.bytes_in += n;
         }
         let replayable = body_in_hand && head.method_kind.is_idempotent();
         let upstream_started = std::time::Instant::now();
         let result = self
-            .exchange_with(
-                ctx,
-                snapshot,
-                action,
-                head,
-                upstream,
-                body_in_hand,
-                replayable,
-            )
+            .exchange_with(ctx, snapshot, id, head, upstream, body_in_hand, replayable)
             .await;
         self.exchange.upstream = Some(upstream_started.elapsed());
+        if let Some(mirror) = mirror {
+            mirror.start();
+        }
         result
     }
 
@@ -80,22 +81,20 @@ impl ClientConn {
         &mut self,
         ctx: &WorkerContext,
         snapshot: &Snapshot,
-        action: &ProxyAction,
+        id: UpstreamId,
         head: &RequestHead,
         upstream: &Upstream,
         body_in_hand: bool,
         replayable: bool,
     ) -> Result<Next, ProxyError> {
-        let mut conn = self
-            .send_head(ctx, action.upstream, upstream, replayable)
-            .await?;
+        let mut conn = self.send_head(ctx, id, upstream, replayable).await?;
         if !body_in_hand {
             self.send_body(&mut conn, snapshot, upstream, head).await?;
         }
         let response = match self.read_response_head(&mut conn, upstream, head).await {
             Ok(response) => response,
             Err(e) if replayable && conn.reused && is_retryable(&e) => {
-                conn = self.send_head_fresh(ctx, action.upstream, upstream).await?;
+                conn = self.send_head_fresh(ctx, id, upstream).await?;
                 self.read_response_head(&mut conn, upstream, head).await?
             }
             Err(e) => return Err(e),

@@ -57,6 +57,8 @@ static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Allocations per proxied request through a one-worker gateway on `driver`, with `extra`
 /// appended to its config (e.g. an `[access_log]` table).
+// Each including test binary uses one of the two entry points.
+#[allow(dead_code)]
 pub fn per_proxied_request(driver: &str, extra: &str) -> f64 {
     per_proxied_request_with(driver, extra, REQUEST)
 }
@@ -65,6 +67,19 @@ pub fn per_proxied_request(driver: &str, extra: &str) -> f64 {
 // Not every test binary that counts allocations sends its own request.
 #[allow(dead_code)]
 pub fn per_proxied_request_with(driver: &str, extra: &str, request: &[u8]) -> f64 {
+    per_request_through_with(driver, "upstream = \"b\"", extra, request)
+}
+
+/// Allocations per request through a route `all` whose keys are `route` (it may send to
+/// upstream groups `b` and `b2`, both the fixed backend), with `extra` appended to the config.
+// Not every test binary that counts allocations routes its own way.
+#[allow(dead_code)]
+pub fn per_request_through(driver: &str, route: &str, extra: &str) -> f64 {
+    per_request_through_with(driver, route, extra, REQUEST)
+}
+
+/// [`per_request_through`], sending `request` (a complete head) each time.
+fn per_request_through_with(driver: &str, route: &str, extra: &str, request: &[u8]) -> f64 {
     let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let upstream_addr = fixed_backend::start();
     let config = format!(
@@ -77,9 +92,12 @@ driver = "{driver}"
 [[upstreams]]
 name = "b"
 targets = [ {{ addr = "{upstream_addr}" }} ]
+[[upstreams]]
+name = "b2"
+targets = [ {{ addr = "{upstream_addr}" }} ]
 [[routes]]
 name = "all"
-upstream = "b"
+{route}
 {extra}
 "#
     );

@@ -8,6 +8,7 @@ mod consumers;
 mod control;
 mod matcher;
 mod policies;
+mod route_traffic;
 mod routes;
 mod server;
 mod tls;
