@@ -141,11 +141,9 @@ fn key_store(k: &mut KindCx<'_, '_, '_>, algorithms: &[Algorithm]) -> Option<Arc
     let (text, span) = (value.get_ref().as_str(), value.span());
     let hmac = algorithms.iter().any(|a| jwt::HMAC.contains(a));
     if hmac && *source != "secret" && *source != "jwks_file" {
-        k.problem(
-            "algorithms",
-            span.clone(),
-            "HS algorithms need `secret` (or `oct` keys in `jwks_file`)".into(),
-        );
+        let at = raw.algorithms.as_ref().map_or(span, |a| a.span());
+        let message = "HS algorithms need `secret` (or `oct` keys in `jwks_file`)";
+        k.problem("algorithms", at, message.into());
         return None;
     }
     let keys = match *source {
@@ -258,6 +256,16 @@ mod tests {
                 ("policies.a.secret".to_string(), Some(4)),
                 ("policies.b.public_key_file".to_string(), Some(8)),
             ]
+        );
+    }
+
+    #[test]
+    fn rejects_hs_algorithms_without_a_secret() {
+        let text = "[policies.a]\nkind = \"jwt\"\nalgorithms = [\"HS256\", \"RS256\"]\n\
+                    jwks_url = \"https://issuer.test/jwks\"\n";
+        assert_eq!(
+            problems(text),
+            vec![("policies.a.algorithms".to_string(), Some(3))]
         );
     }
 
