@@ -122,6 +122,73 @@ pub struct RawServer {
     pub timeouts: Option<RawServerTimeouts>,
     /// Proxies whose `X-Forwarded-For` is believed (CIDR ranges or addresses).
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// `[[server.tls]]`: TLS listeners.
+    #[serde(default)]
+    pub tls: Vec<RawTlsListener>,
+}
+
+/// One `[[server.tls]]` entry: a listener that terminates TLS.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsListener {
+    /// Socket address.
+    pub listen: Spanned<String>,
+    /// Certificates with their keys; the span covers the whole array.
+    pub certificates: Spanned<Vec<RawCertificate>>,
+    /// `"1.2"` or `"1.3"`.
+    pub min_version: Option<Spanned<String>>,
+    /// Cipher suite names, in preference order.
+    pub cipher_suites: Option<Vec<Spanned<String>>>,
+    /// ALPN protocol names offered.
+    pub alpn: Option<Vec<Spanned<String>>>,
+    /// Client certificate verification.
+    pub client_auth: Option<RawClientAuth>,
+    /// `Strict-Transport-Security` value added to every response.
+    pub hsts: Option<Spanned<String>>,
+}
+
+/// `{ cert = "...", key = "...", server_names = [...] }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: Spanned<String>,
+    /// PEM file with the private key.
+    pub key: Spanned<String>,
+    /// SNI names this certificate is chosen for.
+    pub server_names: Option<Vec<Spanned<String>>>,
+    /// Whether this certificate answers handshakes whose name matches no other.
+    pub default: Option<Spanned<bool>>,
+}
+
+/// `client_auth = { ... }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    /// `"optional"` or `"required"`.
+    pub mode: Spanned<String>,
+    /// PEM bundle of the CAs client certificates must chain to.
+    pub ca: Spanned<String>,
+    /// Header that carries the verified subject upstream.
+    pub subject_header: Option<Spanned<String>>,
+}
+
+/// `tls = { ... }` of an upstream group.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// Whether connections to the targets use TLS.
+    pub enabled: Option<bool>,
+    /// Server name sent in SNI and verified.
+    pub sni: Option<Spanned<String>>,
+    /// PEM bundle of trusted CAs; absent means the system roots.
+    pub ca: Option<Spanned<String>>,
+    /// PEM client certificate chain presented to the upstream.
+    pub client_cert: Option<Spanned<String>>,
+    /// PEM key of `client_cert`.
+    pub client_key: Option<Spanned<String>>,
+    /// Whether the upstream's certificate is verified.
+    pub verify: Option<Spanned<bool>>,
 }
 
 /// `workers = "auto"` or `workers = 4`.
@@ -186,6 +253,8 @@ pub struct RawUpstream {
     pub pool: Option<RawPool>,
     /// Upstream-side timeouts.
     pub timeouts: Option<RawUpstreamTimeouts>,
+    /// TLS to the targets.
+    pub tls: Option<Spanned<RawUpstreamTls>>,
 }
 
 /// `{ addr = "...", weight = 1 }`.
@@ -231,6 +300,14 @@ pub struct RawRoute {
     pub matcher: Option<RawMatch>,
     /// Upstream name (proxy route).
     pub upstream: Option<Spanned<String>>,
+    /// Weighted split across upstream groups (proxy route, instead of `upstream`).
+    pub split: Option<Spanned<Vec<RawSplitEntry>>>,
+    /// What keeps a client on one side of `split`: `cookie:NAME`, `header:NAME` or `ip`.
+    pub sticky: Option<Spanned<String>>,
+    /// Header and cookie rules that pick a group before `split`/`upstream`.
+    pub versions: Option<Vec<RawVersion>>,
+    /// A share of requests copied to a shadow group.
+    pub mirror: Option<RawMirror>,
     /// Prefix removed before forwarding.
     pub strip_prefix: Option<Spanned<String>>,
     /// Path template the forwarded path is rewritten to.
@@ -241,6 +318,78 @@ pub struct RawRoute {
     pub respond: Option<RawRespond>,
     /// Names of `[policies.NAME]` tables this route runs.
     pub policies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Answer plain-HTTP requests with a redirect to HTTPS: `true` or a port.
+    pub redirect_https: Option<Spanned<RawRedirect>>,
+}
+
+/// `redirect_https = true | false | PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawRedirect {
+    /// `true` / `false`.
+    Enabled(bool),
+    /// An HTTPS port, range-checked in `compile`.
+    Port(i64),
+}
+
+impl<'de> Deserialize<'de> for RawRedirect {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RedirectVisitor)
+    }
+}
+
+struct RedirectVisitor;
+
+impl Visitor<'_> for RedirectVisitor {
+    type Value = RawRedirect;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("true, false or an HTTPS port number")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(RawRedirect::Enabled(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(RawRedirect::Port(v))
+    }
+}
+
+/// One `split` entry: `{ upstream = "users-v2", weight = 5 }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSplitEntry {
+    /// Upstream group name.
+    pub upstream: Spanned<String>,
+    /// Relative share.
+    pub weight: Spanned<i64>,
+}
+
+/// One `versions` rule: `{ header = "X-Api-Version", value = "2", upstream = "users-v2" }`
+/// or `{ cookie = "canary", value = "1", upstream = "users-v2" }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVersion {
+    /// Header name (exactly one of `header` and `cookie`).
+    pub header: Option<Spanned<String>>,
+    /// Cookie name.
+    pub cookie: Option<Spanned<String>>,
+    /// Required value; absent means any value.
+    pub value: Option<Spanned<String>>,
+    /// Upstream group name.
+    pub upstream: Spanned<String>,
+}
+
+/// `mirror = { upstream = "shadow", percent = 10, max_in_flight = 32 }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMirror {
+    /// Shadow upstream group name.
+    pub upstream: Spanned<String>,
+    /// Share of requests copied, 0 < percent <= 100 (default 100).
+    pub percent: Option<Spanned<f64>>,
+    /// Mirrors in flight per worker for this route (default 32).
+    pub max_in_flight: Option<Spanned<i64>>,
 }
 
 /// Declares [`RawPolicy`]: every key any policy kind accepts, each optional, and

@@ -9,6 +9,8 @@ use std::time::Duration;
 pub use crate::access_log::{AccessLogSettings, Destination as AccessLogDestination};
 use crate::policy::Chain;
 use crate::router::{Rewrite, Router};
+pub use crate::tls::{TlsListener, UpstreamTls};
+pub use crate::traffic::{DefaultGroup, GroupChoice, MirrorSettings};
 
 /// The compiled configuration a worker serves requests with.
 #[derive(Debug)]
@@ -75,6 +77,11 @@ pub enum DriverChoice {
 pub struct ServerSettings {
     /// Addresses to listen on; each worker binds its own `SO_REUSEPORT` socket per address.
     pub listen: Vec<SocketAddr>,
+    /// `[[server.tls]]`: listeners that terminate TLS (bound like `listen`).
+    pub tls: Vec<TlsListener>,
+    /// Request fields only the gateway writes (the client certificate subject fields of
+    /// every TLS listener, and the default name): copies sent by clients are dropped.
+    pub identity_headers: Vec<Box<str>>,
     /// Worker thread count.
     pub workers: WorkerCount,
     /// Pin worker `i` to the `i`-th allowed core.
@@ -89,6 +96,36 @@ pub struct ServerSettings {
     pub timeouts: ServerTimeouts,
     /// Proxies whose `X-Forwarded-For` is believed when they are the TCP peer.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl ServerSettings {
+    /// Every listener: `listen` (plain HTTP), then the TLS listeners.
+    pub fn listeners(&self) -> Vec<ListenKey> {
+        let plain = self
+            .listen
+            .iter()
+            .map(|&addr| ListenKey { addr, tls: false });
+        let tls = self.tls.iter().map(|t| ListenKey {
+            addr: t.listen,
+            tls: true,
+        });
+        plain.chain(tls).collect()
+    }
+
+    /// The TLS listener configured at `addr`, if that address is one.
+    pub fn tls_listener(&self, addr: SocketAddr) -> Option<&TlsListener> {
+        self.tls.iter().find(|t| t.listen == addr)
+    }
+}
+
+/// A listener as configured: its address (port 0 not yet resolved) and whether it
+/// terminates TLS. Unique within a snapshot; a reload keeps the listeners whose key stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenKey {
+    /// The configured address.
+    pub addr: SocketAddr,
+    /// Whether it is a `[[server.tls]]` listener.
+    pub tls: bool,
 }
 
 /// `[server.limits]`: sizes a request may not exceed.
@@ -124,6 +161,9 @@ pub struct Route {
     pub policies: Chain,
     /// Proxy to an upstream, or answer directly.
     pub action: RouteAction,
+    /// `redirect_https`: requests that arrive over plain HTTP are answered with a 308 to
+    /// `https://` on this port (443 is left out of the URL).
+    pub redirect_https: Option<u16>,
 }
 
 /// What a route does with a matched request.
@@ -142,8 +182,10 @@ pub struct UpstreamId(pub usize);
 /// How a proxied route forwards its requests.
 #[derive(Debug)]
 pub struct ProxyAction {
-    /// The upstream group.
-    pub upstream: UpstreamId,
+    /// Which upstream group serves a request: version rules, then the split or the one group.
+    pub groups: GroupChoice,
+    /// A share of requests copied to a shadow group, if configured.
+    pub mirror: Option<MirrorSettings>,
     /// A leading path prefix removed before forwarding (segment-aware).
     pub strip_prefix: Option<String>,
     /// A path template the forwarded path is rewritten to (applied after `strip_prefix`).
@@ -183,6 +225,8 @@ pub struct Upstream {
     pub pool: PoolSettings,
     /// Upstream timeouts.
     pub timeouts: UpstreamTimeouts,
+    /// TLS to the targets, if enabled.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// One backend address in a group.

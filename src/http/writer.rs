@@ -50,12 +50,16 @@ pub struct ForwardInfo<'a> {
     pub traceparent: &'a [u8],
     /// Whether the client's `tracestate` fields go upstream (joined into one field).
     pub forward_tracestate: bool,
-    /// Client header fields never forwarded because the gateway sets them (the route's
-    /// consumer and claim headers).
-    pub strip: &'a [Box<str>],
-    /// Header fields the gateway adds (`Name: value\r\n` each): who the policies
+    /// Fields only the gateway writes (client certificate identity): client copies dropped.
+    pub identity_headers: &'a [Box<str>],
+    /// The verified client certificate's subject and the field that carries it.
+    pub client_subject: Option<(&'a str, &'a str)>,
+    /// Client header fields never forwarded because the route's policies set them (consumer
+    /// and claim headers).
+    pub policy_strip: &'a [Box<str>],
+    /// Header fields the route's policies add (`Name: value\r\n` each): who they
     /// authenticated.
-    pub identity_fields: &'a [u8],
+    pub policy_fields: &'a [u8],
 }
 
 /// Appends the upstream request head for `head` (parsed from `buf`).
@@ -83,14 +87,15 @@ pub fn write_upstream_request(
             .iter()
             .any(|r| name.eq_ignore_ascii_case(r))
             || fwd
-                .strip
+                .identity_headers
                 .iter()
-                .any(|s| name.eq_ignore_ascii_case(s.as_bytes()));
+                .chain(fwd.policy_strip)
+                .any(|r| name.eq_ignore_ascii_case(r.as_bytes()));
         if !rewritten && forwardable(&options, name) {
             field(out, name, h.value.of(buf));
         }
     }
-    out.extend_from_slice(fwd.identity_fields);
+    out.extend_from_slice(fwd.policy_fields);
     match head.framing {
         BodyFraming::Length(n) => number_field(out, b"Content-Length", n),
         BodyFraming::Chunked => field(out, b"Transfer-Encoding", b"chunked"),
@@ -101,6 +106,9 @@ pub fn write_upstream_request(
         let _ = write!(out, "{}", fwd.client_ip);
     });
     field(out, b"X-Forwarded-Proto", fwd.proto.as_bytes());
+    if let Some((name, subject)) = fwd.client_subject {
+        field(out, name.as_bytes(), subject.as_bytes());
+    }
     if let Some(host) = head.host {
         field(out, b"X-Forwarded-Host", host.of(buf));
     }

@@ -21,8 +21,10 @@ fn fwd() -> ForwardInfo<'static> {
         request_id_from_client: false,
         traceparent: OUR_TRACEPARENT,
         forward_tracestate: false,
-        strip: &[],
-        identity_fields: b"",
+        identity_headers: &[],
+        client_subject: None,
+        policy_strip: &[],
+        policy_fields: b"",
     }
 }
 
@@ -30,8 +32,8 @@ fn fwd() -> ForwardInfo<'static> {
 fn upstream_request_drops_stripped_fields_and_adds_identity_fields() {
     let strip: [Box<str>; 1] = ["x-consumer".into()];
     let fwd = ForwardInfo {
-        strip: &strip,
-        identity_fields: b"X-Consumer: alice\r\n",
+        policy_strip: &strip,
+        policy_fields: b"X-Consumer: alice\r\n",
         ..fwd()
     };
     let out = upstream_with(
@@ -474,4 +476,30 @@ fn upstream_request_joins_forwarded_tracestate() {
         !has_field(&hop, "tracestate"),
         "named by Connection: hop-by-hop"
     );
+}
+
+#[test]
+fn upstream_request_strips_client_identity_and_adds_the_verified_one() {
+    let names: Vec<Box<str>> = vec!["X-Client-Cert-Subject".into(), "X-Peer".into()];
+    let raw =
+        b"GET / HTTP/1.1\r\nHost: a\r\nx-client-cert-subject: forged\r\nX-PEER: forged\r\n\r\n";
+    let stripped = upstream_with(
+        raw,
+        &ForwardInfo {
+            identity_headers: &names,
+            ..fwd()
+        },
+    );
+    assert!(!stripped.contains("forged"), "{stripped}");
+    let verified = upstream_with(
+        raw,
+        &ForwardInfo {
+            identity_headers: &names,
+            client_subject: Some(("X-Peer", "CN=client")),
+            ..fwd()
+        },
+    );
+    assert!(!verified.contains("forged"), "{verified}");
+    assert!(has_line(&verified, "X-Peer: CN=client"));
+    assert!(has_line(&verified, "X-Forwarded-Proto: https"));
 }

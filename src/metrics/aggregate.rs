@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::delta::MetricsDelta;
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, PolicyOutcome, StatusClass};
+use super::record::{ErrorCause, MirrorOutcome, PolicyOutcome, StatusClass};
 use super::DeltaReceiver;
 
 /// Totals for one route since start.
@@ -66,6 +66,7 @@ pub struct Aggregator {
     pub(super) pool_hits: u64,
     pub(super) pool_misses: u64,
     pub(super) errors: [u64; ErrorCause::ALL.len()],
+    pub(super) mirror: [u64; MirrorOutcome::ALL.len()],
     pub(super) policies: BTreeMap<String, [u64; PolicyOutcome::ALL.len()]>,
 }
 
@@ -100,6 +101,7 @@ impl Aggregator {
         self.pool_hits = self.pool_hits.saturating_add(delta.pool_hits);
         self.pool_misses = self.pool_misses.saturating_add(delta.pool_misses);
         add_counts(&mut self.errors, &delta.errors);
+        add_counts(&mut self.mirror, &delta.mirror);
         for (name, counts) in delta.policies {
             add_counts(self.policies.entry(name).or_default(), &counts);
         }
@@ -140,6 +142,11 @@ impl Aggregator {
     /// Errors of one cause since start.
     pub fn errors(&self, cause: ErrorCause) -> u64 {
         self.errors[cause.index()]
+    }
+
+    /// Mirror outcomes of one kind since start.
+    pub fn mirror(&self, outcome: MirrorOutcome) -> u64 {
+        self.mirror[outcome.index()]
     }
 
     /// Pool hits and misses since start.

@@ -3,7 +3,7 @@
 //! Plain owned data (`Send`); built once per merge interval, off the per-request path.
 
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, PolicyOutcome, StatusClass};
+use super::record::{ErrorCause, MirrorOutcome, PolicyOutcome, StatusClass};
 
 /// One route's interval.
 #[derive(Clone, Debug)]
@@ -49,6 +49,8 @@ pub struct MetricsDelta {
     pub pool_misses: u64,
     /// Errors in the interval, indexed by [`ErrorCause::index`].
     pub errors: [u64; ErrorCause::ALL.len()],
+    /// Mirror outcomes in the interval, indexed by [`MirrorOutcome::index`].
+    pub mirror: [u64; MirrorOutcome::ALL.len()],
     /// Policy decisions in the interval: policy name, counts by [`PolicyOutcome::index`].
     pub policies: Vec<(String, [u64; PolicyOutcome::ALL.len()])>,
 }
@@ -61,6 +63,7 @@ impl MetricsDelta {
             && self.pool_hits == 0
             && self.pool_misses == 0
             && self.errors.iter().all(|&e| e == 0)
+            && self.mirror.iter().all(|&m| m == 0)
             && self.policies.is_empty()
     }
 }

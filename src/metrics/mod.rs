@@ -22,7 +22,7 @@ mod recorder;
 pub use aggregate::{Aggregator, ProcessInfo, RouteTotals, UpstreamTotals, WorkerInfo};
 pub use delta::{MetricsDelta, RouteDelta, UpstreamDelta};
 pub use histogram::{LatencyHistogram, HIGHEST_MICROS, LOWEST_MICROS, SIGNIFICANT_DIGITS};
-pub use record::{ErrorCause, PolicyOutcome, RequestRecord, StatusClass};
+pub use record::{ErrorCause, MirrorOutcome, PolicyOutcome, RequestRecord, StatusClass};
 pub use recorder::WorkerMetrics;
 
 /// The worker's end of the delta channel.

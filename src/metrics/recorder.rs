@@ -11,7 +11,7 @@ use ahash::AHashMap;
 
 use super::delta::{MetricsDelta, RouteDelta, UpstreamDelta};
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, PolicyOutcome, RequestRecord, StatusClass};
+use super::record::{ErrorCause, MirrorOutcome, PolicyOutcome, RequestRecord, StatusClass};
 
 /// Counters for one route since the last delta.
 #[derive(Debug, Default)]
@@ -211,6 +211,7 @@ impl WorkerMetrics {
             pool_hits: self.pool_hits.replace(0),
             pool_misses: self.pool_misses.replace(0),
             errors: std::array::from_fn(|i| self.errors[i].replace(0)),
+            mirror: [0; MirrorOutcome::ALL.len()],
             policies: self
                 .policies
                 .borrow_mut()

@@ -34,6 +34,9 @@ impl ClientConn {
             keep_alive,
             &self.request_id,
         );
+        if self.tls.is_some() {
+            self.finish_secure_head(&ctx.snapshot(), 0);
+        }
         self.response_started = true;
         self.exchange.status = response.status;
         self.exchange.bytes_out += self.out.len() as u64;
@@ -90,6 +93,9 @@ impl ClientConn {
         self.linger = !keep_alive;
         self.out.clear();
         write_error_response(&mut self.out, status, message, keep_alive, &self.request_id);
+        if self.tls.is_some() {
+            self.finish_secure_head(&ctx.snapshot(), 0);
+        }
         self.exchange.status = status;
         self.exchange.bytes_out += self.out.len() as u64;
         let written = write_all_reuse(&mut self.stream, &mut self.out).await;

@@ -18,6 +18,7 @@ use crate::config::Snapshot;
 use crate::metrics::{MetricsDelta, WorkerMetrics};
 use crate::policy::PolicyState;
 use crate::server::Drain;
+use crate::traffic::TrafficState;
 use crate::upstream::{Pool, RoundRobin};
 
 /// Everything one worker owns.
@@ -35,6 +36,7 @@ pub struct WorkerContext {
     request_ids: RequestIds,
     trace_ids: TraceIds,
     metrics: WorkerMetrics,
+    traffic: TrafficState,
     access_log: Option<Sink>,
     policies: PolicyState,
 }
@@ -58,6 +60,7 @@ impl WorkerContext {
             request_ids: RequestIds::new(id),
             trace_ids: TraceIds::new(id),
             metrics: WorkerMetrics::new(id),
+            traffic: TrafficState::new(),
             access_log,
             policies: PolicyState::default(),
         }
@@ -114,6 +117,18 @@ impl WorkerContext {
         &self.metrics
     }
 
+    /// The worker's split counters and mirroring state.
+    pub fn traffic(&self) -> &TrafficState {
+        &self.traffic
+    }
+
+    /// The interval's metrics delta, mirror outcomes included.
+    fn take_delta(&self) -> MetricsDelta {
+        let mut delta = self.metrics.take_delta();
+        delta.mirror = self.traffic.mirrors().take_counts();
+        delta
+    }
+
     /// The worker's access log, if one is configured.
     pub fn access_log(&self) -> Option<&Sink> {
         self.access_log.as_ref()
@@ -145,9 +160,9 @@ impl WorkerContext {
                 _ = drain.started() => break,
                 _ = monoio::time::sleep(interval) => {}
             }
-            let _ = deltas.try_send(ctx.metrics.take_delta());
+            let _ = deltas.try_send(ctx.take_delta());
         }
-        let _ = deltas.try_send(ctx.metrics.take_delta());
+        let _ = deltas.try_send(ctx.take_delta());
     }
 
     /// Task: closes expired idle upstream connections until the worker drains.
@@ -157,7 +172,9 @@ impl WorkerContext {
             monoio::select! {
                 _ = drain.started() => break,
                 _ = monoio::time::sleep(crate::upstream::SWEEP_INTERVAL) => {
-                    ctx.pool.sweep(Instant::now());
+                    let now = Instant::now();
+                    ctx.pool.sweep(now);
+                    ctx.traffic.mirrors().sweep(now);
                 }
             }
         }

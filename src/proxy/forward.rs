@@ -50,28 +50,29 @@ impl ClientConn {
                 return Err(ProxyError::BodyTooLarge);
             }
         }
-        let upstream = snapshot.upstream(action.upstream);
-        self.write_upstream_head(head, action, policies);
+        let id = self.choose_group(ctx, &action.groups);
+        self.exchange.group = Some(id);
+        let upstream = snapshot.upstream(id);
+        self.write_upstream_head(snapshot, head, action, policies);
         self.input.consume(head.head_len);
         self.await_small_body(snapshot, head).await?;
         let body_in_hand = self.take_buffered_body(head);
+        let mirror = action
+            .mirror
+            .as_ref()
+            .and_then(|m| self.take_mirror(ctx, snapshot, m, head, body_in_hand));
         if let BodyFraming::Length(n) = head.framing {
             self.exchange.bytes_in += n;
         }
         let replayable = body_in_hand && head.method_kind.is_idempotent();
         let upstream_started = std::time::Instant::now();
         let result = self
-            .exchange_with(
-                ctx,
-                snapshot,
-                action,
-                head,
-                upstream,
-                body_in_hand,
-                replayable,
-            )
+            .exchange_with(ctx, snapshot, id, head, upstream, body_in_hand, replayable)
             .await;
         self.exchange.upstream = Some(upstream_started.elapsed());
+        if let Some(mirror) = mirror {
+            mirror.start();
+        }
         result
     }
 
@@ -81,22 +82,20 @@ impl ClientConn {
         &mut self,
         ctx: &WorkerContext,
         snapshot: &Snapshot,
-        action: &ProxyAction,
+        id: UpstreamId,
         head: &RequestHead,
         upstream: &Upstream,
         body_in_hand: bool,
         replayable: bool,
     ) -> Result<Next, ProxyError> {
-        let mut conn = self
-            .send_head(ctx, action.upstream, upstream, replayable)
-            .await?;
+        let mut conn = self.send_head(ctx, id, upstream, replayable).await?;
         if !body_in_hand {
             self.send_body(&mut conn, snapshot, upstream, head).await?;
         }
         let response = match self.read_response_head(&mut conn, upstream, head).await {
             Ok(response) => response,
             Err(e) if replayable && conn.reused && is_retryable(&e) => {
-                conn = self.send_head_fresh(ctx, action.upstream, upstream).await?;
+                conn = self.send_head_fresh(ctx, id, upstream).await?;
                 self.read_response_head(&mut conn, upstream, head).await?
             }
             Err(e) => return Err(e),
@@ -107,7 +106,13 @@ impl ClientConn {
     }
 
     /// Writes the upstream request head into `out`.
-    fn write_upstream_head(&mut self, head: &RequestHead, action: &ProxyAction, policies: &Chain) {
+    fn write_upstream_head(
+        &mut self,
+        snapshot: &Snapshot,
+        head: &RequestHead,
+        action: &ProxyAction,
+        policies: &Chain,
+    ) {
         let data = self.input.data();
         let client_host = head.host.map(|h| h.of(data)).unwrap_or_default();
         let host = match &action.host {
@@ -118,17 +123,23 @@ impl ClientConn {
         // only keeps this function total.
         let trace = self.exchange.trace;
         let traceparent = trace.map(|t| t.traceparent());
+        let client_subject = self.tls.as_ref().and_then(|tls| {
+            let header = tls.listener(snapshot)?.client_subject_header.as_deref()?;
+            Some((header, tls.client_subject.as_deref()?))
+        });
         let fwd = ForwardInfo {
             path_and_query: self.upstream_path.as_bytes(),
             host,
             client_ip: self.peer.ip(),
-            proto: "http",
+            proto: self.proto(),
+            identity_headers: &snapshot.server.identity_headers,
+            client_subject,
             request_id: &self.request_id,
             request_id_from_client: self.request_id_from_client,
             traceparent: traceparent.as_ref().map_or(&[][..], |t| &t[..]),
             forward_tracestate: self.forward_tracestate,
-            strip: policies.stripped_headers(),
-            identity_fields: self.identity.upstream_fields(),
+            policy_strip: policies.stripped_headers(),
+            policy_fields: self.identity.upstream_fields(),
         };
         self.out.clear();
         write_upstream_request(&mut self.out, data, head, &self.headers, &fwd);
@@ -195,20 +206,20 @@ impl ClientConn {
             .ok_or(ProxyError::NoTarget)?;
         let addr = target.addr;
         self.exchange.target = Some(addr);
-        let mut conn = match ctx.pool().checkout(addr) {
+        let mut conn = match ctx.pool().checkout_for(addr, upstream.tls.as_ref()) {
             Some(conn) => {
                 ctx.metrics().pool_hit();
                 conn
             }
             None => {
                 ctx.metrics().pool_miss();
-                open(addr, upstream.timeouts.connect).await?
+                open(addr, upstream).await?
             }
         };
         match write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await {
             Ok(()) => Ok(conn),
             Err(_) if conn.reused && replayable => {
-                conn = open(addr, upstream.timeouts.connect).await?;
+                conn = open(addr, upstream).await?;
                 write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await?;
                 Ok(conn)
             }
@@ -228,7 +239,7 @@ impl ClientConn {
             .pick(id, &upstream.targets)
             .ok_or(ProxyError::NoTarget)?;
         self.exchange.target = Some(target.addr);
-        let mut conn = open(target.addr, upstream.timeouts.connect).await?;
+        let mut conn = open(target.addr, upstream).await?;
         write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await?;
         Ok(conn)
     }
@@ -378,6 +389,9 @@ impl ClientConn {
             &self.headers,
             &info,
         );
+        if self.tls.is_some() {
+            self.finish_secure_head(snapshot, 0);
+        }
         conn.buf.consume(response.head_len);
         if let ResponseFraming::Length(n) = response.framing {
             if n <= INLINE_BODY {
@@ -475,11 +489,16 @@ async fn read_small_body(
     Ok(())
 }
 
-async fn open(addr: std::net::SocketAddr, timeout: Duration) -> Result<UpstreamConn, ProxyError> {
-    connect(addr, timeout).await.map_err(|e| match e {
-        ConnectError::Timeout(_) => ProxyError::ConnectTimeout,
-        ConnectError::Io { source, .. } => ProxyError::Connect(source),
-    })
+async fn open(addr: std::net::SocketAddr, upstream: &Upstream) -> Result<UpstreamConn, ProxyError> {
+    let tls = upstream.tls.as_ref();
+    connect(addr, upstream.timeouts.connect, tls)
+        .await
+        .map_err(|e| match e {
+            ConnectError::Timeout(_) => ProxyError::ConnectTimeout,
+            ConnectError::Io { source, .. } | ConnectError::Tls { source, .. } => {
+                ProxyError::Connect(source)
+            }
+        })
 }
 
 /// Writes `out` to the upstream, keeping its contents for a possible retry.

@@ -5,7 +5,8 @@
 //!        ─▶ normalize target ─▶ route match
 //!        ─▶ the route's policies (`crate::policy`): 401/403 answered here
 //!        ─▶ respond route: answer from the snapshot
-//!        ─▶ proxy route:  upstream head ─▶ pooled or fresh connection ─▶ send head (+ body)
+//!        ─▶ proxy route:  choose group (versions, split) ─▶ upstream head (─▶ mirror copy)
+//!                         ─▶ pooled or fresh connection ─▶ send head (+ body)
 //!                         ─▶ response head ─▶ client head ─▶ stream body ─▶ pool check-in
 //!        ─▶ record (metrics, access log)
 //!        ─▶ next request on the connection (keep-alive, pipelining), park when idle, or close
@@ -15,10 +16,12 @@
 //! - `connection`: the client side and the request loop (read head, route);
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
 //! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
+//! - `traffic`: choosing the route's upstream group (versions, split) and mirroring.
 //! - `exchange`: what the exchange did, recorded into metrics and the access log;
 //! - `idle`: connections parked without buffers between requests;
 //! - `error`: every failure mapped to the client's answer in one table;
-//! - `request_id` and `trace`: request ids and W3C trace context.
+//! - `request_id` and `trace`: request ids and W3C trace context;
+//! - `secure`: the TLS handshake, client identity, HSTS and redirects to HTTPS.
 //!
 //! No locks and no shared writes: everything here runs inside one worker.
 
@@ -31,7 +34,9 @@ mod exchange;
 mod forward;
 mod idle;
 mod request_id;
+mod secure;
 mod trace;
+mod traffic;
 
 pub use connection::serve_connection;
 pub use context::WorkerContext;

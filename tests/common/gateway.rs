@@ -6,12 +6,16 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use ringgate::config;
+use ringgate::metrics::{Aggregator, MetricsDelta};
 use ringgate::server::{DriverKind, RunningServer, Server};
+
+use super::IO_TIMEOUT;
 
 /// The upstream pool [`GatewayConfig::upstream`] writes.
 pub const DEFAULT_POOL: &str = r#"max_idle_per_target = 64, idle_timeout = "30s""#;
@@ -28,6 +32,8 @@ pub struct GatewayConfig {
     timeouts: BTreeMap<String, String>,
     upstreams: Vec<String>,
     routes: Vec<String>,
+    tls: Vec<String>,
+    merge_interval: Option<String>,
 }
 
 fn quoted(s: &str) -> String {
@@ -60,6 +66,8 @@ impl GatewayConfig {
             timeouts,
             upstreams: Vec::new(),
             routes: Vec::new(),
+            tls: Vec::new(),
+            merge_interval: None,
         }
     }
 
@@ -82,6 +90,27 @@ impl GatewayConfig {
     /// Sets a `[server.timeouts]` key to a duration string such as `"300ms"`.
     pub fn timeout(mut self, key: &str, duration: &str) -> Self {
         self.timeouts.insert(key.into(), quoted(duration));
+        self
+    }
+
+    /// A `[[server.tls]]` listener on 127.0.0.1:0 with these extra keys (TOML lines).
+    pub fn tls_listener(mut self, keys: &str) -> Self {
+        self.tls.push(format!(
+            "[[server.tls]]\nlisten = \"127.0.0.1:0\"\n{}\n",
+            keys.trim()
+        ));
+        self
+    }
+
+    /// Raw TOML for one `[[upstreams]]` table.
+    pub fn upstream_raw(mut self, toml: &str) -> Self {
+        self.upstreams.push(toml.trim().to_string() + "\n");
+        self
+    }
+
+    /// Sets `[metrics] merge_interval` (e.g. `"100ms"`), for tests that read the metrics.
+    pub fn merge_interval(mut self, duration: &str) -> Self {
+        self.merge_interval = Some(duration.to_string());
         self
     }
 
@@ -142,6 +171,13 @@ impl GatewayConfig {
         for (k, v) in &self.timeouts {
             s.push_str(&format!("{k} = {v}\n"));
         }
+        for t in &self.tls {
+            s.push('\n');
+            s.push_str(t);
+        }
+        if let Some(interval) = &self.merge_interval {
+            s.push_str(&format!("\n[metrics]\nmerge_interval = \"{interval}\"\n"));
+        }
         for u in &self.upstreams {
             s.push('\n');
             s.push_str(u);
@@ -193,9 +229,18 @@ impl GatewayConfig {
             addrs.iter().all(|a| a.port() != 0),
             "listener without a real port: {addrs:?}"
         );
+        let tls_addrs = server.tls_local_addrs();
+        // Workers drop deltas when the channel is full, so a test that reads the metrics
+        // gets a collector that merges them as they come.
+        let metrics = self
+            .merge_interval
+            .is_some()
+            .then(|| MetricsCollector::start(server.metrics_receiver()));
         Gateway {
             server: Some(server),
             addrs,
+            tls_addrs,
+            metrics,
         }
     }
 }
@@ -204,12 +249,55 @@ impl GatewayConfig {
 pub struct Gateway {
     server: Option<RunningServer>,
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
+    /// Merges the workers' metric deltas (nothing else drains them in-process); only when
+    /// the config set `merge_interval`.
+    metrics: Option<MetricsCollector>,
+}
+
+/// A thread that merges metric deltas as they arrive, until dropped.
+struct MetricsCollector {
+    shared: Arc<(Mutex<Aggregator>, Condvar)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl MetricsCollector {
+    fn start(rx: crossbeam_channel::Receiver<MetricsDelta>) -> Self {
+        let shared = Arc::new((Mutex::new(Aggregator::new()), Condvar::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_shared, thread_stop) = (Arc::clone(&shared), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !thread_stop.load(Ordering::SeqCst) {
+                match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(delta) => {
+                        let (agg, changed) = &*thread_shared;
+                        agg.lock().unwrap_or_else(|e| e.into_inner()).merge(delta);
+                        changed.notify_all();
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        });
+        MetricsCollector { shared, stop }
+    }
+}
+
+impl Drop for MetricsCollector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Gateway {
     /// The first listener's address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// The first TLS listener's address.
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls_addrs[0]
     }
 
     pub fn addrs(&self) -> &[SocketAddr] {
@@ -226,6 +314,29 @@ impl Gateway {
             .as_ref()
             .map(|s| s.drivers())
             .unwrap_or_default()
+    }
+
+    /// Waits until `done` holds on the merged metrics, and returns them; panics after
+    /// [`IO_TIMEOUT`]. Needs `merge_interval` in the config (deltas arrive that often).
+    pub fn metrics_until(&self, done: impl Fn(&Aggregator) -> bool) -> Aggregator {
+        let collector = self
+            .metrics
+            .as_ref()
+            .expect("set GatewayConfig::merge_interval to read the metrics");
+        let (agg, changed) = &*collector.shared;
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut guard = agg.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if done(&guard) {
+                return guard.clone();
+            }
+            let now = Instant::now();
+            assert!(now < deadline, "metrics never matched: {:?}", *guard);
+            guard = changed
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// Swaps in a new configuration.

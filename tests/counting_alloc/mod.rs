@@ -52,14 +52,27 @@ const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: alloc
 
 /// Allocations per proxied request through a one-worker gateway on `driver`, with `extra`
 /// appended to its config (e.g. an `[access_log]` table).
+// Each including test binary uses one of the two entry points.
+#[allow(dead_code)]
 pub fn per_proxied_request(driver: &str, extra: &str) -> f64 {
-    per_proxied_request_with(driver, extra, REQUEST)
+    per_request_through(driver, "upstream = \"b\"", extra)
+}
+
+/// Allocations per request through a route `all` whose keys are `route` (it may send to
+/// upstream groups `b` and `b2`, both the fixed backend), with `extra` appended to the config.
+#[allow(dead_code)]
+pub fn per_request_through(driver: &str, route: &str, extra: &str) -> f64 {
+    per_request_sending(driver, route, extra, REQUEST)
 }
 
 /// Like [`per_proxied_request`], sending `request` (a complete head) each time.
-// Not every test binary that counts allocations sends its own request.
 #[allow(dead_code)]
 pub fn per_proxied_request_with(driver: &str, extra: &str, request: &[u8]) -> f64 {
+    per_request_sending(driver, "upstream = \"b\"", extra, request)
+}
+
+/// The measurement: `request` through route `all` (keys `route`), `extra` appended.
+fn per_request_sending(driver: &str, route: &str, extra: &str, request: &[u8]) -> f64 {
     let upstream_addr = fixed_backend::start();
     let config = format!(
         r#"
@@ -71,9 +84,12 @@ driver = "{driver}"
 [[upstreams]]
 name = "b"
 targets = [ {{ addr = "{upstream_addr}" }} ]
+[[upstreams]]
+name = "b2"
+targets = [ {{ addr = "{upstream_addr}" }} ]
 [[routes]]
 name = "all"
-upstream = "b"
+{route}
 {extra}
 "#
     );

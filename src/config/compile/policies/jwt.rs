@@ -165,7 +165,7 @@ fn key_store(k: &mut KindCx<'_, '_, '_>, algorithms: &[Algorithm]) -> Option<Arc
                 }
             }
         }
-        "public_key_file" => match read(text)
+        "public_key_file" => match read(&k.cx.path(text))
             .and_then(|pem| jwt::pem_key(&pem, algorithms).map_err(|e| format!("{text}: {e}")))
         {
             Ok(key) => vec![key],
@@ -174,7 +174,7 @@ fn key_store(k: &mut KindCx<'_, '_, '_>, algorithms: &[Algorithm]) -> Option<Arc
                 return None;
             }
         },
-        "jwks_file" => match read(text)
+        "jwks_file" => match read(&k.cx.path(text))
             .and_then(|json| jwt::jwks_keys(&json, algorithms).map_err(|e| format!("{text}: {e}")))
         {
             Ok(keys) if !keys.is_empty() => keys,
@@ -225,8 +225,8 @@ fn jwks_url(
     }))
 }
 
-fn read(path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))
+fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
 }
 
 #[cfg(test)]
