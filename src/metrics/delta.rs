@@ -49,6 +49,8 @@ pub struct MetricsDelta {
     pub pool_misses: u64,
     /// Errors in the interval, indexed by [`ErrorCause::index`].
     pub errors: [u64; ErrorCause::ALL.len()],
+    /// The worker's upstream groups: breaker state, ejected targets, traffic counters.
+    pub groups: Vec<crate::upstream::GroupReport>,
 }
 
 impl MetricsDelta {

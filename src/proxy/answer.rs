@@ -8,7 +8,7 @@ use super::connection::{ClientConn, Next, CLIENT_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use crate::config::StaticResponse;
-use crate::http::writer::{write_error_response, write_static_response};
+use crate::http::writer::{write_error_response_retry_after, write_static_response};
 use crate::http::{BodyFraming, Method, RequestHead};
 use crate::io_buf::write_all_reuse;
 
@@ -88,7 +88,14 @@ impl ClientConn {
         };
         self.linger = !keep_alive;
         self.out.clear();
-        write_error_response(&mut self.out, status, message, keep_alive, &self.request_id);
+        write_error_response_retry_after(
+            &mut self.out,
+            status,
+            message,
+            keep_alive,
+            &self.request_id,
+            error.retry_after(),
+        );
         self.exchange.status = status;
         self.exchange.bytes_out += self.out.len() as u64;
         let written = write_all_reuse(&mut self.stream, &mut self.out).await;

@@ -17,7 +17,7 @@ use crate::access_log::{Sink, FLUSH_INTERVAL};
 use crate::config::Snapshot;
 use crate::metrics::{MetricsDelta, WorkerMetrics};
 use crate::server::Drain;
-use crate::upstream::{Pool, RoundRobin};
+use crate::upstream::{Groups, Pool};
 
 /// Everything one worker owns.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ pub struct WorkerContext {
     current: RefCell<Rc<Arc<Snapshot>>>,
     drain: Rc<Drain>,
     pool: Pool,
-    balancer: RoundRobin,
+    upstreams: Groups,
     request_ids: RequestIds,
     trace_ids: TraceIds,
     metrics: WorkerMetrics,
@@ -52,7 +52,7 @@ impl WorkerContext {
             current,
             drain,
             pool: Pool::new(),
-            balancer: RoundRobin::new(id),
+            upstreams: Groups::new(id),
             request_ids: RequestIds::new(id),
             trace_ids: TraceIds::new(id),
             metrics: WorkerMetrics::new(id),
@@ -86,9 +86,9 @@ impl WorkerContext {
         &self.pool
     }
 
-    /// The worker's balancer.
-    pub fn balancer(&self) -> &RoundRobin {
-        &self.balancer
+    /// The worker's state for its upstream groups (balancers, breakers, budgets).
+    pub fn upstreams(&self) -> &Groups {
+        &self.upstreams
     }
 
     /// The worker's request id generator.
@@ -137,9 +137,16 @@ impl WorkerContext {
                 _ = drain.started() => break,
                 _ = monoio::time::sleep(interval) => {}
             }
-            let _ = deltas.try_send(ctx.metrics.take_delta());
+            let _ = deltas.try_send(ctx.take_delta());
         }
-        let _ = deltas.try_send(ctx.metrics.take_delta());
+        let _ = deltas.try_send(ctx.take_delta());
+    }
+
+    /// The interval's metrics with the upstream groups' state attached.
+    fn take_delta(&self) -> MetricsDelta {
+        let mut delta = self.metrics.take_delta();
+        delta.groups = self.upstreams.report(Instant::now());
+        delta
     }
 
     /// Task: closes expired idle upstream connections until the worker drains.

@@ -8,6 +8,7 @@ mod control;
 mod matcher;
 mod routes;
 mod server;
+mod traffic;
 mod upstreams;
 
 use std::ops::{Range, RangeInclusive};

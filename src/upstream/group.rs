@@ -1,0 +1,377 @@
+//! A worker's state for its upstream groups: balancer, per-target load and passive health,
+//! breaker, retry budget and counters. One [`Groups`] per worker, `RefCell`s borrowed only
+//! for the length of one call (never across an `.await`), no locks, no atomics written, no
+//! allocation per request (state is rebuilt only when a reload or DNS refresh changed the
+//! group's targets; it is carried over by target address and group name).
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::balance::{Balancer, Load, PickInput, Rng};
+use super::breaker::{Breaker, BreakerState, Ticket};
+use super::health::PassiveState;
+use super::retry::RetryBudget;
+use super::targets::{LiveTargets, TargetSet};
+use crate::config::{Upstream, UpstreamId};
+
+/// Targets one request already tried (by index; indexes past 63 share a bit).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tried(u64);
+
+impl Tried {
+    fn bit(index: usize) -> u64 {
+        1 << index.min(63)
+    }
+
+    /// Marks `index` as tried.
+    pub fn add(&mut self, index: usize) {
+        self.0 |= Self::bit(index);
+    }
+
+    /// Whether `index` was tried.
+    pub fn contains(&self, index: usize) -> bool {
+        self.0 & Self::bit(index) != 0
+    }
+}
+
+/// A chosen target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Picked {
+    /// Its index in the set it was picked from.
+    pub index: usize,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+/// Why no request can go to the group now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The breaker is open; try again after this long.
+    BreakerOpen(Duration),
+    /// Every target is unhealthy or ejected; try again after this long.
+    NoHealthyTarget(Duration),
+}
+
+/// Counters of one group on one worker since the last report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCounters {
+    /// Retries sent.
+    pub retries: u64,
+    /// Retries refused by the budget.
+    pub budget_exhausted: u64,
+    /// Requests refused by an open breaker.
+    pub breaker_rejected: u64,
+    /// Breaker transitions to open.
+    pub breaker_opened: u64,
+    /// Passive ejections.
+    pub ejections: u64,
+    /// Requests refused because no target was available.
+    pub no_healthy_target: u64,
+}
+
+/// One group's state on one worker, for the admin API and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupReport {
+    /// Group name.
+    pub name: String,
+    /// `closed`, `open`, `half_open` or `none` (no breaker configured).
+    pub breaker: &'static str,
+    /// Targets this worker has ejected now.
+    pub ejected: Vec<SocketAddr>,
+    /// Counters since the previous report.
+    pub counters: GroupCounters,
+}
+
+#[derive(Debug)]
+struct GroupState {
+    name: String,
+    live: Arc<LiveTargets>,
+    set: Arc<TargetSet>,
+    loads: Vec<Load>,
+    passive: Vec<PassiveState>,
+    balancer: Balancer,
+    breaker: Option<Breaker>,
+    budget: RetryBudget,
+    counters: GroupCounters,
+}
+
+impl GroupState {
+    fn new(up: &Upstream, worker: usize, now: Instant) -> Self {
+        let set = up.live.current();
+        Self {
+            name: up.name.clone(),
+            live: Arc::clone(&up.live),
+            loads: vec![Load::default(); set.targets.len()],
+            passive: vec![PassiveState::default(); set.targets.len()],
+            balancer: Balancer::new(&up.balance, &set.weights, worker),
+            breaker: up.breaker.map(|p| Breaker::new(p, now)),
+            budget: RetryBudget::new(&up.retry, now),
+            counters: GroupCounters::default(),
+            set,
+        }
+    }
+
+    /// Follows a new target set: per-target state is kept for addresses that stayed.
+    fn follow(&mut self, set: Arc<TargetSet>, up: &Upstream, worker: usize) {
+        let old = std::mem::replace(&mut self.set, set);
+        let n = self.set.targets.len();
+        let mut loads = vec![Load::default(); n];
+        let mut passive = vec![PassiveState::default(); n];
+        for (i, t) in self.set.targets.iter().enumerate() {
+            if let Some(j) = old.index_of(t.addr) {
+                loads[i] = self.loads[j];
+                passive[i] = self.passive[j];
+            }
+        }
+        self.loads = loads;
+        self.passive = passive;
+        self.balancer = Balancer::new(&up.balance, &self.set.weights, worker);
+    }
+
+    fn index(&self, picked: Picked) -> Option<usize> {
+        match self.set.targets.get(picked.index) {
+            Some(t) if t.addr == picked.addr => Some(picked.index),
+            _ => self.set.index_of(picked.addr),
+        }
+    }
+}
+
+/// A worker's state for every upstream group, indexed by [`UpstreamId`].
+#[derive(Debug)]
+pub struct Groups {
+    worker: usize,
+    rng: RefCell<Rng>,
+    groups: RefCell<Vec<Option<GroupState>>>,
+}
+
+impl Groups {
+    /// Empty state for worker `worker`.
+    pub fn new(worker: usize) -> Self {
+        Self {
+            worker,
+            rng: RefCell::new(Rng::new(worker as u64 + 0x51)),
+            groups: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on the state of group `id`, (re)building it if the snapshot or the group's
+    /// target set changed since the last call.
+    fn with<R>(
+        &self,
+        id: UpstreamId,
+        up: &Upstream,
+        now: Instant,
+        f: impl FnOnce(&mut GroupState) -> R,
+    ) -> R {
+        let mut groups = self.groups.borrow_mut();
+        if groups.len() <= id.0 {
+            groups.resize_with(id.0 + 1, || None);
+        }
+        let slot = &mut groups[id.0];
+        let same_group = slot
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(&s.live, &up.live));
+        if !same_group {
+            *slot = Some(match slot.take() {
+                // A reload: same name, new snapshot. Keep what still applies.
+                Some(mut old) if old.name == up.name => {
+                    let fresh = GroupState::new(up, self.worker, now);
+                    old.live = fresh.live;
+                    old.balancer = fresh.balancer;
+                    if up.breaker.is_none() || old.breaker.is_none() {
+                        old.breaker = fresh.breaker;
+                    }
+                    old.budget = fresh.budget;
+                    let set = up.live.current();
+                    old.follow(set, up, self.worker);
+                    old
+                }
+                _ => GroupState::new(up, self.worker, now),
+            });
+        }
+        let Some(state) = slot.as_mut() else {
+            unreachable!("slot filled above")
+        };
+        let latest = up.live.load();
+        if !Arc::ptr_eq(&latest, &state.set) {
+            state.follow(Arc::clone(&latest), up, self.worker);
+        }
+        f(state)
+    }
+
+    /// Asks the group's breaker to let a request through, and counts the request for the
+    /// retry budget.
+    pub fn admit(&self, id: UpstreamId, up: &Upstream, now: Instant) -> Result<Ticket, Refusal> {
+        self.with(id, up, now, |g| {
+            let ticket = match &mut g.breaker {
+                None => Ticket::Normal,
+                Some(b) => match b.admit(now) {
+                    Ok(ticket) => ticket,
+                    Err(wait) => {
+                        g.counters.breaker_rejected += 1;
+                        return Err(Refusal::BreakerOpen(wait));
+                    }
+                },
+            };
+            g.budget.request(now);
+            Ok(ticket)
+        })
+    }
+
+    /// Records a request's final outcome with the breaker (`None`: the client went away,
+    /// which says nothing about the upstream).
+    pub fn settle(
+        &self,
+        id: UpstreamId,
+        up: &Upstream,
+        ticket: Ticket,
+        success: Option<bool>,
+        now: Instant,
+    ) {
+        self.with(id, up, now, |g| {
+            let Some(b) = &mut g.breaker else { return };
+            let was_open = matches!(b.state(), BreakerState::Open { .. });
+            match success {
+                Some(ok) => b.record(ticket, ok, now),
+                None => b.release(ticket),
+            }
+            if !was_open && matches!(b.state(), BreakerState::Open { .. }) {
+                g.counters.breaker_opened += 1;
+                log::warn!("upstream {}: circuit breaker opened", g.name);
+            }
+        });
+    }
+
+    /// Chooses a target: healthy, not ejected and not yet tried if there is one; else healthy
+    /// and not ejected; else healthy (when ejections took every healthy target). The chosen
+    /// target's in-flight count goes up until [`Groups::finish`].
+    pub fn pick(
+        &self,
+        id: UpstreamId,
+        up: &Upstream,
+        hash: Option<u64>,
+        tried: Tried,
+        now: Instant,
+    ) -> Result<Picked, Refusal> {
+        self.with(id, up, now, |g| {
+            let set = Arc::clone(&g.set);
+            let input = PickInput {
+                weights: &set.weights,
+                loads: &g.loads,
+                hash,
+                ring: set.ring.as_ref(),
+            };
+            let healthy = |i: usize| set.health[i].is_healthy();
+            let passive = &g.passive;
+            let picked = g
+                .balancer
+                .pick(&input, |i| {
+                    healthy(i) && !passive[i].is_ejected(now) && !tried.contains(i)
+                })
+                .or_else(|| {
+                    g.balancer
+                        .pick(&input, |i| healthy(i) && !passive[i].is_ejected(now))
+                })
+                .or_else(|| g.balancer.pick(&input, healthy));
+            let Some(index) = picked else {
+                g.counters.no_healthy_target += 1;
+                let wait = up
+                    .health
+                    .as_ref()
+                    .map_or(Duration::from_secs(1), |h| h.interval);
+                return Err(Refusal::NoHealthyTarget(wait));
+            };
+            g.loads[index].in_flight += 1;
+            Ok(Picked {
+                index,
+                addr: set.targets[index].addr,
+            })
+        })
+    }
+
+    /// Ends an attempt on `picked`: in-flight count down, latency into the EWMA (on success),
+    /// and the outcome into passive health (`None`: neither success nor failure).
+    pub fn finish(
+        &self,
+        id: UpstreamId,
+        up: &Upstream,
+        picked: Picked,
+        outcome: Option<bool>,
+        latency: Duration,
+        now: Instant,
+    ) {
+        self.with(id, up, now, |g| {
+            let Some(i) = g.index(picked) else { return };
+            let load = &mut g.loads[i];
+            load.in_flight = load.in_flight.saturating_sub(1);
+            match outcome {
+                Some(true) => {
+                    load.observe(latency, now);
+                    g.passive[i].success();
+                }
+                Some(false) => {
+                    // A failure counts as a slow answer for p2c, so it steers away.
+                    load.observe(latency.max(up.timeouts.connect), now);
+                    let Some(policy) = &up.passive else { return };
+                    let ejected = g.passive.iter().filter(|p| p.is_ejected(now)).count();
+                    let may_eject = ejected < policy.max_ejected(g.passive.len());
+                    if g.passive[i].failure(policy, now, may_eject) {
+                        g.counters.ejections += 1;
+                        log::warn!(
+                            "upstream {}: target {} ejected after consecutive failures",
+                            g.name,
+                            picked.addr
+                        );
+                    }
+                }
+                None => {}
+            }
+        });
+    }
+
+    /// Takes a retry from the group's budget; counts it either way.
+    pub fn try_retry(&self, id: UpstreamId, up: &Upstream, now: Instant) -> bool {
+        self.with(id, up, now, |g| {
+            let ok = g.budget.try_retry(now);
+            if ok {
+                g.counters.retries += 1;
+            } else {
+                g.counters.budget_exhausted += 1;
+            }
+            ok
+        })
+    }
+
+    /// The pause before retry number `retry` of group `up`.
+    pub fn backoff(&self, up: &Upstream, retry: u32) -> Duration {
+        up.retry.backoff(retry, &mut self.rng.borrow_mut())
+    }
+
+    /// Every group's state now, with its counters since the last report (which are reset).
+    /// Empty when nothing ever happened, so idle workers send nothing.
+    pub fn report(&self, now: Instant) -> Vec<GroupReport> {
+        let mut groups = self.groups.borrow_mut();
+        groups
+            .iter_mut()
+            .flatten()
+            .map(|g| GroupReport {
+                name: g.name.clone(),
+                breaker: g
+                    .breaker
+                    .as_ref()
+                    .map_or("none", |b| b.state_at(now).name()),
+                ejected: g
+                    .set
+                    .targets
+                    .iter()
+                    .zip(&g.passive)
+                    .filter(|(_, p)| p.is_ejected(now))
+                    .map(|(t, _)| t.addr)
+                    .collect(),
+                counters: std::mem::take(&mut g.counters),
+            })
+            .collect()
+    }
+}
