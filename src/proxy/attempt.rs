@@ -181,14 +181,19 @@ impl ClientConn {
     }
 }
 
+/// A refusal after the request was consumed (the connection cannot be kept).
 fn refused(refusal: Refusal) -> ProxyError {
+    match refusal {
+        Refusal::BreakerOpen(wait) | Refusal::NoHealthyTarget(wait) => {
+            ProxyError::Unavailable(wait)
+        }
+    }
+}
+
+/// A refusal before anything of the request was consumed (the connection may be kept).
+pub(super) fn refused_early(refusal: Refusal) -> ProxyError {
     match refusal {
         Refusal::BreakerOpen(wait) => ProxyError::BreakerOpen(wait),
         Refusal::NoHealthyTarget(wait) => ProxyError::NoHealthyTarget(wait),
     }
-}
-
-/// The breaker's refusal as the client's error.
-pub(super) fn refused_by_breaker(refusal: Refusal) -> ProxyError {
-    refused(refusal)
 }

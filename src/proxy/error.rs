@@ -34,6 +34,9 @@ pub enum ProxyError {
     /// Every target of the group is unhealthy or ejected; worth trying again after this.
     #[error("no healthy upstream target")]
     NoHealthyTarget(Duration),
+    /// No target could take the request once it was read (health changed meanwhile).
+    #[error("no upstream target available")]
+    Unavailable(Duration),
     /// The group's circuit breaker is open; it probes again after this.
     #[error("circuit breaker open")]
     BreakerOpen(Duration),
@@ -76,6 +79,7 @@ impl ProxyError {
                 (503, "service unavailable: no healthy upstream target")
             }
             ProxyError::BreakerOpen(_) => (503, "service unavailable: circuit breaker open"),
+            ProxyError::Unavailable(_) => (503, "service unavailable: no healthy upstream target"),
             ProxyError::Connect(_) => (502, "bad gateway: upstream connect failed"),
             ProxyError::ConnectTimeout => (504, "gateway timeout: upstream connect timed out"),
             ProxyError::UpstreamTimeout => {
@@ -100,6 +104,7 @@ impl ProxyError {
             ProxyError::NoTarget
             | ProxyError::NoHealthyTarget(_)
             | ProxyError::BreakerOpen(_)
+            | ProxyError::Unavailable(_)
             | ProxyError::Connect(_) => ErrorCause::UpstreamConnect,
             ProxyError::ConnectTimeout | ProxyError::UpstreamTimeout => ErrorCause::UpstreamTimeout,
             ProxyError::UpstreamProtocol(_) | ProxyError::UnexpectedUpgrade => {
@@ -123,7 +128,9 @@ impl ProxyError {
     /// Seconds for a `Retry-After` field (at least 1), for refusals that will pass.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            ProxyError::NoHealthyTarget(d) | ProxyError::BreakerOpen(d) => {
+            ProxyError::NoHealthyTarget(d)
+            | ProxyError::BreakerOpen(d)
+            | ProxyError::Unavailable(d) => {
                 Some(d.as_secs() + u64::from(d.subsec_nanos() > 0)).map(|s| s.max(1))
             }
             _ => None,

@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::attempt::{refused_by_breaker, Plan};
+use super::attempt::{refused_early, Plan};
 use super::body::{relay, BodyEnd, RelayError, RelayOptions};
 use super::connection::{ClientConn, Next, BODY_BUF};
 use super::context::WorkerContext;
@@ -53,6 +53,29 @@ impl ClientConn {
             }
         }
         let upstream = snapshot.upstream(action.upstream);
+        let groups = ctx.upstreams();
+        // Refused before anything of the request is consumed, so the connection stays usable.
+        let ticket = groups
+            .admit(action.upstream, upstream, Instant::now())
+            .map_err(refused_early)?;
+        let result = self.forward_admitted(ctx, snapshot, action, head).await;
+        let success = match &result {
+            Ok(_) => Some(self.exchange.status < 500),
+            Err(e) => e.upstream_failed().map(|failed| !failed),
+        };
+        groups.settle(action.upstream, upstream, ticket, success, Instant::now());
+        result
+    }
+
+    /// The forwarding of a request its group's breaker admitted.
+    async fn forward_admitted(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        action: &ProxyAction,
+        head: &RequestHead,
+    ) -> Result<Next, ProxyError> {
+        let upstream = snapshot.upstream(action.upstream);
         let hash = self.balance_hash(upstream);
         self.write_upstream_head(head, action);
         self.input.consume(head.head_len);
@@ -69,20 +92,11 @@ impl ClientConn {
             replayable: body_in_hand && idempotent,
             retryable: body_in_hand && (idempotent || action.retry_non_idempotent),
         };
-        let groups = ctx.upstreams();
-        let ticket = groups
-            .admit(plan.id, upstream, Instant::now())
-            .map_err(refused_by_breaker)?;
         let upstream_started = Instant::now();
         let result = self
             .exchange_with(ctx, snapshot, head, upstream, plan)
             .await;
         self.exchange.upstream = Some(upstream_started.elapsed());
-        let success = match &result {
-            Ok(_) => Some(self.exchange.status < 500),
-            Err(e) => e.upstream_failed().map(|failed| !failed),
-        };
-        groups.settle(plan.id, upstream, ticket, success, Instant::now());
         result
     }
 

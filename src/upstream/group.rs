@@ -138,6 +138,13 @@ impl GroupState {
     }
 }
 
+/// How long a client should wait when no target is healthy: until the next health check.
+fn retry_wait(up: &Upstream) -> Duration {
+    up.health
+        .as_ref()
+        .map_or(Duration::from_secs(1), |h| h.interval)
+}
+
 /// A worker's state for every upstream group, indexed by [`UpstreamId`].
 #[derive(Debug)]
 pub struct Groups {
@@ -201,10 +208,14 @@ impl Groups {
         f(state)
     }
 
-    /// Asks the group's breaker to let a request through, and counts the request for the
-    /// retry budget.
+    /// Lets a request through if a target is healthy (active checks) and the group's breaker
+    /// admits it, and counts the request for the retry budget.
     pub fn admit(&self, id: UpstreamId, up: &Upstream, now: Instant) -> Result<Ticket, Refusal> {
         self.with(id, up, now, |g| {
+            if !g.set.health.iter().any(|h| h.is_healthy()) {
+                g.counters.no_healthy_target += 1;
+                return Err(Refusal::NoHealthyTarget(retry_wait(up)));
+            }
             let ticket = match &mut g.breaker {
                 None => Ticket::Normal,
                 Some(b) => match b.admit(now) {

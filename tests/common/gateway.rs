@@ -115,6 +115,12 @@ impl GatewayConfig {
         self
     }
 
+    /// A raw `[[upstreams]]` table (for traffic-management keys), appended in order.
+    pub fn upstream_toml(mut self, toml: &str) -> Self {
+        self.upstreams.push(format!("{}\n", toml.trim()));
+        self
+    }
+
     /// Raw TOML for one or more `[[routes]]` tables, appended in order.
     pub fn routes(mut self, toml: &str) -> Self {
         self.routes.push(toml.trim().to_string());
@@ -235,6 +241,30 @@ impl Gateway {
             .as_ref()
             .expect("running")
             .store(Arc::new(snapshot));
+    }
+
+    /// Whether active health checks consider `addr` of group `upstream` healthy now
+    /// (`None`: no such group or target in force).
+    pub fn target_healthy(&self, upstream: &str, addr: SocketAddr) -> Option<bool> {
+        let snapshot = self.server.as_ref()?.snapshot();
+        let group = snapshot.upstreams.iter().find(|u| u.name == upstream)?;
+        let set = group.live.current();
+        let i = set.targets.iter().position(|t| t.addr == addr)?;
+        Some(set.health[i].is_healthy())
+    }
+
+    /// The addresses of group `upstream`'s targets in force.
+    pub fn targets(&self, upstream: &str) -> Vec<SocketAddr> {
+        let Some(server) = self.server.as_ref() else {
+            return Vec::new();
+        };
+        let snapshot = server.snapshot();
+        snapshot
+            .upstreams
+            .iter()
+            .find(|u| u.name == upstream)
+            .map(|u| u.live.current().targets.iter().map(|t| t.addr).collect())
+            .unwrap_or_default()
     }
 
     /// Graceful shutdown; panics if it fails or takes longer than `limit`.

@@ -368,3 +368,219 @@ fn count(
 ) -> u32 {
     u32::try_from(cx.int(key, value, range, default)).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::compile::{check_without_router, keys_and_lines};
+    use crate::config::{Balance, HashKey, StatusRange};
+    use std::time::Duration;
+
+    fn group(keys: &str) -> crate::config::Upstream {
+        let text = format!(
+            "[[upstreams]]\nname = \"a\"\ntargets = [{{ addr = \"127.0.0.1:1\" }}]\n{keys}\n"
+        );
+        let snapshot = crate::config::load_str(&text, "t").expect("valid config");
+        snapshot.upstreams.into_iter().next().expect("one group")
+    }
+
+    fn problems(keys: &str) -> Vec<(String, Option<usize>)> {
+        let text = format!(
+            "[[upstreams]]\nname = \"a\"\ntargets = [{{ addr = \"127.0.0.1:1\" }}]\n{keys}\n"
+        );
+        keys_and_lines(&check_without_router(&text))
+    }
+
+    fn at4(key: &str) -> Vec<(String, Option<usize>)> {
+        vec![(format!("upstreams[0].{key}"), Some(4))]
+    }
+
+    #[test]
+    fn defaults_are_round_robin_without_policies() {
+        let up = group("");
+        assert_eq!(up.balance, Balance::RoundRobin);
+        assert!(up.health.is_none() && up.passive.is_none() && up.breaker.is_none());
+        assert!(up.discovery.is_none());
+        assert_eq!(up.retry.attempts, 1);
+        assert_eq!(up.timeouts.total, None);
+    }
+
+    #[test]
+    fn reads_every_balancer_and_hash_key() {
+        for (name, want) in [
+            ("weighted", Balance::Weighted),
+            ("least_conn", Balance::LeastConn),
+            ("p2c_ewma", Balance::P2cEwma),
+        ] {
+            assert_eq!(group(&format!("balance = \"{name}\"")).balance, want);
+        }
+        for (key, want) in [
+            ("ip", HashKey::Ip),
+            ("path", HashKey::Path),
+            ("header:X-User", HashKey::Header("X-User".into())),
+            ("cookie:session", HashKey::Cookie("session".into())),
+        ] {
+            let up = group(&format!(
+                "balance = \"consistent_hash\"\nhash_key = \"{key}\""
+            ));
+            assert_eq!(up.balance, Balance::ConsistentHash(want));
+            assert!(up.live.current().ring.is_some());
+        }
+    }
+
+    #[test]
+    fn rejects_bad_hash_keys() {
+        assert_eq!(problems("balance = \"consistent_hash\""), at4("hash_key"));
+        assert_eq!(
+            problems("balance = \"consistent_hash\"\nhash_key = \"header:\""),
+            vec![("upstreams[0].hash_key".to_string(), Some(5))]
+        );
+        assert_eq!(problems("hash_key = \"ip\""), at4("hash_key"));
+    }
+
+    #[test]
+    fn reads_health_with_defaults_and_ranges() {
+        let up = group("health = { path = \"/healthz\" }");
+        let h = up.health.expect("health");
+        assert_eq!(
+            h.expected_status,
+            StatusRange {
+                low: 200,
+                high: 299
+            }
+        );
+        assert_eq!(h.interval, Duration::from_secs(5));
+        assert_eq!(h.timeout, Duration::from_secs(1));
+        assert_eq!((h.unhealthy_after, h.healthy_after), (3, 2));
+        let up = group(
+            "health = { path = \"/h\", expected_status = \"200-399\", interval = \"2s\", \
+             timeout = \"500ms\", unhealthy_after = 1, healthy_after = 4 }",
+        );
+        let h = up.health.expect("health");
+        assert_eq!(
+            h.expected_status,
+            StatusRange {
+                low: 200,
+                high: 399
+            }
+        );
+        assert_eq!(h.interval, Duration::from_secs(2));
+        assert_eq!((h.unhealthy_after, h.healthy_after), (1, 4));
+        let single = group("health = { path = \"/h\", expected_status = 204 }");
+        assert_eq!(
+            single.health.expect("health").expected_status,
+            StatusRange {
+                low: 204,
+                high: 204
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_bad_health_values() {
+        assert_eq!(
+            problems("health = { path = \"healthz\" }"),
+            at4("health.path")
+        );
+        assert_eq!(
+            problems("health = { path = \"/h\", expected_status = \"300-200\" }"),
+            at4("health.expected_status")
+        );
+        assert_eq!(
+            problems("health = { path = \"/h\", unhealthy_after = 0 }"),
+            at4("health.unhealthy_after")
+        );
+        assert_eq!(
+            problems("health = { path = \"/h\", interval = \"0s\" }"),
+            at4("health.interval")
+        );
+    }
+
+    #[test]
+    fn reads_passive_retry_and_breaker() {
+        let up = group(
+            "passive = { consecutive_failures = 2, base_ejection = \"1s\", max_ejection = \"8s\", max_ejected_percent = 34 }\n\
+             retry = { attempts = 3, on = [\"connect_error\", \"timeout\", \"reset\", \"503\"], backoff = \"10ms\", max_backoff = \"40ms\", budget_percent = 10, budget_window = \"5s\", min_retries_per_sec = 0 }\n\
+             breaker = { error_ratio = 0.25, min_requests = 5, window = \"3s\", open_for = \"2s\", half_open_probes = 3 }\n\
+             timeouts = { total = \"3s\" }",
+        );
+        let p = up.passive.expect("passive");
+        assert_eq!(p.consecutive_failures, 2);
+        assert_eq!(p.max_ejection, Duration::from_secs(8));
+        assert_eq!(p.max_ejected_percent, 34);
+        let r = &up.retry;
+        assert_eq!(r.attempts, 3);
+        assert!(r.on_connect_error && r.on_timeout && r.on_reset);
+        assert_eq!(r.on_status, vec![503]);
+        assert_eq!(r.backoff, Duration::from_millis(10));
+        assert_eq!((r.budget_percent, r.min_retries_per_sec), (10, 0));
+        let b = up.breaker.expect("breaker");
+        assert_eq!(b.error_ratio, 0.25);
+        assert_eq!((b.min_requests, b.half_open_probes), (5, 3));
+        assert_eq!(b.open_for, Duration::from_secs(2));
+        assert_eq!(up.timeouts.total, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn retry_defaults_to_two_attempts_on_connect_errors() {
+        let r = group("retry = {}").retry;
+        assert_eq!(r.attempts, 2);
+        assert!(r.on_connect_error && !r.on_timeout && r.on_status.is_empty());
+        assert_eq!(r.budget_percent, 20);
+        assert_eq!(r.min_retries_per_sec, 10);
+    }
+
+    #[test]
+    fn rejects_bad_policy_values() {
+        assert_eq!(
+            problems("retry = { on = [\"connect_error\", \"599x\"] }"),
+            at4("retry.on[1]")
+        );
+        assert_eq!(problems("retry = { attempts = 0 }"), at4("retry.attempts"));
+        assert_eq!(
+            problems("retry = { backoff = \"1s\", max_backoff = \"10ms\" }"),
+            at4("retry.max_backoff")
+        );
+        assert_eq!(
+            problems("breaker = { error_ratio = 1.5 }"),
+            at4("breaker.error_ratio")
+        );
+        assert_eq!(
+            problems("passive = { max_ejected_percent = 101 }"),
+            at4("passive.max_ejected_percent")
+        );
+        assert_eq!(
+            problems("passive = { base_ejection = \"10s\", max_ejection = \"1s\" }"),
+            at4("passive.max_ejection")
+        );
+        assert_eq!(problems("resolve_every = \"10ms\""), at4("resolve_every"));
+    }
+
+    #[test]
+    fn resolve_every_keeps_every_address_of_a_name() {
+        let text = "[[upstreams]]\nname = \"a\"\nresolve_every = \"1s\"\n\
+                    targets = [{ addr = \"localhost:9001\", weight = 2 }]\n";
+        let snapshot = crate::config::load_str(text, "t").expect("config");
+        let up = &snapshot.upstreams[0];
+        let d = up.discovery.as_ref().expect("discovery");
+        assert_eq!(d.every, Duration::from_secs(1));
+        assert_eq!(d.specs[0].addr, "localhost:9001");
+        assert_eq!(d.specs[0].weight, 2);
+        let live = up.live.current();
+        assert!(!live.targets.is_empty());
+        assert!(live
+            .targets
+            .iter()
+            .all(|t| t.addr.ip().is_loopback() && t.weight == 2));
+    }
+
+    #[test]
+    fn retry_non_idempotent_is_a_proxy_route_key() {
+        let text = "[[upstreams]]\nname = \"a\"\ntargets = [{ addr = \"127.0.0.1:1\" }]\n\
+                    [[routes]]\nname = \"r\"\nupstream = \"a\"\nretry_non_idempotent = true\n\
+                    [[routes]]\nname = \"s\"\nrespond = { status = 200 }\nretry_non_idempotent = true\n";
+        assert_eq!(
+            keys_and_lines(&check_without_router(text)),
+            vec![("routes[1].retry_non_idempotent".to_string(), Some(11))]
+        );
+    }
+}
