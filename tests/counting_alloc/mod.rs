@@ -48,11 +48,24 @@ pub const WARM_UP: u64 = 200;
 /// Requests counted.
 pub const MEASURED: u64 = 2000;
 
+/// Serializes measurements (test-only: no worker ever touches it).
+#[allow(clippy::disallowed_types)]
+static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: alloc-test\r\n\r\n";
 
 /// Allocations per proxied request through a one-worker gateway on `driver`, with `extra`
 /// appended to its config (e.g. an `[access_log]` table).
 pub fn per_proxied_request(driver: &str, extra: &str) -> f64 {
+    per_proxied_request_with(driver, "", extra)
+}
+
+/// [`per_proxied_request`] with `group_keys` added to the upstream group (balancing, retries,
+/// breaker: the traffic-management state on the hot path).
+pub fn per_proxied_request_with(driver: &str, group_keys: &str, extra: &str) -> f64 {
+    // The count is process-wide: one measurement at a time, or a test starting its gateway
+    // (config parsing, threads) would be counted in another's window.
+    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let upstream_addr = fixed_backend::start();
     let config = format!(
         r#"
@@ -64,6 +77,7 @@ driver = "{driver}"
 [[upstreams]]
 name = "b"
 targets = [ {{ addr = "{upstream_addr}" }} ]
+{group_keys}
 [[routes]]
 name = "all"
 upstream = "b"
