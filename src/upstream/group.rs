@@ -386,3 +386,133 @@ impl Groups {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, Snapshot, Target};
+    use crate::upstream::HealthCheck;
+
+    fn snapshot(extra: &str) -> Snapshot {
+        let text = format!(
+            "[[upstreams]]\nname = \"g\"\ntargets = [{{ addr = \"127.0.0.1:1\" }}, \
+             {{ addr = \"127.0.0.1:2\" }}, {{ addr = \"127.0.0.1:3\" }}]\n{extra}\n"
+        );
+        load_str(&text, "t").expect("config")
+    }
+
+    fn port(p: Picked) -> u16 {
+        p.addr.port()
+    }
+
+    fn mark_unhealthy(up: &Upstream, i: usize) {
+        let check = HealthCheck {
+            path: "/".into(),
+            expected_status: crate::upstream::StatusRange {
+                low: 200,
+                high: 200,
+            },
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            unhealthy_after: 1,
+            healthy_after: 1,
+        };
+        up.live.current().health[i].record(false, &check);
+    }
+
+    #[test]
+    fn picks_skip_unhealthy_and_already_tried_targets() {
+        let s = snapshot("");
+        let up = &s.upstreams[0];
+        let g = Groups::new(0);
+        let now = Instant::now();
+        mark_unhealthy(up, 1);
+        let mut tried = Tried::default();
+        let first = g.pick(UpstreamId(0), up, None, tried, now).expect("pick");
+        tried.add(first.index);
+        let second = g.pick(UpstreamId(0), up, None, tried, now).expect("pick");
+        assert_eq!((port(first), port(second)), (1, 3));
+        tried.add(second.index);
+        // Every healthy target tried: a tried one again rather than none.
+        assert!(g.pick(UpstreamId(0), up, None, tried, now).is_ok());
+        mark_unhealthy(up, 0);
+        mark_unhealthy(up, 2);
+        assert!(matches!(
+            g.admit(UpstreamId(0), up, now),
+            Err(Refusal::NoHealthyTarget(_))
+        ));
+        assert!(g
+            .pick(UpstreamId(0), up, None, Tried::default(), now)
+            .is_err());
+    }
+
+    #[test]
+    fn passive_ejection_respects_the_cap_and_survives_a_new_target_set() {
+        let s = snapshot("passive = { consecutive_failures = 1, base_ejection = \"1m\", max_ejected_percent = 34 }");
+        let up = &s.upstreams[0];
+        let g = Groups::new(0);
+        let now = Instant::now();
+        let id = UpstreamId(0);
+        for _ in 0..6 {
+            let p = g.pick(id, up, None, Tried::default(), now).expect("pick");
+            g.finish(id, up, p, Some(false), Duration::from_millis(1), now);
+        }
+        let report = g.report(now);
+        assert_eq!(report[0].ejected.len(), 1, "34% of 3 targets is one");
+        assert_eq!(report[0].counters.ejections, 1);
+        let ejected = report[0].ejected[0];
+        // A DNS refresh adds a target: the ejection stays with its address.
+        let mut targets = up.live.current().targets.clone();
+        targets.push(Target {
+            addr: "127.0.0.1:4".parse().expect("addr"),
+            weight: 1,
+        });
+        up.live.store(TargetSet::build(targets, false, |_| None));
+        for _ in 0..20 {
+            let p = g.pick(id, up, None, Tried::default(), now).expect("pick");
+            assert_ne!(p.addr, ejected);
+            g.finish(id, up, p, Some(true), Duration::from_millis(1), now);
+        }
+        assert_eq!(g.report(now)[0].ejected, vec![ejected]);
+    }
+
+    #[test]
+    fn in_flight_counts_follow_picks_and_finishes() {
+        let s = snapshot("balance = \"least_conn\"");
+        let up = &s.upstreams[0];
+        let g = Groups::new(0);
+        let now = Instant::now();
+        let id = UpstreamId(0);
+        let a = g.pick(id, up, None, Tried::default(), now).expect("pick");
+        let b = g.pick(id, up, None, Tried::default(), now).expect("pick");
+        let c = g.pick(id, up, None, Tried::default(), now).expect("pick");
+        assert_eq!(
+            [port(a), port(b), port(c)]
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
+            3
+        );
+        g.finish(id, up, b, Some(true), Duration::from_millis(1), now);
+        // b is the only idle target now.
+        assert_eq!(g.pick(id, up, None, Tried::default(), now), Ok(b));
+    }
+
+    #[test]
+    fn the_breaker_refuses_and_counts() {
+        let s = snapshot("breaker = { min_requests = 2, error_ratio = 1.0, open_for = \"1m\" }");
+        let up = &s.upstreams[0];
+        let g = Groups::new(0);
+        let now = Instant::now();
+        let id = UpstreamId(0);
+        for _ in 0..2 {
+            let t = g.admit(id, up, now).expect("closed");
+            g.settle(id, up, t, Some(false), now);
+        }
+        assert!(matches!(g.admit(id, up, now), Err(Refusal::BreakerOpen(_))));
+        let report = g.report(now);
+        assert_eq!(report[0].breaker, "open");
+        assert_eq!(report[0].counters.breaker_opened, 1);
+        assert_eq!(report[0].counters.breaker_rejected, 1);
+    }
+}
