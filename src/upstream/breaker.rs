@@ -88,6 +88,11 @@ impl Breaker {
         self.state
     }
 
+    /// The policy the breaker runs with.
+    pub fn policy(&self) -> &BreakerPolicy {
+        &self.policy
+    }
+
     /// The state as of `now`: an open breaker whose `open_for` passed reads as half-open.
     pub fn state_at(&self, now: Instant) -> BreakerState {
         match self.state {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::balance::{Balancer, Load, PickInput, Rng};
 use super::breaker::{Breaker, BreakerState, Ticket};
 use super::health::PassiveState;
-use super::retry::RetryBudget;
+use super::retry::{RetryBudget, RetryPolicy};
 use super::targets::{LiveTargets, TargetSet};
 use crate::config::{Upstream, UpstreamId};
 
@@ -94,6 +94,7 @@ struct GroupState {
     balancer: Balancer,
     breaker: Option<Breaker>,
     budget: RetryBudget,
+    retry: RetryPolicy,
     counters: GroupCounters,
 }
 
@@ -108,6 +109,7 @@ impl GroupState {
             balancer: Balancer::new(&up.balance, &set.weights, worker),
             breaker: up.breaker.map(|p| Breaker::new(p, now)),
             budget: RetryBudget::new(&up.retry, now),
+            retry: up.retry.clone(),
             counters: GroupCounters::default(),
             set,
         }
@@ -187,10 +189,14 @@ impl Groups {
                     let fresh = GroupState::new(up, self.worker, now);
                     old.live = fresh.live;
                     old.balancer = fresh.balancer;
-                    if up.breaker.is_none() || old.breaker.is_none() {
+                    // Breaker and budget state carry over while their policy is unchanged.
+                    if old.breaker.as_ref().map(Breaker::policy) != up.breaker.as_ref() {
                         old.breaker = fresh.breaker;
                     }
-                    old.budget = fresh.budget;
+                    if old.retry != up.retry {
+                        old.budget = fresh.budget;
+                        old.retry = up.retry.clone();
+                    }
                     let set = up.live.current();
                     old.follow(set, up, self.worker);
                     old
