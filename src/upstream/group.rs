@@ -178,40 +178,44 @@ impl Groups {
         if groups.len() <= id.0 {
             groups.resize_with(id.0 + 1, || None);
         }
-        let slot = &mut groups[id.0];
-        let same_group = slot
+        let current = groups[id.0]
             .as_ref()
             .is_some_and(|s| Arc::ptr_eq(&s.live, &up.live));
-        if !same_group {
-            *slot = Some(match slot.take() {
-                // A reload: same name, new snapshot. Keep what still applies.
-                Some(mut old) if old.name == up.name => {
-                    let fresh = GroupState::new(up, self.worker, now);
-                    old.live = fresh.live;
-                    old.balancer = fresh.balancer;
-                    // Breaker and budget state carry over while their policy is unchanged.
-                    if old.breaker.as_ref().map(Breaker::policy) != up.breaker.as_ref() {
-                        old.breaker = fresh.breaker;
-                    }
-                    if old.retry != up.retry {
-                        old.budget = fresh.budget;
-                        old.retry = up.retry.clone();
-                    }
-                    let set = up.live.current();
-                    old.follow(set, up, self.worker);
-                    old
-                }
-                _ => GroupState::new(up, self.worker, now),
-            });
+        if !current {
+            // A reload (or a new group): take over the same-named group's state, wherever
+            // it was, keeping what still applies.
+            let previous = groups
+                .iter()
+                .position(|s| s.as_ref().is_some_and(|s| s.name == up.name))
+                .and_then(|i| groups[i].take());
+            groups[id.0] = Some(self.carry_over(previous, up, now));
         }
-        let Some(state) = slot.as_mut() else {
-            unreachable!("slot filled above")
-        };
+        let state = groups[id.0].get_or_insert_with(|| GroupState::new(up, self.worker, now));
         let latest = up.live.load();
         if !Arc::ptr_eq(&latest, &state.set) {
             state.follow(Arc::clone(&latest), up, self.worker);
         }
         f(state)
+    }
+
+    /// The state for `up` built from its previous incarnation, if any: per-target state is
+    /// kept by address, breaker and budget while their policy is unchanged.
+    fn carry_over(&self, previous: Option<GroupState>, up: &Upstream, now: Instant) -> GroupState {
+        let fresh = GroupState::new(up, self.worker, now);
+        let Some(mut old) = previous else {
+            return fresh;
+        };
+        old.live = fresh.live;
+        old.balancer = fresh.balancer;
+        if old.breaker.as_ref().map(Breaker::policy) != up.breaker.as_ref() {
+            old.breaker = fresh.breaker;
+        }
+        if old.retry != up.retry {
+            old.budget = fresh.budget;
+            old.retry = fresh.retry;
+        }
+        old.follow(fresh.set, up, self.worker);
+        old
     }
 
     /// Lets a request through if a target is healthy (active checks) and the group's breaker
@@ -520,5 +524,47 @@ mod tests {
         assert_eq!(report[0].breaker, "open");
         assert_eq!(report[0].counters.breaker_opened, 1);
         assert_eq!(report[0].counters.breaker_rejected, 1);
+    }
+
+    #[test]
+    fn a_reload_keeps_ejections_even_when_the_group_moved() {
+        let passive = "passive = { consecutive_failures = 1, base_ejection = \"1m\", max_ejected_percent = 34 }";
+        let s1 = snapshot(passive);
+        let g = Groups::new(0);
+        let now = Instant::now();
+        let up = &s1.upstreams[0];
+        let p = g
+            .pick(UpstreamId(0), up, None, Tried::default(), now)
+            .expect("pick");
+        g.finish(
+            UpstreamId(0),
+            up,
+            p,
+            Some(false),
+            Duration::from_millis(1),
+            now,
+        );
+        // The reloaded file puts another group first: "g" is now UpstreamId(1).
+        let text = format!(
+            "[[upstreams]]\nname = \"other\"\ntargets = [{{ addr = \"127.0.0.1:9\" }}]\n\
+             [[upstreams]]\nname = \"g\"\ntargets = [{{ addr = \"127.0.0.1:1\" }}, \
+             {{ addr = \"127.0.0.1:2\" }}, {{ addr = \"127.0.0.1:3\" }}]\n{passive}\n"
+        );
+        let s2 = load_str(&text, "t").expect("config");
+        let moved = &s2.upstreams[1];
+        for _ in 0..10 {
+            let q = g
+                .pick(UpstreamId(1), moved, None, Tried::default(), now)
+                .expect("pick");
+            assert_ne!(q.addr, p.addr, "ejection lost in the reload");
+            g.finish(
+                UpstreamId(1),
+                moved,
+                q,
+                Some(true),
+                Duration::from_millis(1),
+                now,
+            );
+        }
     }
 }

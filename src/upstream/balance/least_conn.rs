@@ -23,19 +23,21 @@ impl LeastConn {
         eligible: impl Fn(usize) -> bool,
     ) -> Option<usize> {
         let n = weights.len().min(loads.len());
-        let mut best: Option<(usize, f64)> = None;
-        for k in 0..n {
-            let i = self.cursor.wrapping_add(k) % n;
+        let start = if n == 0 { 0 } else { self.cursor % n };
+        // (index, in_flight + 1, weight): compared by cross-multiplication, no division.
+        let mut best: Option<(usize, u64, u64)> = None;
+        for i in (start..n).chain(0..start) {
             if !eligible(i) {
                 continue;
             }
-            let score = f64::from(loads[i].in_flight + 1) / f64::from(weights[i].max(1));
-            if best.map_or(true, |(_, s)| score < s) {
-                best = Some((i, score));
+            let load = u64::from(loads[i].in_flight) + 1;
+            let weight = u64::from(weights[i].max(1));
+            if best.map_or(true, |(_, bl, bw)| load * bw < bl * weight) {
+                best = Some((i, load, weight));
             }
         }
-        let (i, _) = best?;
-        self.cursor = i.wrapping_add(1);
+        let (i, _, _) = best?;
+        self.cursor = i + 1;
         Some(i)
     }
 }
