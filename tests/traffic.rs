@@ -331,4 +331,24 @@ driver_tests! {
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "{took:?}");
     }
+
+    fn a_hanging_target_is_retried_after_first_byte_on_another(driver: &str) {
+        let ups = [Upstream::start("hang", Behavior::NeverAnswer), Upstream::echo("ok")];
+        let targets: Vec<String> = addrs(&ups).iter().map(|a| format!("{{ addr = \"{a}\" }}")).collect();
+        let text = format!(
+            "[[upstreams]]\nname = \"g\"\ntargets = [ {} ]\n\
+             timeouts = {{ connect = \"1s\", first_byte = \"200ms\", idle = \"5s\" }}\n\
+             retry = {{ attempts = 2, on = [\"timeout\"], backoff = \"1ms\", max_backoff = \"1ms\" }}\n",
+            targets.join(", ")
+        );
+        let gw = GatewayConfig::new(driver).upstream_toml(&text).route_all_to("g").start();
+        let mut raw = Raw::connect(gw.addr());
+        for i in 0..4 {
+            raw.send(client::get_req(&format!("/t/{i}")));
+            let r = raw.read_response();
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(Echoed::parse(&r.text()).upstream, "ok");
+        }
+        assert!(ups[0].requests() >= 1, "the hanging target was never tried");
+    }
 }
