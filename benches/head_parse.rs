@@ -97,6 +97,8 @@ fn bench_write(c: &mut Criterion) {
         request_id_from_client: false,
         traceparent: b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         forward_tracestate: false,
+        identity_headers: &[],
+        client_subject: None,
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("write_upstream_request/browser_30_headers", |b| {

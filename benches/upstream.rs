@@ -97,7 +97,7 @@ fn pool(c: &mut Criterion) {
         .expect("runtime");
     rt.block_on(async {
         let pool = Pool::new();
-        let conn = connect(addr, Duration::from_secs(1))
+        let conn = connect(addr, Duration::from_secs(1), None)
             .await
             .expect("connect");
         pool.checkin(conn, &settings);

@@ -50,7 +50,7 @@ usage: loadtest/compare.sh [options]
   --quick             smoke run: 2 s per measurement, 1 s warm-up, 2000 idle connections
   --connections N     connections for the closed-loop scenarios (default $CONNS)
   --idle-conns N      idle keep-alive connections for the RSS scenario (default $IDLE_CONNS)
-  --scenarios LIST    comma-separated subset of s1..s8 (default all)
+  --scenarios LIST    comma-separated subset of s1..s10 (default all)
   --nginx-buffering on|off   nginx proxy_buffering (default on, nginx's default)
   --ringgate-bin PATH use this ringgate binary, skip 'cargo build --release'
   --standin           run a second nginx proxy in ringgate's slot (harness self-test)
@@ -62,6 +62,9 @@ usage: loadtest/compare.sh [options]
 Scenarios: s1 small GET keep-alive (closed loop, wrk)   s2 same at 50% of the lower max (open
 loop, oha, latency-corrected)   s3 16 KiB   s4 1 MiB   s5 4 KiB POST   s6 new connection per
 request   s7 1,000 keep-alive connections   s8 RSS with idle keep-alive connections
+s9 HTTPS small GET keep-alive   s10 HTTPS new connection (full handshake) per request
+(HTTPS: same self-signed ECDSA P-256 certificate, made with openssl at run time, TLS 1.3 with
+TLS_AES_128_GCM_SHA256 only, on both contenders)
 EOF
 }
 
@@ -105,7 +108,7 @@ done
 [[ $BUFFERING == on || $BUFFERING == off ]] || die "--nginx-buffering is on or off"
 
 # Scenario selection; s2's rate comes from s1, so s2 pulls s1 in.
-ALL_SCENARIOS=(s1 s2 s3 s4 s5 s6 s7 s8)
+ALL_SCENARIOS=(s1 s2 s3 s4 s5 s6 s7 s8 s9 s10)
 if [[ $SCENARIOS == all ]]; then
     SELECTED=("${ALL_SCENARIOS[@]}")
 else
@@ -158,6 +161,7 @@ install_deps() {
     have taskset || pkgs+=(util-linux)
     have python3 || pkgs+=(python3)
     have curl || pkgs+=(curl)
+    have openssl || pkgs+=(openssl)
     if ((${#pkgs[@]})); then
         ((INSTALL)) || die "missing: ${pkgs[*]} (and --no-install was given)"
         apt_install "${pkgs[@]}"
@@ -306,8 +310,15 @@ trap 'exit 143' TERM
 
 LT() { python3 "$LIB/lt.py" "$@"; }
 
-# Ports: four free loopback ports picked by the kernel.
-read -r BACKEND_PORT A_PORT B_PORT _ <<<"$(LT freeport 4)"
+# Ports: free loopback ports picked by the kernel (plain and HTTPS for each contender).
+read -r BACKEND_PORT A_PORT B_PORT A_TLS_PORT B_TLS_PORT _ <<<"$(LT freeport 6)"
+
+# HTTPS scenarios: one self-signed ECDSA P-256 certificate for both contenders, made now.
+CERT="$WORK/tls.pem"
+KEY="$WORK/tls.key"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$KEY" -out "$CERT" 2>/dev/null || die "openssl could not make the test certificate"
 
 USER_LINE=""
 if ((EUID == 0)); then USER_LINE="user root;"; fi  # workers must read/write the temp dir
@@ -320,25 +331,29 @@ LT render "$HERE/nginx/backend.conf.tmpl" "$WORK/backend.conf" \
     "USER_LINE=$USER_LINE" "WORKERS=$BACKEND_WORKERS" "PREFIX=$WORK" \
     "ADDR=127.0.0.1:$BACKEND_PORT" "DATA=$WORK/data"
 
-render_nginx_proxy() {  # name port
+render_nginx_proxy() {  # name port tls_port
     LT render "$HERE/nginx/proxy.conf.tmpl" "$WORK/$1.conf" \
         "USER_LINE=$USER_LINE" "WORKERS=$WORKERS" "PREFIX=$WORK" "NAME=$1" \
-        "ADDR=127.0.0.1:$2" "UPSTREAM=127.0.0.1:$BACKEND_PORT" "BUFFERING=$BUFFERING"
+        "ADDR=127.0.0.1:$2" "UPSTREAM=127.0.0.1:$BACKEND_PORT" "BUFFERING=$BUFFERING" \
+        "TLS_ADDR=127.0.0.1:$3" "CERT=$CERT" "KEY=$KEY"
 }
-render_nginx_proxy nginx "$A_PORT"
+render_nginx_proxy nginx "$A_PORT" "$A_TLS_PORT"
 if ((STANDIN)); then
-    render_nginx_proxy "$B_NAME" "$B_PORT"
+    render_nginx_proxy "$B_NAME" "$B_PORT" "$B_TLS_PORT"
 else
     LT render "$HERE/ringgate.toml.tmpl" "$WORK/ringgate.toml" \
-        "ADDR=127.0.0.1:$B_PORT" "WORKERS=$WORKERS" "UPSTREAM=127.0.0.1:$BACKEND_PORT"
+        "ADDR=127.0.0.1:$B_PORT" "WORKERS=$WORKERS" "UPSTREAM=127.0.0.1:$BACKEND_PORT" \
+        "TLS_ADDR=127.0.0.1:$B_TLS_PORT" "CERT=$CERT" "KEY=$KEY"
 fi
 
 # start NAME CPUSET CMD...: start in the background, pinned, and wait until it accepts on
 # PORT_OF[NAME]. Returns non-zero (after showing its log) if it does not come up.
-declare -A PID_OF PORT_OF
+declare -A PID_OF PORT_OF TLS_PORT_OF
 PORT_OF[backend]=$BACKEND_PORT
 PORT_OF[nginx]=$A_PORT
 PORT_OF[$B_NAME]=$B_PORT
+TLS_PORT_OF[nginx]=$A_TLS_PORT
+TLS_PORT_OF[$B_NAME]=$B_TLS_PORT
 start() {
     local name=$1 cpus=$2
     shift 2
@@ -396,6 +411,10 @@ sanity() {  # name
         [[ $size == "200:$want" ]] || note "$1: GET ${path%:*} answered '$size', expected 200:$want"
     done
     LT check-post "$port" 2>>"$NOTES" || note "$1: 4 KiB POST + GET pipelined on one connection failed"
+    [[ -n ${TLS_PORT_OF[$1]:-} ]] || return 0
+    size=$(curl -s -o /dev/null -w '%{http_code}:%{size_download}' --max-time 5 --cacert "$CERT" \
+        "https://localhost:${TLS_PORT_OF[$1]}/small" || echo "curl-failed")
+    [[ $size == "200:13" ]] || note "$1: HTTPS GET /small answered '$size', expected 200:13"
 }
 for c in backend "${CONTENDERS[@]}"; do sanity "$c"; done
 
@@ -462,8 +481,9 @@ wrk_run() {
     shift 5
     local threads=$LOAD_THREADS
     ((threads <= conns)) || threads=$conns
+    local base=${WRK_BASE:-http://127.0.0.1:${PORT_OF[$c]}}
     run_load env "$@" taskset -c "$L_SET" wrk -t "$threads" -c "$conns" -d "${secs}s" --timeout 10s \
-        -s "$LIB/wrk.lua" "http://127.0.0.1:${PORT_OF[$c]}$path" >"$out" 2>&1
+        -s "$LIB/wrk.lua" "$base$path" >"$out" 2>&1
 }
 
 # oha_run CONTENDER SECONDS CONNS PATH RATE OUTFILE
@@ -487,6 +507,8 @@ measure() {
     if ((WARMUP > 0)); then
         case "$kind" in
             wrk) wrk_run "$c" "$WARMUP" "$1" "$2" "$base.warmup" "${@:3}" || true ;;
+            wrk-tls) WRK_BASE="https://127.0.0.1:${TLS_PORT_OF[$c]}" \
+                wrk_run "$c" "$WARMUP" "$1" "$2" "$base.warmup" "${@:3}" || true ;;
             oha) oha_run "$c" "$WARMUP" "$1" "$2" "$3" "$base.warmup" || true ;;
         esac
     fi
@@ -494,6 +516,8 @@ measure() {
     local rc=0
     case "$kind" in
         wrk) wrk_run "$c" "$DURATION" "$1" "$2" "$base.out" "${@:3}" || rc=$? ;;
+        wrk-tls) WRK_BASE="https://127.0.0.1:${TLS_PORT_OF[$c]}" \
+            wrk_run "$c" "$DURATION" "$1" "$2" "$base.out" "${@:3}" || rc=$? ;;
         oha) oha_run "$c" "$DURATION" "$1" "$2" "$3" "$base.out" || rc=$? ;;
     esac
     snap "$c" >"$base.after.json"
@@ -528,6 +552,8 @@ scenario s4 wrk "$CONNS" /1m
 scenario s5 wrk "$CONNS" /post LT_METHOD=POST LT_BODY_BYTES=4096
 scenario s6 wrk "$CONNS" /small LT_CLOSE=1
 scenario s7 wrk 1000 /small
+scenario s9 wrk-tls "$CONNS" /small
+scenario s10 wrk-tls "$CONNS" /small LT_CLOSE=1
 
 if selected s8; then
     for c in "${CONTENDERS[@]}"; do

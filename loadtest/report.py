@@ -42,6 +42,14 @@ SCENARIOS = {
            "request pays for accept, the connection's setup and its close."),
     "s7": ("1,000 concurrent keep-alive connections",
            "`GET /small` over 1,000 keep-alive connections, closed loop."),
+    "s9": ("HTTPS small GET, keep-alive",
+           "s1 over TLS: `GET /small` over {conns} keep-alive HTTPS connections (wrk), TLS 1.3 "
+           "with TLS_AES_128_GCM_SHA256 and the same self-signed ECDSA P-256 certificate on "
+           "both contenders. Requests per second once the sessions are up."),
+    "s10": ("HTTPS new connection per request",
+            "s6 over TLS: `GET /small` with `Connection: close` over {conns} concurrent HTTPS "
+            "connections; every request pays for a full TLS 1.3 handshake (wrk does not "
+            "resume sessions), so requests/s is new handshakes per second."),
 }
 LATENCY_KEYS = ["50", "90", "99", "99.9"]
 # Log lines worth reporting: ringgate's WARN/ERROR (env_logger), panics, nginx's [warn] and up.

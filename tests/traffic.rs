@@ -46,7 +46,7 @@ driver_tests! {
                      passive = { consecutive_failures = 1, base_ejection = \"5s\", max_ejected_percent = 34 }";
         let gw = GatewayConfig::new(driver)
             .workers(2)
-            .upstream_toml(&group("g", &addrs(&ups), retry))
+            .upstream_raw(&group("g", &addrs(&ups), retry))
             .route_all_to("g")
             .start();
         let done = Arc::new(AtomicUsize::new(0));
@@ -93,7 +93,7 @@ driver_tests! {
         let ups = [Upstream::start("bad", Behavior::Status(503)), Upstream::echo("good")];
         let retry = "retry = { attempts = 2, on = [\"503\"], backoff = \"1ms\", max_backoff = \"2ms\" }";
         let gw = GatewayConfig::new(driver)
-            .upstream_toml(&group("g", &addrs(&ups), retry))
+            .upstream_raw(&group("g", &addrs(&ups), retry))
             .route_all_to("g")
             .start();
         let mut raw = Raw::connect(gw.addr());
@@ -125,7 +125,7 @@ driver_tests! {
         let retry = "retry = { attempts = 3, on = [\"503\"], backoff = \"1ms\", max_backoff = \"1ms\", \
                      budget_percent = 20, budget_window = \"1m\", min_retries_per_sec = 0 }";
         let gw = GatewayConfig::new(driver)
-            .upstream_toml(&group("g", &addrs(&ups), retry))
+            .upstream_raw(&group("g", &addrs(&ups), retry))
             .route_all_to("g")
             .start();
         let mut raw = Raw::connect(gw.addr());
@@ -142,7 +142,7 @@ driver_tests! {
         let up = Upstream::start("down", Behavior::Status(500));
         let breaker = "breaker = { error_ratio = 0.5, min_requests = 5, window = \"1m\", open_for = \"1m\" }";
         let gw = GatewayConfig::new(driver)
-            .upstream_toml(&group("g", &[up.addr()], breaker))
+            .upstream_raw(&group("g", &[up.addr()], breaker))
             .route_all_to("g")
             .start();
         let mut raw = Raw::connect(gw.addr());
@@ -170,7 +170,7 @@ driver_tests! {
         let up = Upstream::start("flaky", Behavior::Status(502));
         let breaker = "breaker = { error_ratio = 0.5, min_requests = 3, window = \"1m\", open_for = \"200ms\", half_open_probes = 2 }";
         let gw = GatewayConfig::new(driver)
-            .upstream_toml(&group("g", &[up.addr()], breaker))
+            .upstream_raw(&group("g", &[up.addr()], breaker))
             .route_all_to("g")
             .start();
         let mut raw = Raw::connect(gw.addr());
@@ -197,7 +197,7 @@ driver_tests! {
         let ups = [Upstream::echo("a"), Upstream::echo("b")];
         let health = "health = { path = \"/healthz\", interval = \"20ms\", timeout = \"500ms\", unhealthy_after = 2, healthy_after = 2 }";
         let gw = GatewayConfig::new(driver)
-            .upstream_toml(&group("g", &addrs(&ups), health))
+            .upstream_raw(&group("g", &addrs(&ups), health))
             .route_all_to("g")
             .start();
         ups[1].set_behavior(Behavior::Status(503));
@@ -214,7 +214,7 @@ driver_tests! {
         // The state survives a reload of the same group.
         gw.store(
             &GatewayConfig::new(driver)
-                .upstream_toml(&group("g", &addrs(&ups), health))
+                .upstream_raw(&group("g", &addrs(&ups), health))
                 .route_all_to("g"),
         );
         assert_eq!(gw.target_healthy("g", ups[1].addr()), Some(false));
@@ -235,7 +235,7 @@ driver_tests! {
         ];
         let health = "health = { path = \"/healthz\", interval = \"2s\", timeout = \"500ms\", unhealthy_after = 1, healthy_after = 1 }";
         let gw = GatewayConfig::new(driver)
-            .upstream_toml(&group("g", &addrs(&ups), health))
+            .upstream_raw(&group("g", &addrs(&ups), health))
             .route_all_to("g")
             .start();
         for up in &ups {
@@ -259,7 +259,7 @@ driver_tests! {
         targets.push(upstream::refused_addr());
         let passive = "passive = { consecutive_failures = 1, base_ejection = \"1m\", max_ejected_percent = 34 }";
         let gw = GatewayConfig::new(driver)
-            .upstream_toml(&group("g", &targets, passive))
+            .upstream_raw(&group("g", &targets, passive))
             .route_all_to("g")
             .start();
         let mut statuses = Vec::new();
@@ -276,7 +276,7 @@ driver_tests! {
     fn consistent_hash_keeps_a_key_on_one_target(driver: &str) {
         let ups = [Upstream::echo("a"), Upstream::echo("b"), Upstream::echo("c")];
         let gw = GatewayConfig::new(driver)
-            .upstream_toml(&group("g", &addrs(&ups), "balance = \"consistent_hash\"\nhash_key = \"header:x-user\""))
+            .upstream_raw(&group("g", &addrs(&ups), "balance = \"consistent_hash\"\nhash_key = \"header:x-user\""))
             .route_all_to("g")
             .start();
         let mut raw = Raw::connect(gw.addr());
@@ -300,7 +300,7 @@ driver_tests! {
              targets = [ {{ addr = \"localhost:{port}\" }} ]\ntimeouts = {{ {DEFAULT_UPSTREAM_TIMEOUTS} }}\n\
              retry = {{ attempts = 3, on = [\"connect_error\"] }}\n"
         );
-        let gw = GatewayConfig::new(driver).upstream_toml(&text).route_all_to("g").start();
+        let gw = GatewayConfig::new(driver).upstream_raw(&text).route_all_to("g").start();
         let v4 = SocketAddr::from(([127, 0, 0, 1], port));
         assert!(gw.targets("g").contains(&v4), "{:?}", gw.targets("g"));
         assert!(gw.targets("g").iter().all(|a| a.ip().is_loopback()));
@@ -324,7 +324,7 @@ driver_tests! {
              retry = {{ attempts = 2, on = [\"timeout\"] }}\n",
             targets.join(", ")
         );
-        let gw = GatewayConfig::new(driver).upstream_toml(&text).route_all_to("g").start();
+        let gw = GatewayConfig::new(driver).upstream_raw(&text).route_all_to("g").start();
         let started = Instant::now();
         let r = client::get(&gw.url("/slow"));
         assert_eq!(r.status, 504);
@@ -341,7 +341,7 @@ driver_tests! {
              retry = {{ attempts = 2, on = [\"timeout\"], backoff = \"1ms\", max_backoff = \"1ms\" }}\n",
             targets.join(", ")
         );
-        let gw = GatewayConfig::new(driver).upstream_toml(&text).route_all_to("g").start();
+        let gw = GatewayConfig::new(driver).upstream_raw(&text).route_all_to("g").start();
         let mut raw = Raw::connect(gw.addr());
         for i in 0..4 {
             raw.send(client::get_req(&format!("/t/{i}")));

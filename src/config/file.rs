@@ -81,6 +81,73 @@ pub struct RawServer {
     pub limits: Option<RawLimits>,
     /// `[server.timeouts]`.
     pub timeouts: Option<RawServerTimeouts>,
+    /// `[[server.tls]]`: TLS listeners.
+    #[serde(default)]
+    pub tls: Vec<RawTlsListener>,
+}
+
+/// One `[[server.tls]]` entry: a listener that terminates TLS.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsListener {
+    /// Socket address.
+    pub listen: Spanned<String>,
+    /// Certificates with their keys; the span covers the whole array.
+    pub certificates: Spanned<Vec<RawCertificate>>,
+    /// `"1.2"` or `"1.3"`.
+    pub min_version: Option<Spanned<String>>,
+    /// Cipher suite names, in preference order.
+    pub cipher_suites: Option<Vec<Spanned<String>>>,
+    /// ALPN protocol names offered.
+    pub alpn: Option<Vec<Spanned<String>>>,
+    /// Client certificate verification.
+    pub client_auth: Option<RawClientAuth>,
+    /// `Strict-Transport-Security` value added to every response.
+    pub hsts: Option<Spanned<String>>,
+}
+
+/// `{ cert = "...", key = "...", server_names = [...] }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: Spanned<String>,
+    /// PEM file with the private key.
+    pub key: Spanned<String>,
+    /// SNI names this certificate is chosen for.
+    pub server_names: Option<Vec<Spanned<String>>>,
+    /// Whether this certificate answers handshakes whose name matches no other.
+    pub default: Option<Spanned<bool>>,
+}
+
+/// `client_auth = { ... }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    /// `"optional"` or `"required"`.
+    pub mode: Spanned<String>,
+    /// PEM bundle of the CAs client certificates must chain to.
+    pub ca: Spanned<String>,
+    /// Header that carries the verified subject upstream.
+    pub subject_header: Option<Spanned<String>>,
+}
+
+/// `tls = { ... }` of an upstream group.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// Whether connections to the targets use TLS.
+    pub enabled: Option<bool>,
+    /// Server name sent in SNI and verified.
+    pub sni: Option<Spanned<String>>,
+    /// PEM bundle of trusted CAs; absent means the system roots.
+    pub ca: Option<Spanned<String>>,
+    /// PEM client certificate chain presented to the upstream.
+    pub client_cert: Option<Spanned<String>>,
+    /// PEM key of `client_cert`.
+    pub client_key: Option<Spanned<String>>,
+    /// Whether the upstream's certificate is verified.
+    pub verify: Option<Spanned<bool>>,
 }
 
 /// `workers = "auto"` or `workers = 4`.
@@ -157,6 +224,8 @@ pub struct RawUpstream {
     pub breaker: Option<Spanned<RawBreaker>>,
     /// `resolve_every`: DNS re-resolution interval.
     pub resolve_every: Option<Spanned<DurationValue>>,
+    /// TLS to the targets.
+    pub tls: Option<Spanned<RawUpstreamTls>>,
 }
 
 /// `health = { ... }`.
@@ -292,6 +361,41 @@ pub struct RawRoute {
     pub respond: Option<RawRespond>,
     /// Whether non-idempotent requests may be retried.
     pub retry_non_idempotent: Option<Spanned<bool>>,
+    /// Answer plain-HTTP requests with a redirect to HTTPS: `true` or a port.
+    pub redirect_https: Option<Spanned<RawRedirect>>,
+}
+
+/// `redirect_https = true | false | PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawRedirect {
+    /// `true` / `false`.
+    Enabled(bool),
+    /// An HTTPS port, range-checked in `compile`.
+    Port(i64),
+}
+
+impl<'de> Deserialize<'de> for RawRedirect {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RedirectVisitor)
+    }
+}
+
+struct RedirectVisitor;
+
+impl Visitor<'_> for RedirectVisitor {
+    type Value = RawRedirect;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("true, false or an HTTPS port number")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(RawRedirect::Enabled(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(RawRedirect::Port(v))
+    }
 }
 
 /// `match = { ... }`.

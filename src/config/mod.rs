@@ -96,7 +96,8 @@ pub fn load_str(text: &str, origin: &str) -> Result<Snapshot, ConfigError> {
     // below then collects every remaining problem at once.
     let raw: file::RawConfig =
         toml::from_str(text).map_err(|err| fail(vec![locate::toml_problem(text, &err)]))?;
-    compile::compile(raw, text).map_err(fail)
+    let base = Path::new(origin).parent().unwrap_or(Path::new(""));
+    compile::compile(raw, text, base).map_err(fail)
 }
 
 /// The 1-based line that byte `offset` of `text` is on.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 pub use crate::access_log::{AccessLogSettings, Destination as AccessLogDestination};
 use crate::router::{Rewrite, Router};
+pub use crate::tls::{TlsListener, UpstreamTls};
 pub use crate::upstream::{
     Balance, BreakerPolicy, Discovery, HashKey, HealthCheck, LiveTargets, PassivePolicy,
     RetryPolicy, StatusRange, TargetSpec,
@@ -78,6 +79,11 @@ pub enum DriverChoice {
 pub struct ServerSettings {
     /// Addresses to listen on; each worker binds its own `SO_REUSEPORT` socket per address.
     pub listen: Vec<SocketAddr>,
+    /// `[[server.tls]]`: listeners that terminate TLS (bound like `listen`).
+    pub tls: Vec<TlsListener>,
+    /// Request fields only the gateway writes (the client certificate subject fields of
+    /// every TLS listener, and the default name): copies sent by clients are dropped.
+    pub identity_headers: Vec<Box<str>>,
     /// Worker thread count.
     pub workers: WorkerCount,
     /// Pin worker `i` to the `i`-th allowed core.
@@ -90,6 +96,36 @@ pub struct ServerSettings {
     pub limits: Limits,
     /// Client-side timeouts.
     pub timeouts: ServerTimeouts,
+}
+
+impl ServerSettings {
+    /// Every listener: `listen` (plain HTTP), then the TLS listeners.
+    pub fn listeners(&self) -> Vec<ListenKey> {
+        let plain = self
+            .listen
+            .iter()
+            .map(|&addr| ListenKey { addr, tls: false });
+        let tls = self.tls.iter().map(|t| ListenKey {
+            addr: t.listen,
+            tls: true,
+        });
+        plain.chain(tls).collect()
+    }
+
+    /// The TLS listener configured at `addr`, if that address is one.
+    pub fn tls_listener(&self, addr: SocketAddr) -> Option<&TlsListener> {
+        self.tls.iter().find(|t| t.listen == addr)
+    }
+}
+
+/// A listener as configured: its address (port 0 not yet resolved) and whether it
+/// terminates TLS. Unique within a snapshot; a reload keeps the listeners whose key stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenKey {
+    /// The configured address.
+    pub addr: SocketAddr,
+    /// Whether it is a `[[server.tls]]` listener.
+    pub tls: bool,
 }
 
 /// `[server.limits]`: sizes a request may not exceed.
@@ -123,6 +159,9 @@ pub struct Route {
     pub name: String,
     /// Proxy to an upstream, or answer directly.
     pub action: RouteAction,
+    /// `redirect_https`: requests that arrive over plain HTTP are answered with a 308 to
+    /// `https://` on this port (443 is left out of the URL).
+    pub redirect_https: Option<u16>,
 }
 
 /// What a route does with a matched request.
@@ -198,6 +237,8 @@ pub struct Upstream {
     pub discovery: Option<Discovery>,
     /// The targets in force: health cells, ring; republished by reloads and DNS refreshes.
     pub live: std::sync::Arc<LiveTargets>,
+    /// TLS to the targets, if enabled.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// One backend address in a group.

@@ -49,6 +49,10 @@ pub struct ForwardInfo<'a> {
     pub traceparent: &'a [u8],
     /// Whether the client's `tracestate` fields go upstream (joined into one field).
     pub forward_tracestate: bool,
+    /// Fields only the gateway writes (client certificate identity): client copies dropped.
+    pub identity_headers: &'a [Box<str>],
+    /// The verified client certificate's subject and the field that carries it.
+    pub client_subject: Option<(&'a str, &'a str)>,
 }
 
 /// Appends the upstream request head for `head` (parsed from `buf`).
@@ -74,7 +78,11 @@ pub fn write_upstream_request(
         let name = h.name.of(buf);
         let rewritten = REWRITTEN_REQUEST_FIELDS
             .iter()
-            .any(|r| name.eq_ignore_ascii_case(r));
+            .any(|r| name.eq_ignore_ascii_case(r))
+            || fwd
+                .identity_headers
+                .iter()
+                .any(|r| name.eq_ignore_ascii_case(r.as_bytes()));
         if !rewritten && forwardable(&options, name) {
             field(out, name, h.value.of(buf));
         }
@@ -89,6 +97,9 @@ pub fn write_upstream_request(
         let _ = write!(out, "{}", fwd.client_ip);
     });
     field(out, b"X-Forwarded-Proto", fwd.proto.as_bytes());
+    if let Some((name, subject)) = fwd.client_subject {
+        field(out, name.as_bytes(), subject.as_bytes());
+    }
     if let Some(host) = head.host {
         field(out, b"X-Forwarded-Host", host.of(buf));
     }

@@ -21,6 +21,8 @@ fn fwd() -> ForwardInfo<'static> {
         request_id_from_client: false,
         traceparent: OUR_TRACEPARENT,
         forward_tracestate: false,
+        identity_headers: &[],
+        client_subject: None,
     }
 }
 
@@ -455,4 +457,30 @@ fn upstream_request_joins_forwarded_tracestate() {
         !has_field(&hop, "tracestate"),
         "named by Connection: hop-by-hop"
     );
+}
+
+#[test]
+fn upstream_request_strips_client_identity_and_adds_the_verified_one() {
+    let names: Vec<Box<str>> = vec!["X-Client-Cert-Subject".into(), "X-Peer".into()];
+    let raw =
+        b"GET / HTTP/1.1\r\nHost: a\r\nx-client-cert-subject: forged\r\nX-PEER: forged\r\n\r\n";
+    let stripped = upstream_with(
+        raw,
+        &ForwardInfo {
+            identity_headers: &names,
+            ..fwd()
+        },
+    );
+    assert!(!stripped.contains("forged"), "{stripped}");
+    let verified = upstream_with(
+        raw,
+        &ForwardInfo {
+            identity_headers: &names,
+            client_subject: Some(("X-Peer", "CN=client")),
+            ..fwd()
+        },
+    );
+    assert!(!verified.contains("forged"), "{verified}");
+    assert!(has_line(&verified, "X-Peer: CN=client"));
+    assert!(has_line(&verified, "X-Forwarded-Proto: https"));
 }

@@ -33,6 +33,9 @@ impl ClientConn {
             keep_alive,
             &self.request_id,
         );
+        if self.tls.is_some() {
+            self.finish_secure_head(&ctx.snapshot(), 0);
+        }
         self.response_started = true;
         self.exchange.status = response.status;
         self.exchange.bytes_out += self.out.len() as u64;
@@ -96,6 +99,9 @@ impl ClientConn {
             &self.request_id,
             error.retry_after(),
         );
+        if self.tls.is_some() {
+            self.finish_secure_head(&ctx.snapshot(), 0);
+        }
         self.exchange.status = status;
         self.exchange.bytes_out += self.out.len() as u64;
         let written = write_all_reuse(&mut self.stream, &mut self.out).await;

@@ -12,12 +12,14 @@ use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::exchange::{Exchange, LogFields, Open};
 use super::request_id;
+use super::secure::TlsInfo;
 use super::trace::{self, TraceContext};
-use crate::config::{Route, RouteAction, Snapshot};
+use crate::config::{ListenKey, Route, RouteAction, Snapshot};
 use crate::http::{parse_request, HeadLimits, HeaderSpan, RequestHead};
 use crate::io_buf::ReadBuf;
 use crate::router::normalize::{normalize_path, split_target};
 use crate::router::{strip_prefix, MatchRequest, Params};
+use crate::tls::ClientStream;
 
 /// Initial input buffer of a client connection; it grows for large heads and bodies.
 pub(super) const CLIENT_BUF: usize = 4 * 1024;
@@ -41,11 +43,26 @@ pub(super) enum Next {
     Idle,
 }
 
-/// Serves one accepted client connection until it closes.
-pub async fn serve_connection(ctx: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr) {
+/// Serves one client connection accepted on `listener` until it closes; on a TLS listener
+/// the handshake comes first.
+pub async fn serve_connection(
+    ctx: Rc<WorkerContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: ListenKey,
+) {
     let open = Open::new(&ctx);
     let _ = stream.set_nodelay(true);
-    serve(ctx, ClientConn::new(stream, peer, 0), open).await;
+    let conn = if listener.tls {
+        let Some((stream, tls)) = super::secure::accept(&ctx, stream, peer, listener.addr).await
+        else {
+            return;
+        };
+        ClientConn::new(stream, peer, 0, Some(tls))
+    } else {
+        ClientConn::new(ClientStream::Plain(stream), peer, 0, None)
+    };
+    serve(ctx, conn, open).await;
 }
 
 /// Serves requests on `conn` until it closes, or parks it when it goes idle (see
@@ -72,9 +89,10 @@ pub(super) async fn serve(ctx: Rc<WorkerContext>, mut conn: ClientConn, open: Op
                 stream,
                 peer,
                 served,
+                tls,
                 ..
             } = conn;
-            monoio::spawn(super::idle::park(ctx, stream, peer, served, open));
+            monoio::spawn(super::idle::park(ctx, stream, peer, served, tls, open));
         }
         _ if conn.linger => conn.linger_close().await,
         _ => {}
@@ -83,8 +101,10 @@ pub(super) async fn serve(ctx: Rc<WorkerContext>, mut conn: ClientConn, open: Op
 
 /// A client connection and the buffers it reuses for every request.
 pub(super) struct ClientConn {
-    pub(super) stream: TcpStream,
+    pub(super) stream: ClientStream,
     pub(super) peer: SocketAddr,
+    /// The TLS session's facts, on a TLS listener.
+    pub(super) tls: Option<TlsInfo>,
     pub(super) input: ReadBuf,
     pub(super) out: Vec<u8>,
     pub(super) scratch: Vec<u8>,
@@ -114,10 +134,16 @@ pub(super) struct ClientConn {
 impl ClientConn {
     /// A connection with fresh buffers; `served` counts the requests it already served
     /// (0 for a new connection, more for one resumed from the idle park).
-    pub(super) fn new(stream: TcpStream, peer: SocketAddr, served: u64) -> Self {
+    pub(super) fn new(
+        stream: ClientStream,
+        peer: SocketAddr,
+        served: u64,
+        tls: Option<TlsInfo>,
+    ) -> Self {
         Self {
             stream,
             peer,
+            tls,
             input: ReadBuf::with_capacity(CLIENT_BUF),
             out: Vec::with_capacity(OUT_BUF),
             scratch: Vec::new(),
@@ -285,6 +311,9 @@ impl ClientConn {
         head: &RequestHead,
     ) -> Result<Next, ProxyError> {
         let route = self.route(snapshot, head)?;
+        if let (Some(port), None) = (route.redirect_https, &self.tls) {
+            return self.redirect_https(ctx, port, head).await;
+        }
         match &route.action {
             RouteAction::Respond(response) => self.respond(ctx, response, head).await,
             RouteAction::Proxy(action) => self.forward(ctx, snapshot, action, head).await,
@@ -334,6 +363,13 @@ impl ClientConn {
             }
         }
         Ok(route)
+    }
+}
+
+impl ClientConn {
+    /// The request's host as routes match it: lower case, without the port.
+    pub(super) fn match_host(&self) -> &str {
+        &self.host
     }
 }
 

@@ -77,7 +77,7 @@ impl ClientConn {
     ) -> Result<Next, ProxyError> {
         let upstream = snapshot.upstream(action.upstream);
         let hash = self.balance_hash(upstream);
-        self.write_upstream_head(head, action);
+        self.write_upstream_head(snapshot, head, action);
         self.input.consume(head.head_len);
         self.await_small_body(snapshot, head).await?;
         let body_in_hand = self.take_buffered_body(head);
@@ -150,7 +150,7 @@ impl ClientConn {
         match self.read_response_head(&mut conn, upstream, head).await {
             Ok(response) => Ok((conn, response)),
             Err(e) if plan.replayable && conn.reused && is_retryable(&e) => {
-                let mut conn = open(addr, upstream.timeouts.connect).await?;
+                let mut conn = open(addr, upstream).await?;
                 write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await?;
                 let response = self.read_response_head(&mut conn, upstream, head).await?;
                 Ok((conn, response))
@@ -160,7 +160,12 @@ impl ClientConn {
     }
 
     /// Writes the upstream request head into `out`.
-    fn write_upstream_head(&mut self, head: &RequestHead, action: &ProxyAction) {
+    fn write_upstream_head(
+        &mut self,
+        snapshot: &Snapshot,
+        head: &RequestHead,
+        action: &ProxyAction,
+    ) {
         let data = self.input.data();
         let client_host = head.host.map(|h| h.of(data)).unwrap_or_default();
         let host = match &action.host {
@@ -171,11 +176,17 @@ impl ClientConn {
         // only keeps this function total.
         let trace = self.exchange.trace;
         let traceparent = trace.map(|t| t.traceparent());
+        let client_subject = self.tls.as_ref().and_then(|tls| {
+            let header = tls.listener(snapshot)?.client_subject_header.as_deref()?;
+            Some((header, tls.client_subject.as_deref()?))
+        });
         let fwd = ForwardInfo {
             path_and_query: self.upstream_path.as_bytes(),
             host,
             client_ip: self.peer.ip(),
-            proto: "http",
+            proto: self.proto(),
+            identity_headers: &snapshot.server.identity_headers,
+            client_subject,
             request_id: &self.request_id,
             request_id_from_client: self.request_id_from_client,
             traceparent: traceparent.as_ref().map_or(&[][..], |t| &t[..]),
@@ -240,20 +251,20 @@ impl ClientConn {
         addr: SocketAddr,
         replayable: bool,
     ) -> Result<UpstreamConn, ProxyError> {
-        let mut conn = match ctx.pool().checkout(addr) {
+        let mut conn = match ctx.pool().checkout_for(addr, upstream.tls.as_ref()) {
             Some(conn) => {
                 ctx.metrics().pool_hit();
                 conn
             }
             None => {
                 ctx.metrics().pool_miss();
-                open(addr, upstream.timeouts.connect).await?
+                open(addr, upstream).await?
             }
         };
         match write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await {
             Ok(()) => Ok(conn),
             Err(_) if conn.reused && replayable => {
-                conn = open(addr, upstream.timeouts.connect).await?;
+                conn = open(addr, upstream).await?;
                 write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await?;
                 Ok(conn)
             }
@@ -407,6 +418,9 @@ impl ClientConn {
             &self.headers,
             &info,
         );
+        if self.tls.is_some() {
+            self.finish_secure_head(snapshot, 0);
+        }
         conn.buf.consume(response.head_len);
         if let ResponseFraming::Length(n) = response.framing {
             if n <= INLINE_BODY {
@@ -504,11 +518,16 @@ async fn read_small_body(
     Ok(())
 }
 
-async fn open(addr: std::net::SocketAddr, timeout: Duration) -> Result<UpstreamConn, ProxyError> {
-    connect(addr, timeout).await.map_err(|e| match e {
-        ConnectError::Timeout(_) => ProxyError::ConnectTimeout,
-        ConnectError::Io { source, .. } => ProxyError::Connect(source),
-    })
+async fn open(addr: std::net::SocketAddr, upstream: &Upstream) -> Result<UpstreamConn, ProxyError> {
+    let tls = upstream.tls.as_ref();
+    connect(addr, upstream.timeouts.connect, tls)
+        .await
+        .map_err(|e| match e {
+            ConnectError::Timeout(_) => ProxyError::ConnectTimeout,
+            ConnectError::Io { source, .. } | ConnectError::Tls { source, .. } => {
+                ProxyError::Connect(source)
+            }
+        })
 }
 
 /// Writes `out` to the upstream, keeping its contents for a possible retry.

@@ -17,7 +17,8 @@
 //! - `exchange`: what the exchange did, recorded into metrics and the access log;
 //! - `idle`: connections parked without buffers between requests;
 //! - `error`: every failure mapped to the client's answer in one table;
-//! - `request_id` and `trace`: request ids and W3C trace context.
+//! - `request_id` and `trace`: request ids and W3C trace context;
+//! - `secure`: the TLS handshake, client identity, HSTS and redirects to HTTPS.
 //!
 //! No locks and no shared writes: everything here runs inside one worker.
 
@@ -31,6 +32,7 @@ mod exchange;
 mod forward;
 mod idle;
 mod request_id;
+mod secure;
 mod trace;
 
 pub use connection::serve_connection;

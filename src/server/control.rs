@@ -204,7 +204,7 @@ impl Controller {
             }
         };
         let snapshot = self.keep_fixed_settings(snapshot);
-        if let Err(e) = self.server.set_listeners(&snapshot.server.listen) {
+        if let Err(e) = self.server.set_listeners(&snapshot.server.listeners()) {
             self.failed_reloads += 1;
             let problems = format!("{origin}: server.listen: {e}");
             log::error!("reload refused, the running configuration stays in force:\n{problems}");

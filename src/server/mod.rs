@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Snapshot, WorkerCount};
+use crate::config::{ListenKey, Snapshot, WorkerCount};
 use worker::{Command, WorkerSpec};
 
 /// The I/O driver a worker runs.
@@ -86,8 +86,10 @@ impl Server {
     /// may connect as soon as this returns.
     pub fn start(snapshot: Arc<Snapshot>) -> Result<RunningServer, ServerError> {
         let workers = worker_count(snapshot.server.workers);
+        let keys = snapshot.server.listeners();
+        let addrs: Vec<SocketAddr> = keys.iter().map(|k| k.addr).collect();
         let (listeners, local_addrs) =
-            listener::bind_all(&snapshot.server.listen, workers).map_err(ServerError::Listen)?;
+            listener::bind_all(&addrs, workers).map_err(ServerError::Listen)?;
         let cores = if snapshot.server.pin_workers {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -106,7 +108,7 @@ impl Server {
         let mut running = RunningServer {
             shared: Arc::clone(&shared),
             metrics: metrics_rx,
-            configured: shared.load().server.listen.clone(),
+            configured: keys.clone(),
             local_addrs,
             drivers: Vec::with_capacity(workers),
             threads: Vec::with_capacity(workers),
@@ -122,7 +124,7 @@ impl Server {
                 id,
                 core,
                 driver,
-                listeners,
+                listeners: keys.iter().copied().zip(listeners).collect(),
                 snapshot: Arc::clone(&shared),
                 commands: rx,
                 metrics: metrics_tx.clone(),
@@ -170,8 +172,8 @@ const METRICS_BACKLOG: usize = 16;
 pub struct RunningServer {
     shared: Arc<ArcSwap<Snapshot>>,
     metrics: crossbeam_channel::Receiver<crate::metrics::MetricsDelta>,
-    /// The configured listen addresses, parallel to `local_addrs`.
-    configured: Vec<SocketAddr>,
+    /// The configured listeners, parallel to `local_addrs`.
+    configured: Vec<ListenKey>,
     local_addrs: Vec<SocketAddr>,
     drivers: Vec<DriverKind>,
     threads: Vec<JoinHandle<()>>,
@@ -183,9 +185,19 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// The bound listener addresses, in `server.listen` order (port 0 resolved).
+    /// The bound listener addresses (port 0 resolved): `server.listen` in order, then the
+    /// `[[server.tls]]` listeners in order.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.local_addrs.clone()
+    }
+
+    /// The bound addresses of the TLS listeners, in `[[server.tls]]` order.
+    pub fn tls_local_addrs(&self) -> Vec<SocketAddr> {
+        let keys = self.configured.iter();
+        keys.zip(&self.local_addrs)
+            .filter(|(key, _)| key.tls)
+            .map(|(_, local)| *local)
+            .collect()
     }
 
     /// The driver each worker runs, by worker index.
@@ -196,17 +208,18 @@ impl RunningServer {
     /// Makes the listeners match `wanted` (configured addresses): binds the added ones on
     /// every worker, and stops accepting on the removed ones, whose connections carry on.
     /// Binding happens first, so a failure changes nothing.
-    pub fn set_listeners(&mut self, wanted: &[SocketAddr]) -> Result<(), ServerError> {
-        let added: Vec<SocketAddr> = wanted
+    pub fn set_listeners(&mut self, wanted: &[ListenKey]) -> Result<(), ServerError> {
+        let added: Vec<ListenKey> = wanted
             .iter()
-            .filter(|addr| !self.configured.contains(addr))
+            .filter(|key| !self.configured.contains(key))
             .copied()
             .collect();
+        let addrs: Vec<SocketAddr> = added.iter().map(|k| k.addr).collect();
         let (sockets, bound) =
-            listener::bind_all(&added, self.commands.len()).map_err(ServerError::Listen)?;
+            listener::bind_all(&addrs, self.commands.len()).map_err(ServerError::Listen)?;
         for (tx, worker_sockets) in self.commands.iter().zip(sockets) {
-            for socket in worker_sockets {
-                let _ = tx.send(Command::Listen(socket));
+            for (key, socket) in added.iter().zip(worker_sockets) {
+                let _ = tx.send(Command::Listen(*key, socket));
             }
         }
         let mut kept = Vec::with_capacity(wanted.len());

@@ -15,7 +15,7 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use super::drain::Drain;
 use super::DriverKind;
-use crate::config::{DriverChoice, Snapshot};
+use crate::config::{DriverChoice, ListenKey, Snapshot};
 use crate::proxy::{serve_connection, WorkerContext};
 
 /// io_uring submission queue size per worker.
@@ -31,7 +31,7 @@ pub enum Command {
     /// Stop accepting, finish in-flight requests, exit.
     Shutdown,
     /// Start accepting on this (already bound) listener: a listener added by a reload.
-    Listen(StdListener),
+    Listen(ListenKey, StdListener),
     /// Stop accepting on the listener bound to this address; its connections carry on.
     StopListening(SocketAddr),
 }
@@ -44,8 +44,8 @@ pub struct WorkerSpec {
     pub core: Option<core_affinity::CoreId>,
     /// Driver choice from the config.
     pub driver: DriverChoice,
-    /// This worker's listeners.
-    pub listeners: Vec<StdListener>,
+    /// This worker's listeners, with what each was configured as.
+    pub listeners: Vec<(ListenKey, StdListener)>,
     /// The shared snapshot.
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// Commands from the control thread.
@@ -145,8 +145,8 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
         spec.access_log,
     ));
     let mut accepting = AHashMap::new();
-    for std_listener in spec.listeners {
-        if let Err(e) = start_accepting(&ctx, std_listener, &mut accepting) {
+    for (key, std_listener) in spec.listeners {
+        if let Err(e) = start_accepting(&ctx, key, std_listener, &mut accepting) {
             let _ = ready.send(Err(e));
             return;
         }
@@ -159,8 +159,8 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
     let _ = ready.send(Ok(kind));
     loop {
         match spec.commands.recv_async().await {
-            Ok(Command::Listen(listener)) => {
-                if let Err(e) = start_accepting(&ctx, listener, &mut accepting) {
+            Ok(Command::Listen(key, listener)) => {
+                if let Err(e) = start_accepting(&ctx, key, listener, &mut accepting) {
                     log::error!("worker {}: cannot accept on a new listener: {e}", spec.id);
                 }
             }
@@ -200,18 +200,25 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
 /// the loop's stop flag (a [`Drain`] used only for its flag), by bound address.
 fn start_accepting(
     ctx: &Rc<WorkerContext>,
+    key: ListenKey,
     listener: StdListener,
     accepting: &mut AHashMap<SocketAddr, Rc<Drain>>,
 ) -> io::Result<()> {
     let addr = listener.local_addr()?;
     let listener = TcpListener::from_std(listener)?;
     let stop = Drain::new();
-    monoio::spawn(accept_loop(listener, Rc::clone(ctx), Rc::clone(&stop)));
+    monoio::spawn(accept_loop(listener, key, Rc::clone(ctx), Rc::clone(&stop)));
     accepting.insert(addr, stop);
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerContext>, stop: Rc<Drain>) {
+/// Accepts until stopped; `key` tells whether connections start with a TLS handshake.
+async fn accept_loop(
+    listener: TcpListener,
+    key: ListenKey,
+    ctx: Rc<WorkerContext>,
+    stop: Rc<Drain>,
+) {
     let drain = Rc::clone(ctx.drain());
     loop {
         monoio::select! {
@@ -219,7 +226,7 @@ async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerContext>, stop: Rc<Dra
             _ = stop.started() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    monoio::spawn(serve_connection(Rc::clone(&ctx), stream, peer));
+                    monoio::spawn(serve_connection(Rc::clone(&ctx), stream, peer, key));
                 }
                 Err(e) => {
                     log::warn!("worker {}: accept failed: {e}", ctx.id());

@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::discovery::{self, SystemResolver};
 use super::health::{probe, HealthCheck, TargetHealth};
-use crate::config::Snapshot;
+use crate::config::{Snapshot, UpstreamTls};
 
 /// Longest sleep between two looks at the snapshot (so a reload's new checks start soon).
 const MAX_IDLE: Duration = Duration::from_millis(100);
@@ -73,16 +73,31 @@ fn run(shared: &ArcSwap<Snapshot>, stopped: &Receiver<()>) {
     }
 }
 
+/// One probe to run this tick.
+struct Probe<'s> {
+    addr: SocketAddr,
+    cell: Arc<TargetHealth>,
+    check: &'s HealthCheck,
+    tls: Option<&'s UpstreamTls>,
+    group: &'s str,
+}
+
 /// Runs every job that is due at `now` and schedules its next run.
 fn tick(snapshot: &Snapshot, due: &mut HashMap<(String, Job), Instant>, now: Instant) {
-    let mut probes: Vec<(SocketAddr, Arc<TargetHealth>, &HealthCheck, &str)> = Vec::new();
+    let mut probes: Vec<Probe<'_>> = Vec::new();
     let mut resolves = Vec::new();
     for group in &snapshot.upstreams {
         if let Some(check) = &group.health {
             if take_due(due, &group.name, Job::Health, check.interval, now) {
                 let set = group.live.current();
                 for (t, cell) in set.targets.iter().zip(&set.health) {
-                    probes.push((t.addr, Arc::clone(cell), check, &group.name));
+                    probes.push(Probe {
+                        addr: t.addr,
+                        cell: Arc::clone(cell),
+                        check,
+                        tls: group.tls.as_ref(),
+                        group: &group.name,
+                    });
                 }
             }
         }
@@ -98,11 +113,12 @@ fn tick(snapshot: &Snapshot, due: &mut HashMap<(String, Job), Instant>, now: Ins
         return;
     }
     std::thread::scope(|scope| {
-        for (addr, cell, check, name) in &probes {
+        for p in &probes {
             scope.spawn(move || {
-                if let Some(healthy) = cell.record(probe::probe(*addr, check), check) {
+                let ok = probe::probe(p.addr, p.check, p.tls);
+                if let Some(healthy) = p.cell.record(ok, p.check) {
                     let state = if healthy { "healthy" } else { "unhealthy" };
-                    log::warn!("upstream {name}: target {addr} is now {state}");
+                    log::warn!("upstream {}: target {} is now {state}", p.group, p.addr);
                 }
             });
         }

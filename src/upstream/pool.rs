@@ -15,6 +15,7 @@ use ahash::AHashMap;
 use super::connection::UpstreamConn;
 use super::liveness::{self, Liveness};
 use crate::config::PoolSettings;
+use crate::tls::UpstreamTls;
 
 /// A connection idle for less than this is handed out without the liveness syscall: under
 /// load connections come back within microseconds, and an upstream that closes one that fast
@@ -51,11 +52,21 @@ impl Pool {
     /// The newest usable idle connection to `addr`, if any; stale ones found on the way are
     /// closed.
     pub fn checkout(&self, addr: SocketAddr) -> Option<UpstreamConn> {
+        self.checkout_for(addr, None)
+    }
+
+    /// [`Pool::checkout`] of a connection made for `tls` (see [`UpstreamConn::made_for`]);
+    /// idle connections made otherwise are closed on the way.
+    pub fn checkout_for(
+        &self,
+        addr: SocketAddr,
+        tls: Option<&UpstreamTls>,
+    ) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
         let queue = idle.get_mut(&addr)?;
         let now = Instant::now();
         while let Some(entry) = queue.pop_back() {
-            if entry.usable(now) {
+            if entry.usable(now) && entry.conn.made_for(tls) {
                 let mut conn = entry.conn;
                 conn.reused = true;
                 return Some(conn);

@@ -28,6 +28,7 @@ pub struct GatewayConfig {
     timeouts: BTreeMap<String, String>,
     upstreams: Vec<String>,
     routes: Vec<String>,
+    tls: Vec<String>,
 }
 
 fn quoted(s: &str) -> String {
@@ -60,6 +61,7 @@ impl GatewayConfig {
             timeouts,
             upstreams: Vec::new(),
             routes: Vec::new(),
+            tls: Vec::new(),
         }
     }
 
@@ -82,6 +84,21 @@ impl GatewayConfig {
     /// Sets a `[server.timeouts]` key to a duration string such as `"300ms"`.
     pub fn timeout(mut self, key: &str, duration: &str) -> Self {
         self.timeouts.insert(key.into(), quoted(duration));
+        self
+    }
+
+    /// A `[[server.tls]]` listener on 127.0.0.1:0 with these extra keys (TOML lines).
+    pub fn tls_listener(mut self, keys: &str) -> Self {
+        self.tls.push(format!(
+            "[[server.tls]]\nlisten = \"127.0.0.1:0\"\n{}\n",
+            keys.trim()
+        ));
+        self
+    }
+
+    /// Raw TOML for one `[[upstreams]]` table.
+    pub fn upstream_raw(mut self, toml: &str) -> Self {
+        self.upstreams.push(toml.trim().to_string() + "\n");
         self
     }
 
@@ -115,12 +132,6 @@ impl GatewayConfig {
         self
     }
 
-    /// A raw `[[upstreams]]` table (for traffic-management keys), appended in order.
-    pub fn upstream_toml(mut self, toml: &str) -> Self {
-        self.upstreams.push(format!("{}\n", toml.trim()));
-        self
-    }
-
     /// Raw TOML for one or more `[[routes]]` tables, appended in order.
     pub fn routes(mut self, toml: &str) -> Self {
         self.routes.push(toml.trim().to_string());
@@ -147,6 +158,10 @@ impl GatewayConfig {
         s.push_str("\n[server.timeouts]\n");
         for (k, v) in &self.timeouts {
             s.push_str(&format!("{k} = {v}\n"));
+        }
+        for t in &self.tls {
+            s.push('\n');
+            s.push_str(t);
         }
         for u in &self.upstreams {
             s.push('\n');
@@ -199,9 +214,11 @@ impl GatewayConfig {
             addrs.iter().all(|a| a.port() != 0),
             "listener without a real port: {addrs:?}"
         );
+        let tls_addrs = server.tls_local_addrs();
         Gateway {
             server: Some(server),
             addrs,
+            tls_addrs,
         }
     }
 }
@@ -210,12 +227,18 @@ impl GatewayConfig {
 pub struct Gateway {
     server: Option<RunningServer>,
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
 }
 
 impl Gateway {
     /// The first listener's address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// The first TLS listener's address.
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls_addrs[0]
     }
 
     pub fn addrs(&self) -> &[SocketAddr] {

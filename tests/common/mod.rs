@@ -13,6 +13,7 @@ pub mod body;
 pub mod client;
 pub mod gateway;
 pub mod process;
+pub mod tls;
 pub mod upstream;
 
 /// How long any blocking read in a test may wait before the test fails.

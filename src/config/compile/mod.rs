@@ -8,10 +8,12 @@ mod control;
 mod matcher;
 mod routes;
 mod server;
+mod tls;
 mod traffic;
 mod upstreams;
 
 use std::ops::{Range, RangeInclusive};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -20,9 +22,11 @@ use super::file::RawConfig;
 use super::units::{DurationValue, SizeValue};
 use super::{line_at, Problem, Snapshot};
 
-/// Checks and compiles `raw`, which was read from `text` (for line numbers).
-pub fn compile(raw: RawConfig, text: &str) -> Result<Snapshot, Vec<Problem>> {
+/// Checks and compiles `raw`, which was read from `text` (for line numbers); relative file
+/// paths in it (certificates, keys) are taken from `base`, the config file's directory.
+pub fn compile(raw: RawConfig, text: &str, base: &Path) -> Result<Snapshot, Vec<Problem>> {
     let mut cx = Ctx::new(text);
+    cx.base = base.to_path_buf();
     let server = server::compile(&mut cx, raw.server.unwrap_or_default());
     let upstreams = upstreams::compile(&mut cx, &raw.upstreams);
     let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams);
@@ -46,6 +50,8 @@ pub fn compile(raw: RawConfig, text: &str) -> Result<Snapshot, Vec<Problem>> {
 pub(super) struct Ctx<'t> {
     text: &'t str,
     problems: Vec<Problem>,
+    /// Directory relative file paths are resolved against.
+    base: PathBuf,
 }
 
 impl<'t> Ctx<'t> {
@@ -53,7 +59,13 @@ impl<'t> Ctx<'t> {
         Ctx {
             text,
             problems: Vec::new(),
+            base: PathBuf::new(),
         }
+    }
+
+    /// `path` as configured, resolved against the config file's directory if relative.
+    fn path(&self, path: &str) -> PathBuf {
+        self.base.join(path)
     }
 
     /// The 1-based line a span starts on.

@@ -7,7 +7,7 @@ use toml::Spanned;
 
 use super::matcher::{self, has_control, is_token};
 use super::{check_name, Ctx};
-use crate::config::file::{RawRespond, RawRoute, RawUpstream};
+use crate::config::file::{RawRedirect, RawRespond, RawRoute, RawUpstream};
 use crate::config::{HostPolicy, ProxyAction, Route, RouteAction, StaticResponse, UpstreamId};
 use crate::router::{Rewrite, RouteMatcher, Router};
 
@@ -133,8 +133,26 @@ fn route(
     let route = Route {
         name: raw.name.get_ref().clone(),
         action,
+        redirect_https: redirect_https(cx, &key, raw),
     };
     Some((matcher, route))
+}
+
+/// `redirect_https = true` (port 443) or a port; `false` or absent means none.
+fn redirect_https(cx: &mut Ctx<'_>, key: &str, raw: &RawRoute) -> Option<u16> {
+    let value = raw.redirect_https.as_ref()?;
+    match *value.get_ref() {
+        RawRedirect::Enabled(true) => Some(443),
+        RawRedirect::Enabled(false) => None,
+        RawRedirect::Port(port) => match u16::try_from(port) {
+            Ok(port) if port > 0 => Some(port),
+            _ => {
+                let message = format!("{port} is out of range: expected true, false or 1 to 65535");
+                cx.problem(format!("{key}.redirect_https"), Some(value.span()), message);
+                None
+            }
+        },
+    }
 }
 
 fn proxy(

@@ -32,8 +32,12 @@ pub const DEFAULT_BODY_IDLE: Duration = Duration::from_secs(30);
 
 /// Compiles `[server]` (an absent table arrives as all-`None`).
 pub(super) fn compile(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
+    let listen = listen(cx, &raw);
+    let tls = super::tls::listeners(cx, &raw.tls, &listen);
     ServerSettings {
-        listen: listen(cx, &raw),
+        identity_headers: super::tls::identity_headers(&tls),
+        tls,
+        listen,
         workers: workers(cx, &raw),
         pin_workers: raw.pin_workers.unwrap_or(true),
         driver: match raw.driver.unwrap_or(RawDriver::Auto) {
@@ -53,8 +57,11 @@ fn listen(cx: &mut Ctx<'_>, raw: &RawServer) -> Vec<SocketAddr> {
     let Some(list) = &raw.listen else {
         return vec![SocketAddr::from(([127, 0, 0, 1], 8080))];
     };
-    if list.get_ref().is_empty() {
-        let message = format!("at least one address is required, e.g. [\"{DEFAULT_LISTEN}\"]");
+    // An HTTPS-only gateway lists its listeners in [[server.tls]] and none here.
+    if list.get_ref().is_empty() && raw.tls.is_empty() {
+        let message = format!(
+            "at least one address is required, e.g. [\"{DEFAULT_LISTEN}\"] (or a [[server.tls]] listener)"
+        );
         cx.problem("server.listen", Some(list.span()), message);
     }
     let mut seen: HashMap<SocketAddr, usize> = HashMap::new();

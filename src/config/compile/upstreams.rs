@@ -94,8 +94,13 @@ fn upstream(cx: &mut Ctx<'_>, key: &str, up: &RawUpstream) -> Upstream {
         DEFAULT_POOL_IDLE_TIMEOUT,
     );
     let t = up.timeouts.as_ref();
+    let tls = up
+        .tls
+        .as_ref()
+        .and_then(|tls| super::tls::upstream_tls(cx, &format!("{key}.tls"), tls));
     Upstream {
         name: up.name.get_ref().clone(),
+        tls,
         targets,
         pool: PoolSettings {
             max_idle_per_target: usize::try_from(max_idle).unwrap_or(0),
