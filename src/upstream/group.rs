@@ -277,37 +277,36 @@ impl Groups {
         now: Instant,
     ) -> Result<Picked, Refusal> {
         self.with(id, up, now, |g| {
-            let set = Arc::clone(&g.set);
+            // Disjoint field borrows: no reference-count traffic on the shared set.
+            let GroupState {
+                set,
+                loads,
+                passive,
+                balancer,
+                counters,
+                ..
+            } = g;
             let input = PickInput {
                 weights: &set.weights,
-                loads: &g.loads,
+                loads,
                 hash,
                 ring: set.ring.as_ref(),
             };
             let healthy = |i: usize| set.health[i].is_healthy();
-            let passive = &g.passive;
-            let picked = g
-                .balancer
+            let picked = balancer
                 .pick(&input, |i| {
                     healthy(i) && !passive[i].is_ejected(now) && !tried.contains(i)
                 })
-                .or_else(|| {
-                    g.balancer
-                        .pick(&input, |i| healthy(i) && !passive[i].is_ejected(now))
-                })
-                .or_else(|| g.balancer.pick(&input, healthy));
+                .or_else(|| balancer.pick(&input, |i| healthy(i) && !passive[i].is_ejected(now)))
+                .or_else(|| balancer.pick(&input, healthy));
             let Some(index) = picked else {
-                g.counters.no_healthy_target += 1;
-                let wait = up
-                    .health
-                    .as_ref()
-                    .map_or(Duration::from_secs(1), |h| h.interval);
-                return Err(Refusal::NoHealthyTarget(wait));
+                counters.no_healthy_target += 1;
+                return Err(Refusal::NoHealthyTarget(retry_wait(up)));
             };
             g.loads[index].in_flight += 1;
             Ok(Picked {
                 index,
-                addr: set.targets[index].addr,
+                addr: g.set.targets[index].addr,
             })
         })
     }
