@@ -9,6 +9,7 @@
 //!   smuggling impossible, chunked bodies, and head writing with proxy semantics.
 //! - [`router`]: path normalization and the compiled route matcher.
 //! - [`proxy`]: the per-connection request pipeline and the upstream exchange.
+//! - [`traffic`]: route-level traffic management: version rules, weighted splits, mirroring.
 //! - [`upstream`]: per-worker keep-alive pools and target selection.
 //! - [`metrics`]: per-worker recording, merging on the control thread, Prometheus text.
 //! - [`access_log`]: per-worker batched access-log lines and the writer thread.
@@ -25,4 +26,5 @@ pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod tls;
+pub mod traffic;
 pub mod upstream;

@@ -135,11 +135,13 @@ driver_tests! {
                     assert_eq!(json_field(line, "path"), "/hello");
                     assert_eq!(json_field(line, "upstream_ms"), "null");
                     assert_eq!(json_field(line, "upstream_addr"), "-");
+                    assert_eq!(json_field(line, "upstream"), "");
                 }
                 "api" => {
                     assert_eq!(json_field(line, "path"), "/api/item?q=1");
                     assert!(json_field(line, "upstream_ms").parse::<f64>().is_ok(), "{line}");
                     assert_eq!(json_field(line, "upstream_addr"), upstream);
+                    assert_eq!(json_field(line, "upstream"), "echo");
                 }
                 other => panic!("unexpected route {other}: {line}"),
             }
@@ -174,6 +176,7 @@ driver_tests! {
                 assert!(line.contains("\"GET /api/item?q=1 HTTP/1.1\""), "{line}");
                 assert!(line.contains(" route=\"api\""), "{line}");
                 assert!(line.contains(&upstream), "{line}");
+                assert!(line.contains(" upstream=\"echo\" "), "{line}");
             }
         }
         drop(gw);

@@ -43,6 +43,9 @@ pub struct Entry<'a> {
     pub route: &'a str,
     /// The upstream target actually used, if any.
     pub upstream_addr: Option<SocketAddr>,
+    /// The upstream group that served the request (the one a split or version rule chose);
+    /// empty when none.
+    pub upstream: &'a str,
     /// Worker index.
     pub worker: usize,
     /// The W3C trace id (32 hex digits), if a head was parsed.
@@ -86,6 +89,8 @@ pub fn write_json(out: &mut Vec<u8>, e: &Entry<'_>) {
     json_escape(out, e.route.as_bytes());
     out.extend_from_slice(b"\",\"upstream_addr\":\"");
     write_addr(out, e.upstream_addr);
+    out.extend_from_slice(b"\",\"upstream\":\"");
+    json_escape(out, e.upstream.as_bytes());
     let _ = write!(out, "\",\"worker\":{},\"trace_id\":", e.worker);
     match e.trace_id {
         Some(id) => {
@@ -99,7 +104,7 @@ pub fn write_json(out: &mut Vec<u8>, e: &Entry<'_>) {
 }
 
 /// `client - - [time] "METHOD path PROTO" status bytes "referer" "user-agent"` followed by
-/// `request_id="…" duration_ms=… upstream_ms=… route="…" upstream_addr=… worker=…
+/// `request_id="…" duration_ms=… upstream_ms=… route="…" upstream_addr=… upstream="…" worker=…
 /// trace_id=…`; a missing value is `-`.
 pub fn write_combined(out: &mut Vec<u8>, e: &Entry<'_>) {
     let _ = write!(out, "{} - - [", e.client.ip());
@@ -131,7 +136,9 @@ pub fn write_combined(out: &mut Vec<u8>, e: &Entry<'_>) {
     clf_field(out, e.route.as_bytes());
     out.extend_from_slice(b"\" upstream_addr=");
     write_addr(out, e.upstream_addr);
-    let _ = write!(out, " worker={} trace_id=", e.worker);
+    out.extend_from_slice(b" upstream=\"");
+    clf_field(out, e.upstream.as_bytes());
+    let _ = write!(out, "\" worker={} trace_id=", e.worker);
     match e.trace_id {
         Some(id) => out.extend_from_slice(id),
         None => out.push(b'-'),
@@ -331,6 +338,7 @@ mod tests {
             upstream_duration: Some(Duration::from_micros(987)),
             route: "all",
             upstream_addr: Some("10.0.0.1:80".parse().expect("addr")),
+            upstream: "users-v2",
             worker: 3,
             trace_id: Some(b"0123456789abcdef0123456789abcdef"),
             referer: b"",
@@ -347,15 +355,19 @@ mod tests {
              \"client\":\"127.0.0.1:5555\",\"method\":\"GET\",\"path\":\"/p?q=\\\"1\\\"\",\
              \"status\":200,\"bytes_in\":40,\"bytes_out\":120,\"duration_ms\":1234.567,\
              \"upstream_ms\":0.987,\"route\":\"all\",\"upstream_addr\":\"10.0.0.1:80\",\
-             \"worker\":3,\"trace_id\":\"0123456789abcdef0123456789abcdef\"}\n"
+             \"upstream\":\"users-v2\",\"worker\":3,\"trace_id\":\"0123456789abcdef0123456789abcdef\"}\n"
         );
         let mut none = entry();
         none.upstream_duration = None;
         none.upstream_addr = None;
+        none.upstream = "";
         none.trace_id = None;
         let line = text(|o| write_line(o, Format::Json, &none));
         assert!(line.contains("\"upstream_ms\":null,"), "{line}");
-        assert!(line.contains("\"upstream_addr\":\"-\","), "{line}");
+        assert!(
+            line.contains("\"upstream_addr\":\"-\",\"upstream\":\"\","),
+            "{line}"
+        );
         assert!(line.ends_with("\"trace_id\":null}\n"), "{line}");
     }
 
@@ -366,19 +378,22 @@ mod tests {
             line,
             "127.0.0.1 - - [31/Dec/2026:23:59:59 +0000] \"GET /p?q=\\x221\\x22 HTTP/1.1\" 200 120 \
              \"-\" \"curl/8\" request_id=\"rid-1\" bytes_in=40 duration_ms=1234.567 \
-             upstream_ms=0.987 route=\"all\" upstream_addr=10.0.0.1:80 worker=3 \
+             upstream_ms=0.987 route=\"all\" upstream_addr=10.0.0.1:80 upstream=\"users-v2\" worker=3 \
              trace_id=0123456789abcdef0123456789abcdef\n"
         );
         let mut bad = entry();
         bad.method = b"";
         bad.upstream_duration = None;
         bad.upstream_addr = None;
+        bad.upstream = "";
         bad.trace_id = None;
         bad.route = "";
         let line = text(|o| write_line(o, Format::Combined, &bad));
         assert!(line.contains("] \"-\" 200 120 "), "{line}");
         assert!(
-            line.ends_with("upstream_ms=- route=\"-\" upstream_addr=- worker=3 trace_id=-\n"),
+            line.ends_with(
+                "upstream_ms=- route=\"-\" upstream_addr=- upstream=\"-\" worker=3 trace_id=-\n"
+            ),
             "{line}"
         );
     }

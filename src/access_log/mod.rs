@@ -302,6 +302,7 @@ mod tests {
             upstream_duration: None,
             route: "r",
             upstream_addr: None,
+            upstream: "",
             worker: 0,
             trace_id: None,
             referer: b"",

@@ -351,6 +351,14 @@ pub struct RawRoute {
     pub matcher: Option<RawMatch>,
     /// Upstream name (proxy route).
     pub upstream: Option<Spanned<String>>,
+    /// Weighted split across upstream groups (proxy route, instead of `upstream`).
+    pub split: Option<Spanned<Vec<RawSplitEntry>>>,
+    /// What keeps a client on one side of `split`: `cookie:NAME`, `header:NAME` or `ip`.
+    pub sticky: Option<Spanned<String>>,
+    /// Header and cookie rules that pick a group before `split`/`upstream`.
+    pub versions: Option<Vec<RawVersion>>,
+    /// A share of requests copied to a shadow group.
+    pub mirror: Option<RawMirror>,
     /// Prefix removed before forwarding.
     pub strip_prefix: Option<Spanned<String>>,
     /// Path template the forwarded path is rewritten to.
@@ -396,6 +404,43 @@ impl Visitor<'_> for RedirectVisitor {
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
         Ok(RawRedirect::Port(v))
     }
+}
+
+/// One `split` entry: `{ upstream = "users-v2", weight = 5 }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSplitEntry {
+    /// Upstream group name.
+    pub upstream: Spanned<String>,
+    /// Relative share.
+    pub weight: Spanned<i64>,
+}
+
+/// One `versions` rule: `{ header = "X-Api-Version", value = "2", upstream = "users-v2" }`
+/// or `{ cookie = "canary", value = "1", upstream = "users-v2" }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVersion {
+    /// Header name (exactly one of `header` and `cookie`).
+    pub header: Option<Spanned<String>>,
+    /// Cookie name.
+    pub cookie: Option<Spanned<String>>,
+    /// Required value; absent means any value.
+    pub value: Option<Spanned<String>>,
+    /// Upstream group name.
+    pub upstream: Spanned<String>,
+}
+
+/// `mirror = { upstream = "shadow", percent = 10, max_in_flight = 32 }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMirror {
+    /// Shadow upstream group name.
+    pub upstream: Spanned<String>,
+    /// Share of requests copied, 0 < percent <= 100 (default 100).
+    pub percent: Option<Spanned<f64>>,
+    /// Mirrors in flight per worker for this route (default 32).
+    pub max_in_flight: Option<Spanned<i64>>,
 }
 
 /// `match = { ... }`.

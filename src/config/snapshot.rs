@@ -9,6 +9,7 @@ use std::time::Duration;
 pub use crate::access_log::{AccessLogSettings, Destination as AccessLogDestination};
 use crate::router::{Rewrite, Router};
 pub use crate::tls::{TlsListener, UpstreamTls};
+pub use crate::traffic::{DefaultGroup, GroupChoice, MirrorSettings};
 pub use crate::upstream::{
     Balance, BreakerPolicy, Discovery, HashKey, HealthCheck, LiveTargets, PassivePolicy,
     RetryPolicy, StatusRange, TargetSpec,
@@ -180,8 +181,10 @@ pub struct UpstreamId(pub usize);
 /// How a proxied route forwards its requests.
 #[derive(Debug)]
 pub struct ProxyAction {
-    /// The upstream group.
-    pub upstream: UpstreamId,
+    /// Which upstream group serves a request: version rules, then the split or the one group.
+    pub groups: GroupChoice,
+    /// A share of requests copied to a shadow group, if configured.
+    pub mirror: Option<MirrorSettings>,
     /// A leading path prefix removed before forwarding (segment-aware).
     pub strip_prefix: Option<String>,
     /// A path template the forwarded path is rewritten to (applied after `strip_prefix`).

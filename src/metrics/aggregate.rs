@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::delta::MetricsDelta;
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, StatusClass};
+use super::record::{ErrorCause, MirrorOutcome, StatusClass};
 use super::DeltaReceiver;
 use crate::upstream::{GroupCounters, GroupReport};
 
@@ -73,6 +73,7 @@ pub struct Aggregator {
     pub(super) traffic: BTreeMap<String, GroupCounters>,
     /// The latest group state each worker reported, by (group, worker).
     pub(super) group_state: BTreeMap<(String, usize), GroupReport>,
+    pub(super) mirror: [u64; MirrorOutcome::ALL.len()],
 }
 
 /// One active-health cell as the control side reads it.
@@ -117,6 +118,7 @@ impl Aggregator {
         self.pool_hits = self.pool_hits.saturating_add(delta.pool_hits);
         self.pool_misses = self.pool_misses.saturating_add(delta.pool_misses);
         add_counts(&mut self.errors, &delta.errors);
+        add_counts(&mut self.mirror, &delta.mirror);
         for g in delta.groups {
             let t = self.traffic.entry(g.name.clone()).or_default();
             let c = &g.counters;
@@ -172,6 +174,11 @@ impl Aggregator {
     /// Errors of one cause since start.
     pub fn errors(&self, cause: ErrorCause) -> u64 {
         self.errors[cause.index()]
+    }
+
+    /// Mirror outcomes of one kind since start.
+    pub fn mirror(&self, outcome: MirrorOutcome) -> u64 {
+        self.mirror[outcome.index()]
     }
 
     /// Pool hits and misses since start.

@@ -3,7 +3,7 @@
 //! Plain owned data (`Send`); built once per merge interval, off the per-request path.
 
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, StatusClass};
+use super::record::{ErrorCause, MirrorOutcome, StatusClass};
 
 /// One route's interval.
 #[derive(Clone, Debug)]
@@ -51,6 +51,8 @@ pub struct MetricsDelta {
     pub errors: [u64; ErrorCause::ALL.len()],
     /// The worker's upstream groups: breaker state, ejected targets, traffic counters.
     pub groups: Vec<crate::upstream::GroupReport>,
+    /// Mirror outcomes in the interval, indexed by [`MirrorOutcome::index`].
+    pub mirror: [u64; MirrorOutcome::ALL.len()],
 }
 
 impl MetricsDelta {
@@ -61,5 +63,6 @@ impl MetricsDelta {
             && self.pool_hits == 0
             && self.pool_misses == 0
             && self.errors.iter().all(|&e| e == 0)
+            && self.mirror.iter().all(|&m| m == 0)
     }
 }

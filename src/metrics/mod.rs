@@ -24,7 +24,7 @@ pub use aggregate::{
 };
 pub use delta::{MetricsDelta, RouteDelta, UpstreamDelta};
 pub use histogram::{LatencyHistogram, HIGHEST_MICROS, LOWEST_MICROS, SIGNIFICANT_DIGITS};
-pub use record::{ErrorCause, RequestRecord, StatusClass};
+pub use record::{ErrorCause, MirrorOutcome, RequestRecord, StatusClass};
 pub use recorder::WorkerMetrics;
 
 /// The worker's end of the delta channel.

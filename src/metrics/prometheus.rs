@@ -8,7 +8,7 @@ use std::fmt::{self, Display, Write};
 
 use super::aggregate::{Aggregator, ProcessInfo};
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, StatusClass};
+use super::record::{ErrorCause, MirrorOutcome, StatusClass};
 
 /// Histogram bucket upper bounds: microseconds for the HDR lookup, and the `le` label.
 const BUCKETS: [(u64, &str); 14] = [
@@ -189,6 +189,16 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
     for cause in ErrorCause::ALL {
         let n = agg.errors[cause.index()];
         w.sample("ringgate_errors_total", &[("cause", cause.label())], n)?;
+    }
+    w.family(
+        "ringgate_mirror_requests_total",
+        "Requests sampled for mirroring, by outcome.",
+        "counter",
+    )?;
+    for outcome in MirrorOutcome::ALL {
+        let n = agg.mirror[outcome.index()];
+        let labels = [("outcome", outcome.label())];
+        w.sample("ringgate_mirror_requests_total", &labels, n)?;
     }
 
     w.family(

@@ -151,6 +151,7 @@ fn help_and_type_appear_once_per_family_before_its_samples() {
         "ringgate_pool_hits_total",
         "ringgate_pool_misses_total",
         "ringgate_errors_total",
+        "ringgate_mirror_requests_total",
         "ringgate_worker_info",
         "ringgate_config_reloads_total",
         "ringgate_config_reload_failures_total",

@@ -25,6 +25,49 @@ pub struct RequestRecord<'a> {
     pub bytes_out: u64,
 }
 
+/// What became of a request a route's `mirror` sampled; one counter each in
+/// `ringgate_mirror_requests_total{outcome}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MirrorOutcome {
+    /// A copy went to the shadow group.
+    Mirrored,
+    /// Over the route's `max_in_flight` on this worker: not copied.
+    Dropped,
+    /// The request's body was not in hand whole (large or chunked): not copied.
+    Skipped,
+    /// The shadow answered; its response was read and discarded.
+    Completed,
+    /// The shadow exchange failed (connect, write, timeout, bad response).
+    Failed,
+}
+
+impl MirrorOutcome {
+    /// Every outcome, in counter order.
+    pub const ALL: [MirrorOutcome; 5] = [
+        MirrorOutcome::Mirrored,
+        MirrorOutcome::Dropped,
+        MirrorOutcome::Skipped,
+        MirrorOutcome::Completed,
+        MirrorOutcome::Failed,
+    ];
+
+    /// Index into per-outcome counter arrays (position in [`MirrorOutcome::ALL`]).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `outcome` label value.
+    pub const fn label(self) -> &'static str {
+        match self {
+            MirrorOutcome::Mirrored => "mirrored",
+            MirrorOutcome::Dropped => "dropped",
+            MirrorOutcome::Skipped => "skipped",
+            MirrorOutcome::Completed => "completed",
+            MirrorOutcome::Failed => "failed",
+        }
+    }
+}
+
 /// Why a request or connection failed; one counter each in `ringgate_errors_total{cause}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCause {

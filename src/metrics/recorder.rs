@@ -11,7 +11,7 @@ use ahash::AHashMap;
 
 use super::delta::{MetricsDelta, RouteDelta, UpstreamDelta};
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, RequestRecord, StatusClass};
+use super::record::{ErrorCause, MirrorOutcome, RequestRecord, StatusClass};
 
 /// Counters for one route since the last delta.
 #[derive(Debug, Default)]
@@ -197,6 +197,7 @@ impl WorkerMetrics {
             pool_misses: self.pool_misses.replace(0),
             errors: std::array::from_fn(|i| self.errors[i].replace(0)),
             groups: Vec::new(),
+            mirror: [0; MirrorOutcome::ALL.len()],
         }
     }
 }

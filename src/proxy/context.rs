@@ -17,6 +17,7 @@ use crate::access_log::{Sink, FLUSH_INTERVAL};
 use crate::config::Snapshot;
 use crate::metrics::{MetricsDelta, WorkerMetrics};
 use crate::server::Drain;
+use crate::traffic::TrafficState;
 use crate::upstream::{Groups, Pool};
 
 /// Everything one worker owns.
@@ -34,6 +35,7 @@ pub struct WorkerContext {
     request_ids: RequestIds,
     trace_ids: TraceIds,
     metrics: WorkerMetrics,
+    traffic: TrafficState,
     access_log: Option<Sink>,
 }
 
@@ -56,6 +58,7 @@ impl WorkerContext {
             request_ids: RequestIds::new(id),
             trace_ids: TraceIds::new(id),
             metrics: WorkerMetrics::new(id),
+            traffic: TrafficState::new(),
             access_log,
         }
     }
@@ -106,6 +109,19 @@ impl WorkerContext {
         &self.metrics
     }
 
+    /// The worker's split counters and mirroring state.
+    pub fn traffic(&self) -> &TrafficState {
+        &self.traffic
+    }
+
+    /// The interval's metrics delta, mirror outcomes and upstream group state included.
+    fn take_delta(&self) -> MetricsDelta {
+        let mut delta = self.metrics.take_delta();
+        delta.mirror = self.traffic.mirrors().take_counts();
+        delta.groups = self.upstreams.report(Instant::now());
+        delta
+    }
+
     /// The worker's access log, if one is configured.
     pub fn access_log(&self) -> Option<&Sink> {
         self.access_log.as_ref()
@@ -142,13 +158,6 @@ impl WorkerContext {
         let _ = deltas.try_send(ctx.take_delta());
     }
 
-    /// The interval's metrics with the upstream groups' state attached.
-    fn take_delta(&self) -> MetricsDelta {
-        let mut delta = self.metrics.take_delta();
-        delta.groups = self.upstreams.report(Instant::now());
-        delta
-    }
-
     /// Task: closes expired idle upstream connections until the worker drains.
     pub async fn sweep_idle_connections(ctx: Rc<Self>) {
         let drain = Rc::clone(&ctx.drain);
@@ -156,7 +165,9 @@ impl WorkerContext {
             monoio::select! {
                 _ = drain.started() => break,
                 _ = monoio::time::sleep(crate::upstream::SWEEP_INTERVAL) => {
-                    ctx.pool.sweep(Instant::now());
+                    let now = Instant::now();
+                    ctx.pool.sweep(now);
+                    ctx.traffic.mirrors().sweep(now);
                 }
             }
         }

@@ -11,7 +11,7 @@ use super::connection::{find_header, ClientConn};
 use super::context::WorkerContext;
 use super::trace::TraceContext;
 use crate::access_log::Entry;
-use crate::config::{RouteAction, Snapshot};
+use crate::config::{Snapshot, UpstreamId};
 use crate::http::{HeaderSpan, RequestHead, Version};
 use crate::metrics::RequestRecord;
 use crate::server::ConnectionGuard;
@@ -51,6 +51,8 @@ pub(super) struct Exchange {
     pub(super) trace: Option<TraceContext>,
     /// The upstream target the request went to, if any.
     pub(super) target: Option<SocketAddr>,
+    /// The upstream group the route chose for the request, if it was proxied.
+    pub(super) group: Option<UpstreamId>,
 }
 
 impl Exchange {
@@ -63,6 +65,7 @@ impl Exchange {
             upstream: None,
             trace: None,
             target: None,
+            group: None,
         }
     }
 }
@@ -121,10 +124,10 @@ impl ClientConn {
             .params
             .route_index()
             .and_then(|i| snapshot.router.get(i));
-        let upstream = route.and_then(|r| match &r.action {
-            RouteAction::Proxy(action) => Some(snapshot.upstream(action.upstream).name.as_str()),
-            RouteAction::Respond(_) => None,
-        });
+        let upstream = self
+            .exchange
+            .group
+            .map(|id| snapshot.upstream(id).name.as_str());
         let route_name = route.map_or("", |r| r.name.as_str());
         let duration = self.exchange.started.elapsed();
         ctx.metrics().record_request(&RequestRecord {
@@ -152,6 +155,7 @@ impl ClientConn {
                 upstream_duration: self.exchange.upstream,
                 route: route_name,
                 upstream_addr: self.exchange.target,
+                upstream: upstream.unwrap_or_default(),
                 worker: log.worker(),
                 trace_id: self.exchange.trace.as_ref().map(TraceContext::trace_id),
                 referer: fields.field(2),

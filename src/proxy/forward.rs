@@ -19,7 +19,7 @@ use super::body::{relay, BodyEnd, RelayError, RelayOptions};
 use super::connection::{ClientConn, Next, BODY_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
-use crate::config::{HostPolicy, ProxyAction, Snapshot, Upstream};
+use crate::config::{HostPolicy, ProxyAction, Snapshot, Upstream, UpstreamId};
 use crate::http::writer::{
     must_dechunk, write_continue, write_downstream_response, write_upstream_request,
     DownstreamInfo, ForwardInfo,
@@ -52,18 +52,20 @@ impl ClientConn {
                 return Err(ProxyError::BodyTooLarge);
             }
         }
-        let upstream = snapshot.upstream(action.upstream);
+        let id = self.choose_group(ctx, &action.groups);
+        self.exchange.group = Some(id);
+        let upstream = snapshot.upstream(id);
         let groups = ctx.upstreams();
         // Refused before anything of the request is consumed, so the connection stays usable.
         let ticket = groups
-            .admit(action.upstream, upstream, Instant::now())
+            .admit(id, upstream, Instant::now())
             .map_err(refused_early)?;
-        let result = self.forward_admitted(ctx, snapshot, action, head).await;
+        let result = self.forward_admitted(ctx, snapshot, action, head, id).await;
         let success = match &result {
             Ok(_) => Some(self.exchange.status < 500),
             Err(e) => e.upstream_failed().map(|failed| !failed),
         };
-        groups.settle(action.upstream, upstream, ticket, success, Instant::now());
+        groups.settle(id, upstream, ticket, success, Instant::now());
         result
     }
 
@@ -74,19 +76,24 @@ impl ClientConn {
         snapshot: &Snapshot,
         action: &ProxyAction,
         head: &RequestHead,
+        id: UpstreamId,
     ) -> Result<Next, ProxyError> {
-        let upstream = snapshot.upstream(action.upstream);
+        let upstream = snapshot.upstream(id);
         let hash = self.balance_hash(upstream);
         self.write_upstream_head(snapshot, head, action);
         self.input.consume(head.head_len);
         self.await_small_body(snapshot, head).await?;
         let body_in_hand = self.take_buffered_body(head);
+        let mirror = action
+            .mirror
+            .as_ref()
+            .and_then(|m| self.take_mirror(ctx, snapshot, m, head, body_in_hand));
         if let BodyFraming::Length(n) = head.framing {
             self.exchange.bytes_in += n;
         }
         let idempotent = head.method_kind.is_idempotent();
         let plan = Plan {
-            id: action.upstream,
+            id,
             hash,
             body_in_hand,
             replayable: body_in_hand && idempotent,
@@ -97,6 +104,9 @@ impl ClientConn {
             .exchange_with(ctx, snapshot, head, upstream, plan)
             .await;
         self.exchange.upstream = Some(upstream_started.elapsed());
+        if let Some(mirror) = mirror {
+            mirror.start();
+        }
         result
     }
 

@@ -4,7 +4,8 @@
 //! accept ─▶ read head (codec, limits, head_read timeout) ─▶ request id ─▶ trace context
 //!        ─▶ normalize target ─▶ route match
 //!        ─▶ respond route: answer from the snapshot
-//!        ─▶ proxy route:  upstream head ─▶ pooled or fresh connection ─▶ send head (+ body)
+//!        ─▶ proxy route:  choose group (versions, split) ─▶ upstream head (─▶ mirror copy)
+//!                         ─▶ pooled or fresh connection ─▶ send head (+ body)
 //!                         ─▶ response head ─▶ client head ─▶ stream body ─▶ pool check-in
 //!        ─▶ record (metrics, access log)
 //!        ─▶ next request on the connection (keep-alive, pipelining), park when idle, or close
@@ -14,6 +15,7 @@
 //! - `connection`: the client side and the request loop (read head, route);
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
 //! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
+//! - `traffic`: choosing the route's upstream group (versions, split) and mirroring.
 //! - `exchange`: what the exchange did, recorded into metrics and the access log;
 //! - `idle`: connections parked without buffers between requests;
 //! - `error`: every failure mapped to the client's answer in one table;
@@ -34,6 +36,7 @@ mod idle;
 mod request_id;
 mod secure;
 mod trace;
+mod traffic;
 
 pub use connection::serve_connection;
 pub use context::WorkerContext;

@@ -311,6 +311,23 @@ impl Groups {
         })
     }
 
+    /// A target for a request that is not tracked (a mirrored copy): healthy and not ejected
+    /// if possible, without counting it in flight or feeding its outcome back.
+    pub fn pick_untracked(
+        &self,
+        id: UpstreamId,
+        up: &Upstream,
+        now: Instant,
+    ) -> Option<SocketAddr> {
+        let picked = self.pick(id, up, None, Tried::default(), now).ok()?;
+        self.with(id, up, now, |g| {
+            if let Some(i) = g.index(picked) {
+                g.loads[i].in_flight = g.loads[i].in_flight.saturating_sub(1);
+            }
+        });
+        Some(picked.addr)
+    }
+
     /// Ends an attempt on `picked`: in-flight count down, latency into the EWMA (on success),
     /// and the outcome into passive health (`None`: neither success nor failure).
     pub fn finish(

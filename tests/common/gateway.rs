@@ -6,12 +6,16 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use ringgate::config;
+use ringgate::metrics::{Aggregator, MetricsDelta};
 use ringgate::server::{DriverKind, RunningServer, Server};
+
+use super::IO_TIMEOUT;
 
 /// The upstream pool [`GatewayConfig::upstream`] writes.
 pub const DEFAULT_POOL: &str = r#"max_idle_per_target = 64, idle_timeout = "30s""#;
@@ -29,6 +33,7 @@ pub struct GatewayConfig {
     upstreams: Vec<String>,
     routes: Vec<String>,
     tls: Vec<String>,
+    merge_interval: Option<String>,
 }
 
 fn quoted(s: &str) -> String {
@@ -62,6 +67,7 @@ impl GatewayConfig {
             upstreams: Vec::new(),
             routes: Vec::new(),
             tls: Vec::new(),
+            merge_interval: None,
         }
     }
 
@@ -99,6 +105,12 @@ impl GatewayConfig {
     /// Raw TOML for one `[[upstreams]]` table.
     pub fn upstream_raw(mut self, toml: &str) -> Self {
         self.upstreams.push(toml.trim().to_string() + "\n");
+        self
+    }
+
+    /// Sets `[metrics] merge_interval` (e.g. `"100ms"`), for tests that read the metrics.
+    pub fn merge_interval(mut self, duration: &str) -> Self {
+        self.merge_interval = Some(duration.to_string());
         self
     }
 
@@ -163,6 +175,9 @@ impl GatewayConfig {
             s.push('\n');
             s.push_str(t);
         }
+        if let Some(interval) = &self.merge_interval {
+            s.push_str(&format!("\n[metrics]\nmerge_interval = \"{interval}\"\n"));
+        }
         for u in &self.upstreams {
             s.push('\n');
             s.push_str(u);
@@ -215,10 +230,17 @@ impl GatewayConfig {
             "listener without a real port: {addrs:?}"
         );
         let tls_addrs = server.tls_local_addrs();
+        // Workers drop deltas when the channel is full, so a test that reads the metrics
+        // gets a collector that merges them as they come.
+        let metrics = self
+            .merge_interval
+            .is_some()
+            .then(|| MetricsCollector::start(server.metrics_receiver()));
         Gateway {
             server: Some(server),
             addrs,
             tls_addrs,
+            metrics,
         }
     }
 }
@@ -228,6 +250,43 @@ pub struct Gateway {
     server: Option<RunningServer>,
     addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
+    /// Merges the workers' metric deltas (nothing else drains them in-process); only when
+    /// the config set `merge_interval`.
+    metrics: Option<MetricsCollector>,
+}
+
+/// A thread that merges metric deltas as they arrive, until dropped.
+struct MetricsCollector {
+    shared: Arc<(Mutex<Aggregator>, Condvar)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl MetricsCollector {
+    fn start(rx: crossbeam_channel::Receiver<MetricsDelta>) -> Self {
+        let shared = Arc::new((Mutex::new(Aggregator::new()), Condvar::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_shared, thread_stop) = (Arc::clone(&shared), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !thread_stop.load(Ordering::SeqCst) {
+                match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(delta) => {
+                        let (agg, changed) = &*thread_shared;
+                        agg.lock().unwrap_or_else(|e| e.into_inner()).merge(delta);
+                        changed.notify_all();
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        });
+        MetricsCollector { shared, stop }
+    }
+}
+
+impl Drop for MetricsCollector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Gateway {
@@ -255,6 +314,29 @@ impl Gateway {
             .as_ref()
             .map(|s| s.drivers())
             .unwrap_or_default()
+    }
+
+    /// Waits until `done` holds on the merged metrics, and returns them; panics after
+    /// [`IO_TIMEOUT`]. Needs `merge_interval` in the config (deltas arrive that often).
+    pub fn metrics_until(&self, done: impl Fn(&Aggregator) -> bool) -> Aggregator {
+        let collector = self
+            .metrics
+            .as_ref()
+            .expect("set GatewayConfig::merge_interval to read the metrics");
+        let (agg, changed) = &*collector.shared;
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut guard = agg.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if done(&guard) {
+                return guard.clone();
+            }
+            let now = Instant::now();
+            assert!(now < deadline, "metrics never matched: {:?}", *guard);
+            guard = changed
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// Swaps in a new configuration.

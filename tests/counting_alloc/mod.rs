@@ -56,13 +56,28 @@ const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: alloc
 
 /// Allocations per proxied request through a one-worker gateway on `driver`, with `extra`
 /// appended to its config (e.g. an `[access_log]` table).
+// Each including test binary uses some of the entry points.
+#[allow(dead_code)]
 pub fn per_proxied_request(driver: &str, extra: &str) -> f64 {
-    per_proxied_request_with(driver, "", extra)
+    measure(driver, "", "upstream = \"b\"", extra)
 }
 
-/// [`per_proxied_request`] with `group_keys` added to the upstream group (balancing, retries,
+/// [`per_proxied_request`] with `group_keys` added to upstream group `b` (balancing, retries,
 /// breaker: the traffic-management state on the hot path).
+#[allow(dead_code)]
 pub fn per_proxied_request_with(driver: &str, group_keys: &str, extra: &str) -> f64 {
+    measure(driver, group_keys, "upstream = \"b\"", extra)
+}
+
+/// Allocations per request through a route `all` whose keys are `route` (it may send to
+/// upstream groups `b` and `b2`, both the fixed backend), with `extra` appended to the config.
+#[allow(dead_code)]
+pub fn per_request_through(driver: &str, route: &str, extra: &str) -> f64 {
+    measure(driver, "", route, extra)
+}
+
+/// One measurement: group `b` gets `group_keys`, route `all` gets `route`.
+fn measure(driver: &str, group_keys: &str, route: &str, extra: &str) -> f64 {
     // The count is process-wide: one measurement at a time, or a test starting its gateway
     // (config parsing, threads) would be counted in another's window.
     let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
@@ -78,9 +93,12 @@ driver = "{driver}"
 name = "b"
 targets = [ {{ addr = "{upstream_addr}" }} ]
 {group_keys}
+[[upstreams]]
+name = "b2"
+targets = [ {{ addr = "{upstream_addr}" }} ]
 [[routes]]
 name = "all"
-upstream = "b"
+{route}
 {extra}
 "#
     );

@@ -6,6 +6,7 @@
 
 mod control;
 mod matcher;
+mod route_traffic;
 mod routes;
 mod server;
 mod tls;

@@ -6,9 +6,9 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::matcher::{self, has_control, is_token};
-use super::{check_name, Ctx};
+use super::{check_name, route_traffic, Ctx};
 use crate::config::file::{RawRedirect, RawRespond, RawRoute, RawUpstream};
-use crate::config::{HostPolicy, ProxyAction, Route, RouteAction, StaticResponse, UpstreamId};
+use crate::config::{HostPolicy, ProxyAction, Route, RouteAction, StaticResponse};
 use crate::router::{Rewrite, RouteMatcher, Router};
 
 /// Headers a static response may not set: the gateway frames the response itself.
@@ -112,20 +112,31 @@ fn route(
 ) -> Option<(RouteMatcher, Route)> {
     let key = format!("routes[{i}]");
     let matcher = matcher::compile(cx, &format!("{key}.match"), raw.matcher.as_ref());
-    let action = match (&raw.upstream, &raw.respond) {
-        (Some(upstream), None) => proxy(cx, &key, raw, upstream, upstreams, &matcher)?,
+    let proxy_to = match (&raw.upstream, &raw.split) {
+        (Some(_), Some(split)) => {
+            let message = "set exactly one of `upstream` or `split`, not both".to_string();
+            cx.problem(format!("{key}.split"), Some(split.span()), message);
+            return None;
+        }
+        (Some(upstream), None) => Some(upstream.span()),
+        (None, Some(split)) => Some(split.span()),
+        (None, None) => None,
+    };
+    let action = match (proxy_to, &raw.respond) {
+        (Some(_), None) => proxy(cx, &key, i, raw, upstreams, &matcher)?,
         (None, Some(respond)) => {
             refuse_proxy_keys(cx, &key, raw);
             RouteAction::Respond(static_response(cx, &key, respond)?)
         }
-        (Some(upstream), Some(_)) => {
-            let message = "set exactly one of `upstream` or `respond`, not both".to_string();
-            cx.problem(format!("{key}.respond"), Some(upstream.span()), message);
+        (Some(span), Some(_)) => {
+            let message =
+                "set exactly one of `upstream`, `split` or `respond`, not several".to_string();
+            cx.problem(format!("{key}.respond"), Some(span), message);
             return None;
         }
         (None, None) => {
-            let message =
-                "set one of `upstream` (proxy) or `respond` (static response)".to_string();
+            let message = "set one of `upstream` or `split` (proxy) or `respond` (static response)"
+                .to_string();
             cx.problem(key, Some(raw.name.span()), message);
             return None;
         }
@@ -158,28 +169,16 @@ fn redirect_https(cx: &mut Ctx<'_>, key: &str, raw: &RawRoute) -> Option<u16> {
 fn proxy(
     cx: &mut Ctx<'_>,
     key: &str,
+    slot: usize,
     raw: &RawRoute,
-    upstream: &Spanned<String>,
     upstreams: &[RawUpstream],
     matcher: &RouteMatcher,
 ) -> Option<RouteAction> {
-    let wanted = upstream.get_ref();
-    let id = upstreams.iter().position(|u| u.name.get_ref() == wanted);
-    if id.is_none() {
-        let defined: Vec<&str> = upstreams
-            .iter()
-            .map(|u| u.name.get_ref().as_str())
-            .collect();
-        let message = if defined.is_empty() {
-            format!("unknown upstream `{wanted}`: no upstreams are defined")
-        } else {
-            format!(
-                "unknown upstream `{wanted}`; defined: {}",
-                defined.join(", ")
-            )
-        };
-        cx.problem(format!("{key}.upstream"), Some(upstream.span()), message);
-    }
+    let groups = route_traffic::groups(cx, key, slot, raw, upstreams);
+    let mirror = raw
+        .mirror
+        .as_ref()
+        .map(|m| route_traffic::mirror(cx, key, slot, m, upstreams));
     let strip_prefix = raw.strip_prefix.as_ref().and_then(|p| {
         let prefix = p.get_ref();
         if prefix.starts_with('/') && !prefix.ends_with('/') && !has_control(prefix) {
@@ -207,8 +206,13 @@ fn proxy(
             HostPolicy::Preserve
         }
     };
+    let mirror = match mirror {
+        None => None,
+        Some(compiled) => Some(compiled?),
+    };
     Some(RouteAction::Proxy(ProxyAction {
-        upstream: UpstreamId(id?),
+        groups: groups?,
+        mirror,
         strip_prefix,
         rewrite,
         host,
@@ -219,17 +223,22 @@ fn proxy(
     }))
 }
 
-/// `strip_prefix`, `rewrite` and `host_rewrite` would do nothing on a static route.
+/// Proxy keys (`strip_prefix`, `rewrite`, `host_rewrite`, `sticky`, `versions`, `mirror`)
+/// would do nothing on a static route.
 fn refuse_proxy_keys(cx: &mut Ctx<'_>, key: &str, raw: &RawRoute) {
+    let first_version = raw.versions.as_ref().and_then(|v| v.first());
     let set = [
-        ("strip_prefix", &raw.strip_prefix),
-        ("rewrite", &raw.rewrite),
-        ("host_rewrite", &raw.host_rewrite),
+        ("strip_prefix", raw.strip_prefix.as_ref().map(Spanned::span)),
+        ("rewrite", raw.rewrite.as_ref().map(Spanned::span)),
+        ("host_rewrite", raw.host_rewrite.as_ref().map(Spanned::span)),
+        ("sticky", raw.sticky.as_ref().map(Spanned::span)),
+        ("versions", first_version.map(|v| v.upstream.span())),
+        ("mirror", raw.mirror.as_ref().map(|m| m.upstream.span())),
     ];
-    for (name, value) in set {
-        if let Some(value) = value {
-            let message = "only allowed on proxy routes (with `upstream`)".to_string();
-            cx.problem(format!("{key}.{name}"), Some(value.span()), message);
+    for (name, span) in set {
+        if let Some(span) = span {
+            let message = "only allowed on proxy routes (with `upstream` or `split`)".to_string();
+            cx.problem(format!("{key}.{name}"), Some(span), message);
         }
     }
     if let Some(value) = &raw.retry_non_idempotent {
@@ -298,17 +307,18 @@ fn is_host(s: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::compile::{check_without_router, keys_and_lines};
     use crate::config::file::RawConfig;
+    use crate::config::{GroupChoice, UpstreamId};
     use crate::router::{HeaderMatch, PathMatch};
 
     const UPSTREAMS: &str = "[[upstreams]]\nname = \"users\"\ntargets = [{ addr = \"127.0.0.1:1\" }]\n\
                              [[upstreams]]\nname = \"orders\"\ntargets = [{ addr = \"127.0.0.1:2\" }]\n";
 
     /// The routes of `UPSTREAMS` + `routes`, compiled without the router build.
-    fn routes(routes: &str) -> Vec<(RouteMatcher, Route)> {
+    pub(in crate::config::compile) fn routes(routes: &str) -> Vec<(RouteMatcher, Route)> {
         let text = format!("{UPSTREAMS}{routes}");
         let raw: RawConfig = toml::from_str(&text).expect("valid toml");
         let mut cx = Ctx::new(&text);
@@ -318,7 +328,7 @@ mod tests {
     }
 
     /// `(key, line)` of each problem; lines count from the first line of `routes`.
-    fn problems(routes: &str) -> Vec<(String, Option<usize>)> {
+    pub(in crate::config::compile) fn problems(routes: &str) -> Vec<(String, Option<usize>)> {
         let offset = UPSTREAMS.lines().count();
         let found = check_without_router(&format!("{UPSTREAMS}{routes}"));
         keys_and_lines(&found)
@@ -357,7 +367,8 @@ host_rewrite = "users.internal"
         let RouteAction::Proxy(p) = &route.action else {
             panic!("expected a proxy route")
         };
-        assert_eq!(p.upstream, UpstreamId(1));
+        assert_eq!(p.groups, GroupChoice::single(UpstreamId(1)));
+        assert!(p.mirror.is_none());
         assert_eq!(p.strip_prefix.as_deref(), Some("/v1"));
         assert!(p.rewrite.is_none());
         assert_eq!(p.host, HostPolicy::Rewrite("users.internal".into()));
@@ -484,6 +495,21 @@ host_rewrite = "users.internal"
                     "routes[2].respond.headers.Content-Length".to_string(),
                     Some(9)
                 ),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_traffic_keys_on_a_static_route() {
+        let text = "[[routes]]\nname = \"r\"\nrespond = { status = 200 }\nsticky = \"ip\"\n\
+                    versions = [{ cookie = \"c\", upstream = \"users\" }]\n\
+                    mirror = { upstream = \"users\" }\n";
+        assert_eq!(
+            problems(text),
+            vec![
+                ("routes[0].sticky".to_string(), Some(4)),
+                ("routes[0].versions".to_string(), Some(5)),
+                ("routes[0].mirror".to_string(), Some(6)),
             ]
         );
     }
