@@ -229,9 +229,25 @@ pub fn write_error_response(
     keep_alive: bool,
     request_id: &[u8],
 ) {
+    write_error_response_retry_after(out, status, message, keep_alive, request_id, None);
+}
+
+/// [`write_error_response`] with a `Retry-After: SECONDS` field when `retry_after` is set
+/// (503 answers of an open breaker or a group without a healthy target).
+pub fn write_error_response_retry_after(
+    out: &mut Vec<u8>,
+    status: u16,
+    message: &str,
+    keep_alive: bool,
+    request_id: &[u8],
+    retry_after: Option<u64>,
+) {
     status_line(out, status, reason_phrase(status).as_bytes());
     field(out, b"Content-Type", b"text/plain; charset=utf-8");
     number_field(out, b"Content-Length", message.len() as u64 + 1);
+    if let Some(seconds) = retry_after {
+        number_field(out, b"Retry-After", seconds);
+    }
     if !keep_alive {
         field(out, b"Connection", b"close");
     }

@@ -49,6 +49,8 @@ pub struct MetricsDelta {
     pub pool_misses: u64,
     /// Errors in the interval, indexed by [`ErrorCause::index`].
     pub errors: [u64; ErrorCause::ALL.len()],
+    /// The worker's upstream groups: breaker state, ejected targets, traffic counters.
+    pub groups: Vec<crate::upstream::GroupReport>,
     /// Mirror outcomes in the interval, indexed by [`MirrorOutcome::index`].
     pub mirror: [u64; MirrorOutcome::ALL.len()],
     /// Policy decisions in the interval: policy name, counts by [`PolicyOutcome::index`].

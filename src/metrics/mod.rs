@@ -19,7 +19,9 @@ mod prometheus;
 mod record;
 mod recorder;
 
-pub use aggregate::{Aggregator, ProcessInfo, RouteTotals, UpstreamTotals, WorkerInfo};
+pub use aggregate::{
+    Aggregator, ProcessInfo, RouteTotals, TargetHealthInfo, UpstreamTotals, WorkerInfo,
+};
 pub use delta::{MetricsDelta, RouteDelta, UpstreamDelta};
 pub use histogram::{LatencyHistogram, HIGHEST_MICROS, LOWEST_MICROS, SIGNIFICANT_DIGITS};
 pub use record::{ErrorCause, MirrorOutcome, PolicyOutcome, RequestRecord, StatusClass};

@@ -211,6 +211,7 @@ impl WorkerMetrics {
             pool_hits: self.pool_hits.replace(0),
             pool_misses: self.pool_misses.replace(0),
             errors: std::array::from_fn(|i| self.errors[i].replace(0)),
+            groups: Vec::new(),
             mirror: [0; MirrorOutcome::ALL.len()],
             policies: self
                 .policies

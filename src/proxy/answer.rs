@@ -8,7 +8,9 @@ use super::connection::{ClientConn, Next, CLIENT_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use crate::config::StaticResponse;
-use crate::http::writer::{write_denial_response, write_error_response, write_static_response};
+use crate::http::writer::{
+    write_denial_response, write_error_response_retry_after, write_static_response,
+};
 use crate::http::{BodyFraming, Method, RequestHead};
 use crate::io_buf::write_all_reuse;
 use crate::policy::Denial;
@@ -92,7 +94,14 @@ impl ClientConn {
         };
         self.linger = !keep_alive;
         self.out.clear();
-        write_error_response(&mut self.out, status, message, keep_alive, &self.request_id);
+        write_error_response_retry_after(
+            &mut self.out,
+            status,
+            message,
+            keep_alive,
+            &self.request_id,
+            error.retry_after(),
+        );
         if self.tls.is_some() {
             self.finish_secure_head(&ctx.snapshot(), 0);
         }

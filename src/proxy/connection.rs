@@ -111,7 +111,7 @@ pub(super) struct ClientConn {
     pub(super) scratch: Vec<u8>,
     pub(super) headers: Vec<HeaderSpan>,
     /// Normalized request path (what routes match).
-    path: String,
+    pub(super) path: String,
     /// Lower-case host without port (what routes match).
     host: String,
     /// Path and query sent upstream.

@@ -19,7 +19,7 @@ use crate::metrics::{MetricsDelta, WorkerMetrics};
 use crate::policy::PolicyState;
 use crate::server::Drain;
 use crate::traffic::TrafficState;
-use crate::upstream::{Pool, RoundRobin};
+use crate::upstream::{Groups, Pool};
 
 /// Everything one worker owns.
 #[derive(Debug)]
@@ -32,7 +32,7 @@ pub struct WorkerContext {
     current: RefCell<Rc<Arc<Snapshot>>>,
     drain: Rc<Drain>,
     pool: Pool,
-    balancer: RoundRobin,
+    upstreams: Groups,
     request_ids: RequestIds,
     trace_ids: TraceIds,
     metrics: WorkerMetrics,
@@ -56,7 +56,7 @@ impl WorkerContext {
             current,
             drain,
             pool: Pool::new(),
-            balancer: RoundRobin::new(id),
+            upstreams: Groups::new(id),
             request_ids: RequestIds::new(id),
             trace_ids: TraceIds::new(id),
             metrics: WorkerMetrics::new(id),
@@ -97,9 +97,9 @@ impl WorkerContext {
         &self.pool
     }
 
-    /// The worker's balancer.
-    pub fn balancer(&self) -> &RoundRobin {
-        &self.balancer
+    /// The worker's state for its upstream groups (balancers, breakers, budgets).
+    pub fn upstreams(&self) -> &Groups {
+        &self.upstreams
     }
 
     /// The worker's request id generator.
@@ -122,10 +122,11 @@ impl WorkerContext {
         &self.traffic
     }
 
-    /// The interval's metrics delta, mirror outcomes included.
+    /// The interval's metrics delta, mirror outcomes and upstream group state included.
     fn take_delta(&self) -> MetricsDelta {
         let mut delta = self.metrics.take_delta();
         delta.mirror = self.traffic.mirrors().take_counts();
+        delta.groups = self.upstreams.report(Instant::now());
         delta
     }
 

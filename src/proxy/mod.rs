@@ -26,6 +26,7 @@
 //! No locks and no shared writes: everything here runs inside one worker.
 
 mod answer;
+mod attempt;
 mod body;
 mod connection;
 mod context;

@@ -12,6 +12,7 @@ mod route_traffic;
 mod routes;
 mod server;
 mod tls;
+mod traffic;
 mod upstreams;
 
 use std::ops::{Range, RangeInclusive};
