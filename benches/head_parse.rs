@@ -97,10 +97,10 @@ fn bench_write(c: &mut Criterion) {
         request_id_from_client: false,
         traceparent: b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         forward_tracestate: false,
-        strip: &[],
-        identity_fields: b"",
         identity_headers: &[],
         client_subject: None,
+        policy_strip: &[],
+        policy_fields: b"",
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("write_upstream_request/browser_30_headers", |b| {

@@ -75,6 +75,7 @@ fn merge_and_render(c: &mut Criterion) {
         failed_reloads: 0,
         config_generation: 1,
         start_time_unix: 1_700_000_000,
+        target_health: Vec::new(),
         redis: None,
     };
     let mut warm = Aggregator::new();

@@ -28,6 +28,34 @@ fn proxy_path_allocations_per_request_legacy() {
     );
 }
 
+/// Every per-request piece of traffic management (a non-default balancer, passive health,
+/// retry budget, breaker) on the hot path, still without allocating.
+const TRAFFIC_KEYS: &str = r#"balance = "p2c_ewma"
+passive = { consecutive_failures = 3 }
+retry = { attempts = 2, on = ["connect_error", "503"] }
+breaker = { min_requests = 10 }
+timeouts = { total = "5s" }"#;
+
+#[test]
+fn traffic_management_allocations_per_request_io_uring() {
+    let per_request = counting_alloc::per_proxied_request_with("io_uring", TRAFFIC_KEYS, "");
+    println!("io_uring with traffic management: {per_request:.2} allocations per request");
+    assert!(
+        per_request <= counting_alloc::BUDGET,
+        "{per_request} allocations per request"
+    );
+}
+
+#[test]
+fn traffic_management_allocations_per_request_legacy() {
+    let per_request = counting_alloc::per_proxied_request_with("legacy", TRAFFIC_KEYS, "");
+    println!("legacy with traffic management: {per_request:.2} allocations per request");
+    assert!(
+        per_request <= counting_alloc::BUDGET,
+        "{per_request} allocations per request"
+    );
+}
+
 /// A route with a rate limit keyed on the client address: the key exists after the warm-up,
 /// so the check, the hash and the response fields allocate nothing.
 const RATE_LIMITED: &str = r#"policies = ["limit"]

@@ -79,7 +79,7 @@ password_hash = "{hash}"
 }
 
 fn assert_policy_budget(driver: &str, what: &str, chain: &str, request: &[u8]) {
-    let per_request = counting_alloc::per_proxied_request_with(driver, chain, request);
+    let per_request = counting_alloc::per_proxied_request_sending(driver, chain, request);
     println!("{driver}, {what}: {per_request:.2} allocations per proxied request");
     assert!(
         per_request <= counting_alloc::BUDGET,

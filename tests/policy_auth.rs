@@ -270,3 +270,45 @@ driver_tests! {
         assert_eq!(ask(&format!("X-Api-Key: {BOB_KEY}\r\n")), 200);
     }
 }
+
+/// Re-reads `path` until it holds at least `n` lines (bounded by `IO_TIMEOUT`).
+fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + common::IO_TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} lines of {n}:\n{text}",
+            lines.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+driver_tests! {
+    fn the_access_log_names_the_consumer_and_the_denial(driver: &str) {
+        let up = Upstream::echo("echo");
+        let path = std::env::temp_dir().join(format!(
+            "ringgate-policy-log-{driver}-{}.log",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let consumers = format!("[[consumers]]\nname = \"alice\"\napi_keys = [\"{ALICE_KEY}\"]\n");
+        let config = reloadable(driver, &up, &consumers).routes(&format!(
+            "[access_log]\nformat = \"json\"\npath = \"{}\"\n",
+            path.display()
+        ));
+        let gw = config.start();
+        assert_eq!(get(&gw, "/", &format!("X-Api-Key: {ALICE_KEY}\r\n")).status, 200);
+        assert_eq!(get(&gw, "/", "").status, 401);
+        let lines = wait_for_lines(&path, 2);
+        assert!(lines[0].contains("\"status\":200") && lines[0].contains("\"consumer\":\"alice\""), "{}", lines[0]);
+        assert!(lines[1].contains("\"status\":401") && lines[1].contains("\"consumer\":null"), "{}", lines[1]);
+        drop(gw);
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -246,6 +246,30 @@ driver_tests! {
         }
     }
 
+    fn active_health_checks_speak_tls_to_tls_upstreams(driver: &str) {
+        let pki = Pki::new("upstream-health");
+        let up = TlsUpstream::start(&pki.issue("up", Kind::Server(&["upstream.test"])));
+        let gw = GatewayConfig::new(driver)
+            .upstream_raw(&format!(
+                "[[upstreams]]\nname = \"g\"\ntargets = [ {{ addr = \"{}\" }} ]\n\
+                 tls = {{ sni = \"upstream.test\", ca = {} }}\n\
+                 health = {{ path = \"/healthz\", interval = \"20ms\", unhealthy_after = 1, healthy_after = 1 }}",
+                up.addr(),
+                toml_path(&pki.ca_path())
+            ))
+            .route_all_to("g")
+            .start();
+        // The TLS upstream answers every path with 200: probes over TLS keep it healthy and
+        // open connections of their own (a plain-text probe would fail its handshake).
+        let probed = up.connections();
+        common::wait_until("two TLS probes", std::time::Duration::from_secs(10), || {
+            up.connections() >= probed + 2
+        });
+        assert_eq!(gw.target_healthy("g", up.addr()), Some(true));
+        let response = ureq::get(&gw.url("/x")).call().expect("proxied over TLS");
+        assert_eq!(response.into_string().expect("body"), "tls upstream /x");
+    }
+
     fn upstream_tls_presents_a_client_certificate_and_can_skip_verification(driver: &str) {
         let pki = Pki::new("upstream-mtls");
         let rogue = Pki::new("upstream-rogue");

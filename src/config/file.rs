@@ -269,8 +269,98 @@ pub struct RawUpstream {
     pub pool: Option<RawPool>,
     /// Upstream-side timeouts.
     pub timeouts: Option<RawUpstreamTimeouts>,
+    /// `hash_key` of a consistent-hash group.
+    pub hash_key: Option<Spanned<String>>,
+    /// `health = { ... }`: active checks.
+    pub health: Option<Spanned<RawHealth>>,
+    /// `passive = { ... }`: outlier ejection.
+    pub passive: Option<Spanned<RawPassive>>,
+    /// `retry = { ... }`.
+    pub retry: Option<Spanned<RawRetry>>,
+    /// `breaker = { ... }`.
+    pub breaker: Option<Spanned<RawBreaker>>,
+    /// `resolve_every`: DNS re-resolution interval.
+    pub resolve_every: Option<Spanned<DurationValue>>,
     /// TLS to the targets.
     pub tls: Option<Spanned<RawUpstreamTls>>,
+}
+
+/// `health = { ... }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// Path probed with GET.
+    pub path: Spanned<String>,
+    /// `200` or `"200-399"`.
+    pub expected_status: Option<Spanned<RawStatusRange>>,
+    /// Time between probes.
+    pub interval: Option<Spanned<DurationValue>>,
+    /// Probe timeout.
+    pub timeout: Option<Spanned<DurationValue>>,
+    /// Failures in a row that mark a target unhealthy.
+    pub unhealthy_after: Option<Spanned<i64>>,
+    /// Successes in a row that mark it healthy again.
+    pub healthy_after: Option<Spanned<i64>>,
+}
+
+/// `expected_status = 200` or `"200-399"`.
+#[derive(Debug, Clone, DeriveDeserialize)]
+#[serde(untagged)]
+pub enum RawStatusRange {
+    /// One status.
+    One(i64),
+    /// `"LOW-HIGH"` (or one status as text).
+    Range(String),
+}
+
+/// `passive = { ... }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPassive {
+    /// Failures in a row that eject a target.
+    pub consecutive_failures: Option<Spanned<i64>>,
+    /// First ejection time.
+    pub base_ejection: Option<Spanned<DurationValue>>,
+    /// Longest ejection time.
+    pub max_ejection: Option<Spanned<DurationValue>>,
+    /// Largest ejected share of the group, in percent.
+    pub max_ejected_percent: Option<Spanned<i64>>,
+}
+
+/// `retry = { ... }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Attempts, the first included.
+    pub attempts: Option<Spanned<i64>>,
+    /// Failure classes and statuses retried.
+    pub on: Option<Vec<Spanned<String>>>,
+    /// First backoff.
+    pub backoff: Option<Spanned<DurationValue>>,
+    /// Largest backoff.
+    pub max_backoff: Option<Spanned<DurationValue>>,
+    /// Retry budget, percent of requests.
+    pub budget_percent: Option<Spanned<i64>>,
+    /// The budget's window.
+    pub budget_window: Option<Spanned<DurationValue>>,
+    /// Retries per second always allowed.
+    pub min_retries_per_sec: Option<Spanned<i64>>,
+}
+
+/// `breaker = { ... }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Error share that opens the breaker.
+    pub error_ratio: Option<Spanned<f64>>,
+    /// Fewest outcomes in the window before it may open.
+    pub min_requests: Option<Spanned<i64>>,
+    /// Rolling window.
+    pub window: Option<Spanned<DurationValue>>,
+    /// Time open before probing.
+    pub open_for: Option<Spanned<DurationValue>>,
+    /// Probes while half-open.
+    pub half_open_probes: Option<Spanned<i64>>,
 }
 
 /// `{ addr = "...", weight = 1 }`.
@@ -303,6 +393,8 @@ pub struct RawUpstreamTimeouts {
     pub first_byte: Option<Spanned<DurationValue>>,
     /// Pause allowed between response reads.
     pub idle: Option<Spanned<DurationValue>>,
+    /// Overall limit across attempts, until the response head.
+    pub total: Option<Spanned<DurationValue>>,
 }
 
 /// One `[[routes]]` entry.
@@ -336,6 +428,8 @@ pub struct RawRoute {
     pub max_body_bytes: Option<Spanned<SizeValue>>,
     /// Names of `[policies.NAME]` tables this route runs.
     pub policies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Whether non-idempotent requests may be retried.
+    pub retry_non_idempotent: Option<Spanned<bool>>,
     /// Answer plain-HTTP requests with a redirect to HTTPS: `true` or a port.
     pub redirect_https: Option<Spanned<RawRedirect>>,
 }

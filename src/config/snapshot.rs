@@ -13,6 +13,10 @@ use crate::rate_limit::RateLimitPolicy;
 use crate::router::{Rewrite, Router};
 pub use crate::tls::{TlsListener, UpstreamTls};
 pub use crate::traffic::{DefaultGroup, GroupChoice, MirrorSettings};
+pub use crate::upstream::{
+    Balance, BreakerPolicy, Discovery, HashKey, HealthCheck, LiveTargets, PassivePolicy,
+    RetryPolicy, StatusRange, TargetSpec,
+};
 
 /// The compiled configuration a worker serves requests with.
 #[derive(Debug)]
@@ -213,6 +217,8 @@ pub struct ProxyAction {
     pub rewrite: Option<Rewrite>,
     /// The `Host` header sent upstream.
     pub host: HostPolicy,
+    /// Whether non-idempotent requests (POST, PATCH) may be retried too.
+    pub retry_non_idempotent: bool,
 }
 
 /// Which `Host` header goes upstream.
@@ -240,12 +246,26 @@ pub struct StaticResponse {
 pub struct Upstream {
     /// The group's configured name.
     pub name: String,
-    /// Targets, in declared order.
+    /// Targets as configured (names resolved at compile time), in declared order.
     pub targets: Vec<Target>,
     /// Keep-alive pool settings, per worker and target.
     pub pool: PoolSettings,
     /// Upstream timeouts.
     pub timeouts: UpstreamTimeouts,
+    /// The balancing algorithm.
+    pub balance: Balance,
+    /// Active health checks, if configured.
+    pub health: Option<HealthCheck>,
+    /// Passive health (outlier ejection), if configured.
+    pub passive: Option<PassivePolicy>,
+    /// Retry rules (default: none).
+    pub retry: RetryPolicy,
+    /// Circuit breaker, if configured.
+    pub breaker: Option<BreakerPolicy>,
+    /// DNS re-resolution, if `resolve_every` is set.
+    pub discovery: Option<Discovery>,
+    /// The targets in force: health cells, ring; republished by reloads and DNS refreshes.
+    pub live: std::sync::Arc<LiveTargets>,
     /// TLS to the targets, if enabled.
     pub tls: Option<UpstreamTls>,
 }
@@ -277,4 +297,7 @@ pub struct UpstreamTimeouts {
     pub first_byte: Duration,
     /// Longest pause between two reads of the response (head or body) once it started.
     pub idle: Duration,
+    /// Longest time from the first attempt to a response head, across every attempt and
+    /// backoff (`None`: no overall limit).
+    pub total: Option<Duration>,
 }

@@ -42,6 +42,13 @@ fn loads_the_proxy_example() {
 }
 
 #[test]
+fn loads_the_access_control_example() {
+    let s = bundled("config/examples/auth.toml");
+    assert_eq!(s.server.trusted_proxies.len(), 1);
+    assert!(s.router.len() >= 2);
+}
+
+#[test]
 fn loads_an_empty_file_with_defaults() {
     let s = load("").expect("an empty file is valid");
     assert_eq!(

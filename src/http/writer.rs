@@ -50,16 +50,16 @@ pub struct ForwardInfo<'a> {
     pub traceparent: &'a [u8],
     /// Whether the client's `tracestate` fields go upstream (joined into one field).
     pub forward_tracestate: bool,
-    /// Client header fields never forwarded because the gateway sets them (the route's
-    /// consumer and claim headers).
-    pub strip: &'a [Box<str>],
-    /// Header fields the gateway adds (`Name: value\r\n` each): who the policies
-    /// authenticated.
-    pub identity_fields: &'a [u8],
     /// Fields only the gateway writes (client certificate identity): client copies dropped.
     pub identity_headers: &'a [Box<str>],
     /// The verified client certificate's subject and the field that carries it.
     pub client_subject: Option<(&'a str, &'a str)>,
+    /// Client header fields never forwarded because the route's policies set them (consumer
+    /// and claim headers).
+    pub policy_strip: &'a [Box<str>],
+    /// Header fields the route's policies add (`Name: value\r\n` each): who they
+    /// authenticated.
+    pub policy_fields: &'a [u8],
 }
 
 /// Appends the upstream request head for `head` (parsed from `buf`).
@@ -87,15 +87,15 @@ pub fn write_upstream_request(
             .iter()
             .any(|r| name.eq_ignore_ascii_case(r))
             || fwd
-                .strip
+                .identity_headers
                 .iter()
-                .chain(fwd.identity_headers)
-                .any(|s| name.eq_ignore_ascii_case(s.as_bytes()));
+                .chain(fwd.policy_strip)
+                .any(|r| name.eq_ignore_ascii_case(r.as_bytes()));
         if !rewritten && forwardable(&options, name) {
             field(out, name, h.value.of(buf));
         }
     }
-    out.extend_from_slice(fwd.identity_fields);
+    out.extend_from_slice(fwd.policy_fields);
     match head.framing {
         BodyFraming::Length(n) => number_field(out, b"Content-Length", n),
         BodyFraming::Chunked => field(out, b"Transfer-Encoding", b"chunked"),
@@ -234,9 +234,34 @@ pub fn write_error_response(
     request_id: &[u8],
     extra_headers: &[u8],
 ) {
+    write_error_response_retry_after(
+        out,
+        status,
+        message,
+        keep_alive,
+        request_id,
+        None,
+        extra_headers,
+    );
+}
+
+/// [`write_error_response`] with a `Retry-After: SECONDS` field when `retry_after` is set
+/// (503 answers of an open breaker or a group without a healthy target).
+pub fn write_error_response_retry_after(
+    out: &mut Vec<u8>,
+    status: u16,
+    message: &str,
+    keep_alive: bool,
+    request_id: &[u8],
+    retry_after: Option<u64>,
+    extra_headers: &[u8],
+) {
     status_line(out, status, reason_phrase(status).as_bytes());
     field(out, b"Content-Type", b"text/plain; charset=utf-8");
     number_field(out, b"Content-Length", message.len() as u64 + 1);
+    if let Some(seconds) = retry_after {
+        number_field(out, b"Retry-After", seconds);
+    }
     if !keep_alive {
         field(out, b"Connection", b"close");
     }

@@ -21,10 +21,10 @@ fn fwd() -> ForwardInfo<'static> {
         request_id_from_client: false,
         traceparent: OUR_TRACEPARENT,
         forward_tracestate: false,
-        strip: &[],
-        identity_fields: b"",
         identity_headers: &[],
         client_subject: None,
+        policy_strip: &[],
+        policy_fields: b"",
     }
 }
 
@@ -32,8 +32,8 @@ fn fwd() -> ForwardInfo<'static> {
 fn upstream_request_drops_stripped_fields_and_adds_identity_fields() {
     let strip: [Box<str>; 1] = ["x-consumer".into()];
     let fwd = ForwardInfo {
-        strip: &strip,
-        identity_fields: b"X-Consumer: alice\r\n",
+        policy_strip: &strip,
+        policy_fields: b"X-Consumer: alice\r\n",
         ..fwd()
     };
     let out = upstream_with(

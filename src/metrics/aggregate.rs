@@ -9,6 +9,7 @@ use super::delta::MetricsDelta;
 use super::histogram::LatencyHistogram;
 use super::record::{ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, StatusClass};
 use super::DeltaReceiver;
+use crate::upstream::{GroupCounters, GroupReport};
 
 /// Totals for one route since start.
 #[derive(Clone, Debug, Default)]
@@ -45,6 +46,8 @@ pub struct ProcessInfo {
     pub config_generation: u64,
     /// Process start time, seconds since the Unix epoch.
     pub start_time_unix: u64,
+    /// Active health of every target in force.
+    pub target_health: Vec<TargetHealthInfo>,
     /// Redis health of cluster-scoped rate limits, if any is in force.
     pub redis: Option<RedisHealth>,
 }
@@ -78,8 +81,23 @@ pub struct Aggregator {
     pub(super) pool_misses: u64,
     pub(super) errors: [u64; ErrorCause::ALL.len()],
     pub(super) refused: [u64; Refusal::ALL.len()],
-    pub(super) policies: BTreeMap<String, [u64; PolicyOutcome::ALL.len()]>,
+    /// Traffic-management counters per upstream group, summed over workers.
+    pub(super) traffic: BTreeMap<String, GroupCounters>,
+    /// The latest group state each worker reported, by (group, worker).
+    pub(super) group_state: BTreeMap<(String, usize), GroupReport>,
     pub(super) mirror: [u64; MirrorOutcome::ALL.len()],
+    pub(super) policies: BTreeMap<String, [u64; PolicyOutcome::ALL.len()]>,
+}
+
+/// One active-health cell as the control side reads it.
+#[derive(Clone, Debug)]
+pub struct TargetHealthInfo {
+    /// Upstream group.
+    pub upstream: String,
+    /// Target address.
+    pub target: String,
+    /// Whether active checks consider it healthy.
+    pub healthy: bool,
 }
 
 fn add_counts<const N: usize>(into: &mut [u64; N], from: &[u64; N]) {
@@ -115,6 +133,17 @@ impl Aggregator {
         add_counts(&mut self.errors, &delta.errors);
         add_counts(&mut self.refused, &delta.refused);
         add_counts(&mut self.mirror, &delta.mirror);
+        for g in delta.groups {
+            let t = self.traffic.entry(g.name.clone()).or_default();
+            let c = &g.counters;
+            t.retries += c.retries;
+            t.budget_exhausted += c.budget_exhausted;
+            t.breaker_rejected += c.breaker_rejected;
+            t.breaker_opened += c.breaker_opened;
+            t.ejections += c.ejections;
+            t.no_healthy_target += c.no_healthy_target;
+            self.group_state.insert((g.name.clone(), delta.worker), g);
+        }
         for (name, counts) in delta.policies {
             add_counts(self.policies.entry(name).or_default(), &counts);
         }
@@ -125,6 +154,20 @@ impl Aggregator {
         self.policies
             .get(name)
             .map_or(0, |counts| counts[outcome.index()])
+    }
+
+    /// Traffic-management counters of one group since start.
+    pub fn traffic(&self, name: &str) -> Option<&GroupCounters> {
+        self.traffic.get(name)
+    }
+
+    /// The latest state of group `name` as each worker reported it, by worker.
+    pub fn group_states(&self, name: &str) -> Vec<(usize, &GroupReport)> {
+        self.group_state
+            .iter()
+            .filter(|((g, _), _)| g == name)
+            .map(|((_, w), r)| (*w, r))
+            .collect()
     }
 
     /// Merges every delta waiting on the channel without blocking; returns how many.

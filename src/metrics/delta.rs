@@ -51,10 +51,12 @@ pub struct MetricsDelta {
     pub errors: [u64; ErrorCause::ALL.len()],
     /// Connections closed at accept in the interval, indexed by [`Refusal::index`].
     pub refused: [u64; Refusal::ALL.len()],
-    /// Policy decisions in the interval: policy name, counts by [`PolicyOutcome::index`].
-    pub policies: Vec<(String, [u64; PolicyOutcome::ALL.len()])>,
+    /// The worker's upstream groups: breaker state, ejected targets, traffic counters.
+    pub groups: Vec<crate::upstream::GroupReport>,
     /// Mirror outcomes in the interval, indexed by [`MirrorOutcome::index`].
     pub mirror: [u64; MirrorOutcome::ALL.len()],
+    /// Policy decisions in the interval: policy name, counts by [`PolicyOutcome::index`].
+    pub policies: Vec<(String, [u64; PolicyOutcome::ALL.len()])>,
 }
 
 impl MetricsDelta {
@@ -66,7 +68,7 @@ impl MetricsDelta {
             && self.pool_misses == 0
             && self.errors.iter().all(|&e| e == 0)
             && self.refused.iter().all(|&e| e == 0)
-            && self.policies.is_empty()
             && self.mirror.iter().all(|&m| m == 0)
+            && self.policies.is_empty()
     }
 }

@@ -20,7 +20,7 @@ mod record;
 mod recorder;
 
 pub use aggregate::{
-    Aggregator, ProcessInfo, RedisHealth, RouteTotals, UpstreamTotals, WorkerInfo,
+    Aggregator, ProcessInfo, RedisHealth, RouteTotals, TargetHealthInfo, UpstreamTotals, WorkerInfo,
 };
 pub use delta::{MetricsDelta, RouteDelta, UpstreamDelta};
 pub use histogram::{LatencyHistogram, HIGHEST_MICROS, LOWEST_MICROS, SIGNIFICANT_DIGITS};

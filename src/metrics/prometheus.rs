@@ -3,6 +3,7 @@
 //! Runs on the control side per scrape, off the hot path. Every family gets one `# HELP` and
 //! one `# TYPE` line, even before it has samples; label values are escaped.
 
+use std::collections::BTreeMap;
 use std::fmt::{self, Display, Write};
 
 use super::aggregate::{Aggregator, ProcessInfo};
@@ -203,6 +204,16 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
         )?;
     }
     w.family(
+        "ringgate_mirror_requests_total",
+        "Requests sampled for mirroring, by outcome.",
+        "counter",
+    )?;
+    for outcome in MirrorOutcome::ALL {
+        let n = agg.mirror[outcome.index()];
+        let labels = [("outcome", outcome.label())];
+        w.sample("ringgate_mirror_requests_total", &labels, n)?;
+    }
+    w.family(
         "ringgate_policy_decisions_total",
         "Decisions of each route policy by outcome.",
         "counter",
@@ -213,16 +224,6 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
             let n = counts[outcome.index()];
             w.sample("ringgate_policy_decisions_total", &labels, n)?;
         }
-    }
-    w.family(
-        "ringgate_mirror_requests_total",
-        "Requests sampled for mirroring, by outcome.",
-        "counter",
-    )?;
-    for outcome in MirrorOutcome::ALL {
-        let n = agg.mirror[outcome.index()];
-        let labels = [("outcome", outcome.label())];
-        w.sample("ringgate_mirror_requests_total", &labels, n)?;
     }
 
     w.family(
@@ -257,6 +258,7 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
         "gauge",
     )?;
     w.sample("ringgate_config_generation", &[], process.config_generation)?;
+    write_traffic(w, agg, process)?;
     w.family(
         "ringgate_process_start_time_seconds",
         "Start time of the process since the Unix epoch, in seconds.",
@@ -280,6 +282,83 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
             "counter",
         )?;
         w.sample("ringgate_rate_limit_redis_errors_total", &[], redis.errors)?;
+    }
+    Ok(())
+}
+
+/// Traffic-management families: retries, budget, breaker, ejections, target health.
+fn write_traffic(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Result {
+    type Get = fn(&crate::upstream::GroupCounters) -> u64;
+    let counters: [(&str, &str, Get); 6] = [
+        (
+            "ringgate_upstream_retries_total",
+            "Retries sent, by upstream group.",
+            |c| c.retries,
+        ),
+        (
+            "ringgate_upstream_retry_budget_exhausted_total",
+            "Retries not sent because the retry budget was spent.",
+            |c| c.budget_exhausted,
+        ),
+        (
+            "ringgate_upstream_breaker_rejected_total",
+            "Requests answered 503 by an open circuit breaker.",
+            |c| c.breaker_rejected,
+        ),
+        (
+            "ringgate_upstream_breaker_opened_total",
+            "Circuit breaker transitions to open (per worker breaker).",
+            |c| c.breaker_opened,
+        ),
+        (
+            "ringgate_upstream_ejections_total",
+            "Targets ejected by passive health checks.",
+            |c| c.ejections,
+        ),
+        (
+            "ringgate_upstream_no_healthy_target_total",
+            "Requests answered 503 because no target was available.",
+            |c| c.no_healthy_target,
+        ),
+    ];
+    for (name, help, get) in counters {
+        w.family(name, help, "counter")?;
+        for (upstream, c) in &agg.traffic {
+            w.sample(name, &[("upstream", upstream.as_str())], get(c))?;
+        }
+    }
+    w.family(
+        "ringgate_upstream_breaker_open_workers",
+        "Workers whose circuit breaker for the group is open or half-open.",
+        "gauge",
+    )?;
+    let mut open: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((group, _), report) in &agg.group_state {
+        *open.entry(group.as_str()).or_default() +=
+            u64::from(report.breaker != "closed" && report.breaker != "none");
+    }
+    for (group, n) in open {
+        w.sample(
+            "ringgate_upstream_breaker_open_workers",
+            &[("upstream", group)],
+            n,
+        )?;
+    }
+    w.family(
+        "ringgate_upstream_target_healthy",
+        "1 if active health checks consider the target healthy, else 0.",
+        "gauge",
+    )?;
+    for t in &process.target_health {
+        let labels = [
+            ("upstream", t.upstream.as_str()),
+            ("target", t.target.as_str()),
+        ];
+        w.sample(
+            "ringgate_upstream_target_healthy",
+            &labels,
+            u8::from(t.healthy),
+        )?;
     }
     Ok(())
 }

@@ -45,6 +45,7 @@ fn rendered() -> String {
         failed_reloads: 1,
         config_generation: 4,
         start_time_unix: 1_700_000_000,
+        target_health: Vec::new(),
         redis: None,
     };
     agg.render(&process)

@@ -222,6 +222,8 @@ impl WorkerMetrics {
             pool_misses: self.pool_misses.replace(0),
             errors: std::array::from_fn(|i| self.errors[i].replace(0)),
             refused: std::array::from_fn(|i| self.refused[i].replace(0)),
+            groups: Vec::new(),
+            mirror: [0; MirrorOutcome::ALL.len()],
             policies: self
                 .policies
                 .borrow_mut()
@@ -229,7 +231,6 @@ impl WorkerMetrics {
                 .filter(|(_, counts)| counts.iter().any(|&n| n > 0))
                 .map(|(name, counts)| (name.to_string(), std::mem::take(counts)))
                 .collect(),
-            mirror: [0; MirrorOutcome::ALL.len()],
         }
     }
 }

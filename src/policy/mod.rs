@@ -27,8 +27,15 @@
 //! presented but invalid credential is never retried against a weaker scheme). If none finds
 //! its credential the request is refused with 401 and the first policy's challenge.
 //!
-//! Adding a kind: one module here with its compiled policy type and `check`, one variant in
-//! [`Stage`] with its [`Phase`], one arm in `config/compile/policies.rs`.
+//! Adding a kind (e.g. `rate_limit`):
+//! - here: a module with its compiled policy type and its `check`; a [`Stage`] variant, its
+//!   arm in `Stage::phase` (e.g. [`Phase::RateLimit`]) and `Stage::name`, and its call in
+//!   [`Chain::check`]. A stage reads the request through [`RequestView`] and what earlier
+//!   phases established through [`Identity`] (`client_ip`, `consumer_name()`); per-worker
+//!   mutable state belongs in [`PolicyState`]. A refusal is a [`Denial`] (status, body text,
+//!   [`Challenge`]); its [`Outcome`] is counted per policy in the metrics.
+//! - config: the kind's keys in `raw_policy!` (`config/file.rs`), and a module in
+//!   `config/compile/policies/` with `KEYS` and `compile`, wired into its `mod.rs`.
 //!
 //! No locks here and, for a passing request on a warm connection, no allocation: headers are
 //! read in place from the parsed head, per-worker caches live in [`PolicyState`].

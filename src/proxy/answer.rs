@@ -8,7 +8,9 @@ use super::connection::{ClientConn, Next, CLIENT_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use crate::config::StaticResponse;
-use crate::http::writer::{write_denial_response, write_error_response, write_static_response};
+use crate::http::writer::{
+    write_denial_response, write_error_response_retry_after, write_static_response,
+};
 use crate::http::{BodyFraming, Method, RequestHead};
 use crate::io_buf::write_all_reuse;
 use crate::policy::Denial;
@@ -93,12 +95,13 @@ impl ClientConn {
         };
         self.linger = !keep_alive;
         self.out.clear();
-        write_error_response(
+        write_error_response_retry_after(
             &mut self.out,
             status,
             message,
             keep_alive,
             &self.request_id,
+            error.retry_after(),
             &self.response_headers,
         );
         if self.tls.is_some() {

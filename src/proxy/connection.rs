@@ -114,7 +114,7 @@ pub(super) struct ClientConn {
     pub(super) scratch: Vec<u8>,
     pub(super) headers: Vec<HeaderSpan>,
     /// Normalized request path (what routes match).
-    path: String,
+    pub(super) path: String,
     /// Lower-case host without port (what routes match).
     host: String,
     /// Path and query sent upstream.
@@ -356,7 +356,8 @@ impl ClientConn {
         self.identity.clear();
         let route = self.route(snapshot, head)?;
         self.body_rules = BodyRules::for_route(snapshot, route, self.exchange.started);
-        // Plain HTTP on a redirect route is sent to HTTPS before any credential is read.
+        // A route served over HTTPS only redirects plain requests before checking anything:
+        // credentials are not examined on a connection the route does not accept.
         if let (Some(port), None) = (route.redirect_https, &self.tls) {
             return self.redirect_https(ctx, port, head).await;
         }

@@ -21,7 +21,7 @@ use crate::policy::PolicyState;
 use crate::rate_limit::{WorkerLink, REBALANCE_INTERVAL};
 use crate::server::Drain;
 use crate::traffic::TrafficState;
-use crate::upstream::{Pool, RoundRobin};
+use crate::upstream::{Groups, Pool};
 
 /// How often idle keys leave the rate-limit tables.
 const LIMITS_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
@@ -37,7 +37,7 @@ pub struct WorkerContext {
     current: RefCell<Rc<Arc<Snapshot>>>,
     drain: Rc<Drain>,
     pool: Pool,
-    balancer: RoundRobin,
+    upstreams: Groups,
     request_ids: RequestIds,
     trace_ids: TraceIds,
     metrics: WorkerMetrics,
@@ -65,7 +65,7 @@ impl WorkerContext {
             current,
             drain,
             pool: Pool::new(),
-            balancer: RoundRobin::new(id),
+            upstreams: Groups::new(id),
             request_ids: RequestIds::new(id),
             trace_ids: TraceIds::new(id),
             metrics: WorkerMetrics::new(id),
@@ -108,9 +108,9 @@ impl WorkerContext {
         &self.pool
     }
 
-    /// The worker's balancer.
-    pub fn balancer(&self) -> &RoundRobin {
-        &self.balancer
+    /// The worker's state for its upstream groups (balancers, breakers, budgets).
+    pub fn upstreams(&self) -> &Groups {
+        &self.upstreams
     }
 
     /// The worker's request id generator.
@@ -138,10 +138,11 @@ impl WorkerContext {
         &self.traffic
     }
 
-    /// The interval's metrics delta, mirror outcomes included.
+    /// The interval's metrics delta, mirror outcomes and upstream group state included.
     fn take_delta(&self) -> MetricsDelta {
         let mut delta = self.metrics.take_delta();
         delta.mirror = self.traffic.mirrors().take_counts();
+        delta.groups = self.upstreams.report(Instant::now());
         delta
     }
 

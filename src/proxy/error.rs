@@ -2,6 +2,7 @@
 //! client's answer.
 
 use std::io;
+use std::time::Duration;
 
 use crate::http::{reason_phrase, HttpError};
 use crate::metrics::ErrorCause;
@@ -30,6 +31,15 @@ pub enum ProxyError {
     /// The upstream group has no target.
     #[error("no upstream target")]
     NoTarget,
+    /// Every target of the group is unhealthy or ejected; worth trying again after this.
+    #[error("no healthy upstream target")]
+    NoHealthyTarget(Duration),
+    /// No target could take the request once it was read (health changed meanwhile).
+    #[error("no upstream target available")]
+    Unavailable(Duration),
+    /// The group's circuit breaker is open; it probes again after this.
+    #[error("circuit breaker open")]
+    BreakerOpen(Duration),
     /// The connection to the upstream could not be opened.
     #[error("upstream connect failed: {0}")]
     Connect(io::Error),
@@ -65,6 +75,11 @@ impl ProxyError {
             ProxyError::BodyTooLarge => (413, "request body too large"),
             ProxyError::NoRoute => (404, "no route matches this request"),
             ProxyError::NoTarget => (503, "no upstream target available"),
+            ProxyError::NoHealthyTarget(_) => {
+                (503, "service unavailable: no healthy upstream target")
+            }
+            ProxyError::BreakerOpen(_) => (503, "service unavailable: circuit breaker open"),
+            ProxyError::Unavailable(_) => (503, "service unavailable: no healthy upstream target"),
             ProxyError::Connect(_) => (502, "bad gateway: upstream connect failed"),
             ProxyError::ConnectTimeout => (504, "gateway timeout: upstream connect timed out"),
             ProxyError::UpstreamTimeout => {
@@ -86,7 +101,11 @@ impl ProxyError {
             ProxyError::ClientTimeout => ErrorCause::ClientTimeout,
             ProxyError::ClientGone(_) => ErrorCause::ClientGone,
             ProxyError::NoRoute => ErrorCause::NoRoute,
-            ProxyError::NoTarget | ProxyError::Connect(_) => ErrorCause::UpstreamConnect,
+            ProxyError::NoTarget
+            | ProxyError::NoHealthyTarget(_)
+            | ProxyError::BreakerOpen(_)
+            | ProxyError::Unavailable(_)
+            | ProxyError::Connect(_) => ErrorCause::UpstreamConnect,
             ProxyError::ConnectTimeout | ProxyError::UpstreamTimeout => ErrorCause::UpstreamTimeout,
             ProxyError::UpstreamProtocol(_) | ProxyError::UnexpectedUpgrade => {
                 ErrorCause::UpstreamProtocol
@@ -97,6 +116,51 @@ impl ProxyError {
 
     /// Whether the client's connection may stay open after the error response.
     pub fn keeps_connection(&self) -> bool {
-        matches!(self, ProxyError::NoRoute | ProxyError::NoTarget)
+        matches!(
+            self,
+            ProxyError::NoRoute
+                | ProxyError::NoTarget
+                | ProxyError::NoHealthyTarget(_)
+                | ProxyError::BreakerOpen(_)
+        )
+    }
+
+    /// Seconds for a `Retry-After` field (at least 1), for refusals that will pass.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ProxyError::NoHealthyTarget(d)
+            | ProxyError::BreakerOpen(d)
+            | ProxyError::Unavailable(d) => {
+                Some(d.as_secs() + u64::from(d.subsec_nanos() > 0)).map(|s| s.max(1))
+            }
+            _ => None,
+        }
+    }
+
+    /// The failure class a retry policy names, for errors that happened before any response
+    /// head was read (`None`: not an upstream failure, or not one a retry can help).
+    pub fn retry_failure(&self) -> Option<crate::upstream::Failure> {
+        use crate::upstream::Failure;
+        match self {
+            ProxyError::Connect(_) | ProxyError::ConnectTimeout => Some(Failure::ConnectError),
+            ProxyError::UpstreamTimeout => Some(Failure::Timeout),
+            ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => Some(Failure::Reset),
+            _ => None,
+        }
+    }
+
+    /// Whether the upstream is to blame (counts against its passive health and breaker);
+    /// `None` when the error says nothing about the upstream (client side, refusals).
+    pub fn upstream_failed(&self) -> Option<bool> {
+        match self {
+            ProxyError::Connect(_)
+            | ProxyError::ConnectTimeout
+            | ProxyError::UpstreamTimeout
+            | ProxyError::UpstreamClosed
+            | ProxyError::UpstreamProtocol(_)
+            | ProxyError::UnexpectedUpgrade
+            | ProxyError::UpstreamIo(_) => Some(true),
+            _ => None,
+        }
     }
 }

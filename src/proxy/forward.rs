@@ -1,16 +1,20 @@
 //! The upstream exchange of a proxied request:
 //!
 //! 1. write the upstream head (and a small buffered body in the same write);
-//! 2. take a pooled connection to the next target, or open one;
+//! 2. pick a target (balancer, health, breaker: see `attempt.rs`), take a pooled connection
+//!    to it or open one;
 //! 3. send; stream the rest of the body (after `100 Continue` if the client asked);
 //! 4. read the response head (skipping interim 1xx), write it to the client, stream the body;
 //! 5. return the upstream connection to the pool if the exchange ended cleanly.
 //!
-//! A request whose bytes are all still in hand and whose method is idempotent is retried once
-//! on a fresh connection when a reused connection fails before any response byte arrived.
+//! A request whose bytes are all still in hand and whose method is idempotent is replayed once
+//! on a fresh connection when a reused connection fails before any response byte arrived;
+//! retries to other targets follow the group's `retry` policy (`attempt.rs`).
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
+use super::attempt::{refused_early, Plan};
 use super::body::{relay, BodyEnd, MinRate, RelayError, RelayOptions};
 use super::connection::{ClientConn, Next, BODY_BUF};
 use super::context::WorkerContext;
@@ -52,6 +56,34 @@ impl ClientConn {
         let id = self.choose_group(ctx, &action.groups);
         self.exchange.group = Some(id);
         let upstream = snapshot.upstream(id);
+        let groups = ctx.upstreams();
+        // Refused before anything of the request is consumed, so the connection stays usable.
+        let ticket = groups
+            .admit(id, upstream, Instant::now())
+            .map_err(refused_early)?;
+        let result = self
+            .forward_admitted(ctx, snapshot, action, policies, head, id)
+            .await;
+        let success = match &result {
+            Ok(_) => Some(self.exchange.status < 500),
+            Err(e) => e.upstream_failed().map(|failed| !failed),
+        };
+        groups.settle(id, upstream, ticket, success, Instant::now());
+        result
+    }
+
+    /// The forwarding of a request its group's breaker admitted.
+    async fn forward_admitted(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        action: &ProxyAction,
+        policies: &Chain,
+        head: &RequestHead,
+        id: UpstreamId,
+    ) -> Result<Next, ProxyError> {
+        let upstream = snapshot.upstream(id);
+        let hash = self.balance_hash(upstream);
         self.write_upstream_head(snapshot, head, action, policies);
         self.input.consume(head.head_len);
         self.await_small_body(snapshot, head).await?;
@@ -63,10 +95,17 @@ impl ClientConn {
         if let BodyFraming::Length(n) = head.framing {
             self.exchange.bytes_in += n;
         }
-        let replayable = body_in_hand && head.method_kind.is_idempotent();
-        let upstream_started = std::time::Instant::now();
+        let idempotent = head.method_kind.is_idempotent();
+        let plan = Plan {
+            id,
+            hash,
+            body_in_hand,
+            replayable: body_in_hand && idempotent,
+            retryable: body_in_hand && (idempotent || action.retry_non_idempotent),
+        };
+        let upstream_started = Instant::now();
         let result = self
-            .exchange_with(ctx, snapshot, id, head, upstream, body_in_hand, replayable)
+            .exchange_with(ctx, snapshot, head, upstream, plan)
             .await;
         self.exchange.upstream = Some(upstream_started.elapsed());
         if let Some(mirror) = mirror {
@@ -75,33 +114,63 @@ impl ClientConn {
         result
     }
 
-    /// Steps 2–5 of the exchange (see the module docs).
-    #[allow(clippy::too_many_arguments)]
+    /// Steps 2–5 of the exchange (see the module docs), the attempts bounded by
+    /// `timeouts.total`.
     async fn exchange_with(
         &mut self,
         ctx: &WorkerContext,
         snapshot: &Snapshot,
-        id: UpstreamId,
         head: &RequestHead,
         upstream: &Upstream,
-        body_in_hand: bool,
-        replayable: bool,
+        plan: Plan,
     ) -> Result<Next, ProxyError> {
-        let mut conn = self.send_head(ctx, id, upstream, replayable).await?;
-        if !body_in_hand {
+        let attempts = self.attempts(ctx, snapshot, head, upstream, plan);
+        let (conn, response, attempt) = match upstream.timeouts.total {
+            None => attempts.await?,
+            Some(total) => match monoio::time::timeout(total, attempts).await {
+                Ok(result) => result?,
+                Err(_) => return Err(ProxyError::UpstreamTimeout),
+            },
+        };
+        let status = response.status;
+        self.out.clear();
+        let result = self
+            .respond_from_upstream(ctx, snapshot, conn, upstream, head, response)
+            .await;
+        let outcome = match &result {
+            Ok(_) => Some(status < 500),
+            Err(e) => e.upstream_failed().map(|failed| !failed),
+        };
+        attempt.finish(outcome);
+        result
+    }
+
+    /// One attempt on `addr`: send the request, read the response head. A pooled connection
+    /// found closed is replaced once by a fresh one to the same target when the request is
+    /// replayable (the stale keep-alive race).
+    pub(super) async fn attempt_once(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        head: &RequestHead,
+        upstream: &Upstream,
+        addr: SocketAddr,
+        plan: Plan,
+    ) -> Result<(UpstreamConn, ResponseHead), ProxyError> {
+        let mut conn = self.send_head(ctx, upstream, addr, plan.replayable).await?;
+        if !plan.body_in_hand {
             self.send_body(&mut conn, snapshot, upstream, head).await?;
         }
-        let response = match self.read_response_head(&mut conn, upstream, head).await {
-            Ok(response) => response,
-            Err(e) if replayable && conn.reused && is_retryable(&e) => {
-                conn = self.send_head_fresh(ctx, id, upstream).await?;
-                self.read_response_head(&mut conn, upstream, head).await?
+        match self.read_response_head(&mut conn, upstream, head).await {
+            Ok(response) => Ok((conn, response)),
+            Err(e) if plan.replayable && conn.reused && is_retryable(&e) => {
+                let mut conn = open(addr, upstream).await?;
+                write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await?;
+                let response = self.read_response_head(&mut conn, upstream, head).await?;
+                Ok((conn, response))
             }
-            Err(e) => return Err(e),
-        };
-        self.out.clear();
-        self.respond_from_upstream(ctx, snapshot, conn, upstream, head, response)
-            .await
+            Err(e) => Err(e),
+        }
     }
 
     /// Writes the upstream request head into `out`.
@@ -137,8 +206,8 @@ impl ClientConn {
             request_id_from_client: self.request_id_from_client,
             traceparent: traceparent.as_ref().map_or(&[][..], |t| &t[..]),
             forward_tracestate: self.forward_tracestate,
-            strip: policies.stripped_headers(),
-            identity_fields: self.identity.upstream_fields(),
+            policy_strip: policies.stripped_headers(),
+            policy_fields: self.identity.upstream_fields(),
         };
         self.out.clear();
         write_upstream_request(&mut self.out, data, head, &self.headers, &fwd);
@@ -195,21 +264,15 @@ impl ClientConn {
         }
     }
 
-    /// Sends `out` on a pooled or fresh connection; a reused connection that fails on write
-    /// is replaced by a fresh one if the request is replayable.
+    /// Sends `out` to `addr` on a pooled or fresh connection; a reused connection that fails
+    /// on write is replaced by a fresh one if the request is replayable.
     async fn send_head(
         &mut self,
         ctx: &WorkerContext,
-        id: UpstreamId,
         upstream: &Upstream,
+        addr: SocketAddr,
         replayable: bool,
     ) -> Result<UpstreamConn, ProxyError> {
-        let target = ctx
-            .balancer()
-            .pick(id, &upstream.targets)
-            .ok_or(ProxyError::NoTarget)?;
-        let addr = target.addr;
-        self.exchange.target = Some(addr);
         let mut conn = match ctx.pool().checkout_for(addr, upstream.tls.as_ref()) {
             Some(conn) => {
                 ctx.metrics().pool_hit();
@@ -229,23 +292,6 @@ impl ClientConn {
             }
             Err(e) => Err(e),
         }
-    }
-
-    /// Sends `out` again on a fresh connection to the next target (the retry path).
-    async fn send_head_fresh(
-        &mut self,
-        ctx: &WorkerContext,
-        id: UpstreamId,
-        upstream: &Upstream,
-    ) -> Result<UpstreamConn, ProxyError> {
-        let target = ctx
-            .balancer()
-            .pick(id, &upstream.targets)
-            .ok_or(ProxyError::NoTarget)?;
-        self.exchange.target = Some(target.addr);
-        let mut conn = open(target.addr, upstream).await?;
-        write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await?;
-        Ok(conn)
     }
 
     /// Streams the request body from the client to the upstream.
@@ -356,10 +402,11 @@ impl ClientConn {
         }
         let forward = response.status != 100 && head.version == Version::Http11;
         if forward {
-            self.out.clear();
-            self.out
+            // `scratch`, not `out`: `out` still holds the request for a possible retry.
+            self.scratch.clear();
+            self.scratch
                 .extend_from_slice(&conn.buf.data()[..response.head_len]);
-            write_all_reuse(&mut self.stream, &mut self.out)
+            write_all_reuse(&mut self.stream, &mut self.scratch)
                 .await
                 .map_err(ProxyError::ClientGone)?;
         }

@@ -28,6 +28,7 @@
 
 pub mod admission;
 mod answer;
+mod attempt;
 mod body;
 mod connection;
 mod context;

@@ -55,12 +55,16 @@ impl ClientConn {
     ) -> Option<PendingMirror> {
         let place = ctx.traffic().mirrors().decide(settings, whole)?;
         let shadow = snapshot.upstream(settings.upstream);
-        let Some(target) = ctx.balancer().pick(settings.upstream, &shadow.targets) else {
+        let now = std::time::Instant::now();
+        let Some(addr) = ctx
+            .upstreams()
+            .pick_untracked(settings.upstream, shadow, now)
+        else {
             place.abandon();
             return None;
         };
         let target = Shadow {
-            addr: target.addr,
+            addr,
             method: head.method_kind,
             timeouts: shadow.timeouts,
             pool: shadow.pool,

@@ -13,7 +13,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use super::{RunningServer, ServerError};
 use crate::config::{self, Snapshot};
-use crate::metrics::{Aggregator, ProcessInfo, RedisHealth, WorkerInfo};
+use crate::metrics::{Aggregator, ProcessInfo, RedisHealth, TargetHealthInfo, WorkerInfo};
 
 /// A request to the control thread.
 #[derive(Debug)]
@@ -147,7 +147,8 @@ impl Controller {
                 let _ = reply.send(redact(&self.config_text));
             }
             ControlEvent::Upstreams(reply) => {
-                let _ = reply.send(upstreams_json(&self.server.snapshot()));
+                self.drain_deltas();
+                let _ = reply.send(upstreams_json(&self.server.snapshot(), &self.aggregator));
             }
             ControlEvent::ReopenLogs => self.server.reopen_access_log(),
         }
@@ -177,6 +178,7 @@ impl Controller {
             failed_reloads: self.failed_reloads,
             config_generation: self.generation,
             start_time_unix: self.started_unix,
+            target_health: target_health(&self.server.snapshot()),
             redis: {
                 let status = self.server.rate_limit_status();
                 status.configured().then(|| RedisHealth {
@@ -257,29 +259,68 @@ impl Controller {
     }
 }
 
-/// The upstream groups of `snapshot` as JSON: name, balancing and targets. Names and
-/// addresses come from the validated config (names are `[A-Za-z0-9_.-]`), so no escaping is
-/// needed.
-fn upstreams_json(snapshot: &Snapshot) -> String {
+/// Every target's active health in `snapshot`.
+fn target_health(snapshot: &Snapshot) -> Vec<TargetHealthInfo> {
+    let mut out = Vec::new();
+    for upstream in &snapshot.upstreams {
+        let set = upstream.live.current();
+        for (t, cell) in set.targets.iter().zip(&set.health) {
+            out.push(TargetHealthInfo {
+                upstream: upstream.name.clone(),
+                target: t.addr.to_string(),
+                healthy: cell.is_healthy(),
+            });
+        }
+    }
+    out
+}
+
+/// The upstream groups of `snapshot` as JSON: name, balancing, the targets in force with
+/// their active health and the workers that eject them (passive health), and each worker's
+/// breaker state as last reported. Names and addresses come from the validated config
+/// (names are `[A-Za-z0-9_.-]`), so no escaping is needed.
+fn upstreams_json(snapshot: &Snapshot, aggregator: &Aggregator) -> String {
     use std::fmt::Write;
     let mut out = String::from("{\"upstreams\":[");
     for (i, upstream) in snapshot.upstreams.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
+        let states = aggregator.group_states(&upstream.name);
         let _ = write!(
             out,
-            "{{\"name\":\"{}\",\"balance\":\"round_robin\",\"targets\":[",
-            upstream.name
+            "{{\"name\":\"{}\",\"balance\":\"{}\",\"targets\":[",
+            upstream.name,
+            upstream.balance.name()
         );
-        for (j, target) in upstream.targets.iter().enumerate() {
+        let set = upstream.live.current();
+        for (j, (target, cell)) in set.targets.iter().zip(&set.health).enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            let ejected_by: Vec<String> = states
+                .iter()
+                .filter(|(_, r)| r.ejected.contains(&target.addr))
+                .map(|(w, _)| w.to_string())
+                .collect();
+            let _ = write!(
+                out,
+                "{{\"addr\":\"{}\",\"weight\":{},\"healthy\":{},\"ejected_by_workers\":[{}]}}",
+                target.addr,
+                target.weight,
+                cell.is_healthy(),
+                ejected_by.join(",")
+            );
+        }
+        out.push_str("],\"breaker\":[");
+        for (j, (worker, report)) in states.iter().enumerate() {
             if j > 0 {
                 out.push(',');
             }
             let _ = write!(
                 out,
-                "{{\"addr\":\"{}\",\"weight\":{}}}",
-                target.addr, target.weight
+                "{{\"worker\":{worker},\"state\":\"{}\"}}",
+                report.breaker
             );
         }
         out.push_str("]}");
@@ -373,15 +414,18 @@ fn value_end(bytes: &[u8], start: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::{redact, upstreams_json};
+    use crate::metrics::Aggregator;
 
     #[test]
     fn upstreams_are_listed_as_json() {
         let text = "[[upstreams]]\nname = \"users\"\ntargets = [ { addr = \"127.0.0.1:9001\", weight = 3 }, { addr = \"127.0.0.1:9002\" } ]\n";
         let snapshot = crate::config::load_str(text, "t").expect("config");
         assert_eq!(
-            upstreams_json(&snapshot),
+            upstreams_json(&snapshot, &Aggregator::new()),
             "{\"upstreams\":[{\"name\":\"users\",\"balance\":\"round_robin\",\"targets\":[\
-             {\"addr\":\"127.0.0.1:9001\",\"weight\":3},{\"addr\":\"127.0.0.1:9002\",\"weight\":1}]}]}\n"
+             {\"addr\":\"127.0.0.1:9001\",\"weight\":3,\"healthy\":true,\"ejected_by_workers\":[]},\
+             {\"addr\":\"127.0.0.1:9002\",\"weight\":1,\"healthy\":true,\"ejected_by_workers\":[]}],\
+             \"breaker\":[]}]}\n"
         );
     }
 

@@ -73,6 +73,9 @@ pub enum ServerError {
     /// The access log's output could not be opened.
     #[error("opening the access log: {0}")]
     AccessLog(#[source] io::Error),
+    /// The health-check thread could not be spawned.
+    #[error("cannot spawn the health-check thread: {0}")]
+    Health(#[source] io::Error),
     /// A worker thread panicked.
     #[error("worker {0} panicked")]
     WorkerPanicked(usize),
@@ -123,6 +126,7 @@ impl Server {
             commands: Vec::with_capacity(workers),
             access_log: None,
             coordinator,
+            health: None,
         };
         for ((id, listeners), limits) in listeners.into_iter().enumerate().zip(links) {
             let (tx, rx) = flume::unbounded();
@@ -159,6 +163,10 @@ impl Server {
             running.drivers.push(kind);
         }
         running.access_log = access_log;
+        running.health = Some(
+            crate::upstream::HealthThread::start(Arc::clone(&shared))
+                .map_err(ServerError::Health)?,
+        );
         Ok(running)
     }
 }
@@ -188,6 +196,8 @@ pub struct RunningServer {
     access_log: Option<crate::access_log::Writer>,
     /// The rate-limit coordinator thread.
     coordinator: Coordinator,
+    /// Active health checks and DNS refreshes.
+    health: Option<crate::upstream::HealthThread>,
 }
 
 impl RunningServer {
@@ -262,8 +272,10 @@ impl RunningServer {
         self.shared.load_full()
     }
 
-    /// Swaps in a new snapshot; requests already routed finish on the old one.
+    /// Swaps in a new snapshot; requests already routed finish on the old one. Targets that
+    /// stay keep their active-health state.
     pub fn store(&self, snapshot: Arc<Snapshot>) {
+        crate::upstream::targets::adopt_health(&snapshot, &self.shared.load());
         self.shared.store(snapshot);
     }
 
@@ -284,6 +296,7 @@ impl RunningServer {
         for tx in &self.commands {
             let _ = tx.send(Command::Shutdown);
         }
+        drop(self.health.take());
         let mut result = Ok(());
         for (id, thread) in self.threads.drain(..).enumerate() {
             if thread.join().is_err() {

@@ -1,14 +1,32 @@
-//! The upstream side of a worker: keep-alive pools and target selection.
+//! The upstream side: keep-alive pools, target selection, health, breakers, retries and
+//! discovery.
 //!
-//! Everything here is per worker (`RefCell`, `Cell`): no locks, no shared atomics. State is
-//! keyed by stable identities (the target's socket address), so it survives a snapshot swap
-//! wherever the target does.
+//! Worker-side state (`pool`, `group`) is per worker (`RefCell`, `Cell`): no locks, no shared
+//! atomics written per request. State is keyed by stable identities (group name, target
+//! address), so it survives a snapshot swap wherever the target does. Control-side work
+//! (active probes, DNS) runs on the health thread (`checker`) and reaches the workers only
+//! through read-only atomics and `ArcSwap`ed target sets (`targets`).
 
+pub mod balance;
+pub mod breaker;
+mod checker;
 mod connection;
+pub mod discovery;
+pub mod group;
+pub mod health;
 mod liveness;
 mod pool;
-mod round_robin;
+pub mod retry;
+pub mod targets;
+mod window;
 
+pub use balance::{Balance, Balancer, HashKey};
+pub use breaker::{Breaker, BreakerPolicy, BreakerState};
+pub use checker::HealthThread;
 pub use connection::{connect, ConnectError, UpstreamConn, UPSTREAM_BUF};
+pub use discovery::{Discovery, TargetSpec};
+pub use group::{GroupCounters, GroupReport, Groups, Picked, Refusal, Tried};
+pub use health::{HealthCheck, PassivePolicy, StatusRange, TargetHealth};
 pub use pool::{Pool, SWEEP_INTERVAL};
-pub use round_robin::RoundRobin;
+pub use retry::{Failure, RetryPolicy};
+pub use targets::{LiveTargets, TargetSet};

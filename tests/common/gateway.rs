@@ -358,6 +358,30 @@ impl Gateway {
             .store(Arc::new(snapshot));
     }
 
+    /// Whether active health checks consider `addr` of group `upstream` healthy now
+    /// (`None`: no such group or target in force).
+    pub fn target_healthy(&self, upstream: &str, addr: SocketAddr) -> Option<bool> {
+        let snapshot = self.server.as_ref()?.snapshot();
+        let group = snapshot.upstreams.iter().find(|u| u.name == upstream)?;
+        let set = group.live.current();
+        let i = set.targets.iter().position(|t| t.addr == addr)?;
+        Some(set.health[i].is_healthy())
+    }
+
+    /// The addresses of group `upstream`'s targets in force.
+    pub fn targets(&self, upstream: &str) -> Vec<SocketAddr> {
+        let Some(server) = self.server.as_ref() else {
+            return Vec::new();
+        };
+        let snapshot = server.snapshot();
+        snapshot
+            .upstreams
+            .iter()
+            .find(|u| u.name == upstream)
+            .map(|u| u.live.current().targets.iter().map(|t| t.addr).collect())
+            .unwrap_or_default()
+    }
+
     /// Graceful shutdown; panics if it fails or takes longer than `limit`.
     pub fn shutdown_within(mut self, limit: Duration) {
         let server = self.server.take().expect("running");

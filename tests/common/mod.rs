@@ -20,6 +20,20 @@ pub mod upstream;
 /// How long any blocking read in a test may wait before the test fails.
 pub const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Polls `condition` until it holds; panics with `what` after `limit`. For state that has no
+/// event to wait on (a health thread's verdict), with a short pause between looks.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Expands each test into one `#[test]` per driver (`name::io_uring` and `name::legacy`),
 /// passing `"io_uring"` or `"legacy"` as the test's `driver` argument.
 ///

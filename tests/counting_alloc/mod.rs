@@ -48,38 +48,45 @@ pub const WARM_UP: u64 = 200;
 /// Requests counted.
 pub const MEASURED: u64 = 2000;
 
-const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: alloc-test\r\n\r\n";
-
-/// One measurement at a time: the counter is process-wide, and a test binary runs its tests
-/// in parallel, so another test's start-up would be counted as this one's requests.
+/// Serializes measurements (test-only: no worker ever touches it).
 #[allow(clippy::disallowed_types)]
 static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: alloc-test\r\n\r\n";
+
 /// Allocations per proxied request through a one-worker gateway on `driver`, with `extra`
 /// appended to its config (e.g. an `[access_log]` table).
-// Each including test binary uses one of the two entry points.
+// Each including test binary uses some of the entry points.
 #[allow(dead_code)]
 pub fn per_proxied_request(driver: &str, extra: &str) -> f64 {
-    per_proxied_request_with(driver, extra, REQUEST)
+    measure(driver, "", "upstream = \"b\"", extra, REQUEST)
 }
 
-/// Like [`per_proxied_request`], sending `request` (a complete head) each time.
-// Not every test binary that counts allocations sends its own request.
+/// [`per_proxied_request`] with `group_keys` added to upstream group `b` (balancing, retries,
+/// breaker: the traffic-management state on the hot path).
 #[allow(dead_code)]
-pub fn per_proxied_request_with(driver: &str, extra: &str, request: &[u8]) -> f64 {
-    per_request_through_with(driver, "upstream = \"b\"", extra, request)
+pub fn per_proxied_request_with(driver: &str, group_keys: &str, extra: &str) -> f64 {
+    measure(driver, group_keys, "upstream = \"b\"", extra, REQUEST)
 }
 
 /// Allocations per request through a route `all` whose keys are `route` (it may send to
 /// upstream groups `b` and `b2`, both the fixed backend), with `extra` appended to the config.
-// Not every test binary that counts allocations routes its own way.
 #[allow(dead_code)]
 pub fn per_request_through(driver: &str, route: &str, extra: &str) -> f64 {
-    per_request_through_with(driver, route, extra, REQUEST)
+    measure(driver, "", route, extra, REQUEST)
 }
 
-/// [`per_request_through`], sending `request` (a complete head) each time.
-fn per_request_through_with(driver: &str, route: &str, extra: &str, request: &[u8]) -> f64 {
+/// [`per_proxied_request`] sending `request` (a complete head) each time (e.g. with
+/// credentials for the route's policies).
+#[allow(dead_code)]
+pub fn per_proxied_request_sending(driver: &str, extra: &str, request: &[u8]) -> f64 {
+    measure(driver, "", "upstream = \"b\"", extra, request)
+}
+
+/// One measurement of `request`: group `b` gets `group_keys`, route `all` gets `route`.
+fn measure(driver: &str, group_keys: &str, route: &str, extra: &str, request: &[u8]) -> f64 {
+    // The count is process-wide: one measurement at a time, or a test starting its gateway
+    // (config parsing, threads) would be counted in another's window.
     let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let upstream_addr = fixed_backend::start();
     let config = format!(
@@ -92,6 +99,7 @@ driver = "{driver}"
 [[upstreams]]
 name = "b"
 targets = [ {{ addr = "{upstream_addr}" }} ]
+{group_keys}
 [[upstreams]]
 name = "b2"
 targets = [ {{ addr = "{upstream_addr}" }} ]

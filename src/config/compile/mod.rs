@@ -12,6 +12,7 @@ mod route_traffic;
 mod routes;
 mod server;
 mod tls;
+mod traffic;
 mod upstreams;
 
 use std::ops::{Range, RangeInclusive};
@@ -240,7 +241,11 @@ mod tests {
 
     #[test]
     fn bundled_files_pass_the_file_rules() {
-        for file in ["config/ringgate.toml", "config/examples/proxy.toml"] {
+        for file in [
+            "config/ringgate.toml",
+            "config/examples/proxy.toml",
+            "config/examples/auth.toml",
+        ] {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
             let text = std::fs::read_to_string(path).expect("bundled file");
             assert_eq!(check_without_router(&text), vec![], "{file}");

@@ -225,6 +225,10 @@ fn proxy(
         strip_prefix,
         rewrite,
         host,
+        retry_non_idempotent: raw
+            .retry_non_idempotent
+            .as_ref()
+            .is_some_and(|v| *v.get_ref()),
     }))
 }
 
@@ -261,6 +265,14 @@ fn refuse_proxy_keys(cx: &mut Ctx<'_>, key: &str, raw: &RawRoute) {
             let message = "only allowed on proxy routes (with `upstream` or `split`)".to_string();
             cx.problem(format!("{key}.{name}"), Some(span), message);
         }
+    }
+    if let Some(value) = &raw.retry_non_idempotent {
+        let message = "only allowed on proxy routes (with `upstream`)".to_string();
+        cx.problem(
+            format!("{key}.retry_non_idempotent"),
+            Some(value.span()),
+            message,
+        );
     }
 }
 

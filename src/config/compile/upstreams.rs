@@ -1,15 +1,16 @@
-//! `[[upstreams]]`: names, balancing, targets (resolved now), pool and timeouts.
+//! `[[upstreams]]`: names, targets (resolved now), pool and timeouts; the traffic-management
+//! keys (balancing, health, retries, breaker, discovery) are read in `traffic`.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use super::{check_name, Ctx};
-use crate::config::file::{RawTarget, RawUpstream};
-use crate::config::{PoolSettings, Target, Upstream, UpstreamTimeouts};
+use std::sync::Arc;
 
-/// Balancing algorithms the runtime implements.
-pub const BALANCE_ALGORITHMS: &[&str] = &["round_robin"];
+use super::{check_name, traffic, Ctx};
+use crate::config::file::{RawTarget, RawUpstream};
+use crate::config::{Balance, PoolSettings, Target, Upstream, UpstreamTimeouts};
+use crate::upstream::{Discovery, LiveTargets, TargetSet, TargetSpec};
 /// `weight` bounds and default.
 const WEIGHT_RANGE: std::ops::RangeInclusive<i64> = 1..=1000;
 /// `pool.max_idle_per_target` when absent, and its bounds (0 turns pooling off).
@@ -46,16 +47,8 @@ pub(super) fn compile(cx: &mut Ctx<'_>, raw: &[RawUpstream]) -> Vec<Upstream> {
 }
 
 fn upstream(cx: &mut Ctx<'_>, key: &str, up: &RawUpstream) -> Upstream {
-    if let Some(balance) = &up.balance {
-        if !BALANCE_ALGORITHMS.contains(&balance.get_ref().as_str()) {
-            let message = format!(
-                "unsupported balance `{}`, expected one of: {}",
-                balance.get_ref(),
-                BALANCE_ALGORITHMS.join(", ")
-            );
-            cx.problem(format!("{key}.balance"), Some(balance.span()), message);
-        }
-    }
+    let balance = traffic::balance(cx, key, up);
+    let resolve_every = traffic::resolve_every(cx, key, up);
     if up.targets.is_empty() {
         let message = "at least one target is required, e.g. [{ addr = \"127.0.0.1:9001\" }]";
         cx.problem(
@@ -64,12 +57,30 @@ fn upstream(cx: &mut Ctx<'_>, key: &str, up: &RawUpstream) -> Upstream {
             message.into(),
         );
     }
-    let targets = up
-        .targets
-        .iter()
-        .enumerate()
-        .filter_map(|(j, t)| target(cx, &format!("{key}.targets[{j}]"), t))
-        .collect();
+    let mut targets: Vec<Target> = Vec::new();
+    let mut specs = Vec::new();
+    for (j, raw) in up.targets.iter().enumerate() {
+        let found = target(
+            cx,
+            &format!("{key}.targets[{j}]"),
+            raw,
+            resolve_every.is_some(),
+        );
+        if let Some(first) = found.first() {
+            specs.push(TargetSpec {
+                addr: raw.addr.get_ref().clone(),
+                weight: first.weight,
+            });
+        }
+        targets.extend(found);
+    }
+    let discovery = resolve_every.map(|every| Discovery { every, specs });
+    let hashed = matches!(balance, Balance::ConsistentHash(_));
+    let live = Arc::new(LiveTargets::new(TargetSet::build(
+        dedup(targets.clone()),
+        hashed,
+        |_| None,
+    )));
     let pool = up.pool.as_ref();
     let max_idle = cx.int(
         &format!("{key}.pool.max_idle_per_target"),
@@ -111,34 +122,76 @@ fn upstream(cx: &mut Ctx<'_>, key: &str, up: &RawUpstream) -> Upstream {
                 t.map_or(&None, |t| &t.idle),
                 DEFAULT_IDLE,
             ),
+            total: t.and_then(|t| t.total.as_ref()).map(|total| {
+                cx.timeout(
+                    &format!("{key}.timeouts.total"),
+                    &Some(total.clone()),
+                    DEFAULT_FIRST_BYTE,
+                )
+            }),
         },
+        balance,
+        health: up.health.as_ref().map(|h| traffic::health(cx, key, h)),
+        passive: up.passive.as_ref().map(|p| traffic::passive(cx, key, p)),
+        retry: up
+            .retry
+            .as_ref()
+            .map(|r| traffic::retry(cx, key, r))
+            .unwrap_or_default(),
+        breaker: up.breaker.as_ref().map(|b| traffic::breaker(cx, key, b)),
+        discovery,
+        live,
     }
 }
 
-fn target(cx: &mut Ctx<'_>, key: &str, raw: &RawTarget) -> Option<Target> {
+/// Targets without repeated addresses (two names may resolve to the same one).
+fn dedup(targets: Vec<Target>) -> Vec<Target> {
+    let mut out: Vec<Target> = Vec::with_capacity(targets.len());
+    for t in targets {
+        if !out.iter().any(|o| o.addr == t.addr) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+/// The target(s) of one entry: its first address, or every address when the group
+/// re-resolves its names (`resolve_every`).
+fn target(cx: &mut Ctx<'_>, key: &str, raw: &RawTarget, all: bool) -> Vec<Target> {
     let weight = cx.int(&format!("{key}.weight"), &raw.weight, WEIGHT_RANGE, 1);
+    let weight = u32::try_from(weight).unwrap_or(1);
     match resolve(raw.addr.get_ref()) {
-        Ok(addr) => Some(Target {
-            addr,
-            weight: u32::try_from(weight).unwrap_or(1),
-        }),
+        Ok(addrs) => {
+            let take = if all { addrs.len() } else { 1 };
+            addrs
+                .into_iter()
+                .take(take)
+                .map(|addr| Target { addr, weight })
+                .collect()
+        }
         Err(message) => {
             cx.problem(format!("{key}.addr"), Some(raw.addr.span()), message);
-            None
+            Vec::new()
         }
     }
 }
 
-/// `ip:port` as is, or `name:port` resolved now (first address): targets are fixed for the
-/// snapshot's life, so a name that does not resolve at load time is an error, not a surprise.
-fn resolve(addr: &str) -> Result<SocketAddr, String> {
+/// `ip:port` as is, or `name:port` resolved now: a name that does not resolve at load time is
+/// an error, not a surprise. Groups with `resolve_every` re-resolve later, on the health
+/// thread.
+fn resolve(addr: &str) -> Result<Vec<SocketAddr>, String> {
     if let Ok(parsed) = addr.parse::<SocketAddr>() {
-        return Ok(parsed);
+        return Ok(vec![parsed]);
     }
     match addr.to_socket_addrs() {
-        Ok(mut found) => found
-            .next()
-            .ok_or_else(|| format!("`{addr}` resolved to no address")),
+        Ok(found) => {
+            let found: Vec<SocketAddr> = found.collect();
+            if found.is_empty() {
+                Err(format!("`{addr}` resolved to no address"))
+            } else {
+                Ok(found)
+            }
+        }
         Err(err) => Err(format!(
             "cannot resolve `{addr}`: {err} (expected \"ip:port\" or \"name:port\")"
         )),
@@ -224,7 +277,7 @@ timeouts = { connect = "250ms", first_byte = "2s", idle = "1m" }
 
     #[test]
     fn rejects_unsupported_balance_listing_the_supported_ones() {
-        let text = "[[upstreams]]\nname = \"a\"\nbalance = \"least_conn\"\n\
+        let text = "[[upstreams]]\nname = \"a\"\nbalance = \"random\"\n\
                     targets = [{ addr = \"127.0.0.1:1\" }]\n";
         let problems = check_without_router(text);
         assert_eq!(
@@ -233,7 +286,8 @@ timeouts = { connect = "250ms", first_byte = "2s", idle = "1m" }
         );
         assert_eq!(
             problems[0].message,
-            "unsupported balance `least_conn`, expected one of: round_robin"
+            "unsupported balance `random`, expected one of: round_robin, weighted, least_conn, \
+             p2c_ewma, consistent_hash"
         );
     }
 
@@ -275,11 +329,12 @@ timeouts = { connect = "250ms", first_byte = "2s", idle = "1m" }
     }
 
     #[test]
-    fn rejects_keys_the_runtime_does_not_implement() {
+    fn rejects_unknown_keys_with_their_line() {
         for key in [
-            "health = { path = \"/\" }",
-            "retry = { attempts = 2 }",
-            "breaker = {}",
+            "health = { path = \"/\", every = \"1s\" }",
+            "retry = { attempts = 2, when = [] }",
+            "breaker = { ratio = 1 }",
+            "sticky = true",
         ] {
             let text = format!(
                 "[[upstreams]]\nname = \"a\"\ntargets = [{{ addr = \"127.0.0.1:1\" }}]\n{key}\n"
@@ -287,11 +342,6 @@ timeouts = { connect = "250ms", first_byte = "2s", idle = "1m" }
             let problems = check_without_router(&text);
             assert_eq!(problems.len(), 1, "{key}");
             assert_eq!(problems[0].line, Some(4), "{key}");
-            assert!(
-                problems[0].key.starts_with("upstreams[0]."),
-                "{:?}",
-                problems[0]
-            );
         }
     }
 }

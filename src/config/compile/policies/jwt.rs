@@ -141,11 +141,9 @@ fn key_store(k: &mut KindCx<'_, '_, '_>, algorithms: &[Algorithm]) -> Option<Arc
     let (text, span) = (value.get_ref().as_str(), value.span());
     let hmac = algorithms.iter().any(|a| jwt::HMAC.contains(a));
     if hmac && *source != "secret" && *source != "jwks_file" {
-        k.problem(
-            "algorithms",
-            span.clone(),
-            "HS algorithms need `secret` (or `oct` keys in `jwks_file`)".into(),
-        );
+        let at = raw.algorithms.as_ref().map_or(span, |a| a.span());
+        let message = "HS algorithms need `secret` (or `oct` keys in `jwks_file`)";
+        k.problem("algorithms", at, message.into());
         return None;
     }
     let keys = match *source {
@@ -167,7 +165,7 @@ fn key_store(k: &mut KindCx<'_, '_, '_>, algorithms: &[Algorithm]) -> Option<Arc
                 }
             }
         }
-        "public_key_file" => match read(text)
+        "public_key_file" => match read(&k.cx.path(text))
             .and_then(|pem| jwt::pem_key(&pem, algorithms).map_err(|e| format!("{text}: {e}")))
         {
             Ok(key) => vec![key],
@@ -176,7 +174,7 @@ fn key_store(k: &mut KindCx<'_, '_, '_>, algorithms: &[Algorithm]) -> Option<Arc
                 return None;
             }
         },
-        "jwks_file" => match read(text)
+        "jwks_file" => match read(&k.cx.path(text))
             .and_then(|json| jwt::jwks_keys(&json, algorithms).map_err(|e| format!("{text}: {e}")))
         {
             Ok(keys) if !keys.is_empty() => keys,
@@ -227,8 +225,8 @@ fn jwks_url(
     }))
 }
 
-fn read(path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))
+fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -258,6 +256,16 @@ mod tests {
                 ("policies.a.secret".to_string(), Some(4)),
                 ("policies.b.public_key_file".to_string(), Some(8)),
             ]
+        );
+    }
+
+    #[test]
+    fn rejects_hs_algorithms_without_a_secret() {
+        let text = "[policies.a]\nkind = \"jwt\"\nalgorithms = [\"HS256\", \"RS256\"]\n\
+                    jwks_url = \"https://issuer.test/jwks\"\n";
+        assert_eq!(
+            problems(text),
+            vec![("policies.a.algorithms".to_string(), Some(3))]
         );
     }
 
