@@ -51,13 +51,19 @@ pub(super) struct Attempt<'a> {
 }
 
 impl<'a> Attempt<'a> {
-    fn new(groups: &'a Groups, id: UpstreamId, upstream: &'a Upstream, picked: Picked) -> Self {
+    fn new(
+        groups: &'a Groups,
+        id: UpstreamId,
+        upstream: &'a Upstream,
+        picked: Picked,
+        started: Instant,
+    ) -> Self {
         Self {
             groups,
             id,
             upstream,
             picked,
-            started: Instant::now(),
+            started,
             head_after: None,
             done: false,
         }
@@ -122,12 +128,14 @@ impl ClientConn {
         let mut tried = Tried::default();
         let mut retries = 0u32;
         loop {
+            // One clock read for the pick and the attempt's start.
+            let now = Instant::now();
             let picked = groups
-                .pick(plan.id, upstream, plan.hash, tried, Instant::now())
+                .pick(plan.id, upstream, plan.hash, tried, now)
                 .map_err(refused)?;
             tried.add(picked.index);
             self.exchange.target = Some(picked.addr);
-            let mut attempt = Attempt::new(groups, plan.id, upstream, picked);
+            let mut attempt = Attempt::new(groups, plan.id, upstream, picked, now);
             let result = self
                 .attempt_once(ctx, snapshot, head, upstream, picked.addr, plan)
                 .await;

@@ -55,14 +55,14 @@ pub async fn serve_connection(
     peer: SocketAddr,
     listener: ListenKey,
 ) {
-    let open = Open::new(&ctx, peer.ip());
+    let open = Open::new(&ctx, peer);
     let _ = stream.set_nodelay(true);
     let conn = if listener.tls {
         let Some((stream, tls)) = super::secure::accept(&ctx, stream, peer, listener.addr).await
         else {
             return;
         };
-        ClientConn::new(stream, peer, 0, Some(tls))
+        ClientConn::new(stream, peer, 0, Some(Box::new(tls)))
     } else {
         ClientConn::new(ClientStream::Plain(stream), peer, 0, None)
     };
@@ -72,31 +72,29 @@ pub async fn serve_connection(
 /// Serves requests on `conn` until it closes, or parks it when it goes idle (see
 /// `proxy::idle`): this task, with its buffers, lives only while requests keep coming.
 pub(super) async fn serve(ctx: Rc<WorkerContext>, mut conn: ClientConn, open: Open) {
-    let aborted = ctx.drain().aborted();
-    let requests = async {
-        loop {
-            match conn.serve_one(&ctx).await {
-                Next::KeepAlive => {}
-                next => return next,
-            }
-        }
-    };
     // Past the grace period the connection is dropped wherever it is; dropping the future
-    // closes its client and upstream sockets.
+    // closes its client and upstream sockets. The futures are built inside `select!` (a
+    // future bound to a local and then moved into the macro is laid out twice in this task).
     let next = monoio::select! {
-        _ = aborted => Next::Close,
-        next = requests => next,
+        _ = ctx.drain().aborted() => Next::Close,
+        next = async {
+            loop {
+                match conn.serve_one(&ctx).await {
+                    Next::KeepAlive => {}
+                    next => return next,
+                }
+            }
+        } => next,
     };
     match next {
         Next::Idle => {
             let ClientConn {
                 stream,
-                peer,
                 served,
                 tls,
                 ..
             } = conn;
-            monoio::spawn(super::idle::park(ctx, stream, peer, served, tls, open));
+            monoio::spawn(super::idle::park(stream, served, tls, open));
         }
         _ if conn.linger => conn.linger_close().await,
         _ => {}
@@ -107,8 +105,9 @@ pub(super) async fn serve(ctx: Rc<WorkerContext>, mut conn: ClientConn, open: Op
 pub(super) struct ClientConn {
     pub(super) stream: ClientStream,
     pub(super) peer: SocketAddr,
-    /// The TLS session's facts, on a TLS listener.
-    pub(super) tls: Option<TlsInfo>,
+    /// The TLS session's facts, on a TLS listener (boxed: plain connections, and parked
+    /// ones, carry one pointer).
+    pub(super) tls: Option<Box<TlsInfo>>,
     pub(super) input: ReadBuf,
     pub(super) out: Vec<u8>,
     pub(super) scratch: Vec<u8>,
@@ -172,7 +171,7 @@ impl ClientConn {
         stream: ClientStream,
         peer: SocketAddr,
         served: u64,
-        tls: Option<TlsInfo>,
+        tls: Option<Box<TlsInfo>>,
     ) -> Self {
         Self {
             stream,
@@ -298,10 +297,9 @@ impl ClientConn {
         } else {
             (timeouts.keepalive_idle, Wait::Closed)
         };
-        let read = monoio::time::timeout(wait, self.input.fill(&mut self.stream, max));
         monoio::select! {
             _ = drain.started() => Ok(Wait::Closed),
-            result = read => match result {
+            result = monoio::time::timeout(wait, self.input.fill(&mut self.stream, max)) => match result {
                 Err(_) => Ok(on_timeout),
                 Ok(Err(e)) => Err(ProxyError::ClientGone(e)),
                 Ok(Ok(0)) => Ok(Wait::Closed),

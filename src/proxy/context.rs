@@ -12,6 +12,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use super::admission::Admission;
+use super::idle_clock::IdleClock;
 use super::request_id::RequestIds;
 use super::trace::TraceIds;
 use crate::access_log::{Sink, FLUSH_INTERVAL};
@@ -46,6 +47,7 @@ pub struct WorkerContext {
     admission: Admission,
     policies: PolicyState,
     limits_link: WorkerLink,
+    idle_clock: Rc<IdleClock>,
 }
 
 impl WorkerContext {
@@ -74,6 +76,7 @@ impl WorkerContext {
             admission: Admission::default(),
             policies: PolicyState::new(id, workers),
             limits_link,
+            idle_clock: Rc::new(IdleClock::default()),
         }
     }
 
@@ -101,6 +104,11 @@ impl WorkerContext {
     /// The worker's drain state.
     pub fn drain(&self) -> &Rc<Drain> {
         &self.drain
+    }
+
+    /// The idle deadlines of the worker's parked connections.
+    pub(super) fn idle_clock(&self) -> &Rc<IdleClock> {
+        &self.idle_clock
     }
 
     /// The worker's keep-alive pool.

@@ -3,7 +3,7 @@
 //! recording itself into the worker's metrics and access log. No locks, no allocation once
 //! warm: everything here is per worker and reused.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,29 +19,42 @@ use crate::server::ConnectionGuard;
 /// Counts a client connection as open (for the drain and the metrics) from accept to close,
 /// across request tasks and the idle park.
 /// It also gives the connection's admission (see `proxy::admission`) back when it closes.
+///
+/// It carries the worker context and the client's address for the idle park, so a parked
+/// connection holds each once (see `proxy::idle`).
 pub(super) struct Open {
     _drain: ConnectionGuard,
     ctx: Rc<WorkerContext>,
-    client: IpAddr,
+    peer: SocketAddr,
 }
 
 impl Open {
-    /// Counts a connection from `client` that [`Admission::admit`](super::admission::Admission::admit)
+    /// Counts a connection from `peer` that [`Admission::admit`](super::admission::Admission::admit)
     /// let in.
-    pub(super) fn new(ctx: &Rc<WorkerContext>, client: IpAddr) -> Self {
+    pub(super) fn new(ctx: &Rc<WorkerContext>, peer: SocketAddr) -> Self {
         ctx.metrics().connection_opened();
         Self {
             _drain: ctx.drain().track_connection(),
             ctx: Rc::clone(ctx),
-            client,
+            peer,
         }
+    }
+
+    /// The worker the connection belongs to.
+    pub(super) fn ctx(&self) -> &Rc<WorkerContext> {
+        &self.ctx
+    }
+
+    /// The client's address.
+    pub(super) fn peer(&self) -> SocketAddr {
+        self.peer
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
         self.ctx.metrics().connection_closed();
-        self.ctx.admission().release(self.client);
+        self.ctx.admission().release(self.peer.ip());
     }
 }
 

@@ -68,7 +68,9 @@ impl ClientConn {
             Ok(_) => Some(self.exchange.status < 500),
             Err(e) => e.upstream_failed().map(|failed| !failed),
         };
-        groups.settle(id, upstream, ticket, success, Instant::now());
+        if upstream.breaker.is_some() {
+            groups.settle(id, upstream, ticket, success, Instant::now());
+        }
         result
     }
 
@@ -124,10 +126,16 @@ impl ClientConn {
         upstream: &Upstream,
         plan: Plan,
     ) -> Result<Next, ProxyError> {
-        let attempts = self.attempts(ctx, snapshot, head, upstream, plan);
+        // The attempts future is built in each arm, not bound to a local first: a local
+        // moved into the timeout would be laid out twice in the request task.
         let (conn, response, attempt) = match upstream.timeouts.total {
-            None => attempts.await?,
-            Some(total) => match monoio::time::timeout(total, attempts).await {
+            None => self.attempts(ctx, snapshot, head, upstream, plan).await?,
+            Some(total) => match monoio::time::timeout(
+                total,
+                self.attempts(ctx, snapshot, head, upstream, plan),
+            )
+            .await
+            {
                 Ok(result) => result?,
                 Err(_) => return Err(ProxyError::UpstreamTimeout),
             },

@@ -19,7 +19,8 @@
 //! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
 //! - `traffic`: choosing the route's upstream group (versions, split) and mirroring.
 //! - `exchange`: what the exchange did, recorded into metrics and the access log;
-//! - `idle`: connections parked without buffers between requests;
+//! - `idle`: connections parked without buffers between requests, with `idle_clock`, one
+//!   coarse timer for all their deadlines;
 //! - `error`: every failure mapped to the client's answer in one table;
 //! - `request_id` and `trace`: request ids and W3C trace context;
 //! - `secure`: the TLS handshake, client identity, HSTS and redirects to HTTPS.
@@ -36,6 +37,7 @@ mod error;
 mod exchange;
 mod forward;
 mod idle;
+mod idle_clock;
 mod request_id;
 mod secure;
 mod trace;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::balance::{Balancer, Load, PickInput, Rng};
+use super::balance::{Balance, Balancer, Load, PickInput, Rng};
 use super::breaker::{Breaker, BreakerState, Ticket};
 use super::health::PassiveState;
 use super::retry::{RetryBudget, RetryPolicy};
@@ -236,13 +236,17 @@ impl Groups {
                     }
                 },
             };
-            g.budget.request(now);
+            // Without retries the budget is never asked: counting requests for it is waste.
+            if up.retry.attempts > 1 {
+                g.budget.request(now);
+            }
             Ok(ticket)
         })
     }
 
     /// Records a request's final outcome with the breaker (`None`: the client went away,
-    /// which says nothing about the upstream).
+    /// which says nothing about the upstream). Nothing to do (the caller may skip the call)
+    /// for a group without a breaker.
     pub fn settle(
         &self,
         id: UpstreamId,
@@ -251,6 +255,9 @@ impl Groups {
         success: Option<bool>,
         now: Instant,
     ) {
+        if up.breaker.is_none() {
+            return;
+        }
         self.with(id, up, now, |g| {
             let Some(b) = &mut g.breaker else { return };
             let was_open = matches!(b.state(), BreakerState::Open { .. });
@@ -345,12 +352,16 @@ impl Groups {
             load.in_flight = load.in_flight.saturating_sub(1);
             match outcome {
                 Some(true) => {
-                    load.observe(latency, now);
+                    if tracks_latency(up) {
+                        load.observe(latency, now);
+                    }
                     g.passive[i].success();
                 }
                 Some(false) => {
                     // A failure counts as a slow answer for p2c, so it steers away.
-                    load.observe(latency.max(up.timeouts.connect), now);
+                    if tracks_latency(up) {
+                        load.observe(latency.max(up.timeouts.connect), now);
+                    }
                     let Some(policy) = &up.passive else { return };
                     let ejected = g.passive.iter().filter(|p| p.is_ejected(now)).count();
                     let may_eject = ejected < policy.max_ejected(g.passive.len());
@@ -411,6 +422,12 @@ impl Groups {
             })
             .collect()
     }
+}
+
+/// Whether the group's balancer reads the latency EWMA (only p2c does): the others skip
+/// the clock arithmetic and the `exp` of every observation.
+fn tracks_latency(up: &Upstream) -> bool {
+    matches!(up.balance, Balance::P2cEwma)
 }
 
 #[cfg(test)]
