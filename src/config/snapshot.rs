@@ -103,6 +103,10 @@ pub struct ServerSettings {
     pub workers: WorkerCount,
     /// Pin worker `i` to the `i`-th allowed core.
     pub pin_workers: bool,
+    /// Password verifier threads (`basic` policies); `None`: one per worker.
+    pub password_verifiers: Option<usize>,
+    /// Password verifications waiting for a verifier at most; more are answered 503.
+    pub password_queue: usize,
     /// Driver selection.
     pub driver: DriverChoice,
     /// How long in-flight requests may run after SIGTERM/SIGINT.

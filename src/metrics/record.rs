@@ -135,16 +135,19 @@ pub enum PolicyOutcome {
     Limited,
     /// Any other refusal.
     Refused,
+    /// 503: the password verifier pool's queue was full.
+    Busy,
 }
 
 impl PolicyOutcome {
     /// Every outcome, in label order.
-    pub const ALL: [PolicyOutcome; 5] = [
+    pub const ALL: [PolicyOutcome; 6] = [
         PolicyOutcome::Allowed,
         PolicyOutcome::Unauthenticated,
         PolicyOutcome::Forbidden,
         PolicyOutcome::Limited,
         PolicyOutcome::Refused,
+        PolicyOutcome::Busy,
     ];
 
     /// Position in [`PolicyOutcome::ALL`].
@@ -160,6 +163,7 @@ impl PolicyOutcome {
             PolicyOutcome::Forbidden => "forbidden",
             PolicyOutcome::Limited => "limited",
             PolicyOutcome::Refused => "refused",
+            PolicyOutcome::Busy => "busy",
         }
     }
 }

@@ -207,6 +207,9 @@ impl ClientConn {
             traceparent: traceparent.as_ref().map_or(&[][..], |t| &t[..]),
             forward_tracestate: self.forward_tracestate,
             policy_strip: policies.stripped_headers(),
+            hidden_credential: policies
+                .hidden_credential(&self.identity)
+                .and_then(|c| c.header),
             policy_fields: self.identity.upstream_fields(),
         };
         self.out.clear();

@@ -76,6 +76,9 @@ pub enum ServerError {
     /// The health-check thread could not be spawned.
     #[error("cannot spawn the health-check thread: {0}")]
     Health(#[source] io::Error),
+    /// The password verifier threads could not be spawned.
+    #[error("cannot spawn the password verifier threads: {0}")]
+    Verifiers(#[source] io::Error),
     /// A worker thread panicked.
     #[error("worker {0} panicked")]
     WorkerPanicked(usize),
@@ -107,6 +110,11 @@ impl Server {
             ),
             None => None,
         };
+        let verifiers = crate::policy::VerifierPool::start(
+            snapshot.server.password_verifiers.unwrap_or(workers),
+            snapshot.server.password_queue,
+        )
+        .map_err(ServerError::Verifiers)?;
         let shared = Arc::new(ArcSwap::new(snapshot));
         let (coordinator, links) =
             Coordinator::start(Arc::clone(&shared), workers).map_err(|source| {
@@ -127,6 +135,7 @@ impl Server {
             access_log: None,
             coordinator,
             health: None,
+            verifiers: None,
         };
         for ((id, listeners), limits) in listeners.into_iter().enumerate().zip(links) {
             let (tx, rx) = flume::unbounded();
@@ -143,6 +152,7 @@ impl Server {
                 access_log: access_log.as_ref().and_then(|w| w.sink(id)),
                 limits,
                 workers,
+                verifier: verifiers.verifier(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("ringgate-w{id}"))
@@ -163,6 +173,7 @@ impl Server {
             running.drivers.push(kind);
         }
         running.access_log = access_log;
+        running.verifiers = Some(verifiers);
         running.health = Some(
             crate::upstream::HealthThread::start(Arc::clone(&shared))
                 .map_err(ServerError::Health)?,
@@ -198,6 +209,8 @@ pub struct RunningServer {
     coordinator: Coordinator,
     /// Active health checks and DNS refreshes.
     health: Option<crate::upstream::HealthThread>,
+    /// The password verifier threads (`basic` policies).
+    verifiers: Option<crate::policy::VerifierPool>,
 }
 
 impl RunningServer {
@@ -308,6 +321,10 @@ impl RunningServer {
             writer.finish();
         }
         self.coordinator.stop();
+        // The workers, and with them their handles on the pool, are gone.
+        if let Some(pool) = self.verifiers.take() {
+            pool.join();
+        }
         result
     }
 }

@@ -58,6 +58,8 @@ pub struct Jwt {
     pub forwarding: Forwarding,
     /// Consumers a token's subject may name (for their groups).
     pub consumers: Arc<Consumers>,
+    /// `hide_credentials`: the `Authorization` field is not forwarded on success.
+    pub hide_credentials: bool,
 }
 
 /// Why a token was refused: the `error_description`.

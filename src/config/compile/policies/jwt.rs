@@ -8,7 +8,7 @@ use jsonwebtoken::Algorithm;
 
 use crate::config::units::DurationValue;
 
-use super::{consumer_forwarding, header_name, realm, KindCx};
+use super::{consumer_forwarding, header_name, hide_credentials, realm, KindCx};
 use crate::policy::jwt::{self, Jwt, KeySet, KeyStore, RefreshSettings};
 
 /// The keys this kind accepts besides `kind`.
@@ -27,6 +27,7 @@ pub(super) const KEYS: &[&str] = &[
     "consumer_claim",
     "forward_claims",
     "consumer_header",
+    "hide_credentials",
     "realm",
 ];
 /// `leeway` when absent.
@@ -87,6 +88,7 @@ pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<Jwt>> {
         forward_claims,
         forwarding: consumer_forwarding(k),
         consumers: Arc::clone(k.consumers),
+        hide_credentials: hide_credentials(k),
     }))
 }
 

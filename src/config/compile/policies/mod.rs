@@ -85,6 +85,14 @@ fn consumer_forwarding(k: &mut KindCx<'_, '_, '_>) -> Forwarding {
     Forwarding { consumer_header }
 }
 
+/// `hide_credentials`, defaulting to false (the credential goes upstream with the request).
+fn hide_credentials(k: &KindCx<'_, '_, '_>) -> bool {
+    k.raw
+        .hide_credentials
+        .as_ref()
+        .is_some_and(|v| *v.get_ref())
+}
+
 /// `realm`, defaulting to `ringgate`; quotes and control characters are refused.
 fn realm(k: &mut KindCx<'_, '_, '_>) -> Arc<str> {
     let Some(realm) = &k.raw.realm else {
