@@ -54,7 +54,7 @@ fn gateway(driver: &str, up: &Upstream) -> Gateway {
         ("basic", String::new()),
         (
             "key",
-            "kind = \"api_key\"\nquery = \"api_key\"\n".to_string(),
+            "kind = \"api_key\"\nheader = \"X-Api-Key\"\nquery = \"api_key\"\n".to_string(),
         ),
         (
             "jwt",
