@@ -252,8 +252,8 @@ impl Chain {
     /// `Retry-After`) to `fields`.
     ///
     /// A `basic` stage whose password is not in the worker's cache suspends the chain:
-    /// [`Checked::Verifying`] carries the verification; the caller awaits it and calls
-    /// [`Chain::resume`] with the same arguments. Nothing is allocated otherwise.
+    /// [`Checked::Verifying`] carries the verification; the caller awaits its
+    /// [`Suspended::answer`] and calls [`Chain::resume`] with it and the same arguments. Nothing is allocated otherwise.
     pub fn check(
         &self,
         req: &RequestView<'_>,
@@ -267,22 +267,21 @@ impl Chain {
         self.run(0, req, identity, state, metrics, fields)
     }
 
-    /// Goes on with a chain suspended by a password verification, once `verified` (the
-    /// pool's answer) is known.
+    /// Goes on with a chain suspended by a password verification, once the pool answered.
     pub fn resume(
         &self,
-        suspended: Suspended,
-        verified: bool,
+        answered: Answered,
         req: &RequestView<'_>,
         identity: &mut Identity,
         state: &PolicyState,
         metrics: &WorkerMetrics,
         fields: &mut Vec<u8>,
     ) -> Result<Checked, Denial> {
-        let Suspended {
+        let Answered {
             stage,
             verification,
-        } = suspended;
+            verified,
+        } = answered;
         let name = self.stages.get(stage).map_or("", Stage::name);
         match verification.complete(verified, identity, state) {
             Ok(()) => {
@@ -389,10 +388,24 @@ pub struct Suspended {
 }
 
 impl Suspended {
-    /// Waits for the verifier pool's answer: whether the password matched.
-    pub async fn verified(&self) -> bool {
-        self.verification.verified().await
+    /// Waits for the verifier pool's answer; the chain goes on with [`Chain::resume`].
+    pub async fn answer(self) -> Answered {
+        let verified = self.verification.verified().await;
+        Answered {
+            stage: self.stage,
+            verification: self.verification,
+            verified,
+        }
     }
+}
+
+/// A suspended chain whose password verification has been answered.
+#[derive(Debug)]
+pub struct Answered {
+    stage: usize,
+    verification: Verification,
+    /// Whether the password matched.
+    verified: bool,
 }
 
 /// Where an authentication credential travels in the request, for `hide_credentials`.

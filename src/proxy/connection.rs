@@ -404,16 +404,8 @@ impl ClientConn {
         let fields = &mut self.response_headers;
         let mut checked = chain.check(&view, &mut self.identity, state, metrics, fields)?;
         while let Checked::Verifying(suspended) = checked {
-            let verified = suspended.verified().await;
-            checked = chain.resume(
-                suspended,
-                verified,
-                &view,
-                &mut self.identity,
-                state,
-                metrics,
-                fields,
-            )?;
+            let answered = suspended.answer().await;
+            checked = chain.resume(answered, &view, &mut self.identity, state, metrics, fields)?;
         }
         Ok(())
     }
