@@ -115,6 +115,7 @@ impl Server {
             snapshot.server.password_queue,
         )
         .map_err(ServerError::Verifiers)?;
+        snapshot.start_background();
         let shared = Arc::new(ArcSwap::new(snapshot));
         let (coordinator, links) =
             Coordinator::start(Arc::clone(&shared), workers).map_err(|source| {
@@ -285,10 +286,12 @@ impl RunningServer {
         self.shared.load_full()
     }
 
-    /// Swaps in a new snapshot; requests already routed finish on the old one. Targets that
-    /// stay keep their active-health state.
+    /// Swaps in a new snapshot (starting its background work, see
+    /// [`Snapshot::start_background`]); requests already routed finish on the old one.
+    /// Targets that stay keep their active-health state.
     pub fn store(&self, snapshot: Arc<Snapshot>) {
         crate::upstream::targets::adopt_health(&snapshot, &self.shared.load());
+        snapshot.start_background();
         self.shared.store(snapshot);
     }
 
