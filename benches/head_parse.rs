@@ -100,6 +100,7 @@ fn bench_write(c: &mut Criterion) {
         identity_headers: &[],
         client_subject: None,
         policy_strip: &[],
+        hidden_credential: None,
         policy_fields: b"",
     };
     let mut out = Vec::with_capacity(4096);

@@ -5,8 +5,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::client::{get_req, Raw};
+use std::net::SocketAddr;
+
+use common::client::{self, get_req, Raw};
 use common::gateway::{Gateway, GatewayConfig};
+use common::process::Ringgate;
 use common::upstream::Upstream;
 
 /// Waits until a fresh connection gets an answer (the gateway saw an earlier close).
@@ -26,6 +29,48 @@ fn served_again(gw: &Gateway) -> bool {
 
 fn static_route() -> &'static str {
     "[[routes]]\nname = \"ok\"\nrespond = { status = 200, body = \"ok\" }\n"
+}
+
+const ADMIN_TOKEN: &str = "abuse-limits-token";
+
+/// The binary with an admin listener, one worker and the cap `limit = 1`; returns it and its
+/// admin address.
+fn capped_binary(driver: &str, limit: &str) -> (Ringgate, SocketAddr) {
+    let text = GatewayConfig::new(driver)
+        .limit(limit, "1")
+        .routes(static_route())
+        .render()
+        + &format!(
+            "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n\
+             \n[metrics]\nmerge_interval = \"100ms\"\n"
+        );
+    let gw = Ringgate::spawn(&text, &[]);
+    let line = gw.wait_for_line("admin API listening on");
+    let admin = line
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .expect("admin addr");
+    (gw, admin)
+}
+
+/// Polls the admin `/metrics` until it has every line of `want`.
+fn metrics_until(admin: SocketAddr, want: &[String]) -> String {
+    let deadline = Instant::now() + common::IO_TIMEOUT;
+    loop {
+        let req = client::agent()
+            .get(&format!("http://{admin}/metrics"))
+            .set("Authorization", &format!("Bearer {ADMIN_TOKEN}"));
+        let text = String::from_utf8_lossy(&client::call(req).body).into_owned();
+        if want.iter().all(|w| text.lines().any(|l| l == w)) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed {want:?}:\n{text}"
+        );
+        std::thread::yield_now();
+    }
 }
 
 driver_tests! {
@@ -62,6 +107,29 @@ driver_tests! {
         extra.expect_closed();
         held.clear();
         assert!(served_again(&gw));
+    }
+
+    /// End to end through the binary: refusals by each cap show on the admin `/metrics`.
+    fn refused_connections_show_on_the_metrics_endpoint(driver: &str) {
+        for (limit, reason) in [
+            ("max_connections_per_worker", "worker_limit"),
+            ("max_connections_per_ip", "ip_limit"),
+        ] {
+            let (gw, admin) = capped_binary(driver, limit);
+            let mut held = Raw::connect(gw.addr());
+            held.send(get_req("/"));
+            assert_eq!(held.read_response().status, 200, "{limit}");
+            for _ in 0..2 {
+                let mut refused = Raw::connect(gw.addr());
+                let _ = refused.try_send(get_req("/"));
+                refused.expect_closed();
+            }
+            let other = if reason == "worker_limit" { "ip_limit" } else { "worker_limit" };
+            metrics_until(admin, &[
+                format!("ringgate_connections_refused_total{{reason=\"{reason}\"}} 2"),
+                format!("ringgate_connections_refused_total{{reason=\"{other}\"}} 0"),
+            ]);
+        }
     }
 
     fn a_route_body_limit_overrides_the_server_limit(driver: &str) {

@@ -110,6 +110,41 @@ fn check_reports_an_unknown_key_with_its_line() {
     );
 }
 
+/// A JWKS URL is not fetched by `--check`: the issuer here accepts connections but never
+/// answers, so a check that fetched would hang for the fetch timeout, and one that started the
+/// background fetcher would leave a connection in the issuer's queue.
+#[test]
+fn check_does_not_fetch_a_jwks_url() {
+    let issuer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut text = GatewayConfig::new("legacy")
+        .routes(
+            "[[routes]]\nname = \"r\"\npolicies = [\"j\"]\n\
+             respond = { status = 200, body = \"ok\" }",
+        )
+        .render();
+    text.push_str(&format!(
+        "\n[policies.j]\nkind = \"jwt\"\nalgorithms = [\"RS256\"]\njwks_url = \"http://{}/jwks\"\n",
+        issuer.local_addr().expect("addr")
+    ));
+    let path = temp_config(&text);
+    let started = std::time::Instant::now();
+    let (ok, output) = check(&path);
+    assert!(
+        ok,
+        "--check rejected the config:\n{output}\n--- config ---\n{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "--check took {:?}",
+        started.elapsed()
+    );
+    issuer.set_nonblocking(true).expect("nonblocking");
+    match issuer.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("--check connected to the JWKS URL: {other:?}"),
+    }
+}
+
 #[test]
 fn check_on_a_missing_file_fails() {
     let path = std::env::temp_dir().join("ringgate-test-does-not-exist.toml");

@@ -24,6 +24,21 @@ api_keys = ["alice-key-0123456789"]
 
 const API_KEY_REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: bench\r\nX-Api-Key: alice-key-0123456789\r\nX-Consumer: forged\r\n\r\n";
 
+/// An API key in the query, hidden from the upstream (`hide_credentials`): the parameter is
+/// removed from the forwarded query in place.
+const HIDDEN_QUERY_KEY_CHAIN: &str = r#"policies = ["key"]
+[policies.key]
+kind = "api_key"
+query = "api_key"
+hide_credentials = true
+[[consumers]]
+name = "alice"
+api_keys = ["alice-key-0123456789"]
+"#;
+
+const HIDDEN_QUERY_KEY_REQUEST: &[u8] =
+    b"GET /hello?a=1&api_key=alice-key-0123456789&b=2 HTTP/1.1\r\nHost: bench\r\n\r\n";
+
 /// An IP filter, a JWT (HS256, verified once, then served from the worker's cache) and a
 /// scope check.
 fn jwt_chain_and_request() -> (String, Vec<u8>) {
@@ -104,5 +119,11 @@ fn policy_chain_allocations_per_request_both_drivers() {
         );
         assert_policy_budget(driver, "ip + jwt + scopes", &jwt_chain, &jwt_request);
         assert_policy_budget(driver, "basic", &basic_chain, &basic_request);
+        assert_policy_budget(
+            driver,
+            "hidden query api key",
+            HIDDEN_QUERY_KEY_CHAIN,
+            HIDDEN_QUERY_KEY_REQUEST,
+        );
     }
 }

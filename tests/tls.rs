@@ -355,6 +355,28 @@ driver_tests! {
         assert_eq!(response.body, "ok");
     }
 
+    fn an_absolute_form_target_is_redirected_with_its_path_and_query(driver: &str) {
+        let pki = Pki::new("redirect-absolute");
+        let server = pki.issue("server", Kind::Server(&["gateway.test"]));
+        let gw = GatewayConfig::new(driver)
+            .tls_listener(&one_cert(&server))
+            .routes(
+                "[[routes]]\nname = \"r\"\nrespond = { status = 200, body = \"ok\" }\nredirect_https = 443",
+            )
+            .start();
+        let mut raw = common::client::Raw::connect(gw.addr());
+        for (target, location) in [
+            ("http://gateway.test/a/b?c=d&e", "https://gateway.test/a/b?c=d&e"),
+            ("http://gateway.test:8080/x/y", "https://gateway.test/x/y"),
+            ("http://gateway.test?q=1", "https://gateway.test/?q=1"),
+        ] {
+            raw.send(format!("GET {target} HTTP/1.1\r\nHost: gateway.test\r\n\r\n"));
+            let response = raw.read_response();
+            assert_eq!(response.status, 308, "{target}");
+            assert_eq!(response.header("location"), Some(location), "{target}");
+        }
+    }
+
     fn curl_and_openssl_complete_a_handshake(driver: &str) {
         let pki = Pki::new("cli");
         let server = pki.issue("server", Kind::Server(&["gateway.test"]));

@@ -122,6 +122,10 @@ pub struct RawServer {
     pub workers: Option<Spanned<RawWorkers>>,
     /// Pin worker `i` to the `i`-th allowed core.
     pub pin_workers: Option<bool>,
+    /// Password verifier threads (default: one per worker).
+    pub password_verifiers: Option<Spanned<i64>>,
+    /// Password verifications waiting for a verifier at most.
+    pub password_queue: Option<Spanned<i64>>,
     /// Driver selection.
     pub driver: Option<RawDriver>,
     /// Drain time after a shutdown signal.
@@ -545,6 +549,8 @@ raw_policy! {
     query: String,
     /// api_key, basic, jwt: the header the consumer's name goes upstream in.
     consumer_header: String,
+    /// api_key, basic, jwt: the credential is not forwarded upstream on success.
+    hide_credentials: bool,
     /// basic, jwt: the challenge's realm.
     realm: String,
     /// jwt: accepted algorithms.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::access_log::{AccessLogSettings, Destination as AccessLogDestination};
+use crate::policy::jwt::KeyStore;
 use crate::policy::Chain;
 use crate::rate_limit::RateLimitPolicy;
 use crate::router::{Rewrite, Router};
@@ -37,6 +38,9 @@ pub struct Snapshot {
     pub rate_limits: Vec<Arc<RateLimitPolicy>>,
     /// `[redis]`, for cluster-scoped rate limits.
     pub redis: Option<RedisSettings>,
+    /// The key stores of `jwt` policies with a `jwks_url`; their fetchers start when a server
+    /// publishes the snapshot ([`Snapshot::start_background`]).
+    pub jwks_stores: Vec<Arc<KeyStore>>,
 }
 
 /// `[redis]`: the store cluster-scoped rate limits share.
@@ -66,6 +70,15 @@ impl Snapshot {
     /// The upstream group a route refers to.
     pub fn upstream(&self, id: UpstreamId) -> &Upstream {
         &self.upstreams[id.0]
+    }
+
+    /// Starts the background work this snapshot needs once it serves (JWKS URL fetchers);
+    /// the server calls it when it publishes the snapshot, so compiling one (`--check`, a
+    /// refused reload) starts nothing. Calling it again does nothing.
+    pub fn start_background(&self) {
+        for store in &self.jwks_stores {
+            store.start_refresher();
+        }
     }
 }
 
@@ -103,6 +116,10 @@ pub struct ServerSettings {
     pub workers: WorkerCount,
     /// Pin worker `i` to the `i`-th allowed core.
     pub pin_workers: bool,
+    /// Password verifier threads (`basic` policies); `None`: one per worker.
+    pub password_verifiers: Option<usize>,
+    /// Password verifications waiting for a verifier at most; more are answered 503.
+    pub password_queue: usize,
     /// Driver selection.
     pub driver: DriverChoice,
     /// How long in-flight requests may run after SIGTERM/SIGINT.

@@ -57,6 +57,9 @@ pub struct ForwardInfo<'a> {
     /// Client header fields never forwarded because the route's policies set them (consumer
     /// and claim headers).
     pub policy_strip: &'a [Box<str>],
+    /// The header field that carried the credential the route's policies accepted, when
+    /// the accepting policy hides it from the upstream (`hide_credentials`).
+    pub hidden_credential: Option<&'a str>,
     /// Header fields the route's policies add (`Name: value\r\n` each): who they
     /// authenticated.
     pub policy_fields: &'a [u8],
@@ -90,7 +93,10 @@ pub fn write_upstream_request(
                 .identity_headers
                 .iter()
                 .chain(fwd.policy_strip)
-                .any(|r| name.eq_ignore_ascii_case(r.as_bytes()));
+                .any(|r| name.eq_ignore_ascii_case(r.as_bytes()))
+            || fwd
+                .hidden_credential
+                .is_some_and(|h| name.eq_ignore_ascii_case(h.as_bytes()));
         if !rewritten && forwardable(&options, name) {
             field(out, name, h.value.of(buf));
         }

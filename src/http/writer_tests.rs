@@ -24,6 +24,7 @@ fn fwd() -> ForwardInfo<'static> {
         identity_headers: &[],
         client_subject: None,
         policy_strip: &[],
+        hidden_credential: None,
         policy_fields: b"",
     }
 }
@@ -489,6 +490,22 @@ fn upstream_request_joins_forwarded_tracestate() {
         !has_field(&hop, "tracestate"),
         "named by Connection: hop-by-hop"
     );
+}
+
+#[test]
+fn upstream_request_drops_a_hidden_credential_only() {
+    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nauthorization: Basic YTpi\r\nX-Api-Key: k\r\n\r\n";
+    let hidden = upstream_with(
+        raw,
+        &ForwardInfo {
+            hidden_credential: Some("Authorization"),
+            ..fwd()
+        },
+    );
+    assert!(!has_field(&hidden, "authorization"), "{hidden}");
+    assert!(has_line(&hidden, "X-Api-Key: k"));
+    let kept = upstream_with(raw, &fwd());
+    assert!(has_line(&kept, "authorization: Basic YTpi"));
 }
 
 #[test]

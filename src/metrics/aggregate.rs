@@ -5,9 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use super::delta::MetricsDelta;
+use super::delta::{MetricsDelta, TlsFailureCounts, TlsHandshakeCounts};
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, StatusClass};
+use super::record::{
+    ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, StatusClass, TlsFailure, TlsSide, TlsVersion,
+};
 use super::DeltaReceiver;
 use crate::upstream::{GroupCounters, GroupReport};
 
@@ -87,6 +89,8 @@ pub struct Aggregator {
     pub(super) group_state: BTreeMap<(String, usize), GroupReport>,
     pub(super) mirror: [u64; MirrorOutcome::ALL.len()],
     pub(super) policies: BTreeMap<String, [u64; PolicyOutcome::ALL.len()]>,
+    pub(super) tls_handshakes: TlsHandshakeCounts,
+    pub(super) tls_failures: TlsFailureCounts,
 }
 
 /// One active-health cell as the control side reads it.
@@ -147,6 +151,22 @@ impl Aggregator {
         for (name, counts) in delta.policies {
             add_counts(self.policies.entry(name).or_default(), &counts);
         }
+        for (into, from) in self.tls_handshakes.iter_mut().zip(&delta.tls_handshakes) {
+            add_counts(into, from);
+        }
+        for (into, from) in self.tls_failures.iter_mut().zip(&delta.tls_failures) {
+            add_counts(into, from);
+        }
+    }
+
+    /// TLS handshakes completed on listeners with `version`, resumed or not, since start.
+    pub fn tls_handshakes(&self, version: TlsVersion, resumed: bool) -> u64 {
+        self.tls_handshakes[version.index()][usize::from(resumed)]
+    }
+
+    /// TLS handshakes with `side` that failed for `cause` since start.
+    pub fn tls_failures(&self, side: TlsSide, cause: TlsFailure) -> u64 {
+        self.tls_failures[side.index()][cause.index()]
     }
 
     /// Decisions of policy `name` with `outcome` since start.

@@ -3,7 +3,9 @@
 //! Plain owned data (`Send`); built once per merge interval, off the per-request path.
 
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, StatusClass};
+use super::record::{
+    ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, StatusClass, TlsFailure, TlsSide, TlsVersion,
+};
 
 /// One route's interval.
 #[derive(Clone, Debug)]
@@ -57,7 +59,17 @@ pub struct MetricsDelta {
     pub mirror: [u64; MirrorOutcome::ALL.len()],
     /// Policy decisions in the interval: policy name, counts by [`PolicyOutcome::index`].
     pub policies: Vec<(String, [u64; PolicyOutcome::ALL.len()])>,
+    /// TLS handshakes completed on listeners in the interval, by [`TlsVersion::index`], then
+    /// fresh (0) or resumed (1).
+    pub tls_handshakes: TlsHandshakeCounts,
+    /// TLS handshakes failed in the interval, by [`TlsSide::index`] and [`TlsFailure::index`].
+    pub tls_failures: TlsFailureCounts,
 }
+
+/// Completed handshakes by [`TlsVersion::index`], then fresh (0) or resumed (1).
+pub type TlsHandshakeCounts = [[u64; 2]; TlsVersion::ALL.len()];
+/// Failed handshakes by [`TlsSide::index`], then [`TlsFailure::index`].
+pub type TlsFailureCounts = [[u64; TlsFailure::ALL.len()]; TlsSide::ALL.len()];
 
 impl MetricsDelta {
     /// Whether the interval saw nothing (gauges aside).
@@ -70,5 +82,7 @@ impl MetricsDelta {
             && self.refused.iter().all(|&e| e == 0)
             && self.mirror.iter().all(|&m| m == 0)
             && self.policies.is_empty()
+            && self.tls_handshakes.iter().flatten().all(|&n| n == 0)
+            && self.tls_failures.iter().flatten().all(|&n| n == 0)
     }
 }

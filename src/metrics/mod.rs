@@ -22,9 +22,12 @@ mod recorder;
 pub use aggregate::{
     Aggregator, ProcessInfo, RedisHealth, RouteTotals, TargetHealthInfo, UpstreamTotals, WorkerInfo,
 };
-pub use delta::{MetricsDelta, RouteDelta, UpstreamDelta};
+pub use delta::{MetricsDelta, RouteDelta, TlsFailureCounts, TlsHandshakeCounts, UpstreamDelta};
 pub use histogram::{LatencyHistogram, HIGHEST_MICROS, LOWEST_MICROS, SIGNIFICANT_DIGITS};
-pub use record::{ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, RequestRecord, StatusClass};
+pub use record::{
+    ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, RequestRecord, StatusClass, TlsFailure,
+    TlsSide, TlsVersion,
+};
 pub use recorder::WorkerMetrics;
 
 /// The worker's end of the delta channel.

@@ -8,7 +8,9 @@ use std::fmt::{self, Display, Write};
 
 use super::aggregate::{Aggregator, ProcessInfo};
 use super::histogram::LatencyHistogram;
-use super::record::{ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, StatusClass};
+use super::record::{
+    ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, StatusClass, TlsFailure, TlsSide, TlsVersion,
+};
 
 /// Histogram bucket upper bounds: microseconds for the HDR lookup, and the `le` label.
 const BUCKETS: [(u64, &str); 14] = [
@@ -30,6 +32,35 @@ const BUCKETS: [(u64, &str); 14] = [
 
 /// Quantiles reported as gauges, exact from the merged HDR data.
 const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99"), (0.999, "0.999")];
+
+/// TLS handshakes completed on listeners and handshakes failed on either side.
+fn write_tls(w: &mut Writer, agg: &Aggregator) -> fmt::Result {
+    w.family(
+        "ringgate_tls_handshakes_total",
+        "TLS handshakes completed on client listeners, by protocol version and resumption.",
+        "counter",
+    )?;
+    for version in TlsVersion::ALL {
+        for (resumed, label) in [(false, "false"), (true, "true")] {
+            let labels = [("version", version.label()), ("resumed", label)];
+            let n = agg.tls_handshakes[version.index()][usize::from(resumed)];
+            w.sample("ringgate_tls_handshakes_total", &labels, n)?;
+        }
+    }
+    w.family(
+        "ringgate_tls_handshake_failures_total",
+        "TLS handshakes failed, with clients on listeners or with upstream targets, by cause.",
+        "counter",
+    )?;
+    for side in TlsSide::ALL {
+        for cause in TlsFailure::ALL {
+            let labels = [("side", side.label()), ("cause", cause.label())];
+            let n = agg.tls_failures[side.index()][cause.index()];
+            w.sample("ringgate_tls_handshake_failures_total", &labels, n)?;
+        }
+    }
+    Ok(())
+}
 
 /// Renders everything the aggregator holds plus the process figures.
 pub(super) fn render(agg: &Aggregator, process: &ProcessInfo) -> String {
@@ -203,6 +234,7 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
             n,
         )?;
     }
+    write_tls(w, agg)?;
     w.family(
         "ringgate_mirror_requests_total",
         "Requests sampled for mirroring, by outcome.",

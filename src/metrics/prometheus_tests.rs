@@ -28,6 +28,8 @@ fn rendered() -> String {
     }
     m.connection_opened();
     m.error(ErrorCause::ClientGone);
+    m.tls_handshake(TlsVersion::Tls13, true);
+    m.tls_failure(TlsSide::Upstream, TlsFailure::BadCertificate);
     let mut agg = Aggregator::new();
     agg.merge(m.take_delta());
     let process = ProcessInfo {
@@ -235,6 +237,10 @@ fn process_and_worker_figures_are_rendered() {
         "ringgate_requests_total{route=\"api\",status_class=\"2xx\"} 2",
         "ringgate_upstream_requests_total{upstream=\"backend\",status_class=\"5xx\"} 1",
         "ringgate_bytes_received_total{route=\"api\"} 30",
+        "ringgate_tls_handshakes_total{version=\"1.3\",resumed=\"true\"} 1",
+        "ringgate_tls_handshakes_total{version=\"1.2\",resumed=\"false\"} 0",
+        "ringgate_tls_handshake_failures_total{side=\"upstream\",cause=\"bad_certificate\"} 1",
+        "ringgate_tls_handshake_failures_total{side=\"client\",cause=\"timeout\"} 0",
     ] {
         assert!(
             text.lines().any(|l| l == line),

@@ -135,16 +135,19 @@ pub enum PolicyOutcome {
     Limited,
     /// Any other refusal.
     Refused,
+    /// 503: the password verifier pool's queue was full.
+    Busy,
 }
 
 impl PolicyOutcome {
     /// Every outcome, in label order.
-    pub const ALL: [PolicyOutcome; 5] = [
+    pub const ALL: [PolicyOutcome; 6] = [
         PolicyOutcome::Allowed,
         PolicyOutcome::Unauthenticated,
         PolicyOutcome::Forbidden,
         PolicyOutcome::Limited,
         PolicyOutcome::Refused,
+        PolicyOutcome::Busy,
     ];
 
     /// Position in [`PolicyOutcome::ALL`].
@@ -160,6 +163,7 @@ impl PolicyOutcome {
             PolicyOutcome::Forbidden => "forbidden",
             PolicyOutcome::Limited => "limited",
             PolicyOutcome::Refused => "refused",
+            PolicyOutcome::Busy => "busy",
         }
     }
 }
@@ -266,6 +270,107 @@ impl Refusal {
         match self {
             Refusal::WorkerFull => "worker_limit",
             Refusal::AddressFull => "ip_limit",
+        }
+    }
+}
+
+/// A negotiated TLS protocol version, as counted in `ringgate_tls_handshakes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+impl TlsVersion {
+    /// Every version, in metrics order.
+    pub const ALL: [TlsVersion; 2] = [TlsVersion::Tls12, TlsVersion::Tls13];
+
+    /// Position in [`TlsVersion::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `version` label value.
+    pub const fn label(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        }
+    }
+}
+
+/// Which end of the gateway a TLS handshake was with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsSide {
+    /// A client on a `[[server.tls]]` listener (the gateway is the TLS server).
+    Client,
+    /// An upstream target with `tls` (the gateway is the TLS client).
+    Upstream,
+}
+
+impl TlsSide {
+    /// Every side, in metrics order.
+    pub const ALL: [TlsSide; 2] = [TlsSide::Client, TlsSide::Upstream];
+
+    /// Position in [`TlsSide::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `side` label value.
+    pub const fn label(self) -> &'static str {
+        match self {
+            TlsSide::Client => "client",
+            TlsSide::Upstream => "upstream",
+        }
+    }
+}
+
+/// Why a TLS handshake failed; one counter each (per side) in
+/// `ringgate_tls_handshake_failures_total{side,cause}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// A required certificate was not sent (the client's on a `required` listener, or the
+    /// gateway's when an upstream asked for one it does not have).
+    NoCertificate,
+    /// A certificate did not verify: the peer's (untrusted, expired, wrong name), or the
+    /// gateway's as the peer's alert says.
+    BadCertificate,
+    /// Any other TLS failure: no common version or suite, malformed records, bytes that are
+    /// not TLS (plain HTTP on a TLS port), other alerts.
+    Protocol,
+    /// The handshake did not complete in time (`server.timeouts.head_read` on listeners,
+    /// the upstream's `connect` timeout towards targets).
+    Timeout,
+    /// The peer closed or reset the connection before the handshake completed.
+    Eof,
+}
+
+impl TlsFailure {
+    /// Every cause, in metrics order.
+    pub const ALL: [TlsFailure; 5] = [
+        TlsFailure::NoCertificate,
+        TlsFailure::BadCertificate,
+        TlsFailure::Protocol,
+        TlsFailure::Timeout,
+        TlsFailure::Eof,
+    ];
+
+    /// Position in [`TlsFailure::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `cause` label value.
+    pub const fn label(self) -> &'static str {
+        match self {
+            TlsFailure::NoCertificate => "no_certificate",
+            TlsFailure::BadCertificate => "bad_certificate",
+            TlsFailure::Protocol => "protocol",
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::Eof => "eof",
         }
     }
 }

@@ -12,7 +12,8 @@ use ahash::AHashMap;
 use super::delta::{MetricsDelta, RouteDelta, UpstreamDelta};
 use super::histogram::LatencyHistogram;
 use super::record::{
-    ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, RequestRecord, StatusClass,
+    ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, RequestRecord, StatusClass, TlsFailure,
+    TlsSide, TlsVersion,
 };
 
 /// Counters for one route since the last delta.
@@ -97,6 +98,10 @@ pub struct WorkerMetrics {
     errors: [Cell<u64>; ErrorCause::ALL.len()],
     refused: [Cell<u64>; Refusal::ALL.len()],
     policies: RefCell<AHashMap<Box<str>, [u64; PolicyOutcome::ALL.len()]>>,
+    /// By [`TlsVersion::index`], then fresh (0) or resumed (1).
+    tls_handshakes: [[Cell<u64>; 2]; TlsVersion::ALL.len()],
+    /// By [`TlsSide::index`], then [`TlsFailure::index`].
+    tls_failures: [[Cell<u64>; TlsFailure::ALL.len()]; TlsSide::ALL.len()],
 }
 
 impl WorkerMetrics {
@@ -112,6 +117,8 @@ impl WorkerMetrics {
             errors: Default::default(),
             refused: Default::default(),
             policies: RefCell::new(AHashMap::new()),
+            tls_handshakes: Default::default(),
+            tls_failures: Default::default(),
         }
     }
 
@@ -177,6 +184,18 @@ impl WorkerMetrics {
         c.set(c.get() + 1);
     }
 
+    /// A TLS handshake with a client completed, with `version`, resuming a session or not.
+    pub fn tls_handshake(&self, version: TlsVersion, resumed: bool) {
+        let c = &self.tls_handshakes[version.index()][usize::from(resumed)];
+        c.set(c.get() + 1);
+    }
+
+    /// A TLS handshake with a client or an upstream failed for `cause`.
+    pub fn tls_failure(&self, side: TlsSide, cause: TlsFailure) {
+        let c = &self.tls_failures[side.index()][cause.index()];
+        c.set(c.get() + 1);
+    }
+
     /// One decision of policy `name`. Allocates only the first time a name is seen.
     pub fn policy_decision(&self, name: &str, outcome: PolicyOutcome) {
         let mut policies = self.policies.borrow_mut();
@@ -231,8 +250,15 @@ impl WorkerMetrics {
                 .filter(|(_, counts)| counts.iter().any(|&n| n > 0))
                 .map(|(name, counts)| (name.to_string(), std::mem::take(counts)))
                 .collect(),
+            tls_handshakes: take_counts(&self.tls_handshakes),
+            tls_failures: take_counts(&self.tls_failures),
         }
     }
+}
+
+/// The counts of a table of counters, leaving zeros behind.
+fn take_counts<const R: usize, const C: usize>(cells: &[[Cell<u64>; C]; R]) -> [[u64; C]; R] {
+    std::array::from_fn(|r| std::array::from_fn(|c| cells[r][c].replace(0)))
 }
 
 #[cfg(test)]
@@ -332,6 +358,27 @@ mod tests {
             1,
             "only requests with an upstream duration"
         );
+    }
+
+    #[test]
+    fn tls_handshakes_and_failures_are_counted_per_interval() {
+        let m = WorkerMetrics::new(0);
+        m.tls_handshake(TlsVersion::Tls13, false);
+        m.tls_handshake(TlsVersion::Tls13, true);
+        m.tls_handshake(TlsVersion::Tls13, true);
+        m.tls_handshake(TlsVersion::Tls12, false);
+        m.tls_failure(TlsSide::Client, TlsFailure::Timeout);
+        m.tls_failure(TlsSide::Upstream, TlsFailure::BadCertificate);
+        let d = m.take_delta();
+        assert!(!d.is_empty());
+        assert_eq!(d.tls_handshakes[TlsVersion::Tls13.index()], [1, 2]);
+        assert_eq!(d.tls_handshakes[TlsVersion::Tls12.index()], [1, 0]);
+        let client = d.tls_failures[TlsSide::Client.index()];
+        let upstream = d.tls_failures[TlsSide::Upstream.index()];
+        assert_eq!(client[TlsFailure::Timeout.index()], 1);
+        assert_eq!(upstream[TlsFailure::BadCertificate.index()], 1);
+        assert_eq!(client.iter().sum::<u64>() + upstream.iter().sum::<u64>(), 2);
+        assert!(m.take_delta().is_empty(), "counters reset with the delta");
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct ApiKey {
     pub forwarding: Forwarding,
     /// `WWW-Authenticate: ApiKey ...` location text.
     pub challenge: Arc<str>,
+    /// `hide_credentials`: the key header and query parameter are not forwarded on success.
+    pub hide_credentials: bool,
 }
 
 impl ApiKey {
@@ -73,9 +75,55 @@ pub fn query_param<'a>(query: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     })
 }
 
+/// Removes every `name=value` pair from the query of `target` (a path and query) in place;
+/// the `?` goes too when nothing is left. For `hide_credentials`.
+pub fn remove_query_param(target: &mut String, name: &str) {
+    let Some(question) = target.find('?') else {
+        return;
+    };
+    let mut start = question + 1;
+    while start <= target.len() {
+        let end = target[start..]
+            .find('&')
+            .map_or(target.len(), |i| start + i);
+        let pair = &target.as_bytes()[start..end];
+        let named = pair.len() > name.len()
+            && pair.starts_with(name.as_bytes())
+            && pair[name.len()] == b'=';
+        if !named {
+            start = end + 1;
+        } else if end < target.len() {
+            // The pair and the `&` after it.
+            target.drain(start..=end);
+        } else {
+            // The last pair and the `&` or `?` before it.
+            target.drain(start - 1..end);
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removes_every_pair_of_the_hidden_parameter() {
+        let cases = [
+            ("/p?api_key=k", "/p"),
+            ("/p?a=1&api_key=k", "/p?a=1"),
+            ("/p?api_key=k&a=1", "/p?a=1"),
+            ("/p?a=1&api_key=k&b=2&api_key=j", "/p?a=1&b=2"),
+            ("/p?api_key=&xapi_key=1&api_key", "/p?xapi_key=1&api_key"),
+            ("/p?a=1", "/p?a=1"),
+            ("/p", "/p"),
+        ];
+        for (input, expected) in cases {
+            let mut target = input.to_string();
+            remove_query_param(&mut target, "api_key");
+            assert_eq!(target, expected, "{input}");
+        }
+    }
 
     #[test]
     fn finds_a_query_parameter_by_exact_name() {

@@ -2,20 +2,26 @@
 //! `password_hash` (argon2 PHC strings or bcrypt).
 //!
 //! Password hashes are slow on purpose (argon2id at the OWASP parameters m=19 MiB, t=2 takes
-//! some 20–50 ms; bcrypt cost 10 about 50–80 ms) and the verification runs on the worker, which
-//! blocks it for that long. So each worker caches successful verifications (see
-//! `PolicyState`): keyed by a keyed hash of the credential, confirmed by a constant-time
-//! comparison of a SHA-256 digest of user, password and stored hash (so a changed hash in a
-//! reloaded config misses), kept for a bounded time and in bounded number. A client sending
-//! the same good credential again pays a few hundred nanoseconds. Failed verifications are
-//! not cached: put an `ip_filter` or a rate limit in front of routes exposed to guessing.
+//! some 20–50 ms; bcrypt cost 10 about 50–80 ms), so the worker never verifies one itself: it
+//! hands the verification to the pool of `policy::verifier` and awaits the answer while it
+//! serves its other connections ([`Authn::Verify`], then [`Verification::complete`]). A full
+//! pool queue answers 503 at once ([`Authn::Busy`]).
+//!
+//! Each worker caches successful verifications (see `PolicyState`): keyed by a keyed hash of
+//! the credential, confirmed by a constant-time comparison of a SHA-256 digest of user,
+//! password and stored hash (so a changed hash in a reloaded config misses), kept for a
+//! bounded time and in bounded number. A client sending the same good credential again pays a
+//! few hundred nanoseconds, on the worker, without allocating. Failed verifications are not
+//! cached: put an `ip_filter` or a rate limit in front of routes exposed to guessing.
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
+use super::consumers::ConsumerId;
 use super::consumers::Consumers;
+use super::verifier::Pending;
 use super::{Authn, Challenge, Denial, Forwarding, Identity, PolicyState, RequestView};
 
 /// Longest decoded `user:password` accepted (a bound on the stack buffer).
@@ -32,12 +38,15 @@ pub struct Basic {
     pub consumers: Arc<Consumers>,
     /// What goes upstream on success.
     pub forwarding: Forwarding,
+    /// `hide_credentials`: the `Authorization` field is not forwarded on success.
+    pub hide_credentials: bool,
 }
 
 impl Basic {
-    /// Absent without `Authorization: Basic`; else accepted or 401.
+    /// Absent without `Authorization: Basic`; else accepted from the worker's cache, 401,
+    /// or a verification handed to the pool (busy when its queue is full).
     pub fn check(
-        &self,
+        self: &Arc<Self>,
         req: &RequestView<'_>,
         identity: &mut Identity,
         state: &PolicyState,
@@ -62,10 +71,10 @@ impl Basic {
         else {
             // An unknown user costs a verification like a known one, so that the answer's
             // timing does not tell which user names exist.
-            if let Some(hash) = self.consumers.any_password_hash() {
-                verify_password(password, hash);
-            }
-            return refused();
+            return match self.consumers.any_password_hash() {
+                Some(hash) => self.verify(state, password, hash, None),
+                None => refused(),
+            };
         };
         let consumer = self.consumers.get(id);
         let Some(hash) = consumer.password_hash.as_deref() else {
@@ -76,14 +85,35 @@ impl Basic {
         let cached = state
             .cached_basic(key)
             .is_some_and(|stored| bool::from(stored.ct_eq(&digest)));
-        if !cached {
-            if !verify_password(password, hash) {
-                return refused();
-            }
-            state.cache_basic(key, digest);
+        if cached {
+            identity.set_consumer(id, &consumer.name, &self.forwarding);
+            return Authn::Accepted;
         }
-        identity.set_consumer(id, &consumer.name, &self.forwarding);
-        Authn::Accepted
+        let success = Success {
+            key,
+            digest,
+            consumer: id,
+        };
+        self.verify(state, password, hash, Some(success))
+    }
+
+    /// Hands `password` to the verifier pool; `success` says what to record if it matches
+    /// (`None`: an unknown user's decoy verification, refused whatever its answer).
+    fn verify(
+        self: &Arc<Self>,
+        state: &PolicyState,
+        password: &[u8],
+        hash: &str,
+        success: Option<Success>,
+    ) -> Authn {
+        match state.verifier().and_then(|v| v.submit(password, hash)) {
+            Some(pending) => Authn::Verify(Verification {
+                policy: Arc::clone(self),
+                pending,
+                success,
+            }),
+            None => Authn::Busy,
+        }
     }
 
     /// The 401 with `Basic realm="..."`.
@@ -94,6 +124,49 @@ impl Basic {
             challenge: Challenge::Basic {
                 realm: Arc::clone(&self.realm),
             },
+        }
+    }
+}
+
+/// What a verification that matched records.
+#[derive(Debug)]
+struct Success {
+    /// The worker cache's key and digest of the credential.
+    key: u64,
+    digest: [u8; 32],
+    consumer: ConsumerId,
+}
+
+/// A password verification running in the pool, awaited by the request's task.
+#[derive(Debug)]
+pub struct Verification {
+    policy: Arc<Basic>,
+    pending: Pending,
+    success: Option<Success>,
+}
+
+impl Verification {
+    /// Waits for the pool's answer: whether the password matched.
+    pub async fn verified(&self) -> bool {
+        self.pending.verified().await
+    }
+
+    /// Accepts the request (caching the credential and setting `identity`) when `verified`
+    /// and the user is known; else its 401.
+    pub fn complete(
+        self,
+        verified: bool,
+        identity: &mut Identity,
+        state: &PolicyState,
+    ) -> Result<(), Denial> {
+        match self.success {
+            Some(success) if verified => {
+                state.cache_basic(success.key, success.digest);
+                let name = &self.policy.consumers.get(success.consumer).name;
+                identity.set_consumer(success.consumer, name, &self.policy.forwarding);
+                Ok(())
+            }
+            _ => Err(self.policy.denial()),
         }
     }
 }
@@ -164,6 +237,69 @@ mod tests {
         assert!(verify_password(b"pw", &hash));
         assert!(!verify_password(b"pX", &hash));
         assert!(!is_password_hash("pw"));
+    }
+
+    /// Runs `route`'s chain (of the config `text`) on a request with `authorization`.
+    fn check_with(
+        state: &PolicyState,
+        text: &str,
+        fields: &mut Vec<u8>,
+    ) -> Result<crate::policy::Checked, Denial> {
+        let snapshot = crate::config::load_str(text, "t").expect("valid");
+        let route = snapshot.router.get(0).expect("route");
+        // alice:pw
+        let request = b"GET / HTTP/1.1\r\nHost: t\r\nAuthorization: Basic YWxpY2U6cHc=\r\n\r\n";
+        let limits = crate::http::HeadLimits {
+            max_head_bytes: 4096,
+            max_headers: 16,
+            max_uri_bytes: 1024,
+        };
+        let mut headers = Vec::new();
+        let parsed = crate::http::parse_request(request, &limits, &mut headers);
+        assert!(matches!(parsed, Ok(Some(_))));
+        let view = RequestView {
+            data: request,
+            headers: &headers,
+            query: None,
+            peer: std::net::IpAddr::from([127, 0, 0, 1]),
+            trusted_proxies: &[],
+            route: "r",
+        };
+        let metrics = crate::metrics::WorkerMetrics::new(0);
+        let mut identity = Identity::default();
+        route
+            .policies
+            .check(&view, &mut identity, state, &metrics, fields)
+    }
+
+    fn config() -> String {
+        let hash = bcrypt::hash("pw", 4).expect("bcrypt");
+        format!(
+            "[policies.b]\nkind = \"basic\"\n[[consumers]]\nname = \"alice\"\n\
+             password_hash = \"{hash}\"\n[[routes]]\nname = \"r\"\npolicies = [\"b\"]\n\
+             respond = {{ status = 200 }}\n"
+        )
+    }
+
+    #[test]
+    fn an_uncached_password_suspends_the_chain_for_the_pool() {
+        let pool = crate::policy::VerifierPool::start(1, 1).expect("pool");
+        let state = PolicyState::new(0, 1, pool.verifier());
+        let mut fields = Vec::new();
+        let checked = check_with(&state, &config(), &mut fields);
+        assert!(matches!(checked, Ok(crate::policy::Checked::Verifying(_))));
+        drop((checked, state));
+        pool.join();
+    }
+
+    #[test]
+    fn a_password_with_no_verifier_free_is_answered_busy_with_retry_after() {
+        // No pool: nothing can take the verification.
+        let state = PolicyState::default();
+        let mut fields = Vec::new();
+        let denial = check_with(&state, &config(), &mut fields).expect_err("busy");
+        assert_eq!(denial.status, 503);
+        assert_eq!(fields, b"Retry-After: 1\r\n");
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct Identity {
     /// The client's address: the peer, or the address a trusted proxy forwarded for.
     pub client_ip: IpAddr,
     authenticated: bool,
+    /// Index in the route's chain of the authentication stage that accepted the request.
+    accepted_by: Option<usize>,
     consumer: Option<ConsumerId>,
     /// The consumer's name (a configured consumer, or a token's subject); empty if none.
     name: String,
@@ -36,6 +38,7 @@ impl Default for Identity {
         Identity {
             client_ip: IpAddr::from([0, 0, 0, 0]),
             authenticated: false,
+            accepted_by: None,
             consumer: None,
             name: String::new(),
             token: None,
@@ -49,6 +52,7 @@ impl Identity {
     pub fn clear(&mut self) {
         self.client_ip = IpAddr::from([0, 0, 0, 0]);
         self.authenticated = false;
+        self.accepted_by = None;
         self.consumer = None;
         self.name.clear();
         self.token = None;
@@ -58,6 +62,16 @@ impl Identity {
     /// Whether an authentication policy accepted the request.
     pub fn is_authenticated(&self) -> bool {
         self.authenticated
+    }
+
+    /// Index in the route's chain of the authentication stage that accepted the request.
+    pub fn accepted_by(&self) -> Option<usize> {
+        self.accepted_by
+    }
+
+    /// Records which stage of the chain accepted the request.
+    pub fn set_accepted_by(&mut self, stage: usize) {
+        self.accepted_by = Some(stage);
     }
 
     /// The configured consumer, if the credential belonged to one.

@@ -50,6 +50,7 @@ pub mod ip_filter;
 pub mod jwt;
 pub mod rate_limit;
 pub mod state;
+pub mod verifier;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -60,12 +61,13 @@ use crate::metrics::WorkerMetrics;
 
 pub use api_key::ApiKey;
 pub use authz::Authz;
-pub use basic::Basic;
+pub use basic::{Basic, Verification};
 pub use consumers::{Consumer, ConsumerId, Consumers};
 pub use identity::{Forwarding, Identity};
 pub use ip_filter::IpFilter;
 pub use jwt::Jwt;
 pub use state::PolicyState;
+pub use verifier::{Verifier, VerifierPool};
 
 use crate::rate_limit::RateLimitPolicy;
 
@@ -108,6 +110,11 @@ pub enum Authn {
     Accepted,
     /// The credential is present and bad.
     Refused(Denial),
+    /// The credential must be verified by the password verifier pool: the chain suspends
+    /// until it answers (see [`Checked::Verifying`]).
+    Verify(Verification),
+    /// The credential needs the verifier pool, whose queue is full: 503 at once.
+    Busy,
 }
 
 impl Stage {
@@ -157,6 +164,20 @@ impl Stage {
             Stage::IpFilter(_) | Stage::Authz(_) | Stage::RateLimit(_) => {
                 Denial::forbidden("forbidden")
             }
+        }
+    }
+
+    /// Where this stage's credential is, when `hide_credentials` keeps it from the upstream
+    /// after the stage accepted the request.
+    fn hidden_credential(&self) -> Option<Credential<'_>> {
+        match self {
+            Stage::ApiKey(p) if p.hide_credentials => Some(Credential {
+                header: p.header.as_deref(),
+                query: p.query.as_deref(),
+            }),
+            Stage::Basic(p) if p.hide_credentials => Some(Credential::AUTHORIZATION),
+            Stage::Jwt(p) if p.hide_credentials => Some(Credential::AUTHORIZATION),
+            _ => None,
         }
     }
 
@@ -227,8 +248,12 @@ impl Chain {
     /// Runs every stage against `req`. On success `identity` holds what authentication
     /// established; on refusal the [`Denial`] says how to answer. Each deciding stage's
     /// outcome is counted in `metrics`; `state` holds the worker's caches and rate-limit
-    /// tables. Stages append the header lines the response must carry (rate-limit fields)
-    /// to `fields`.
+    /// tables. Stages append the header lines the response must carry (rate-limit fields,
+    /// `Retry-After`) to `fields`.
+    ///
+    /// A `basic` stage whose password is not in the worker's cache suspends the chain:
+    /// [`Checked::Verifying`] carries the verification; the caller awaits its
+    /// [`Suspended::answer`] and calls [`Chain::resume`] with it and the same arguments. Nothing is allocated otherwise.
     pub fn check(
         &self,
         req: &RequestView<'_>,
@@ -236,12 +261,62 @@ impl Chain {
         state: &PolicyState,
         metrics: &WorkerMetrics,
         fields: &mut Vec<u8>,
-    ) -> Result<(), Denial> {
+    ) -> Result<Checked, Denial> {
         identity.clear();
         identity.client_ip = client_addr::client_addr(req, req.trusted_proxies);
+        self.run(0, req, identity, state, metrics, fields)
+    }
+
+    /// Goes on with a chain suspended by a password verification, once the pool answered.
+    pub fn resume(
+        &self,
+        answered: Answered,
+        req: &RequestView<'_>,
+        identity: &mut Identity,
+        state: &PolicyState,
+        metrics: &WorkerMetrics,
+        fields: &mut Vec<u8>,
+    ) -> Result<Checked, Denial> {
+        let Answered {
+            stage,
+            verification,
+            verified,
+        } = answered;
+        let name = self.stages.get(stage).map_or("", Stage::name);
+        match verification.complete(verified, identity, state) {
+            Ok(()) => {
+                metrics.policy_decision(name, Outcome::Allowed);
+                identity.set_accepted_by(stage);
+            }
+            Err(denial) => {
+                metrics.policy_decision(name, denial.outcome());
+                return Err(denial);
+            }
+        }
+        self.run(stage + 1, req, identity, state, metrics, fields)
+    }
+
+    /// Where the credential that authenticated the request is, if its stage hides it from
+    /// the upstream (`hide_credentials`).
+    pub fn hidden_credential(&self, identity: &Identity) -> Option<Credential<'_>> {
+        let stage = identity.accepted_by().and_then(|i| self.stages.get(i))?;
+        stage.hidden_credential()
+    }
+
+    /// Runs the stages from index `from` on.
+    fn run(
+        &self,
+        from: usize,
+        req: &RequestView<'_>,
+        identity: &mut Identity,
+        state: &PolicyState,
+        metrics: &WorkerMetrics,
+        fields: &mut Vec<u8>,
+    ) -> Result<Checked, Denial> {
         // The first authentication stage whose credential was absent, in case none is found.
+        // A chain resumes only after an authentication stage decided, so none is lost.
         let mut missing: Option<&Stage> = None;
-        for stage in self.stages.iter() {
+        for (i, stage) in self.stages.iter().enumerate().skip(from) {
             if stage.phase() == Phase::Authentication {
                 // Alternatives: once one accepted, the others are not consulted.
                 if identity.is_authenticated() {
@@ -254,9 +329,22 @@ impl Chain {
                     Authn::Accepted => {
                         missing = None;
                         metrics.policy_decision(stage.name(), Outcome::Allowed);
+                        identity.set_accepted_by(i);
                     }
                     Authn::Refused(denial) => {
                         metrics.policy_decision(stage.name(), denial.outcome());
+                        return Err(denial);
+                    }
+                    Authn::Verify(verification) => {
+                        return Ok(Checked::Verifying(Suspended {
+                            stage: i,
+                            verification,
+                        }));
+                    }
+                    Authn::Busy => {
+                        let denial = Denial::busy();
+                        metrics.policy_decision(stage.name(), denial.outcome());
+                        fields.extend_from_slice(BUSY_RETRY_AFTER);
                         return Err(denial);
                     }
                 }
@@ -274,8 +362,67 @@ impl Chain {
             metrics.policy_decision(stage.name(), outcome_of(&result));
             result?;
         }
-        unauthenticated(missing, identity, metrics)
+        unauthenticated(missing, identity, metrics).map(|()| Checked::Passed)
     }
+}
+
+/// `Retry-After` of the 503 answered when the password verifier pool is busy.
+const BUSY_RETRY_AFTER: &[u8] = b"Retry-After: 1\r\n";
+
+/// What a chain run decided when it refused nothing.
+#[derive(Debug)]
+#[must_use]
+pub enum Checked {
+    /// Every stage passed.
+    Passed,
+    /// A password verification must be awaited, then the chain resumed.
+    Verifying(Suspended),
+}
+
+/// A chain suspended on a password verification (see [`Chain::check`]).
+#[derive(Debug)]
+pub struct Suspended {
+    /// Index of the suspended stage.
+    stage: usize,
+    verification: Verification,
+}
+
+impl Suspended {
+    /// Waits for the verifier pool's answer; the chain goes on with [`Chain::resume`].
+    pub async fn answer(self) -> Answered {
+        let verified = self.verification.verified().await;
+        Answered {
+            stage: self.stage,
+            verification: self.verification,
+            verified,
+        }
+    }
+}
+
+/// A suspended chain whose password verification has been answered.
+#[derive(Debug)]
+pub struct Answered {
+    stage: usize,
+    verification: Verification,
+    /// Whether the password matched.
+    verified: bool,
+}
+
+/// Where an authentication credential travels in the request, for `hide_credentials`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credential<'a> {
+    /// The header field carrying it.
+    pub header: Option<&'a str>,
+    /// The query parameter carrying it.
+    pub query: Option<&'a str>,
+}
+
+impl Credential<'static> {
+    /// The `Authorization` field (`basic`, `jwt`).
+    const AUTHORIZATION: Self = Credential {
+        header: Some("authorization"),
+        query: None,
+    };
 }
 
 /// The 401 of the first authentication stage when none found its credential.
@@ -344,7 +491,7 @@ impl<'a> RequestView<'a> {
 /// How a refused request is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
-    /// 401, 403 (or 429 for limits).
+    /// 401, 403 (429 for limits, 503 when the password verifier pool is busy).
     pub status: u16,
     /// Short body text; names the cause class, never a secret.
     pub message: &'static str,
@@ -362,12 +509,22 @@ impl Denial {
         }
     }
 
+    /// 503 with `Retry-After`: the password verifier pool's queue is full.
+    pub fn busy() -> Self {
+        Denial {
+            status: 503,
+            message: "service unavailable: password verification busy, retry later",
+            challenge: Challenge::None,
+        }
+    }
+
     /// The outcome counted in the metrics.
     pub fn outcome(&self) -> Outcome {
         match self.status {
             401 => Outcome::Unauthenticated,
             403 => Outcome::Forbidden,
             429 => Outcome::Limited,
+            503 => Outcome::Busy,
             _ => Outcome::Refused,
         }
     }

@@ -1,4 +1,5 @@
-//! A worker's policy state: its rate-limit tables, and caches of verified credentials. `!Sync`, never locked; one per
+//! A worker's policy state: its rate-limit tables, caches of verified credentials and its
+//! handle on the password verifier pool. `!Sync`, never locked; one per
 //! worker, so a credential verified on one core is verified again on another (once).
 //!
 //! Both caches are keyed by a hash keyed with this worker's random seed, so a client cannot
@@ -15,6 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::basic::Basic;
 use super::jwt::{Jwt, VerifiedToken};
+use super::verifier::Verifier;
 use crate::rate_limit::WorkerLimits;
 
 /// Most entries in each cache.
@@ -37,15 +39,24 @@ pub struct PolicyState {
     seed: ahash::RandomState,
     tokens: RefCell<AHashMap<u64, TokenEntry>>,
     passwords: RefCell<AHashMap<u64, ([u8; 32], Instant)>>,
+    /// The password verifier pool; without one (benches, unit tests) every password that is
+    /// not cached is answered "busy".
+    verifier: Option<Verifier>,
 }
 
 impl PolicyState {
-    /// The state of worker `worker` of `workers`.
-    pub fn new(worker: usize, workers: usize) -> Self {
+    /// The state of worker `worker` of `workers`, which verifies passwords with `verifier`.
+    pub fn new(worker: usize, workers: usize, verifier: Verifier) -> Self {
         PolicyState {
             rate_limits: WorkerLimits::new(worker, workers),
+            verifier: Some(verifier),
             ..Default::default()
         }
+    }
+
+    /// The password verifier pool's handle, if the worker has one.
+    pub fn verifier(&self) -> Option<&Verifier> {
+        self.verifier.as_ref()
     }
 
     /// The cache key of `token` under `policy`.

@@ -18,7 +18,8 @@ use super::trace::{self, TraceContext};
 use crate::config::{ListenKey, Route, RouteAction, Snapshot};
 use crate::http::{parse_request, HeadLimits, HeaderSpan, RequestHead};
 use crate::io_buf::ReadBuf;
-use crate::policy::{Denial, Identity, RequestView};
+use crate::policy::api_key::remove_query_param;
+use crate::policy::{Checked, Denial, Identity, RequestView};
 use crate::router::normalize::{normalize_path, split_target};
 use crate::router::{strip_prefix, MatchRequest, Params};
 use crate::tls::ClientStream;
@@ -360,9 +361,10 @@ impl ClientConn {
             return self.redirect_https(ctx, port, head).await;
         }
         if !route.policies.is_empty() {
-            if let Err(denial) = self.check_policies(ctx, snapshot, route, head) {
+            if let Err(denial) = self.check_policies(ctx, snapshot, route, head).await {
                 return Ok(self.reply_denied(ctx, &denial, head).await);
             }
+            self.hide_query_credential(route);
         }
         match &route.action {
             RouteAction::Respond(response) => self.respond(ctx, response, head).await,
@@ -373,8 +375,10 @@ impl ClientConn {
         }
     }
 
-    /// Runs the route's policy chain on the parsed head, in place (see `crate::policy`).
-    fn check_policies(
+    /// Runs the route's policy chain on the parsed head, in place (see `crate::policy`). A
+    /// password verification suspends it: this task awaits the verifier pool's answer while
+    /// the worker serves its other connections.
+    async fn check_policies(
         &mut self,
         ctx: &WorkerContext,
         snapshot: &Snapshot,
@@ -393,13 +397,24 @@ impl ClientConn {
             trusted_proxies: &snapshot.server.trusted_proxies,
             route: &route.name,
         };
-        route.policies.check(
-            &view,
-            &mut self.identity,
-            ctx.policies(),
-            ctx.metrics(),
-            &mut self.response_headers,
-        )
+        let chain = &route.policies;
+        let (state, metrics) = (ctx.policies(), ctx.metrics());
+        let fields = &mut self.response_headers;
+        let mut checked = chain.check(&view, &mut self.identity, state, metrics, fields)?;
+        while let Checked::Verifying(suspended) = checked {
+            let answered = suspended.answer().await;
+            checked = chain.resume(answered, &view, &mut self.identity, state, metrics, fields)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the query parameter that carried the accepted API key from the upstream path,
+    /// when its policy hides credentials (in place, no allocation).
+    fn hide_query_credential(&mut self, route: &Route) {
+        let hidden = route.policies.hidden_credential(&self.identity);
+        if let (Some(name), RouteAction::Proxy(_)) = (hidden.and_then(|c| c.query), &route.action) {
+            remove_query_param(&mut self.upstream_path, name);
+        }
     }
 
     /// Normalizes the target, matches a route, and prepares the upstream path.

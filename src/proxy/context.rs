@@ -18,7 +18,7 @@ use super::trace::TraceIds;
 use crate::access_log::{Sink, FLUSH_INTERVAL};
 use crate::config::Snapshot;
 use crate::metrics::{MetricsDelta, WorkerMetrics};
-use crate::policy::PolicyState;
+use crate::policy::{PolicyState, Verifier};
 use crate::rate_limit::{WorkerLink, REBALANCE_INTERVAL};
 use crate::server::Drain;
 use crate::traffic::TrafficState;
@@ -59,6 +59,7 @@ impl WorkerContext {
         access_log: Option<Sink>,
         limits_link: WorkerLink,
         workers: usize,
+        verifier: Verifier,
     ) -> Self {
         let current = RefCell::new(Rc::new(shared.load_full()));
         Self {
@@ -74,7 +75,7 @@ impl WorkerContext {
             traffic: TrafficState::new(),
             access_log,
             admission: Admission::default(),
-            policies: PolicyState::new(id, workers),
+            policies: PolicyState::new(id, workers, verifier),
             limits_link,
             idle_clock: Rc::new(IdleClock::default()),
         }

@@ -28,6 +28,7 @@ use crate::http::{
     parse_response, BodyFraming, RequestHead, ResponseFraming, ResponseHead, Version,
 };
 use crate::io_buf::write_all_reuse;
+use crate::metrics::{TlsFailure, TlsSide};
 use crate::policy::Chain;
 use crate::upstream::{connect, ConnectError, UpstreamConn};
 
@@ -172,7 +173,7 @@ impl ClientConn {
         match self.read_response_head(&mut conn, upstream, head).await {
             Ok(response) => Ok((conn, response)),
             Err(e) if plan.replayable && conn.reused && is_retryable(&e) => {
-                let mut conn = open(addr, upstream).await?;
+                let mut conn = open(ctx, addr, upstream).await?;
                 write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await?;
                 let response = self.read_response_head(&mut conn, upstream, head).await?;
                 Ok((conn, response))
@@ -215,6 +216,9 @@ impl ClientConn {
             traceparent: traceparent.as_ref().map_or(&[][..], |t| &t[..]),
             forward_tracestate: self.forward_tracestate,
             policy_strip: policies.stripped_headers(),
+            hidden_credential: policies
+                .hidden_credential(&self.identity)
+                .and_then(|c| c.header),
             policy_fields: self.identity.upstream_fields(),
         };
         self.out.clear();
@@ -288,13 +292,13 @@ impl ClientConn {
             }
             None => {
                 ctx.metrics().pool_miss();
-                open(addr, upstream).await?
+                open(ctx, addr, upstream).await?
             }
         };
         match write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await {
             Ok(()) => Ok(conn),
             Err(_) if conn.reused && replayable => {
-                conn = open(addr, upstream).await?;
+                conn = open(ctx, addr, upstream).await?;
                 write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await?;
                 Ok(conn)
             }
@@ -551,15 +555,28 @@ async fn read_small_body(
     Ok(())
 }
 
-async fn open(addr: std::net::SocketAddr, upstream: &Upstream) -> Result<UpstreamConn, ProxyError> {
+/// Opens a fresh connection to `addr`; a failed TLS handshake is counted by its cause.
+async fn open(
+    ctx: &WorkerContext,
+    addr: std::net::SocketAddr,
+    upstream: &Upstream,
+) -> Result<UpstreamConn, ProxyError> {
     let tls = upstream.tls.as_ref();
     connect(addr, upstream.timeouts.connect, tls)
         .await
         .map_err(|e| match e {
             ConnectError::Timeout(_) => ProxyError::ConnectTimeout,
-            ConnectError::Io { source, .. } | ConnectError::Tls { source, .. } => {
+            ConnectError::HandshakeTimeout(_) => {
+                ctx.metrics()
+                    .tls_failure(TlsSide::Upstream, TlsFailure::Timeout);
+                ProxyError::ConnectTimeout
+            }
+            ConnectError::Tls { source, .. } => {
+                let cause = crate::tls::outcome::failure_cause(&source);
+                ctx.metrics().tls_failure(TlsSide::Upstream, cause);
                 ProxyError::Connect(source)
             }
+            ConnectError::Io { source, .. } => ProxyError::Connect(source),
         })
 }
 

@@ -16,6 +16,9 @@ use crate::config::{Snapshot, TlsListener};
 use crate::http::writer::write_static_response;
 use crate::http::{Method, RequestHead};
 use crate::io_buf::write_all_reuse;
+use crate::metrics::{TlsFailure, TlsSide};
+use crate::router::normalize::split_target;
+use crate::tls::outcome;
 use crate::tls::stream::TlsStream;
 use crate::tls::ClientStream;
 
@@ -37,8 +40,9 @@ impl TlsInfo {
 }
 
 /// Runs the server handshake for a connection accepted on the TLS listener configured at
-/// `listen`, within `server.timeouts.head_read`. `None` if it failed (logged) or the
-/// listener is no longer configured.
+/// `listen`, within `server.timeouts.head_read` (a client that connects and sends nothing is
+/// cut off then). `None` if it failed (logged and counted) or the listener is no longer
+/// configured.
 pub(super) async fn accept(
     ctx: &Rc<WorkerContext>,
     tcp: TcpStream,
@@ -56,14 +60,21 @@ pub(super) async fn accept(
     };
     let mut stream = TlsStream::new(tcp, session);
     let timeout = snapshot.server.timeouts.head_read;
+    let metrics = ctx.metrics();
     match monoio::time::timeout(timeout, stream.handshake()).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => {
+            if let Some((version, resumed)) = outcome::completed(stream.session()) {
+                metrics.tls_handshake(version, resumed);
+            }
+        }
         Ok(Err(e)) => {
             log::debug!("{peer}: TLS handshake failed: {e}");
+            metrics.tls_failure(TlsSide::Client, outcome::failure_cause(&e));
             return None;
         }
         Err(_) => {
             log::debug!("{peer}: TLS handshake timed out");
+            metrics.tls_failure(TlsSide::Client, TlsFailure::Timeout);
             return None;
         }
     }
@@ -86,6 +97,20 @@ pub(super) fn add_hsts(out: &mut Vec<u8>, start: usize, value: &str) {
     let at = start + end + 2;
     let field = [b"Strict-Transport-Security: ", value.as_bytes(), b"\r\n"].concat();
     out.splice(at..at, field);
+}
+
+/// Appends the path and query of request-target `target` (origin-form, or absolute-form
+/// whose scheme and authority the redirect replaces) to `location`; `/` if it has none.
+fn push_path_and_query(location: &mut String, target: &[u8]) {
+    let Ok(target) = split_target(target) else {
+        location.push('/');
+        return;
+    };
+    location.push_str(&String::from_utf8_lossy(target.path));
+    if let Some(query) = target.query {
+        location.push('?');
+        location.push_str(&String::from_utf8_lossy(query));
+    }
 }
 
 impl ClientConn {
@@ -126,12 +151,7 @@ impl ClientConn {
             location.push(':');
             location.push_str(&port.to_string());
         }
-        let target = head.target.of(self.input.data());
-        let path = match target.first() {
-            Some(b'/') => target,
-            _ => b"/",
-        };
-        location.push_str(&String::from_utf8_lossy(path));
+        push_path_and_query(&mut location, head.target.of(self.input.data()));
         let headers = [("Location".to_string(), location)];
         let body_buffered = self.consume_request(head);
         let keep_alive = head.keep_alive && body_buffered && !ctx.drain().is_draining();
@@ -176,5 +196,22 @@ mod tests {
         let mut partial = b"HTTP/1.1 200 OK\r\n".to_vec();
         add_hsts(&mut partial, 0, "max-age=60");
         assert_eq!(partial, b"HTTP/1.1 200 OK\r\n");
+    }
+
+    #[test]
+    fn redirects_keep_the_path_and_query_of_any_target_form() {
+        for (target, expected) in [
+            (&b"/a/b?c=d"[..], "/a/b?c=d"),
+            (b"/", "/"),
+            (b"http://gateway.test/a/b?c=d", "/a/b?c=d"),
+            (b"HTTP://gateway.test:8080/x", "/x"),
+            (b"http://gateway.test?q=1", "/?q=1"),
+            (b"http://gateway.test", "/"),
+            (b"*", "/"),
+        ] {
+            let mut location = String::from("https://h");
+            push_path_and_query(&mut location, target);
+            assert_eq!(location, format!("https://h{expected}"), "{target:?}");
+        }
     }
 }

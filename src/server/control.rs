@@ -239,11 +239,14 @@ impl Controller {
         if self.workers_override.is_none() && new.workers != fixed.workers
             || new.driver != fixed.driver
             || new.pin_workers != fixed.pin_workers
+            || new.password_verifiers != fixed.password_verifiers
+            || new.password_queue != fixed.password_queue
             || snapshot.admin.as_ref().map(|a| a.listen) != running.admin.as_ref().map(|a| a.listen)
             || snapshot.access_log != running.access_log
         {
             log::warn!(
-                "server.workers, server.driver, server.pin_workers, admin.listen and \
+                "server.workers, server.driver, server.pin_workers, \
+                 server.password_verifiers, server.password_queue, admin.listen and \
                  [access_log] take effect on restart; the rest of the new configuration is \
                  applied"
             );
@@ -252,6 +255,8 @@ impl Controller {
         snapshot.server.workers = fixed.workers;
         snapshot.server.driver = fixed.driver;
         snapshot.server.pin_workers = fixed.pin_workers;
+        snapshot.server.password_verifiers = fixed.password_verifiers;
+        snapshot.server.password_queue = fixed.password_queue;
         if let (Some(new), Some(old)) = (snapshot.admin.as_mut(), running.admin.as_ref()) {
             new.listen = old.listen;
         }

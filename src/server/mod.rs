@@ -76,6 +76,9 @@ pub enum ServerError {
     /// The health-check thread could not be spawned.
     #[error("cannot spawn the health-check thread: {0}")]
     Health(#[source] io::Error),
+    /// The password verifier threads could not be spawned.
+    #[error("cannot spawn the password verifier threads: {0}")]
+    Verifiers(#[source] io::Error),
     /// A worker thread panicked.
     #[error("worker {0} panicked")]
     WorkerPanicked(usize),
@@ -107,6 +110,12 @@ impl Server {
             ),
             None => None,
         };
+        let verifiers = crate::policy::VerifierPool::start(
+            snapshot.server.password_verifiers.unwrap_or(workers),
+            snapshot.server.password_queue,
+        )
+        .map_err(ServerError::Verifiers)?;
+        snapshot.start_background();
         let shared = Arc::new(ArcSwap::new(snapshot));
         let (coordinator, links) =
             Coordinator::start(Arc::clone(&shared), workers).map_err(|source| {
@@ -127,6 +136,7 @@ impl Server {
             access_log: None,
             coordinator,
             health: None,
+            verifiers: None,
         };
         for ((id, listeners), limits) in listeners.into_iter().enumerate().zip(links) {
             let (tx, rx) = flume::unbounded();
@@ -143,6 +153,7 @@ impl Server {
                 access_log: access_log.as_ref().and_then(|w| w.sink(id)),
                 limits,
                 workers,
+                verifier: verifiers.verifier(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("ringgate-w{id}"))
@@ -163,6 +174,7 @@ impl Server {
             running.drivers.push(kind);
         }
         running.access_log = access_log;
+        running.verifiers = Some(verifiers);
         running.health = Some(
             crate::upstream::HealthThread::start(Arc::clone(&shared))
                 .map_err(ServerError::Health)?,
@@ -198,6 +210,8 @@ pub struct RunningServer {
     coordinator: Coordinator,
     /// Active health checks and DNS refreshes.
     health: Option<crate::upstream::HealthThread>,
+    /// The password verifier threads (`basic` policies).
+    verifiers: Option<crate::policy::VerifierPool>,
 }
 
 impl RunningServer {
@@ -272,10 +286,12 @@ impl RunningServer {
         self.shared.load_full()
     }
 
-    /// Swaps in a new snapshot; requests already routed finish on the old one. Targets that
-    /// stay keep their active-health state.
+    /// Swaps in a new snapshot (starting its background work, see
+    /// [`Snapshot::start_background`]); requests already routed finish on the old one.
+    /// Targets that stay keep their active-health state.
     pub fn store(&self, snapshot: Arc<Snapshot>) {
         crate::upstream::targets::adopt_health(&snapshot, &self.shared.load());
+        snapshot.start_background();
         self.shared.store(snapshot);
     }
 
@@ -308,6 +324,10 @@ impl RunningServer {
             writer.finish();
         }
         self.coordinator.stop();
+        // The workers, and with them their handles on the pool, are gone.
+        if let Some(pool) = self.verifiers.take() {
+            pool.join();
+        }
         result
     }
 }

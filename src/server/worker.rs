@@ -58,6 +58,8 @@ pub struct WorkerSpec {
     pub limits: crate::rate_limit::WorkerLink,
     /// How many workers the server runs (shares of instance-wide rates start even).
     pub workers: usize,
+    /// The worker's handle on the password verifier pool.
+    pub verifier: crate::policy::Verifier,
 }
 
 /// Thread body: pins, builds the runtime, reports the driver (or the failure) on `ready`,
@@ -149,6 +151,7 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
         spec.access_log,
         spec.limits,
         spec.workers,
+        spec.verifier,
     ));
     let mut accepting = AHashMap::new();
     for (key, std_listener) in spec.listeners {

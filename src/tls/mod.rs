@@ -6,6 +6,7 @@
 //! handshakes use the new certificates while established connections keep their sessions.
 
 pub mod client_auth;
+pub mod outcome;
 pub mod pem;
 pub mod server_config;
 pub mod sni;

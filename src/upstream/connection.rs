@@ -56,6 +56,9 @@ pub enum ConnectError {
         #[source]
         source: std::io::Error,
     },
+    /// The TCP connect completed, but the TLS handshake did not within the timeout.
+    #[error("TLS handshake with {0} timed out")]
+    HandshakeTimeout(SocketAddr),
     /// The TLS handshake failed (untrusted or mismatched certificate, protocol error).
     #[error("TLS handshake with {addr} failed: {source}")]
     Tls {
@@ -88,7 +91,7 @@ pub async fn connect(
         Some(tls) => {
             let handshake = crate::tls::upstream::handshake(tcp, tls, addr);
             match monoio::time::timeout_at(deadline.into(), handshake).await {
-                Err(_) => return Err(ConnectError::Timeout(addr)),
+                Err(_) => return Err(ConnectError::HandshakeTimeout(addr)),
                 Ok(Err(source)) => return Err(ConnectError::Tls { addr, source }),
                 Ok(Ok(session)) => UpstreamStream::Tls(Box::new(session)),
             }

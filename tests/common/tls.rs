@@ -145,13 +145,22 @@ pub fn client_config(
     roots: &[CertificateDer<'static>],
     identity: Option<&Issued>,
 ) -> Arc<ClientConfig> {
+    client_config_for(roots, identity, rustls::DEFAULT_VERSIONS)
+}
+
+/// [`client_config`] offering only `versions` (e.g. `&[&rustls::version::TLS12]`).
+pub fn client_config_for(
+    roots: &[CertificateDer<'static>],
+    identity: Option<&Issued>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
     let mut store = RootCertStore::empty();
     for root in roots {
         store.add(root.clone()).expect("root");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .expect("versions")
         .with_root_certificates(store);
     let mut config = match identity {

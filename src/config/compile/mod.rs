@@ -54,6 +54,7 @@ pub fn compile(raw: RawConfig, text: &str, base: &Path) -> Result<Snapshot, Vec<
             metrics,
             access_log,
             rate_limits: policies.rate_limits(),
+            jwks_stores: policies.jwks_stores(),
             redis,
         }),
         _ => Err(cx.problems),

@@ -14,6 +14,11 @@ use crate::config::{DriverChoice, Limits, ServerSettings, ServerTimeouts, Worker
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Most workers `server.workers` may ask for.
 pub const MAX_WORKERS: i64 = 1024;
+/// Most threads `server.password_verifiers` may ask for.
+pub const MAX_PASSWORD_VERIFIERS: i64 = 1024;
+/// `server.password_queue` when absent, and its largest value.
+pub const DEFAULT_PASSWORD_QUEUE: i64 = 64;
+const MAX_PASSWORD_QUEUE: i64 = 1 << 16;
 /// `server.graceful_shutdown` when absent.
 pub const DEFAULT_GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
 /// `server.limits.max_head_bytes` when absent, and its bounds.
@@ -44,6 +49,20 @@ pub(super) fn compile(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
         listen,
         workers: workers(cx, &raw),
         pin_workers: raw.pin_workers.unwrap_or(true),
+        password_verifiers: raw.password_verifiers.as_ref().map(|_| {
+            count(cx.int(
+                "server.password_verifiers",
+                &raw.password_verifiers,
+                1..=MAX_PASSWORD_VERIFIERS,
+                1,
+            ))
+        }),
+        password_queue: count(cx.int(
+            "server.password_queue",
+            &raw.password_queue,
+            1..=MAX_PASSWORD_QUEUE,
+            DEFAULT_PASSWORD_QUEUE,
+        )),
         driver: match raw.driver.unwrap_or(RawDriver::Auto) {
             RawDriver::Auto => DriverChoice::Auto,
             RawDriver::IoUring => DriverChoice::IoUring,
@@ -89,6 +108,11 @@ fn listen(cx: &mut Ctx<'_>, raw: &RawServer) -> Vec<SocketAddr> {
         out.push(addr);
     }
     out
+}
+
+/// A count already checked to be positive (1 if not).
+fn count(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(1)
 }
 
 fn workers(cx: &mut Ctx<'_>, raw: &RawServer) -> WorkerCount {
@@ -237,6 +261,8 @@ mod tests {
         assert_eq!(s.listen, vec![DEFAULT_LISTEN.parse().expect("literal")]);
         assert_eq!(s.workers, WorkerCount::Auto);
         assert!(s.pin_workers);
+        assert_eq!(s.password_verifiers, None);
+        assert_eq!(s.password_queue, 64);
         assert_eq!(s.driver, DriverChoice::Auto);
         assert_eq!(s.graceful_shutdown, Duration::from_secs(10));
         assert_eq!(s.limits.max_head_bytes, 16384);
@@ -256,6 +282,8 @@ mod tests {
 listen = ["0.0.0.0:80", "[::1]:8080"]
 workers = 4
 pin_workers = false
+password_verifiers = 2
+password_queue = 8
 driver = "io_uring"
 graceful_shutdown = "1m30s"
 [server.limits]
@@ -272,6 +300,8 @@ body_idle = "250ms"
         assert_eq!(s.listen.len(), 2);
         assert_eq!(s.workers, WorkerCount::Fixed(4));
         assert!(!s.pin_workers);
+        assert_eq!(s.password_verifiers, Some(2));
+        assert_eq!(s.password_queue, 8);
         assert_eq!(s.driver, DriverChoice::IoUring);
         assert_eq!(s.graceful_shutdown, Duration::from_secs(90));
         assert_eq!(s.limits.max_head_bytes, 32 * 1024);
@@ -288,6 +318,18 @@ body_idle = "250ms"
             settings("server.workers = \"auto\"").workers,
             WorkerCount::Auto
         );
+    }
+
+    #[test]
+    fn rejects_zero_password_verifiers_and_queue() {
+        assert_eq!(
+            problem_keys("[server]\npassword_verifiers = 0\npassword_queue = 0\n"),
+            vec![
+                ("server.password_verifiers".to_string(), Some(2)),
+                ("server.password_queue".to_string(), Some(3)),
+            ]
+        );
+        assert!(problem_keys("[server]\npassword_verifiers = 1025\n").len() == 1);
     }
 
     #[test]

@@ -12,6 +12,8 @@ use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use super::refresh::Refresher;
+
 /// Every key set ever built gets a new number, so a cached verification can tell whether the
 /// keys it was made with are still in force.
 static GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -83,6 +85,8 @@ impl KeySet {
 pub struct KeyStore {
     current: ArcSwap<KeySet>,
     refresh: Option<crossbeam_channel::Sender<()>>,
+    /// The JWKS URL refresher, started on publication.
+    refresher: Option<Refresher>,
 }
 
 impl KeyStore {
@@ -91,15 +95,41 @@ impl KeyStore {
         KeyStore {
             current: ArcSwap::from_pointee(set),
             refresh: None,
+            refresher: None,
         }
     }
 
-    /// Keys replaced by a refresher that listens on the other end of `refresh`.
-    pub fn refreshed(set: KeySet, refresh: crossbeam_channel::Sender<()>) -> Self {
+    /// Keys replaced by `refresher`, which listens on the other end of `refresh` once
+    /// started.
+    pub(super) fn refreshed(
+        set: KeySet,
+        refresh: crossbeam_channel::Sender<()>,
+        refresher: Refresher,
+    ) -> Self {
         KeyStore {
             current: ArcSwap::from_pointee(set),
             refresh: Some(refresh),
+            refresher: Some(refresher),
         }
+    }
+
+    /// Starts fetching the JWKS URL in the background (once; later calls and stores with
+    /// fixed keys do nothing). Called when a server publishes the snapshot holding this
+    /// store, never by compiling a config.
+    pub fn start_refresher(self: &Arc<Self>) {
+        if let Some(refresher) = &self.refresher {
+            refresher.start(self);
+        }
+    }
+
+    /// Whether this store's keys come from a JWKS URL.
+    pub fn is_refreshed(&self) -> bool {
+        self.refresher.is_some()
+    }
+
+    /// Whether its JWKS refresher was started.
+    pub fn refresher_started(&self) -> bool {
+        self.refresher.as_ref().is_some_and(Refresher::started)
     }
 
     /// The keys in force.

@@ -25,7 +25,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 pub use keys::{jwks_keys, pem_key, secret_key, Key, KeySet, KeyStore, HMAC, RSA};
-pub use refresh::{start as start_refresher, RefreshSettings};
+pub use refresh::{store as refreshed_store, RefreshSettings};
 pub use token::VerifiedToken;
 
 use super::consumers::Consumers;
@@ -58,6 +58,8 @@ pub struct Jwt {
     pub forwarding: Forwarding,
     /// Consumers a token's subject may name (for their groups).
     pub consumers: Arc<Consumers>,
+    /// `hide_credentials`: the `Authorization` field is not forwarded on success.
+    pub hide_credentials: bool,
 }
 
 /// Why a token was refused: the `error_description`.

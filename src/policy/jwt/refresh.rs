@@ -1,11 +1,15 @@
 //! Fetches a JWKS URL off the hot path: one thread per `jwt` policy with `jwks_url`, doing a
 //! blocking HTTP GET, publishing each good key set through the policy's [`KeyStore`].
 //!
+//! Compiling a config makes the store only: the thread starts when a server publishes the
+//! snapshot that holds it ([`KeyStore::start_refresher`], from
+//! `Snapshot::start_background`), so `--check` and a refused reload never touch the network.
 //! It fetches at start, then every `interval`, and early when a worker met an unknown `kid`
 //! (at most once per `cooldown`, so unknown kids cannot make it hammer the issuer). A failed
 //! fetch keeps the keys in force. The thread ends when its policy is dropped (a reload
 //! replaced it): the store's end of the channel goes away.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -32,18 +36,48 @@ pub struct RefreshSettings {
     pub algorithms: Vec<Algorithm>,
 }
 
-/// A store with no keys yet and the thread that fills it.
-pub fn start(settings: RefreshSettings) -> Arc<KeyStore> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let store = Arc::new(KeyStore::refreshed(KeySet::new(Vec::new()), tx));
-    let weak = Arc::downgrade(&store);
-    let spawned = std::thread::Builder::new()
-        .name("ringgate-jwks".into())
-        .spawn(move || run(settings, weak, rx));
-    if let Err(e) = spawned {
-        log::error!("cannot start the JWKS refresher: {e}");
+/// A refresher that has not necessarily run yet: what its thread needs, and whether it was
+/// started (at most once).
+#[derive(Debug)]
+pub struct Refresher {
+    settings: RefreshSettings,
+    /// Early-refresh requests (a clone; the thread takes its own).
+    requests: Receiver<()>,
+    started: AtomicBool,
+}
+
+impl Refresher {
+    /// Starts the thread that fills `store`, unless it was started before.
+    pub(super) fn start(&self, store: &Arc<KeyStore>) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (settings, requests) = (self.settings.clone(), self.requests.clone());
+        let weak = Arc::downgrade(store);
+        let spawned = std::thread::Builder::new()
+            .name("ringgate-jwks".into())
+            .spawn(move || run(settings, weak, requests));
+        if let Err(e) = spawned {
+            log::error!("cannot start the JWKS refresher: {e}");
+        }
     }
-    store
+
+    /// Whether [`Refresher::start`] was called.
+    pub(super) fn started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+}
+
+/// A store with no keys yet, filled by a refresher once [`KeyStore::start_refresher`] is
+/// called; no thread runs and nothing is fetched before.
+pub fn store(settings: RefreshSettings) -> Arc<KeyStore> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let refresher = Refresher {
+        settings,
+        requests: rx,
+        started: AtomicBool::new(false),
+    };
+    Arc::new(KeyStore::refreshed(KeySet::new(Vec::new()), tx, refresher))
 }
 
 fn run(settings: RefreshSettings, store: Weak<KeyStore>, rx: Receiver<()>) {

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use super::{consumer_forwarding, header_name, KindCx};
+use super::{consumer_forwarding, header_name, hide_credentials, KindCx};
 use crate::policy::ApiKey;
 
 /// The keys this kind accepts besides `kind`.
-pub(super) const KEYS: &[&str] = &["header", "query", "consumer_header"];
+pub(super) const KEYS: &[&str] = &["header", "query", "consumer_header", "hide_credentials"];
 /// `header` when neither `header` nor `query` is set.
 pub const DEFAULT_HEADER: &str = "X-Api-Key";
 
@@ -41,6 +41,7 @@ pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<ApiKey>> {
         consumers: Arc::clone(k.consumers),
         forwarding: consumer_forwarding(k),
         challenge: challenge.into(),
+        hide_credentials: hide_credentials(k),
     }))
 }
 

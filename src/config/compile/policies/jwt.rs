@@ -8,7 +8,7 @@ use jsonwebtoken::Algorithm;
 
 use crate::config::units::DurationValue;
 
-use super::{consumer_forwarding, header_name, realm, KindCx};
+use super::{consumer_forwarding, header_name, hide_credentials, realm, KindCx};
 use crate::policy::jwt::{self, Jwt, KeySet, KeyStore, RefreshSettings};
 
 /// The keys this kind accepts besides `kind`.
@@ -27,6 +27,7 @@ pub(super) const KEYS: &[&str] = &[
     "consumer_claim",
     "forward_claims",
     "consumer_header",
+    "hide_credentials",
     "realm",
 ];
 /// `leeway` when absent.
@@ -87,6 +88,7 @@ pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<Jwt>> {
         forward_claims,
         forwarding: consumer_forwarding(k),
         consumers: Arc::clone(k.consumers),
+        hide_credentials: hide_credentials(k),
     }))
 }
 
@@ -217,7 +219,7 @@ fn jwks_url(
         k.problem("jwks_refresh", span, "must be greater than zero".into());
         return None;
     }
-    Some(jwt::start_refresher(RefreshSettings {
+    Some(jwt::refreshed_store(RefreshSettings {
         url: url.to_string(),
         interval,
         cooldown,
@@ -267,6 +269,40 @@ mod tests {
             problems(text),
             vec![("policies.a.algorithms".to_string(), Some(3))]
         );
+    }
+
+    /// Compiling starts no fetcher (so `--check` and refused reloads stay off the network);
+    /// publishing the snapshot does, once.
+    #[test]
+    fn a_jwks_url_is_fetched_only_once_the_snapshot_is_published() {
+        let issuer = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        issuer.set_nonblocking(true).expect("nonblocking");
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+             [[routes]]\nname = \"r\"\npolicies = [\"j\"]\nrespond = {{ status = 200 }}\n\
+             [policies.j]\nkind = \"jwt\"\nalgorithms = [\"RS256\"]\n\
+             jwks_url = \"http://{}/jwks\"\n",
+            issuer.local_addr().expect("addr")
+        );
+        let snapshot = crate::config::load_str(&text, "jwt.toml").expect("compiles");
+        assert_eq!(snapshot.jwks_stores.len(), 1);
+        let store = &snapshot.jwks_stores[0];
+        assert!(!store.refresher_started(), "compiling started a fetcher");
+        // No thread was started, so nothing can have connected yet (no wait needed).
+        assert!(
+            matches!(issuer.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "compiling fetched the JWKS URL"
+        );
+        snapshot.start_background();
+        snapshot.start_background();
+        assert!(store.refresher_started());
+        issuer.set_nonblocking(false).expect("blocking");
+        let (conn, _) = issuer.accept().expect("the fetcher connects");
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        let mut head = [0u8; 16];
+        let n = std::io::Read::read(&mut &conn, &mut head).expect("request");
+        assert!(head[..n].starts_with(b"GET /jwks"), "{:?}", &head[..n]);
     }
 
     #[test]

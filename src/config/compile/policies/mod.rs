@@ -25,6 +25,7 @@ use toml::Spanned;
 use super::matcher::is_token;
 use super::{check_name, Ctx};
 use crate::config::file::{Ordered, RawPolicy};
+use crate::policy::jwt::KeyStore;
 use crate::policy::{Chain, Consumers, Forwarding, Stage};
 use crate::rate_limit::RateLimitPolicy;
 
@@ -85,6 +86,14 @@ fn consumer_forwarding(k: &mut KindCx<'_, '_, '_>) -> Forwarding {
     Forwarding { consumer_header }
 }
 
+/// `hide_credentials`, defaulting to false (the credential goes upstream with the request).
+fn hide_credentials(k: &KindCx<'_, '_, '_>) -> bool {
+    k.raw
+        .hide_credentials
+        .as_ref()
+        .is_some_and(|v| *v.get_ref())
+}
+
 /// `realm`, defaulting to `ringgate`; quotes and control characters are refused.
 fn realm(k: &mut KindCx<'_, '_, '_>) -> Arc<str> {
     let Some(realm) = &k.raw.realm else {
@@ -108,6 +117,8 @@ pub(super) struct PolicyTable {
     by_name: HashMap<String, Option<Stage>>,
     /// Rate-limit policies by slot (`RateLimitPolicy::slot`).
     rate_limits: Vec<Arc<RateLimitPolicy>>,
+    /// The key stores of `jwt` policies with a `jwks_url`.
+    jwks_stores: Vec<Arc<KeyStore>>,
 }
 
 /// Compiles every `[policies.NAME]` table. A policy with problems stays in the table as
@@ -134,8 +145,12 @@ pub(super) fn compile(
             consumers,
             (redis, slot),
         );
-        if let Some(Stage::RateLimit(p)) = &stage {
-            table.rate_limits.push(Arc::clone(p));
+        match &stage {
+            Some(Stage::RateLimit(p)) => table.rate_limits.push(Arc::clone(p)),
+            Some(Stage::Jwt(p)) if p.keys.is_refreshed() => {
+                table.jwks_stores.push(Arc::clone(&p.keys));
+            }
+            _ => {}
         }
         table.by_name.insert(name.get_ref().clone(), stage);
     }
@@ -206,6 +221,11 @@ impl PolicyTable {
     /// The rate-limit policies, by slot, for the snapshot.
     pub(super) fn rate_limits(&self) -> Vec<Arc<RateLimitPolicy>> {
         self.rate_limits.clone()
+    }
+
+    /// The key stores refreshed from a JWKS URL, for the snapshot to start on publication.
+    pub(super) fn jwks_stores(&self) -> Vec<Arc<KeyStore>> {
+        self.jwks_stores.clone()
     }
 
     /// The chain of a route's `policies` list (`key` is its key path); unknown and repeated
