@@ -57,7 +57,7 @@ impl IdleClock {
             loop {
                 monoio::time::sleep(TICK).await;
                 clock.expire(Instant::now());
-                if clock.waiting.get() == 0 {
+                if clock.waiting() == 0 {
                     clock.ticking.set(false);
                     return;
                 }
