@@ -191,9 +191,13 @@ impl Groups {
             groups[id.0] = Some(self.carry_over(previous, up, now));
         }
         let state = groups[id.0].get_or_insert_with(|| GroupState::new(up, self.worker, now));
-        let latest = up.live.load();
-        if !Arc::ptr_eq(&latest, &state.set) {
-            state.follow(Arc::clone(&latest), up, self.worker);
+        // Only DNS discovery republishes a group's targets after its snapshot is in force
+        // (reloads adopt health before publishing), so other groups skip the load.
+        if up.discovery.is_some() {
+            let latest = up.live.load();
+            if !Arc::ptr_eq(&latest, &state.set) {
+                state.follow(Arc::clone(&latest), up, self.worker);
+            }
         }
         f(state)
     }
@@ -491,7 +495,9 @@ mod tests {
 
     #[test]
     fn passive_ejection_respects_the_cap_and_survives_a_new_target_set() {
-        let s = snapshot("passive = { consecutive_failures = 1, base_ejection = \"1m\", max_ejected_percent = 34 }");
+        let s = snapshot(
+            "resolve_every = \"1s\"\npassive = { consecutive_failures = 1, base_ejection = \"1m\", max_ejected_percent = 34 }",
+        );
         let up = &s.upstreams[0];
         let g = Groups::new(0);
         let now = Instant::now();
