@@ -556,7 +556,7 @@ async fn read_small_body(
 }
 
 /// Opens a fresh connection to `addr`; a failed TLS handshake is counted by its cause.
-async fn open(
+pub(super) async fn open(
     ctx: &WorkerContext,
     addr: std::net::SocketAddr,
     upstream: &Upstream,

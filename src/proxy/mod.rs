@@ -23,7 +23,9 @@
 //!   coarse timer for all their deadlines;
 //! - `error`: every failure mapped to the client's answer in one table;
 //! - `request_id` and `trace`: request ids and W3C trace context;
-//! - `secure`: the TLS handshake, client identity, HSTS and redirects to HTTPS.
+//! - `secure`: the TLS handshake, client identity, HSTS and redirects to HTTPS;
+//! - `call`: requests the gateway sends on its own behalf (composition calls, introspection,
+//!   cache refreshes), through the same attempt loop (`attempt`) as proxied requests.
 //!
 //! No locks and no shared writes: everything here runs inside one worker.
 
@@ -31,6 +33,7 @@ pub mod admission;
 mod answer;
 mod attempt;
 mod body;
+pub mod call;
 mod connection;
 mod context;
 mod error;
