@@ -14,6 +14,7 @@ use super::error::ProxyError;
 use super::exchange::{Exchange, LogFields, Open};
 use super::request_id;
 use super::secure::TlsInfo;
+use super::stages::ResponseStages;
 use super::trace::{self, TraceContext};
 use crate::config::{ListenKey, Route, RouteAction, Snapshot};
 use crate::http::{parse_request, HeadLimits, HeaderSpan, RequestHead};
@@ -140,6 +141,8 @@ pub(super) struct ClientConn {
     pub(super) response_headers: Vec<u8>,
     /// What the route's policies established (client address, consumer, forwarded claims).
     pub(super) identity: Identity,
+    /// The response stages of the current request (see `proxy::stages`).
+    pub(super) stages: ResponseStages,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -200,6 +203,7 @@ impl ClientConn {
             },
             response_headers: Vec::with_capacity(RESPONSE_HEADERS),
             identity: Identity::default(),
+            stages: ResponseStages::default(),
         }
     }
 
@@ -208,6 +212,7 @@ impl ClientConn {
         self.response_started = false;
         self.params.clear();
         self.response_headers.clear();
+        self.stages.clear();
         let head = match self.read_head(ctx, &snapshot).await {
             Ok(Arrival::Head(head)) => head,
             Ok(Arrival::Closed) => return Next::Close,

@@ -7,7 +7,8 @@
 //!        ─▶ respond route: answer from the snapshot
 //!        ─▶ proxy route:  choose group (versions, split) ─▶ upstream head (─▶ mirror copy)
 //!                         ─▶ pooled or fresh connection ─▶ send head (+ body)
-//!                         ─▶ response head ─▶ client head ─▶ stream body ─▶ pool check-in
+//!                         ─▶ response head ─▶ response stages (see `stages`: transform ─▶
+//!                            compress ─▶ cache store) ─▶ client head ─▶ stream body ─▶ pool check-in
 //!        ─▶ record (metrics, access log)
 //!        ─▶ next request on the connection (keep-alive, pipelining), park when idle, or close
 //! ```
@@ -17,6 +18,7 @@
 //! - `connection`: the client side and the request loop (read head, route);
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
 //! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
+//! - `stages`: the response stages' head edits, body observer and rewriting relay;
 //! - `traffic`: choosing the route's upstream group (versions, split) and mirroring.
 //! - `exchange`: what the exchange did, recorded into metrics and the access log;
 //! - `idle`: connections parked without buffers between requests, with `idle_clock`, one
@@ -43,6 +45,7 @@ mod idle;
 mod idle_clock;
 mod request_id;
 mod secure;
+mod stages;
 mod trace;
 mod traffic;
 
