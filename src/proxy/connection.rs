@@ -12,6 +12,7 @@ use super::body::MinRate;
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::exchange::{Exchange, LogFields, Open};
+use super::request_body::RequestBody;
 use super::request_id;
 use super::secure::TlsInfo;
 use super::trace::{self, TraceContext};
@@ -140,6 +141,8 @@ pub(super) struct ClientConn {
     pub(super) response_headers: Vec<u8>,
     /// What the route's policies established (client address, consumer, forwarded claims).
     pub(super) identity: Identity,
+    /// The current request's body, when a stage read it whole (`request_body.rs`).
+    pub(super) body: RequestBody,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -200,6 +203,7 @@ impl ClientConn {
             },
             response_headers: Vec::with_capacity(RESPONSE_HEADERS),
             identity: Identity::default(),
+            body: RequestBody::default(),
         }
     }
 
@@ -208,6 +212,7 @@ impl ClientConn {
         self.response_started = false;
         self.params.clear();
         self.response_headers.clear();
+        self.body.reset();
         let head = match self.read_head(ctx, &snapshot).await {
             Ok(Arrival::Head(head)) => head,
             Ok(Arrival::Closed) => return Next::Close,

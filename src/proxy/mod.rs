@@ -17,6 +17,7 @@
 //! - `connection`: the client side and the request loop (read head, route);
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
 //! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
+//! - `request_body`: reading a request body whole (bounded) for the stages that need it;
 //! - `traffic`: choosing the route's upstream group (versions, split) and mirroring.
 //! - `exchange`: what the exchange did, recorded into metrics and the access log;
 //! - `idle`: connections parked without buffers between requests, with `idle_clock`, one
@@ -38,6 +39,7 @@ mod exchange;
 mod forward;
 mod idle;
 mod idle_clock;
+mod request_body;
 mod request_id;
 mod secure;
 mod trace;
