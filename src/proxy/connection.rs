@@ -12,6 +12,7 @@ use super::body::MinRate;
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::exchange::{Exchange, LogFields, Open};
+use super::request_body::RequestBody;
 use super::request_id;
 use super::secure::TlsInfo;
 use super::stages::ResponseStages;
@@ -143,6 +144,8 @@ pub(super) struct ClientConn {
     pub(super) identity: Identity,
     /// The response stages of the current request (see `proxy::stages`).
     pub(super) stages: ResponseStages,
+    /// The current request's body, when a stage read it whole (`request_body.rs`).
+    pub(super) body: RequestBody,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -204,6 +207,7 @@ impl ClientConn {
             response_headers: Vec::with_capacity(RESPONSE_HEADERS),
             identity: Identity::default(),
             stages: ResponseStages::default(),
+            body: RequestBody::default(),
         }
     }
 
@@ -213,6 +217,7 @@ impl ClientConn {
         self.params.clear();
         self.response_headers.clear();
         self.stages.clear();
+        self.body.reset();
         let head = match self.read_head(ctx, &snapshot).await {
             Ok(Arrival::Head(head)) => head,
             Ok(Arrival::Closed) => return Next::Close,
