@@ -27,7 +27,7 @@ use crate::tls::ClientStream;
 /// Initial input buffer of a client connection; it grows for large heads and bodies.
 pub(super) const CLIENT_BUF: usize = 4 * 1024;
 /// Initial capacities of the other per-connection buffers.
-const OUT_BUF: usize = 1024;
+pub(super) const OUT_BUF: usize = 1024;
 const HEADERS: usize = 32;
 const PATH: usize = 128;
 const HOST: usize = 64;
@@ -140,6 +140,8 @@ pub(super) struct ClientConn {
     pub(super) response_headers: Vec<u8>,
     /// What the route's policies established (client address, consumer, forwarded claims).
     pub(super) identity: Identity,
+    /// A composite route's failed calls, comma-separated, for the access log.
+    pub(super) failed_calls: Vec<u8>,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -200,6 +202,7 @@ impl ClientConn {
             },
             response_headers: Vec::with_capacity(RESPONSE_HEADERS),
             identity: Identity::default(),
+            failed_calls: Vec::new(),
         }
     }
 
@@ -208,6 +211,7 @@ impl ClientConn {
         self.response_started = false;
         self.params.clear();
         self.response_headers.clear();
+        self.failed_calls.clear();
         let head = match self.read_head(ctx, &snapshot).await {
             Ok(Arrival::Head(head)) => head,
             Ok(Arrival::Closed) => return Next::Close,
@@ -370,6 +374,10 @@ impl ClientConn {
             RouteAction::Respond(response) => self.respond(ctx, response, head).await,
             RouteAction::Proxy(action) => {
                 self.forward(ctx, snapshot, action, &route.policies, head)
+                    .await
+            }
+            RouteAction::Compose(action) => {
+                self.compose(ctx, snapshot, action, &route.policies, head)
                     .await
             }
         }
