@@ -15,14 +15,19 @@
 //! - [`policy`]: the checks a route runs before its action: IP filters, API keys, HTTP
 //!   Basic, JWT, authorization; one module per kind, statically dispatched.
 //! - [`access_log`]: per-worker batched access-log lines and the writer thread.
+//! - [`compose`]: composite routes: one request, a compiled graph of backend calls, one
+//!   merged JSON answer.
+//! - [`json`]: lazy JSON documents: checks, field paths, shaping, exact-length writing.
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod access_log;
 pub mod admin;
+pub mod compose;
 pub mod config;
 pub mod http;
 pub mod io_buf;
+pub mod json;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

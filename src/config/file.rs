@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub consumers: Vec<RawConsumer>,
     /// `[redis]`, for cluster-scoped rate limits.
     pub redis: Option<RawRedis>,
+    /// `[composites.NAME]` tables, in file order.
+    pub composites: Option<Ordered<super::file_compose::RawComposite>>,
 }
 
 /// One `[[consumers]]` entry.
@@ -428,6 +430,8 @@ pub struct RawRoute {
     pub host_rewrite: Option<Spanned<String>>,
     /// A response served by the gateway (static route).
     pub respond: Option<RawRespond>,
+    /// A composite that answers (composite route).
+    pub compose: Option<Spanned<String>>,
     /// Request body size on this route, overriding `server.limits.max_body_bytes`.
     pub max_body_bytes: Option<Spanned<SizeValue>>,
     /// Names of `[policies.NAME]` tables this route runs.

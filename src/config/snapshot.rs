@@ -215,6 +215,17 @@ pub enum RouteAction {
     Proxy(ProxyAction),
     /// Answer from the gateway itself.
     Respond(StaticResponse),
+    /// Answer with a composite: several backend calls merged into one JSON document.
+    Compose(ComposeAction),
+}
+
+/// How a composite route answers (`compose = "NAME"`).
+#[derive(Debug)]
+pub struct ComposeAction {
+    /// The compiled composite (shared by every route that names it).
+    pub composite: Arc<crate::compose::Composite>,
+    /// For each of the composite's parameter slots, the index of this route's parameter.
+    pub params: Vec<usize>,
 }
 
 /// Index of an upstream group in [`Snapshot::upstreams`].

@@ -392,6 +392,33 @@ pub fn write_static_response(
     }
 }
 
+/// Appends the head of a response the gateway generates whose body the caller appends
+/// (`content_length` bytes): status line, `fields` in order (values the caller checked), the
+/// `Content-Length`, the connection field, the request id and `extra_headers` lines.
+#[allow(clippy::too_many_arguments)]
+pub fn write_generated_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    fields: &[(&[u8], &[u8])],
+    content_length: u64,
+    client_version: Version,
+    keep_alive: bool,
+    request_id: &[u8],
+    extra_headers: &[u8],
+) {
+    status_line(out, status, reason_phrase(status).as_bytes());
+    for (name, value) in fields {
+        field(out, name, value);
+    }
+    number_field(out, b"Content-Length", content_length);
+    connection_field(out, client_version, keep_alive);
+    if !request_id.is_empty() {
+        field(out, b"X-Request-Id", request_id);
+    }
+    out.extend_from_slice(extra_headers);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Appends `HTTP/1.1 100 Continue`.
 pub fn write_continue(out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");

@@ -91,6 +91,7 @@ pub struct Aggregator {
     pub(super) policies: BTreeMap<String, [u64; PolicyOutcome::ALL.len()]>,
     pub(super) tls_handshakes: TlsHandshakeCounts,
     pub(super) tls_failures: TlsFailureCounts,
+    pub(super) composites: super::composite::CompositeTable,
 }
 
 /// One active-health cell as the control side reads it.
@@ -151,6 +152,9 @@ impl Aggregator {
         for (name, counts) in delta.policies {
             add_counts(self.policies.entry(name).or_default(), &counts);
         }
+        for (key, stats) in delta.composites {
+            self.composites.entry(key).or_default().add(&stats);
+        }
         for (into, from) in self.tls_handshakes.iter_mut().zip(&delta.tls_handshakes) {
             add_counts(into, from);
         }
@@ -167,6 +171,12 @@ impl Aggregator {
     /// TLS handshakes with `side` that failed for `cause` since start.
     pub fn tls_failures(&self, side: TlsSide, cause: TlsFailure) -> u64 {
         self.tls_failures[side.index()][cause.index()]
+    }
+
+    /// What composite `composite` (`call` `None`) or one of its calls did since start.
+    pub fn composite(&self, composite: &str, call: Option<&str>) -> Option<&super::CompositeStats> {
+        self.composites
+            .get(&(composite.to_string(), call.unwrap_or_default().to_string()))
     }
 
     /// Decisions of policy `name` with `outcome` since start.

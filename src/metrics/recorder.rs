@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ahash::AHashMap;
 
+use super::composite::CompositeStats;
 use super::delta::{MetricsDelta, RouteDelta, UpstreamDelta};
 use super::histogram::LatencyHistogram;
 use super::record::{
@@ -84,6 +85,9 @@ impl UpstreamStats {
     }
 }
 
+/// (composite, call) names; the composite's own entry has an empty call name.
+type CompositeKey = (Box<str>, Box<str>);
+
 /// Per-worker recorder: counters, gauges and HDR histograms per route and upstream.
 ///
 /// Names are kept for the worker's life, so a route removed by a reload keeps its (idle)
@@ -103,6 +107,8 @@ pub struct WorkerMetrics {
     tls_handshakes: [[Cell<u64>; 2]; TlsVersion::ALL.len()],
     /// By [`TlsSide::index`], then [`TlsFailure::index`].
     tls_failures: [[Cell<u64>; TlsFailure::ALL.len()]; TlsSide::ALL.len()],
+    /// By (composite, call); the composite's own entry has an empty call name.
+    composites: RefCell<AHashMap<CompositeKey, CompositeStats>>,
 }
 
 impl WorkerMetrics {
@@ -120,6 +126,7 @@ impl WorkerMetrics {
             policies: RefCell::new(AHashMap::new()),
             tls_handshakes: Default::default(),
             tls_failures: Default::default(),
+            composites: RefCell::new(AHashMap::new()),
         }
     }
 
@@ -232,6 +239,24 @@ impl WorkerMetrics {
         }
     }
 
+    /// One composite request (`call` `None`) or one of its calls, with its outcome label,
+    /// its latency if it ran, and (for the composite) its root-merge key collisions.
+    pub fn record_composite(
+        &self,
+        composite: &str,
+        call: Option<&str>,
+        outcome: &'static str,
+        took: Option<Duration>,
+        collisions: u32,
+    ) {
+        let mut map = self.composites.borrow_mut();
+        let call = call.unwrap_or_default();
+        let key = (Box::from(composite), Box::from(call));
+        map.entry(key)
+            .or_default()
+            .record(outcome, took, collisions);
+    }
+
     /// Connections open now.
     pub fn connections_open(&self) -> u64 {
         self.connections_open.get()
@@ -275,6 +300,13 @@ impl WorkerMetrics {
                 .collect(),
             tls_handshakes: take_counts(&self.tls_handshakes),
             tls_failures: take_counts(&self.tls_failures),
+            composites: self
+                .composites
+                .borrow_mut()
+                .iter_mut()
+                .filter(|(_, s)| !s.is_idle())
+                .map(|((c, call), s)| ((c.to_string(), call.to_string()), std::mem::take(s)))
+                .collect(),
         }
     }
 }

@@ -29,7 +29,7 @@ use crate::tls::ClientStream;
 /// Initial input buffer of a client connection; it grows for large heads and bodies.
 pub(super) const CLIENT_BUF: usize = 4 * 1024;
 /// Initial capacities of the other per-connection buffers.
-const OUT_BUF: usize = 1024;
+pub(super) const OUT_BUF: usize = 1024;
 const HEADERS: usize = 32;
 const PATH: usize = 128;
 const HOST: usize = 64;
@@ -146,6 +146,8 @@ pub(super) struct ClientConn {
     pub(super) stages: ResponseStages,
     /// The current request's body, when a stage read it whole (`request_body.rs`).
     pub(super) body: RequestBody,
+    /// A composite route's failed calls, comma-separated, for the access log.
+    pub(super) failed_calls: Vec<u8>,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -208,6 +210,7 @@ impl ClientConn {
             identity: Identity::default(),
             stages: ResponseStages::default(),
             body: RequestBody::default(),
+            failed_calls: Vec::new(),
         }
     }
 
@@ -218,6 +221,7 @@ impl ClientConn {
         self.response_headers.clear();
         self.stages.clear();
         self.body.reset();
+        self.failed_calls.clear();
         let head = match self.read_head(ctx, &snapshot).await {
             Ok(Arrival::Head(head)) => head,
             Ok(Arrival::Closed) => return Next::Close,
@@ -380,6 +384,10 @@ impl ClientConn {
             RouteAction::Respond(response) => self.respond(ctx, response, head).await,
             RouteAction::Proxy(action) => {
                 self.forward(ctx, snapshot, action, &route.policies, head)
+                    .await
+            }
+            RouteAction::Compose(action) => {
+                self.compose(ctx, snapshot, action, &route.policies, head)
                     .await
             }
         }

@@ -25,6 +25,9 @@ pub enum ProxyError {
     /// The request body exceeds `max_body_bytes`.
     #[error("request body too large")]
     BodyTooLarge,
+    /// A composite that forwards the client's body got a chunked one.
+    #[error("length required")]
+    LengthRequired,
     /// No route matches.
     #[error("no route")]
     NoRoute,
@@ -73,6 +76,9 @@ impl ProxyError {
             ProxyError::ClientTimeout => (408, "request timeout"),
             ProxyError::ClientGone(_) => return None,
             ProxyError::BodyTooLarge => (413, "request body too large"),
+            ProxyError::LengthRequired => {
+                (411, "length required: send the body with Content-Length")
+            }
             ProxyError::NoRoute => (404, "no route matches this request"),
             ProxyError::NoTarget => (503, "no upstream target available"),
             ProxyError::NoHealthyTarget(_) => {
@@ -95,9 +101,10 @@ impl ProxyError {
     /// The cause class counted in the metrics.
     pub fn cause(&self) -> ErrorCause {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::BadTarget | ProxyError::BodyTooLarge => {
-                ErrorCause::BadRequest
-            }
+            ProxyError::BadRequest(_)
+            | ProxyError::BadTarget
+            | ProxyError::BodyTooLarge
+            | ProxyError::LengthRequired => ErrorCause::BadRequest,
             ProxyError::ClientTimeout => ErrorCause::ClientTimeout,
             ProxyError::ClientGone(_) => ErrorCause::ClientGone,
             ProxyError::NoRoute => ErrorCause::NoRoute,

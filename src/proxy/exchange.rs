@@ -180,6 +180,7 @@ impl ClientConn {
                 referer: fields.field(2),
                 user_agent: fields.field(3),
                 consumer: self.identity.consumer_name().unwrap_or_default().as_bytes(),
+                failed_calls: &self.failed_calls,
             });
         }
     }

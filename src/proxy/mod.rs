@@ -5,6 +5,8 @@
 //!        ─▶ normalize target ─▶ route match
 //!        ─▶ the route's policies (`crate::policy`): 401/403 answered here
 //!        ─▶ respond route: answer from the snapshot
+//!        ─▶ compose route: read body if a call sends it ─▶ calls (graph order, each through
+//!                         `call`) ─▶ assemble (`crate::compose`) ─▶ one write, known length
 //!        ─▶ proxy route:  choose group (versions, split) ─▶ upstream head (─▶ mirror copy)
 //!                         ─▶ pooled or fresh connection ─▶ send head (+ body)
 //!                         ─▶ response head ─▶ response stages (see `stages`: transform ─▶
@@ -27,6 +29,7 @@
 //! - `error`: every failure mapped to the client's answer in one table;
 //! - `request_id` and `trace`: request ids and W3C trace context;
 //! - `secure`: the TLS handshake, client identity, HSTS and redirects to HTTPS;
+//! - `compose`: a composite route's calls (through `call`) and its assembled answer;
 //! - `call`: requests the gateway sends on its own behalf (composition calls, introspection,
 //!   cache refreshes), through the same attempt loop (`attempt`) as proxied requests.
 //!
@@ -37,6 +40,7 @@ mod answer;
 mod attempt;
 mod body;
 pub mod call;
+mod compose;
 mod connection;
 mod context;
 mod error;
