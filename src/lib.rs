@@ -15,6 +15,8 @@
 //! - [`policy`]: the checks a route runs before its action: IP filters, API keys, HTTP
 //!   Basic, JWT, authorization; one module per kind, statically dispatched.
 //! - [`access_log`]: per-worker batched access-log lines and the writer thread.
+//! - [`openapi`]: OpenAPI documents: reading them (`validate` policies) and exporting the
+//!   running configuration as one.
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -24,6 +26,7 @@ pub mod config;
 pub mod http;
 pub mod io_buf;
 pub mod metrics;
+pub mod openapi;
 pub mod policy;
 pub mod proxy;
 pub mod rate_limit;

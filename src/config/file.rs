@@ -139,6 +139,8 @@ pub struct RawServer {
     /// `[[server.tls]]`: TLS listeners.
     #[serde(default)]
     pub tls: Vec<RawTlsListener>,
+    /// `errors = "text" | "problem"`: the body format of the gateway's own 4xx/5xx answers.
+    pub errors: Option<Spanned<String>>,
 }
 
 /// One `[[server.tls]]` entry: a listener that terminates TLS.
@@ -436,6 +438,8 @@ pub struct RawRoute {
     pub retry_non_idempotent: Option<Spanned<bool>>,
     /// Answer plain-HTTP requests with a redirect to HTTPS: `true` or a port.
     pub redirect_https: Option<Spanned<RawRedirect>>,
+    /// `errors = "text" | "problem"` for this route's gateway answers (default: the server's).
+    pub errors: Option<Spanned<String>>,
 }
 
 /// `redirect_https = true | false | PORT`.
@@ -597,6 +601,26 @@ raw_policy! {
     scope: String,
     /// rate_limit: keys tracked per worker.
     max_keys: i64,
+    /// validate: an OpenAPI 3.x document (JSON or YAML).
+    openapi_file: String,
+    /// validate: the operation in `openapi_file` (an operationId or `METHOD /path`).
+    operation: String,
+    /// validate: JSON Schema of the query parameters' object (inline JSON).
+    query_schema: String,
+    /// validate: file holding the query parameters' JSON Schema (JSON or YAML).
+    query_schema_file: String,
+    /// validate: JSON Schema of the headers' object (inline JSON).
+    header_schema: String,
+    /// validate: file holding the headers' JSON Schema.
+    header_schema_file: String,
+    /// validate: JSON Schema of the JSON body (inline JSON).
+    body_schema: String,
+    /// validate: file holding the body's JSON Schema.
+    body_schema_file: String,
+    /// validate: whether a request must carry a body (with a body schema).
+    body_required: bool,
+    /// validate: the status of a refusal, 400 or 422.
+    status: i64,
 }
 
 /// `match = { ... }`.

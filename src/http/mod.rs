@@ -24,6 +24,7 @@ pub mod chunked;
 pub mod error;
 mod framing;
 pub mod headers;
+pub mod problem;
 pub mod request;
 pub mod response;
 pub mod writer;

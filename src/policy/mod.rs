@@ -5,7 +5,8 @@
 //! sorted into the fixed [`Phase`] order below whatever order the route listed them in.
 //!
 //! ```text
-//! ip_filter ─▶ authentication (api_key | basic | jwt) ─▶ authorization (authz) ─▶ rate_limit
+//! ip_filter ─▶ authentication (api_key | basic | jwt) ─▶ authorization (authz)
+//!           ─▶ validate (head; the body once buffered) ─▶ rate_limit
 //! ```
 //!
 //! Why a fixed order and not the listing order: each phase needs what the one before it
@@ -15,6 +16,8 @@
 //! - authentication next: it establishes the consumer that authorization and a
 //!   `key = "consumer"` rate limit need.
 //! - authorization after authentication, for the same reason.
+//! - `validate` after authorization: an unauthenticated client learns nothing about the
+//!   contract, and a malformed request is refused before it counts against a limit.
 //! - rate limits last, so that they count the requests of identified consumers and so that
 //!   refused requests (401/403) do not consume a consumer's allowance.
 //!
@@ -50,14 +53,17 @@ pub mod ip_filter;
 pub mod jwt;
 pub mod rate_limit;
 pub mod state;
+pub mod validate;
 pub mod verifier;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::http::problem::Violation;
 use crate::http::HeaderSpan;
 pub use crate::metrics::PolicyOutcome as Outcome;
 use crate::metrics::WorkerMetrics;
+use crate::router::Params;
 
 pub use api_key::ApiKey;
 pub use authz::Authz;
@@ -67,6 +73,7 @@ pub use identity::{Forwarding, Identity};
 pub use ip_filter::IpFilter;
 pub use jwt::Jwt;
 pub use state::PolicyState;
+pub use validate::Validate;
 pub use verifier::{Verifier, VerifierPool};
 
 use crate::rate_limit::RateLimitPolicy;
@@ -80,6 +87,8 @@ pub enum Phase {
     Authentication,
     /// What the identified client may do: groups, scopes, claims.
     Authorization,
+    /// Whether the request keeps its API contract (query, headers, path, body).
+    Validate,
     /// How often it may do it.
     RateLimit,
 }
@@ -97,6 +106,8 @@ pub enum Stage {
     Jwt(Arc<Jwt>),
     /// `kind = "authz"`.
     Authz(Arc<Authz>),
+    /// `kind = "validate"`.
+    Validate(Arc<Validate>),
     /// `kind = "rate_limit"`.
     RateLimit(Arc<RateLimitPolicy>),
 }
@@ -124,6 +135,7 @@ impl Stage {
             Stage::IpFilter(_) => Phase::IpFilter,
             Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) => Phase::Authentication,
             Stage::Authz(_) => Phase::Authorization,
+            Stage::Validate(_) => Phase::Validate,
             Stage::RateLimit(_) => Phase::RateLimit,
         }
     }
@@ -136,6 +148,7 @@ impl Stage {
             Stage::Basic(p) => &p.name,
             Stage::Jwt(p) => &p.name,
             Stage::Authz(p) => &p.name,
+            Stage::Validate(p) => &p.name,
             Stage::RateLimit(p) => &p.name,
         }
     }
@@ -151,7 +164,9 @@ impl Stage {
             Stage::ApiKey(p) => p.check(req, identity),
             Stage::Basic(p) => p.check(req, identity, state),
             Stage::Jwt(p) => p.check(req, identity, state),
-            Stage::IpFilter(_) | Stage::Authz(_) | Stage::RateLimit(_) => Authn::Absent,
+            Stage::IpFilter(_) | Stage::Authz(_) | Stage::Validate(_) | Stage::RateLimit(_) => {
+                Authn::Absent
+            }
         }
     }
 
@@ -161,8 +176,8 @@ impl Stage {
             Stage::ApiKey(p) => p.denial("unauthorized: API key required"),
             Stage::Basic(p) => p.denial(),
             Stage::Jwt(p) => p.denial(None),
-            Stage::IpFilter(_) | Stage::Authz(_) | Stage::RateLimit(_) => {
-                Denial::forbidden("forbidden")
+            Stage::IpFilter(_) | Stage::Authz(_) | Stage::Validate(_) | Stage::RateLimit(_) => {
+                Denial::forbidden("forbidden", "forbidden")
             }
         }
     }
@@ -187,7 +202,9 @@ impl Stage {
             Stage::ApiKey(p) => (&p.forwarding, &[][..]),
             Stage::Basic(p) => (&p.forwarding, &[][..]),
             Stage::Jwt(p) => (&p.forwarding, p.forward_claims.as_slice()),
-            Stage::IpFilter(_) | Stage::Authz(_) | Stage::RateLimit(_) => return Vec::new(),
+            Stage::IpFilter(_) | Stage::Authz(_) | Stage::Validate(_) | Stage::RateLimit(_) => {
+                return Vec::new()
+            }
         };
         forwarding
             .consumer_header
@@ -296,6 +313,34 @@ impl Chain {
         self.run(stage + 1, req, identity, state, metrics, fields)
     }
 
+    /// Whether a stage checks the request body (then it must be buffered whole before the
+    /// upstream exchange, and [`Chain::check_body`] called on it).
+    pub fn checks_body(&self) -> bool {
+        self.stages
+            .iter()
+            .any(|s| matches!(s, Stage::Validate(p) if p.checks_body()))
+    }
+
+    /// Runs the body rules of the chain's `validate` stages on the buffered `body`, once
+    /// [`Chain::check`] passed; each such stage's decision is counted here.
+    pub fn check_body(
+        &self,
+        content_type: Option<&[u8]>,
+        body: &[u8],
+        metrics: &WorkerMetrics,
+    ) -> Result<(), Denial> {
+        for stage in self.stages.iter() {
+            let Stage::Validate(p) = stage else { continue };
+            if !p.checks_body() {
+                continue;
+            }
+            let result = p.check_body(content_type, body);
+            metrics.policy_decision(stage.name(), outcome_of(&result));
+            result?;
+        }
+        Ok(())
+    }
+
     /// Where the credential that authenticated the request is, if its stage hides it from
     /// the upstream (`hide_credentials`).
     pub fn hidden_credential(&self, identity: &Identity) -> Option<Credential<'_>> {
@@ -354,6 +399,15 @@ impl Chain {
             let result = match stage {
                 Stage::IpFilter(p) => p.check(req, identity),
                 Stage::Authz(p) => p.check(identity),
+                // A policy with a body rule decides once the body was checked too.
+                Stage::Validate(p) if p.checks_body() => {
+                    if let Err(denial) = p.check(req) {
+                        metrics.policy_decision(stage.name(), denial.outcome());
+                        return Err(denial);
+                    }
+                    continue;
+                }
+                Stage::Validate(p) => p.check(req),
                 Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) => Ok(()),
                 Stage::RateLimit(p) => {
                     rate_limit::check(p, req, identity, &state.rate_limits, fields)
@@ -463,6 +517,27 @@ pub struct RequestView<'a> {
     pub trusted_proxies: &'a [ipnet::IpNet],
     /// The matched route's name.
     pub route: &'a str,
+    /// The route template's parameters (`{id}`), when the caller has them.
+    pub path_params: Option<PathParams<'a>>,
+}
+
+/// The parameters a route's path template captured, by name.
+#[derive(Debug, Clone, Copy)]
+pub struct PathParams<'a> {
+    /// The template's parameter names, in capture order.
+    pub names: &'a [Box<str>],
+    /// The captures.
+    pub params: &'a Params,
+    /// The normalized path they were captured from.
+    pub path: &'a str,
+}
+
+impl<'a> PathParams<'a> {
+    /// The captured value of `name` (still percent-encoded).
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        let i = self.names.iter().position(|n| &**n == name)?;
+        self.params.get(i, self.path)
+    }
 }
 
 impl<'a> RequestView<'a> {
@@ -493,19 +568,27 @@ impl<'a> RequestView<'a> {
 pub struct Denial {
     /// 401, 403 (429 for limits, 503 when the password verifier pool is busy).
     pub status: u16,
+    /// The cause's stable name, the last segment of its problem+json `type`
+    /// (`unauthenticated`, `group-denied`, `rate-limited`, ...).
+    pub cause: &'static str,
     /// Short body text; names the cause class, never a secret.
     pub message: &'static str,
     /// The `WWW-Authenticate` challenge of a 401.
     pub challenge: Challenge,
+    /// What a `validate` policy found wrong (empty for every other refusal). A refusal
+    /// with violations is always answered as problem+json.
+    pub violations: Vec<Violation>,
 }
 
 impl Denial {
-    /// 403 with `message`.
-    pub fn forbidden(message: &'static str) -> Self {
+    /// 403 for `cause` (its problem type), with `message`.
+    pub fn forbidden(cause: &'static str, message: &'static str) -> Self {
         Denial {
             status: 403,
+            cause,
             message,
             challenge: Challenge::None,
+            violations: Vec::new(),
         }
     }
 
@@ -513,8 +596,10 @@ impl Denial {
     pub fn busy() -> Self {
         Denial {
             status: 503,
+            cause: "verifier-busy",
             message: "service unavailable: password verification busy, retry later",
             challenge: Challenge::None,
+            violations: Vec::new(),
         }
     }
 

@@ -15,11 +15,11 @@ use super::exchange::{Exchange, LogFields, Open};
 use super::request_id;
 use super::secure::TlsInfo;
 use super::trace::{self, TraceContext};
-use crate::config::{ListenKey, Route, RouteAction, Snapshot};
+use crate::config::{ErrorFormat, ListenKey, Route, RouteAction, Snapshot};
 use crate::http::{parse_request, HeadLimits, HeaderSpan, RequestHead};
 use crate::io_buf::ReadBuf;
 use crate::policy::api_key::remove_query_param;
-use crate::policy::{Checked, Denial, Identity, RequestView};
+use crate::policy::{Checked, Denial, Identity, PathParams, RequestView};
 use crate::router::normalize::{normalize_path, split_target};
 use crate::router::{strip_prefix, MatchRequest, Params};
 use crate::tls::ClientStream;
@@ -140,6 +140,9 @@ pub(super) struct ClientConn {
     pub(super) response_headers: Vec<u8>,
     /// What the route's policies established (client address, consumer, forwarded claims).
     pub(super) identity: Identity,
+    /// The body format of the gateway's own answers to the current request: the server's
+    /// `errors`, or its route's once it is known.
+    pub(super) errors: ErrorFormat,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -200,6 +203,7 @@ impl ClientConn {
             },
             response_headers: Vec::with_capacity(RESPONSE_HEADERS),
             identity: Identity::default(),
+            errors: ErrorFormat::Text,
         }
     }
 
@@ -208,6 +212,7 @@ impl ClientConn {
         self.response_started = false;
         self.params.clear();
         self.response_headers.clear();
+        self.errors = snapshot.server.errors;
         let head = match self.read_head(ctx, &snapshot).await {
             Ok(Arrival::Head(head)) => head,
             Ok(Arrival::Closed) => return Next::Close,
@@ -225,6 +230,7 @@ impl ClientConn {
         // The request is served by the configuration in force when its head arrived, not the
         // one in force when the connection started waiting for it (a reload may lie between).
         let snapshot = ctx.snapshot();
+        self.errors = snapshot.server.errors;
         self.served += 1;
         self.exchange = Exchange::start(head.head_len);
         self.assign_request_id(ctx, &head);
@@ -354,6 +360,7 @@ impl ClientConn {
         // Nothing a previous request on this connection established may carry over.
         self.identity.clear();
         let route = self.route(snapshot, head)?;
+        self.errors = route.errors.unwrap_or(snapshot.server.errors);
         self.body_rules = BodyRules::for_route(snapshot, route, self.exchange.started);
         // A route served over HTTPS only redirects plain requests before checking anything:
         // credentials are not examined on a connection the route does not accept.
@@ -396,6 +403,11 @@ impl ClientConn {
             peer: self.peer.ip(),
             trusted_proxies: &snapshot.server.trusted_proxies,
             route: &route.name,
+            path_params: Some(PathParams {
+                names: snapshot.router.param_names(&self.params),
+                params: &self.params,
+                path: &self.path,
+            }),
         };
         let chain = &route.policies;
         let (state, metrics) = (ctx.policies(), ctx.metrics());

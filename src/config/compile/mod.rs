@@ -6,6 +6,7 @@
 
 mod consumers;
 mod control;
+mod errors;
 mod matcher;
 mod policies;
 mod route_traffic;

@@ -60,6 +60,8 @@ pub struct Jwt {
     pub consumers: Arc<Consumers>,
     /// `hide_credentials`: the `Authorization` field is not forwarded on success.
     pub hide_credentials: bool,
+    /// The OpenID Connect discovery document's URL, when the keys come from `issuer`.
+    pub discovery: Option<String>,
 }
 
 /// Why a token was refused: the `error_description`.
@@ -100,16 +102,23 @@ impl Jwt {
         Authn::Accepted
     }
 
+    /// The OpenID Connect discovery URL its keys come from, if `issuer` names one.
+    pub fn discovery_url(&self) -> Option<&str> {
+        self.discovery.as_deref()
+    }
+
     /// The 401 this policy answers with; `None` when no token was presented.
     pub fn denial(&self, refusal: Option<Refusal>) -> Denial {
         Denial {
             status: 401,
+            cause: "unauthenticated",
             message: "unauthorized: invalid or missing bearer token",
             challenge: Challenge::Bearer {
                 realm: Arc::clone(&self.realm),
                 error: refusal.map(|_| "invalid_token"),
                 description: refusal.unwrap_or(""),
             },
+            violations: Vec::new(),
         }
     }
 

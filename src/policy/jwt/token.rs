@@ -60,10 +60,10 @@ impl VerifiedToken {
     /// Whether the token is usable at `now` (seconds), with `leeway`.
     pub fn current(&self, now: u64, leeway: u64) -> bool {
         self.expires
-            .map_or(true, |exp| now < exp.saturating_add(leeway))
+            .is_none_or(|exp| now < exp.saturating_add(leeway))
             && self
                 .not_before
-                .map_or(true, |nbf| now.saturating_add(leeway) >= nbf)
+                .is_none_or(|nbf| now.saturating_add(leeway) >= nbf)
     }
 
     /// The header fields its forwarded claims go upstream in.

@@ -89,6 +89,7 @@ pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<Jwt>> {
         forwarding: consumer_forwarding(k),
         consumers: Arc::clone(k.consumers),
         hide_credentials: hide_credentials(k),
+        discovery: None,
     }))
 }
 

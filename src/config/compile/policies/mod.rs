@@ -13,6 +13,7 @@ mod basic;
 mod ip_filter;
 mod jwt;
 mod rate_limit;
+mod validate;
 
 pub(super) use rate_limit::redis;
 
@@ -37,6 +38,7 @@ const KINDS: &[&str] = &[
     "jwt",
     "authz",
     "rate_limit",
+    "validate",
 ];
 /// `consumer_header` when absent.
 pub const DEFAULT_CONSUMER_HEADER: &str = "X-Consumer";
@@ -175,6 +177,7 @@ fn compile_one(
         "jwt" => jwt::KEYS,
         "authz" => authz::KEYS,
         "rate_limit" => rate_limit::KEYS,
+        "validate" => validate::KEYS,
         other => {
             let message = format!("unknown policy kind `{other}`; known: {}", KINDS.join(", "));
             cx.problem(format!("{key}.kind"), Some(raw.kind.span()), message);
@@ -207,6 +210,7 @@ fn compile_one(
         "basic" => basic::compile(&mut k).map(Stage::Basic),
         "jwt" => jwt::compile(&mut k).map(Stage::Jwt),
         "authz" => authz::compile(&mut k).map(Stage::Authz),
+        "validate" => validate::compile(&mut k).map(Stage::Validate),
         "rate_limit" => {
             let (redis, slot) = rate_limit;
             rate_limit::compile(k.cx, key, name, raw, redis, slot).map(Stage::RateLimit)
