@@ -14,6 +14,7 @@ use super::error::ProxyError;
 use super::exchange::{Exchange, LogFields, Open};
 use super::request_id;
 use super::secure::TlsInfo;
+use super::stages::ResponseStages;
 use super::trace::{self, TraceContext};
 use crate::config::{ErrorFormat, ListenKey, Route, RouteAction, Snapshot};
 use crate::http::{parse_request, HeadLimits, HeaderSpan, RequestHead};
@@ -143,6 +144,8 @@ pub(super) struct ClientConn {
     /// The body format of the gateway's own answers to the current request: the server's
     /// `errors`, or its route's once it is known.
     pub(super) errors: ErrorFormat,
+    /// The response stages of the current request (see `proxy::stages`).
+    pub(super) stages: ResponseStages,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -204,6 +207,7 @@ impl ClientConn {
             response_headers: Vec::with_capacity(RESPONSE_HEADERS),
             identity: Identity::default(),
             errors: ErrorFormat::Text,
+            stages: ResponseStages::default(),
         }
     }
 
@@ -213,6 +217,7 @@ impl ClientConn {
         self.params.clear();
         self.response_headers.clear();
         self.errors = snapshot.server.errors;
+        self.stages.clear();
         let head = match self.read_head(ctx, &snapshot).await {
             Ok(Arrival::Head(head)) => head,
             Ok(Arrival::Closed) => return Next::Close,
