@@ -581,8 +581,30 @@ raw_policy! {
     required_claims: Vec<Spanned<String>>,
     /// jwt: the claim naming the consumer.
     consumer_claim: String,
-    /// jwt: claims sent upstream, claim = header.
+    /// jwt, introspect: claims sent upstream, claim = header.
     forward_claims: Ordered<String>,
+    /// jwt, introspect: the claim holding the token's groups for `authz`.
+    groups_claim: String,
+    /// introspect: the upstream group the authorization server is in.
+    upstream: String,
+    /// introspect: the introspection endpoint's path.
+    path: String,
+    /// introspect: the client id (client_secret_basic).
+    client_id: String,
+    /// introspect: the client secret.
+    client_secret: String,
+    /// introspect: a file holding the client secret.
+    client_secret_file: String,
+    /// introspect: `token_type_hint` sent with each request.
+    token_type_hint: String,
+    /// introspect: time limit of one lookup.
+    timeout: DurationValue,
+    /// introspect: longest reuse of an active result.
+    cache_ttl: DurationValue,
+    /// introspect: reuse of an inactive result.
+    negative_cache_ttl: DurationValue,
+    /// introspect: results kept per worker.
+    max_cache_entries: i64,
     /// authz: groups allowed.
     allow_groups: Vec<Spanned<String>>,
     /// authz: groups refused.

@@ -36,7 +36,11 @@ impl Authz {
         let groups = identity
             .consumer()
             .map_or(&[][..], |id| self.consumers.get(id).groups.as_slice());
-        let member = |list: &[String]| list.iter().any(|g| groups.contains(g));
+        let token_groups = identity.token().map_or(&[][..], |t| t.groups.as_slice());
+        let member = |list: &[String]| {
+            list.iter()
+                .any(|g| groups.contains(g) || token_groups.contains(g))
+        };
         if member(&self.deny_groups) {
             return Err(Denial::forbidden(
                 "group-denied",

@@ -49,6 +49,7 @@ pub mod basic;
 pub mod client_addr;
 pub mod consumers;
 pub mod identity;
+pub mod introspect;
 pub mod ip_filter;
 pub mod jwt;
 pub mod rate_limit;
@@ -70,6 +71,7 @@ pub use authz::Authz;
 pub use basic::{Basic, Verification};
 pub use consumers::{Consumer, ConsumerId, Consumers};
 pub use identity::{Forwarding, Identity};
+pub use introspect::{Introspect, Introspected, Lookup, Transport};
 pub use ip_filter::IpFilter;
 pub use jwt::Jwt;
 pub use state::PolicyState;
@@ -104,6 +106,8 @@ pub enum Stage {
     Basic(Arc<Basic>),
     /// `kind = "jwt"`.
     Jwt(Arc<Jwt>),
+    /// `kind = "introspect"`.
+    Introspect(Arc<Introspect>),
     /// `kind = "authz"`.
     Authz(Arc<Authz>),
     /// `kind = "validate"`.
@@ -124,6 +128,9 @@ pub enum Authn {
     /// The credential must be verified by the password verifier pool: the chain suspends
     /// until it answers (see [`Checked::Verifying`]).
     Verify(Verification),
+    /// The token must be looked up at the authorization server: the chain suspends until
+    /// the lookup is resolved (see [`Checked::Verifying`]).
+    Introspect(Lookup),
     /// The credential needs the verifier pool, whose queue is full: 503 at once.
     Busy,
 }
@@ -133,7 +140,9 @@ impl Stage {
     pub fn phase(&self) -> Phase {
         match self {
             Stage::IpFilter(_) => Phase::IpFilter,
-            Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) => Phase::Authentication,
+            Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) | Stage::Introspect(_) => {
+                Phase::Authentication
+            }
             Stage::Authz(_) => Phase::Authorization,
             Stage::Validate(_) => Phase::Validate,
             Stage::RateLimit(_) => Phase::RateLimit,
@@ -147,6 +156,7 @@ impl Stage {
             Stage::ApiKey(p) => &p.name,
             Stage::Basic(p) => &p.name,
             Stage::Jwt(p) => &p.name,
+            Stage::Introspect(p) => &p.name,
             Stage::Authz(p) => &p.name,
             Stage::Validate(p) => &p.name,
             Stage::RateLimit(p) => &p.name,
@@ -164,6 +174,7 @@ impl Stage {
             Stage::ApiKey(p) => p.check(req, identity),
             Stage::Basic(p) => p.check(req, identity, state),
             Stage::Jwt(p) => p.check(req, identity, state),
+            Stage::Introspect(p) => p.check(req, identity, state),
             Stage::IpFilter(_) | Stage::Authz(_) | Stage::Validate(_) | Stage::RateLimit(_) => {
                 Authn::Absent
             }
@@ -176,6 +187,7 @@ impl Stage {
             Stage::ApiKey(p) => p.denial("unauthorized: API key required"),
             Stage::Basic(p) => p.denial(),
             Stage::Jwt(p) => p.denial(None),
+            Stage::Introspect(p) => p.denial(None),
             Stage::IpFilter(_) | Stage::Authz(_) | Stage::Validate(_) | Stage::RateLimit(_) => {
                 Denial::forbidden("forbidden", "forbidden")
             }
@@ -192,6 +204,7 @@ impl Stage {
             }),
             Stage::Basic(p) if p.hide_credentials => Some(Credential::AUTHORIZATION),
             Stage::Jwt(p) if p.hide_credentials => Some(Credential::AUTHORIZATION),
+            Stage::Introspect(p) if p.hide_credentials => Some(Credential::AUTHORIZATION),
             _ => None,
         }
     }
@@ -202,6 +215,7 @@ impl Stage {
             Stage::ApiKey(p) => (&p.forwarding, &[][..]),
             Stage::Basic(p) => (&p.forwarding, &[][..]),
             Stage::Jwt(p) => (&p.forwarding, p.forward_claims.as_slice()),
+            Stage::Introspect(p) => (&p.forwarding, p.forward_claims.as_slice()),
             Stage::IpFilter(_) | Stage::Authz(_) | Stage::Validate(_) | Stage::RateLimit(_) => {
                 return Vec::new()
             }
@@ -294,19 +308,25 @@ impl Chain {
         metrics: &WorkerMetrics,
         fields: &mut Vec<u8>,
     ) -> Result<Checked, Denial> {
-        let Answered {
-            stage,
-            verification,
-            verified,
-        } = answered;
+        let Answered { stage, answer } = answered;
         let name = self.stages.get(stage).map_or("", Stage::name);
-        match verification.complete(verified, identity, state) {
+        let completed = match answer {
+            Answer::Password {
+                verification,
+                verified,
+            } => verification.complete(verified, identity, state),
+            Answer::Introspected(introspected) => introspected.complete(identity),
+        };
+        match completed {
             Ok(()) => {
                 metrics.policy_decision(name, Outcome::Allowed);
                 identity.set_accepted_by(stage);
             }
             Err(denial) => {
                 metrics.policy_decision(name, denial.outcome());
+                if denial.status == 503 {
+                    fields.extend_from_slice(BUSY_RETRY_AFTER);
+                }
                 return Err(denial);
             }
         }
@@ -383,7 +403,13 @@ impl Chain {
                     Authn::Verify(verification) => {
                         return Ok(Checked::Verifying(Suspended {
                             stage: i,
-                            verification,
+                            wait: Wait::Password(verification),
+                        }));
+                    }
+                    Authn::Introspect(lookup) => {
+                        return Ok(Checked::Verifying(Suspended {
+                            stage: i,
+                            wait: Wait::Introspection(lookup),
                         }));
                     }
                     Authn::Busy => {
@@ -408,7 +434,7 @@ impl Chain {
                     continue;
                 }
                 Stage::Validate(p) => p.check(req),
-                Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) => Ok(()),
+                Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) | Stage::Introspect(_) => Ok(()),
                 Stage::RateLimit(p) => {
                     rate_limit::check(p, req, identity, &state.rate_limits, fields)
                 }
@@ -429,37 +455,67 @@ const BUSY_RETRY_AFTER: &[u8] = b"Retry-After: 1\r\n";
 pub enum Checked {
     /// Every stage passed.
     Passed,
-    /// A password verification must be awaited, then the chain resumed.
+    /// A password verification or a token introspection must be awaited, then the chain
+    /// resumed.
     Verifying(Suspended),
 }
 
-/// A chain suspended on a password verification (see [`Chain::check`]).
+/// A chain suspended on asynchronous work (see [`Chain::check`]).
 #[derive(Debug)]
 pub struct Suspended {
     /// Index of the suspended stage.
     stage: usize,
-    verification: Verification,
+    wait: Wait,
+}
+
+/// What a suspended chain waits for.
+#[derive(Debug)]
+enum Wait {
+    /// The password verifier pool.
+    Password(Verification),
+    /// The authorization server (through `transport`).
+    Introspection(Lookup),
 }
 
 impl Suspended {
-    /// Waits for the verifier pool's answer; the chain goes on with [`Chain::resume`].
-    pub async fn answer(self) -> Answered {
-        let verified = self.verification.verified().await;
+    /// Waits for the answer (the verifier pool's, or the introspection's, looked up
+    /// through `transport` with the worker's `state`); the chain goes on with
+    /// [`Chain::resume`].
+    pub async fn answer<T: Transport>(self, state: &PolicyState, transport: &T) -> Answered {
+        let answer = match self.wait {
+            Wait::Password(verification) => {
+                let verified = verification.verified().await;
+                Answer::Password {
+                    verification,
+                    verified,
+                }
+            }
+            Wait::Introspection(lookup) => {
+                Answer::Introspected(lookup.resolve(state, transport).await)
+            }
+        };
         Answered {
             stage: self.stage,
-            verification: self.verification,
-            verified,
+            answer,
         }
     }
 }
 
-/// A suspended chain whose password verification has been answered.
+/// A suspended chain whose wait is over.
 #[derive(Debug)]
 pub struct Answered {
     stage: usize,
-    verification: Verification,
-    /// Whether the password matched.
-    verified: bool,
+    answer: Answer,
+}
+
+#[derive(Debug)]
+enum Answer {
+    Password {
+        verification: Verification,
+        /// Whether the password matched.
+        verified: bool,
+    },
+    Introspected(Introspected),
 }
 
 /// Where an authentication credential travels in the request, for `hide_credentials`.

@@ -418,8 +418,9 @@ impl ClientConn {
         let (state, metrics) = (ctx.policies(), ctx.metrics());
         let fields = &mut self.response_headers;
         let mut checked = chain.check(&view, &mut self.identity, state, metrics, fields)?;
+        let calls = super::introspection::WorkerCalls { ctx, snapshot };
         while let Checked::Verifying(suspended) = checked {
-            let answered = suspended.answer().await;
+            let answered = suspended.answer(state, &calls).await;
             checked = chain.resume(answered, &view, &mut self.identity, state, metrics, fields)?;
         }
         Ok(())

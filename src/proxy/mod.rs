@@ -43,6 +43,7 @@ mod exchange;
 mod forward;
 mod idle;
 mod idle_clock;
+mod introspection;
 mod request_id;
 mod secure;
 mod stages;

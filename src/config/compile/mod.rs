@@ -41,6 +41,7 @@ pub fn compile(raw: RawConfig, text: &str, base: &Path) -> Result<Snapshot, Vec<
         raw.policies.as_ref(),
         &consumers,
         raw.redis.is_some(),
+        &raw.upstreams,
     );
     let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams, &policies);
     let admin = raw.admin.map(|admin| control::admin(&mut cx, admin));
@@ -218,6 +219,7 @@ pub(super) fn check_without_router(text: &str) -> Vec<Problem> {
         raw.policies.as_ref(),
         &consumers,
         raw.redis.is_some(),
+        &raw.upstreams,
     );
     routes::check(&mut cx, &raw.routes, &raw.upstreams, &policies);
     cx.problems

@@ -62,6 +62,8 @@ pub struct Jwt {
     pub hide_credentials: bool,
     /// The OpenID Connect discovery document's URL, when the keys come from `issuer`.
     pub discovery: Option<String>,
+    /// The claim holding the token's groups for `authz`.
+    pub groups_claim: Option<String>,
 }
 
 /// Why a token was refused: the `error_description`.
@@ -89,6 +91,7 @@ impl Jwt {
                         claims,
                         &self.consumer_claim,
                         &self.forward_claims,
+                        self.groups_claim.as_deref(),
                         |name| self.consumers.by_name(name),
                     ));
                     state.cache_token(cache_key, token, keys.generation, Rc::clone(&t));
@@ -191,7 +194,7 @@ fn refusal(kind: &ErrorKind) -> Refusal {
 }
 
 /// The token of an `Authorization: Bearer <token>` value.
-fn bearer(value: &[u8]) -> Option<&[u8]> {
+pub(crate) fn bearer(value: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = value.split_at_checked(7)?;
     scheme
         .eq_ignore_ascii_case(b"bearer ")
