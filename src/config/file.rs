@@ -595,6 +595,8 @@ raw_policy! {
     client_secret: String,
     /// introspect: a file holding the client secret.
     client_secret_file: String,
+    /// introspect: the authorization server's token endpoint, for the OpenAPI export.
+    token_url: String,
     /// introspect: `token_type_hint` sent with each request.
     token_type_hint: String,
     /// introspect: time limit of one lookup.

@@ -241,7 +241,7 @@ fn security(stages: &[Stage], schemes: &mut Map<String, Value>) -> Vec<Value> {
         .collect();
     let mut requirements = Vec::new();
     for stage in stages {
-        for (name, scheme) in schemes_of(stage) {
+        for (name, scheme) in schemes_of(stage, &scopes) {
             schemes.entry(name.clone()).or_insert(scheme);
             requirements.push(json!({ name: scopes }));
         }
@@ -250,7 +250,7 @@ fn security(stages: &[Stage], schemes: &mut Map<String, Value>) -> Vec<Value> {
 }
 
 /// The security schemes one stage implies, by name.
-fn schemes_of(stage: &Stage) -> Vec<(String, Value)> {
+fn schemes_of(stage: &Stage, scopes: &[&str]) -> Vec<(String, Value)> {
     match stage {
         Stage::ApiKey(p) => api_key_schemes(p),
         Stage::Basic(p) => vec![(
@@ -261,6 +261,22 @@ fn schemes_of(stage: &Stage) -> Vec<(String, Value)> {
             let scheme = match p.discovery_url() {
                 Some(url) => json!({ "type": "openIdConnect", "openIdConnectUrl": url }),
                 None => json!({ "type": "http", "scheme": "bearer", "bearerFormat": "JWT" }),
+            };
+            vec![(p.name.clone(), scheme)]
+        }
+        Stage::Introspect(p) => {
+            let description = "OAuth 2.0 access token, checked by token introspection (RFC 7662)";
+            let scheme = match &p.token_url {
+                Some(url) => {
+                    let scopes: Map<String, Value> =
+                        scopes.iter().map(|s| (s.to_string(), json!(""))).collect();
+                    json!({
+                        "type": "oauth2",
+                        "description": description,
+                        "flows": { "clientCredentials": { "tokenUrl": url, "scopes": scopes } },
+                    })
+                }
+                None => json!({ "type": "http", "scheme": "bearer", "description": description }),
             };
             vec![(p.name.clone(), scheme)]
         }

@@ -68,6 +68,8 @@ pub struct Introspect {
     pub consumers: Arc<Consumers>,
     /// `hide_credentials`: the `Authorization` field is not forwarded on success.
     pub hide_credentials: bool,
+    /// `token_url`: where clients get tokens (the OpenAPI export's OAuth 2.0 flow).
+    pub token_url: Option<String>,
 }
 
 /// A token the worker must look up before the chain can go on.

@@ -46,6 +46,7 @@ fn policy(negative: Duration) -> Arc<Introspect> {
         forwarding: Forwarding::default(),
         consumers: Arc::new(Consumers::default()),
         hide_credentials: false,
+        token_url: None,
     })
 }
 

@@ -19,6 +19,7 @@ pub(super) const KEYS: &[&str] = &[
     "client_secret",
     "client_secret_file",
     "token_type_hint",
+    "token_url",
     "timeout",
     "cache_ttl",
     "negative_cache_ttl",
@@ -142,6 +143,7 @@ pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<Introspect>> {
         forwarding: consumer_forwarding(k),
         consumers: Arc::clone(k.consumers),
         hide_credentials: hide_credentials(k),
+        token_url: raw.token_url.as_ref().map(|u| u.get_ref().clone()),
     }))
 }
 
