@@ -82,6 +82,29 @@ pub fn write_upstream_request(
     headers: &[HeaderSpan],
     fwd: &ForwardInfo<'_>,
 ) {
+    write_upstream_request_with(out, buf, head, headers, fwd, BodyOverride::default());
+}
+
+/// How the forwarded body differs from the client's, once a stage read it whole
+/// (`proxy/request_body.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyOverride {
+    /// The body goes with exactly this `Content-Length`, whatever the client's framing was.
+    pub length: Option<u64>,
+    /// The client's `Content-Encoding` was decoded: the field is not forwarded.
+    pub drop_content_encoding: bool,
+}
+
+/// [`write_upstream_request`] for a body a stage read whole (and perhaps changed): its
+/// framing and coding fields come from `body`.
+pub fn write_upstream_request_with(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &RequestHead,
+    headers: &[HeaderSpan],
+    fwd: &ForwardInfo<'_>,
+    body: BodyOverride,
+) {
     out.extend_from_slice(head.method.of(buf));
     out.push(b' ');
     out.extend_from_slice(fwd.path_and_query);
@@ -100,7 +123,8 @@ pub fn write_upstream_request(
                 .any(|r| name.eq_ignore_ascii_case(r.as_bytes()))
             || fwd
                 .hidden_credential
-                .is_some_and(|h| name.eq_ignore_ascii_case(h.as_bytes()));
+                .is_some_and(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+            || (body.drop_content_encoding && name.eq_ignore_ascii_case(b"content-encoding"));
         let removed = fwd.edits.is_some_and(|e| e.removes(name));
         if !rewritten && !removed && forwardable(&options, name) {
             field(out, name, h.value.of(buf));
@@ -110,10 +134,10 @@ pub fn write_upstream_request(
     if let Some(edits) = fwd.edits {
         out.extend_from_slice(edits.added());
     }
-    match head.framing {
-        BodyFraming::Length(n) => number_field(out, b"Content-Length", n),
-        BodyFraming::Chunked => field(out, b"Transfer-Encoding", b"chunked"),
-        BodyFraming::None => {}
+    match (body.length, head.framing) {
+        (Some(n), _) | (None, BodyFraming::Length(n)) => number_field(out, b"Content-Length", n),
+        (None, BodyFraming::Chunked) => field(out, b"Transfer-Encoding", b"chunked"),
+        (None, BodyFraming::None) => {}
     }
     joined_field(out, buf, headers, b"X-Forwarded-For", |out| {
         // io::Write on a Vec cannot fail.

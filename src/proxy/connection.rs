@@ -12,6 +12,7 @@ use super::body::MinRate;
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::exchange::{Exchange, LogFields, Open};
+use super::request_body::RequestBody;
 use super::request_id;
 use super::secure::TlsInfo;
 use super::stages::ResponseStages;
@@ -148,6 +149,8 @@ pub(super) struct ClientConn {
     pub(super) errors: ErrorFormat,
     /// The response stages of the current request (see `proxy::stages`).
     pub(super) stages: ResponseStages,
+    /// The current request's body, when a stage read it whole (`request_body.rs`).
+    pub(super) body: RequestBody,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -210,6 +213,7 @@ impl ClientConn {
             identity: Identity::default(),
             errors: ErrorFormat::Text,
             stages: ResponseStages::default(),
+            body: RequestBody::default(),
         }
     }
 
@@ -220,6 +224,7 @@ impl ClientConn {
         self.response_headers.clear();
         self.errors = snapshot.server.errors;
         self.stages.clear();
+        self.body.reset();
         let head = match self.read_head(ctx, &snapshot).await {
             Ok(Arrival::Head(head)) => head,
             Ok(Arrival::Closed) => return Next::Close,

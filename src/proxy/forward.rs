@@ -22,8 +22,8 @@ use super::error::ProxyError;
 use super::stages::{BodyObserver, Unobserved};
 use crate::config::{HostPolicy, ProxyAction, Snapshot, Upstream, UpstreamId};
 use crate::http::writer::{
-    must_dechunk, write_continue, write_downstream_response, write_upstream_request,
-    DownstreamInfo, ForwardInfo,
+    must_dechunk, write_continue, write_downstream_response, write_upstream_request_with,
+    BodyOverride, DownstreamInfo, ForwardInfo,
 };
 use crate::http::{
     parse_response, BodyFraming, HeadEdits, RequestHead, ResponseFraming, ResponseHead, Version,
@@ -89,14 +89,18 @@ impl ClientConn {
         let upstream = snapshot.upstream(id);
         let hash = self.balance_hash(upstream);
         self.write_upstream_head(snapshot, head, action, policies);
-        self.input.consume(head.head_len);
-        self.await_small_body(snapshot, head).await?;
-        let body_in_hand = self.take_buffered_body(head);
+        let body_in_hand = if self.body.is_held() {
+            self.take_held_body(head)
+        } else {
+            self.input.consume(head.head_len);
+            self.await_small_body(snapshot, head).await?;
+            self.take_buffered_body(head)
+        };
         let mirror = action
             .mirror
             .as_ref()
             .and_then(|m| self.take_mirror(ctx, snapshot, m, head, body_in_hand));
-        if let BodyFraming::Length(n) = head.framing {
+        if let (BodyFraming::Length(n), false) = (head.framing, self.body.is_held()) {
             self.exchange.bytes_in += n;
         }
         let idempotent = head.method_kind.is_idempotent();
@@ -223,8 +227,26 @@ impl ClientConn {
             policy_fields: self.identity.upstream_fields(),
             edits: None,
         };
+        let body = if self.body.is_held() {
+            BodyOverride {
+                length: Some(self.body.bytes().len() as u64),
+                drop_content_encoding: self.body.decoded(),
+            }
+        } else {
+            BodyOverride::default()
+        };
         self.out.clear();
-        write_upstream_request(&mut self.out, data, head, &self.headers, &fwd);
+        write_upstream_request_with(&mut self.out, data, head, &self.headers, &fwd, body);
+    }
+
+    /// Moves a body read whole by `buffer_request_body` (perhaps changed by a stage) into
+    /// `out` after the head, and drops the request's bytes from the input. The whole request
+    /// is then in hand.
+    fn take_held_body(&mut self, head: &RequestHead) -> bool {
+        self.input.consume(head.head_len + self.body.raw_len());
+        self.exchange.bytes_in += self.body.raw_len() as u64;
+        self.out.extend_from_slice(self.body.bytes());
+        true
     }
 
     /// Reads the rest of a small Content-Length body before anything goes upstream, so that

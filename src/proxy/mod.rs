@@ -19,6 +19,7 @@
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
 //! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
 //! - `stages`: the response stages' head edits, body observer and rewriting relay;
+//! - `request_body`: reading a request body whole (bounded) for the stages that need it;
 //! - `traffic`: choosing the route's upstream group (versions, split) and mirroring.
 //! - `exchange`: what the exchange did, recorded into metrics and the access log;
 //! - `idle`: connections parked without buffers between requests, with `idle_clock`, one
@@ -44,6 +45,7 @@ mod forward;
 mod idle;
 mod idle_clock;
 mod introspection;
+mod request_body;
 mod request_id;
 mod secure;
 mod stages;
