@@ -18,6 +18,8 @@
 //! - [`compose`]: composite routes: one request, a compiled graph of backend calls, one
 //!   merged JSON answer.
 //! - [`json`]: lazy JSON documents: checks, field paths, shaping, exact-length writing.
+//! - [`openapi`]: OpenAPI documents: reading them (`validate` policies) and exporting the
+//!   running configuration as one.
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -29,6 +31,7 @@ pub mod http;
 pub mod io_buf;
 pub mod json;
 pub mod metrics;
+pub mod openapi;
 pub mod policy;
 pub mod proxy;
 pub mod rate_limit;

@@ -141,6 +141,8 @@ pub struct RawServer {
     /// `[[server.tls]]`: TLS listeners.
     #[serde(default)]
     pub tls: Vec<RawTlsListener>,
+    /// `errors = "text" | "problem"`: the body format of the gateway's own 4xx/5xx answers.
+    pub errors: Option<Spanned<String>>,
 }
 
 /// One `[[server.tls]]` entry: a listener that terminates TLS.
@@ -440,6 +442,8 @@ pub struct RawRoute {
     pub retry_non_idempotent: Option<Spanned<bool>>,
     /// Answer plain-HTTP requests with a redirect to HTTPS: `true` or a port.
     pub redirect_https: Option<Spanned<RawRedirect>>,
+    /// `errors = "text" | "problem"` for this route's gateway answers (default: the server's).
+    pub errors: Option<Spanned<String>>,
 }
 
 /// `redirect_https = true | false | PORT`.
@@ -581,8 +585,32 @@ raw_policy! {
     required_claims: Vec<Spanned<String>>,
     /// jwt: the claim naming the consumer.
     consumer_claim: String,
-    /// jwt: claims sent upstream, claim = header.
+    /// jwt, introspect: claims sent upstream, claim = header.
     forward_claims: Ordered<String>,
+    /// jwt, introspect: the claim holding the token's groups for `authz`.
+    groups_claim: String,
+    /// introspect: the upstream group the authorization server is in.
+    upstream: String,
+    /// introspect: the introspection endpoint's path.
+    path: String,
+    /// introspect: the client id (client_secret_basic).
+    client_id: String,
+    /// introspect: the client secret.
+    client_secret: String,
+    /// introspect: a file holding the client secret.
+    client_secret_file: String,
+    /// introspect: the authorization server's token endpoint, for the OpenAPI export.
+    token_url: String,
+    /// introspect: `token_type_hint` sent with each request.
+    token_type_hint: String,
+    /// introspect: time limit of one lookup.
+    timeout: DurationValue,
+    /// introspect: longest reuse of an active result.
+    cache_ttl: DurationValue,
+    /// introspect: reuse of an inactive result.
+    negative_cache_ttl: DurationValue,
+    /// introspect: results kept per worker.
+    max_cache_entries: i64,
     /// authz: groups allowed.
     allow_groups: Vec<Spanned<String>>,
     /// authz: groups refused.
@@ -601,6 +629,26 @@ raw_policy! {
     scope: String,
     /// rate_limit: keys tracked per worker.
     max_keys: i64,
+    /// validate: an OpenAPI 3.x document (JSON or YAML).
+    openapi_file: String,
+    /// validate: the operation in `openapi_file` (an operationId or `METHOD /path`).
+    operation: String,
+    /// validate: JSON Schema of the query parameters' object (inline JSON).
+    query_schema: String,
+    /// validate: file holding the query parameters' JSON Schema (JSON or YAML).
+    query_schema_file: String,
+    /// validate: JSON Schema of the headers' object (inline JSON).
+    header_schema: String,
+    /// validate: file holding the headers' JSON Schema.
+    header_schema_file: String,
+    /// validate: JSON Schema of the JSON body (inline JSON).
+    body_schema: String,
+    /// validate: file holding the body's JSON Schema.
+    body_schema_file: String,
+    /// validate: whether a request must carry a body (with a body schema).
+    body_required: bool,
+    /// validate: the status of a refusal, 400 or 422.
+    status: i64,
 }
 
 /// `match = { ... }`.

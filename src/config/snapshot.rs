@@ -130,6 +130,18 @@ pub struct ServerSettings {
     pub timeouts: ServerTimeouts,
     /// Proxies whose `X-Forwarded-For` is believed when they are the TCP peer.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `errors`: the body format of the gateway's own 4xx/5xx answers (routes may override).
+    pub errors: ErrorFormat,
+}
+
+/// How the gateway writes the bodies of the 4xx/5xx answers it makes itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorFormat {
+    /// A short `text/plain` line (default).
+    #[default]
+    Text,
+    /// RFC 9457 `application/problem+json`, with a stable `type` per cause.
+    Problem,
 }
 
 impl ServerSettings {
@@ -206,6 +218,10 @@ pub struct Route {
     /// `redirect_https`: requests that arrive over plain HTTP are answered with a 308 to
     /// `https://` on this port (443 is left out of the URL).
     pub redirect_https: Option<u16>,
+    /// `errors`: this route's format for gateway answers, if it overrides the server's.
+    pub errors: Option<ErrorFormat>,
+    /// The match conditions as configured (the OpenAPI export describes them).
+    pub matcher: crate::router::RouteMatcher,
 }
 
 /// What a route does with a matched request.

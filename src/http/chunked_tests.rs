@@ -175,10 +175,10 @@ fn rejects_control_characters_in_chunk_extensions() {
 #[test]
 fn rejects_chunk_extensions_over_the_bound() {
     let mut input = b"5;".to_vec();
-    input.extend(std::iter::repeat(b'a').take(MAX_EXTENSION_BYTES + 1));
+    input.extend(std::iter::repeat_n(b'a', MAX_EXTENSION_BYTES + 1));
     assert_eq!(fault(&input), ChunkedFault::ExtensionTooLong);
     let mut input = b"5;".to_vec();
-    input.extend(std::iter::repeat(b'a').take(MAX_EXTENSION_BYTES));
+    input.extend(std::iter::repeat_n(b'a', MAX_EXTENSION_BYTES));
     input.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
     assert!(decode(&input).unwrap().2);
 }

@@ -346,6 +346,47 @@ pub fn write_denial_response(
     out.push(b'\n');
 }
 
+/// A gateway answer whose body is already rendered (e.g. an RFC 9457 problem document).
+#[derive(Debug, Clone, Copy)]
+pub struct RenderedAnswer<'a> {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type` of `body`.
+    pub content_type: &'a [u8],
+    /// The body.
+    pub body: &'a [u8],
+    /// The `WWW-Authenticate` challenge of a 401 (`Challenge::None` for none).
+    pub challenge: &'a crate::policy::Challenge,
+    /// Seconds for `Retry-After`, if any.
+    pub retry_after: Option<u64>,
+    /// Whether the connection stays open.
+    pub keep_alive: bool,
+    /// The request id echoed in `X-Request-Id` (none when empty).
+    pub request_id: &'a [u8],
+    /// Complete header lines the gateway adds (each ending in CRLF).
+    pub extra_headers: &'a [u8],
+}
+
+/// Appends a complete gateway answer with a rendered body.
+pub fn write_rendered_answer(out: &mut Vec<u8>, answer: &RenderedAnswer<'_>) {
+    status_line(out, answer.status, reason_phrase(answer.status).as_bytes());
+    answer.challenge.write_field(out);
+    field(out, b"Content-Type", answer.content_type);
+    number_field(out, b"Content-Length", answer.body.len() as u64);
+    if let Some(seconds) = answer.retry_after {
+        number_field(out, b"Retry-After", seconds);
+    }
+    if !answer.keep_alive {
+        field(out, b"Connection", b"close");
+    }
+    if !answer.request_id.is_empty() {
+        field(out, b"X-Request-Id", answer.request_id);
+    }
+    out.extend_from_slice(answer.extra_headers);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(answer.body);
+}
+
 /// Appends a complete response served by the gateway itself (a `respond` route).
 ///
 /// Configured fields named `Content-Length`, `Transfer-Encoding` or `Connection` are ignored

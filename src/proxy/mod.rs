@@ -48,6 +48,7 @@ mod exchange;
 mod forward;
 mod idle;
 mod idle_clock;
+mod introspection;
 mod request_body;
 mod request_id;
 mod secure;

@@ -74,6 +74,7 @@ pub(super) fn compile(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
         limits: limits(cx, &raw),
         timeouts: timeouts(cx, &raw),
         trusted_proxies: super::nets(cx, "server.trusted_proxies", raw.trusted_proxies.as_deref()),
+        errors: super::errors::format(cx, "server.errors", raw.errors.as_ref()).unwrap_or_default(),
     }
 }
 

@@ -405,7 +405,7 @@ pub(super) fn upstream_tls(
                     None
                 }
             });
-    let verify = raw.verify.as_ref().map_or(true, |v| *v.get_ref());
+    let verify = raw.verify.as_ref().is_none_or(|v| *v.get_ref());
     let roots = match (&raw.ca, verify) {
         (Some(ca), false) => {
             let message = "`ca` has no effect with verify = false".to_string();
