@@ -130,6 +130,10 @@ pub struct ServerSettings {
     pub timeouts: ServerTimeouts,
     /// Proxies whose `X-Forwarded-For` is believed when they are the TCP peer.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// HTTP/2 with prior knowledge (h2c) on the plain listeners.
+    pub h2c: bool,
+    /// `[server.http2]`: what HTTP/2 client connections are held to.
+    pub http2: crate::http2::Http2Settings,
 }
 
 impl ServerSettings {
@@ -285,6 +289,10 @@ pub struct Upstream {
     pub live: std::sync::Arc<LiveTargets>,
     /// TLS to the targets, if enabled.
     pub tls: Option<UpstreamTls>,
+    /// The protocol spoken to the targets.
+    pub protocol: crate::http2::UpstreamProtocol,
+    /// Multiplexed connections of an h2/h2c group.
+    pub http2: crate::http2::UpstreamHttp2,
 }
 
 /// One backend address in a group.

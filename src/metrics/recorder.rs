@@ -102,6 +102,7 @@ pub struct WorkerMetrics {
     tls_handshakes: [[Cell<u64>; 2]; TlsVersion::ALL.len()],
     /// By [`TlsSide::index`], then [`TlsFailure::index`].
     tls_failures: [[Cell<u64>; TlsFailure::ALL.len()]; TlsSide::ALL.len()],
+    protocols: super::protocol::ProtocolRecorder,
 }
 
 impl WorkerMetrics {
@@ -119,6 +120,7 @@ impl WorkerMetrics {
             policies: RefCell::new(AHashMap::new()),
             tls_handshakes: Default::default(),
             tls_failures: Default::default(),
+            protocols: Default::default(),
         }
     }
 
@@ -209,6 +211,11 @@ impl WorkerMetrics {
         }
     }
 
+    /// Counters by protocol (requests by client protocol, HTTP/2 streams, resets, GOAWAYs).
+    pub fn protocols(&self) -> &super::protocol::ProtocolRecorder {
+        &self.protocols
+    }
+
     /// Connections open now.
     pub fn connections_open(&self) -> u64 {
         self.connections_open.get()
@@ -252,6 +259,7 @@ impl WorkerMetrics {
                 .collect(),
             tls_handshakes: take_counts(&self.tls_handshakes),
             tls_failures: take_counts(&self.tls_failures),
+            protocols: self.protocols.take(),
         }
     }
 }

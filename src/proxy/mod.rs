@@ -1,7 +1,7 @@
 //! The request pipeline of a worker, top to bottom:
 //!
 //! ```text
-//! accept (admission: connection caps) ─▶ read head (codec, limits, head_read timeout) ─▶ request id ─▶ trace context
+//! accept (admission: connection caps) ─▶ [TLS, ALPN h2 | h2c preface ─▶ one task per stream] ─▶ read head (codec, limits, head_read timeout) ─▶ request id ─▶ trace context
 //!        ─▶ normalize target ─▶ route match
 //!        ─▶ the route's policies (`crate::policy`): 401/403 answered here
 //!        ─▶ respond route: answer from the snapshot
@@ -23,7 +23,9 @@
 //!   coarse timer for all their deadlines;
 //! - `error`: every failure mapped to the client's answer in one table;
 //! - `request_id` and `trace`: request ids and W3C trace context;
-//! - `secure`: the TLS handshake, client identity, HSTS and redirects to HTTPS.
+//! - `secure`: the TLS handshake, client identity, HSTS and redirects to HTTPS;
+//! - `h2`: HTTP/2 client connections (ALPN `h2`, h2c prior knowledge): each stream is a
+//!   `ClientConn` serving one request through the same steps.
 //!
 //! No locks and no shared writes: everything here runs inside one worker.
 
@@ -36,6 +38,7 @@ mod context;
 mod error;
 mod exchange;
 mod forward;
+mod h2;
 mod idle;
 mod idle_clock;
 mod request_id;

@@ -6,6 +6,7 @@
 
 mod consumers;
 mod control;
+mod http2;
 mod matcher;
 mod policies;
 mod route_traffic;
