@@ -267,3 +267,128 @@ async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
     }
     out
 }
+
+/// A gRPC call (unary: one length-prefixed message) with these extra headers.
+fn grpc_call(authority: &str, path: &str, headers: &[(&str, &str)]) -> http::Request<()> {
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{authority}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(()).expect("request")
+}
+
+/// One gRPC message frame: uncompressed flag, big-endian length, payload.
+fn grpc_message(payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The `grpc-status` of a trailers-only answer (in the headers) or of the trailers.
+fn grpc_status(answer: &h2c::Exchange) -> Option<String> {
+    answer
+        .header("grpc-status")
+        .map(str::to_string)
+        .or_else(|| {
+            let trailers = answer.trailers.as_ref()?;
+            Some(trailers.get("grpc-status")?.to_str().ok()?.to_string())
+        })
+}
+
+driver_tests! {
+    fn grpc_calls_stream_through_an_h2c_upstream_with_their_trailers(driver: &str) {
+        let upstream = H2Upstream::start("grpc", Mode::StreamEcho);
+        let gw = GatewayConfig::new(driver)
+            .server("h2c", "true")
+            .upstream_raw(&format!(
+                "[[upstreams]]\nname = \"g\"\nprotocol = \"h2c\"\ntargets = [ {{ addr = \"{}\" }} ]",
+                upstream.addr()
+            ))
+            .route_all_to("g")
+            .start();
+        let authority = gw.addr().to_string();
+        h2c::runtime().block_on(async {
+            let client = h2c::connect(gw.addr()).await;
+            // Unary.
+            let message = grpc_message(b"hello");
+            let answer = h2c::exchange(&client, grpc_call(&authority, "/echo.Echo/Unary", &[]), Some(message.clone()))
+                .await
+                .expect("unary");
+            assert_eq!(answer.status, 200);
+            assert_eq!(answer.header("content-type"), Some("application/grpc"));
+            assert_eq!(answer.body, message);
+            assert_eq!(grpc_status(&answer).as_deref(), Some("0"));
+            // Client streaming then server streaming: five messages in, five back.
+            let mut sender = client.clone().ready().await.expect("ready");
+            let (response, mut send) = sender
+                .send_request(grpc_call(&authority, "/echo.Echo/Stream", &[]), false)
+                .expect("send");
+            let mut sent = Vec::new();
+            for i in 0..5 {
+                let m = grpc_message(format!("message {i}").as_bytes());
+                sent.extend_from_slice(&m);
+                send.send_data(Bytes::from(m), i == 4).expect("data");
+            }
+            let answer = h2c::read_response(response.await.expect("response")).await.expect("body");
+            assert_eq!(answer.body, sent);
+            assert_eq!(grpc_status(&answer).as_deref(), Some("0"));
+        });
+    }
+
+    fn gateway_errors_on_grpc_calls_are_grpc_status_answers(driver: &str) {
+        let slow = Upstream::start("slow", Behavior::NeverAnswer);
+        let gw = GatewayConfig::new(driver)
+            .server("h2c", "true")
+            .upstream("down", &[common::upstream::refused_addr()])
+            .upstream("slow", &[slow.addr()])
+            .routes(
+                "[[routes]]\nname = \"down\"\nmatch = { path_prefix = \"/down.Service/\" }\nupstream = \"down\"\n\n\
+                 [[routes]]\nname = \"slow\"\nmatch = { path_prefix = \"/slow.Service/\" }\nupstream = \"slow\"\n\n\
+                 [[routes]]\nname = \"keyed\"\nmatch = { path_prefix = \"/keyed.Service/\" }\nupstream = \"down\"\npolicies = [\"key\"]\n\n\
+                 [policies.key]\nkind = \"api_key\"\n\n\
+                 [[consumers]]\nname = \"alice\"\napi_keys = [\"k-alice-0123456789\"]\n",
+            )
+            .start();
+        let authority = gw.addr().to_string();
+        h2c::runtime().block_on(async {
+            let client = h2c::connect(gw.addr()).await;
+            let body = Some(grpc_message(b"x"));
+            for (path, headers, code) in [
+                ("/down.Service/M", vec![], "14"),
+                ("/nothing.Here/M", vec![], "12"),
+                ("/keyed.Service/M", vec![], "16"),
+            ] {
+                let answer = h2c::exchange(&client, grpc_call(&authority, path, &headers), body.clone())
+                    .await
+                    .expect("answer");
+                assert_eq!(answer.status, 200, "{path}");
+                assert_eq!(answer.header("content-type"), Some("application/grpc"), "{path}");
+                assert_eq!(answer.header("grpc-status"), Some(code), "{path}: {answer:?}");
+                assert!(answer.header("grpc-message").is_some(), "{path}");
+                assert!(answer.body.is_empty(), "{path}: trailers-only");
+            }
+            // grpc-timeout is the call's deadline: the upstream never answers, the call ends
+            // with DEADLINE_EXCEEDED long before the upstream's own 5 s timeouts.
+            let started = std::time::Instant::now();
+            let answer = h2c::exchange(
+                &client,
+                grpc_call(&authority, "/slow.Service/M", &[("grpc-timeout", "300m")]),
+                body.clone(),
+            )
+            .await
+            .expect("answer");
+            assert_eq!(answer.header("grpc-status"), Some("4"), "{answer:?}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(4), "{:?}", started.elapsed());
+            // A plain HTTP/2 request to the same down group gets an HTTP error.
+            let plain = h2c::exchange(&client, h2c::get(&authority, "/down.Service/M"), None)
+                .await
+                .expect("answer");
+            assert_eq!(plain.status, 502);
+        });
+    }
+}

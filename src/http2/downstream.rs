@@ -60,6 +60,29 @@ impl Slot {
         }
     }
 
+    /// Ends the call with a gRPC status: trailers-only if no response started, else the
+    /// status in trailers after what was sent.
+    pub fn grpc_status(&mut self, code: super::grpc::Code, message: &str) {
+        let mut fields = http::HeaderMap::new();
+        fields.insert("grpc-status", http::HeaderValue::from(code as u8 as u16));
+        if let Ok(value) = http::HeaderValue::from_str(message) {
+            fields.insert("grpc-message", value);
+        }
+        if let Some(send) = &mut self.send {
+            if send.send_trailers(fields).is_err() {
+                send.send_reset(h2::Reason::CANCEL);
+            }
+        } else if let Some(mut respond) = self.respond.take() {
+            let mut response = http::Response::new(());
+            *response.headers_mut() = fields;
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            let _ = respond.send_response(response, true);
+        }
+    }
+
     /// Resets the stream from the gateway's side (a response that could not be completed).
     pub fn reset(&mut self, reason: h2::Reason) {
         if let Some(send) = &mut self.send {

@@ -18,6 +18,7 @@
 //! `proxy::h2`; docs/http2.md describes the design and what it costs.
 
 pub mod downstream;
+pub mod grpc;
 pub mod head;
 pub mod pool;
 pub mod settings;

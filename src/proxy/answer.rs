@@ -95,15 +95,26 @@ impl ClientConn {
         };
         self.linger = !keep_alive;
         self.out.clear();
-        write_error_response_retry_after(
-            &mut self.out,
-            status,
-            message,
-            keep_alive,
-            &self.request_id,
-            error.retry_after(),
-            &self.response_headers,
-        );
+        if self.grpc {
+            let code = crate::http2::grpc::code_for_status(status);
+            crate::http2::grpc::write_status_response(
+                &mut self.out,
+                code,
+                message,
+                &self.request_id,
+                &self.response_headers,
+            );
+        } else {
+            write_error_response_retry_after(
+                &mut self.out,
+                status,
+                message,
+                keep_alive,
+                &self.request_id,
+                error.retry_after(),
+                &self.response_headers,
+            );
+        }
         if self.tls.is_some() {
             self.finish_secure_head(&ctx.snapshot(), 0);
         }
@@ -129,13 +140,24 @@ impl ClientConn {
             head.keep_alive && self.consume_request(head) && !ctx.drain().is_draining();
         self.linger = !keep_alive;
         self.out.clear();
-        write_denial_response(
-            &mut self.out,
-            denial,
-            keep_alive,
-            &self.request_id,
-            &self.response_headers,
-        );
+        if self.grpc {
+            let code = crate::http2::grpc::code_for_status(denial.status);
+            crate::http2::grpc::write_status_response(
+                &mut self.out,
+                code,
+                &denial.message,
+                &self.request_id,
+                &self.response_headers,
+            );
+        } else {
+            write_denial_response(
+                &mut self.out,
+                denial,
+                keep_alive,
+                &self.request_id,
+                &self.response_headers,
+            );
+        }
         if self.tls.is_some() {
             self.finish_secure_head(&ctx.snapshot(), 0);
         }

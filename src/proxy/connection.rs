@@ -173,6 +173,9 @@ pub(super) struct ClientConn {
     pub(super) http2: bool,
     /// The client takes trailers (HTTP/2, or `TE: trailers`); set for h2 upstream groups.
     pub(super) takes_trailers: bool,
+    /// The request is gRPC (an HTTP/2 stream with `content-type: application/grpc*`): the
+    /// gateway's own errors are answered with `grpc-status`.
+    pub(super) grpc: bool,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -235,6 +238,7 @@ impl ClientConn {
             identity: Identity::default(),
             http2: false,
             takes_trailers: false,
+            grpc: false,
         }
     }
 

@@ -35,11 +35,11 @@ use super::secure::TlsInfo;
 use crate::config::Upstream;
 use crate::http::Method;
 use crate::http2::downstream::{reset_by_client, H2Downstream, Slot};
-use crate::http2::head;
 use crate::http2::pool::OpenError;
 use crate::http2::upstream::{DialOwned, H2Upstream};
 use crate::http2::wire::{self, Transport, Wire};
 use crate::http2::Http2Settings;
+use crate::http2::{grpc, head};
 use crate::io_buf::ReadBuf;
 use crate::tls::stream::TlsStream;
 use crate::tls::{ClientStream, UpstreamStream};
@@ -281,10 +281,34 @@ async fn serve_stream(
         state.tls.clone(),
     );
     conn.http2 = true;
+    conn.grpc = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| grpc::is_grpc(v.as_bytes()));
+    // A gRPC client's deadline bounds the whole call, streaming included.
+    let deadline = conn
+        .grpc
+        .then(|| parts.headers.get("grpc-timeout"))
+        .flatten()
+        .and_then(|v| grpc::parse_timeout(v.as_bytes()))
+        .unwrap_or(NO_DEADLINE);
     conn.input.extend_from_slice(&head);
-    let reset = monoio::select! {
-        _ = conn.serve_one(&ctx) => None,
-        reason = reset_by_client(&slot) => Some(reason),
+    let ended = monoio::select! {
+        _ = conn.serve_one(&ctx) => Ended::Served,
+        reason = reset_by_client(&slot) => Ended::Reset(reason),
+        _ = monoio::time::sleep(deadline) => Ended::Deadline,
+    };
+    let reset = match ended {
+        Ended::Served => None,
+        Ended::Reset(reason) => Some(reason),
+        Ended::Deadline => {
+            log::debug!("{}: gRPC deadline passed", state.peer);
+            ctx.metrics()
+                .error(crate::metrics::ErrorCause::UpstreamTimeout);
+            slot.borrow_mut()
+                .grpc_status(grpc::Code::DeadlineExceeded, "deadline exceeded");
+            return;
+        }
     };
     match reset {
         Some(reason) => {
@@ -305,6 +329,17 @@ async fn serve_stream(
         }
     }
 }
+
+/// How a stream's service ended.
+enum Ended {
+    Served,
+    Reset(h2::Reason),
+    Deadline,
+}
+
+/// The deadline of a stream without `grpc-timeout` (none, in effect: the pipeline's own
+/// timeouts apply).
+const NO_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The codec's method class for an h2 request.
 fn method_kind(method: &http::Method) -> Method {
