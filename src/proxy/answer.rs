@@ -145,7 +145,7 @@ impl ClientConn {
             crate::http2::grpc::write_status_response(
                 &mut self.out,
                 code,
-                &denial.message,
+                denial.message,
                 &self.request_id,
                 &self.response_headers,
             );
