@@ -269,7 +269,7 @@ driver_tests! {
         let value = "b".repeat(4000);
         block.extend_from_slice(&hpack_len(value.len()));
         block.extend_from_slice(value.as_bytes());
-        block.extend(std::iter::repeat_n(0xbe, 2000)); // indexed: first dynamic entry
+        block.extend(vec![0xbeu8; 2000]); // indexed: first dynamic entry
         raw.send(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &block));
         let answer = raw.until(|f| f.stream == 1 || f.kind == GOAWAY);
         match answer {
