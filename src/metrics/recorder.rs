@@ -6,6 +6,7 @@
 //! (one hash lookup per map, fixed-size HDR counts).
 
 use std::cell::{Cell, RefCell};
+use std::time::Duration;
 
 use ahash::AHashMap;
 
@@ -150,6 +151,28 @@ impl WorkerMetrics {
                 stats.record(r);
                 upstreams.insert(name.into(), stats);
             }
+        }
+    }
+
+    /// One request the gateway sent on its own behalf (`proxy::call`) to group `name`:
+    /// counted and timed with the group's traffic, not under any route.
+    pub fn record_upstream_call(&self, name: &str, status: u16, duration: Duration) {
+        let record = RequestRecord {
+            route: "",
+            upstream: Some(name),
+            status,
+            duration,
+            upstream_duration: Some(duration),
+            bytes_in: 0,
+            bytes_out: 0,
+        };
+        let mut upstreams = self.upstreams.borrow_mut();
+        if let Some(stats) = upstreams.get_mut(name) {
+            stats.record(&record);
+        } else {
+            let mut stats = UpstreamStats::default();
+            stats.record(&record);
+            upstreams.insert(name.into(), stats);
         }
     }
 

@@ -56,6 +56,10 @@ impl ClientConn {
     /// Consumes the request head, and its body if it is already buffered in full.
     /// Returns whether the whole request was consumed (else the connection must close).
     pub(super) fn consume_request(&mut self, head: &RequestHead) -> bool {
+        if self.body.is_held() {
+            self.input.consume(head.head_len + self.body.raw_len());
+            return true;
+        }
         let body = match head.framing {
             BodyFraming::None => 0,
             BodyFraming::Length(n) => n,

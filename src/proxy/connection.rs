@@ -12,8 +12,10 @@ use super::body::MinRate;
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::exchange::{Exchange, LogFields, Open};
+use super::request_body::RequestBody;
 use super::request_id;
 use super::secure::TlsInfo;
+use super::stages::ResponseStages;
 use super::trace::{self, TraceContext};
 use crate::config::{ListenKey, Route, RouteAction, Snapshot};
 use crate::http::{parse_request, HeadLimits, HeaderSpan, RequestHead};
@@ -176,6 +178,10 @@ pub(super) struct ClientConn {
     /// The request is gRPC (an HTTP/2 stream with `content-type: application/grpc*`): the
     /// gateway's own errors are answered with `grpc-status`.
     pub(super) grpc: bool,
+    /// The response stages of the current request (see `proxy::stages`).
+    pub(super) stages: ResponseStages,
+    /// The current request's body, when a stage read it whole (`request_body.rs`).
+    pub(super) body: RequestBody,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -239,6 +245,8 @@ impl ClientConn {
             http2: false,
             takes_trailers: false,
             grpc: false,
+            stages: ResponseStages::default(),
+            body: RequestBody::default(),
         }
     }
 
@@ -273,6 +281,8 @@ impl ClientConn {
         self.response_started = false;
         self.params.clear();
         self.response_headers.clear();
+        self.stages.clear();
+        self.body.reset();
         let head = match self.read_head(ctx, &snapshot).await {
             Ok(Arrival::Head(head)) => head,
             Ok(Arrival::Closed) => return Next::Close,

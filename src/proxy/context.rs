@@ -83,6 +83,28 @@ impl WorkerContext {
         }
     }
 
+    /// A worker context on its own, for unit tests that run pieces of the pipeline on a
+    /// runtime of their own: no rate-limit coordinator and no access log behind it, one
+    /// verifier thread.
+    #[cfg(test)]
+    pub(crate) fn for_tests(snapshot: Snapshot) -> Rc<Self> {
+        let shared = Arc::new(ArcSwap::from_pointee(snapshot));
+        let link = WorkerLink {
+            reports: crossbeam_channel::bounded(1).0,
+            updates: flume::bounded(1).1,
+        };
+        let verifiers = crate::policy::VerifierPool::start(1, 1).expect("verifier thread");
+        Rc::new(Self::new(
+            0,
+            shared,
+            Drain::new(),
+            None,
+            link,
+            1,
+            verifiers.verifier(),
+        ))
+    }
+
     /// The worker's policy caches and decision counters.
     pub fn policies(&self) -> &PolicyState {
         &self.policies

@@ -7,7 +7,8 @@
 //!        ─▶ respond route: answer from the snapshot
 //!        ─▶ proxy route:  choose group (versions, split) ─▶ upstream head (─▶ mirror copy)
 //!                         ─▶ pooled or fresh connection ─▶ send head (+ body)
-//!                         ─▶ response head ─▶ client head ─▶ stream body ─▶ pool check-in
+//!                         ─▶ response head ─▶ response stages (see `stages`: transform ─▶
+//!                            compress ─▶ cache store) ─▶ client head ─▶ stream body ─▶ pool check-in
 //!        ─▶ record (metrics, access log)
 //!        ─▶ next request on the connection (keep-alive, pipelining), park when idle, or close
 //! ```
@@ -17,6 +18,8 @@
 //! - `connection`: the client side and the request loop (read head, route);
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
 //! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
+//! - `stages`: the response stages' head edits, body observer and rewriting relay;
+//! - `request_body`: reading a request body whole (bounded) for the stages that need it;
 //! - `traffic`: choosing the route's upstream group (versions, split) and mirroring.
 //! - `exchange`: what the exchange did, recorded into metrics and the access log;
 //! - `idle`: connections parked without buffers between requests, with `idle_clock`, one
@@ -26,6 +29,8 @@
 //! - `secure`: the TLS handshake, client identity, HSTS and redirects to HTTPS;
 //! - `h2`: HTTP/2 client connections (ALPN `h2`, h2c prior knowledge): each stream is a
 //!   `ClientConn` serving one request through the same steps.
+//! - `call`: requests the gateway sends on its own behalf (composition calls, introspection,
+//!   cache refreshes), through the same attempt loop (`attempt`) as proxied requests.
 //!
 //! No locks and no shared writes: everything here runs inside one worker.
 
@@ -33,6 +38,7 @@ pub mod admission;
 mod answer;
 mod attempt;
 mod body;
+pub mod call;
 mod connection;
 mod context;
 mod error;
@@ -41,8 +47,10 @@ mod forward;
 mod h2;
 mod idle;
 mod idle_clock;
+mod request_body;
 mod request_id;
 mod secure;
+mod stages;
 mod trace;
 mod traffic;
 
