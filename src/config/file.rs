@@ -143,6 +143,50 @@ pub struct RawServer {
     pub tls: Vec<RawTlsListener>,
     /// `errors = "text" | "problem"`: the body format of the gateway's own 4xx/5xx answers.
     pub errors: Option<Spanned<String>>,
+    /// HTTP/2 with prior knowledge (h2c) on the plain listeners.
+    pub h2c: Option<Spanned<bool>>,
+    /// `[server.http2]`: settings of HTTP/2 client connections.
+    pub http2: Option<RawHttp2>,
+}
+
+/// `[server.http2]`.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp2 {
+    /// Streams a client may have open at once.
+    pub max_concurrent_streams: Option<Spanned<i64>>,
+    /// Receive window per stream.
+    pub initial_stream_window: Option<Spanned<SizeValue>>,
+    /// Receive window of the connection.
+    pub initial_connection_window: Option<Spanned<SizeValue>>,
+    /// Largest frame payload accepted.
+    pub max_frame_size: Option<Spanned<SizeValue>>,
+    /// Largest decoded header block.
+    pub max_header_list_size: Option<Spanned<SizeValue>>,
+    /// HPACK dynamic table size.
+    pub header_table_size: Option<Spanned<SizeValue>>,
+    /// Stream resets per second before the connection is closed.
+    pub max_resets_per_second: Option<Spanned<i64>>,
+    /// Bytes queued per stream beyond the client's window.
+    pub max_send_buffer: Option<Spanned<SizeValue>>,
+}
+
+/// `http2 = { ... }` of an h2/h2c upstream group.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamHttp2 {
+    /// Multiplexed connections per target per worker.
+    pub max_connections_per_target: Option<Spanned<i64>>,
+    /// Streams per connection.
+    pub max_streams_per_connection: Option<Spanned<i64>>,
+    /// PING interval.
+    pub ping_interval: Option<Spanned<DurationValue>>,
+    /// PING answer deadline.
+    pub ping_timeout: Option<Spanned<DurationValue>>,
+    /// Receive window per stream.
+    pub initial_stream_window: Option<Spanned<SizeValue>>,
+    /// Receive window of the connection.
+    pub initial_connection_window: Option<Spanned<SizeValue>>,
 }
 
 /// One `[[server.tls]]` entry: a listener that terminates TLS.
@@ -291,6 +335,10 @@ pub struct RawUpstream {
     pub resolve_every: Option<Spanned<DurationValue>>,
     /// TLS to the targets.
     pub tls: Option<Spanned<RawUpstreamTls>>,
+    /// `"http1"`, `"h2"` (TLS, ALPN) or `"h2c"`.
+    pub protocol: Option<Spanned<String>>,
+    /// Multiplexed connections of an h2/h2c group.
+    pub http2: Option<Spanned<RawUpstreamHttp2>>,
 }
 
 /// `health = { ... }`.

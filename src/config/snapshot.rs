@@ -132,6 +132,10 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `errors`: the body format of the gateway's own 4xx/5xx answers (routes may override).
     pub errors: ErrorFormat,
+    /// HTTP/2 with prior knowledge (h2c) on the plain listeners.
+    pub h2c: bool,
+    /// `[server.http2]`: what HTTP/2 client connections are held to.
+    pub http2: crate::http2::Http2Settings,
 }
 
 /// How the gateway writes the bodies of the 4xx/5xx answers it makes itself.
@@ -312,6 +316,10 @@ pub struct Upstream {
     pub live: std::sync::Arc<LiveTargets>,
     /// TLS to the targets, if enabled.
     pub tls: Option<UpstreamTls>,
+    /// The protocol spoken to the targets.
+    pub protocol: crate::http2::UpstreamProtocol,
+    /// Multiplexed connections of an h2/h2c group.
+    pub http2: crate::http2::UpstreamHttp2,
 }
 
 /// One backend address in a group.

@@ -216,3 +216,21 @@ fn decoder_errors_map_to_400() {
     assert_eq!(e.status(), 400);
     assert!(e.is_body_error());
 }
+
+#[test]
+fn trailer_bytes_are_reported_without_the_final_line() {
+    let mut decoder = ChunkedDecoder::new();
+    let mut data = Vec::new();
+    let mut trailers = Vec::new();
+    let input = b"3\r\nabc\r\n0\r\ngrpc-status: 0\r\nx: y\r\n\r\n";
+    let progress = decoder
+        .advance_with_trailers(
+            input,
+            &mut |r| data.extend_from_slice(&input[r]),
+            &mut |b| trailers.push(b),
+        )
+        .unwrap();
+    assert!(progress.done);
+    assert_eq!(data, b"abc");
+    assert_eq!(trailers, b"grpc-status: 0\r\nx: y\r\n");
+}

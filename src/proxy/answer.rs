@@ -101,7 +101,16 @@ impl ClientConn {
         };
         self.linger = !keep_alive;
         self.out.clear();
-        if self.errors == ErrorFormat::Problem {
+        if self.grpc {
+            let code = crate::http2::grpc::code_for_status(status);
+            crate::http2::grpc::write_status_response(
+                &mut self.out,
+                code,
+                message,
+                &self.request_id,
+                &self.response_headers,
+            );
+        } else if self.errors == ErrorFormat::Problem {
             let problem = Problem {
                 status,
                 cause: error.problem_cause(),
@@ -147,8 +156,17 @@ impl ClientConn {
             head.keep_alive && self.consume_request(head) && !ctx.drain().is_draining();
         self.linger = !keep_alive;
         self.out.clear();
-        // A `validate` refusal lists its violations, which only problem+json can carry.
-        if self.errors == ErrorFormat::Problem || !denial.violations.is_empty() {
+        if self.grpc {
+            let code = crate::http2::grpc::code_for_status(denial.status);
+            crate::http2::grpc::write_status_response(
+                &mut self.out,
+                code,
+                denial.message,
+                &self.request_id,
+                &self.response_headers,
+            );
+        } else if self.errors == ErrorFormat::Problem || !denial.violations.is_empty() {
+            // A `validate` refusal lists its violations, which only problem+json can carry.
             let problem = Problem {
                 status: denial.status,
                 cause: denial.cause,

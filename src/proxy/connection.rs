@@ -67,11 +67,40 @@ pub async fn serve_connection(
         else {
             return;
         };
-        ClientConn::new(stream, peer, 0, Some(Box::new(tls)))
+        match stream {
+            ClientStream::Tls(session) if session.session().alpn_protocol() == Some(b"h2") => {
+                return super::h2::serve_tls(ctx, session, peer, Some(Box::new(tls)), open).await;
+            }
+            stream => ClientConn::new(stream, peer, 0, Some(Box::new(tls))),
+        }
     } else {
-        ClientConn::new(ClientStream::Plain(stream), peer, 0, None)
+        let mut conn = ClientConn::new(ClientStream::Plain(stream), peer, 0, None);
+        if ctx.snapshot().server.h2c {
+            match conn.sniff_h2c(&ctx).await {
+                Sniffed::Http1 => {}
+                Sniffed::Closed => return,
+                Sniffed::H2c => {
+                    let ClientConn { stream, input, .. } = conn;
+                    if let ClientStream::Plain(tcp) = stream {
+                        super::h2::serve_h2c(ctx, tcp, input.data(), peer, open).await;
+                    }
+                    return;
+                }
+            }
+        }
+        conn
     };
     serve(ctx, conn, open).await;
+}
+
+/// What the first bytes of a connection on an h2c listener are.
+enum Sniffed {
+    /// An HTTP/1.x request (its bytes stay in the input buffer).
+    Http1,
+    /// The HTTP/2 connection preface.
+    H2c,
+    /// Closed, or nothing within `head_read`.
+    Closed,
 }
 
 /// Serves requests on `conn` until it closes, or parks it when it goes idle (see
@@ -147,6 +176,13 @@ pub(super) struct ClientConn {
     /// The body format of the gateway's own answers to the current request: the server's
     /// `errors`, or its route's once it is known.
     pub(super) errors: ErrorFormat,
+    /// The request arrived on an HTTP/2 stream (`proxy::h2`); the connection serves only it.
+    pub(super) http2: bool,
+    /// The client takes trailers (HTTP/2, or `TE: trailers`); set for h2 upstream groups.
+    pub(super) takes_trailers: bool,
+    /// The request is gRPC (an HTTP/2 stream with `content-type: application/grpc*`): the
+    /// gateway's own errors are answered with `grpc-status`.
+    pub(super) grpc: bool,
     /// The response stages of the current request (see `proxy::stages`).
     pub(super) stages: ResponseStages,
     /// The current request's body, when a stage read it whole (`request_body.rs`).
@@ -214,13 +250,42 @@ impl ClientConn {
             response_headers: Vec::with_capacity(RESPONSE_HEADERS),
             identity: Identity::default(),
             errors: ErrorFormat::Text,
+            http2: false,
+            takes_trailers: false,
+            grpc: false,
             stages: ResponseStages::default(),
             body: RequestBody::default(),
             failed_calls: Vec::new(),
         }
     }
 
-    async fn serve_one(&mut self, ctx: &WorkerContext) -> Next {
+    /// Reads the first bytes of a connection on a listener with `server.h2c` until they
+    /// either are the HTTP/2 preface or cannot be (an HTTP/1.x request, left buffered).
+    async fn sniff_h2c(&mut self, ctx: &WorkerContext) -> Sniffed {
+        let snapshot = ctx.snapshot();
+        let timeout = snapshot.server.timeouts.head_read;
+        let max = snapshot.server.limits.max_head_bytes;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let data = self.input.data();
+            let n = data.len().min(crate::http2::PREFACE.len());
+            if data[..n] != crate::http2::PREFACE[..n] {
+                return Sniffed::Http1;
+            }
+            if n == crate::http2::PREFACE.len() {
+                return Sniffed::H2c;
+            }
+            let read = self.input.fill(&mut self.stream, max);
+            match monoio::time::timeout_at(deadline.into(), read).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return Sniffed::Closed,
+            }
+        }
+    }
+
+    /// Serves one request: the next on an HTTP/1.1 connection, or an HTTP/2 stream's only
+    /// one (its head already in `input`).
+    pub(super) async fn serve_one(&mut self, ctx: &WorkerContext) -> Next {
         let snapshot = ctx.snapshot();
         self.response_started = false;
         self.params.clear();
@@ -254,6 +319,9 @@ impl ClientConn {
         if ctx.access_log().is_some() {
             self.log_fields
                 .capture(self.input.data(), &head, &self.headers);
+            if self.http2 {
+                self.log_fields.set_protocol(b"HTTP/2.0");
+            }
         }
         let next = match self.handle(ctx, &snapshot, &head).await {
             Ok(next) => next,

@@ -89,6 +89,12 @@ impl ClientConn {
         let upstream = snapshot.upstream(id);
         let hash = self.balance_hash(upstream);
         self.write_upstream_head(snapshot, head, action, policies);
+        if upstream.protocol.is_h2() {
+            // Read while the head's spans still point into the input.
+            self.takes_trailers = self.http2
+                || super::connection::find_header(self.input.data(), &self.headers, "te")
+                    .is_some_and(super::h2::te_has_trailers);
+        }
         let body_in_hand = if self.body.is_held() {
             self.take_held_body(head)
         } else {
@@ -309,10 +315,19 @@ impl ClientConn {
         addr: SocketAddr,
         replayable: bool,
     ) -> Result<UpstreamConn, ProxyError> {
-        let mut conn = match ctx.pool().checkout_for(addr, upstream.tls.as_ref()) {
+        let pooled = if upstream.protocol.is_h2() {
+            // A stream on the worker's multiplexed connections to the target.
+            None
+        } else {
+            ctx.pool().checkout_for(addr, upstream.tls.as_ref())
+        };
+        let mut conn = match pooled {
             Some(conn) => {
                 ctx.metrics().pool_hit();
                 conn
+            }
+            None if upstream.protocol.is_h2() => {
+                super::h2::upstream_stream(ctx, addr, upstream, self.takes_trailers).await?
             }
             None => {
                 ctx.metrics().pool_miss();
@@ -628,20 +643,25 @@ pub(super) async fn open(
     let tls = upstream.tls.as_ref();
     connect(addr, upstream.timeouts.connect, tls)
         .await
-        .map_err(|e| match e {
-            ConnectError::Timeout(_) => ProxyError::ConnectTimeout,
-            ConnectError::HandshakeTimeout(_) => {
-                ctx.metrics()
-                    .tls_failure(TlsSide::Upstream, TlsFailure::Timeout);
-                ProxyError::ConnectTimeout
-            }
-            ConnectError::Tls { source, .. } => {
-                let cause = crate::tls::outcome::failure_cause(&source);
-                ctx.metrics().tls_failure(TlsSide::Upstream, cause);
-                ProxyError::Connect(source)
-            }
-            ConnectError::Io { source, .. } => ProxyError::Connect(source),
-        })
+        .map_err(|e| connect_failed(ctx, e))
+}
+
+/// The client's answer to a failed connect; a failed TLS handshake is counted by its cause.
+pub(super) fn connect_failed(ctx: &WorkerContext, e: ConnectError) -> ProxyError {
+    match e {
+        ConnectError::Timeout(_) => ProxyError::ConnectTimeout,
+        ConnectError::HandshakeTimeout(_) => {
+            ctx.metrics()
+                .tls_failure(TlsSide::Upstream, TlsFailure::Timeout);
+            ProxyError::ConnectTimeout
+        }
+        ConnectError::Tls { source, .. } => {
+            let cause = crate::tls::outcome::failure_cause(&source);
+            ctx.metrics().tls_failure(TlsSide::Upstream, cause);
+            ProxyError::Connect(source)
+        }
+        ConnectError::Io { source, .. } => ProxyError::Connect(source),
+    }
 }
 
 /// Writes `out` to the upstream, keeping its contents for a possible retry.

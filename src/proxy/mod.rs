@@ -1,7 +1,7 @@
 //! The request pipeline of a worker, top to bottom:
 //!
 //! ```text
-//! accept (admission: connection caps) ─▶ read head (codec, limits, head_read timeout) ─▶ request id ─▶ trace context
+//! accept (admission: connection caps) ─▶ [TLS, ALPN h2 | h2c preface ─▶ one task per stream] ─▶ read head (codec, limits, head_read timeout) ─▶ request id ─▶ trace context
 //!        ─▶ normalize target ─▶ route match
 //!        ─▶ the route's policies (`crate::policy`): 401/403 answered here
 //!        ─▶ respond route: answer from the snapshot
@@ -30,6 +30,8 @@
 //! - `request_id` and `trace`: request ids and W3C trace context;
 //! - `secure`: the TLS handshake, client identity, HSTS and redirects to HTTPS;
 //! - `compose`: a composite route's calls (through `call`) and its assembled answer;
+//! - `h2`: HTTP/2 client connections (ALPN `h2`, h2c prior knowledge): each stream is a
+//!   `ClientConn` serving one request through the same steps.
 //! - `call`: requests the gateway sends on its own behalf (composition calls, introspection,
 //!   cache refreshes), through the same attempt loop (`attempt`) as proxied requests.
 //!
@@ -46,6 +48,7 @@ mod context;
 mod error;
 mod exchange;
 mod forward;
+mod h2;
 mod idle;
 mod idle_clock;
 mod introspection;

@@ -13,6 +13,7 @@ pub mod authz_server;
 pub mod body;
 pub mod client;
 pub mod gateway;
+pub mod h2;
 pub mod process;
 pub mod redis;
 pub mod tls;

@@ -8,6 +8,7 @@ mod composites;
 mod consumers;
 mod control;
 mod errors;
+mod http2;
 mod matcher;
 mod policies;
 mod route_traffic;
