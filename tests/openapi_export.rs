@@ -80,6 +80,27 @@ name = "files"
 match = { path = "/files/{bucket}/*", methods = ["GET"] }
 upstream = "users"
 
+[composites.profile]
+timeout = "2s"
+
+[[composites.profile.calls]]
+name = "user"
+upstream = "users"
+path = "/users/{id}"
+required = true
+
+[[composites.profile.calls]]
+name = "orders"
+upstream = "users"
+path = "/orders?user={id}"
+into = "activity.orders"
+
+[[routes]]
+name = "profile"
+match = { path = "/profile/{id}", methods = ["GET"] }
+compose = "profile"
+policies = ["bearer"]
+
 [[routes]]
 name = "health"
 match = { path_exact = "/health" }
@@ -162,6 +183,21 @@ fn the_exported_document_is_valid_openapi_31_from_the_cli_and_the_admin_api() {
         "prefix"
     );
     assert!(doc["paths"]["/files/{bucket}/{rest}"]["get"].is_object());
+
+    // The composite route's answer: one member per call placed under a key, the required
+    // call's member required, the partial-answer field, its path parameter and security.
+    let profile = &doc["paths"]["/profile/{id}"]["get"];
+    let answer = &profile["responses"]["200"];
+    let schema = &answer["content"]["application/json"]["schema"];
+    assert_eq!(schema["type"], "object", "{profile}");
+    assert!(schema["properties"]["user"].is_object(), "{schema}");
+    assert!(schema["properties"]["activity"].is_object(), "{schema}");
+    assert_eq!(schema["required"], serde_json::json!(["user"]));
+    assert!(answer["headers"]["Composite-Missing"].is_object());
+    assert_eq!(profile["parameters"][0]["name"], "id");
+    assert_eq!(profile["parameters"][0]["in"], "path");
+    assert_eq!(profile["security"], serde_json::json!([{ "bearer": [] }]));
+    assert!(profile["responses"]["401"].is_object());
 
     let gw = Ringgate::spawn(CONFIG, &[]);
     let admin = admin_addr(&gw);

@@ -6,9 +6,11 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::body::sum_of;
 use common::client::{Raw, RawResponse};
 use common::gateway::{Gateway, GatewayConfig};
-use common::upstream::Upstream;
+use common::h2 as h2c;
+use common::upstream::{Echoed, Upstream};
 use serde_json::Value;
 
 const SPEC: &str = r#"
@@ -55,6 +57,7 @@ fn spec_file(driver: &str) -> String {
 fn gateway(driver: &str, up: &Upstream) -> Gateway {
     GatewayConfig::new(driver)
         .server("errors", "\"problem\"")
+        .server("h2c", "true")
         .upstream("echo", &[up.addr()])
         .routes(&format!(
             r#"
@@ -63,6 +66,7 @@ name = "users"
 match = {{ path = "/users/{{id}}", methods = ["PUT"] }}
 upstream = "echo"
 policies = ["users-contract"]
+max_body_bytes = 256
 
 [[routes]]
 name = "search"
@@ -105,6 +109,25 @@ fn send(gw: &Gateway, request: &str) -> RawResponse {
     let mut raw = Raw::connect(gw.addr());
     raw.send(request);
     raw.read_response()
+}
+
+const GOOD: &str = r#"{"name":"Ann","email":"ann@example.com","tags":["a"]}"#;
+const BAD: &str = r#"{"name":"","email":"nope","tags":["a","b","c","d"],"admin":true}"#;
+
+/// A validated PUT whose body is sent chunked, in pieces of `piece` bytes.
+fn chunked_put(path: &str, body: &str, piece: usize, close: bool) -> String {
+    let mut request = format!(
+        "PUT {path} HTTP/1.1\r\nHost: t\r\nX-Tenant: acme\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n{}\r\n",
+        if close { "Connection: close\r\n" } else { "" }
+    );
+    for chunk in body.as_bytes().chunks(piece) {
+        request.push_str(&format!("{:x};ext=1\r\n", chunk.len()));
+        request.push_str(std::str::from_utf8(chunk).expect("ASCII body"));
+        request.push_str("\r\n");
+    }
+    request.push_str("0\r\n\r\n");
+    request
 }
 
 fn put(gw: &Gateway, path: &str, tenant: &str, content_type: &str, body: &str) -> RawResponse {
@@ -216,5 +239,108 @@ driver_tests! {
         assert_eq!(r.status, 401);
         assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
         assert!(r.header("www-authenticate").is_some());
+    }
+
+    fn validated_bodies_arrive_chunked_or_after_100_continue_and_go_upstream_with_their_length(driver: &str) {
+        let up = Upstream::echo("echo");
+        let gw = gateway(driver, &up);
+        // Chunked, in small pieces: de-chunked, checked, and forwarded with Content-Length.
+        let r = send(&gw, &chunked_put("/users/7", GOOD, 5, true));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let seen = Echoed::parse(&r.text());
+        assert_eq!(seen.body_len, GOOD.len() as u64);
+        assert_eq!(seen.body_sum, sum_of(GOOD.as_bytes()).hex());
+        let length = GOOD.len().to_string();
+        assert_eq!(seen.header("content-length"), Some(length.as_str()));
+        assert_eq!(seen.header("transfer-encoding"), None);
+        let doc = problem(&send(&gw, &chunked_put("/users/7", BAD, 7, true)), 422);
+        assert_eq!(doc["errors"].as_array().map(Vec::len), Some(4), "{doc}");
+        assert_eq!(up.requests(), 1);
+
+        // Expect: 100-continue: the gateway asks for the body, then checks it.
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(format!(
+            "PUT /users/7 HTTP/1.1\r\nHost: t\r\nX-Tenant: acme\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+            GOOD.len()
+        ));
+        let head = raw.read_head_only();
+        assert_eq!(head.status, 100);
+        raw.send(GOOD);
+        let r = raw.read_response();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(Echoed::parse(&r.text()).body_len, GOOD.len() as u64);
+        assert_eq!(up.requests(), 2);
+    }
+
+    fn a_refused_body_is_consumed_and_the_connection_serves_the_next_request(driver: &str) {
+        let up = Upstream::echo("echo");
+        let gw = gateway(driver, &up);
+        let mut raw = Raw::connect(gw.addr());
+        let keep = |body: &str| {
+            format!(
+                "PUT /users/7 HTTP/1.1\r\nHost: t\r\nX-Tenant: acme\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        // Refused, accepted, refused chunked, accepted chunked: pipelined on one connection.
+        raw.send(format!(
+            "{}{}{}{}",
+            keep(BAD),
+            keep(GOOD),
+            chunked_put("/users/7", BAD, 9, false),
+            chunked_put("/users/7", GOOD, 9, false)
+        ));
+        for status in [422, 200, 422, 200] {
+            let r = raw.read_response();
+            assert_eq!(r.status, status, "{}", r.text());
+            assert!(!r.connection_has("close"));
+        }
+        assert_eq!(up.requests(), 2);
+        for seen in up.recorded() {
+            assert_eq!(seen.body_len, GOOD.len() as u64);
+        }
+    }
+
+    fn a_validated_body_beyond_the_route_limit_is_413_without_reaching_the_upstream(driver: &str) {
+        let up = Upstream::echo("echo");
+        let gw = gateway(driver, &up);
+        let tags: Vec<String> = (0..40).map(|i| format!("\"tag-{i}\"")).collect();
+        let big = format!(r#"{{"name":"Ann","email":"ann@example.com","tags":[{}]}}"#, tags.join(","));
+        assert!(big.len() > 256);
+        assert_eq!(put(&gw, "/users/7", "acme", "application/json", &big).status, 413);
+        assert_eq!(send(&gw, &chunked_put("/users/7", &big, 16, true)).status, 413);
+        assert_eq!(up.requests(), 0);
+    }
+
+    fn http2_requests_are_validated_by_the_same_stage(driver: &str) {
+        let up = Upstream::echo("echo");
+        let gw = gateway(driver, &up);
+        let authority = gw.addr().to_string();
+        let put = |body: &str| {
+            http::Request::builder()
+                .method("PUT")
+                .uri(format!("http://{authority}/users/7"))
+                .header("x-tenant", "acme")
+                .header("content-type", "application/json")
+                .body(())
+                .map(|r| (r, body.as_bytes().to_vec()))
+                .expect("request")
+        };
+        h2c::runtime().block_on(async {
+            let sender = h2c::connect(gw.addr()).await;
+            let (request, body) = put(GOOD);
+            let r = h2c::exchange(&sender, request, Some(body)).await.expect("h2 exchange");
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(Echoed::parse(&r.text()).body_len, GOOD.len() as u64);
+            let (request, body) = put(BAD);
+            let r = h2c::exchange(&sender, request, Some(body)).await.expect("h2 exchange");
+            assert_eq!(r.status, 422, "{}", r.text());
+            assert_eq!(r.header("content-type"), Some("application/problem+json"));
+            let doc: Value = serde_json::from_slice(&r.body).expect("problem JSON");
+            assert_eq!(doc["errors"].as_array().map(Vec::len), Some(4), "{doc}");
+        });
+        assert_eq!(up.requests(), 1);
     }
 }

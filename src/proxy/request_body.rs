@@ -19,10 +19,6 @@
 //! An `Expect: 100-continue` request gets its `100 Continue` from the gateway before the body
 //! is read (a `Content-Length` body over the limit is decided without reading it).
 
-// The mechanism lands before its callers (the transform and compress stages, and the
-// `validate` policy of issue 16) so that they can all build on one copy of it.
-#![allow(dead_code)]
-
 use super::body::MinRate;
 use super::connection::{ClientConn, BODY_BUF};
 use super::error::ProxyError;
@@ -85,6 +81,9 @@ impl RequestBody {
 
     /// Replaces the payload (a stage's output); `decoded` says the client's
     /// `Content-Encoding` was undone, so the field is not forwarded.
+    // For the stages that rewrite a request body (JSON transform, request decompression),
+    // which build on this mechanism after body validation.
+    #[allow(dead_code)]
     pub(crate) fn replace(&mut self, bytes: &mut Vec<u8>, decoded: bool) {
         std::mem::swap(&mut self.bytes, bytes);
         self.decoded |= decoded;
