@@ -204,6 +204,14 @@ driver_tests! {
         let doc = problem(&put(&gw, "/users/7", "acme", "application/json", "{not json"), 422);
         assert_eq!(pointers(&doc), [("body".to_string(), String::new())]);
         problem(&put(&gw, "/users/7", "acme", "text/plain", good), 415);
+        // A coded body is not decoded to be checked: 415 naming Content-Encoding.
+        let r = send(&gw, &format!(
+            "PUT /users/7 HTTP/1.1\r\nHost: t\r\nX-Tenant: acme\r\nContent-Type: application/json\r\n\
+             Content-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{good}",
+            good.len()
+        ));
+        let doc = problem(&r, 415);
+        assert_eq!(pointers(&doc), [("header".to_string(), "/content-encoding".to_string())]);
         problem(&put(&gw, "/users/7", "acme", "application/json", ""), 422);
         assert_eq!(up.requests(), 1);
     }

@@ -341,6 +341,23 @@ impl Chain {
             .any(|s| matches!(s, Stage::Validate(p) if p.checks_body()))
     }
 
+    /// Refuses a request whose body a `validate` stage would parse but which carries a content
+    /// coding (see [`validate::Validate::check_coding`]); called before the body is read.
+    pub fn check_body_coding(
+        &self,
+        content_encoding: Option<&[u8]>,
+        metrics: &WorkerMetrics,
+    ) -> Result<(), Denial> {
+        for stage in self.stages.iter() {
+            let Stage::Validate(p) = stage else { continue };
+            if let Err(denial) = p.check_coding(content_encoding) {
+                metrics.policy_decision(stage.name(), denial.outcome());
+                return Err(denial);
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the body rules of the chain's `validate` stages on the buffered `body`, once
     /// [`Chain::check`] passed; each such stage's decision is counted here.
     pub fn check_body(

@@ -525,6 +525,10 @@ impl ClientConn {
         route: &Route,
         head: &RequestHead,
     ) -> Result<Result<(), Denial>, ProxyError> {
+        let coding = find_header(self.input.data(), &self.headers, "content-encoding");
+        if let Err(denial) = route.policies.check_body_coding(coding, ctx.metrics()) {
+            return Ok(Err(denial));
+        }
         let limit = self.body_rules.max_bytes.min(VALIDATED_BODY_MAX);
         if self.buffer_request_body(snapshot, head, limit).await? == Buffered::TooLarge {
             return Err(ProxyError::BodyTooLarge);

@@ -122,6 +122,29 @@ impl Validate {
         self.body.is_some()
     }
 
+    /// Refuses a body this policy would parse whose `Content-Encoding` is not `identity`
+    /// (415, RFC 9110 §15.5.16): its schema is about the decoded JSON, which the gateway does
+    /// not reconstruct. Called before the body is read.
+    pub fn check_coding(&self, content_encoding: Option<&[u8]>) -> Result<(), Denial> {
+        let parses = self.body.as_ref().is_some_and(|rule| rule.schema.is_some());
+        let coded =
+            content_encoding.is_some_and(|c| !c.trim_ascii().eq_ignore_ascii_case(b"identity"));
+        if !(parses && coded) {
+            return Ok(());
+        }
+        Err(Denial {
+            status: 415,
+            cause: "unsupported-media-type",
+            message: "unsupported media type",
+            challenge: Challenge::None,
+            violations: vec![Violation {
+                location: "header",
+                pointer: "/content-encoding".into(),
+                detail: "a validated body must be sent without a content coding".into(),
+            }],
+        })
+    }
+
     /// Checks a buffered body whose `Content-Type` is `content_type`.
     pub fn check_body(&self, content_type: Option<&[u8]>, body: &[u8]) -> Result<(), Denial> {
         let Some(rule) = &self.body else {

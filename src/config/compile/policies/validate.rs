@@ -484,4 +484,28 @@ mod tests {
                     operation = \"getUser\"\n";
         assert_eq!(problems(text), one("policies.v.openapi_file", 3));
     }
+
+    #[test]
+    fn a_bad_schema_in_an_openapi_document_names_the_key_file_and_pointer() {
+        let path =
+            std::env::temp_dir().join(format!("ringgate-bad-schema-{}.json", std::process::id()));
+        let doc = r#"{"openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+            "paths": {"/u": {"post": {"operationId": "make",
+              "requestBody": {"content": {"application/json":
+                {"schema": {"type": "object", "properties": {"n": {"minLength": "two"}}}}}},
+              "responses": {"200": {"description": "ok"}}}}}}"#;
+        std::fs::write(&path, doc).expect("write the document");
+        let text = format!(
+            "[policies.v]\nkind = \"validate\"\nopenapi_file = \"{}\"\noperation = \"make\"\n",
+            path.display()
+        );
+        assert_eq!(problems(&text), one("policies.v.openapi_file", 3));
+        let found = crate::config::compile::check_without_router(&format!(
+            "[[upstreams]]\nname = \"u\"\ntargets = [{{ addr = \"127.0.0.1:1\" }}]\n{text}"
+        ));
+        let _ = std::fs::remove_file(&path);
+        let message = &found[0].message;
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("/properties/n/minLength"), "{message}");
+    }
 }
