@@ -27,6 +27,19 @@ fn gateway(
     cache_ttl: &str,
     workers: usize,
 ) -> Gateway {
+    let credentials = format!("client_secret = \"{CLIENT_SECRET}\"");
+    gateway_with(driver, up, idp, cache_ttl, workers, &credentials)
+}
+
+/// [`gateway`] with `credentials` (the client secret's key) in the introspect policy.
+fn gateway_with(
+    driver: &str,
+    up: &Upstream,
+    idp: SocketAddr,
+    cache_ttl: &str,
+    workers: usize,
+    credentials: &str,
+) -> Gateway {
     GatewayConfig::new(driver)
         .workers(workers)
         .upstream("echo", &[up.addr()])
@@ -56,7 +69,7 @@ kind = "introspect"
 upstream = "idp"
 path = "/introspect"
 client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
+{credentials}
 cache_ttl = "{cache_ttl}"
 timeout = "2s"
 groups_claim = "roles"
@@ -119,6 +132,24 @@ driver_tests! {
         assert_eq!(get(&gw, "/reports/2", "tok-alice").status, 200);
         assert_eq!(idp.introspections(), before);
         assert_eq!(up.requests(), 3);
+    }
+
+    fn the_client_secret_may_come_from_a_file(driver: &str) {
+        let up = Upstream::echo("echo");
+        let idp = AuthServer::start();
+        idp.set_token("tok", r#"{"active":true,"sub":"alice"}"#);
+        let path = std::env::temp_dir().join(format!(
+            "ringgate-introspect-secret-{}-{driver}",
+            std::process::id()
+        ));
+        std::fs::write(&path, format!("{CLIENT_SECRET}\n")).expect("write the secret");
+        let credentials = format!("client_secret_file = {:?}", path.display().to_string());
+        let gw = gateway_with(driver, &up, idp.addr(), "30s", 1, &credentials);
+        let r = get(&gw, "/api/a", "tok");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(idp.introspections(), 1);
+        assert_eq!(idp.bad_credentials(), 0, "the file's secret (newline dropped) was not sent");
     }
 
     fn a_revoked_token_is_refused_once_the_cache_ttl_has_passed(driver: &str) {

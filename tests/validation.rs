@@ -75,6 +75,12 @@ upstream = "echo"
 policies = ["search-contract"]
 
 [[routes]]
+name = "notes"
+match = {{ path_exact = "/notes", methods = ["POST"] }}
+upstream = "echo"
+policies = ["notes-contract"]
+
+[[routes]]
 name = "plain"
 match = {{ path_exact = "/plain" }}
 upstream = "echo"
@@ -94,6 +100,10 @@ kind = "validate"
 openapi_file = "{}"
 operation = "putUser"
 status = 422
+
+[policies.notes-contract]
+kind = "validate"
+body_schema = '{{"type": "object", "required": ["text"], "properties": {{"text": {{"type": "string", "maxLength": 10}}, "pinned": {{"type": "boolean"}}}}}}'
 
 [policies.search-contract]
 kind = "validate"
@@ -232,6 +242,29 @@ driver_tests! {
         let r = send(&gw, "GET /search HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         let doc = problem(&r, 400);
         assert_eq!(doc["errors"].as_array().map(Vec::len), Some(2), "{doc}");
+        assert_eq!(up.requests(), 1);
+    }
+
+    fn a_json_schema_checks_the_body(driver: &str) {
+        let up = Upstream::echo("echo");
+        let gw = gateway(driver, &up);
+        let post = |content_type: &str, body: &str| {
+            send(&gw, &format!(
+                "POST /notes HTTP/1.1\r\nHost: t\r\nContent-Type: {content_type}\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ))
+        };
+        let r = post("application/json; charset=utf-8", r#"{"text":"milk","pinned":true}"#);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let doc = problem(&post("application/json", r#"{"text":"far too long a note","pinned":1}"#), 400);
+        assert_eq!(
+            pointers(&doc),
+            [("body", "/pinned"), ("body", "/text")].map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        let doc = problem(&post("application/json", ""), 400);
+        assert_eq!(pointers(&doc), [("body".to_string(), String::new())]);
+        problem(&post("text/plain", "milk"), 415);
         assert_eq!(up.requests(), 1);
     }
 
