@@ -8,7 +8,8 @@ fn distinct_keeps_first_appearance_and_skips_non_scalars() {
         .into_iter()
         .map(Box::from)
         .collect();
-    let got: Vec<&str> = distinct(&raw).iter().map(|b| &**b).collect();
+    let found = distinct(&raw);
+    let got: Vec<&str> = found.iter().map(|b| &**b).collect();
     assert_eq!(got, ["p1", "2", "true"]);
 }
 
