@@ -92,6 +92,9 @@ pub struct Aggregator {
     pub(super) tls_handshakes: TlsHandshakeCounts,
     pub(super) tls_failures: TlsFailureCounts,
     pub(super) composites: super::composite::CompositeTable,
+    pub(super) protocols: super::ProtocolCounts,
+    /// The HTTP/2 gauges (connections, streams) each worker reported last.
+    pub(super) h2_gauges: BTreeMap<usize, (u64, u64)>,
 }
 
 /// One active-health cell as the control side reads it.
@@ -161,6 +164,15 @@ impl Aggregator {
         for (into, from) in self.tls_failures.iter_mut().zip(&delta.tls_failures) {
             add_counts(into, from);
         }
+        self.protocols.add(&delta.protocols);
+        let p = &delta.protocols;
+        self.h2_gauges
+            .insert(delta.worker, (p.h2_connections_open, p.h2_streams_open));
+    }
+
+    /// Requests answered over `protocol` since start.
+    pub fn requests_by_protocol(&self, protocol: super::Protocol) -> u64 {
+        self.protocols.requests[protocol.index()]
     }
 
     /// TLS handshakes completed on listeners with `version`, resumed or not, since start.

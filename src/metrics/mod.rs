@@ -11,6 +11,7 @@
 //! - `composite.rs`: per composite and per call outcomes and latency.
 //! - `delta.rs`: one worker's interval, the `Send` value that crosses threads.
 //! - `aggregate.rs`: the merged totals.
+//! - `protocol.rs`: requests by client protocol; HTTP/2 connections, streams, resets, GOAWAYs.
 //! - `prometheus.rs`: text exposition format 0.0.4.
 
 mod aggregate;
@@ -18,6 +19,7 @@ mod composite;
 mod delta;
 mod histogram;
 mod prometheus;
+mod protocol;
 mod record;
 mod recorder;
 
@@ -27,6 +29,7 @@ pub use aggregate::{
 pub use composite::{CompositeStats, CompositeTable};
 pub use delta::{MetricsDelta, RouteDelta, TlsFailureCounts, TlsHandshakeCounts, UpstreamDelta};
 pub use histogram::{LatencyHistogram, HIGHEST_MICROS, LOWEST_MICROS, SIGNIFICANT_DIGITS};
+pub use protocol::{Protocol, ProtocolCounts};
 pub use record::{
     ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, RequestRecord, StatusClass, TlsFailure,
     TlsSide, TlsVersion,

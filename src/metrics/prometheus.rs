@@ -235,6 +235,11 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
         )?;
     }
     write_tls(w, agg)?;
+    let gauges = agg
+        .h2_gauges
+        .values()
+        .fold((0, 0), |(c, s), &(wc, ws)| (c + wc, s + ws));
+    super::protocol::write(w, &agg.protocols, gauges)?;
     w.family(
         "ringgate_mirror_requests_total",
         "Requests sampled for mirroring, by outcome.",
@@ -396,17 +401,22 @@ fn write_traffic(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt
     Ok(())
 }
 
-struct Writer {
+pub(super) struct Writer {
     out: String,
 }
 
 impl Writer {
-    fn family(&mut self, name: &str, help: &str, kind: &str) -> fmt::Result {
+    pub(super) fn family(&mut self, name: &str, help: &str, kind: &str) -> fmt::Result {
         writeln!(self.out, "# HELP {name} {help}")?;
         writeln!(self.out, "# TYPE {name} {kind}")
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) -> fmt::Result {
+    pub(super) fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: impl Display,
+    ) -> fmt::Result {
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');

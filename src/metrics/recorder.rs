@@ -109,6 +109,7 @@ pub struct WorkerMetrics {
     tls_failures: [[Cell<u64>; TlsFailure::ALL.len()]; TlsSide::ALL.len()],
     /// By (composite, call); the composite's own entry has an empty call name.
     composites: RefCell<AHashMap<CompositeKey, CompositeStats>>,
+    protocols: super::protocol::ProtocolRecorder,
 }
 
 impl WorkerMetrics {
@@ -127,6 +128,7 @@ impl WorkerMetrics {
             tls_handshakes: Default::default(),
             tls_failures: Default::default(),
             composites: RefCell::new(AHashMap::new()),
+            protocols: Default::default(),
         }
     }
 
@@ -257,6 +259,11 @@ impl WorkerMetrics {
             .record(outcome, took, collisions);
     }
 
+    /// Counters by protocol (requests by client protocol, HTTP/2 streams, resets, GOAWAYs).
+    pub fn protocols(&self) -> &super::protocol::ProtocolRecorder {
+        &self.protocols
+    }
+
     /// Connections open now.
     pub fn connections_open(&self) -> u64 {
         self.connections_open.get()
@@ -307,6 +314,7 @@ impl WorkerMetrics {
                 .filter(|(_, s)| !s.is_idle())
                 .map(|((c, call), s)| ((c.to_string(), call.to_string()), std::mem::take(s)))
                 .collect(),
+            protocols: self.protocols.take(),
         }
     }
 }

@@ -98,6 +98,37 @@ impl ProxyError {
         })
     }
 
+    /// The stable name of this failure in a problem+json `type` (see `http::problem`).
+    pub fn problem_cause(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(e) => match e.status() {
+                413 => "body-too-large",
+                414 => "uri-too-long",
+                417 => "expectation-failed",
+                431 => "headers-too-large",
+                501 => "not-implemented",
+                505 => "version-not-supported",
+                _ => "malformed-request",
+            },
+            ProxyError::BadTarget => "invalid-target",
+            ProxyError::ClientTimeout => "request-timeout",
+            ProxyError::ClientGone(_) => "client-gone",
+            ProxyError::BodyTooLarge => "body-too-large",
+            ProxyError::LengthRequired => "length-required",
+            ProxyError::NoRoute => "no-route",
+            ProxyError::NoTarget => "no-upstream-target",
+            ProxyError::NoHealthyTarget(_) | ProxyError::Unavailable(_) => "no-healthy-upstream",
+            ProxyError::BreakerOpen(_) => "circuit-open",
+            ProxyError::Connect(_) => "upstream-connect-failed",
+            ProxyError::ConnectTimeout => "upstream-connect-timeout",
+            ProxyError::UpstreamTimeout => "upstream-timeout",
+            ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => "upstream-closed",
+            ProxyError::UpstreamProtocol(_) | ProxyError::UnexpectedUpgrade => {
+                "upstream-invalid-response"
+            }
+        }
+    }
+
     /// The cause class counted in the metrics.
     pub fn cause(&self) -> ErrorCause {
         match self {

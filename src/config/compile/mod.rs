@@ -7,6 +7,8 @@
 mod composites;
 mod consumers;
 mod control;
+mod errors;
+mod http2;
 mod matcher;
 mod policies;
 mod route_traffic;
@@ -41,6 +43,7 @@ pub fn compile(raw: RawConfig, text: &str, base: &Path) -> Result<Snapshot, Vec<
         raw.policies.as_ref(),
         &consumers,
         raw.redis.is_some(),
+        &raw.upstreams,
     );
     let composites = composites::compile(&mut cx, raw.composites.as_ref(), &raw.upstreams);
     let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams, &policies, &composites);
@@ -219,6 +222,7 @@ pub(super) fn check_without_router(text: &str) -> Vec<Problem> {
         raw.policies.as_ref(),
         &consumers,
         raw.redis.is_some(),
+        &raw.upstreams,
     );
     let composites = composites::compile(&mut cx, raw.composites.as_ref(), &raw.upstreams);
     routes::check(&mut cx, &raw.routes, &raw.upstreams, &policies, &composites);

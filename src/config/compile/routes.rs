@@ -170,6 +170,8 @@ fn route(
         action,
         max_body_bytes,
         redirect_https: redirect_https(cx, &key, raw),
+        errors: super::errors::format(cx, &format!("{key}.errors"), raw.errors.as_ref()),
+        matcher: matcher.clone(),
     };
     Some((matcher, route))
 }
