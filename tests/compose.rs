@@ -140,6 +140,79 @@ driver_tests! {
         assert!(v.get("reco").is_none() && v.get("news").is_none());
     }
 
+    fn a_call_starts_as_soon_as_its_inputs_exist(driver: &str) {
+        // `c` needs `a` (50 ms) only; `b` (600 ms) is independent. `c` must not wait for `b`.
+        let a = json("a", 50, r#"{"id": "k"}"#);
+        let b = json("b", 600, r#"{"b": true}"#);
+        let arrived: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+        let seen = Arc::clone(&arrived);
+        let c = backend("c", move |_| {
+            *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            Handled::json(0, r#""c""#)
+        });
+        let gw = gateway(driver, &[("a", &a), ("b", &b), ("c", &c)], r#"
+            [[routes]]
+            name = "r"
+            compose = "g"
+            [composites.g]
+            [[composites.g.calls]]
+            name = "c"
+            upstream = "c"
+            path = "/c/{a.id}"
+            [[composites.g.calls]]
+            name = "b"
+            upstream = "b"
+            path = "/b"
+            [[composites.g.calls]]
+            name = "a"
+            upstream = "a"
+            path = "/a"
+        "#);
+        let started = Instant::now();
+        let reply = get(&gw.url("/x"));
+        let took = started.elapsed();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        // Keys in config order, whatever the order the calls ran in.
+        assert_eq!(reply.text(), r#"{"c":"c","b":{"b": true},"a":{"id": "k"}}"#);
+        assert_eq!(c.last_request().expect("c called").target, "/c/k");
+        let c_started = arrived
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expect("c called")
+            .duration_since(started);
+        assert!(c_started >= Duration::from_millis(50), "c ran before its input: {c_started:?}");
+        assert!(c_started < Duration::from_millis(450), "c waited for b: {c_started:?}");
+        assert!(took >= Duration::from_millis(600), "{took:?}");
+    }
+
+    fn a_required_call_whose_input_is_missing_fails_without_being_sent(driver: &str) {
+        // `user` answers without `segment`: `reco` cannot be built.
+        let users = json("users", 0, r#"{"id": 7}"#);
+        let reco = json("reco", 0, "[]");
+        let gw = gateway(driver, &[("users", &users), ("reco", &reco)], r#"
+            [[routes]]
+            name = "r"
+            compose = "c"
+            [composites.c]
+            [[composites.c.calls]]
+            name = "user"
+            upstream = "users"
+            path = "/u"
+            [[composites.c.calls]]
+            name = "reco"
+            upstream = "reco"
+            path = "/reco?tier={user.segment}"
+            required = true
+        "#);
+        let reply = get(&gw.url("/x"));
+        assert_eq!(reply.status, 502, "{}", reply.text());
+        assert_eq!(reply.header("content-type"), Some("application/problem+json"));
+        let v = body_json(&reply);
+        assert_eq!(v["call"], "reco");
+        assert_eq!(v["reason"], "missing_input");
+        assert_eq!(reco.requests(), 0);
+    }
+
     fn a_required_failure_is_a_problem_naming_the_call(driver: &str) {
         let users = backend("users", |_| Handled::Respond {
             delay: Duration::ZERO,
@@ -358,6 +431,78 @@ driver_tests! {
         );
     }
 
+    fn a_failed_fan_out_element_leaves_the_answer_incomplete(driver: &str) {
+        let orders = json("orders", 0, r#"{"items": [{"pid": "p1"}, {"pid": "p2"}]}"#);
+        let catalog = backend("catalog", |r| {
+            if r.target.ends_with("/p2") {
+                Handled::Close
+            } else {
+                Handled::json(0, r#"{"title": "one"}"#)
+            }
+        });
+        let gw = gateway(driver, &[("orders", &orders), ("catalog", &catalog)], r#"
+            [[routes]]
+            name = "r"
+            compose = "c"
+            [composites.c]
+            [[composites.c.calls]]
+            name = "orders"
+            upstream = "orders"
+            path = "/orders"
+            [[composites.c.calls]]
+            name = "products"
+            upstream = "catalog"
+            path = "/products/{each}"
+            foreach = "orders.items[*].pid"
+            stitch = "orders.items[*].product"
+        "#);
+        let reply = get(&gw.url("/x"));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        // The element whose call failed keeps its own fields; the answer says it is incomplete.
+        assert_eq!(
+            reply.text(),
+            r#"{"orders":{"items":[{"pid":"p1","product":{"title": "one"}},{"pid":"p2"}]}}"#
+        );
+        assert_eq!(reply.header("composite-missing"), Some("products"));
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+    }
+
+    fn a_batched_fan_out_stitches_each_result_into_its_element(driver: &str) {
+        let orders = json("orders", 0, r#"{"items": [{"pid": 3, "q": 1}, {"pid": 1, "q": 2}, {"pid": 3, "q": 3}]}"#);
+        let catalog = backend("catalog", |r| {
+            if r.target == "/products?ids=3,1" {
+                Handled::json(0, r#"[{"id": 1, "t": "a"}, {"id": 3, "t": "c"}]"#)
+            } else {
+                Handled::json(0, r#""unexpected target""#)
+            }
+        });
+        let gw = gateway(driver, &[("orders", &orders), ("catalog", &catalog)], r#"
+            [[routes]]
+            name = "r"
+            compose = "c"
+            [composites.c]
+            [[composites.c.calls]]
+            name = "orders"
+            upstream = "orders"
+            path = "/orders"
+            [[composites.c.calls]]
+            name = "products"
+            upstream = "catalog"
+            path = "/products"
+            foreach = "orders.items[*].pid"
+            batch = { param = "ids", max = 10 }
+            deny = ["id"]
+            stitch = "orders.items[*].product"
+        "#);
+        let reply = get(&gw.url("/x"));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(catalog.requests(), 1);
+        assert_eq!(
+            reply.text(),
+            r#"{"orders":{"items":[{"pid":3,"q":1,"product":{"t":"c"}},{"pid":1,"q":2,"product":{"t":"a"}},{"pid":3,"q":3,"product":{"t":"c"}}]}}"#
+        );
+    }
+
     fn too_many_fan_out_values_fail_the_call(driver: &str) {
         let orders = json("orders", 0, r#"{"ids": [1, 2, 3]}"#);
         let catalog = json("catalog", 0, "{}");
@@ -412,6 +557,8 @@ driver_tests! {
             assert!(started.elapsed() < Duration::from_millis(1000), "{:?}", started.elapsed());
         }
         assert!(slow.requests() >= 1, "the slow target was never tried");
+        // The losing attempt is cancelled: its connection is closed, not left to finish.
+        slow.wait_for_closed_connections(1);
     }
 
     fn headers_trace_spans_and_identity_reach_every_call(driver: &str) {

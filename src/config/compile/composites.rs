@@ -13,7 +13,7 @@ use super::{check_name, route_traffic, Ctx};
 use crate::compose::graph;
 use crate::compose::plan::{
     Batch, CallBody, CallPlan, Composite, Fanout, Lookup, Placement, Stitch, DEFAULT_MAX_FANOUT,
-    DEFAULT_MAX_PART_BYTES, DEFAULT_TIMEOUT,
+    DEFAULT_MAX_PART_BYTES, DEFAULT_TIMEOUT, GATEWAY_FIELDS,
 };
 use crate::compose::template::{Source, Template};
 use crate::config::file::{Ordered, RawUpstream};
@@ -847,7 +847,7 @@ impl<'c, 't, 'r> CompositeCompiler<'c, 't, 'r> {
             }
             let lower = text.to_ascii_lowercase();
             if crate::http::headers::is_hop_by_hop(lower.as_bytes())
-                || matches!(lower.as_str(), "host" | "content-length")
+                || GATEWAY_FIELDS.contains(&lower.as_str())
             {
                 let message =
                     format!("`{lower}` is not forwarded: the gateway writes it for each call");
@@ -1037,6 +1037,35 @@ mod tests {
                 ("composites.c.calls[2].stitch".to_string(), Some(16)),
                 ("composites.c.calls[3].foreach".to_string(), Some(21)),
             ]
+        );
+    }
+
+    #[test]
+    fn forward_headers_refuse_what_the_gateway_writes_per_call() {
+        let text = format!(
+            "[composites.c]\nforward_headers = [\"Accept-Language\", \"Connection\", \"X-Request-Id\"]\n{}",
+            "[[composites.c.calls]]\nname = \"a\"\nupstream = \"u\"\npath = \"/a\"\n\
+             forward_headers = [\"traceparent\", \"bad name\", \"x-tag\"]\n"
+        );
+        assert_eq!(
+            problems(&text),
+            vec![
+                ("composites.c.forward_headers[1]".to_string(), Some(2)),
+                ("composites.c.forward_headers[2]".to_string(), Some(2)),
+                (
+                    "composites.c.calls[0].forward_headers[0]".to_string(),
+                    Some(7)
+                ),
+                (
+                    "composites.c.calls[0].forward_headers[1]".to_string(),
+                    Some(7)
+                ),
+            ]
+        );
+        assert!(
+            message(&text).contains("`connection` is not forwarded"),
+            "{}",
+            message(&text)
         );
     }
 
