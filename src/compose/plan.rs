@@ -18,6 +18,24 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `max_fanout`.
 pub const DEFAULT_MAX_FANOUT: usize = 50;
 
+/// Client fields `forward_headers` may not name: the gateway writes its own for each call
+/// (forwarding, request id, trace context, framing, content negotiation), so a listed one
+/// would be dropped; the configuration refuses them instead.
+pub const GATEWAY_FIELDS: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+    "via",
+    "traceparent",
+    "tracestate",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "content-type",
+    "accept",
+];
+
 /// One `[composites.NAME]`.
 #[derive(Debug)]
 pub struct Composite {

@@ -49,6 +49,13 @@ fn loads_the_access_control_example() {
 }
 
 #[test]
+fn loads_the_bff_example() {
+    let s = bundled("config/examples/bff.toml");
+    assert_eq!(s.upstreams.len(), 4);
+    assert_eq!(s.router.len(), 2);
+}
+
+#[test]
 fn loads_an_empty_file_with_defaults() {
     let s = load("").expect("an empty file is valid");
     assert_eq!(

@@ -13,38 +13,24 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::call::{call, Call, CallError};
-use super::connection::{find_header, ClientConn, Next, BODY_BUF};
+use super::connection::{find_header, ClientConn, Next};
 use super::context::WorkerContext;
 use super::error::ProxyError;
+use super::request_body::Buffered;
 use crate::compose::answer::{
     cache_control, failure_status, missing_value, problem_body, MISSING_FIELD,
 };
 use crate::compose::assemble::assemble;
+use crate::compose::plan::GATEWAY_FIELDS;
 use crate::compose::run::{run, Caller, Inputs, Outcome, Reason, Reply, Request, Slot};
 use crate::compose::Composite;
 use crate::config::{ComposeAction, Snapshot};
 use crate::http::writer::write_generated_head;
-use crate::http::{BodyFraming, HeaderSpan, Method, RequestHead};
+use crate::http::{HeaderSpan, Method, RequestHead};
 use crate::io_buf::write_all_reuse;
 use crate::json::{encoded_len, write};
 use crate::policy::Chain;
 use crate::router::normalize::split_target;
-
-/// Client fields a call never gets from `forward_headers`: the gateway writes them per call.
-const GATEWAY_FIELDS: &[&str] = &[
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-request-id",
-    "via",
-    "traceparent",
-    "tracestate",
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "content-type",
-    "accept",
-];
 
 /// An answer this large is not kept in the connection's output buffer afterwards.
 const KEEP_OUT: usize = 64 * 1024;
@@ -61,7 +47,7 @@ impl ClientConn {
     ) -> Result<Next, ProxyError> {
         let plan = &*action.composite;
         let client_body = if plan.client_body {
-            self.read_whole_body(snapshot, head).await?
+            self.client_body(snapshot, head).await?
         } else {
             Bytes::new()
         };
@@ -341,40 +327,21 @@ impl ClientConn {
         out
     }
 
-    /// Reads a Content-Length body whole (within the route's limit) for `body = "client"`.
-    async fn read_whole_body(
+    /// The client's body for `body = "client"` calls: read whole (either framing) by the
+    /// request-body mechanism, within the route's limit.
+    async fn client_body(
         &mut self,
         snapshot: &Snapshot,
         head: &RequestHead,
     ) -> Result<Bytes, ProxyError> {
-        let n = match head.framing {
-            BodyFraming::None => return Ok(Bytes::new()),
-            BodyFraming::Chunked => return Err(ProxyError::LengthRequired),
-            BodyFraming::Length(n) => n,
-        };
-        if n > self.body_rules.max_bytes {
-            return Err(ProxyError::BodyTooLarge);
-        }
-        let total = head.head_len + n as usize;
-        self.input.grow_to(total);
-        let idle = snapshot.server.timeouts.body_idle;
-        while self.input.len() < total {
-            let read = self.input.fill(&mut self.stream, BODY_BUF.max(total));
-            match monoio::time::timeout(idle, read).await {
-                Err(_) => return Err(ProxyError::ClientTimeout),
-                Ok(Err(e)) => return Err(ProxyError::ClientGone(e)),
-                Ok(Ok(0)) => {
-                    let closed =
-                        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed mid-body");
-                    return Err(ProxyError::ClientGone(closed));
-                }
-                Ok(Ok(_)) => {}
+        let limit = self.body_rules.max_bytes;
+        match self.buffer_request_body(snapshot, head, limit).await? {
+            Buffered::Whole => {
+                self.exchange.bytes_in += self.body.raw_len() as u64;
+                Ok(Bytes::copy_from_slice(self.body.bytes()))
             }
+            Buffered::TooLarge => Err(ProxyError::BodyTooLarge),
         }
-        self.exchange.bytes_in += n;
-        Ok(Bytes::copy_from_slice(
-            &self.input.data()[head.head_len..total],
-        ))
     }
 }
 

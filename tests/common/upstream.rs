@@ -85,7 +85,37 @@ pub enum Behavior {
     /// Sends these bytes as they are (one or more interim 1xx heads, such as
     /// `HTTP/1.1 103 Early Hints`), flushes them, then echoes.
     InterimThenEcho(Vec<u8>),
+    /// Whatever the function decides for each request (a per-path backend for tests).
+    Handler(Handler),
 }
+
+/// A test backend's answer to one request, chosen by a [`Behavior::Handler`].
+pub enum Handled {
+    /// After `delay` (the backend's own slowness), this response (Content-Length added).
+    Respond {
+        delay: std::time::Duration,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Close the connection without answering.
+    Close,
+}
+
+impl Handled {
+    /// A 200 JSON answer after `delay_ms`.
+    pub fn json(delay_ms: u64, body: &str) -> Handled {
+        Handled::Respond {
+            delay: std::time::Duration::from_millis(delay_ms),
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// The function of a [`Behavior::Handler`].
+pub type Handler = std::sync::Arc<dyn Fn(&Recorded) -> Handled + Send + Sync>;
 
 /// One request as the upstream received it.
 #[derive(Clone, Debug)]
@@ -820,6 +850,28 @@ fn serve(stream: TcpStream, shared: &Shared, conn: usize) -> io::Result<()> {
                 out.flush()?;
                 write_echo(&mut out, &recorded, shared, &common, is_head, false)?;
             }
+            Behavior::Handler(handler) => match handler(&recorded) {
+                Handled::Close => {
+                    let _ = reader.get_ref().shutdown(Shutdown::Both);
+                    return Ok(());
+                }
+                Handled::Respond {
+                    delay,
+                    status,
+                    headers,
+                    body,
+                } => {
+                    std::thread::sleep(delay);
+                    write!(out, "HTTP/1.1 {status} Whatever\r\n{common}")?;
+                    for (n, v) in &headers {
+                        write!(out, "{n}: {v}\r\n")?;
+                    }
+                    write!(out, "content-length: {}\r\n\r\n", body.len())?;
+                    if !is_head {
+                        out.write_all(&body)?;
+                    }
+                }
+            },
         }
         out.flush()?;
         if client_close {

@@ -13,7 +13,7 @@ use super::{check_name, route_traffic, Ctx};
 use crate::compose::graph;
 use crate::compose::plan::{
     Batch, CallBody, CallPlan, Composite, Fanout, Lookup, Placement, Stitch, DEFAULT_MAX_FANOUT,
-    DEFAULT_MAX_PART_BYTES, DEFAULT_TIMEOUT,
+    DEFAULT_MAX_PART_BYTES, DEFAULT_TIMEOUT, GATEWAY_FIELDS,
 };
 use crate::compose::template::{Source, Template};
 use crate::config::file::{Ordered, RawUpstream};
@@ -385,8 +385,15 @@ impl<'c, 't, 'r> CompositeCompiler<'c, 't, 'r> {
         let ckey = format!("{}.calls[{i}]", self.key);
         let before = self.cx.problems.len();
         let fanout = self.fanout(i, &ckey, raw, partials, stitched);
-        let batch = fanout.as_ref().is_some_and(|f| f.batch.is_some());
-        let path = self.path(i, &ckey, raw, partials, fanout.is_some(), batch);
+        // The path is checked against what was configured, even if `foreach` had problems.
+        let path = self.path(
+            i,
+            &ckey,
+            raw,
+            partials,
+            raw.foreach.is_some(),
+            raw.batch.is_some(),
+        );
         let body = self.body(i, &ckey, raw, partials, fanout.is_some());
         let hedge_after = raw.hedge.as_ref().and_then(|h| {
             let after = h.get_ref().after.get_ref().0;
@@ -840,7 +847,7 @@ impl<'c, 't, 'r> CompositeCompiler<'c, 't, 'r> {
             }
             let lower = text.to_ascii_lowercase();
             if crate::http::headers::is_hop_by_hop(lower.as_bytes())
-                || matches!(lower.as_str(), "host" | "content-length")
+                || GATEWAY_FIELDS.contains(&lower.as_str())
             {
                 let message =
                     format!("`{lower}` is not forwarded: the gateway writes it for each call");
@@ -884,4 +891,199 @@ fn render_segments(segments: &[Segment]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::compile::{check_without_router, keys_and_lines};
+
+    const HEAD: &str = "[[upstreams]]\nname = \"u\"\ntargets = [{ addr = \"127.0.0.1:1\" }]\n";
+
+    /// `(key, line)` of each problem; lines count from the first line of `body`.
+    fn problems(body: &str) -> Vec<(String, Option<usize>)> {
+        let offset = HEAD.lines().count();
+        keys_and_lines(&check_without_router(&format!("{HEAD}{body}")))
+            .into_iter()
+            .map(|(k, l)| (k, l.map(|l| l - offset)))
+            .collect()
+    }
+
+    fn message(body: &str) -> String {
+        check_without_router(&format!("{HEAD}{body}"))
+            .first()
+            .map(|p| p.message.clone())
+            .unwrap_or_default()
+    }
+
+    fn calls(calls: &str) -> String {
+        format!("[composites.c]\n{calls}")
+    }
+
+    #[test]
+    fn a_valid_composite_has_no_problems() {
+        let text = calls(
+            "[[composites.c.calls]]\nname = \"user\"\nupstream = \"u\"\npath = \"/u/{id}\"\n\
+             allow = [\"id\", \"segment\"]\nrename = { segment = \"tier\" }\n\
+             [[composites.c.calls]]\nname = \"reco\"\nupstream = \"u\"\npath = \"/r?t={user.segment}\"\n",
+        );
+        assert_eq!(problems(&text), vec![]);
+    }
+
+    #[test]
+    fn unknown_calls_and_upstreams() {
+        let text = calls(
+            "[[composites.c.calls]]\nname = \"a\"\nupstream = \"nope\"\npath = \"/a?x={zz.y}\"\n",
+        );
+        assert_eq!(
+            problems(&text),
+            vec![
+                ("composites.c.calls[0].upstream".to_string(), Some(4)),
+                ("composites.c.calls[0].path".to_string(), Some(5)),
+            ]
+        );
+        assert!(check_without_router(&format!("{HEAD}{text}"))[1]
+            .message
+            .contains("unknown call `zz`"));
+    }
+
+    #[test]
+    fn fields_the_referenced_call_removes_cannot_be_read() {
+        let text = calls(
+            "[[composites.c.calls]]\nname = \"user\"\nupstream = \"u\"\npath = \"/u\"\n\
+             allow = [\"id\", \"address.city\"]\n\
+             [[composites.c.calls]]\nname = \"reco\"\nupstream = \"u\"\npath = \"/r?e={user.email}\"\n\
+             [[composites.c.calls]]\nname = \"geo\"\nupstream = \"u\"\npath = \"/g?a={user.address}\"\n",
+        );
+        assert_eq!(
+            problems(&text),
+            vec![
+                ("composites.c.calls[1].path".to_string(), Some(10)),
+                ("composites.c.calls[2].path".to_string(), Some(14)),
+            ]
+        );
+        assert!(message(&text).contains("cannot exist: `allow` keeps only `id`, `address.city`"));
+    }
+
+    #[test]
+    fn denied_fields_cannot_be_read_and_post_calls_cannot_be_depended_on() {
+        let text = calls(
+            "[[composites.c.calls]]\nname = \"user\"\nupstream = \"u\"\npath = \"/u\"\ndeny = [\"token\"]\n\
+             [[composites.c.calls]]\nname = \"a\"\nupstream = \"u\"\npath = \"/a?t={user.token}\"\n\
+             [[composites.c.calls]]\nname = \"w\"\nupstream = \"u\"\npath = \"/w\"\nmethod = \"POST\"\n\
+             [[composites.c.calls]]\nname = \"b\"\nupstream = \"u\"\npath = \"/b?t={w.id}\"\n",
+        );
+        assert_eq!(
+            problems(&text),
+            vec![
+                ("composites.c.calls[1].path".to_string(), Some(10)),
+                ("composites.c.calls[3].path".to_string(), Some(19)),
+            ]
+        );
+    }
+
+    #[test]
+    fn cycles_are_refused_with_the_path_around_them() {
+        let text = calls(
+            "[[composites.c.calls]]\nname = \"a\"\nupstream = \"u\"\npath = \"/a?x={c.v}\"\n\
+             [[composites.c.calls]]\nname = \"b\"\nupstream = \"u\"\npath = \"/b?x={a.v}\"\n\
+             [[composites.c.calls]]\nname = \"c\"\nupstream = \"u\"\npath = \"/c?x={b.v}\"\n",
+        );
+        assert_eq!(
+            problems(&text),
+            vec![("composites.c.calls[0].path".to_string(), Some(5))]
+        );
+        assert!(
+            message(&text).contains("a → c → b → a"),
+            "{}",
+            message(&text)
+        );
+    }
+
+    #[test]
+    fn option_rules() {
+        let text = calls(
+            "[[composites.c.calls]]\nname = \"query\"\nupstream = \"u\"\npath = \"/q\"\n\
+             [[composites.c.calls]]\nname = \"p\"\nupstream = \"u\"\npath = \"/p\"\nmethod = \"POST\"\nhedge = { after = \"10ms\" }\n\
+             [[composites.c.calls]]\nname = \"g\"\nupstream = \"u\"\npath = \"/g\"\nbody = \"client\"\n\
+             [[composites.c.calls]]\nname = \"f\"\nupstream = \"u\"\npath = \"/f\"\nmax_fanout = 3\n\
+             [[composites.c.calls]]\nname = \"t\"\nupstream = \"u\"\npath = \"/t\"\nmethod = \"POST\"\nbody = '{\"a\": }'\n\
+             [[composites.c.calls]]\nname = \"s\"\nupstream = \"u\"\npath = \"/s\"\nallow = [\"a[0]\"]\n",
+        );
+        assert_eq!(
+            problems(&text),
+            vec![
+                ("composites.c.calls[0].name".to_string(), Some(3)),
+                ("composites.c.calls[5].allow[0]".to_string(), Some(32)),
+                ("composites.c.calls[1].hedge".to_string(), Some(11)),
+                ("composites.c.calls[2].body".to_string(), Some(16)),
+                ("composites.c.calls[3].max_fanout".to_string(), Some(21)),
+                ("composites.c.calls[4].body".to_string(), Some(27)),
+            ]
+        );
+    }
+
+    #[test]
+    fn fan_out_rules() {
+        let text = calls(
+            "[[composites.c.calls]]\nname = \"o\"\nupstream = \"u\"\npath = \"/o\"\n\
+             [[composites.c.calls]]\nname = \"p\"\nupstream = \"u\"\npath = \"/p\"\nforeach = \"o.items[*].id\"\n\
+             [[composites.c.calls]]\nname = \"q\"\nupstream = \"u\"\npath = \"/q/{each}\"\nforeach = \"o.items[*].id\"\nstitch = \"o.other[*].x\"\n\
+             [[composites.c.calls]]\nname = \"r\"\nupstream = \"u\"\npath = \"/r/{each}\"\nforeach = \"p.x\"\n",
+        );
+        assert_eq!(
+            problems(&text),
+            vec![
+                ("composites.c.calls[1].path".to_string(), Some(9)),
+                ("composites.c.calls[2].stitch".to_string(), Some(16)),
+                ("composites.c.calls[3].foreach".to_string(), Some(21)),
+            ]
+        );
+    }
+
+    #[test]
+    fn forward_headers_refuse_what_the_gateway_writes_per_call() {
+        let text = format!(
+            "[composites.c]\nforward_headers = [\"Accept-Language\", \"Connection\", \"X-Request-Id\"]\n{}",
+            "[[composites.c.calls]]\nname = \"a\"\nupstream = \"u\"\npath = \"/a\"\n\
+             forward_headers = [\"traceparent\", \"bad name\", \"x-tag\"]\n"
+        );
+        assert_eq!(
+            problems(&text),
+            vec![
+                ("composites.c.forward_headers[1]".to_string(), Some(2)),
+                ("composites.c.forward_headers[2]".to_string(), Some(2)),
+                (
+                    "composites.c.calls[0].forward_headers[0]".to_string(),
+                    Some(7)
+                ),
+                (
+                    "composites.c.calls[0].forward_headers[1]".to_string(),
+                    Some(7)
+                ),
+            ]
+        );
+        assert!(
+            message(&text).contains("`connection` is not forwarded"),
+            "{}",
+            message(&text)
+        );
+    }
+
+    #[test]
+    fn routes_must_capture_the_parameters_and_name_a_defined_composite() {
+        let text = calls(
+            "[[composites.c.calls]]\nname = \"a\"\nupstream = \"u\"\npath = \"/a/{id}\"\n\
+             [[routes]]\nname = \"r1\"\nmatch = { path = \"/x/{other}\" }\ncompose = \"c\"\n\
+             [[routes]]\nname = \"r2\"\ncompose = \"missing\"\n\
+             [[routes]]\nname = \"r3\"\ncompose = \"c\"\nupstream = \"u\"\n",
+        );
+        assert_eq!(
+            problems(&text),
+            vec![
+                ("routes[0].compose".to_string(), Some(9)),
+                ("routes[1].compose".to_string(), Some(12)),
+                ("routes[2].compose".to_string(), Some(15)),
+            ]
+        );
+    }
 }

@@ -253,6 +253,7 @@ mod tests {
             "config/ringgate.toml",
             "config/examples/proxy.toml",
             "config/examples/auth.toml",
+            "config/examples/bff.toml",
         ] {
             let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
             let text = std::fs::read_to_string(path).expect("bundled file");
