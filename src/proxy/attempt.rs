@@ -10,6 +10,10 @@
 //! the upstream); the worker's retry budget has a retry left. Retries wait a jittered,
 //! growing backoff, and `timeouts.total` bounds every attempt and backoff together.
 //!
+//! Apart from `retry`: an idempotent request in hand whose target closes or resets the
+//! connection before any byte of a response is replayed once on another target (see
+//! [`ClientConn::may_replay`]), so that a target dying mid-flight costs the client nothing.
+//!
 //! Every attempt holds an [`Attempt`]: the target's in-flight count stays up until it ends
 //! (even when the request's future is dropped by the total deadline), and its outcome feeds
 //! the target's passive health and latency EWMA.
@@ -127,6 +131,7 @@ impl ClientConn {
         let groups = ctx.upstreams();
         let mut tried = Tried::default();
         let mut retries = 0u32;
+        let mut replayed = false;
         loop {
             // One clock read for the pick and the attempt's start.
             let now = Instant::now();
@@ -153,6 +158,15 @@ impl ClientConn {
                     attempt.finish(e.upstream_failed().map(|failed| !failed));
                     match e.retry_failure() {
                         Some(f) if self.may_retry(groups, upstream, plan, f, retries) => f,
+                        Some(Failure::Reset) if !replayed && self.may_replay(plan) => {
+                            replayed = true;
+                            log::debug!(
+                                "{}: {} closed before answering, replayed on another target",
+                                upstream.name,
+                                picked.addr
+                            );
+                            continue;
+                        }
                         _ => return Err(e),
                     }
                 }
@@ -165,6 +179,21 @@ impl ClientConn {
             );
             monoio::time::sleep(groups.backoff(upstream, retries)).await;
         }
+    }
+
+    /// Whether a request whose target closed or reset the connection before any byte of a
+    /// response is replayed on another target, whatever the group's `retry` says.
+    ///
+    /// The target died with the request in flight (a restart, a crash, a kill): nothing of
+    /// the response exists, so for a request that may be replayed (idempotent, body in
+    /// hand) the client must not see the death. This is the cross-target counterpart of
+    /// the replay on a fresh connection in `attempt_once`, and covers what that one cannot:
+    /// a fresh connection that the dying target's kernel accepted into its backlog and
+    /// then reset, and a stale pooled connection whose replay to the same target met the
+    /// same fate. Once per request, without backoff (the target is gone, not overloaded),
+    /// and outside `attempts` and the budget, like the stale-connection replay.
+    fn may_replay(&self, plan: Plan) -> bool {
+        plan.replayable && !self.out.is_empty()
     }
 
     /// Whether `failure` after `retries` retries gets another attempt (takes from the budget).

@@ -82,6 +82,10 @@ pub enum Behavior {
     StallMidBody,
     /// Reads the request and never answers (holds the connection until it is closed).
     NeverAnswer,
+    /// Reads each request and closes the connection without answering: a server being
+    /// killed, its workers gone while its listening socket still takes connections (see
+    /// [`Upstream::kill`]).
+    Dying,
     /// Sends these bytes as they are (one or more interim 1xx heads, such as
     /// `HTTP/1.1 103 Early Hints`), flushes them, then echoes.
     InterimThenEcho(Vec<u8>),
@@ -349,6 +353,21 @@ impl Upstream {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+}
+
+impl Upstream {
+    /// Dies the way a server process killed with SIGTERM does: the connections it holds are
+    /// closed at once, requests in flight unanswered; for `dying` its listening socket still
+    /// completes connections (the kernel's backlog outlives the workers), each closed as
+    /// soon as its request arrives; then the socket goes and connects are refused.
+    pub fn kill(self, dying: Duration) {
+        self.set_behavior(Behavior::Dying);
+        for (stream, _) in lock(&self.shared.conns).iter() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        std::thread::sleep(dying);
+        drop(self);
     }
 }
 
@@ -713,6 +732,10 @@ fn serve(stream: TcpStream, shared: &Shared, conn: usize) -> io::Result<()> {
             shared.name
         );
         match behavior {
+            Behavior::Dying => {
+                let _ = reader.get_ref().shutdown(Shutdown::Both);
+                return Ok(());
+            }
             Behavior::DropNextAfter(n) if served_here > n => {
                 let _ = reader.get_ref().shutdown(Shutdown::Both);
                 return Ok(());
