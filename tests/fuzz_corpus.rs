@@ -21,7 +21,9 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn replay(kind: &str, require: bool) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join(kind);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .join(kind);
     for target in targets::TARGETS {
         let files = inputs(&root.join(target.name));
         assert!(

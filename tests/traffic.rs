@@ -51,7 +51,11 @@ const KILL_CLIENTS: usize = 8;
 /// in flight on the dying target, or sent to it while it dies, are replayed on another
 /// target, since nothing of their response reached the client.
 fn kill_one_target_under_load(driver: &str, round: usize) {
-    let mut ups = vec![Upstream::echo("a"), Upstream::echo("b"), Upstream::echo("c")];
+    let mut ups = vec![
+        Upstream::echo("a"),
+        Upstream::echo("b"),
+        Upstream::echo("c"),
+    ];
     // Without passive ejection a third of the requests meet the dead target and need a
     // retry: more than the default 20% budget, which would refuse some (by design).
     let retry = "balance = \"round_robin\"\n\
@@ -92,7 +96,9 @@ fn kill_one_target_under_load(driver: &str, round: usize) {
             })
         })
         .collect();
-    wait_until("200 requests before the kill", WAIT, || done.load(Ordering::SeqCst) >= 200);
+    wait_until("200 requests before the kill", WAIT, || {
+        done.load(Ordering::SeqCst) >= 200
+    });
     ups.remove(2).kill(Duration::from_millis(300));
     let at_kill = done.load(Ordering::SeqCst);
     wait_until("400 requests after the kill", WAIT * 2, || {
@@ -103,9 +109,17 @@ fn kill_one_target_under_load(driver: &str, round: usize) {
         .into_iter()
         .flat_map(|c| c.join().expect("client thread"))
         .collect();
-    assert!(failures.is_empty(), "round {round}: clients saw errors: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "round {round}: clients saw errors: {failures:?}"
+    );
     for up in &ups {
-        assert!(up.requests() > 50, "round {round}: {} got {}", up.addr(), up.requests());
+        assert!(
+            up.requests() > 50,
+            "round {round}: {} got {}",
+            up.addr(),
+            up.requests()
+        );
     }
 }
 

@@ -39,9 +39,9 @@ fn touches_the_machine(text: &str) -> bool {
     let doc = toml::Value::Table(doc);
     let mut strings = Vec::new();
     collect(&doc, &mut strings);
-    strings.iter().any(|s| {
-        ["/dev", "/proc", "/sys"].iter().any(|d| s.contains(d)) || resolves_a_name(s)
-    })
+    strings
+        .iter()
+        .any(|s| ["/dev", "/proc", "/sys"].iter().any(|d| s.contains(d)) || resolves_a_name(s))
 }
 
 fn collect<'a>(value: &'a toml::Value, out: &mut Vec<&'a str>) {

@@ -56,8 +56,15 @@ fn check_request(data: &[u8], head: &RequestHead, headers: &[HeaderSpan]) {
     let cl = named("content-length");
     let expected = if !te.is_empty() {
         // Only `chunked` alone is accepted, never beside Content-Length, never on HTTP/1.0.
-        assert!(cl.is_empty(), "Transfer-Encoding and Content-Length accepted together");
-        assert_eq!(head.version, Version::Http11, "Transfer-Encoding on HTTP/1.0");
+        assert!(
+            cl.is_empty(),
+            "Transfer-Encoding and Content-Length accepted together"
+        );
+        assert_eq!(
+            head.version,
+            Version::Http11,
+            "Transfer-Encoding on HTTP/1.0"
+        );
         let joined: Vec<u8> = te.join(&b","[..]);
         let codings: Vec<&[u8]> = joined
             .split(|&b| b == b',')
@@ -75,7 +82,10 @@ fn check_request(data: &[u8], head: &RequestHead, headers: &[HeaderSpan]) {
         match parse(first) {
             Some(0) => BodyFraming::None,
             Some(n) => BodyFraming::Length(n),
-            None => panic!("accepted Content-Length {:?}", String::from_utf8_lossy(first)),
+            None => panic!(
+                "accepted Content-Length {:?}",
+                String::from_utf8_lossy(first)
+            ),
         }
     } else {
         BodyFraming::None

@@ -135,7 +135,9 @@ fn check_fields(fields: &[u8]) {
             .unwrap_or_else(|| panic!("upstream field without a name: {line:?}"));
         assert!(!name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':'));
         assert!(
-            value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)),
+            value
+                .bytes()
+                .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)),
             "control byte in upstream field {line:?}"
         );
     }

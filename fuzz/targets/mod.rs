@@ -29,12 +29,30 @@ pub struct Target {
 
 /// Every fuzz target.
 pub const TARGETS: &[Target] = &[
-    Target { name: "head", run: head::run },
-    Target { name: "chunked", run: chunked::run },
-    Target { name: "path", run: path::run },
-    Target { name: "cookie", run: cookie::run },
-    Target { name: "config", run: config::run },
-    Target { name: "jwt", run: jwt::run },
+    Target {
+        name: "head",
+        run: head::run,
+    },
+    Target {
+        name: "chunked",
+        run: chunked::run,
+    },
+    Target {
+        name: "path",
+        run: path::run,
+    },
+    Target {
+        name: "cookie",
+        run: cookie::run,
+    },
+    Target {
+        name: "config",
+        run: config::run,
+    },
+    Target {
+        name: "jwt",
+        run: jwt::run,
+    },
 ];
 
 /// The target called `name`.

@@ -25,7 +25,11 @@ fn routes() -> &'static Routes {
     ROUTES.get_or_init(|| {
         let table: [(Option<&str>, PathMatch, Option<&str>); 7] = [
             (None, PathMatch::Any, None),
-            (None, PathMatch::Prefix("/api".into()), Some("/internal/{*}/x")),
+            (
+                None,
+                PathMatch::Prefix("/api".into()),
+                Some("/internal/{*}/x"),
+            ),
             (None, PathMatch::Prefix("/v1/".into()), Some("/{*}")),
             (None, PathMatch::Exact("/exact".into()), Some("/e")),
             (
@@ -68,7 +72,10 @@ fn routes() -> &'static Routes {
 
 /// Whether `path` is in the form normalization produces.
 fn assert_normal(path: &str, what: &str) {
-    assert!(path.starts_with('/'), "{what} {path:?} does not start with /");
+    assert!(
+        path.starts_with('/'),
+        "{what} {path:?} does not start with /"
+    );
     let inner = path.trim_end_matches('/');
     for segment in inner.split('/').skip(1) {
         assert!(
