@@ -35,7 +35,7 @@ build() {
 }
 
 targets() {
-    sed -n 's/^ *Target { name: "\([a-z0-9_]*\)".*/\1/p' "$here/targets/mod.rs"
+    sed -n '/^pub const TARGETS/,/^];/s/.*name: "\([a-z0-9_]*\)".*/\1/p' "$here/targets/mod.rs"
 }
 
 known() {

@@ -26,12 +26,14 @@ mod framing;
 pub mod headers;
 pub mod request;
 pub mod response;
+pub mod underscore;
 pub mod writer;
 
 pub use chunked::{ChunkedDecoder, ChunkedProgress};
 pub use error::{reason_phrase, ChunkedFault, HttpError, ResponseFault};
 pub use request::{parse_request, HeadLimits, RequestHead, MAX_HEADERS_CAP};
 pub use response::{parse_response, ResponseHead};
+pub use underscore::UnderscorePolicy;
 
 /// The span of `part`, a sub-slice of `buf` handed back by httparse.
 ///
