@@ -124,6 +124,49 @@ fn kill_one_target_under_load(driver: &str, round: usize) {
 }
 
 driver_tests! {
+    fn a_composite_call_whose_target_dies_before_answering_is_replayed(driver: &str) {
+        // The gateway's own calls (`proxy::call`) share the proxied path's attempt loop, and
+        // with it the replay of an idempotent request whose target closed before answering:
+        // one of two targets reads each request and closes, and `retry.on` leaves resets out.
+        let dying = Upstream::start("dying", Behavior::Dying);
+        let alive = Upstream::start(
+            "alive",
+            Behavior::Respond {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: br#"{"id":7}"#.to_vec(),
+            },
+        );
+        let retry = "balance = \"round_robin\"\n\
+                     retry = { attempts = 2, on = [\"connect_error\"], budget_percent = 100 }";
+        let gw = GatewayConfig::new(driver)
+            .workers(1)
+            .upstream_raw(&group("g", &[dying.addr(), alive.addr()], retry))
+            .tables(
+                "[composites.one]\n\
+                 [[composites.one.calls]]\n\
+                 name = \"item\"\n\
+                 upstream = \"g\"\n\
+                 path = \"/items/{id}\"\n",
+            )
+            .routes(
+                "[[routes]]\nname = \"c\"\nmatch = { path = \"/c/{id}\" }\ncompose = \"one\"\n",
+            )
+            .start();
+        let mut raw = Raw::connect(gw.addr());
+        for i in 0..10 {
+            raw.send(client::get_req(&format!("/c/{i}")));
+            let r = raw.read_response();
+            assert_eq!(r.status, 200, "composite {i}: {}", r.text());
+            assert!(r.text().contains("\"id\":7"), "composite {i}: {}", r.text());
+        }
+        // Round robin sent some calls to the dying target first: each was replayed.
+        assert!(traffic(&dying) >= 1, "the dying target got no call");
+        assert!(traffic(&alive) >= 10);
+    }
+}
+
+driver_tests! {
     fn killing_one_of_three_targets_under_load_fails_no_get(driver: &str) {
         // Each round kills a target under load; one round alone caught the race this guards
         // against (a GET lost with its dying target) only now and then.

@@ -122,6 +122,7 @@ fn check_forwarded(data: &[u8], head: &RequestHead, headers: &[HeaderSpan]) {
         policy_strip: &[],
         hidden_credential: None,
         policy_fields: b"",
+        edits: None,
     };
     let mut out = Vec::new();
     write_upstream_request(&mut out, data, head, headers, &fwd);

@@ -111,6 +111,7 @@ pub fn run(data: &[u8]) {
         peer: std::net::IpAddr::from([127, 0, 0, 1]),
         trusted_proxies: &[],
         route: &route.name,
+        path_params: None,
     };
     let mut identity = Identity::default();
     let mut fields = Vec::new();

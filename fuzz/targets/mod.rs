@@ -15,9 +15,14 @@
 mod chunked;
 mod config;
 mod cookie;
+mod h2;
 mod head;
+mod json;
 mod jwt;
+mod openapi;
 mod path;
+mod template;
+mod validate;
 
 /// A named fuzz target.
 pub struct Target {
@@ -52,6 +57,26 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "jwt",
         run: jwt::run,
+    },
+    Target {
+        name: "json",
+        run: json::run,
+    },
+    Target {
+        name: "template",
+        run: template::run,
+    },
+    Target {
+        name: "validate",
+        run: validate::run,
+    },
+    Target {
+        name: "openapi",
+        run: openapi::run,
+    },
+    Target {
+        name: "h2",
+        run: h2::run,
     },
 ];
 

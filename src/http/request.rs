@@ -200,17 +200,25 @@ fn request_framing(
 
 /// Methods are case-sensitive tokens (RFC 9110 §9.1).
 fn classify_method(m: &[u8]) -> Method {
-    match m {
-        b"GET" => Method::Get,
-        b"HEAD" => Method::Head,
-        b"POST" => Method::Post,
-        b"PUT" => Method::Put,
-        b"DELETE" => Method::Delete,
-        b"OPTIONS" => Method::Options,
-        b"PATCH" => Method::Patch,
-        b"TRACE" => Method::Trace,
-        b"CONNECT" => Method::Connect,
-        _ => Method::Other,
+    Method::from_token(m)
+}
+
+impl Method {
+    /// The method a request-line token names (case-sensitive, RFC 9110 §9.1); any other
+    /// token is [`Method::Other`].
+    pub fn from_token(m: &[u8]) -> Method {
+        match m {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"OPTIONS" => Method::Options,
+            b"PATCH" => Method::Patch,
+            b"TRACE" => Method::Trace,
+            b"CONNECT" => Method::Connect,
+            _ => Method::Other,
+        }
     }
 }
 

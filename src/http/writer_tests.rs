@@ -26,6 +26,7 @@ fn fwd() -> ForwardInfo<'static> {
         policy_strip: &[],
         hidden_credential: None,
         policy_fields: b"",
+        edits: None,
     }
 }
 
@@ -70,6 +71,7 @@ fn downstream(raw: &[u8], method: Method, client: Version, keep_alive: bool) -> 
         keep_alive,
         request_id: b"rid-2",
         extra_headers: b"",
+        edits: None,
     };
     let mut out = Vec::new();
     write_downstream_response(&mut out, raw, &head, &headers, &info);

@@ -6,9 +6,11 @@
 //! (one hash lookup per map, fixed-size HDR counts).
 
 use std::cell::{Cell, RefCell};
+use std::time::Duration;
 
 use ahash::AHashMap;
 
+use super::composite::CompositeStats;
 use super::delta::{MetricsDelta, RouteDelta, UpstreamDelta};
 use super::histogram::LatencyHistogram;
 use super::record::{
@@ -83,6 +85,9 @@ impl UpstreamStats {
     }
 }
 
+/// (composite, call) names; the composite's own entry has an empty call name.
+type CompositeKey = (Box<str>, Box<str>);
+
 /// Per-worker recorder: counters, gauges and HDR histograms per route and upstream.
 ///
 /// Names are kept for the worker's life, so a route removed by a reload keeps its (idle)
@@ -102,6 +107,9 @@ pub struct WorkerMetrics {
     tls_handshakes: [[Cell<u64>; 2]; TlsVersion::ALL.len()],
     /// By [`TlsSide::index`], then [`TlsFailure::index`].
     tls_failures: [[Cell<u64>; TlsFailure::ALL.len()]; TlsSide::ALL.len()],
+    /// By (composite, call); the composite's own entry has an empty call name.
+    composites: RefCell<AHashMap<CompositeKey, CompositeStats>>,
+    protocols: super::protocol::ProtocolRecorder,
 }
 
 impl WorkerMetrics {
@@ -119,6 +127,8 @@ impl WorkerMetrics {
             policies: RefCell::new(AHashMap::new()),
             tls_handshakes: Default::default(),
             tls_failures: Default::default(),
+            composites: RefCell::new(AHashMap::new()),
+            protocols: Default::default(),
         }
     }
 
@@ -148,6 +158,28 @@ impl WorkerMetrics {
                 stats.record(r);
                 upstreams.insert(name.into(), stats);
             }
+        }
+    }
+
+    /// One request the gateway sent on its own behalf (`proxy::call`) to group `name`:
+    /// counted and timed with the group's traffic, not under any route.
+    pub fn record_upstream_call(&self, name: &str, status: u16, duration: Duration) {
+        let record = RequestRecord {
+            route: "",
+            upstream: Some(name),
+            status,
+            duration,
+            upstream_duration: Some(duration),
+            bytes_in: 0,
+            bytes_out: 0,
+        };
+        let mut upstreams = self.upstreams.borrow_mut();
+        if let Some(stats) = upstreams.get_mut(name) {
+            stats.record(&record);
+        } else {
+            let mut stats = UpstreamStats::default();
+            stats.record(&record);
+            upstreams.insert(name.into(), stats);
         }
     }
 
@@ -209,6 +241,29 @@ impl WorkerMetrics {
         }
     }
 
+    /// One composite request (`call` `None`) or one of its calls, with its outcome label,
+    /// its latency if it ran, and (for the composite) its root-merge key collisions.
+    pub fn record_composite(
+        &self,
+        composite: &str,
+        call: Option<&str>,
+        outcome: &'static str,
+        took: Option<Duration>,
+        collisions: u32,
+    ) {
+        let mut map = self.composites.borrow_mut();
+        let call = call.unwrap_or_default();
+        let key = (Box::from(composite), Box::from(call));
+        map.entry(key)
+            .or_default()
+            .record(outcome, took, collisions);
+    }
+
+    /// Counters by protocol (requests by client protocol, HTTP/2 streams, resets, GOAWAYs).
+    pub fn protocols(&self) -> &super::protocol::ProtocolRecorder {
+        &self.protocols
+    }
+
     /// Connections open now.
     pub fn connections_open(&self) -> u64 {
         self.connections_open.get()
@@ -252,6 +307,14 @@ impl WorkerMetrics {
                 .collect(),
             tls_handshakes: take_counts(&self.tls_handshakes),
             tls_failures: take_counts(&self.tls_failures),
+            composites: self
+                .composites
+                .borrow_mut()
+                .iter_mut()
+                .filter(|(_, s)| !s.is_idle())
+                .map(|((c, call), s)| ((c.to_string(), call.to_string()), std::mem::take(s)))
+                .collect(),
+            protocols: self.protocols.take(),
         }
     }
 }

@@ -18,6 +18,7 @@
 //! (even when the request's future is dropped by the total deadline), and its outcome feeds
 //! the target's passive health and latency EWMA.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::connection::{find_header, ClientConn};
@@ -71,6 +72,16 @@ impl<'a> Attempt<'a> {
             head_after: None,
             done: false,
         }
+    }
+
+    /// The target this attempt went to.
+    pub(super) fn addr(&self) -> SocketAddr {
+        self.picked.addr
+    }
+
+    /// Marks the moment the response head arrived (the latency the balancer learns from).
+    pub(super) fn answered(&mut self) {
+        self.head_after = Some(self.started.elapsed());
     }
 
     /// Ends the attempt: `Some(true)` success, `Some(false)` the upstream failed, `None`
@@ -128,27 +139,23 @@ impl ClientConn {
         upstream: &'c Upstream,
         plan: Plan,
     ) -> Result<(UpstreamConn, ResponseHead, Attempt<'c>), ProxyError> {
-        let groups = ctx.upstreams();
-        let mut tried = Tried::default();
-        let mut retries = 0u32;
-        let mut replayed = false;
+        let mut attempts = Attempts::new(ctx.upstreams(), plan.id, upstream, plan.hash);
+        attempts.retryable = plan.retryable;
+        attempts.replayable = plan.replayable;
         loop {
-            // One clock read for the pick and the attempt's start.
-            let now = Instant::now();
-            let picked = groups
-                .pick(plan.id, upstream, plan.hash, tried, now)
-                .map_err(refused)?;
-            tried.add(picked.index);
-            self.exchange.target = Some(picked.addr);
-            let mut attempt = Attempt::new(groups, plan.id, upstream, picked, now);
+            let mut attempt = attempts.start().map_err(refused)?;
+            let addr = attempt.addr();
+            self.exchange.target = Some(addr);
             let result = self
-                .attempt_once(ctx, snapshot, head, upstream, picked.addr, plan)
+                .attempt_once(ctx, snapshot, head, upstream, addr, plan)
                 .await;
+            // The request's bytes are still in `out` unless its body was streamed.
+            let in_hand = !self.out.is_empty();
             let failure = match result {
                 Ok((conn, response)) => {
-                    attempt.head_after = Some(attempt.started.elapsed());
+                    attempt.answered();
                     let failure = Failure::Status(response.status);
-                    if !self.may_retry(groups, upstream, plan, failure, retries) {
+                    if !attempts.take_retry(failure, in_hand) {
                         return Ok((conn, response, attempt));
                     }
                     attempt.finish(Some(false));
@@ -157,64 +164,135 @@ impl ClientConn {
                 Err(e) => {
                     attempt.finish(e.upstream_failed().map(|failed| !failed));
                     match e.retry_failure() {
-                        Some(f) if self.may_retry(groups, upstream, plan, f, retries) => f,
-                        Some(Failure::Reset) if !replayed && self.may_replay(plan) => {
-                            replayed = true;
-                            log::debug!(
-                                "{}: {} closed before answering, replayed on another target",
-                                upstream.name,
-                                picked.addr
-                            );
+                        Some(f) if attempts.take_retry(f, in_hand) => f,
+                        Some(f) if attempts.take_replay(f, in_hand) => {
+                            attempts.replayed(addr);
                             continue;
                         }
                         _ => return Err(e),
                     }
                 }
             };
-            retries += 1;
-            log::debug!(
-                "{}: {failure:?} from {}, retry {retries}",
-                upstream.name,
-                picked.addr
-            );
-            monoio::time::sleep(groups.backoff(upstream, retries)).await;
+            attempts.back_off(failure, addr).await;
+        }
+    }
+}
+
+/// The attempts of one request on one group: the targets tried, the retries taken, and
+/// whether another is allowed. Proxied requests and the gateway's own calls
+/// (`proxy::call`) run their attempt loops on it, so both follow one retry policy.
+pub(super) struct Attempts<'c> {
+    groups: &'c Groups,
+    id: UpstreamId,
+    upstream: &'c Upstream,
+    hash: Option<u64>,
+    /// A failure after the request was sent may be retried (idempotent, or opted in);
+    /// connect errors are retried either way.
+    pub(super) retryable: bool,
+    /// The request may be sent again whatever `retry` says about resets: it is idempotent
+    /// (see [`Attempts::take_replay`]).
+    pub(super) replayable: bool,
+    /// The one replay after a target died was taken.
+    replay_taken: bool,
+    tried: Tried,
+    retries: u32,
+}
+
+impl<'c> Attempts<'c> {
+    /// No attempt made yet; failures after sending are not retried until `retryable` is set.
+    pub(super) fn new(
+        groups: &'c Groups,
+        id: UpstreamId,
+        upstream: &'c Upstream,
+        hash: Option<u64>,
+    ) -> Self {
+        Self {
+            groups,
+            id,
+            upstream,
+            hash,
+            retryable: false,
+            replayable: false,
+            replay_taken: false,
+            tried: Tried::default(),
+            retries: 0,
         }
     }
 
-    /// Whether a request whose target closed or reset the connection before any byte of a
-    /// response is replayed on another target, whatever the group's `retry` says.
-    ///
-    /// The target died with the request in flight (a restart, a crash, a kill): nothing of
-    /// the response exists, so for a request that may be replayed (idempotent, body in
-    /// hand) the client must not see the death. This is the cross-target counterpart of
-    /// the replay on a fresh connection in `attempt_once`, and covers what that one cannot:
-    /// a fresh connection that the dying target's kernel accepted into its backlog and
-    /// then reset, and a stale pooled connection whose replay to the same target met the
-    /// same fate. Once per request, without backoff (the target is gone, not overloaded),
-    /// and outside `attempts` and the budget, like the stale-connection replay.
-    fn may_replay(&self, plan: Plan) -> bool {
-        plan.replayable && !self.out.is_empty()
+    /// Picks a target (one not tried yet, if any is available) and starts an attempt on it.
+    pub(super) fn start(&mut self) -> Result<Attempt<'c>, Refusal> {
+        // One clock read for the pick and the attempt's start.
+        let now = Instant::now();
+        let picked = self
+            .groups
+            .pick(self.id, self.upstream, self.hash, self.tried, now)?;
+        self.tried.add(picked.index);
+        Ok(Attempt::new(
+            self.groups,
+            self.id,
+            self.upstream,
+            picked,
+            now,
+        ))
     }
 
-    /// Whether `failure` after `retries` retries gets another attempt (takes from the budget).
-    fn may_retry(
-        &self,
-        groups: &Groups,
-        upstream: &Upstream,
-        plan: Plan,
-        failure: Failure,
-        retries: u32,
-    ) -> bool {
-        let policy = &upstream.retry;
-        if retries + 1 >= policy.attempts || !policy.retries_on(failure) || self.out.is_empty() {
+    /// Whether `failure` gets another attempt: the group's policy names it, the attempt cap
+    /// is not reached, the request can be sent again (`in_hand`, and `retryable` unless
+    /// nothing was sent), and the worker's retry budget has one left (which this takes).
+    pub(super) fn take_retry(&self, failure: Failure, in_hand: bool) -> bool {
+        let policy = &self.upstream.retry;
+        if self.retries + 1 >= policy.attempts || !policy.retries_on(failure) || !in_hand {
             return false;
         }
         // A connect error sent nothing: the request is intact whatever its method or body.
         let replay = match failure {
             Failure::ConnectError => true,
-            _ => plan.retryable,
+            _ => self.retryable,
         };
-        replay && groups.try_retry(plan.id, upstream, Instant::now())
+        replay
+            && self
+                .groups
+                .try_retry(self.id, self.upstream, Instant::now())
+    }
+
+    /// Whether a request whose target closed or reset the connection before any byte of a
+    /// response is sent once more on another target, whatever the group's `retry` says.
+    ///
+    /// The target died with the request in flight (a restart, a crash, a kill): nothing of
+    /// the response exists, so for a request that may be replayed (`replayable`: idempotent,
+    /// and `in_hand`) the client must not see the death. This is the cross-target
+    /// counterpart of the replay of a stale pooled connection on a fresh one, and covers
+    /// what that one cannot: a fresh connection that the dying target's kernel accepted
+    /// into its backlog and then reset, and a stale connection's replay to the same target
+    /// that met the same fate. Once per request, without backoff (the target is gone, not
+    /// overloaded), and outside `attempts` and the retry budget. Asked after
+    /// [`Attempts::take_retry`] refused, so a `retry.on` that names resets keeps its cap.
+    pub(super) fn take_replay(&mut self, failure: Failure, in_hand: bool) -> bool {
+        if failure != Failure::Reset || !self.replayable || !in_hand || self.replay_taken {
+            return false;
+        }
+        self.replay_taken = true;
+        true
+    }
+
+    /// Logs the replay [`Attempts::take_replay`] allowed (it waits no backoff).
+    pub(super) fn replayed(&self, from: SocketAddr) {
+        log::debug!(
+            "{}: {from} closed before answering, replayed on another target",
+            self.upstream.name
+        );
+    }
+
+    /// Counts the retry [`Attempts::take_retry`] allowed and waits its backoff.
+    pub(super) async fn back_off(&mut self, failure: Failure, from: SocketAddr) {
+        self.retries += 1;
+        log::debug!(
+            "{}: {failure:?} from {from}, retry {}",
+            self.upstream.name,
+            self.retries
+        );
+        let pause = self.groups.backoff(self.upstream, self.retries);
+        monoio::time::sleep(pause).await;
     }
 }
 

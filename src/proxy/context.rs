@@ -48,6 +48,7 @@ pub struct WorkerContext {
     policies: PolicyState,
     limits_link: WorkerLink,
     idle_clock: Rc<IdleClock>,
+    h2_pool: Rc<crate::http2::pool::H2Pool>,
 }
 
 impl WorkerContext {
@@ -78,7 +79,30 @@ impl WorkerContext {
             policies: PolicyState::new(id, workers, verifier),
             limits_link,
             idle_clock: Rc::new(IdleClock::default()),
+            h2_pool: Rc::default(),
         }
+    }
+
+    /// A worker context on its own, for unit tests that run pieces of the pipeline on a
+    /// runtime of their own: no rate-limit coordinator and no access log behind it, one
+    /// verifier thread.
+    #[cfg(test)]
+    pub(crate) fn for_tests(snapshot: Snapshot) -> Rc<Self> {
+        let shared = Arc::new(ArcSwap::from_pointee(snapshot));
+        let link = WorkerLink {
+            reports: crossbeam_channel::bounded(1).0,
+            updates: flume::bounded(1).1,
+        };
+        let verifiers = crate::policy::VerifierPool::start(1, 1).expect("verifier thread");
+        Rc::new(Self::new(
+            0,
+            shared,
+            Drain::new(),
+            None,
+            link,
+            1,
+            verifiers.verifier(),
+        ))
     }
 
     /// The worker's policy caches and decision counters.
@@ -110,6 +134,11 @@ impl WorkerContext {
     /// The idle deadlines of the worker's parked connections.
     pub(super) fn idle_clock(&self) -> &Rc<IdleClock> {
         &self.idle_clock
+    }
+
+    /// The worker's multiplexed HTTP/2 upstream connections.
+    pub fn h2_pool(&self) -> &Rc<crate::http2::pool::H2Pool> {
+        &self.h2_pool
     }
 
     /// The worker's keep-alive pool.

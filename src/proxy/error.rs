@@ -25,6 +25,9 @@ pub enum ProxyError {
     /// The request body exceeds `max_body_bytes`.
     #[error("request body too large")]
     BodyTooLarge,
+    /// A composite that forwards the client's body got a chunked one.
+    #[error("length required")]
+    LengthRequired,
     /// No route matches.
     #[error("no route")]
     NoRoute,
@@ -73,6 +76,9 @@ impl ProxyError {
             ProxyError::ClientTimeout => (408, "request timeout"),
             ProxyError::ClientGone(_) => return None,
             ProxyError::BodyTooLarge => (413, "request body too large"),
+            ProxyError::LengthRequired => {
+                (411, "length required: send the body with Content-Length")
+            }
             ProxyError::NoRoute => (404, "no route matches this request"),
             ProxyError::NoTarget => (503, "no upstream target available"),
             ProxyError::NoHealthyTarget(_) => {
@@ -92,12 +98,44 @@ impl ProxyError {
         })
     }
 
+    /// The stable name of this failure in a problem+json `type` (see `http::problem`).
+    pub fn problem_cause(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(e) => match e.status() {
+                413 => "body-too-large",
+                414 => "uri-too-long",
+                417 => "expectation-failed",
+                431 => "headers-too-large",
+                501 => "not-implemented",
+                505 => "version-not-supported",
+                _ => "malformed-request",
+            },
+            ProxyError::BadTarget => "invalid-target",
+            ProxyError::ClientTimeout => "request-timeout",
+            ProxyError::ClientGone(_) => "client-gone",
+            ProxyError::BodyTooLarge => "body-too-large",
+            ProxyError::LengthRequired => "length-required",
+            ProxyError::NoRoute => "no-route",
+            ProxyError::NoTarget => "no-upstream-target",
+            ProxyError::NoHealthyTarget(_) | ProxyError::Unavailable(_) => "no-healthy-upstream",
+            ProxyError::BreakerOpen(_) => "circuit-open",
+            ProxyError::Connect(_) => "upstream-connect-failed",
+            ProxyError::ConnectTimeout => "upstream-connect-timeout",
+            ProxyError::UpstreamTimeout => "upstream-timeout",
+            ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => "upstream-closed",
+            ProxyError::UpstreamProtocol(_) | ProxyError::UnexpectedUpgrade => {
+                "upstream-invalid-response"
+            }
+        }
+    }
+
     /// The cause class counted in the metrics.
     pub fn cause(&self) -> ErrorCause {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::BadTarget | ProxyError::BodyTooLarge => {
-                ErrorCause::BadRequest
-            }
+            ProxyError::BadRequest(_)
+            | ProxyError::BadTarget
+            | ProxyError::BodyTooLarge
+            | ProxyError::LengthRequired => ErrorCause::BadRequest,
             ProxyError::ClientTimeout => ErrorCause::ClientTimeout,
             ProxyError::ClientGone(_) => ErrorCause::ClientGone,
             ProxyError::NoRoute => ErrorCause::NoRoute,

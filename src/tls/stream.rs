@@ -87,6 +87,14 @@ where
         self.flush_tls().await
     }
 
+    /// Takes the connection apart after the handshake: the socket, the session, and the TLS
+    /// bytes already read but not yet processed (a client's first flight after `Finished`),
+    /// for an HTTP/2 connection that does its TLS in its own adapter.
+    pub fn into_parts(self) -> (TcpStream, C, Vec<u8>) {
+        let leftover = self.incoming.get(self.pos..).unwrap_or_default().to_vec();
+        (self.io, self.session, leftover)
+    }
+
     /// Whether TLS bytes already read are waiting for rustls (the socket may stay quiet
     /// while the next request is already here).
     pub fn has_buffered_input(&self) -> bool {
@@ -201,14 +209,8 @@ where
     C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
     SD: SideData,
 {
-    #[allow(unsafe_code)]
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: `IoBuf` (an unsafe trait) guarantees that `read_ptr` points to
-        // `bytes_init` initialized bytes that stay valid while `buf` is alive and unmoved;
-        // `buf` is owned by this function and outlives `data`, which is dropped before `buf`
-        // is returned. monoio offers no safe view of a generic `IoBuf`.
-        let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let result = self.write_plain(data).await;
+        let result = self.write_plain(crate::io_buf::io_buf_bytes(&buf)).await;
         (result, buf)
     }
 

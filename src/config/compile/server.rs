@@ -80,6 +80,9 @@ pub(super) fn compile(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
             Some(RawUnderscores::Pass) => UnderscorePolicy::Pass,
             Some(RawUnderscores::Refuse) => UnderscorePolicy::Refuse,
         },
+        errors: super::errors::format(cx, "server.errors", raw.errors.as_ref()).unwrap_or_default(),
+        h2c: raw.h2c.as_ref().is_some_and(|b| *b.get_ref()),
+        http2: super::http2::server(cx, raw.http2.as_ref()),
     }
 }
 
