@@ -138,6 +138,8 @@ pub struct RawServer {
     pub timeouts: Option<RawServerTimeouts>,
     /// Proxies whose `X-Forwarded-For` is believed (CIDR ranges or addresses).
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// Request header names with `_`.
+    pub underscores_in_headers: Option<RawUnderscores>,
     /// `[[server.tls]]`: TLS listeners.
     #[serde(default)]
     pub tls: Vec<RawTlsListener>,
@@ -260,6 +262,18 @@ pub enum RawWorkers {
     Auto,
     /// A count, range-checked in `compile`.
     Count(i64),
+}
+
+/// `underscores_in_headers = "drop" | "pass" | "refuse"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, DeriveDeserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawUnderscores {
+    /// Ignore such fields.
+    Drop,
+    /// Keep them.
+    Pass,
+    /// Answer 400.
+    Refuse,
 }
 
 /// `driver = "auto" | "io_uring" | "legacy"`.

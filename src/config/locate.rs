@@ -15,7 +15,11 @@ use super::{line_at, Problem};
 
 /// The problem a deserialization error describes, with its key path where it can be found.
 pub fn toml_problem(text: &str, err: &toml::de::Error) -> Problem {
-    let message = err.message().trim().to_string();
+    let mut message = err.message().trim().to_string();
+    if message.is_empty() {
+        // toml has no words for some syntax errors (a control character in a comment).
+        message = "invalid TOML syntax".to_string();
+    }
     let Some(span) = err.span() else {
         return Problem {
             key: String::new(),
@@ -176,6 +180,14 @@ mod tests {
     fn problem(text: &str) -> Problem {
         let err = toml::from_str::<Doc>(text).expect_err("invalid on purpose");
         toml_problem(text, &err)
+    }
+
+    #[test]
+    fn a_syntax_error_without_words_still_says_what_is_wrong() {
+        // Found by fuzzing: toml reports a NUL in a comment with an empty message.
+        let p = problem("[a]\ns = \"x\"\n# a comment\0\n");
+        assert_eq!(p.line, Some(3));
+        assert_eq!(p.message, "invalid TOML syntax");
     }
 
     #[test]

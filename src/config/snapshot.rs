@@ -130,6 +130,8 @@ pub struct ServerSettings {
     pub timeouts: ServerTimeouts,
     /// Proxies whose `X-Forwarded-For` is believed when they are the TCP peer.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// What happens to request header fields whose name contains `_`.
+    pub underscores_in_headers: crate::http::UnderscorePolicy,
     /// `errors`: the body format of the gateway's own 4xx/5xx answers (routes may override).
     pub errors: ErrorFormat,
     /// HTTP/2 with prior knowledge (h2c) on the plain listeners.

@@ -21,6 +21,9 @@ pub enum HttpError {
     /// A field name is not a token, or whitespace precedes the colon, or a line is folded.
     #[error("invalid header field name")]
     InvalidHeaderName,
+    /// A field name contains `_` and `underscores_in_headers = "refuse"`.
+    #[error("underscore in header field name")]
+    UnderscoreInHeaderName,
     /// A field value contains a control character.
     #[error("invalid header field value")]
     InvalidHeaderValue,
@@ -154,6 +157,7 @@ impl HttpError {
             | MalformedHead
             | BareLineFeed
             | InvalidHeaderName
+            | UnderscoreInHeaderName
             | InvalidHeaderValue
             | MissingHost
             | MultipleHost

@@ -28,6 +28,7 @@ pub mod headers;
 pub mod problem;
 pub mod request;
 pub mod response;
+pub mod underscore;
 pub mod writer;
 
 pub use chunked::{ChunkedDecoder, ChunkedProgress};
@@ -35,6 +36,7 @@ pub use edits::HeadEdits;
 pub use error::{reason_phrase, ChunkedFault, HttpError, ResponseFault};
 pub use request::{parse_request, HeadLimits, RequestHead, MAX_HEADERS_CAP};
 pub use response::{parse_response, ResponseHead};
+pub use underscore::UnderscorePolicy;
 
 /// The span of `part`, a sub-slice of `buf` handed back by httparse.
 ///

@@ -68,7 +68,13 @@ pub fn parse_request(
     let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return incomplete(buf, limits),
-        Err(httparse::Error::Version) => return version_error(buf, limits),
+        Err(httparse::Error::Version) => {
+            return match higher_minor_version(buf) {
+                Some((digit, true)) => parse_as_http11(buf, digit, limits, headers),
+                Some((_, false)) => incomplete(buf, limits),
+                None => version_error(buf, limits),
+            };
+        }
         Err(e) => return Err(syntax_error(e)),
     };
     if head_len > limits.max_head_bytes || u32::try_from(head_len).is_err() {
@@ -239,6 +245,51 @@ fn partial_target_len(buf: &[u8]) -> usize {
         .iter()
         .position(|&b| b == b' ' || b == b'\r' || b == b'\n')
         .unwrap_or(target.len())
+}
+
+/// The offset of the minor digit of a request line's `HTTP/1.2` to `HTTP/1.9`: versions a
+/// recipient processes as the highest minor version it implements (RFC 9110 §2.5), where
+/// httparse knows only `HTTP/1.0` and `HTTP/1.1`; with whether the request line is complete.
+/// `None` for anything else.
+fn higher_minor_version(buf: &[u8]) -> Option<(usize, bool)> {
+    let start = buf.len() - trim_leading_newlines(buf).len();
+    let rest = buf.get(start..)?;
+    let (line, complete) = match rest.iter().position(|&b| b == b'\n') {
+        Some(lf) => (rest.get(..lf)?, true),
+        None => (rest, false),
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let token_start = line.iter().rposition(|&b| b == b' ')? + 1;
+    match line.get(token_start..)? {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => {
+            Some((start + token_start + 7, complete))
+        }
+        _ => None,
+    }
+}
+
+/// Parses a head whose request line says `HTTP/1.2` to `HTTP/1.9` as HTTP/1.1. The head is
+/// copied with the minor digit replaced (this path is rare, so the copy's allocation does not
+/// matter); the copy has the same length, so its spans are the original's.
+fn parse_as_http11(
+    buf: &[u8],
+    digit: usize,
+    limits: &HeadLimits,
+    headers: &mut Vec<HeaderSpan>,
+) -> Result<Option<RequestHead>, HttpError> {
+    let mut copy = buf
+        .get(..buf.len().min(limits.max_head_bytes.max(digit + 1)))
+        .unwrap_or_default()
+        .to_vec();
+    match copy.get_mut(digit) {
+        Some(minor) => *minor = b'1',
+        None => return Err(HttpError::MalformedHead),
+    }
+    match parse_request(&copy, limits, headers)? {
+        Some(head) => Ok(Some(head)),
+        // The copy was cut at the head limit: the head is only complete if it fits.
+        None => incomplete(buf, limits),
+    }
 }
 
 /// httparse only knows HTTP/1.x: tell a well-formed other version (505) from garbage (400),

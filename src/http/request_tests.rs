@@ -287,7 +287,7 @@ fn rejects_transfer_encoding_on_http10() {
 
 #[test]
 fn rejects_other_http_versions_with_505() {
-    for v in ["HTTP/2.0", "HTTP/0.9", "HTTP/1.2", "HTTP/3.0"] {
+    for v in ["HTTP/2.0", "HTTP/0.9", "HTTP/3.0", "HTTP/2.1"] {
         let raw = format!("GET / {v}\r\nHost: a\r\n\r\n");
         assert_eq!(err(raw.as_bytes()), HttpError::VersionNotSupported, "{v}");
     }
@@ -384,4 +384,28 @@ fn stops_at_the_head_of_pipelined_requests() {
     let mut raw = first.to_vec();
     raw.extend_from_slice(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(ok(&raw).head_len, first.len());
+}
+
+#[test]
+fn higher_minor_versions_of_http1_are_processed_as_http11() {
+    // RFC 9110 §2.5: a higher minor version of a known major version.
+    for minor in 2..=9 {
+        let raw = format!("POST /a HTTP/1.{minor}\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi");
+        let mut headers = Vec::new();
+        let head = parse_request(raw.as_bytes(), &LIMITS, &mut headers)
+            .unwrap_or_else(|e| panic!("HTTP/1.{minor}: {e:?}"))
+            .expect("complete");
+        assert_eq!(head.version, Version::Http11);
+        assert_eq!(head.framing, BodyFraming::Length(2));
+        assert_eq!(head.target.of(raw.as_bytes()), b"/a");
+        assert_eq!(head.host.map(|h| h.of(raw.as_bytes())), Some(&b"h"[..]));
+        assert!(head.keep_alive);
+        assert_eq!(head.head_len, raw.len() - 2);
+    }
+    // The HTTP/1.1 rules hold: Host is required.
+    assert_eq!(err(b"GET / HTTP/1.5\r\n\r\n"), HttpError::MissingHost);
+    // An incomplete request line waits; two-digit minors are no version.
+    assert_eq!(parse(b"GET / HTTP/1.2"), Ok(None));
+    assert_eq!(parse(b"GET / HTTP/1.2\r\nHost: h\r\n"), Ok(None));
+    assert!(parse(b"GET / HTTP/1.10\r\nHost: h\r\n\r\n").is_err());
 }

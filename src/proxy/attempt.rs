@@ -10,6 +10,10 @@
 //! the upstream); the worker's retry budget has a retry left. Retries wait a jittered,
 //! growing backoff, and `timeouts.total` bounds every attempt and backoff together.
 //!
+//! Apart from `retry`: an idempotent request in hand whose target closes or resets the
+//! connection before any byte of a response is replayed once on another target (see
+//! [`ClientConn::may_replay`]), so that a target dying mid-flight costs the client nothing.
+//!
 //! Every attempt holds an [`Attempt`]: the target's in-flight count stays up until it ends
 //! (even when the request's future is dropped by the total deadline), and its outcome feeds
 //! the target's passive health and latency EWMA.
@@ -137,6 +141,7 @@ impl ClientConn {
     ) -> Result<(UpstreamConn, ResponseHead, Attempt<'c>), ProxyError> {
         let mut attempts = Attempts::new(ctx.upstreams(), plan.id, upstream, plan.hash);
         attempts.retryable = plan.retryable;
+        attempts.replayable = plan.replayable;
         loop {
             let mut attempt = attempts.start().map_err(refused)?;
             let addr = attempt.addr();
@@ -160,6 +165,10 @@ impl ClientConn {
                     attempt.finish(e.upstream_failed().map(|failed| !failed));
                     match e.retry_failure() {
                         Some(f) if attempts.take_retry(f, in_hand) => f,
+                        Some(f) if attempts.take_replay(f, in_hand) => {
+                            attempts.replayed(addr);
+                            continue;
+                        }
                         _ => return Err(e),
                     }
                 }
@@ -180,6 +189,11 @@ pub(super) struct Attempts<'c> {
     /// A failure after the request was sent may be retried (idempotent, or opted in);
     /// connect errors are retried either way.
     pub(super) retryable: bool,
+    /// The request may be sent again whatever `retry` says about resets: it is idempotent
+    /// (see [`Attempts::take_replay`]).
+    pub(super) replayable: bool,
+    /// The one replay after a target died was taken.
+    replay_taken: bool,
     tried: Tried,
     retries: u32,
 }
@@ -198,6 +212,8 @@ impl<'c> Attempts<'c> {
             upstream,
             hash,
             retryable: false,
+            replayable: false,
+            replay_taken: false,
             tried: Tried::default(),
             retries: 0,
         }
@@ -237,6 +253,34 @@ impl<'c> Attempts<'c> {
             && self
                 .groups
                 .try_retry(self.id, self.upstream, Instant::now())
+    }
+
+    /// Whether a request whose target closed or reset the connection before any byte of a
+    /// response is sent once more on another target, whatever the group's `retry` says.
+    ///
+    /// The target died with the request in flight (a restart, a crash, a kill): nothing of
+    /// the response exists, so for a request that may be replayed (`replayable`: idempotent,
+    /// and `in_hand`) the client must not see the death. This is the cross-target
+    /// counterpart of the replay of a stale pooled connection on a fresh one, and covers
+    /// what that one cannot: a fresh connection that the dying target's kernel accepted
+    /// into its backlog and then reset, and a stale connection's replay to the same target
+    /// that met the same fate. Once per request, without backoff (the target is gone, not
+    /// overloaded), and outside `attempts` and the retry budget. Asked after
+    /// [`Attempts::take_retry`] refused, so a `retry.on` that names resets keeps its cap.
+    pub(super) fn take_replay(&mut self, failure: Failure, in_hand: bool) -> bool {
+        if failure != Failure::Reset || !self.replayable || !in_hand || self.replay_taken {
+            return false;
+        }
+        self.replay_taken = true;
+        true
+    }
+
+    /// Logs the replay [`Attempts::take_replay`] allowed (it waits no backoff).
+    pub(super) fn replayed(&self, from: SocketAddr) {
+        log::debug!(
+            "{}: {from} closed before answering, replayed on another target",
+            self.upstream.name
+        );
     }
 
     /// Counts the retry [`Attempts::take_retry`] allowed and waits its backoff.

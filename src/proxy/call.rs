@@ -4,8 +4,9 @@
 //! A [`Call`] goes to an upstream group exactly like a proxied request does: the group's
 //! breaker admits it, the balancer picks among healthy, non-ejected targets, the worker's
 //! keep-alive pool supplies the connection, failures are retried on other targets by the
-//! group's `retry` policy and budget (the same [`Attempts`] loop as the proxied path), and
-//! each attempt's outcome feeds passive health, latency and the breaker. Unlike a proxied
+//! group's `retry` policy and budget (the same [`Attempts`] loop as the proxied path; an
+//! idempotent call whose target dies before answering is replayed once on another, as a
+//! proxied request is), and each attempt's outcome feeds passive health, latency and the breaker. Unlike a proxied
 //! request, the response is read whole into memory (bounded by [`Call::max_body`]).
 //!
 //! Hedging: with [`Call::hedge_after`], when the first attempt has not answered after that
@@ -271,6 +272,7 @@ async fn run(
 ) -> Result<CallResponse, Fault> {
     let mut attempts = Attempts::new(ctx.upstreams(), call.group, upstream, call.hash);
     attempts.retryable = call.idempotent;
+    attempts.replayable = call.idempotent;
     let mut hedge = call.hedge_after.filter(|_| call.idempotent);
     loop {
         let first = attempts.start().map_err(refused)?;
@@ -287,10 +289,13 @@ async fn run(
             },
         };
         // The request's bytes are kept for the whole call: always in hand.
-        if !attempts.take_retry(failure, true) {
+        if attempts.take_retry(failure, true) {
+            attempts.back_off(failure, from).await;
+        } else if attempts.take_replay(failure, true) {
+            attempts.replayed(from);
+        } else {
             return result;
         }
-        attempts.back_off(failure, from).await;
     }
 }
 

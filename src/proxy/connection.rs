@@ -18,7 +18,7 @@ use super::secure::TlsInfo;
 use super::stages::ResponseStages;
 use super::trace::{self, TraceContext};
 use crate::config::{ErrorFormat, ListenKey, Route, RouteAction, Snapshot};
-use crate::http::{parse_request, HeadLimits, HeaderSpan, RequestHead};
+use crate::http::{parse_request, underscore, HeadLimits, HeaderSpan, RequestHead};
 use crate::io_buf::ReadBuf;
 use crate::policy::api_key::remove_query_param;
 use crate::policy::{Checked, Denial, Identity, PathParams, RequestView};
@@ -354,6 +354,8 @@ impl ClientConn {
         let deadline = Instant::now() + timeouts.head_read;
         loop {
             if let Some(head) = parse_request(self.input.data(), &limits, &mut self.headers)? {
+                let underscores = snapshot.server.underscores_in_headers;
+                underscore::apply(underscores, self.input.data(), &mut self.headers)?;
                 return Ok(Arrival::Head(head));
             }
             let read = self.input.fill(&mut self.stream, limits.max_head_bytes);

@@ -179,7 +179,10 @@ impl ClientConn {
     ) -> Result<(UpstreamConn, ResponseHead), ProxyError> {
         let mut conn = self.send_head(ctx, upstream, addr, plan.replayable).await?;
         if !plan.body_in_hand {
-            self.send_body(&mut conn, snapshot, upstream, head).await?;
+            if let Err(e) = self.send_body(&mut conn, snapshot, upstream, head).await {
+                let response = self.early_answer(&mut conn, upstream, head, e).await?;
+                return Ok((conn, response));
+            }
         }
         match self.read_response_head(&mut conn, upstream, head).await {
             Ok(response) => Ok((conn, response)),
@@ -193,6 +196,31 @@ impl ClientConn {
         }
     }
 
+    /// The response of an upstream that stopped taking the request body: it may have
+    /// answered before the body was through (`413` for a body too large for it, `401` for
+    /// a missing credential), which the client gets instead of a 502. The rest of the body
+    /// is never sent, so neither connection can carry another request: the upstream one is
+    /// not pooled, and the client one closes after the answer, lingering so that the
+    /// client, still uploading, reads it. Without such an answer, the send's error stands.
+    async fn early_answer(
+        &mut self,
+        conn: &mut UpstreamConn,
+        upstream: &Upstream,
+        head: &RequestHead,
+        error: ProxyError,
+    ) -> Result<ResponseHead, ProxyError> {
+        if !matches!(error, ProxyError::UpstreamIo(_)) {
+            return Err(error);
+        }
+        match self.read_response_head(conn, upstream, head).await {
+            Ok(response) => {
+                self.linger = true;
+                Ok(response)
+            }
+            Err(_) => Err(error),
+        }
+    }
+
     /// Writes the upstream request head into `out`.
     fn write_upstream_head(
         &mut self,
@@ -202,9 +230,8 @@ impl ClientConn {
         policies: &Chain,
     ) {
         let data = self.input.data();
-        let client_host = head.host.map(|h| h.of(data)).unwrap_or_default();
         let host = match &action.host {
-            HostPolicy::Preserve => client_host,
+            HostPolicy::Preserve => preserved_host(data, head, snapshot, self.exchange.group),
             HostPolicy::Rewrite(host) => host.as_bytes(),
         };
         // Every forwarded request has a trace (assigned with the request id); the fallback
@@ -511,7 +538,9 @@ impl ClientConn {
         observer: &mut O,
     ) -> Result<Next, ProxyError> {
         let dechunk = must_dechunk(&response, head.version);
+        // `linger`: the request body was cut short by an early answer (see `early_answer`).
         let keep_alive = head.keep_alive
+            && !self.linger
             && !dechunk
             && response.framing != ResponseFraming::UntilClose
             && !ctx.drain().is_draining();
@@ -562,7 +591,7 @@ impl ClientConn {
                 .relay_response_body(&mut conn, snapshot, upstream, end, dechunk, observer)
                 .await?;
         }
-        if response.keep_alive && response.framing != ResponseFraming::UntilClose {
+        if response.keep_alive && response.framing != ResponseFraming::UntilClose && !self.linger {
             conn.buf.shrink_to(crate::upstream::UPSTREAM_BUF);
             ctx.pool().checkin(conn, &upstream.pool);
         }
@@ -632,6 +661,28 @@ async fn read_small_body(
         }
     }
     Ok(())
+}
+
+/// The `Host` a route that preserves it sends: the client's `Host`, else the authority of an
+/// absolute-form target, else (an HTTP/1.0 request without either) the upstream group's
+/// name, as Nginx sends its upstream's name: never an empty `Host`.
+fn preserved_host<'a>(
+    data: &'a [u8],
+    head: &RequestHead,
+    snapshot: &'a Snapshot,
+    group: Option<UpstreamId>,
+) -> &'a [u8] {
+    if let Some(host) = head.host {
+        return host.of(data);
+    }
+    let authority = crate::router::normalize::split_target(head.target.of(data))
+        .ok()
+        .and_then(|t| t.authority);
+    match (authority, group) {
+        (Some(authority), _) => authority,
+        (None, Some(id)) => snapshot.upstream(id).name.as_bytes(),
+        (None, None) => b"",
+    }
 }
 
 /// Opens a fresh connection to `addr`; a failed TLS handshake is counted by its cause.

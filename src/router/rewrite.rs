@@ -55,6 +55,10 @@ impl Rewrite {
     }
 
     /// Writes the rewritten path for `path` (which matched with `params`) into `out`.
+    ///
+    /// Where an empty `{*}` leaves two slashes side by side (`/a/{*}/b` with nothing
+    /// after the prefix), they are written as one: the result is `/a/b`, never `/a//b`,
+    /// which an upstream could read as an empty segment.
     pub fn apply(&self, path: &str, params: &Params, out: &mut String) {
         out.clear();
         for piece in &self.pieces {
@@ -63,7 +67,12 @@ impl Rewrite {
                 Piece::Param(i) => params.get(*i, path),
                 Piece::Rest => params.rest(path),
             };
-            out.push_str(text.unwrap_or_default());
+            let text = text.unwrap_or_default();
+            let text = match text.strip_prefix('/') {
+                Some(rest) if out.ends_with('/') => rest,
+                _ => text,
+            };
+            out.push_str(text);
         }
     }
 }
@@ -100,6 +109,9 @@ fn push_literal(pieces: &mut Vec<Piece>, text: &str, template: &str) -> Result<(
             "rewrite {template:?}: byte {:?} not allowed",
             char::from(b)
         ));
+    }
+    if text.contains("//") {
+        return Err(format!("rewrite {template:?}: empty segment (`//`)"));
     }
     for segment in text.split('/') {
         let mut out = String::new();
@@ -204,6 +216,25 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_rest_leaves_no_double_slash() {
+        let route = PathMatch::Prefix("/api".into());
+        let mut out = String::new();
+        let inner = Rewrite::parse("/internal/{*}/x", &route).unwrap();
+        inner.apply("/api", &params(&[], Some(4), "/api"), &mut out);
+        assert_eq!(out, "/internal/x");
+        inner.apply("/api/", &params(&[], Some(5), "/api/"), &mut out);
+        assert_eq!(out, "/internal/x");
+        inner.apply("/api/a/b", &params(&[], Some(5), "/api/a/b"), &mut out);
+        assert_eq!(out, "/internal/a/b/x");
+        let trailing = Rewrite::parse("/internal/{*}", &route).unwrap();
+        trailing.apply("/api", &params(&[], Some(4), "/api"), &mut out);
+        assert_eq!(out, "/internal/");
+        let only = Rewrite::parse("/{*}", &route).unwrap();
+        only.apply("/api", &params(&[], Some(4), "/api"), &mut out);
+        assert_eq!(out, "/");
+    }
+
+    #[test]
     fn rewrite_params_may_sit_inside_a_segment() {
         let route = PathMatch::Template("/u/{id}".into());
         let rw = Rewrite::parse("/user-{id}.json", &route).unwrap();
@@ -230,6 +261,7 @@ mod tests {
             "/x/../{id}",
             "/x y/{id}",
             "/x/%2e%2e/{*}",
+            "/x//{id}",
         ] {
             assert!(Rewrite::parse(bad, &route).is_err(), "{bad:?} accepted");
         }

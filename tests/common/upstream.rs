@@ -82,6 +82,14 @@ pub enum Behavior {
     StallMidBody,
     /// Reads the request and never answers (holds the connection until it is closed).
     NeverAnswer,
+    /// Reads each request and closes the connection without answering: a server being
+    /// killed, its workers gone while its listening socket still takes connections (see
+    /// [`Upstream::kill`]).
+    Dying,
+    /// Answers this status (with `connection: close`) as soon as the request head is in,
+    /// without reading the body, then closes: an upstream refusing an upload early (413,
+    /// 401). The request is recorded with a body length of 0.
+    EarlyAnswer(u16),
     /// Sends these bytes as they are (one or more interim 1xx heads, such as
     /// `HTTP/1.1 103 Early Hints`), flushes them, then echoes.
     InterimThenEcho(Vec<u8>),
@@ -379,6 +387,21 @@ impl Upstream {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+}
+
+impl Upstream {
+    /// Dies the way a server process killed with SIGTERM does: the connections it holds are
+    /// closed at once, requests in flight unanswered; for `dying` its listening socket still
+    /// completes connections (the kernel's backlog outlives the workers), each closed as
+    /// soon as its request arrives; then the socket goes and connects are refused.
+    pub fn kill(self, dying: Duration) {
+        self.set_behavior(Behavior::Dying);
+        for (stream, _) in lock(&self.shared.conns).iter() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        std::thread::sleep(dying);
+        drop(self);
     }
 }
 
@@ -699,6 +722,29 @@ fn serve(stream: TcpStream, shared: &Shared, conn: usize) -> io::Result<()> {
             return Ok(());
         };
         let has_body = !matches!(framing, Framing::None | Framing::Length(0));
+        if let Behavior::EarlyAnswer(status) = *lock(&shared.behavior) {
+            let mut reqs = lock(&shared.requests);
+            reqs.push(Recorded {
+                method: head.method.clone(),
+                target: head.target.clone(),
+                version: head.version,
+                headers: head.headers.clone(),
+                body_len: 0,
+                body_sum: String::new(),
+                conn,
+            });
+            shared.requests_changed.notify_all();
+            drop(reqs);
+            let body = format!("early {status}\n");
+            write!(
+                out,
+                "HTTP/1.1 {status} Early\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            out.flush()?;
+            let _ = reader.get_ref().shutdown(Shutdown::Write);
+            return Ok(());
+        }
         if has_body
             && head
                 .get("expect")
@@ -743,6 +789,10 @@ fn serve(stream: TcpStream, shared: &Shared, conn: usize) -> io::Result<()> {
             shared.name
         );
         match behavior {
+            Behavior::Dying | Behavior::EarlyAnswer(_) => {
+                let _ = reader.get_ref().shutdown(Shutdown::Both);
+                return Ok(());
+            }
             Behavior::DropNextAfter(n) if served_here > n => {
                 let _ = reader.get_ref().shutdown(Shutdown::Both);
                 return Ok(());

@@ -7,8 +7,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::Ctx;
-use crate::config::file::{RawDriver, RawServer, RawWorkers};
+use crate::config::file::{RawDriver, RawServer, RawUnderscores, RawWorkers};
 use crate::config::{DriverChoice, Limits, ServerSettings, ServerTimeouts, WorkerCount};
+use crate::http::UnderscorePolicy;
 
 /// `server.listen` when absent.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -74,6 +75,11 @@ pub(super) fn compile(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
         limits: limits(cx, &raw),
         timeouts: timeouts(cx, &raw),
         trusted_proxies: super::nets(cx, "server.trusted_proxies", raw.trusted_proxies.as_deref()),
+        underscores_in_headers: match raw.underscores_in_headers {
+            None | Some(RawUnderscores::Drop) => UnderscorePolicy::Drop,
+            Some(RawUnderscores::Pass) => UnderscorePolicy::Pass,
+            Some(RawUnderscores::Refuse) => UnderscorePolicy::Refuse,
+        },
         errors: super::errors::format(cx, "server.errors", raw.errors.as_ref()).unwrap_or_default(),
         h2c: raw.h2c.as_ref().is_some_and(|b| *b.get_ref()),
         http2: super::http2::server(cx, raw.http2.as_ref()),
@@ -452,6 +458,23 @@ body_idle = "250ms"
         assert_eq!(
             problem_keys("[server.timeouts]\nhead_read = \"0s\"\n"),
             vec![("server.timeouts.head_read".to_string(), Some(2))]
+        );
+    }
+
+    #[test]
+    fn underscores_in_headers_are_dropped_unless_configured() {
+        assert_eq!(settings("").underscores_in_headers, UnderscorePolicy::Drop);
+        for (value, policy) in [
+            ("drop", UnderscorePolicy::Drop),
+            ("pass", UnderscorePolicy::Pass),
+            ("refuse", UnderscorePolicy::Refuse),
+        ] {
+            let text = format!("server.underscores_in_headers = \"{value}\"");
+            assert_eq!(settings(&text).underscores_in_headers, policy);
+        }
+        assert_eq!(
+            problem_keys("[server]\nunderscores_in_headers = \"allow\"\n"),
+            vec![("server.underscores_in_headers".to_string(), Some(2))]
         );
     }
 
