@@ -12,13 +12,13 @@ use super::body::MinRate;
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::exchange::{Exchange, LogFields, Open};
-use super::request_body::RequestBody;
+use super::request_body::{Buffered, RequestBody};
 use super::request_id;
 use super::secure::TlsInfo;
 use super::stages::ResponseStages;
 use super::trace::{self, TraceContext};
 use crate::config::{ErrorFormat, ListenKey, Route, RouteAction, Snapshot};
-use crate::http::{parse_request, BodyFraming, HeadLimits, HeaderSpan, RequestHead};
+use crate::http::{parse_request, HeadLimits, HeaderSpan, RequestHead};
 use crate::io_buf::ReadBuf;
 use crate::policy::api_key::remove_query_param;
 use crate::policy::{Checked, Denial, Identity, PathParams, RequestView};
@@ -514,12 +514,10 @@ impl ClientConn {
         Ok(())
     }
 
-    /// Reads the whole request body into the input buffer (it is then forwarded from there
-    /// like any small buffered body) and runs the route's body rules on it (`validate`).
-    ///
-    /// Interim: issue 13's request-body buffering replaces this read once it lands. Bodies
-    /// must have a `Content-Length` (411 otherwise) of at most [`VALIDATED_BODY_MAX`] and
-    /// the route's limit (413 beyond).
+    /// Reads the whole request body (`request_body.rs`: `Content-Length` or chunked, as an
+    /// HTTP/2 request without `content-length` arrives) and runs the route's body rules on
+    /// it (`validate`). Bodies over [`VALIDATED_BODY_MAX`] or the route's limit are a 413.
+    /// The body is then forwarded from where it was read, as a held body.
     async fn check_body(
         &mut self,
         ctx: &WorkerContext,
@@ -527,39 +525,14 @@ impl ClientConn {
         route: &Route,
         head: &RequestHead,
     ) -> Result<Result<(), Denial>, ProxyError> {
-        let len = match head.framing {
-            BodyFraming::None => 0,
-            BodyFraming::Length(n) => n,
-            BodyFraming::Chunked => return Ok(Err(length_required())),
-        };
-        if len > self.body_rules.max_bytes || len > VALIDATED_BODY_MAX as u64 {
+        let limit = self.body_rules.max_bytes.min(VALIDATED_BODY_MAX as u64);
+        if self.buffer_request_body(snapshot, head, limit).await? == Buffered::TooLarge {
             return Err(ProxyError::BodyTooLarge);
         }
-        let end = head.head_len + len as usize;
-        let idle = snapshot.server.timeouts.body_idle;
-        if head.expect_continue && self.input.len() < end {
-            self.scratch.clear();
-            crate::http::writer::write_continue(&mut self.scratch);
-            crate::io_buf::write_all_reuse(&mut self.stream, &mut self.scratch)
-                .await
-                .map_err(ProxyError::ClientGone)?;
-        }
-        while self.input.len() < end {
-            let read = self.input.fill(&mut self.stream, end.max(CLIENT_BUF));
-            match monoio::time::timeout(idle, read).await {
-                Err(_) => return Err(ProxyError::ClientTimeout),
-                Ok(Err(e)) => return Err(ProxyError::ClientGone(e)),
-                Ok(Ok(0)) => {
-                    let e = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
-                    return Err(ProxyError::ClientGone(e));
-                }
-                Ok(Ok(_)) => {}
-            }
-        }
-        let data = self.input.data();
-        let body = &data[head.head_len..end];
-        let content_type = find_header(data, &self.headers, "content-type");
-        Ok(route.policies.check_body(content_type, body, ctx.metrics()))
+        let content_type = find_header(self.input.data(), &self.headers, "content-type");
+        Ok(route
+            .policies
+            .check_body(content_type, self.body.bytes(), ctx.metrics()))
     }
 
     /// Drops the query parameter that carried the accepted API key from the upstream path,
@@ -621,17 +594,6 @@ impl ClientConn {
     /// The request's host as routes match it: lower case, without the port.
     pub(super) fn match_host(&self) -> &str {
         &self.host
-    }
-}
-
-/// 411: a body checked by a `validate` policy must announce its length.
-fn length_required() -> Denial {
-    Denial {
-        status: 411,
-        cause: "length-required",
-        message: "length required: a validated request body needs Content-Length",
-        challenge: crate::policy::Challenge::None,
-        violations: Vec::new(),
     }
 }
 
