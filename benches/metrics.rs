@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ringgate::metrics::{
-    Aggregator, LatencyHistogram, MetricsDelta, ProcessInfo, RequestRecord, WorkerInfo,
+    Aggregator, LatencyHistogram, MetricsDelta, ProcessInfo, Protocol, RequestRecord, WorkerInfo,
     WorkerMetrics,
 };
 
@@ -21,6 +21,7 @@ fn request<'a>(route: &'a str, upstream: &'a str, i: u64) -> RequestRecord<'a> {
         upstream_duration: Some(Duration::from_micros(150 + i * 7919 % 19_000)),
         bytes_in: 300,
         bytes_out: 2_000,
+        protocol: Protocol::Http1,
     }
 }
 

@@ -108,8 +108,8 @@ driver_tests! {
         for _ in 0..3 {
             assert_eq!(client::get(&format!("{base}/version")).status, 200);
         }
-        let api_ok = r#"ringgate_requests_total{route="api",status_class="2xx"}"#;
-        let version_ok = r#"ringgate_requests_total{route="version",status_class="2xx"}"#;
+        let api_ok = r#"ringgate_requests_total{route="api",status_class="2xx",protocol="http1"}"#;
+        let version_ok = r#"ringgate_requests_total{route="version",status_class="2xx",protocol="http1"}"#;
         let text = metrics_until(api, |t| {
             sample(t, api_ok) == Some(7.0) && sample(t, version_ok) == Some(3.0)
         });

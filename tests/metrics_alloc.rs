@@ -7,7 +7,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
-use ringgate::metrics::{ErrorCause, RequestRecord, WorkerMetrics};
+use ringgate::metrics::{ErrorCause, Protocol, RequestRecord, WorkerMetrics};
 
 struct Counting;
 
@@ -60,6 +60,11 @@ fn request<'a>(route: &'a str, upstream: Option<&'a str>, i: u64) -> RequestReco
         upstream_duration: upstream.map(|_| Duration::from_micros(1 + i * 104_729 % 90_000_000)),
         bytes_in: i,
         bytes_out: 2 * i,
+        protocol: if i % 2 == 0 {
+            Protocol::Http1
+        } else {
+            Protocol::H2
+        },
     }
 }
 

@@ -93,6 +93,30 @@ impl Slot {
     }
 }
 
+/// Takes the request body bytes h2 has already received (at most `cap`), without waiting
+/// for more. Returns them and whether they are the whole body (the stream ended, with no
+/// trailers to follow).
+pub async fn take_arrived(body: &mut RecvStream, cap: usize) -> (Vec<u8>, bool) {
+    let mut arrived = Vec::new();
+    let whole = poll_fn(|cx| loop {
+        if arrived.len() >= cap {
+            return Poll::Ready(false);
+        }
+        match body.poll_data(cx) {
+            Poll::Ready(Some(Ok(data))) => {
+                let _ = body.flow_control().release_capacity(data.len());
+                arrived.extend_from_slice(&data);
+            }
+            // An error is met again by the pipeline's next read.
+            Poll::Ready(Some(Err(_))) | Poll::Pending => return Poll::Ready(false),
+            // Ended: whole unless trailers wait behind the data.
+            Poll::Ready(None) => return Poll::Ready(body.is_end_stream()),
+        }
+    })
+    .await;
+    (arrived, whole)
+}
+
 /// Waits until the client resets the stream.
 pub async fn reset_by_client(slot: &Rc<RefCell<Slot>>) -> h2::Reason {
     poll_fn(|cx| slot.borrow_mut().poll_reset(cx)).await
@@ -130,17 +154,28 @@ pub struct H2Downstream {
 
 impl H2Downstream {
     /// The stream for a request whose body is `body`, framed as `framing` in the head given
-    /// to the pipeline.
+    /// to the pipeline; `arrived` is what [`take_arrived`] took of it, `whole` whether that was
+    /// all of it.
     pub fn new(
         body: RecvStream,
         framing: BodyFraming,
+        arrived: Vec<u8>,
+        whole: bool,
         method: Method,
         slot: Rc<RefCell<Slot>>,
     ) -> Self {
+        let chunked = framing == BodyFraming::Chunked;
+        let staged = if chunked {
+            let mut framed = Vec::with_capacity(arrived.len() + 16);
+            head::write_chunk(&arrived, &mut framed);
+            framed
+        } else {
+            arrived
+        };
         Self {
-            body: (framing != BodyFraming::None).then_some(body),
-            chunked: framing == BodyFraming::Chunked,
-            staged: Vec::new(),
+            body: (framing != BodyFraming::None && !whole).then_some(body),
+            chunked,
+            staged,
             staged_pos: 0,
             slot,
             out: Out::Head,

@@ -12,6 +12,8 @@
 //! `proxy-connection`, `transfer-encoding`, `upgrade`) never cross into HTTP/2, and `te` only
 //! as `te: trailers`.
 
+use std::io::Write as _;
+
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -57,11 +59,24 @@ pub enum BodyFraming {
     Chunked,
 }
 
+/// What of an h2 request's body had arrived when its head is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// `END_STREAM` was on the `HEADERS`: no body.
+    NoBody,
+    /// The whole body (this many bytes, without trailers) had arrived.
+    Whole(u64),
+    /// More of the body is to come.
+    Streaming,
+}
+
 /// Writes the HTTP/1.1 request head for an h2 request into `out`. Returns how its body is
-/// framed (`end_stream`: the request's `HEADERS` ended the stream).
+/// framed: a body that had arrived whole is framed by its length even when the client sent
+/// no `content-length` (HTTP/2 does not need one), so that it is in hand for the stages that
+/// need a known length (retries, validation, composition).
 pub fn write_request_head(
     parts: &http::request::Parts,
-    end_stream: bool,
+    arrival: Arrival,
     out: &mut Vec<u8>,
 ) -> Result<BodyFraming, HeadError> {
     out.extend_from_slice(parts.method.as_str().as_bytes());
@@ -121,13 +136,18 @@ pub fn write_request_head(
         }
         out.extend_from_slice(b"\r\n");
     }
-    let framing = if end_stream {
-        BodyFraming::None
-    } else if has_length {
-        BodyFraming::Length
-    } else {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        BodyFraming::Chunked
+    let framing = match arrival {
+        Arrival::NoBody => BodyFraming::None,
+        _ if has_length => BodyFraming::Length,
+        Arrival::Whole(n) => {
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "content-length: {n}\r\n");
+            BodyFraming::Length
+        }
+        Arrival::Streaming => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            BodyFraming::Chunked
+        }
     };
     out.extend_from_slice(b"\r\n");
     Ok(framing)
@@ -356,7 +376,7 @@ mod tests {
             .body(())
             .unwrap();
         let mut out = Vec::new();
-        let framing = write_request_head(&parts(req), false, &mut out).unwrap();
+        let framing = write_request_head(&parts(req), Arrival::Streaming, &mut out).unwrap();
         assert_eq!(framing, BodyFraming::Chunked);
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -374,11 +394,26 @@ mod tests {
             .body(())
             .unwrap();
         let mut out = Vec::new();
-        let framing = write_request_head(&parts(req), false, &mut out).unwrap();
+        let framing = write_request_head(&parts(req), Arrival::Streaming, &mut out).unwrap();
         assert_eq!(framing, BodyFraming::Length);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("host: a.test\r\n"));
         assert!(!text.contains("b.test"));
+    }
+
+    #[test]
+    fn a_body_that_arrived_whole_gets_its_length() {
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("http://a.test/x")
+            .body(())
+            .unwrap();
+        let mut out = Vec::new();
+        let framing = write_request_head(&parts(req), Arrival::Whole(42), &mut out).unwrap();
+        assert_eq!(framing, BodyFraming::Length);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("content-length: 42\r\n\r\n"), "{text}");
+        assert!(!text.contains("chunked"));
     }
 
     #[test]
@@ -391,7 +426,7 @@ mod tests {
                 .unwrap();
             let mut out = Vec::new();
             assert_eq!(
-                write_request_head(&parts(req), true, &mut out),
+                write_request_head(&parts(req), Arrival::NoBody, &mut out),
                 Err(HeadError::ConnectionSpecific),
                 "{name}"
             );

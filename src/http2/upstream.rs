@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::task::Poll;
 
 use bytes::Bytes;
-use h2::client::ResponseFuture;
+use h2::client::{ResponseFuture, SendRequest};
 use h2::{RecvStream, SendStream};
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, IoVecWrapper, IoVecWrapperMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
@@ -215,8 +215,7 @@ impl H2Upstream {
             return Ok(());
         };
         let rest = buf.split_off(parsed.head.head_len);
-        let lease = self.lease.as_ref().ok_or_else(closed)?;
-        let mut sender = lease.conn().ready().await.map_err(h2_io_error)?;
+        let mut sender = self.ready_sender().await?;
         let ended = parsed.head.framing == BodyFraming::None;
         let (response, send) = sender
             .send_request(parsed.request, ended)
@@ -231,6 +230,34 @@ impl H2Upstream {
             Box::pin(self.send(&rest)).await?;
         }
         Ok(())
+    }
+
+    /// A handle to open the stream with, on the leased connection or, when that one takes no
+    /// new stream (it closed, or the target sent `GOAWAY`), on another: nothing of the
+    /// request was sent yet, so moving it is always safe.
+    async fn ready_sender(&mut self) -> io::Result<SendRequest<Bytes>> {
+        let mut moves = 0;
+        loop {
+            let lease = self.lease.as_ref().ok_or_else(closed)?;
+            let error = match lease.conn().ready().await {
+                Ok(sender) => return Ok(sender),
+                Err(e) => e,
+            };
+            if moves == MAX_REFUSED_RETRIES {
+                return Err(h2_io_error(error));
+            }
+            moves += 1;
+            // `ready` retired the connection: the pool does not hand it out again.
+            let failed = self.lease.take();
+            let exclude = failed.as_ref().map(|l| Rc::clone(l.conn()));
+            drop(failed);
+            let lease = self
+                .pool
+                .lease(self.addr, self.dial.borrow(), exclude.as_ref())
+                .await
+                .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e))?;
+            self.lease = Some(lease);
+        }
     }
 
     /// Sends the whole request again on another connection (the last one refused it).

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::delta::{MetricsDelta, TlsFailureCounts, TlsHandshakeCounts};
+use super::delta::{MetricsDelta, RouteRequests, TlsFailureCounts, TlsHandshakeCounts};
 use super::histogram::LatencyHistogram;
 use super::record::{
     ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, StatusClass, TlsFailure, TlsSide, TlsVersion,
@@ -16,8 +16,8 @@ use crate::upstream::{GroupCounters, GroupReport};
 /// Totals for one route since start.
 #[derive(Clone, Debug, Default)]
 pub struct RouteTotals {
-    /// Requests by status class, indexed by [`StatusClass::index`].
-    pub requests: [u64; StatusClass::ALL.len()],
+    /// Requests by client protocol, then status class (see [`RouteRequests`]).
+    pub requests: RouteRequests,
     /// Bytes read from clients.
     pub bytes_in: u64,
     /// Bytes written to clients.
@@ -114,6 +114,16 @@ fn add_counts<const N: usize>(into: &mut [u64; N], from: &[u64; N]) {
     }
 }
 
+impl RouteTotals {
+    /// Requests of status class `class` over every protocol.
+    pub fn requests_of(&self, class: StatusClass) -> u64 {
+        self.requests
+            .iter()
+            .map(|by_class| by_class[class.index()])
+            .sum()
+    }
+}
+
 impl Aggregator {
     /// An aggregator with nothing merged.
     pub fn new() -> Self {
@@ -124,7 +134,9 @@ impl Aggregator {
     pub fn merge(&mut self, delta: MetricsDelta) {
         for r in delta.routes {
             let t = self.routes.entry(r.route).or_default();
-            add_counts(&mut t.requests, &r.requests);
+            for (into, from) in t.requests.iter_mut().zip(&r.requests) {
+                add_counts(into, from);
+            }
             t.bytes_in = t.bytes_in.saturating_add(r.bytes_in);
             t.bytes_out = t.bytes_out.saturating_add(r.bytes_out);
             t.duration.add(&r.duration);
@@ -170,9 +182,12 @@ impl Aggregator {
             .insert(delta.worker, (p.h2_connections_open, p.h2_streams_open));
     }
 
-    /// Requests answered over `protocol` since start.
+    /// Requests answered over `protocol` since start (all routes).
     pub fn requests_by_protocol(&self, protocol: super::Protocol) -> u64 {
-        self.protocols.requests[protocol.index()]
+        self.routes
+            .values()
+            .map(|t| t.requests[protocol.index()].iter().sum::<u64>())
+            .sum()
     }
 
     /// TLS handshakes completed on listeners with `version`, resumed or not, since start.
@@ -293,6 +308,7 @@ mod tests {
             upstream_duration: Some(d / 2),
             bytes_in: 1,
             bytes_out: 2,
+            protocol: crate::metrics::Protocol::Http1,
         });
     }
 
@@ -348,7 +364,8 @@ mod tests {
         m.pool_hit();
         agg.merge(m.take_delta());
         let r = agg.route("api").expect("route");
-        assert_eq!(r.requests[StatusClass::Success.index()], 2);
+        assert_eq!(r.requests_of(StatusClass::Success), 2);
+        assert_eq!(agg.requests_by_protocol(crate::metrics::Protocol::Http1), 2);
         assert_eq!(r.duration.count(), 2);
         assert_eq!((r.bytes_in, r.bytes_out), (2, 4));
         assert_eq!(agg.connections_open(1), Some(0));

@@ -7,13 +7,19 @@ use super::record::{
     ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, StatusClass, TlsFailure, TlsSide, TlsVersion,
 };
 
+/// A route's requests by client protocol ([`Protocol::index`]), then status class
+/// ([`StatusClass::index`]).
+///
+/// [`Protocol::index`]: super::Protocol::index
+pub type RouteRequests = [[u64; StatusClass::ALL.len()]; super::Protocol::ALL.len()];
+
 /// One route's interval.
 #[derive(Clone, Debug)]
 pub struct RouteDelta {
     /// Route name (`""`: no route matched).
     pub route: String,
-    /// Requests by status class, indexed by [`StatusClass::index`].
-    pub requests: [u64; StatusClass::ALL.len()],
+    /// Requests by client protocol and status class.
+    pub requests: RouteRequests,
     /// Bytes read from clients.
     pub bytes_in: u64,
     /// Bytes written to clients.

@@ -27,7 +27,9 @@ pub use aggregate::{
     Aggregator, ProcessInfo, RedisHealth, RouteTotals, TargetHealthInfo, UpstreamTotals, WorkerInfo,
 };
 pub use composite::{CompositeStats, CompositeTable};
-pub use delta::{MetricsDelta, RouteDelta, TlsFailureCounts, TlsHandshakeCounts, UpstreamDelta};
+pub use delta::{
+    MetricsDelta, RouteDelta, RouteRequests, TlsFailureCounts, TlsHandshakeCounts, UpstreamDelta,
+};
 pub use histogram::{LatencyHistogram, HIGHEST_MICROS, LOWEST_MICROS, SIGNIFICANT_DIGITS};
 pub use protocol::{Protocol, ProtocolCounts};
 pub use record::{

@@ -8,6 +8,7 @@ use std::fmt::{self, Display, Write};
 
 use super::aggregate::{Aggregator, ProcessInfo};
 use super::histogram::LatencyHistogram;
+use super::protocol::Protocol;
 use super::record::{
     ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, StatusClass, TlsFailure, TlsSide, TlsVersion,
 };
@@ -75,17 +76,23 @@ pub(super) fn render(agg: &Aggregator, process: &ProcessInfo) -> String {
 fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Result {
     w.family(
         "ringgate_requests_total",
-        "Requests by route and status class.",
+        "Requests by route, status class and client protocol.",
         "counter",
     )?;
     for (route, t) in &agg.routes {
-        for class in StatusClass::ALL {
-            let labels = [("route", route.as_str()), ("status_class", class.label())];
-            w.sample(
-                "ringgate_requests_total",
-                &labels,
-                t.requests[class.index()],
-            )?;
+        for protocol in Protocol::ALL {
+            for class in StatusClass::ALL {
+                let labels = [
+                    ("route", route.as_str()),
+                    ("status_class", class.label()),
+                    ("protocol", protocol.label()),
+                ];
+                w.sample(
+                    "ringgate_requests_total",
+                    &labels,
+                    t.requests[protocol.index()][class.index()],
+                )?;
+            }
         }
     }
     w.family(
@@ -239,7 +246,8 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
         .h2_gauges
         .values()
         .fold((0, 0), |(c, s), &(wc, ws)| (c + wc, s + ws));
-    super::protocol::write(w, &agg.protocols, gauges)?;
+    let by_protocol = Protocol::ALL.map(|p| agg.requests_by_protocol(p));
+    super::protocol::write(w, &agg.protocols, by_protocol, gauges)?;
     w.family(
         "ringgate_mirror_requests_total",
         "Requests sampled for mirroring, by outcome.",

@@ -24,6 +24,7 @@ fn rendered() -> String {
             upstream_duration: Some(Duration::from_micros(micros / 2)),
             bytes_in: 10,
             bytes_out: 20,
+            protocol: crate::metrics::Protocol::Http1,
         });
     }
     m.connection_opened();
@@ -234,7 +235,8 @@ fn process_and_worker_figures_are_rendered() {
         "ringgate_config_reload_failures_total 1",
         "ringgate_config_generation 4",
         "ringgate_process_start_time_seconds 1700000000",
-        "ringgate_requests_total{route=\"api\",status_class=\"2xx\"} 2",
+        "ringgate_requests_total{route=\"api\",status_class=\"2xx\",protocol=\"http1\"} 2",
+        "ringgate_requests_total{route=\"api\",status_class=\"2xx\",protocol=\"h2\"} 0",
         "ringgate_upstream_requests_total{upstream=\"backend\",status_class=\"5xx\"} 1",
         "ringgate_bytes_received_total{route=\"api\"} 30",
         "ringgate_tls_handshakes_total{version=\"1.3\",resumed=\"true\"} 1",

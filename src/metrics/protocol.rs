@@ -32,11 +32,10 @@ impl Protocol {
     }
 }
 
-/// One interval's protocol counters (gauges as current values).
+/// One interval's HTTP/2 counters (gauges as current values). Requests by protocol are
+/// counted with their route (`RouteRequests`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProtocolCounts {
-    /// Requests answered, by [`Protocol::index`].
-    pub requests: [u64; 2],
     /// HTTP/2 client connections open now (gauge).
     pub h2_connections_open: u64,
     /// HTTP/2 client streams open now (gauge).
@@ -52,17 +51,11 @@ pub struct ProtocolCounts {
 impl ProtocolCounts {
     /// Whether no counter moved (gauges aside).
     pub fn is_quiet(&self) -> bool {
-        self.requests == [0; 2]
-            && self.h2_streams == 0
-            && self.h2_resets == [0; 2]
-            && self.h2_goaways == [0; 2]
+        self.h2_streams == 0 && self.h2_resets == [0; 2] && self.h2_goaways == [0; 2]
     }
 
     /// Adds `other`'s counters; gauges are summed by the caller per worker.
     pub fn add(&mut self, other: &ProtocolCounts) {
-        for (a, b) in self.requests.iter_mut().zip(&other.requests) {
-            *a = a.saturating_add(*b);
-        }
         self.h2_streams = self.h2_streams.saturating_add(other.h2_streams);
         for (a, b) in self.h2_resets.iter_mut().zip(&other.h2_resets) {
             *a = a.saturating_add(*b);
@@ -76,7 +69,6 @@ impl ProtocolCounts {
 /// The worker-side recorder of [`ProtocolCounts`].
 #[derive(Debug, Default)]
 pub struct ProtocolRecorder {
-    requests: [Cell<u64>; 2],
     h2_connections_open: Cell<u64>,
     h2_streams_open: Cell<u64>,
     h2_streams: Cell<u64>,
@@ -89,11 +81,6 @@ fn bump(c: &Cell<u64>) {
 }
 
 impl ProtocolRecorder {
-    /// One request answered over `protocol`.
-    pub fn request(&self, protocol: Protocol) {
-        bump(&self.requests[protocol.index()]);
-    }
-
     /// An HTTP/2 client connection opened (`true`) or closed.
     pub fn h2_connection(&self, opened: bool) {
         let c = &self.h2_connections_open;
@@ -130,7 +117,6 @@ impl ProtocolRecorder {
     /// The interval's counts, resetting the counters (not the gauges).
     pub fn take(&self) -> ProtocolCounts {
         ProtocolCounts {
-            requests: std::array::from_fn(|i| self.requests[i].replace(0)),
             h2_connections_open: self.h2_connections_open.get(),
             h2_streams_open: self.h2_streams_open.get(),
             h2_streams: self.h2_streams.replace(0),
@@ -140,10 +126,12 @@ impl ProtocolRecorder {
     }
 }
 
-/// Writes the protocol families; `gauges` are the summed per-worker gauges.
+/// Writes the protocol families; `requests` are the requests by [`Protocol::index`] over
+/// all routes, `gauges` the summed per-worker gauges.
 pub(super) fn write(
     w: &mut super::prometheus::Writer,
     totals: &ProtocolCounts,
+    requests: [u64; 2],
     gauges: (u64, u64),
 ) -> fmt::Result {
     w.family(
@@ -155,7 +143,7 @@ pub(super) fn write(
         w.sample(
             "ringgate_requests_by_protocol_total",
             &[("protocol", p.label())],
-            totals.requests[p.index()],
+            requests[p.index()],
         )?;
     }
     w.family(

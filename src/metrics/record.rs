@@ -23,6 +23,8 @@ pub struct RequestRecord<'a> {
     pub bytes_in: u64,
     /// Bytes written to the client (head and body).
     pub bytes_out: u64,
+    /// The client protocol that carried the request (`protocol` label of the route).
+    pub protocol: super::Protocol,
 }
 
 /// What became of a request a route's `mirror` sampled; one counter each in

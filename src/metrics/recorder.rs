@@ -11,7 +11,7 @@ use std::time::Duration;
 use ahash::AHashMap;
 
 use super::composite::CompositeStats;
-use super::delta::{MetricsDelta, RouteDelta, UpstreamDelta};
+use super::delta::{MetricsDelta, RouteDelta, RouteRequests, UpstreamDelta};
 use super::histogram::LatencyHistogram;
 use super::record::{
     ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, RequestRecord, StatusClass, TlsFailure,
@@ -21,7 +21,7 @@ use super::record::{
 /// Counters for one route since the last delta.
 #[derive(Debug, Default)]
 struct RouteStats {
-    requests: [u64; StatusClass::ALL.len()],
+    requests: RouteRequests,
     bytes_in: u64,
     bytes_out: u64,
     duration: LatencyHistogram,
@@ -29,14 +29,14 @@ struct RouteStats {
 
 impl RouteStats {
     fn record(&mut self, r: &RequestRecord<'_>) {
-        self.requests[StatusClass::of(r.status).index()] += 1;
+        self.requests[r.protocol.index()][StatusClass::of(r.status).index()] += 1;
         self.bytes_in = self.bytes_in.saturating_add(r.bytes_in);
         self.bytes_out = self.bytes_out.saturating_add(r.bytes_out);
         self.duration.record(r.duration);
     }
 
     fn is_idle(&self) -> bool {
-        self.requests.iter().all(|&n| n == 0)
+        self.requests.iter().flatten().all(|&n| n == 0)
     }
 
     /// The interval's values; leaves a fresh histogram behind (the delta owns the old one).
@@ -48,7 +48,7 @@ impl RouteStats {
             bytes_out: self.bytes_out,
             duration: std::mem::take(&mut self.duration),
         };
-        self.requests = [0; StatusClass::ALL.len()];
+        self.requests = RouteRequests::default();
         self.bytes_in = 0;
         self.bytes_out = 0;
         delta
@@ -172,6 +172,7 @@ impl WorkerMetrics {
             upstream_duration: Some(duration),
             bytes_in: 0,
             bytes_out: 0,
+            protocol: super::Protocol::Http1,
         };
         let mut upstreams = self.upstreams.borrow_mut();
         if let Some(stats) = upstreams.get_mut(name) {
@@ -342,6 +343,7 @@ mod tests {
             upstream_duration: upstream.map(|_| Duration::from_millis(1)),
             bytes_in: 100,
             bytes_out: 1000,
+            protocol: crate::metrics::Protocol::Http1,
         }
     }
 
@@ -386,7 +388,8 @@ mod tests {
             m.record_request(&req("api", None, status));
         }
         let d = m.take_delta();
-        assert_eq!(d.routes[0].requests, [1, 2, 1, 2, 3]);
+        assert_eq!(d.routes[0].requests[0], [1, 2, 1, 2, 3]);
+        assert_eq!(d.routes[0].requests[1], [0; 5]);
         assert_eq!(d.routes[0].bytes_in, 900);
         assert_eq!(d.routes[0].bytes_out, 9000);
         assert_eq!(d.routes[0].duration.count(), 9);
@@ -399,7 +402,7 @@ mod tests {
         let d = m.take_delta();
         assert_eq!(d.routes.len(), 1);
         assert_eq!(d.routes[0].route, "");
-        assert_eq!(d.routes[0].requests[StatusClass::ClientError.index()], 1);
+        assert_eq!(d.routes[0].requests[0][StatusClass::ClientError.index()], 1);
     }
 
     #[test]

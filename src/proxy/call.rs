@@ -31,6 +31,7 @@ use crate::config::{Snapshot, Upstream, UpstreamId};
 use crate::http::{
     parse_response, ChunkedDecoder, HeaderSpan, HttpError, Method, ResponseFault, ResponseFraming,
 };
+use crate::tls::UpstreamStream;
 use crate::upstream::{Failure, Refusal, UpstreamConn};
 
 /// Largest response head a call accepts.
@@ -362,6 +363,9 @@ async fn send(
     request: &Bytes,
     addr: SocketAddr,
 ) -> Result<CallResponse, Fault> {
+    if upstream.protocol.is_h2() {
+        return send_h2(ctx, upstream, call, request, addr).await;
+    }
     let pooled = ctx.pool().checkout_for(addr, upstream.tls.as_ref());
     if pooled.is_some() {
         ctx.metrics().pool_hit();
@@ -382,8 +386,30 @@ async fn send(
     }
 }
 
+/// Sends on a stream of the worker's multiplexed connections to an h2/h2c target (the
+/// stream is moved to another connection by `http2::upstream` when the target refuses it or
+/// goes away). A call without a host names the target, since `:authority` must be set.
+async fn send_h2(
+    ctx: &WorkerContext,
+    upstream: &Upstream,
+    call: &Call<'_>,
+    request: &Bytes,
+    addr: SocketAddr,
+) -> Result<CallResponse, Fault> {
+    let conn = super::h2::upstream_stream(ctx, addr, upstream, false).await?;
+    if call.host.is_some() {
+        return roundtrip(ctx, conn, upstream, call, request).await;
+    }
+    let authority = addr.to_string();
+    let named = Call {
+        host: Some(&authority),
+        ..*call
+    };
+    roundtrip(ctx, conn, upstream, call, &request_bytes(&named)).await
+}
+
 /// Writes the request and reads the whole response on `conn`; returns it to the pool when
-/// the exchange ended cleanly.
+/// the exchange ended cleanly (an HTTP/1.1 connection; an h2 stream just ends).
 async fn roundtrip(
     ctx: &WorkerContext,
     mut conn: UpstreamConn,
@@ -407,7 +433,8 @@ async fn roundtrip(
     let body = read_body(&mut conn, response.framing, call.max_body, timeouts.idle).await?;
     let reusable = response.keep_alive
         && response.framing != ResponseFraming::UntilClose
-        && conn.buf.is_empty();
+        && conn.buf.is_empty()
+        && !matches!(conn.stream, UpstreamStream::H2(_));
     let target = conn.addr;
     if reusable {
         conn.buf.shrink_to(crate::upstream::UPSTREAM_BUF);

@@ -378,3 +378,95 @@ fn an_open_breaker_refuses_without_sending() {
         );
     });
 }
+
+/// An h2c backend (the h2 crate on a tokio runtime of its own thread): answers every stream
+/// with `200`, `x-answer: h2` and a body naming the stream's method, `:authority` and
+/// request-body length, counting connections.
+struct H2Backend {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+impl H2Backend {
+    fn start() -> H2Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&connections);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                while let Ok((tcp, _)) = listener.accept().await {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                            return;
+                        };
+                        while let Some(Ok((request, respond))) = conn.accept().await {
+                            tokio::spawn(answer_h2(request, respond));
+                        }
+                    });
+                }
+            });
+        });
+        H2Backend { addr, connections }
+    }
+}
+
+async fn answer_h2(
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let (parts, mut body) = request.into_parts();
+    let mut len = 0;
+    while let Some(Ok(chunk)) = body.data().await {
+        len += chunk.len();
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let text = format!(
+        "{} {} {len}",
+        parts.method,
+        parts.uri.authority().map_or("", |a| a.as_str())
+    );
+    let response = http::Response::builder()
+        .status(200)
+        .header("x-answer", "h2")
+        .body(())
+        .expect("response");
+    if let Ok(mut send) = respond.send_response(response, false) {
+        let _ = send.send_data(Bytes::from(text), true);
+    }
+}
+
+#[test]
+fn calls_to_an_h2c_group_go_as_streams_of_one_connection() {
+    let backend = H2Backend::start();
+    on_both_drivers(|| async {
+        let ctx = context(&[backend.addr], "protocol = \"h2c\"");
+        let before = backend.connections.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            let response = get(&ctx, Call::get(api(), "/x")).await.expect("answer");
+            assert_eq!(response.status, 200);
+            assert_eq!(response.header("x-answer"), Some(&b"h2"[..]));
+            let expected = format!("GET {} 0", backend.addr);
+            assert_eq!(
+                &response.body[..],
+                expected.as_bytes(),
+                "authority: the target"
+            );
+        }
+        let mut post = Call::get(api(), "/y");
+        post.method = "POST";
+        post.host = Some("api.test");
+        post.body = b"twelve bytes";
+        let response = get(&ctx, post).await.expect("answer");
+        assert_eq!(&response.body[..], b"POST api.test 12");
+        let opened = backend.connections.load(Ordering::SeqCst) - before;
+        assert_eq!(opened, 1, "one multiplexed connection for every call");
+    });
+}

@@ -160,7 +160,6 @@ impl ClientConn {
         } else {
             crate::metrics::Protocol::Http1
         };
-        ctx.metrics().protocols().request(protocol);
         ctx.metrics().record_request(&RequestRecord {
             route: route_name,
             upstream,
@@ -169,6 +168,7 @@ impl ClientConn {
             upstream_duration: self.exchange.upstream,
             bytes_in: self.exchange.bytes_in,
             bytes_out: self.exchange.bytes_out,
+            protocol,
         });
         if let Some(log) = ctx.access_log() {
             let fields = &self.log_fields;

@@ -34,7 +34,8 @@ use super::exchange::Open;
 use super::secure::TlsInfo;
 use crate::config::Upstream;
 use crate::http::Method;
-use crate::http2::downstream::{reset_by_client, H2Downstream, Slot};
+use crate::http2::downstream::{reset_by_client, take_arrived, H2Downstream, Slot};
+use crate::http2::head::Arrival;
 use crate::http2::pool::OpenError;
 use crate::http2::upstream::{DialOwned, H2Upstream};
 use crate::http2::wire::{self, Transport, Wire};
@@ -45,6 +46,10 @@ use crate::tls::stream::TlsStream;
 use crate::tls::{ClientStream, UpstreamStream};
 use crate::upstream::UpstreamConn;
 
+/// Most request body bytes taken with the head when the client sent no `content-length`: a
+/// body that arrived whole within this is given a length (see `head::Arrival`). The retry
+/// limit on bodies in hand is the same size.
+const ARRIVED_MAX: usize = 64 * 1024;
 /// Initial capacity of a stream's synthesized request head.
 const HEAD_BUF: usize = 512;
 /// Initial input buffer of an upstream h2 stream (the response as the pipeline reads it).
@@ -260,10 +265,21 @@ async fn serve_stream(
     respond: SendResponse<Bytes>,
 ) {
     let _open = OpenStream::new(&state, &ctx);
-    let (parts, body) = request.into_parts();
+    let (parts, mut body) = request.into_parts();
     let slot = Slot::new(respond);
     let mut head = Vec::with_capacity(HEAD_BUF);
-    let framing = match head::write_request_head(&parts, body.is_end_stream(), &mut head) {
+    let (arrived, whole, arrival) = if body.is_end_stream() {
+        (Vec::new(), false, Arrival::NoBody)
+    } else {
+        let (arrived, whole) = take_arrived(&mut body, ARRIVED_MAX).await;
+        let arrival = if whole {
+            Arrival::Whole(arrived.len() as u64)
+        } else {
+            Arrival::Streaming
+        };
+        (arrived, whole, arrival)
+    };
+    let framing = match head::write_request_head(&parts, arrival, &mut head) {
         Ok(framing) => framing,
         Err(e) => {
             log::debug!("{}: malformed HTTP/2 request: {e}", state.peer);
@@ -273,7 +289,7 @@ async fn serve_stream(
         }
     };
     let method = method_kind(&parts.method);
-    let downstream = H2Downstream::new(body, framing, method, Rc::clone(&slot));
+    let downstream = H2Downstream::new(body, framing, arrived, whole, method, Rc::clone(&slot));
     let mut conn = ClientConn::new(
         ClientStream::H2(Box::new(downstream)),
         state.peer,

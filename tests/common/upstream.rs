@@ -37,6 +37,20 @@ impl Gate {
         self.inner.1.notify_all();
     }
 
+    /// Blocks until the gate opens, at most [`IO_TIMEOUT`].
+    pub fn wait_open(&self) {
+        let deadline = std::time::Instant::now() + IO_TIMEOUT;
+        let mut open = lock(&self.inner.0);
+        while !*open && std::time::Instant::now() < deadline {
+            open = self
+                .inner
+                .1
+                .wait_timeout(open, Duration::from_millis(200))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     fn wait(&self, stop: &AtomicBool) {
         let mut open = lock(&self.inner.0);
         while !*open && !stop.load(Ordering::SeqCst) {
