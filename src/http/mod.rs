@@ -26,6 +26,7 @@ mod framing;
 pub mod headers;
 pub mod request;
 pub mod response;
+pub mod upgrade;
 pub mod writer;
 
 pub use chunked::{ChunkedDecoder, ChunkedProgress};

@@ -63,6 +63,10 @@ pub struct ForwardInfo<'a> {
     /// Header fields the route's policies add (`Name: value\r\n` each): who they
     /// authenticated.
     pub policy_fields: &'a [u8],
+    /// The protocol the request upgrades to, when its route accepted the client's offer
+    /// (`Connection: upgrade` and `Upgrade: {protocol}` are written; otherwise both stay
+    /// dropped as hop-by-hop).
+    pub upgrade: Option<&'a str>,
 }
 
 /// Appends the upstream request head for `head` (parsed from `buf`).
@@ -102,6 +106,10 @@ pub fn write_upstream_request(
         }
     }
     out.extend_from_slice(fwd.policy_fields);
+    if let Some(protocol) = fwd.upgrade {
+        field(out, b"Connection", b"upgrade");
+        field(out, b"Upgrade", protocol.as_bytes());
+    }
     match head.framing {
         BodyFraming::Length(n) => number_field(out, b"Content-Length", n),
         BodyFraming::Chunked => field(out, b"Transfer-Encoding", b"chunked"),

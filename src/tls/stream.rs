@@ -21,7 +21,20 @@ use monoio::BufResult;
 use rustls::{ConnectionCommon, SideData};
 
 /// Room for one full TLS record (16 KiB of payload plus header, padding and tag).
-const RECORD_BUF: usize = 16 * 1024 + 512;
+pub(super) const RECORD_BUF: usize = 16 * 1024 + 512;
+
+/// A stream taken apart (see [`TlsStream::into_parts`]), for splitting it into halves.
+#[derive(Debug)]
+pub struct TlsParts<C> {
+    /// The socket.
+    pub io: TcpStream,
+    /// The rustls session.
+    pub session: C,
+    /// TLS bytes read from the socket; `incoming[pos..]` are not yet handed to rustls.
+    pub incoming: Vec<u8>,
+    /// See `incoming`.
+    pub pos: usize,
+}
 
 /// A TLS connection: the socket, the rustls session and the record buffers.
 #[derive(Debug)]
@@ -48,6 +61,17 @@ where
             incoming: Vec::new(),
             pos: 0,
             outgoing: Vec::new(),
+        }
+    }
+
+    /// The socket, the session and the bytes read but not yet handed to rustls (nothing
+    /// rustls queued is lost: it stays in the session).
+    pub fn into_parts(self) -> TlsParts<C> {
+        TlsParts {
+            io: self.io,
+            session: self.session,
+            incoming: self.incoming,
+            pos: self.pos,
         }
     }
 

@@ -132,6 +132,7 @@ fn route(
         (Some(_), None) => proxy(cx, &key, i, raw, upstreams, &matcher)?,
         (None, Some(respond)) => {
             refuse_proxy_keys(cx, &key, raw);
+            super::upgrade::rules(cx, &key, raw, false);
             RouteAction::Respond(static_response(cx, &key, respond)?)
         }
         (Some(span), Some(_)) => {
@@ -219,7 +220,9 @@ fn proxy(
         None => None,
         Some(compiled) => Some(compiled?),
     };
+    let upgrade = super::upgrade::rules(cx, key, raw, true);
     Some(RouteAction::Proxy(ProxyAction {
+        upgrade,
         groups: groups?,
         mirror,
         strip_prefix,
