@@ -103,6 +103,7 @@ fn bench_write(c: &mut Criterion) {
         hidden_credential: None,
         policy_fields: b"",
         upgrade: None,
+        edits: None,
     };
     let mut out = Vec::with_capacity(4096);
     c.bench_function("write_upstream_request/browser_30_headers", |b| {

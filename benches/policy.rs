@@ -72,6 +72,7 @@ fn bench_chain(c: &mut Criterion, name: &str, policies: &str, request: &[u8], he
         peer: "127.0.0.1".parse().expect("ip"),
         trusted_proxies: &[],
         route: &route.name,
+        path_params: None,
     };
     let mut identity = Identity::default();
     let mut fields = Vec::with_capacity(256);

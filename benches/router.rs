@@ -212,7 +212,7 @@ mod naive {
                         (Some(v), HeaderMatch::Exact(want)) => v == want.as_bytes(),
                         (None, _) => false,
                     })
-                    && best.map_or(true, |b| r.key > b.key)
+                    && best.is_none_or(|b| r.key > b.key)
                 {
                     best = Some(r);
                 }

@@ -128,6 +128,11 @@ impl ReadBuf {
         Ok(())
     }
 
+    /// Appends bytes that did not come from a read (an HTTP/2 stream's request head).
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// Hands the buffer to an I/O operation. Until [`ReadBuf::restore`], this `ReadBuf` is
     /// empty and consistent, so dropping the operation (a timeout) leaves a valid empty buffer.
     fn lend(&mut self) -> (Vec<u8>, usize) {
@@ -160,6 +165,17 @@ impl ReadBuf {
             self.pos = 0;
         }
     }
+}
+
+/// The initialized bytes of an owned monoio buffer, for writers that copy them elsewhere
+/// (a TLS session, an HTTP/2 frame) instead of handing the buffer to the kernel.
+#[allow(unsafe_code)]
+pub fn io_buf_bytes<T: IoBuf>(buf: &T) -> &[u8] {
+    // SAFETY: `IoBuf` (an unsafe trait) guarantees that `read_ptr` points to `bytes_init`
+    // initialized bytes that stay valid while `buf` is alive and unmoved; the returned slice
+    // borrows `buf`, so it cannot outlive or move it. monoio offers no safe view of a generic
+    // `IoBuf`.
+    unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) }
 }
 
 /// Writes all of `out` to `sink` and gives the (cleared) buffer back for reuse.

@@ -23,6 +23,9 @@ struct Cli {
     /// Validate the configuration, print every problem, and exit (0 if valid).
     #[arg(long)]
     check: bool,
+    /// Print the configuration's routes as an OpenAPI 3.1 document (JSON) and exit.
+    #[arg(long)]
+    openapi: bool,
     /// Reload automatically when the configuration file changes (checked every second).
     #[arg(long)]
     watch_config: bool,
@@ -49,6 +52,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.openapi {
+        print!("{}", ringgate::openapi::export::document_text(&snapshot));
+        return ExitCode::SUCCESS;
+    }
     if cli.check {
         println!(
             "{origin}: configuration ok ({} routes, {} upstreams)",

@@ -56,6 +56,9 @@ pub struct Entry<'a> {
     pub user_agent: &'a [u8],
     /// The consumer a policy authenticated; empty when none.
     pub consumer: &'a [u8],
+    /// A composite route's calls that failed, comma-separated; empty (and not written) for
+    /// every other request.
+    pub failed_calls: &'a [u8],
 }
 
 /// Appends `entry` as one line (ending in `\n`) in `format`.
@@ -110,6 +113,11 @@ pub fn write_json(out: &mut Vec<u8>, e: &Entry<'_>) {
         }
         None => out.extend_from_slice(b"null"),
     }
+    if !e.failed_calls.is_empty() {
+        out.extend_from_slice(b",\"failed_calls\":\"");
+        json_escape(out, e.failed_calls);
+        out.push(b'"');
+    }
     out.extend_from_slice(b"}\n");
 }
 
@@ -155,6 +163,11 @@ pub fn write_combined(out: &mut Vec<u8>, e: &Entry<'_>) {
     match e.trace_id {
         Some(id) => out.extend_from_slice(id),
         None => out.push(b'-'),
+    }
+    if !e.failed_calls.is_empty() {
+        out.extend_from_slice(b" failed_calls=\"");
+        clf_field(out, e.failed_calls);
+        out.push(b'"');
     }
     out.push(b'\n');
 }
@@ -357,6 +370,7 @@ mod tests {
             referer: b"",
             user_agent: b"curl/8",
             consumer: b"alice",
+            failed_calls: b"",
         }
     }
 

@@ -308,6 +308,7 @@ mod tests {
             referer: b"",
             user_agent: b"",
             consumer: b"",
+            failed_calls: b"",
         }
     }
 

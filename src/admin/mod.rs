@@ -1,5 +1,5 @@
 //! The admin API, on its own listener (never the public one): `/healthz`, `/readyz`,
-//! `/metrics`, `/config`, `/upstreams` and `POST /reload`.
+//! `/metrics`, `/config`, `/upstreams`, `/openapi.json` and `POST /reload`.
 //!
 //! Admin traffic is rare and small, so this is a plain blocking thread serving one request
 //! per connection, far from the workers. Anything that needs the gateway's state is asked of
@@ -138,10 +138,10 @@ impl Api {
             b"/metrics" if read => self.ask(ControlEvent::Metrics, PROMETHEUS),
             b"/config" if read => self.ask(ControlEvent::Config, TOML),
             b"/upstreams" if read => self.ask(ControlEvent::Upstreams, JSON),
+            b"/openapi.json" if read => self.ask(ControlEvent::OpenApi, JSON),
             b"/reload" if method == Method::Post => self.reload(),
-            b"/healthz" | b"/readyz" | b"/metrics" | b"/config" | b"/upstreams" | b"/reload" => {
-                (405, TEXT, b"method not allowed\n".to_vec())
-            }
+            b"/healthz" | b"/readyz" | b"/metrics" | b"/config" | b"/upstreams"
+            | b"/openapi.json" | b"/reload" => (405, TEXT, b"method not allowed\n".to_vec()),
             _ => (404, TEXT, b"not found\n".to_vec()),
         }
     }

@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub consumers: Vec<RawConsumer>,
     /// `[redis]`, for cluster-scoped rate limits.
     pub redis: Option<RawRedis>,
+    /// `[composites.NAME]` tables, in file order.
+    pub composites: Option<Ordered<super::file_compose::RawComposite>>,
 }
 
 /// One `[[consumers]]` entry.
@@ -139,6 +141,52 @@ pub struct RawServer {
     /// `[[server.tls]]`: TLS listeners.
     #[serde(default)]
     pub tls: Vec<RawTlsListener>,
+    /// `errors = "text" | "problem"`: the body format of the gateway's own 4xx/5xx answers.
+    pub errors: Option<Spanned<String>>,
+    /// HTTP/2 with prior knowledge (h2c) on the plain listeners.
+    pub h2c: Option<Spanned<bool>>,
+    /// `[server.http2]`: settings of HTTP/2 client connections.
+    pub http2: Option<RawHttp2>,
+}
+
+/// `[server.http2]`.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp2 {
+    /// Streams a client may have open at once.
+    pub max_concurrent_streams: Option<Spanned<i64>>,
+    /// Receive window per stream.
+    pub initial_stream_window: Option<Spanned<SizeValue>>,
+    /// Receive window of the connection.
+    pub initial_connection_window: Option<Spanned<SizeValue>>,
+    /// Largest frame payload accepted.
+    pub max_frame_size: Option<Spanned<SizeValue>>,
+    /// Largest decoded header block.
+    pub max_header_list_size: Option<Spanned<SizeValue>>,
+    /// HPACK dynamic table size.
+    pub header_table_size: Option<Spanned<SizeValue>>,
+    /// Stream resets per second before the connection is closed.
+    pub max_resets_per_second: Option<Spanned<i64>>,
+    /// Bytes queued per stream beyond the client's window.
+    pub max_send_buffer: Option<Spanned<SizeValue>>,
+}
+
+/// `http2 = { ... }` of an h2/h2c upstream group.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamHttp2 {
+    /// Multiplexed connections per target per worker.
+    pub max_connections_per_target: Option<Spanned<i64>>,
+    /// Streams per connection.
+    pub max_streams_per_connection: Option<Spanned<i64>>,
+    /// PING interval.
+    pub ping_interval: Option<Spanned<DurationValue>>,
+    /// PING answer deadline.
+    pub ping_timeout: Option<Spanned<DurationValue>>,
+    /// Receive window per stream.
+    pub initial_stream_window: Option<Spanned<SizeValue>>,
+    /// Receive window of the connection.
+    pub initial_connection_window: Option<Spanned<SizeValue>>,
 }
 
 /// One `[[server.tls]]` entry: a listener that terminates TLS.
@@ -293,6 +341,10 @@ pub struct RawUpstream {
     pub resolve_every: Option<Spanned<DurationValue>>,
     /// TLS to the targets.
     pub tls: Option<Spanned<RawUpstreamTls>>,
+    /// `"http1"`, `"h2"` (TLS, ALPN) or `"h2c"`.
+    pub protocol: Option<Spanned<String>>,
+    /// Multiplexed connections of an h2/h2c group.
+    pub http2: Option<Spanned<RawUpstreamHttp2>>,
 }
 
 /// `health = { ... }`.
@@ -434,6 +486,8 @@ pub struct RawRoute {
     pub host_rewrite: Option<Spanned<String>>,
     /// A response served by the gateway (static route).
     pub respond: Option<RawRespond>,
+    /// A composite that answers (composite route).
+    pub compose: Option<Spanned<String>>,
     /// Request body size on this route, overriding `server.limits.max_body_bytes`.
     pub max_body_bytes: Option<Spanned<SizeValue>>,
     /// Names of `[policies.NAME]` tables this route runs.
@@ -452,6 +506,8 @@ pub struct RawRoute {
     pub max_message_bytes: Option<Spanned<SizeValue>>,
     /// Open tunnels of this route per worker.
     pub max_tunnels: Option<Spanned<i64>>,
+    /// `errors = "text" | "problem"` for this route's gateway answers (default: the server's).
+    pub errors: Option<Spanned<String>>,
 }
 
 /// `redirect_https = true | false | PORT`.
@@ -593,8 +649,32 @@ raw_policy! {
     required_claims: Vec<Spanned<String>>,
     /// jwt: the claim naming the consumer.
     consumer_claim: String,
-    /// jwt: claims sent upstream, claim = header.
+    /// jwt, introspect: claims sent upstream, claim = header.
     forward_claims: Ordered<String>,
+    /// jwt, introspect: the claim holding the token's groups for `authz`.
+    groups_claim: String,
+    /// introspect: the upstream group the authorization server is in.
+    upstream: String,
+    /// introspect: the introspection endpoint's path.
+    path: String,
+    /// introspect: the client id (client_secret_basic).
+    client_id: String,
+    /// introspect: the client secret.
+    client_secret: String,
+    /// introspect: a file holding the client secret.
+    client_secret_file: String,
+    /// introspect: the authorization server's token endpoint, for the OpenAPI export.
+    token_url: String,
+    /// introspect: `token_type_hint` sent with each request.
+    token_type_hint: String,
+    /// introspect: time limit of one lookup.
+    timeout: DurationValue,
+    /// introspect: longest reuse of an active result.
+    cache_ttl: DurationValue,
+    /// introspect: reuse of an inactive result.
+    negative_cache_ttl: DurationValue,
+    /// introspect: results kept per worker.
+    max_cache_entries: i64,
     /// authz: groups allowed.
     allow_groups: Vec<Spanned<String>>,
     /// authz: groups refused.
@@ -613,6 +693,26 @@ raw_policy! {
     scope: String,
     /// rate_limit: keys tracked per worker.
     max_keys: i64,
+    /// validate: an OpenAPI 3.x document (JSON or YAML).
+    openapi_file: String,
+    /// validate: the operation in `openapi_file` (an operationId or `METHOD /path`).
+    operation: String,
+    /// validate: JSON Schema of the query parameters' object (inline JSON).
+    query_schema: String,
+    /// validate: file holding the query parameters' JSON Schema (JSON or YAML).
+    query_schema_file: String,
+    /// validate: JSON Schema of the headers' object (inline JSON).
+    header_schema: String,
+    /// validate: file holding the headers' JSON Schema.
+    header_schema_file: String,
+    /// validate: JSON Schema of the JSON body (inline JSON).
+    body_schema: String,
+    /// validate: file holding the body's JSON Schema.
+    body_schema_file: String,
+    /// validate: whether a request must carry a body (with a body schema).
+    body_required: bool,
+    /// validate: the status of a refusal, 400 or 422.
+    status: i64,
 }
 
 /// `match = { ... }`.

@@ -9,6 +9,7 @@
 
 mod compile;
 mod file;
+mod file_compose;
 mod locate;
 mod snapshot;
 mod units;

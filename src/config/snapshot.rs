@@ -13,8 +13,8 @@ use crate::policy::Chain;
 use crate::rate_limit::RateLimitPolicy;
 use crate::router::{Rewrite, Router};
 pub use crate::tls::{TlsListener, UpstreamTls};
-pub use crate::tunnel::{TunnelLimits, UpgradeRules};
 pub use crate::traffic::{DefaultGroup, GroupChoice, MirrorSettings};
+pub use crate::tunnel::{TunnelLimits, UpgradeRules};
 pub use crate::upstream::{
     Balance, BreakerPolicy, Discovery, HashKey, HealthCheck, LiveTargets, PassivePolicy,
     RetryPolicy, StatusRange, TargetSpec,
@@ -131,6 +131,22 @@ pub struct ServerSettings {
     pub timeouts: ServerTimeouts,
     /// Proxies whose `X-Forwarded-For` is believed when they are the TCP peer.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `errors`: the body format of the gateway's own 4xx/5xx answers (routes may override).
+    pub errors: ErrorFormat,
+    /// HTTP/2 with prior knowledge (h2c) on the plain listeners.
+    pub h2c: bool,
+    /// `[server.http2]`: what HTTP/2 client connections are held to.
+    pub http2: crate::http2::Http2Settings,
+}
+
+/// How the gateway writes the bodies of the 4xx/5xx answers it makes itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorFormat {
+    /// A short `text/plain` line (default).
+    #[default]
+    Text,
+    /// RFC 9457 `application/problem+json`, with a stable `type` per cause.
+    Problem,
 }
 
 impl ServerSettings {
@@ -214,6 +230,10 @@ pub struct Route {
     /// `redirect_https`: requests that arrive over plain HTTP are answered with a 308 to
     /// `https://` on this port (443 is left out of the URL).
     pub redirect_https: Option<u16>,
+    /// `errors`: this route's format for gateway answers, if it overrides the server's.
+    pub errors: Option<ErrorFormat>,
+    /// The match conditions as configured (the OpenAPI export describes them).
+    pub matcher: crate::router::RouteMatcher,
 }
 
 /// What a route does with a matched request.
@@ -223,6 +243,17 @@ pub enum RouteAction {
     Proxy(ProxyAction),
     /// Answer from the gateway itself.
     Respond(StaticResponse),
+    /// Answer with a composite: several backend calls merged into one JSON document.
+    Compose(ComposeAction),
+}
+
+/// How a composite route answers (`compose = "NAME"`).
+#[derive(Debug)]
+pub struct ComposeAction {
+    /// The compiled composite (shared by every route that names it).
+    pub composite: Arc<crate::compose::Composite>,
+    /// For each of the composite's parameter slots, the index of this route's parameter.
+    pub params: Vec<usize>,
 }
 
 /// Index of an upstream group in [`Snapshot::upstreams`].
@@ -295,6 +326,10 @@ pub struct Upstream {
     pub live: std::sync::Arc<LiveTargets>,
     /// TLS to the targets, if enabled.
     pub tls: Option<UpstreamTls>,
+    /// The protocol spoken to the targets.
+    pub protocol: crate::http2::UpstreamProtocol,
+    /// Multiplexed connections of an h2/h2c group.
+    pub http2: crate::http2::UpstreamHttp2,
 }
 
 /// One backend address in a group.

@@ -92,6 +92,27 @@ impl ChunkedDecoder {
         input: &[u8],
         on_data: &mut dyn FnMut(std::ops::Range<usize>),
     ) -> Result<ChunkedProgress, HttpError> {
+        self.advance_inner(input, on_data, None)
+    }
+
+    /// [`ChunkedDecoder::advance`] that also hands every byte of the trailer section to
+    /// `on_trailer` (the fields, each line with its CRLF, not the final empty line), for a
+    /// caller that passes trailers on in another form (HTTP/2).
+    pub fn advance_with_trailers(
+        &mut self,
+        input: &[u8],
+        on_data: &mut dyn FnMut(std::ops::Range<usize>),
+        on_trailer: &mut dyn FnMut(u8),
+    ) -> Result<ChunkedProgress, HttpError> {
+        self.advance_inner(input, on_data, Some(on_trailer))
+    }
+
+    fn advance_inner(
+        &mut self,
+        input: &[u8],
+        on_data: &mut dyn FnMut(std::ops::Range<usize>),
+        mut on_trailer: Option<&mut dyn FnMut(u8)>,
+    ) -> Result<ChunkedProgress, HttpError> {
         let mut pos = 0;
         while pos < input.len() && self.state != State::Done {
             if self.state == State::Data {
@@ -108,7 +129,18 @@ impl ChunkedDecoder {
                 continue;
             }
             let Some(&byte) = input.get(pos) else { break };
+            let before = self.state;
             self.state = self.step(byte).map_err(HttpError::InvalidChunked)?;
+            if let Some(on_trailer) = on_trailer.as_mut() {
+                let in_field = matches!(
+                    before,
+                    State::TrailerName | State::TrailerValue | State::TrailerLf
+                ) || (before == State::TrailerLineStart
+                    && self.state == State::TrailerName);
+                if in_field {
+                    on_trailer(byte);
+                }
+            }
             pos += 1;
         }
         Ok(ChunkedProgress {

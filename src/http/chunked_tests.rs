@@ -175,10 +175,10 @@ fn rejects_control_characters_in_chunk_extensions() {
 #[test]
 fn rejects_chunk_extensions_over_the_bound() {
     let mut input = b"5;".to_vec();
-    input.extend(std::iter::repeat(b'a').take(MAX_EXTENSION_BYTES + 1));
+    input.extend(std::iter::repeat_n(b'a', MAX_EXTENSION_BYTES + 1));
     assert_eq!(fault(&input), ChunkedFault::ExtensionTooLong);
     let mut input = b"5;".to_vec();
-    input.extend(std::iter::repeat(b'a').take(MAX_EXTENSION_BYTES));
+    input.extend(std::iter::repeat_n(b'a', MAX_EXTENSION_BYTES));
     input.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
     assert!(decode(&input).unwrap().2);
 }
@@ -215,4 +215,22 @@ fn decoder_errors_map_to_400() {
     let e = decode(b"z").unwrap_err();
     assert_eq!(e.status(), 400);
     assert!(e.is_body_error());
+}
+
+#[test]
+fn trailer_bytes_are_reported_without_the_final_line() {
+    let mut decoder = ChunkedDecoder::new();
+    let mut data = Vec::new();
+    let mut trailers = Vec::new();
+    let input = b"3\r\nabc\r\n0\r\ngrpc-status: 0\r\nx: y\r\n\r\n";
+    let progress = decoder
+        .advance_with_trailers(
+            input,
+            &mut |r| data.extend_from_slice(&input[r]),
+            &mut |b| trailers.push(b),
+        )
+        .unwrap();
+    assert!(progress.done);
+    assert_eq!(data, b"abc");
+    assert_eq!(trailers, b"grpc-status: 0\r\nx: y\r\n");
 }

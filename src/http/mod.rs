@@ -21,15 +21,18 @@
 //! that both parsers share.
 
 pub mod chunked;
+pub mod edits;
 pub mod error;
 mod framing;
 pub mod headers;
+pub mod problem;
 pub mod request;
 pub mod response;
 pub mod upgrade;
 pub mod writer;
 
 pub use chunked::{ChunkedDecoder, ChunkedProgress};
+pub use edits::HeadEdits;
 pub use error::{reason_phrase, ChunkedFault, HttpError, ResponseFault};
 pub use request::{parse_request, HeadLimits, RequestHead, MAX_HEADERS_CAP};
 pub use response::{parse_response, ResponseHead};

@@ -270,9 +270,17 @@ mod tests {
     fn refuses_other_versions_with_426_and_accepts_a_list_naming_13() {
         let base = "Connection: upgrade\r\nUpgrade: websocket\r\n\
                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
-        for version in ["", "Sec-WebSocket-Version: 8\r\n", "Sec-WebSocket-Version: 130\r\n"] {
+        for version in [
+            "",
+            "Sec-WebSocket-Version: 8\r\n",
+            "Sec-WebSocket-Version: 130\r\n",
+        ] {
             let fault = check(&format!("{base}{version}"));
-            assert_eq!(fault, Err(HandshakeFault::UnsupportedVersion), "{version:?}");
+            assert_eq!(
+                fault,
+                Err(HandshakeFault::UnsupportedVersion),
+                "{version:?}"
+            );
             assert_eq!(HandshakeFault::UnsupportedVersion.status(), 426);
         }
         assert_eq!(
@@ -293,15 +301,10 @@ mod tests {
         for (field, ok) in cases {
             let text = format!("HTTP/1.1 101 Switching Protocols\r\n{field}\r\n");
             let mut headers = Vec::new();
-            let head = crate::http::parse_response(
-                text.as_bytes(),
-                Method::Get,
-                8192,
-                64,
-                &mut headers,
-            )
-            .expect("valid")
-            .expect("complete");
+            let head =
+                crate::http::parse_response(text.as_bytes(), Method::Get, 8192, 64, &mut headers)
+                    .expect("valid")
+                    .expect("complete");
             assert_eq!(head.status, 101);
             assert_eq!(
                 switched_to(text.as_bytes(), &headers, WEBSOCKET),

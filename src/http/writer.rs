@@ -10,7 +10,8 @@ use std::net::IpAddr;
 
 use super::headers::{is_hop_by_hop, ConnectionTokens};
 use super::{
-    reason_phrase, BodyFraming, HeaderSpan, RequestHead, ResponseFraming, ResponseHead, Version,
+    reason_phrase, BodyFraming, HeadEdits, HeaderSpan, RequestHead, ResponseFraming, ResponseHead,
+    Version,
 };
 use crate::policy::Denial;
 
@@ -67,6 +68,9 @@ pub struct ForwardInfo<'a> {
     /// (`Connection: upgrade` and `Upgrade: {protocol}` are written; otherwise both stay
     /// dropped as hop-by-hop).
     pub upgrade: Option<&'a str>,
+    /// Client fields a request stage removes and fields it adds (e.g. the cache's own
+    /// validators when it revalidates a stored response); `None` on the plain path.
+    pub edits: Option<&'a HeadEdits>,
 }
 
 /// Appends the upstream request head for `head` (parsed from `buf`).
@@ -81,6 +85,29 @@ pub fn write_upstream_request(
     head: &RequestHead,
     headers: &[HeaderSpan],
     fwd: &ForwardInfo<'_>,
+) {
+    write_upstream_request_with(out, buf, head, headers, fwd, BodyOverride::default());
+}
+
+/// How the forwarded body differs from the client's, once a stage read it whole
+/// (`proxy/request_body.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyOverride {
+    /// The body goes with exactly this `Content-Length`, whatever the client's framing was.
+    pub length: Option<u64>,
+    /// The client's `Content-Encoding` was decoded: the field is not forwarded.
+    pub drop_content_encoding: bool,
+}
+
+/// [`write_upstream_request`] for a body a stage read whole (and perhaps changed): its
+/// framing and coding fields come from `body`.
+pub fn write_upstream_request_with(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &RequestHead,
+    headers: &[HeaderSpan],
+    fwd: &ForwardInfo<'_>,
+    body: BodyOverride,
 ) {
     out.extend_from_slice(head.method.of(buf));
     out.push(b' ');
@@ -100,8 +127,10 @@ pub fn write_upstream_request(
                 .any(|r| name.eq_ignore_ascii_case(r.as_bytes()))
             || fwd
                 .hidden_credential
-                .is_some_and(|h| name.eq_ignore_ascii_case(h.as_bytes()));
-        if !rewritten && forwardable(&options, name) {
+                .is_some_and(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+            || (body.drop_content_encoding && name.eq_ignore_ascii_case(b"content-encoding"));
+        let removed = fwd.edits.is_some_and(|e| e.removes(name));
+        if !rewritten && !removed && forwardable(&options, name) {
             field(out, name, h.value.of(buf));
         }
     }
@@ -110,10 +139,13 @@ pub fn write_upstream_request(
         field(out, b"Connection", b"upgrade");
         field(out, b"Upgrade", protocol.as_bytes());
     }
-    match head.framing {
-        BodyFraming::Length(n) => number_field(out, b"Content-Length", n),
-        BodyFraming::Chunked => field(out, b"Transfer-Encoding", b"chunked"),
-        BodyFraming::None => {}
+    if let Some(edits) = fwd.edits {
+        out.extend_from_slice(edits.added());
+    }
+    match (body.length, head.framing) {
+        (Some(n), _) | (None, BodyFraming::Length(n)) => number_field(out, b"Content-Length", n),
+        (None, BodyFraming::Chunked) => field(out, b"Transfer-Encoding", b"chunked"),
+        (None, BodyFraming::None) => {}
     }
     joined_field(out, buf, headers, b"X-Forwarded-For", |out| {
         // io::Write on a Vec cannot fail.
@@ -170,6 +202,12 @@ pub struct DownstreamInfo<'a> {
     pub request_id: &'a [u8],
     /// Complete header lines the gateway adds (each ending in CRLF), e.g. rate-limit fields.
     pub extra_headers: &'a [u8],
+    /// Fields the response stages remove from the upstream's head and add to it (part of
+    /// the representation, unlike `extra_headers`); `None` on the plain path.
+    pub edits: Option<&'a HeadEdits>,
+    /// On a `101` the gateway relays: the protocol switched to (`Connection: upgrade` and
+    /// `Upgrade: {protocol}` are written; the upstream's own are hop-by-hop).
+    pub upgrade: Option<&'a str>,
 }
 
 /// Whether the proxy must de-chunk this response for the client: HTTP/1.0 clients do not know
@@ -205,7 +243,9 @@ pub fn write_downstream_response(
     let bodiless_status = (100..200).contains(&head.status) || head.status == 204;
     for h in headers {
         let (name, value) = (h.name.of(buf), h.value.of(buf));
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if info.edits.is_some_and(|e| e.removes(name)) {
+            // A response stage owns this field.
+        } else if name.eq_ignore_ascii_case(b"content-length") {
             // Only a bodiless response keeps the upstream's value (one copy: all are equal).
             if head.framing == ResponseFraming::None && !bodiless_status && !relayed_length {
                 field(out, name, value);
@@ -218,6 +258,9 @@ pub fn write_downstream_response(
             field(out, name, value);
         }
     }
+    if let Some(edits) = info.edits {
+        out.extend_from_slice(edits.added());
+    }
     let dechunk = must_dechunk(head, info.client_version);
     match head.framing {
         ResponseFraming::Length(n) => number_field(out, b"Content-Length", n),
@@ -227,6 +270,10 @@ pub fn write_downstream_response(
     let keep_alive = info.keep_alive && head.framing != ResponseFraming::UntilClose && !dechunk;
     if !(100..200).contains(&head.status) {
         connection_field(out, info.client_version, keep_alive);
+    }
+    if let Some(protocol) = info.upgrade {
+        field(out, b"Connection", b"upgrade");
+        field(out, b"Upgrade", protocol.as_bytes());
     }
     joined_field(out, buf, headers, b"Via", |out| {
         via_entry(out, head.version)
@@ -314,6 +361,47 @@ pub fn write_denial_response(
     out.push(b'\n');
 }
 
+/// A gateway answer whose body is already rendered (e.g. an RFC 9457 problem document).
+#[derive(Debug, Clone, Copy)]
+pub struct RenderedAnswer<'a> {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type` of `body`.
+    pub content_type: &'a [u8],
+    /// The body.
+    pub body: &'a [u8],
+    /// The `WWW-Authenticate` challenge of a 401 (`Challenge::None` for none).
+    pub challenge: &'a crate::policy::Challenge,
+    /// Seconds for `Retry-After`, if any.
+    pub retry_after: Option<u64>,
+    /// Whether the connection stays open.
+    pub keep_alive: bool,
+    /// The request id echoed in `X-Request-Id` (none when empty).
+    pub request_id: &'a [u8],
+    /// Complete header lines the gateway adds (each ending in CRLF).
+    pub extra_headers: &'a [u8],
+}
+
+/// Appends a complete gateway answer with a rendered body.
+pub fn write_rendered_answer(out: &mut Vec<u8>, answer: &RenderedAnswer<'_>) {
+    status_line(out, answer.status, reason_phrase(answer.status).as_bytes());
+    answer.challenge.write_field(out);
+    field(out, b"Content-Type", answer.content_type);
+    number_field(out, b"Content-Length", answer.body.len() as u64);
+    if let Some(seconds) = answer.retry_after {
+        number_field(out, b"Retry-After", seconds);
+    }
+    if !answer.keep_alive {
+        field(out, b"Connection", b"close");
+    }
+    if !answer.request_id.is_empty() {
+        field(out, b"X-Request-Id", answer.request_id);
+    }
+    out.extend_from_slice(answer.extra_headers);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(answer.body);
+}
+
 /// Appends a complete response served by the gateway itself (a `respond` route).
 ///
 /// Configured fields named `Content-Length`, `Transfer-Encoding` or `Connection` are ignored
@@ -358,6 +446,33 @@ pub fn write_static_response(
     if body_allowed && !head_only {
         out.extend_from_slice(body);
     }
+}
+
+/// Appends the head of a response the gateway generates whose body the caller appends
+/// (`content_length` bytes): status line, `fields` in order (values the caller checked), the
+/// `Content-Length`, the connection field, the request id and `extra_headers` lines.
+#[allow(clippy::too_many_arguments)]
+pub fn write_generated_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    fields: &[(&[u8], &[u8])],
+    content_length: u64,
+    client_version: Version,
+    keep_alive: bool,
+    request_id: &[u8],
+    extra_headers: &[u8],
+) {
+    status_line(out, status, reason_phrase(status).as_bytes());
+    for (name, value) in fields {
+        field(out, name, value);
+    }
+    number_field(out, b"Content-Length", content_length);
+    connection_field(out, client_version, keep_alive);
+    if !request_id.is_empty() {
+        field(out, b"X-Request-Id", request_id);
+    }
+    out.extend_from_slice(extra_headers);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends `HTTP/1.1 100 Continue`.

@@ -27,6 +27,7 @@ fn fwd() -> ForwardInfo<'static> {
         hidden_credential: None,
         policy_fields: b"",
         upgrade: None,
+        edits: None,
     }
 }
 
@@ -71,6 +72,8 @@ fn downstream(raw: &[u8], method: Method, client: Version, keep_alive: bool) -> 
         keep_alive,
         request_id: b"rid-2",
         extra_headers: b"",
+        edits: None,
+        upgrade: None,
     };
     let mut out = Vec::new();
     write_downstream_response(&mut out, raw, &head, &headers, &info);

@@ -91,6 +91,11 @@ pub struct Aggregator {
     pub(super) policies: BTreeMap<String, [u64; PolicyOutcome::ALL.len()]>,
     pub(super) tls_handshakes: TlsHandshakeCounts,
     pub(super) tls_failures: TlsFailureCounts,
+    pub(super) composites: super::composite::CompositeTable,
+    pub(super) tunnels: super::TunnelTable,
+    pub(super) protocols: super::ProtocolCounts,
+    /// The HTTP/2 gauges (connections, streams) each worker reported last.
+    pub(super) h2_gauges: BTreeMap<usize, (u64, u64)>,
 }
 
 /// One active-health cell as the control side reads it.
@@ -151,12 +156,27 @@ impl Aggregator {
         for (name, counts) in delta.policies {
             add_counts(self.policies.entry(name).or_default(), &counts);
         }
+        for (key, stats) in delta.composites {
+            self.composites.entry(key).or_default().add(&stats);
+        }
+        for (route, stats) in delta.tunnels {
+            self.tunnels.entry(route).or_default().add(&stats);
+        }
         for (into, from) in self.tls_handshakes.iter_mut().zip(&delta.tls_handshakes) {
             add_counts(into, from);
         }
         for (into, from) in self.tls_failures.iter_mut().zip(&delta.tls_failures) {
             add_counts(into, from);
         }
+        self.protocols.add(&delta.protocols);
+        let p = &delta.protocols;
+        self.h2_gauges
+            .insert(delta.worker, (p.h2_connections_open, p.h2_streams_open));
+    }
+
+    /// Requests answered over `protocol` since start.
+    pub fn requests_by_protocol(&self, protocol: super::Protocol) -> u64 {
+        self.protocols.requests[protocol.index()]
     }
 
     /// TLS handshakes completed on listeners with `version`, resumed or not, since start.
@@ -167,6 +187,17 @@ impl Aggregator {
     /// TLS handshakes with `side` that failed for `cause` since start.
     pub fn tls_failures(&self, side: TlsSide, cause: TlsFailure) -> u64 {
         self.tls_failures[side.index()][cause.index()]
+    }
+
+    /// What composite `composite` (`call` `None`) or one of its calls did since start.
+    pub fn composite(&self, composite: &str, call: Option<&str>) -> Option<&super::CompositeStats> {
+        self.composites
+            .get(&(composite.to_string(), call.unwrap_or_default().to_string()))
+    }
+
+    /// What route `route`'s tunnels did since start.
+    pub fn tunnels(&self, route: &str) -> Option<&super::TunnelStats> {
+        self.tunnels.get(route)
     }
 
     /// Decisions of policy `name` with `outcome` since start.

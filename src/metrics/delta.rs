@@ -64,6 +64,12 @@ pub struct MetricsDelta {
     pub tls_handshakes: TlsHandshakeCounts,
     /// TLS handshakes failed in the interval, by [`TlsSide::index`] and [`TlsFailure::index`].
     pub tls_failures: TlsFailureCounts,
+    /// Composite requests and calls in the interval, by (composite, call).
+    pub composites: super::composite::CompositeTable,
+    /// Tunnels opened and closed in the interval, by route.
+    pub tunnels: super::TunnelTable,
+    /// Requests by client protocol and HTTP/2 counters (gauges as current values).
+    pub protocols: super::ProtocolCounts,
 }
 
 /// Completed handshakes by [`TlsVersion::index`], then fresh (0) or resumed (1).
@@ -84,5 +90,8 @@ impl MetricsDelta {
             && self.policies.is_empty()
             && self.tls_handshakes.iter().flatten().all(|&n| n == 0)
             && self.tls_failures.iter().flatten().all(|&n| n == 0)
+            && self.composites.is_empty()
+            && self.tunnels.is_empty()
+            && self.protocols.is_quiet()
     }
 }

@@ -8,27 +8,36 @@
 //! - `histogram.rs`: one HDR latency histogram (µs, 1 µs..60 s, 2 digits) with its exact sum.
 //! - `record.rs`: what the proxy reports per request, error causes, status classes.
 //! - `recorder.rs`: the worker-side recorder.
+//! - `composite.rs`: per composite and per call outcomes and latency.
+//! - `tunnel.rs`: per route tunnels opened, closed by reason, bytes each way, lifetimes.
 //! - `delta.rs`: one worker's interval, the `Send` value that crosses threads.
 //! - `aggregate.rs`: the merged totals.
+//! - `protocol.rs`: requests by client protocol; HTTP/2 connections, streams, resets, GOAWAYs.
 //! - `prometheus.rs`: text exposition format 0.0.4.
 
 mod aggregate;
+mod composite;
 mod delta;
 mod histogram;
 mod prometheus;
+mod protocol;
 mod record;
 mod recorder;
+mod tunnel;
 
 pub use aggregate::{
     Aggregator, ProcessInfo, RedisHealth, RouteTotals, TargetHealthInfo, UpstreamTotals, WorkerInfo,
 };
+pub use composite::{CompositeStats, CompositeTable};
 pub use delta::{MetricsDelta, RouteDelta, TlsFailureCounts, TlsHandshakeCounts, UpstreamDelta};
 pub use histogram::{LatencyHistogram, HIGHEST_MICROS, LOWEST_MICROS, SIGNIFICANT_DIGITS};
+pub use protocol::{Protocol, ProtocolCounts};
 pub use record::{
     ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, RequestRecord, StatusClass, TlsFailure,
     TlsSide, TlsVersion,
 };
 pub use recorder::WorkerMetrics;
+pub use tunnel::{TunnelStats, TunnelTable};
 
 /// The worker's end of the delta channel.
 pub type DeltaSender = crossbeam_channel::Sender<MetricsDelta>;

@@ -235,6 +235,11 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
         )?;
     }
     write_tls(w, agg)?;
+    let gauges = agg
+        .h2_gauges
+        .values()
+        .fold((0, 0), |(c, s), &(wc, ws)| (c + wc, s + ws));
+    super::protocol::write(w, &agg.protocols, gauges)?;
     w.family(
         "ringgate_mirror_requests_total",
         "Requests sampled for mirroring, by outcome.",
@@ -257,6 +262,8 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
             w.sample("ringgate_policy_decisions_total", &labels, n)?;
         }
     }
+    composites(w, agg)?;
+    super::tunnel::write(w, &agg.tunnels)?;
 
     w.family(
         "ringgate_worker_info",
@@ -395,17 +402,22 @@ fn write_traffic(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt
     Ok(())
 }
 
-struct Writer {
+pub(super) struct Writer {
     out: String,
 }
 
 impl Writer {
-    fn family(&mut self, name: &str, help: &str, kind: &str) -> fmt::Result {
+    pub(super) fn family(&mut self, name: &str, help: &str, kind: &str) -> fmt::Result {
         writeln!(self.out, "# HELP {name} {help}")?;
         writeln!(self.out, "# TYPE {name} {kind}")
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) -> fmt::Result {
+    pub(super) fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: impl Display,
+    ) -> fmt::Result {
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');
@@ -431,19 +443,34 @@ impl Writer {
         value: &str,
         h: &LatencyHistogram,
     ) -> fmt::Result {
+        self.histogram_labeled(name, &[(key, value)], h)
+    }
+
+    /// [`Writer::histogram`] with any labels.
+    fn histogram_labeled(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        h: &LatencyHistogram,
+    ) -> fmt::Result {
         let bucket = format!("{name}_bucket");
         let bounds = BUCKETS.map(|(micros, _)| micros);
         let counts = h.cumulative_buckets(&bounds);
+        let with_le = |le: &'static str| {
+            let mut l: Vec<(&str, &str)> = labels.to_vec();
+            l.push(("le", le));
+            l
+        };
         for ((_, le), n) in BUCKETS.iter().zip(counts) {
-            self.sample(&bucket, &[(key, value), ("le", le)], n)?;
+            self.sample(&bucket, &with_le(le), n)?;
         }
-        self.sample(&bucket, &[(key, value), ("le", "+Inf")], h.count())?;
+        self.sample(&bucket, &with_le("+Inf"), h.count())?;
         self.sample(
             &format!("{name}_sum"),
-            &[(key, value)],
+            labels,
             micros_to_seconds(h.sum_micros()),
         )?;
-        self.sample(&format!("{name}_count"), &[(key, value)], h.count())
+        self.sample(&format!("{name}_count"), labels, h.count())
     }
 
     /// One gauge per quantile; nothing for an empty histogram (there is no quantile to report).
@@ -463,6 +490,86 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Composite requests and calls: outcomes, latency, root-merge key collisions.
+fn composites(w: &mut Writer, agg: &Aggregator) -> fmt::Result {
+    let composites = || {
+        agg.composites
+            .iter()
+            .filter(|((_, call), _)| call.is_empty())
+    };
+    let calls = || {
+        agg.composites
+            .iter()
+            .filter(|((_, call), _)| !call.is_empty())
+    };
+    w.family(
+        "ringgate_composite_requests_total",
+        "Composite requests by outcome (complete, partial, failed).",
+        "counter",
+    )?;
+    for ((composite, _), stats) in composites() {
+        for (outcome, n) in &stats.outcomes {
+            let labels = [("composite", composite.as_str()), ("outcome", *outcome)];
+            w.sample("ringgate_composite_requests_total", &labels, *n)?;
+        }
+    }
+    w.family(
+        "ringgate_composite_duration_seconds",
+        "Composite request duration, from its first call to its assembled answer.",
+        "histogram",
+    )?;
+    for ((composite, _), stats) in composites() {
+        let labels = [("composite", composite.as_str())];
+        w.histogram_labeled(
+            "ringgate_composite_duration_seconds",
+            &labels,
+            &stats.latency,
+        )?;
+    }
+    w.family(
+        "ringgate_composite_key_collisions_total",
+        "Keys of a composite's output written by more than one call (the later call in config order wins).",
+        "counter",
+    )?;
+    for ((composite, _), stats) in composites() {
+        let labels = [("composite", composite.as_str())];
+        w.sample(
+            "ringgate_composite_key_collisions_total",
+            &labels,
+            stats.collisions,
+        )?;
+    }
+    w.family(
+        "ringgate_composite_calls_total",
+        "Calls of composites by outcome (ok, or why the call failed).",
+        "counter",
+    )?;
+    for ((composite, call), stats) in calls() {
+        for (outcome, n) in &stats.outcomes {
+            let labels = [
+                ("composite", composite.as_str()),
+                ("call", call.as_str()),
+                ("outcome", *outcome),
+            ];
+            w.sample("ringgate_composite_calls_total", &labels, *n)?;
+        }
+    }
+    w.family(
+        "ringgate_composite_call_duration_seconds",
+        "Duration of composite calls that were sent, fan-out included.",
+        "histogram",
+    )?;
+    for ((composite, call), stats) in calls() {
+        let labels = [("composite", composite.as_str()), ("call", call.as_str())];
+        w.histogram_labeled(
+            "ringgate_composite_call_duration_seconds",
+            &labels,
+            &stats.latency,
+        )?;
+    }
+    Ok(())
 }
 
 fn micros_to_seconds(micros: u64) -> f64 {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ahash::AHashMap;
 
+use super::composite::CompositeStats;
 use super::delta::{MetricsDelta, RouteDelta, UpstreamDelta};
 use super::histogram::LatencyHistogram;
 use super::record::{
@@ -84,6 +85,9 @@ impl UpstreamStats {
     }
 }
 
+/// (composite, call) names; the composite's own entry has an empty call name.
+type CompositeKey = (Box<str>, Box<str>);
+
 /// Per-worker recorder: counters, gauges and HDR histograms per route and upstream.
 ///
 /// Names are kept for the worker's life, so a route removed by a reload keeps its (idle)
@@ -103,6 +107,11 @@ pub struct WorkerMetrics {
     tls_handshakes: [[Cell<u64>; 2]; TlsVersion::ALL.len()],
     /// By [`TlsSide::index`], then [`TlsFailure::index`].
     tls_failures: [[Cell<u64>; TlsFailure::ALL.len()]; TlsSide::ALL.len()],
+    /// By (composite, call); the composite's own entry has an empty call name.
+    composites: RefCell<AHashMap<CompositeKey, CompositeStats>>,
+    /// By route name.
+    tunnels: RefCell<AHashMap<Box<str>, super::TunnelStats>>,
+    protocols: super::protocol::ProtocolRecorder,
 }
 
 impl WorkerMetrics {
@@ -120,6 +129,9 @@ impl WorkerMetrics {
             policies: RefCell::new(AHashMap::new()),
             tls_handshakes: Default::default(),
             tls_failures: Default::default(),
+            composites: RefCell::new(AHashMap::new()),
+            tunnels: RefCell::new(AHashMap::new()),
+            protocols: Default::default(),
         }
     }
 
@@ -232,6 +244,63 @@ impl WorkerMetrics {
         }
     }
 
+    /// One composite request (`call` `None`) or one of its calls, with its outcome label,
+    /// its latency if it ran, and (for the composite) its root-merge key collisions.
+    pub fn record_composite(
+        &self,
+        composite: &str,
+        call: Option<&str>,
+        outcome: &'static str,
+        took: Option<Duration>,
+        collisions: u32,
+    ) {
+        let mut map = self.composites.borrow_mut();
+        let call = call.unwrap_or_default();
+        let key = (Box::from(composite), Box::from(call));
+        map.entry(key)
+            .or_default()
+            .record(outcome, took, collisions);
+    }
+
+    /// A tunnel of `route` opened (its upstream switched protocols).
+    pub fn tunnel_opened(&self, route: &str) {
+        let mut map = self.tunnels.borrow_mut();
+        match map.get_mut(route) {
+            Some(s) => s.opened += 1,
+            None => {
+                let stats = super::TunnelStats {
+                    opened: 1,
+                    ..Default::default()
+                };
+                map.insert(Box::from(route), stats);
+            }
+        }
+    }
+
+    /// A tunnel of `route` closed for `reason` after `lived`, having carried `up` bytes from
+    /// the client and `down` bytes to it.
+    pub fn tunnel_closed(
+        &self,
+        route: &str,
+        reason: &'static str,
+        lived: Duration,
+        up: u64,
+        down: u64,
+    ) {
+        let mut map = self.tunnels.borrow_mut();
+        if !map.contains_key(route) {
+            map.insert(Box::from(route), super::TunnelStats::default());
+        }
+        if let Some(s) = map.get_mut(route) {
+            s.close(reason, lived, up, down);
+        }
+    }
+
+    /// Counters by protocol (requests by client protocol, HTTP/2 streams, resets, GOAWAYs).
+    pub fn protocols(&self) -> &super::protocol::ProtocolRecorder {
+        &self.protocols
+    }
+
     /// Connections open now.
     pub fn connections_open(&self) -> u64 {
         self.connections_open.get()
@@ -275,6 +344,21 @@ impl WorkerMetrics {
                 .collect(),
             tls_handshakes: take_counts(&self.tls_handshakes),
             tls_failures: take_counts(&self.tls_failures),
+            composites: self
+                .composites
+                .borrow_mut()
+                .iter_mut()
+                .filter(|(_, s)| !s.is_idle())
+                .map(|((c, call), s)| ((c.to_string(), call.to_string()), std::mem::take(s)))
+                .collect(),
+            tunnels: self
+                .tunnels
+                .borrow_mut()
+                .iter_mut()
+                .filter(|(_, s)| !s.is_idle())
+                .map(|(route, s)| (route.to_string(), std::mem::take(s)))
+                .collect(),
+            protocols: self.protocols.take(),
         }
     }
 }

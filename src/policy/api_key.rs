@@ -47,10 +47,12 @@ impl ApiKey {
     pub fn denial(&self, message: &'static str) -> Denial {
         Denial {
             status: 401,
+            cause: "unauthenticated",
             message,
             challenge: Challenge::ApiKey {
                 location: Arc::clone(&self.challenge),
             },
+            violations: Vec::new(),
         }
     }
 

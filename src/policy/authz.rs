@@ -28,28 +28,45 @@ impl Authz {
     /// 403 unless the identity passes every condition.
     pub fn check(&self, identity: &Identity) -> Result<(), Denial> {
         if !identity.is_authenticated() {
-            return Err(Denial::forbidden("forbidden: not authenticated"));
+            return Err(Denial::forbidden(
+                "not-authenticated",
+                "forbidden: not authenticated",
+            ));
         }
         let groups = identity
             .consumer()
             .map_or(&[][..], |id| self.consumers.get(id).groups.as_slice());
-        let member = |list: &[String]| list.iter().any(|g| groups.contains(g));
+        let token_groups = identity.token().map_or(&[][..], |t| t.groups.as_slice());
+        let member = |list: &[String]| {
+            list.iter()
+                .any(|g| groups.contains(g) || token_groups.contains(g))
+        };
         if member(&self.deny_groups) {
-            return Err(Denial::forbidden("forbidden: consumer group denied"));
+            return Err(Denial::forbidden(
+                "group-denied",
+                "forbidden: consumer group denied",
+            ));
         }
         if !self.allow_groups.is_empty() && !member(&self.allow_groups) {
-            return Err(Denial::forbidden("forbidden: consumer group not allowed"));
+            return Err(Denial::forbidden(
+                "group-not-allowed",
+                "forbidden: consumer group not allowed",
+            ));
         }
         if self.require_scopes.is_empty() && self.require_claims.is_empty() {
             return Ok(());
         }
         let Some(token) = identity.token() else {
             return Err(Denial::forbidden(
+                "token-required",
                 "forbidden: a token with scopes is required",
             ));
         };
         if !self.require_scopes.iter().all(|s| token.has_scope(s)) {
-            return Err(Denial::forbidden("forbidden: insufficient scope"));
+            return Err(Denial::forbidden(
+                "insufficient-scope",
+                "forbidden: insufficient scope",
+            ));
         }
         let claims_ok = self
             .require_claims
@@ -59,6 +76,7 @@ impl Authz {
             Ok(())
         } else {
             Err(Denial::forbidden(
+                "claim-mismatch",
                 "forbidden: required claim missing or wrong",
             ))
         }

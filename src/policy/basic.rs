@@ -120,10 +120,12 @@ impl Basic {
     pub fn denial(&self) -> Denial {
         Denial {
             status: 401,
+            cause: "unauthenticated",
             message: "unauthorized: valid credentials required",
             challenge: Challenge::Basic {
                 realm: Arc::clone(&self.realm),
             },
+            violations: Vec::new(),
         }
     }
 }
@@ -264,6 +266,7 @@ mod tests {
             peer: std::net::IpAddr::from([127, 0, 0, 1]),
             trusted_proxies: &[],
             route: "r",
+            path_params: None,
         };
         let metrics = crate::metrics::WorkerMetrics::new(0);
         let mut identity = Identity::default();

@@ -76,6 +76,7 @@ mod tests {
             peer: peer.parse().expect("ip"),
             trusted_proxies: &[],
             route: "r",
+            path_params: None,
         }
     }
 

@@ -34,7 +34,10 @@ impl IpFilter {
         if self.allows(client) {
             Ok(())
         } else {
-            Err(Denial::forbidden("forbidden: client address not allowed"))
+            Err(Denial::forbidden(
+                "address-denied",
+                "forbidden: client address not allowed",
+            ))
         }
     }
 

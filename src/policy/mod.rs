@@ -5,7 +5,8 @@
 //! sorted into the fixed [`Phase`] order below whatever order the route listed them in.
 //!
 //! ```text
-//! ip_filter ─▶ authentication (api_key | basic | jwt) ─▶ authorization (authz) ─▶ rate_limit
+//! ip_filter ─▶ authentication (api_key | basic | jwt) ─▶ authorization (authz)
+//!           ─▶ validate (head; the body once buffered) ─▶ rate_limit
 //! ```
 //!
 //! Why a fixed order and not the listing order: each phase needs what the one before it
@@ -15,6 +16,8 @@
 //! - authentication next: it establishes the consumer that authorization and a
 //!   `key = "consumer"` rate limit need.
 //! - authorization after authentication, for the same reason.
+//! - `validate` after authorization: an unauthenticated client learns nothing about the
+//!   contract, and a malformed request is refused before it counts against a limit.
 //! - rate limits last, so that they count the requests of identified consumers and so that
 //!   refused requests (401/403) do not consume a consumer's allowance.
 //!
@@ -46,27 +49,33 @@ pub mod basic;
 pub mod client_addr;
 pub mod consumers;
 pub mod identity;
+pub mod introspect;
 pub mod ip_filter;
 pub mod jwt;
 pub mod rate_limit;
 pub mod state;
+pub mod validate;
 pub mod verifier;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::http::problem::Violation;
 use crate::http::HeaderSpan;
 pub use crate::metrics::PolicyOutcome as Outcome;
 use crate::metrics::WorkerMetrics;
+use crate::router::Params;
 
 pub use api_key::ApiKey;
 pub use authz::Authz;
 pub use basic::{Basic, Verification};
 pub use consumers::{Consumer, ConsumerId, Consumers};
 pub use identity::{Forwarding, Identity};
+pub use introspect::{Introspect, Introspected, Lookup, Transport};
 pub use ip_filter::IpFilter;
 pub use jwt::Jwt;
 pub use state::PolicyState;
+pub use validate::Validate;
 pub use verifier::{Verifier, VerifierPool};
 
 use crate::rate_limit::RateLimitPolicy;
@@ -80,6 +89,8 @@ pub enum Phase {
     Authentication,
     /// What the identified client may do: groups, scopes, claims.
     Authorization,
+    /// Whether the request keeps its API contract (query, headers, path, body).
+    Validate,
     /// How often it may do it.
     RateLimit,
 }
@@ -95,8 +106,12 @@ pub enum Stage {
     Basic(Arc<Basic>),
     /// `kind = "jwt"`.
     Jwt(Arc<Jwt>),
+    /// `kind = "introspect"`.
+    Introspect(Arc<Introspect>),
     /// `kind = "authz"`.
     Authz(Arc<Authz>),
+    /// `kind = "validate"`.
+    Validate(Arc<Validate>),
     /// `kind = "rate_limit"`.
     RateLimit(Arc<RateLimitPolicy>),
 }
@@ -113,6 +128,9 @@ pub enum Authn {
     /// The credential must be verified by the password verifier pool: the chain suspends
     /// until it answers (see [`Checked::Verifying`]).
     Verify(Verification),
+    /// The token must be looked up at the authorization server: the chain suspends until
+    /// the lookup is resolved (see [`Checked::Verifying`]).
+    Introspect(Lookup),
     /// The credential needs the verifier pool, whose queue is full: 503 at once.
     Busy,
 }
@@ -122,8 +140,11 @@ impl Stage {
     pub fn phase(&self) -> Phase {
         match self {
             Stage::IpFilter(_) => Phase::IpFilter,
-            Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) => Phase::Authentication,
+            Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) | Stage::Introspect(_) => {
+                Phase::Authentication
+            }
             Stage::Authz(_) => Phase::Authorization,
+            Stage::Validate(_) => Phase::Validate,
             Stage::RateLimit(_) => Phase::RateLimit,
         }
     }
@@ -135,7 +156,9 @@ impl Stage {
             Stage::ApiKey(p) => &p.name,
             Stage::Basic(p) => &p.name,
             Stage::Jwt(p) => &p.name,
+            Stage::Introspect(p) => &p.name,
             Stage::Authz(p) => &p.name,
+            Stage::Validate(p) => &p.name,
             Stage::RateLimit(p) => &p.name,
         }
     }
@@ -151,7 +174,10 @@ impl Stage {
             Stage::ApiKey(p) => p.check(req, identity),
             Stage::Basic(p) => p.check(req, identity, state),
             Stage::Jwt(p) => p.check(req, identity, state),
-            Stage::IpFilter(_) | Stage::Authz(_) | Stage::RateLimit(_) => Authn::Absent,
+            Stage::Introspect(p) => p.check(req, identity, state),
+            Stage::IpFilter(_) | Stage::Authz(_) | Stage::Validate(_) | Stage::RateLimit(_) => {
+                Authn::Absent
+            }
         }
     }
 
@@ -161,8 +187,9 @@ impl Stage {
             Stage::ApiKey(p) => p.denial("unauthorized: API key required"),
             Stage::Basic(p) => p.denial(),
             Stage::Jwt(p) => p.denial(None),
-            Stage::IpFilter(_) | Stage::Authz(_) | Stage::RateLimit(_) => {
-                Denial::forbidden("forbidden")
+            Stage::Introspect(p) => p.denial(None),
+            Stage::IpFilter(_) | Stage::Authz(_) | Stage::Validate(_) | Stage::RateLimit(_) => {
+                Denial::forbidden("forbidden", "forbidden")
             }
         }
     }
@@ -177,6 +204,7 @@ impl Stage {
             }),
             Stage::Basic(p) if p.hide_credentials => Some(Credential::AUTHORIZATION),
             Stage::Jwt(p) if p.hide_credentials => Some(Credential::AUTHORIZATION),
+            Stage::Introspect(p) if p.hide_credentials => Some(Credential::AUTHORIZATION),
             _ => None,
         }
     }
@@ -187,7 +215,10 @@ impl Stage {
             Stage::ApiKey(p) => (&p.forwarding, &[][..]),
             Stage::Basic(p) => (&p.forwarding, &[][..]),
             Stage::Jwt(p) => (&p.forwarding, p.forward_claims.as_slice()),
-            Stage::IpFilter(_) | Stage::Authz(_) | Stage::RateLimit(_) => return Vec::new(),
+            Stage::Introspect(p) => (&p.forwarding, p.forward_claims.as_slice()),
+            Stage::IpFilter(_) | Stage::Authz(_) | Stage::Validate(_) | Stage::RateLimit(_) => {
+                return Vec::new()
+            }
         };
         forwarding
             .consumer_header
@@ -277,23 +308,57 @@ impl Chain {
         metrics: &WorkerMetrics,
         fields: &mut Vec<u8>,
     ) -> Result<Checked, Denial> {
-        let Answered {
-            stage,
-            verification,
-            verified,
-        } = answered;
+        let Answered { stage, answer } = answered;
         let name = self.stages.get(stage).map_or("", Stage::name);
-        match verification.complete(verified, identity, state) {
+        let completed = match answer {
+            Answer::Password {
+                verification,
+                verified,
+            } => verification.complete(verified, identity, state),
+            Answer::Introspected(introspected) => introspected.complete(identity),
+        };
+        match completed {
             Ok(()) => {
                 metrics.policy_decision(name, Outcome::Allowed);
                 identity.set_accepted_by(stage);
             }
             Err(denial) => {
                 metrics.policy_decision(name, denial.outcome());
+                if denial.status == 503 {
+                    fields.extend_from_slice(BUSY_RETRY_AFTER);
+                }
                 return Err(denial);
             }
         }
         self.run(stage + 1, req, identity, state, metrics, fields)
+    }
+
+    /// Whether a stage checks the request body (then it must be buffered whole before the
+    /// upstream exchange, and [`Chain::check_body`] called on it).
+    pub fn checks_body(&self) -> bool {
+        self.stages
+            .iter()
+            .any(|s| matches!(s, Stage::Validate(p) if p.checks_body()))
+    }
+
+    /// Runs the body rules of the chain's `validate` stages on the buffered `body`, once
+    /// [`Chain::check`] passed; each such stage's decision is counted here.
+    pub fn check_body(
+        &self,
+        content_type: Option<&[u8]>,
+        body: &[u8],
+        metrics: &WorkerMetrics,
+    ) -> Result<(), Denial> {
+        for stage in self.stages.iter() {
+            let Stage::Validate(p) = stage else { continue };
+            if !p.checks_body() {
+                continue;
+            }
+            let result = p.check_body(content_type, body);
+            metrics.policy_decision(stage.name(), outcome_of(&result));
+            result?;
+        }
+        Ok(())
     }
 
     /// Where the credential that authenticated the request is, if its stage hides it from
@@ -338,7 +403,13 @@ impl Chain {
                     Authn::Verify(verification) => {
                         return Ok(Checked::Verifying(Suspended {
                             stage: i,
-                            verification,
+                            wait: Wait::Password(verification),
+                        }));
+                    }
+                    Authn::Introspect(lookup) => {
+                        return Ok(Checked::Verifying(Suspended {
+                            stage: i,
+                            wait: Wait::Introspection(lookup),
                         }));
                     }
                     Authn::Busy => {
@@ -354,7 +425,16 @@ impl Chain {
             let result = match stage {
                 Stage::IpFilter(p) => p.check(req, identity),
                 Stage::Authz(p) => p.check(identity),
-                Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) => Ok(()),
+                // A policy with a body rule decides once the body was checked too.
+                Stage::Validate(p) if p.checks_body() => {
+                    if let Err(denial) = p.check(req) {
+                        metrics.policy_decision(stage.name(), denial.outcome());
+                        return Err(denial);
+                    }
+                    continue;
+                }
+                Stage::Validate(p) => p.check(req),
+                Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) | Stage::Introspect(_) => Ok(()),
                 Stage::RateLimit(p) => {
                     rate_limit::check(p, req, identity, &state.rate_limits, fields)
                 }
@@ -375,37 +455,67 @@ const BUSY_RETRY_AFTER: &[u8] = b"Retry-After: 1\r\n";
 pub enum Checked {
     /// Every stage passed.
     Passed,
-    /// A password verification must be awaited, then the chain resumed.
+    /// A password verification or a token introspection must be awaited, then the chain
+    /// resumed.
     Verifying(Suspended),
 }
 
-/// A chain suspended on a password verification (see [`Chain::check`]).
+/// A chain suspended on asynchronous work (see [`Chain::check`]).
 #[derive(Debug)]
 pub struct Suspended {
     /// Index of the suspended stage.
     stage: usize,
-    verification: Verification,
+    wait: Wait,
+}
+
+/// What a suspended chain waits for.
+#[derive(Debug)]
+enum Wait {
+    /// The password verifier pool.
+    Password(Verification),
+    /// The authorization server (through `transport`).
+    Introspection(Lookup),
 }
 
 impl Suspended {
-    /// Waits for the verifier pool's answer; the chain goes on with [`Chain::resume`].
-    pub async fn answer(self) -> Answered {
-        let verified = self.verification.verified().await;
+    /// Waits for the answer (the verifier pool's, or the introspection's, looked up
+    /// through `transport` with the worker's `state`); the chain goes on with
+    /// [`Chain::resume`].
+    pub async fn answer<T: Transport>(self, state: &PolicyState, transport: &T) -> Answered {
+        let answer = match self.wait {
+            Wait::Password(verification) => {
+                let verified = verification.verified().await;
+                Answer::Password {
+                    verification,
+                    verified,
+                }
+            }
+            Wait::Introspection(lookup) => {
+                Answer::Introspected(lookup.resolve(state, transport).await)
+            }
+        };
         Answered {
             stage: self.stage,
-            verification: self.verification,
-            verified,
+            answer,
         }
     }
 }
 
-/// A suspended chain whose password verification has been answered.
+/// A suspended chain whose wait is over.
 #[derive(Debug)]
 pub struct Answered {
     stage: usize,
-    verification: Verification,
-    /// Whether the password matched.
-    verified: bool,
+    answer: Answer,
+}
+
+#[derive(Debug)]
+enum Answer {
+    Password {
+        verification: Verification,
+        /// Whether the password matched.
+        verified: bool,
+    },
+    Introspected(Introspected),
 }
 
 /// Where an authentication credential travels in the request, for `hide_credentials`.
@@ -463,6 +573,27 @@ pub struct RequestView<'a> {
     pub trusted_proxies: &'a [ipnet::IpNet],
     /// The matched route's name.
     pub route: &'a str,
+    /// The route template's parameters (`{id}`), when the caller has them.
+    pub path_params: Option<PathParams<'a>>,
+}
+
+/// The parameters a route's path template captured, by name.
+#[derive(Debug, Clone, Copy)]
+pub struct PathParams<'a> {
+    /// The template's parameter names, in capture order.
+    pub names: &'a [Box<str>],
+    /// The captures.
+    pub params: &'a Params,
+    /// The normalized path they were captured from.
+    pub path: &'a str,
+}
+
+impl<'a> PathParams<'a> {
+    /// The captured value of `name` (still percent-encoded).
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        let i = self.names.iter().position(|n| &**n == name)?;
+        self.params.get(i, self.path)
+    }
 }
 
 impl<'a> RequestView<'a> {
@@ -493,19 +624,27 @@ impl<'a> RequestView<'a> {
 pub struct Denial {
     /// 401, 403 (429 for limits, 503 when the password verifier pool is busy).
     pub status: u16,
+    /// The cause's stable name, the last segment of its problem+json `type`
+    /// (`unauthenticated`, `group-denied`, `rate-limited`, ...).
+    pub cause: &'static str,
     /// Short body text; names the cause class, never a secret.
     pub message: &'static str,
     /// The `WWW-Authenticate` challenge of a 401.
     pub challenge: Challenge,
+    /// What a `validate` policy found wrong (empty for every other refusal). A refusal
+    /// with violations is always answered as problem+json.
+    pub violations: Vec<Violation>,
 }
 
 impl Denial {
-    /// 403 with `message`.
-    pub fn forbidden(message: &'static str) -> Self {
+    /// 403 for `cause` (its problem type), with `message`.
+    pub fn forbidden(cause: &'static str, message: &'static str) -> Self {
         Denial {
             status: 403,
+            cause,
             message,
             challenge: Challenge::None,
+            violations: Vec::new(),
         }
     }
 
@@ -513,8 +652,10 @@ impl Denial {
     pub fn busy() -> Self {
         Denial {
             status: 503,
+            cause: "verifier-busy",
             message: "service unavailable: password verification busy, retry later",
             challenge: Challenge::None,
+            violations: Vec::new(),
         }
     }
 

@@ -35,8 +35,10 @@ pub fn check(
     } else {
         Err(Denial {
             status: 429,
+            cause: "rate-limited",
             message: "too many requests",
             challenge: Challenge::None,
+            violations: Vec::new(),
         })
     }
 }
@@ -81,6 +83,7 @@ mod tests {
             peer: IpAddr::from([10, 0, 0, 1]),
             trusted_proxies: &[],
             route: "api",
+            path_params: None,
         }
     }
 

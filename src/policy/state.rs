@@ -15,6 +15,7 @@ use ahash::AHashMap;
 use subtle::ConstantTimeEq;
 
 use super::basic::Basic;
+use super::introspect::IntrospectionCache;
 use super::jwt::{Jwt, VerifiedToken};
 use super::verifier::Verifier;
 use crate::rate_limit::WorkerLimits;
@@ -39,6 +40,8 @@ pub struct PolicyState {
     seed: ahash::RandomState,
     tokens: RefCell<AHashMap<u64, TokenEntry>>,
     passwords: RefCell<AHashMap<u64, ([u8; 32], Instant)>>,
+    /// Introspection results and lookups in flight (`introspect` policies).
+    pub introspections: IntrospectionCache,
     /// The password verifier pool; without one (benches, unit tests) every password that is
     /// not cached is answered "busy".
     verifier: Option<Verifier>,

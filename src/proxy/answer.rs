@@ -7,13 +7,15 @@ use std::time::Instant;
 use super::connection::{ClientConn, Next, CLIENT_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
-use crate::config::StaticResponse;
+use crate::config::{ErrorFormat, StaticResponse};
+use crate::http::problem::{self, Problem};
 use crate::http::writer::{
-    write_denial_response, write_error_response_retry_after, write_static_response,
+    write_denial_response, write_error_response_retry_after, write_rendered_answer,
+    write_static_response, RenderedAnswer,
 };
-use crate::http::{BodyFraming, Method, RequestHead};
+use crate::http::{reason_phrase, BodyFraming, Method, RequestHead};
 use crate::io_buf::write_all_reuse;
-use crate::policy::Denial;
+use crate::policy::{Challenge, Denial};
 
 impl ClientConn {
     /// Answers from a `respond` route.
@@ -56,6 +58,10 @@ impl ClientConn {
     /// Consumes the request head, and its body if it is already buffered in full.
     /// Returns whether the whole request was consumed (else the connection must close).
     pub(super) fn consume_request(&mut self, head: &RequestHead) -> bool {
+        if self.body.is_held() {
+            self.input.consume(head.head_len + self.body.raw_len());
+            return true;
+        }
         let body = match head.framing {
             BodyFraming::None => 0,
             BodyFraming::Length(n) => n,
@@ -95,15 +101,36 @@ impl ClientConn {
         };
         self.linger = !keep_alive;
         self.out.clear();
-        write_error_response_retry_after(
-            &mut self.out,
-            status,
-            message,
-            keep_alive,
-            &self.request_id,
-            error.retry_after(),
-            &self.response_headers,
-        );
+        if self.grpc {
+            let code = crate::http2::grpc::code_for_status(status);
+            crate::http2::grpc::write_status_response(
+                &mut self.out,
+                code,
+                message,
+                &self.request_id,
+                &self.response_headers,
+            );
+        } else if self.errors == ErrorFormat::Problem {
+            let problem = Problem {
+                status,
+                cause: error.problem_cause(),
+                title: reason_phrase(status),
+                detail: message,
+                request_id: b"",
+                violations: &[],
+            };
+            self.write_problem(&problem, &Challenge::None, error.retry_after(), keep_alive);
+        } else {
+            write_error_response_retry_after(
+                &mut self.out,
+                status,
+                message,
+                keep_alive,
+                &self.request_id,
+                error.retry_after(),
+                &self.response_headers,
+            );
+        }
         if self.tls.is_some() {
             self.finish_secure_head(&ctx.snapshot(), 0);
         }
@@ -129,13 +156,36 @@ impl ClientConn {
             head.keep_alive && self.consume_request(head) && !ctx.drain().is_draining();
         self.linger = !keep_alive;
         self.out.clear();
-        write_denial_response(
-            &mut self.out,
-            denial,
-            keep_alive,
-            &self.request_id,
-            &self.response_headers,
-        );
+        if self.grpc {
+            let code = crate::http2::grpc::code_for_status(denial.status);
+            crate::http2::grpc::write_status_response(
+                &mut self.out,
+                code,
+                denial.message,
+                &self.request_id,
+                &self.response_headers,
+            );
+        } else if self.errors == ErrorFormat::Problem || !denial.violations.is_empty() {
+            // A `validate` refusal lists its violations, which only problem+json can carry.
+            let problem = Problem {
+                status: denial.status,
+                cause: denial.cause,
+                title: reason_phrase(denial.status),
+                detail: denial.message,
+                request_id: b"",
+                violations: &denial.violations,
+            };
+            // `Retry-After` of a refusal, if any, is among the response fields already.
+            self.write_problem(&problem, &denial.challenge, None, keep_alive);
+        } else {
+            write_denial_response(
+                &mut self.out,
+                denial,
+                keep_alive,
+                &self.request_id,
+                &self.response_headers,
+            );
+        }
         if self.tls.is_some() {
             self.finish_secure_head(&ctx.snapshot(), 0);
         }
@@ -148,6 +198,43 @@ impl ClientConn {
         } else {
             Next::Close
         }
+    }
+
+    /// Writes a problem+json answer into `out`, with the request's id (the body is rendered
+    /// in `scratch` first, for its length).
+    fn write_problem(
+        &mut self,
+        problem: &Problem<'_>,
+        challenge: &Challenge,
+        retry_after: Option<u64>,
+        keep_alive: bool,
+    ) {
+        let ClientConn {
+            out,
+            scratch,
+            request_id,
+            response_headers,
+            ..
+        } = self;
+        scratch.clear();
+        let problem = Problem {
+            request_id,
+            ..*problem
+        };
+        problem::write_body(scratch, &problem);
+        write_rendered_answer(
+            out,
+            &RenderedAnswer {
+                status: problem.status,
+                content_type: problem::CONTENT_TYPE,
+                body: scratch,
+                challenge,
+                retry_after,
+                keep_alive,
+                request_id,
+                extra_headers: response_headers,
+            },
+        );
     }
 
     /// Closes after an error answer without losing it: closing a socket with unread input

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use super::stages::BodyObserver;
 use crate::http::{ChunkedDecoder, HttpError};
 use crate::io_buf::{write_all_reuse, ReadBuf};
 
@@ -95,18 +96,22 @@ pub enum RelayError {
 }
 
 /// Relays one body from `source` (whose buffered bytes are in `buf`) to `sink`, returning
-/// the bytes written. `scratch` is a reusable buffer for de-chunked output.
-pub async fn relay<S, D>(
+/// the bytes written. `scratch` is a reusable buffer for de-chunked output. `observer` sees
+/// the payload (de-chunked) just before it is written: a response stage such as the cache
+/// store; [`Unobserved`](super::stages::Unobserved) costs nothing.
+pub async fn relay<S, D, O>(
     source: &mut S,
     buf: &mut ReadBuf,
     sink: &mut D,
     end: BodyEnd,
     opts: RelayOptions,
     scratch: &mut Vec<u8>,
+    observer: &mut O,
 ) -> Result<u64, RelayError>
 where
     S: AsyncReadRent,
     D: AsyncWriteRent,
+    O: BodyObserver,
 {
     let mut written = 0u64;
     // Bytes taken from the source, for the minimum rate (what was buffered counts too).
@@ -125,6 +130,7 @@ where
             let done = match end {
                 BodyEnd::Length(_) => {
                     let n = remaining.min(buf.len() as u64) as usize;
+                    observer.payload(&buf.data()[..n]);
                     write_timed(buf, sink, n, opts.write_timeout).await?;
                     remaining -= n as u64;
                     written += n as u64;
@@ -132,12 +138,14 @@ where
                 }
                 BodyEnd::Close => {
                     let n = buf.len();
+                    observer.payload(buf.data());
                     write_timed(buf, sink, n, opts.write_timeout).await?;
                     written += n as u64;
                     false
                 }
                 BodyEnd::Chunked => {
-                    let (n, done) = relay_chunked(buf, sink, &mut decoder, &opts, scratch).await?;
+                    let (n, done) =
+                        relay_chunked(buf, sink, &mut decoder, &opts, scratch, observer).await?;
                     written += n;
                     done
                 }
@@ -161,12 +169,13 @@ where
 
 /// Feeds the buffered bytes to the decoder and forwards what belongs to the body.
 /// Returns the bytes written and whether the body is complete.
-async fn relay_chunked<D: AsyncWriteRent>(
+async fn relay_chunked<D: AsyncWriteRent, O: BodyObserver>(
     buf: &mut ReadBuf,
     sink: &mut D,
     decoder: &mut ChunkedDecoder,
     opts: &RelayOptions,
     scratch: &mut Vec<u8>,
+    observer: &mut O,
 ) -> Result<(u64, bool), RelayError> {
     scratch.clear();
     let data = buf.data();
@@ -176,10 +185,19 @@ async fn relay_chunked<D: AsyncWriteRent>(
                 scratch.extend_from_slice(piece);
             }
         })
+    } else if O::OBSERVES {
+        decoder.advance(data, &mut |range| {
+            if let Some(piece) = data.get(range) {
+                observer.payload(piece);
+            }
+        })
     } else {
         decoder.advance(data, &mut |_| {})
     }
     .map_err(RelayError::SourceFraming)?;
+    if opts.dechunk {
+        observer.payload(scratch);
+    }
     if let Some(limit) = opts.limit {
         if decoder.payload_bytes() > limit {
             return Err(RelayError::TooLarge);

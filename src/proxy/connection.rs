@@ -12,14 +12,16 @@ use super::body::MinRate;
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::exchange::{Exchange, LogFields, Open};
+use super::request_body::RequestBody;
 use super::request_id;
 use super::secure::TlsInfo;
+use super::stages::ResponseStages;
 use super::trace::{self, TraceContext};
-use crate::config::{ListenKey, Route, RouteAction, Snapshot};
-use crate::http::{parse_request, HeadLimits, HeaderSpan, RequestHead};
+use crate::config::{ErrorFormat, ListenKey, Route, RouteAction, Snapshot};
+use crate::http::{parse_request, BodyFraming, HeadLimits, HeaderSpan, RequestHead};
 use crate::io_buf::ReadBuf;
 use crate::policy::api_key::remove_query_param;
-use crate::policy::{Checked, Denial, Identity, RequestView};
+use crate::policy::{Checked, Denial, Identity, PathParams, RequestView};
 use crate::router::normalize::{normalize_path, split_target};
 use crate::router::{strip_prefix, MatchRequest, Params};
 use crate::tls::ClientStream;
@@ -27,12 +29,14 @@ use crate::tls::ClientStream;
 /// Initial input buffer of a client connection; it grows for large heads and bodies.
 pub(super) const CLIENT_BUF: usize = 4 * 1024;
 /// Initial capacities of the other per-connection buffers.
-const OUT_BUF: usize = 1024;
+pub(super) const OUT_BUF: usize = 1024;
 const HEADERS: usize = 32;
 const PATH: usize = 128;
 const HOST: usize = 64;
 const REQUEST_ID: usize = 32;
 const RESPONSE_HEADERS: usize = 256;
+/// Largest body a `validate` policy reads whole to check it.
+pub(super) const VALIDATED_BODY_MAX: usize = 1024 * 1024;
 /// Largest input buffer while relaying a request body.
 pub(super) const BODY_BUF: usize = 64 * 1024;
 
@@ -45,6 +49,8 @@ pub(super) enum Next {
     Close,
     /// No request arrived within the idle grace: park the connection without its buffers.
     Idle,
+    /// The upstream switched protocols: the connection becomes a tunnel (`proxy::upgrade`).
+    Upgraded,
 }
 
 /// Serves one client connection accepted on `listener` until it closes; on a TLS listener
@@ -63,11 +69,40 @@ pub async fn serve_connection(
         else {
             return;
         };
-        ClientConn::new(stream, peer, 0, Some(Box::new(tls)))
+        match stream {
+            ClientStream::Tls(session) if session.session().alpn_protocol() == Some(b"h2") => {
+                return super::h2::serve_tls(ctx, session, peer, Some(Box::new(tls)), open).await;
+            }
+            stream => ClientConn::new(stream, peer, 0, Some(Box::new(tls))),
+        }
     } else {
-        ClientConn::new(ClientStream::Plain(stream), peer, 0, None)
+        let mut conn = ClientConn::new(ClientStream::Plain(stream), peer, 0, None);
+        if ctx.snapshot().server.h2c {
+            match conn.sniff_h2c(&ctx).await {
+                Sniffed::Http1 => {}
+                Sniffed::Closed => return,
+                Sniffed::H2c => {
+                    let ClientConn { stream, input, .. } = conn;
+                    if let ClientStream::Plain(tcp) = stream {
+                        super::h2::serve_h2c(ctx, tcp, input.data(), peer, open).await;
+                    }
+                    return;
+                }
+            }
+        }
+        conn
     };
     serve(ctx, conn, open).await;
+}
+
+/// What the first bytes of a connection on an h2c listener are.
+enum Sniffed {
+    /// An HTTP/1.x request (its bytes stay in the input buffer).
+    Http1,
+    /// The HTTP/2 connection preface.
+    H2c,
+    /// Closed, or nothing within `head_read`.
+    Closed,
 }
 
 /// Serves requests on `conn` until it closes, or parks it when it goes idle (see
@@ -96,6 +131,15 @@ pub(super) async fn serve(ctx: Rc<WorkerContext>, mut conn: ClientConn, open: Op
                 ..
             } = conn;
             monoio::spawn(super::idle::park(stream, served, tls, open));
+        }
+        Next::Upgraded => {
+            let ClientConn {
+                stream,
+                input,
+                upgrading,
+                ..
+            } = conn;
+            super::upgrade::spawn_tunnel(ctx, stream, input, upgrading, open);
         }
         _ if conn.linger => conn.linger_close().await,
         _ => {}
@@ -140,6 +184,24 @@ pub(super) struct ClientConn {
     pub(super) response_headers: Vec<u8>,
     /// What the route's policies established (client address, consumer, forwarded claims).
     pub(super) identity: Identity,
+    /// The body format of the gateway's own answers to the current request: the server's
+    /// `errors`, or its route's once it is known.
+    pub(super) errors: ErrorFormat,
+    /// The request arrived on an HTTP/2 stream (`proxy::h2`); the connection serves only it.
+    pub(super) http2: bool,
+    /// The client takes trailers (HTTP/2, or `TE: trailers`); set for h2 upstream groups.
+    pub(super) takes_trailers: bool,
+    /// The request is gRPC (an HTTP/2 stream with `content-type: application/grpc*`): the
+    /// gateway's own errors are answered with `grpc-status`.
+    pub(super) grpc: bool,
+    /// The response stages of the current request (see `proxy::stages`).
+    pub(super) stages: ResponseStages,
+    /// The current request's body, when a stage read it whole (`request_body.rs`).
+    pub(super) body: RequestBody,
+    /// A composite route's failed calls, comma-separated, for the access log.
+    pub(super) failed_calls: Vec<u8>,
+    /// The current request's accepted offer to switch protocols (`proxy::upgrade`).
+    pub(super) upgrading: Option<Box<super::upgrade::Upgrading>>,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -200,14 +262,53 @@ impl ClientConn {
             },
             response_headers: Vec::with_capacity(RESPONSE_HEADERS),
             identity: Identity::default(),
+            errors: ErrorFormat::Text,
+            http2: false,
+            takes_trailers: false,
+            grpc: false,
+            stages: ResponseStages::default(),
+            body: RequestBody::default(),
+            failed_calls: Vec::new(),
+            upgrading: None,
         }
     }
 
-    async fn serve_one(&mut self, ctx: &WorkerContext) -> Next {
+    /// Reads the first bytes of a connection on a listener with `server.h2c` until they
+    /// either are the HTTP/2 preface or cannot be (an HTTP/1.x request, left buffered).
+    async fn sniff_h2c(&mut self, ctx: &WorkerContext) -> Sniffed {
+        let snapshot = ctx.snapshot();
+        let timeout = snapshot.server.timeouts.head_read;
+        let max = snapshot.server.limits.max_head_bytes;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let data = self.input.data();
+            let n = data.len().min(crate::http2::PREFACE.len());
+            if data[..n] != crate::http2::PREFACE[..n] {
+                return Sniffed::Http1;
+            }
+            if n == crate::http2::PREFACE.len() {
+                return Sniffed::H2c;
+            }
+            let read = self.input.fill(&mut self.stream, max);
+            match monoio::time::timeout_at(deadline.into(), read).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return Sniffed::Closed,
+            }
+        }
+    }
+
+    /// Serves one request: the next on an HTTP/1.1 connection, or an HTTP/2 stream's only
+    /// one (its head already in `input`).
+    pub(super) async fn serve_one(&mut self, ctx: &WorkerContext) -> Next {
         let snapshot = ctx.snapshot();
         self.response_started = false;
         self.params.clear();
         self.response_headers.clear();
+        self.errors = snapshot.server.errors;
+        self.stages.clear();
+        self.body.reset();
+        self.failed_calls.clear();
+        self.upgrading = None;
         let head = match self.read_head(ctx, &snapshot).await {
             Ok(Arrival::Head(head)) => head,
             Ok(Arrival::Closed) => return Next::Close,
@@ -225,6 +326,7 @@ impl ClientConn {
         // The request is served by the configuration in force when its head arrived, not the
         // one in force when the connection started waiting for it (a reload may lie between).
         let snapshot = ctx.snapshot();
+        self.errors = snapshot.server.errors;
         self.served += 1;
         self.exchange = Exchange::start(head.head_len);
         self.assign_request_id(ctx, &head);
@@ -232,6 +334,9 @@ impl ClientConn {
         if ctx.access_log().is_some() {
             self.log_fields
                 .capture(self.input.data(), &head, &self.headers);
+            if self.http2 {
+                self.log_fields.set_protocol(b"HTTP/2.0");
+            }
         }
         let next = match self.handle(ctx, &snapshot, &head).await {
             Ok(next) => next,
@@ -240,7 +345,7 @@ impl ClientConn {
         self.record(ctx, &snapshot);
         self.input
             .shrink_to(CLIENT_BUF.max(snapshot.server.limits.max_head_bytes));
-        if ctx.drain().is_draining() {
+        if ctx.drain().is_draining() && next != Next::Upgraded {
             return Next::Close;
         }
         next
@@ -354,6 +459,7 @@ impl ClientConn {
         // Nothing a previous request on this connection established may carry over.
         self.identity.clear();
         let route = self.route(snapshot, head)?;
+        self.errors = route.errors.unwrap_or(snapshot.server.errors);
         self.body_rules = BodyRules::for_route(snapshot, route, self.exchange.started);
         // A route served over HTTPS only redirects plain requests before checking anything:
         // credentials are not examined on a connection the route does not accept.
@@ -364,12 +470,21 @@ impl ClientConn {
             if let Err(denial) = self.check_policies(ctx, snapshot, route, head).await {
                 return Ok(self.reply_denied(ctx, &denial, head).await);
             }
+            if route.policies.checks_body() {
+                if let Err(denial) = self.check_body(ctx, snapshot, route, head).await? {
+                    return Ok(self.reply_denied(ctx, &denial, head).await);
+                }
+            }
             self.hide_query_credential(route);
         }
         match &route.action {
             RouteAction::Respond(response) => self.respond(ctx, response, head).await,
             RouteAction::Proxy(action) => {
                 self.forward(ctx, snapshot, action, &route.policies, head)
+                    .await
+            }
+            RouteAction::Compose(action) => {
+                self.compose(ctx, snapshot, action, &route.policies, head)
                     .await
             }
         }
@@ -396,16 +511,70 @@ impl ClientConn {
             peer: self.peer.ip(),
             trusted_proxies: &snapshot.server.trusted_proxies,
             route: &route.name,
+            path_params: Some(PathParams {
+                names: snapshot.router.param_names(&self.params),
+                params: &self.params,
+                path: &self.path,
+            }),
         };
         let chain = &route.policies;
         let (state, metrics) = (ctx.policies(), ctx.metrics());
         let fields = &mut self.response_headers;
         let mut checked = chain.check(&view, &mut self.identity, state, metrics, fields)?;
+        let calls = super::introspection::WorkerCalls { ctx, snapshot };
         while let Checked::Verifying(suspended) = checked {
-            let answered = suspended.answer().await;
+            let answered = suspended.answer(state, &calls).await;
             checked = chain.resume(answered, &view, &mut self.identity, state, metrics, fields)?;
         }
         Ok(())
+    }
+
+    /// Reads the whole request body into the input buffer (it is then forwarded from there
+    /// like any small buffered body) and runs the route's body rules on it (`validate`).
+    ///
+    /// Interim: issue 13's request-body buffering replaces this read once it lands. Bodies
+    /// must have a `Content-Length` (411 otherwise) of at most [`VALIDATED_BODY_MAX`] and
+    /// the route's limit (413 beyond).
+    async fn check_body(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        route: &Route,
+        head: &RequestHead,
+    ) -> Result<Result<(), Denial>, ProxyError> {
+        let len = match head.framing {
+            BodyFraming::None => 0,
+            BodyFraming::Length(n) => n,
+            BodyFraming::Chunked => return Ok(Err(length_required())),
+        };
+        if len > self.body_rules.max_bytes || len > VALIDATED_BODY_MAX as u64 {
+            return Err(ProxyError::BodyTooLarge);
+        }
+        let end = head.head_len + len as usize;
+        let idle = snapshot.server.timeouts.body_idle;
+        if head.expect_continue && self.input.len() < end {
+            self.scratch.clear();
+            crate::http::writer::write_continue(&mut self.scratch);
+            crate::io_buf::write_all_reuse(&mut self.stream, &mut self.scratch)
+                .await
+                .map_err(ProxyError::ClientGone)?;
+        }
+        while self.input.len() < end {
+            let read = self.input.fill(&mut self.stream, end.max(CLIENT_BUF));
+            match monoio::time::timeout(idle, read).await {
+                Err(_) => return Err(ProxyError::ClientTimeout),
+                Ok(Err(e)) => return Err(ProxyError::ClientGone(e)),
+                Ok(Ok(0)) => {
+                    let e = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+                    return Err(ProxyError::ClientGone(e));
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+        let data = self.input.data();
+        let body = &data[head.head_len..end];
+        let content_type = find_header(data, &self.headers, "content-type");
+        Ok(route.policies.check_body(content_type, body, ctx.metrics()))
     }
 
     /// Drops the query parameter that carried the accepted API key from the upstream path,
@@ -467,6 +636,17 @@ impl ClientConn {
     /// The request's host as routes match it: lower case, without the port.
     pub(super) fn match_host(&self) -> &str {
         &self.host
+    }
+}
+
+/// 411: a body checked by a `validate` policy must announce its length.
+fn length_required() -> Denial {
+    Denial {
+        status: 411,
+        cause: "length-required",
+        message: "length required: a validated request body needs Content-Length",
+        challenge: crate::policy::Challenge::None,
+        violations: Vec::new(),
     }
 }
 

@@ -48,6 +48,8 @@ pub struct WorkerContext {
     policies: PolicyState,
     limits_link: WorkerLink,
     idle_clock: Rc<IdleClock>,
+    h2_pool: Rc<crate::http2::pool::H2Pool>,
+    tunnels: Rc<crate::tunnel::TunnelSlots>,
 }
 
 impl WorkerContext {
@@ -78,6 +80,8 @@ impl WorkerContext {
             policies: PolicyState::new(id, workers, verifier),
             limits_link,
             idle_clock: Rc::new(IdleClock::default()),
+            h2_pool: Rc::default(),
+            tunnels: Rc::default(),
         }
     }
 
@@ -132,6 +136,16 @@ impl WorkerContext {
     /// The idle deadlines of the worker's parked connections.
     pub(super) fn idle_clock(&self) -> &Rc<IdleClock> {
         &self.idle_clock
+    }
+
+    /// The worker's open tunnels, under their caps.
+    pub fn tunnels(&self) -> &Rc<crate::tunnel::TunnelSlots> {
+        &self.tunnels
+    }
+
+    /// The worker's multiplexed HTTP/2 upstream connections.
+    pub fn h2_pool(&self) -> &Rc<crate::http2::pool::H2Pool> {
+        &self.h2_pool
     }
 
     /// The worker's keep-alive pool.

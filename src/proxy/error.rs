@@ -25,6 +25,9 @@ pub enum ProxyError {
     /// The request body exceeds `max_body_bytes`.
     #[error("request body too large")]
     BodyTooLarge,
+    /// A composite that forwards the client's body got a chunked one.
+    #[error("length required")]
+    LengthRequired,
     /// No route matches.
     #[error("no route")]
     NoRoute,
@@ -61,6 +64,12 @@ pub enum ProxyError {
     /// Writing to or reading from the upstream failed.
     #[error("upstream i/o error: {0}")]
     UpstreamIo(io::Error),
+    /// A WebSocket opening handshake is malformed (400) or of another version (426).
+    #[error("bad WebSocket handshake: {0}")]
+    BadHandshake(crate::http::upgrade::HandshakeFault),
+    /// The worker or the route holds as many tunnels as its cap allows.
+    #[error("tunnel cap reached")]
+    TunnelsFull,
 }
 
 impl ProxyError {
@@ -73,6 +82,9 @@ impl ProxyError {
             ProxyError::ClientTimeout => (408, "request timeout"),
             ProxyError::ClientGone(_) => return None,
             ProxyError::BodyTooLarge => (413, "request body too large"),
+            ProxyError::LengthRequired => {
+                (411, "length required: send the body with Content-Length")
+            }
             ProxyError::NoRoute => (404, "no route matches this request"),
             ProxyError::NoTarget => (503, "no upstream target available"),
             ProxyError::NoHealthyTarget(_) => {
@@ -89,15 +101,55 @@ impl ProxyError {
             ProxyError::UpstreamProtocol(_) => (502, "bad gateway: invalid upstream response"),
             ProxyError::UnexpectedUpgrade => (502, "bad gateway: invalid upstream response"),
             ProxyError::UpstreamIo(_) => (502, "bad gateway: upstream connection error"),
+            ProxyError::BadHandshake(fault) if fault.status() == 426 => {
+                (426, "upgrade required: Sec-WebSocket-Version 13")
+            }
+            ProxyError::BadHandshake(_) => (400, "bad request: invalid WebSocket handshake"),
+            ProxyError::TunnelsFull => (503, "service unavailable: too many open tunnels"),
         })
+    }
+
+    /// The stable name of this failure in a problem+json `type` (see `http::problem`).
+    pub fn problem_cause(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(e) => match e.status() {
+                413 => "body-too-large",
+                414 => "uri-too-long",
+                417 => "expectation-failed",
+                431 => "headers-too-large",
+                501 => "not-implemented",
+                505 => "version-not-supported",
+                _ => "malformed-request",
+            },
+            ProxyError::BadTarget => "invalid-target",
+            ProxyError::ClientTimeout => "request-timeout",
+            ProxyError::ClientGone(_) => "client-gone",
+            ProxyError::BodyTooLarge => "body-too-large",
+            ProxyError::LengthRequired => "length-required",
+            ProxyError::NoRoute => "no-route",
+            ProxyError::NoTarget => "no-upstream-target",
+            ProxyError::NoHealthyTarget(_) | ProxyError::Unavailable(_) => "no-healthy-upstream",
+            ProxyError::BreakerOpen(_) => "circuit-open",
+            ProxyError::Connect(_) => "upstream-connect-failed",
+            ProxyError::ConnectTimeout => "upstream-connect-timeout",
+            ProxyError::UpstreamTimeout => "upstream-timeout",
+            ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => "upstream-closed",
+            ProxyError::UpstreamProtocol(_) | ProxyError::UnexpectedUpgrade => {
+                "upstream-invalid-response"
+            }
+            ProxyError::BadHandshake(_) => "bad-handshake",
+            ProxyError::TunnelsFull => "too-many-tunnels",
+        }
     }
 
     /// The cause class counted in the metrics.
     pub fn cause(&self) -> ErrorCause {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::BadTarget | ProxyError::BodyTooLarge => {
-                ErrorCause::BadRequest
-            }
+            ProxyError::BadRequest(_)
+            | ProxyError::BadTarget
+            | ProxyError::BodyTooLarge
+            | ProxyError::LengthRequired
+            | ProxyError::BadHandshake(_) => ErrorCause::BadRequest,
             ProxyError::ClientTimeout => ErrorCause::ClientTimeout,
             ProxyError::ClientGone(_) => ErrorCause::ClientGone,
             ProxyError::NoRoute => ErrorCause::NoRoute,
@@ -105,7 +157,8 @@ impl ProxyError {
             | ProxyError::NoHealthyTarget(_)
             | ProxyError::BreakerOpen(_)
             | ProxyError::Unavailable(_)
-            | ProxyError::Connect(_) => ErrorCause::UpstreamConnect,
+            | ProxyError::Connect(_)
+            | ProxyError::TunnelsFull => ErrorCause::UpstreamConnect,
             ProxyError::ConnectTimeout | ProxyError::UpstreamTimeout => ErrorCause::UpstreamTimeout,
             ProxyError::UpstreamProtocol(_) | ProxyError::UnexpectedUpgrade => {
                 ErrorCause::UpstreamProtocol
@@ -122,6 +175,7 @@ impl ProxyError {
                 | ProxyError::NoTarget
                 | ProxyError::NoHealthyTarget(_)
                 | ProxyError::BreakerOpen(_)
+                | ProxyError::TunnelsFull
         )
     }
 

@@ -125,6 +125,12 @@ impl LogFields {
         };
     }
 
+    /// Overrides the protocol the head's version gave (an HTTP/2 stream's head is given to
+    /// the codec as HTTP/1.1).
+    pub(super) fn set_protocol(&mut self, protocol: &'static [u8]) {
+        self.protocol = protocol;
+    }
+
     /// Field `i` (0 method, 1 target, 2 referer, 3 user agent).
     pub(super) fn field(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
@@ -149,6 +155,12 @@ impl ClientConn {
             .map(|id| snapshot.upstream(id).name.as_str());
         let route_name = route.map_or("", |r| r.name.as_str());
         let duration = self.exchange.started.elapsed();
+        let protocol = if self.http2 {
+            crate::metrics::Protocol::H2
+        } else {
+            crate::metrics::Protocol::Http1
+        };
+        ctx.metrics().protocols().request(protocol);
         ctx.metrics().record_request(&RequestRecord {
             route: route_name,
             upstream,
@@ -180,6 +192,7 @@ impl ClientConn {
                 referer: fields.field(2),
                 user_agent: fields.field(3),
                 consumer: self.identity.consumer_name().unwrap_or_default().as_bytes(),
+                failed_calls: &self.failed_calls,
             });
         }
     }

@@ -19,13 +19,14 @@ use super::body::{relay, BodyEnd, MinRate, RelayError, RelayOptions};
 use super::connection::{ClientConn, Next, BODY_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
+use super::stages::{BodyObserver, Unobserved};
 use crate::config::{HostPolicy, ProxyAction, Snapshot, Upstream, UpstreamId};
 use crate::http::writer::{
-    must_dechunk, write_continue, write_downstream_response, write_upstream_request,
-    DownstreamInfo, ForwardInfo,
+    must_dechunk, write_continue, write_downstream_response, write_upstream_request_with,
+    BodyOverride, DownstreamInfo, ForwardInfo,
 };
 use crate::http::{
-    parse_response, BodyFraming, RequestHead, ResponseFraming, ResponseHead, Version,
+    parse_response, BodyFraming, HeadEdits, RequestHead, ResponseFraming, ResponseHead, Version,
 };
 use crate::io_buf::write_all_reuse;
 use crate::metrics::{TlsFailure, TlsSide};
@@ -57,6 +58,9 @@ impl ClientConn {
         let id = self.choose_group(ctx, &action.groups);
         self.exchange.group = Some(id);
         let upstream = snapshot.upstream(id);
+        if let Some(rules) = &action.upgrade {
+            self.accept_upgrade(ctx, snapshot, rules, upstream, head)?;
+        }
         let groups = ctx.upstreams();
         // Refused before anything of the request is consumed, so the connection stays usable.
         let ticket = groups
@@ -88,14 +92,24 @@ impl ClientConn {
         let upstream = snapshot.upstream(id);
         let hash = self.balance_hash(upstream);
         self.write_upstream_head(snapshot, head, action, policies);
-        self.input.consume(head.head_len);
-        self.await_small_body(snapshot, head).await?;
-        let body_in_hand = self.take_buffered_body(head);
+        if upstream.protocol.is_h2() {
+            // Read while the head's spans still point into the input.
+            self.takes_trailers = self.http2
+                || super::connection::find_header(self.input.data(), &self.headers, "te")
+                    .is_some_and(super::h2::te_has_trailers);
+        }
+        let body_in_hand = if self.body.is_held() {
+            self.take_held_body(head)
+        } else {
+            self.input.consume(head.head_len);
+            self.await_small_body(snapshot, head).await?;
+            self.take_buffered_body(head)
+        };
         let mirror = action
             .mirror
             .as_ref()
             .and_then(|m| self.take_mirror(ctx, snapshot, m, head, body_in_hand));
-        if let BodyFraming::Length(n) = head.framing {
+        if let (BodyFraming::Length(n), false) = (head.framing, self.body.is_held()) {
             self.exchange.bytes_in += n;
         }
         let idempotent = head.method_kind.is_idempotent();
@@ -220,9 +234,29 @@ impl ClientConn {
                 .hidden_credential(&self.identity)
                 .and_then(|c| c.header),
             policy_fields: self.identity.upstream_fields(),
+            edits: None,
+            upgrade: self.upgrading.as_deref().map(|u| u.protocol()),
+        };
+        let body = if self.body.is_held() {
+            BodyOverride {
+                length: Some(self.body.bytes().len() as u64),
+                drop_content_encoding: self.body.decoded(),
+            }
+        } else {
+            BodyOverride::default()
         };
         self.out.clear();
-        write_upstream_request(&mut self.out, data, head, &self.headers, &fwd);
+        write_upstream_request_with(&mut self.out, data, head, &self.headers, &fwd, body);
+    }
+
+    /// Moves a body read whole by `buffer_request_body` (perhaps changed by a stage) into
+    /// `out` after the head, and drops the request's bytes from the input. The whole request
+    /// is then in hand.
+    fn take_held_body(&mut self, head: &RequestHead) -> bool {
+        self.input.consume(head.head_len + self.body.raw_len());
+        self.exchange.bytes_in += self.body.raw_len() as u64;
+        self.out.extend_from_slice(self.body.bytes());
+        true
     }
 
     /// Reads the rest of a small Content-Length body before anything goes upstream, so that
@@ -285,10 +319,19 @@ impl ClientConn {
         addr: SocketAddr,
         replayable: bool,
     ) -> Result<UpstreamConn, ProxyError> {
-        let mut conn = match ctx.pool().checkout_for(addr, upstream.tls.as_ref()) {
+        let pooled = if upstream.protocol.is_h2() {
+            // A stream on the worker's multiplexed connections to the target.
+            None
+        } else {
+            ctx.pool().checkout_for(addr, upstream.tls.as_ref())
+        };
+        let mut conn = match pooled {
             Some(conn) => {
                 ctx.metrics().pool_hit();
                 conn
+            }
+            None if upstream.protocol.is_h2() => {
+                super::h2::upstream_stream(ctx, addr, upstream, self.takes_trailers).await?
             }
             None => {
                 ctx.metrics().pool_miss();
@@ -341,6 +384,7 @@ impl ClientConn {
             end,
             opts,
             &mut self.scratch,
+            &mut Unobserved,
         )
         .await
         .map_err(|e| match e {
@@ -376,7 +420,8 @@ impl ClientConn {
                 )
                 .map_err(ProxyError::UpstreamProtocol)?;
                 if let Some(response) = parsed {
-                    if !(100..200).contains(&response.status) {
+                    let switching = response.status == 101 && self.upgrading.is_some();
+                    if !(100..200).contains(&response.status) || switching {
                         return Ok(response);
                     }
                     self.pass_interim(conn, head, &response).await?;
@@ -402,7 +447,7 @@ impl ClientConn {
     }
 
     /// Forwards a 1xx interim response (never 100, which the gateway answers itself, and
-    /// never 101: upgrades are not proxied).
+    /// never 101: a 101 to a request that asked for no upgrade is a 502).
     async fn pass_interim(
         &mut self,
         conn: &mut UpstreamConn,
@@ -426,8 +471,43 @@ impl ClientConn {
         Ok(())
     }
 
-    /// Writes the response to the client and returns the upstream connection to the pool.
+    /// Writes the response to the client and returns the upstream connection to the pool;
+    /// a route with response stages goes through them (see `stages.rs`).
     async fn respond_from_upstream(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        conn: UpstreamConn,
+        upstream: &Upstream,
+        head: &RequestHead,
+        response: ResponseHead,
+    ) -> Result<Next, ProxyError> {
+        if response.status == 101 {
+            return self.switch_protocols(snapshot, conn, head, response).await;
+        }
+        if self.stages.is_active() {
+            return self
+                .respond_through_stages(ctx, snapshot, conn, upstream, head, response)
+                .await;
+        }
+        self.relay_response(
+            ctx,
+            snapshot,
+            conn,
+            upstream,
+            head,
+            response,
+            None,
+            &mut Unobserved,
+        )
+        .await
+    }
+
+    /// Writes the response head (with the response stages' `edits`, if any) and relays the
+    /// body, which `observer` sees on its way; returns the upstream connection to the pool
+    /// if the exchange ended cleanly.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn relay_response<O: BodyObserver>(
         &mut self,
         ctx: &WorkerContext,
         snapshot: &Snapshot,
@@ -435,6 +515,8 @@ impl ClientConn {
         upstream: &Upstream,
         head: &RequestHead,
         response: ResponseHead,
+        edits: Option<&HeadEdits>,
+        observer: &mut O,
     ) -> Result<Next, ProxyError> {
         let dechunk = must_dechunk(&response, head.version);
         let keep_alive = head.keep_alive
@@ -446,6 +528,8 @@ impl ClientConn {
             keep_alive,
             request_id: &self.request_id,
             extra_headers: &self.response_headers,
+            edits,
+            upgrade: None,
         };
         write_downstream_response(
             &mut self.out,
@@ -466,7 +550,9 @@ impl ClientConn {
         let end = match response.framing {
             ResponseFraming::None => None,
             ResponseFraming::Length(n) if n <= INLINE_BODY && conn.buf.len() as u64 >= n => {
-                self.out.extend_from_slice(&conn.buf.data()[..n as usize]);
+                let body = &conn.buf.data()[..n as usize];
+                observer.payload(body);
+                self.out.extend_from_slice(body);
                 conn.buf.consume(n as usize);
                 None
             }
@@ -482,7 +568,7 @@ impl ClientConn {
             .map_err(ProxyError::ClientGone)?;
         if let Some(end) = end {
             self.exchange.bytes_out += self
-                .relay_response_body(&mut conn, snapshot, upstream, end, dechunk)
+                .relay_response_body(&mut conn, snapshot, upstream, end, dechunk, observer)
                 .await?;
         }
         if response.keep_alive && response.framing != ResponseFraming::UntilClose {
@@ -496,13 +582,14 @@ impl ClientConn {
         })
     }
 
-    async fn relay_response_body(
+    async fn relay_response_body<O: BodyObserver>(
         &mut self,
         conn: &mut UpstreamConn,
         snapshot: &Snapshot,
         upstream: &Upstream,
         end: BodyEnd,
         dechunk: bool,
+        observer: &mut O,
     ) -> Result<u64, ProxyError> {
         let opts = RelayOptions {
             read_idle: upstream.timeouts.idle,
@@ -519,6 +606,7 @@ impl ClientConn {
             end,
             opts,
             &mut self.scratch,
+            observer,
         )
         .await
         .map_err(|e| match e {
@@ -564,20 +652,25 @@ pub(super) async fn open(
     let tls = upstream.tls.as_ref();
     connect(addr, upstream.timeouts.connect, tls)
         .await
-        .map_err(|e| match e {
-            ConnectError::Timeout(_) => ProxyError::ConnectTimeout,
-            ConnectError::HandshakeTimeout(_) => {
-                ctx.metrics()
-                    .tls_failure(TlsSide::Upstream, TlsFailure::Timeout);
-                ProxyError::ConnectTimeout
-            }
-            ConnectError::Tls { source, .. } => {
-                let cause = crate::tls::outcome::failure_cause(&source);
-                ctx.metrics().tls_failure(TlsSide::Upstream, cause);
-                ProxyError::Connect(source)
-            }
-            ConnectError::Io { source, .. } => ProxyError::Connect(source),
-        })
+        .map_err(|e| connect_failed(ctx, e))
+}
+
+/// The client's answer to a failed connect; a failed TLS handshake is counted by its cause.
+pub(super) fn connect_failed(ctx: &WorkerContext, e: ConnectError) -> ProxyError {
+    match e {
+        ConnectError::Timeout(_) => ProxyError::ConnectTimeout,
+        ConnectError::HandshakeTimeout(_) => {
+            ctx.metrics()
+                .tls_failure(TlsSide::Upstream, TlsFailure::Timeout);
+            ProxyError::ConnectTimeout
+        }
+        ConnectError::Tls { source, .. } => {
+            let cause = crate::tls::outcome::failure_cause(&source);
+            ctx.metrics().tls_failure(TlsSide::Upstream, cause);
+            ProxyError::Connect(source)
+        }
+        ConnectError::Io { source, .. } => ProxyError::Connect(source),
+    }
 }
 
 /// Writes `out` to the upstream, keeping its contents for a possible retry.

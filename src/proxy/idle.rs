@@ -44,6 +44,8 @@ pub(super) async fn park(stream: ClientStream, served: u64, tls: Option<Box<TlsI
         session.release_buffers();
     }
     let ready = {
+        // Only HTTP/1.1 connections park; an HTTP/2 stream has no socket of its own.
+        let Some(tcp) = stream.tcp() else { return };
         let ctx = open.ctx();
         let idle = ctx.snapshot().server.timeouts.keepalive_idle;
         let deadline = Instant::now() + idle.saturating_sub(GRACE);
@@ -56,7 +58,7 @@ pub(super) async fn park(stream: ClientStream, served: u64, tls: Option<Box<TlsI
         monoio::select! {
             _ = ctx.drain().started() => false,
             _ = clock.until(deadline) => false,
-            result = stream.tcp().readable(true) => result.is_ok(),
+            result = tcp.readable(true) => result.is_ok(),
         }
     };
     if ready {

@@ -1,13 +1,18 @@
 //! The request pipeline of a worker, top to bottom:
 //!
 //! ```text
-//! accept (admission: connection caps) ─▶ read head (codec, limits, head_read timeout) ─▶ request id ─▶ trace context
+//! accept (admission: connection caps) ─▶ [TLS, ALPN h2 | h2c preface ─▶ one task per stream] ─▶ read head (codec, limits, head_read timeout) ─▶ request id ─▶ trace context
 //!        ─▶ normalize target ─▶ route match
 //!        ─▶ the route's policies (`crate::policy`): 401/403 answered here
 //!        ─▶ respond route: answer from the snapshot
+//!        ─▶ compose route: read body if a call sends it ─▶ calls (graph order, each through
+//!                         `call`) ─▶ assemble (`crate::compose`) ─▶ one write, known length
 //!        ─▶ proxy route:  choose group (versions, split) ─▶ upstream head (─▶ mirror copy)
 //!                         ─▶ pooled or fresh connection ─▶ send head (+ body)
-//!                         ─▶ response head ─▶ client head ─▶ stream body ─▶ pool check-in
+//!                         ─▶ response head ─▶ response stages (see `stages`: transform ─▶
+//!                            compress ─▶ cache store) ─▶ client head ─▶ stream body ─▶ pool check-in
+//!                         (upgrade routes: handshake checked ─▶ tunnel slot ─▶ … ─▶ 101 relayed
+//!                          ─▶ record ─▶ tunnel task copies both ways: see `upgrade`)
 //!        ─▶ record (metrics, access log)
 //!        ─▶ next request on the connection (keep-alive, pipelining), park when idle, or close
 //! ```
@@ -17,6 +22,8 @@
 //! - `connection`: the client side and the request loop (read head, route);
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
 //! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
+//! - `stages`: the response stages' head edits, body observer and rewriting relay;
+//! - `request_body`: reading a request body whole (bounded) for the stages that need it;
 //! - `traffic`: choosing the route's upstream group (versions, split) and mirroring.
 //! - `exchange`: what the exchange did, recorded into metrics and the access log;
 //! - `idle`: connections parked without buffers between requests, with `idle_clock`, one
@@ -24,6 +31,11 @@
 //! - `error`: every failure mapped to the client's answer in one table;
 //! - `request_id` and `trace`: request ids and W3C trace context;
 //! - `secure`: the TLS handshake, client identity, HSTS and redirects to HTTPS;
+//! - `compose`: a composite route's calls (through `call`) and its assembled answer;
+//! - `h2`: HTTP/2 client connections (ALPN `h2`, h2c prior knowledge): each stream is a
+//!   `ClientConn` serving one request through the same steps.
+//! - `upgrade`: HTTP/1.1 Upgrade (WebSocket): the handshake through the pipeline, the 101,
+//!   and the tunnel that follows (`crate::tunnel`) in a task of its own.
 //! - `call`: requests the gateway sends on its own behalf (composition calls, introspection,
 //!   cache refreshes), through the same attempt loop (`attempt`) as proxied requests.
 //!
@@ -34,17 +46,23 @@ mod answer;
 mod attempt;
 mod body;
 pub mod call;
+mod compose;
 mod connection;
 mod context;
 mod error;
 mod exchange;
 mod forward;
+mod h2;
 mod idle;
 mod idle_clock;
+mod introspection;
+mod request_body;
 mod request_id;
 mod secure;
+mod stages;
 mod trace;
 mod traffic;
+mod upgrade;
 
 pub use connection::serve_connection;
 pub use context::WorkerContext;

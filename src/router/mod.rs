@@ -29,6 +29,14 @@ pub use params::{Params, MAX_PARAMS};
 pub use rewrite::{strip_prefix, Rewrite};
 pub use table::Router;
 
+/// The `{name}` parameters a path match captures, in capture order (empty for paths without
+/// a template; an invalid template's error is reported by `Router::build`, so it gives none).
+pub fn param_names(path: &PathMatch) -> Vec<String> {
+    pattern::compile(path)
+        .map(|p| p.param_names().map(String::from).collect())
+        .unwrap_or_default()
+}
+
 /// How a route matches the path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {

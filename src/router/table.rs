@@ -130,6 +130,15 @@ impl<T> Router<T> {
         self.routes.get(route as usize)
     }
 
+    /// The parameter names of the route `params` last matched, in capture order (empty
+    /// before a match).
+    pub fn param_names(&self, params: &Params) -> &[Box<str>] {
+        params
+            .route_index()
+            .and_then(|i| self.param_names.get(i))
+            .map_or(&[], |names| names)
+    }
+
     /// The value of parameter `name` in the last match (`params` and `path` as given to
     /// [`Router::find`]).
     pub fn param<'p>(&self, params: &Params, path: &'p str, name: &str) -> Option<&'p str> {

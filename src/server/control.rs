@@ -28,6 +28,8 @@ pub enum ControlEvent {
     Config(Sender<String>),
     /// The upstream groups and their targets, as JSON.
     Upstreams(Sender<String>),
+    /// The running configuration's routes as an OpenAPI 3.1 document (JSON).
+    OpenApi(Sender<String>),
     /// Reopen the access log file at its path (SIGUSR1, after logrotate moved it).
     ReopenLogs,
 }
@@ -149,6 +151,10 @@ impl Controller {
             ControlEvent::Upstreams(reply) => {
                 self.drain_deltas();
                 let _ = reply.send(upstreams_json(&self.server.snapshot(), &self.aggregator));
+            }
+            ControlEvent::OpenApi(reply) => {
+                let snapshot = self.server.snapshot();
+                let _ = reply.send(crate::openapi::export::document_text(&snapshot));
             }
             ControlEvent::ReopenLogs => self.server.reopen_access_log(),
         }

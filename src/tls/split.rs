@@ -18,7 +18,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf
 use monoio::net::TcpStream;
 use rustls::{ConnectionCommon, SideData};
 
-use super::stream::{TlsParts, RECORD_BUF};
+use super::stream::{TlsStream, RECORD_BUF};
 use crate::io_buf::ReadBuf;
 
 /// The reading half: TLS records in, plaintext out.
@@ -42,15 +42,20 @@ pub struct TlsWriteHalf<C> {
 
 /// Splits a stream whose handshake is complete; bytes it had read and not yet handed to
 /// rustls stay with the read half.
-pub fn split<C>(parts: TlsParts<C>) -> (TlsReadHalf<C>, TlsWriteHalf<C>) {
-    let (read, write) = monoio::io::Splitable::into_split(parts.io);
-    let session = Rc::new(RefCell::new(parts.session));
+pub fn split<C, SD>(stream: TlsStream<C>) -> (TlsReadHalf<C>, TlsWriteHalf<C>)
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
+    SD: SideData,
+{
+    let (io, session, incoming) = stream.into_parts();
+    let (read, write) = monoio::io::Splitable::into_split(io);
+    let session = Rc::new(RefCell::new(session));
     (
         TlsReadHalf {
             io: read,
             session: Rc::clone(&session),
-            incoming: parts.incoming,
-            pos: parts.pos,
+            incoming,
+            pos: 0,
         },
         TlsWriteHalf {
             io: write,

@@ -23,19 +23,6 @@ use rustls::{ConnectionCommon, SideData};
 /// Room for one full TLS record (16 KiB of payload plus header, padding and tag).
 pub(super) const RECORD_BUF: usize = 16 * 1024 + 512;
 
-/// A stream taken apart (see [`TlsStream::into_parts`]), for splitting it into halves.
-#[derive(Debug)]
-pub struct TlsParts<C> {
-    /// The socket.
-    pub io: TcpStream,
-    /// The rustls session.
-    pub session: C,
-    /// TLS bytes read from the socket; `incoming[pos..]` are not yet handed to rustls.
-    pub incoming: Vec<u8>,
-    /// See `incoming`.
-    pub pos: usize,
-}
-
 /// A TLS connection: the socket, the rustls session and the record buffers.
 #[derive(Debug)]
 pub struct TlsStream<C> {
@@ -61,17 +48,6 @@ where
             incoming: Vec::new(),
             pos: 0,
             outgoing: Vec::new(),
-        }
-    }
-
-    /// The socket, the session and the bytes read but not yet handed to rustls (nothing
-    /// rustls queued is lost: it stays in the session).
-    pub fn into_parts(self) -> TlsParts<C> {
-        TlsParts {
-            io: self.io,
-            session: self.session,
-            incoming: self.incoming,
-            pos: self.pos,
         }
     }
 
@@ -109,6 +85,14 @@ where
         }
         // The last flight (and TLS 1.3 session tickets) go out now.
         self.flush_tls().await
+    }
+
+    /// Takes the connection apart after the handshake: the socket, the session, and the TLS
+    /// bytes already read but not yet processed (a client's first flight after `Finished`),
+    /// for an HTTP/2 connection that does its TLS in its own adapter.
+    pub fn into_parts(self) -> (TcpStream, C, Vec<u8>) {
+        let leftover = self.incoming.get(self.pos..).unwrap_or_default().to_vec();
+        (self.io, self.session, leftover)
     }
 
     /// Whether TLS bytes already read are waiting for rustls (the socket may stay quiet
@@ -225,14 +209,8 @@ where
     C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
     SD: SideData,
 {
-    #[allow(unsafe_code)]
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: `IoBuf` (an unsafe trait) guarantees that `read_ptr` points to
-        // `bytes_init` initialized bytes that stay valid while `buf` is alive and unmoved;
-        // `buf` is owned by this function and outlives `data`, which is dropped before `buf`
-        // is returned. monoio offers no safe view of a generic `IoBuf`.
-        let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let result = self.write_plain(data).await;
+        let result = self.write_plain(crate::io_buf::io_buf_bytes(&buf)).await;
         (result, buf)
     }
 

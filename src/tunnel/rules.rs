@@ -40,3 +40,15 @@ pub struct TunnelLimits {
     /// WebSocket client frames are checked, and messages held to this size.
     pub max_message_bytes: Option<u64>,
 }
+
+impl TunnelLimits {
+    /// The limits of a tunnel opened now on a route with `rules`: the route's own, else the
+    /// server's (`server.timeouts.tunnel_idle`, `tunnel_max`).
+    pub fn resolve(rules: &UpgradeRules, idle: Duration, max: Option<Duration>) -> Self {
+        Self {
+            idle: rules.idle.unwrap_or(idle),
+            max: rules.max.or(max),
+            max_message_bytes: rules.max_message_bytes,
+        }
+    }
+}

@@ -77,7 +77,9 @@ impl Pool {
 
     /// Returns a connection whose exchange completed cleanly.
     pub fn checkin(&self, conn: UpstreamConn, settings: &PoolSettings) {
-        if settings.max_idle_per_target == 0 || !conn.buf.is_empty() {
+        // An HTTP/2 stream is done with its exchange; its connection stays in the h2 pool.
+        let multiplexed = matches!(conn.stream, crate::tls::UpstreamStream::H2(_));
+        if settings.max_idle_per_target == 0 || !conn.buf.is_empty() || multiplexed {
             return;
         }
         let mut idle = self.idle.borrow_mut();

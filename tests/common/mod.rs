@@ -9,9 +9,11 @@
 // protects the workers' hot path) does not apply to test upstreams and log collectors.
 #![allow(clippy::disallowed_types)]
 
+pub mod authz_server;
 pub mod body;
 pub mod client;
 pub mod gateway;
+pub mod h2;
 pub mod process;
 pub mod redis;
 pub mod tls;

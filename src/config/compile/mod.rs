@@ -4,8 +4,11 @@
 //! problem in the file, each with its key path and line. A snapshot is built only when
 //! there were none. Defaults live here (and in docs/configuration.md), not in `file`.
 
+mod composites;
 mod consumers;
 mod control;
+mod errors;
+mod http2;
 mod matcher;
 mod policies;
 mod route_traffic;
@@ -41,8 +44,10 @@ pub fn compile(raw: RawConfig, text: &str, base: &Path) -> Result<Snapshot, Vec<
         raw.policies.as_ref(),
         &consumers,
         raw.redis.is_some(),
+        &raw.upstreams,
     );
-    let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams, &policies);
+    let composites = composites::compile(&mut cx, raw.composites.as_ref(), &raw.upstreams);
+    let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams, &policies, &composites);
     let admin = raw.admin.map(|admin| control::admin(&mut cx, admin));
     let metrics = control::metrics(&mut cx, raw.metrics.unwrap_or_default());
     let access_log = raw.access_log.map(|raw| control::access_log(&mut cx, raw));
@@ -218,8 +223,10 @@ pub(super) fn check_without_router(text: &str) -> Vec<Problem> {
         raw.policies.as_ref(),
         &consumers,
         raw.redis.is_some(),
+        &raw.upstreams,
     );
-    routes::check(&mut cx, &raw.routes, &raw.upstreams, &policies);
+    let composites = composites::compile(&mut cx, raw.composites.as_ref(), &raw.upstreams);
+    routes::check(&mut cx, &raw.routes, &raw.upstreams, &policies, &composites);
     cx.problems
 }
 

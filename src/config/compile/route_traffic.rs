@@ -278,7 +278,7 @@ mod tests {
     fn proxy_action(route: &Route) -> &ProxyAction {
         match &route.action {
             RouteAction::Proxy(p) => p,
-            RouteAction::Respond(_) => panic!("expected a proxy route"),
+            RouteAction::Respond(_) | RouteAction::Compose(_) => panic!("expected a proxy route"),
         }
     }
 

@@ -5,11 +5,12 @@ use std::ops::Range;
 
 use toml::Spanned;
 
+use super::composites::CompositeTable;
 use super::matcher::{self, has_control, is_token};
 use super::policies::PolicyTable;
 use super::{check_name, route_traffic, Ctx};
 use crate::config::file::{RawRedirect, RawRespond, RawRoute, RawUpstream};
-use crate::config::{HostPolicy, ProxyAction, Route, RouteAction, StaticResponse};
+use crate::config::{ComposeAction, HostPolicy, ProxyAction, Route, RouteAction, StaticResponse};
 use crate::router::{Rewrite, RouteMatcher, Router};
 
 /// Headers a static response may not set: the gateway frames the response itself.
@@ -21,8 +22,9 @@ pub(super) fn compile(
     routes: &[RawRoute],
     upstreams: &[RawUpstream],
     policies: &PolicyTable,
+    composites: &CompositeTable,
 ) -> Option<Router<Route>> {
-    let compiled = check(cx, routes, upstreams, policies);
+    let compiled = check(cx, routes, upstreams, policies, composites);
     build(cx, routes, compiled)
 }
 
@@ -33,6 +35,7 @@ pub(super) fn check(
     routes: &[RawRoute],
     upstreams: &[RawUpstream],
     policies: &PolicyTable,
+    composites: &CompositeTable,
 ) -> Vec<Option<(RouteMatcher, Route)>> {
     let mut first_line: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::with_capacity(routes.len());
@@ -47,7 +50,7 @@ pub(super) fn check(
         } else {
             first_line.insert(name, cx.line(raw.name.span()));
         }
-        let compiled = route(cx, i, raw, upstreams, policies);
+        let compiled = route(cx, i, raw, upstreams, policies, composites);
         out.push(compiled.filter(|_| cx.problems.len() == before));
     }
     out
@@ -114,6 +117,7 @@ fn route(
     raw: &RawRoute,
     upstreams: &[RawUpstream],
     policies: &PolicyTable,
+    composites: &CompositeTable,
 ) -> Option<(RouteMatcher, Route)> {
     let key = format!("routes[{i}]");
     let chain = policies.chain(cx, &format!("{key}.policies"), raw.policies.as_ref());
@@ -128,24 +132,37 @@ fn route(
         (None, Some(split)) => Some(split.span()),
         (None, None) => None,
     };
-    let action = match (proxy_to, &raw.respond) {
-        (Some(_), None) => proxy(cx, &key, i, raw, upstreams, &matcher)?,
-        (None, Some(respond)) => {
-            refuse_proxy_keys(cx, &key, raw);
-            super::upgrade::rules(cx, &key, raw, false);
-            RouteAction::Respond(static_response(cx, &key, respond)?)
-        }
-        (Some(span), Some(_)) => {
+    let action = if let Some(compose) = &raw.compose {
+        if proxy_to.is_some() || raw.respond.is_some() {
             let message =
-                "set exactly one of `upstream`, `split` or `respond`, not several".to_string();
-            cx.problem(format!("{key}.respond"), Some(span), message);
+                "set exactly one of `upstream`, `split`, `respond` or `compose`, not several"
+                    .to_string();
+            cx.problem(format!("{key}.compose"), Some(compose.span()), message);
             return None;
         }
-        (None, None) => {
-            let message = "set one of `upstream` or `split` (proxy) or `respond` (static response)"
+        refuse_proxy_keys(cx, &key, raw);
+        super::upgrade::rules(cx, &key, raw, false);
+        RouteAction::Compose(compose_action(cx, &key, compose, &matcher, composites)?)
+    } else {
+        match (proxy_to, &raw.respond) {
+            (Some(_), None) => proxy(cx, &key, i, raw, upstreams, &matcher)?,
+            (None, Some(respond)) => {
+                refuse_proxy_keys(cx, &key, raw);
+                super::upgrade::rules(cx, &key, raw, false);
+                RouteAction::Respond(static_response(cx, &key, respond)?)
+            }
+            (Some(span), Some(_)) => {
+                let message =
+                    "set exactly one of `upstream`, `split` or `respond`, not several".to_string();
+                cx.problem(format!("{key}.respond"), Some(span), message);
+                return None;
+            }
+            (None, None) => {
+                let message = "set one of `upstream` or `split` (proxy), `respond` (static response) or `compose` (composite)"
                 .to_string();
-            cx.problem(key, Some(raw.name.span()), message);
-            return None;
+                cx.problem(key, Some(raw.name.span()), message);
+                return None;
+            }
         }
     };
     let max_body_bytes = route_body_limit(cx, &key, raw, &action);
@@ -155,8 +172,61 @@ fn route(
         action,
         max_body_bytes,
         redirect_https: redirect_https(cx, &key, raw),
+        errors: super::errors::format(cx, &format!("{key}.errors"), raw.errors.as_ref()),
+        matcher: matcher.clone(),
     };
     Some((matcher, route))
+}
+
+/// `compose = "NAME"`: the composite, with its route parameters mapped onto this route's.
+fn compose_action(
+    cx: &mut Ctx<'_>,
+    key: &str,
+    name: &Spanned<String>,
+    matcher: &RouteMatcher,
+    composites: &CompositeTable,
+) -> Option<ComposeAction> {
+    let composite = match composites.get(name.get_ref()) {
+        Some(Some(composite)) => composite,
+        // Defined with problems: those are reported where they are.
+        Some(None) => return None,
+        None => {
+            let defined = composites.names();
+            let message = if defined.is_empty() {
+                format!(
+                    "unknown composite `{}`: no `[composites.NAME]` is defined",
+                    name.get_ref()
+                )
+            } else {
+                format!(
+                    "unknown composite `{}`; defined: {}",
+                    name.get_ref(),
+                    defined.join(", ")
+                )
+            };
+            cx.problem(format!("{key}.compose"), Some(name.span()), message);
+            return None;
+        }
+    };
+    let names = crate::router::param_names(&matcher.path);
+    let mut params = Vec::with_capacity(composite.params.len());
+    for param in &composite.params {
+        match names.iter().position(|n| n == &**param) {
+            Some(i) => params.push(i),
+            None => {
+                let message = format!(
+                    "composite `{}` uses `{{{param}}}`, which this route's `match.path` does not capture",
+                    name.get_ref()
+                );
+                cx.problem(format!("{key}.compose"), Some(name.span()), message);
+                return None;
+            }
+        }
+    }
+    Some(ComposeAction {
+        composite: std::sync::Arc::clone(composite),
+        params,
+    })
 }
 
 /// `redirect_https = true` (port 443) or a port; `false` or absent means none.
@@ -351,7 +421,13 @@ pub(super) mod tests {
         let raw: RawConfig = toml::from_str(&text).expect("valid toml");
         let mut cx = Ctx::new(&text);
         let policies = PolicyTable::default();
-        let out = check(&mut cx, &raw.routes, &raw.upstreams, &policies);
+        let out = check(
+            &mut cx,
+            &raw.routes,
+            &raw.upstreams,
+            &policies,
+            &CompositeTable::default(),
+        );
         assert!(cx.problems.is_empty(), "{:?}", cx.problems);
         out.into_iter().map(|r| r.expect("compiled")).collect()
     }

@@ -77,6 +77,9 @@ pub(super) fn compile(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
         limits: limits(cx, &raw),
         timeouts: timeouts(cx, &raw),
         trusted_proxies: super::nets(cx, "server.trusted_proxies", raw.trusted_proxies.as_deref()),
+        errors: super::errors::format(cx, "server.errors", raw.errors.as_ref()).unwrap_or_default(),
+        h2c: raw.h2c.as_ref().is_some_and(|b| *b.get_ref()),
+        http2: super::http2::server(cx, raw.http2.as_ref()),
     }
 }
 

@@ -25,7 +25,7 @@ pub const DEFAULT_SUBJECT_HEADER: &str = "X-Client-Cert-Subject";
 /// `alpn` when absent.
 pub const DEFAULT_ALPN: &str = "http/1.1";
 /// ALPN protocols the gateway speaks.
-const ALPN_SUPPORTED: [&str; 2] = ["http/1.1", "http/1.0"];
+const ALPN_SUPPORTED: [&str; 3] = ["h2", "http/1.1", "http/1.0"];
 
 /// Compiles every `[[server.tls]]` entry; `plain` are the `server.listen` addresses, which a
 /// TLS listener may not repeat.
@@ -201,7 +201,7 @@ fn alpn(cx: &mut Ctx<'_>, key: &str, raw: &RawTlsListener) -> Vec<Vec<u8>> {
             out.push(name.get_ref().as_bytes().to_vec());
         } else {
             let message = format!(
-                "unsupported protocol `{}`: the gateway speaks \"http/1.1\" and \"http/1.0\"",
+                "unsupported protocol `{}`: the gateway speaks \"h2\", \"http/1.1\" and \"http/1.0\"",
                 name.get_ref()
             );
             cx.problem(format!("{key}.alpn[{j}]"), Some(name.span()), message);
@@ -405,7 +405,7 @@ pub(super) fn upstream_tls(
                     None
                 }
             });
-    let verify = raw.verify.as_ref().map_or(true, |v| *v.get_ref());
+    let verify = raw.verify.as_ref().is_none_or(|v| *v.get_ref());
     let roots = match (&raw.ca, verify) {
         (Some(ca), false) => {
             let message = "`ca` has no effect with verify = false".to_string();
@@ -582,7 +582,7 @@ listen = "127.0.0.1:8443"
 certificates = [ {{ cert = {c}, key = {k}, server_names = ["a.test", "bad name"] }} ]
 min_version = "1.1"
 cipher_suites = ["RC4-MD5"]
-alpn = ["h2"]
+alpn = ["h3"]
 client_auth = {{ mode = "sometimes", ca = {c} }}
 hsts = "includeSubDomains"
 

@@ -14,7 +14,12 @@ const MAX_TUNNEL_CAP: i64 = 1 << 24;
 
 /// The route's upgrade rules, or `None` without `upgrade`; the tunnel keys without
 /// `upgrade` (or on a static route, `proxy` false) are problems, since they would do nothing.
-pub(super) fn rules(cx: &mut Ctx<'_>, key: &str, raw: &RawRoute, proxy: bool) -> Option<UpgradeRules> {
+pub(super) fn rules(
+    cx: &mut Ctx<'_>,
+    key: &str,
+    raw: &RawRoute,
+    proxy: bool,
+) -> Option<UpgradeRules> {
     let Some(list) = &raw.upgrade else {
         refuse_tunnel_keys(cx, key, raw, "without `upgrade`");
         return None;
@@ -36,11 +41,20 @@ pub(super) fn rules(cx: &mut Ctx<'_>, key: &str, raw: &RawRoute, proxy: bool) ->
             _ if !websocket => "only allowed when `upgrade` lists \"websocket\"",
             n => return Some(n),
         };
-        cx.problem(format!("{key}.max_message_bytes"), Some(v.span()), problem.into());
+        cx.problem(
+            format!("{key}.max_message_bytes"),
+            Some(v.span()),
+            problem.into(),
+        );
         None
     });
     let max_tunnels = raw.max_tunnels.as_ref().map(|_| {
-        let n = cx.int(&format!("{key}.max_tunnels"), &raw.max_tunnels, 1..=MAX_TUNNEL_CAP, 1);
+        let n = cx.int(
+            &format!("{key}.max_tunnels"),
+            &raw.max_tunnels,
+            1..=MAX_TUNNEL_CAP,
+            1,
+        );
         usize::try_from(n).unwrap_or(usize::MAX)
     });
     let duration = |cx: &mut Ctx<'_>, name: &str, v| {
@@ -91,7 +105,10 @@ fn refuse_tunnel_keys(cx: &mut Ctx<'_>, key: &str, raw: &RawRoute, why: &str) {
     let set = [
         ("tunnel_idle", raw.tunnel_idle.as_ref().map(Spanned::span)),
         ("tunnel_max", raw.tunnel_max.as_ref().map(Spanned::span)),
-        ("max_message_bytes", raw.max_message_bytes.as_ref().map(Spanned::span)),
+        (
+            "max_message_bytes",
+            raw.max_message_bytes.as_ref().map(Spanned::span),
+        ),
         ("max_tunnels", raw.max_tunnels.as_ref().map(Spanned::span)),
     ];
     for (name, span) in set {
@@ -139,8 +156,12 @@ mod tests {
             panic!("expected a proxy route")
         };
         assert_eq!(action.upgrade, None);
-        let r = rules("[[routes]]\nname = \"ws\"\nupstream = \"users\"\nupgrade = [\"websocket\"]\n");
-        assert_eq!((r.idle, r.max, r.max_message_bytes, r.max_tunnels), (None, None, None, None));
+        let r =
+            rules("[[routes]]\nname = \"ws\"\nupstream = \"users\"\nupgrade = [\"websocket\"]\n");
+        assert_eq!(
+            (r.idle, r.max, r.max_message_bytes, r.max_tunnels),
+            (None, None, None, None)
+        );
     }
 
     #[test]

@@ -98,9 +98,12 @@ fn upstream(cx: &mut Ctx<'_>, key: &str, up: &RawUpstream) -> Upstream {
         .tls
         .as_ref()
         .and_then(|tls| super::tls::upstream_tls(cx, &format!("{key}.tls"), tls));
+    let (protocol, tls) = super::http2::protocol(cx, key, up, tls);
     Upstream {
         name: up.name.get_ref().clone(),
         tls,
+        protocol,
+        http2: super::http2::upstream(cx, key, up),
         targets,
         pool: PoolSettings {
             max_idle_per_target: usize::try_from(max_idle).unwrap_or(0),

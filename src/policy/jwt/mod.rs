@@ -60,6 +60,10 @@ pub struct Jwt {
     pub consumers: Arc<Consumers>,
     /// `hide_credentials`: the `Authorization` field is not forwarded on success.
     pub hide_credentials: bool,
+    /// The OpenID Connect discovery document's URL, when the keys come from `issuer`.
+    pub discovery: Option<String>,
+    /// The claim holding the token's groups for `authz`.
+    pub groups_claim: Option<String>,
 }
 
 /// Why a token was refused: the `error_description`.
@@ -87,6 +91,7 @@ impl Jwt {
                         claims,
                         &self.consumer_claim,
                         &self.forward_claims,
+                        self.groups_claim.as_deref(),
                         |name| self.consumers.by_name(name),
                     ));
                     state.cache_token(cache_key, token, keys.generation, Rc::clone(&t));
@@ -100,16 +105,23 @@ impl Jwt {
         Authn::Accepted
     }
 
+    /// The OpenID Connect discovery URL its keys come from, if `issuer` names one.
+    pub fn discovery_url(&self) -> Option<&str> {
+        self.discovery.as_deref()
+    }
+
     /// The 401 this policy answers with; `None` when no token was presented.
     pub fn denial(&self, refusal: Option<Refusal>) -> Denial {
         Denial {
             status: 401,
+            cause: "unauthenticated",
             message: "unauthorized: invalid or missing bearer token",
             challenge: Challenge::Bearer {
                 realm: Arc::clone(&self.realm),
                 error: refusal.map(|_| "invalid_token"),
                 description: refusal.unwrap_or(""),
             },
+            violations: Vec::new(),
         }
     }
 
@@ -182,7 +194,7 @@ fn refusal(kind: &ErrorKind) -> Refusal {
 }
 
 /// The token of an `Authorization: Bearer <token>` value.
-fn bearer(value: &[u8]) -> Option<&[u8]> {
+pub(crate) fn bearer(value: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = value.split_at_checked(7)?;
     scheme
         .eq_ignore_ascii_case(b"bearer ")

@@ -26,8 +26,11 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How a refresher fetches.
 #[derive(Debug, Clone)]
 pub struct RefreshSettings {
-    /// The JWKS URL.
+    /// The JWKS URL, or with `issuer` the OpenID Connect discovery document's URL.
     pub url: String,
+    /// OpenID Connect discovery: the issuer the discovery document must name; its
+    /// `jwks_uri` is fetched (both re-read on every refresh).
+    pub issuer: Option<String>,
     /// Time between scheduled fetches.
     pub interval: Duration,
     /// Least time between two fetches.
@@ -103,19 +106,68 @@ fn run(settings: RefreshSettings, store: Weak<KeyStore>, rx: Receiver<()>) {
 }
 
 fn fetch(agent: &ureq::Agent, settings: &RefreshSettings) -> Result<Vec<super::keys::Key>, String> {
-    let response = agent
-        .get(&settings.url)
-        .call()
-        .map_err(|e| format!("fetch failed: {e}"))?;
-    let mut body = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(response.into_reader(), MAX_JWKS_BYTES),
-        &mut body,
-    )
-    .map_err(|e| format!("read failed: {e}"))?;
+    let jwks_url = match &settings.issuer {
+        None => settings.url.clone(),
+        Some(issuer) => discovered_jwks_uri(&get(agent, &settings.url)?, issuer)?,
+    };
+    let body = get(agent, &jwks_url)?;
     let keys = jwks_keys(&body, &settings.algorithms)?;
     if keys.is_empty() {
         return Err("no usable keys".into());
     }
     Ok(keys)
+}
+
+/// The body of a GET of `url` (bounded).
+fn get(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, String> {
+    let response = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("fetch of {url} failed: {e}"))?;
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(response.into_reader(), MAX_JWKS_BYTES),
+        &mut body,
+    )
+    .map_err(|e| format!("read of {url} failed: {e}"))?;
+    Ok(body)
+}
+
+/// The `jwks_uri` of an OpenID Connect discovery document, which must name `issuer`
+/// exactly (OpenID Connect Discovery 1.0 §4.3).
+pub fn discovered_jwks_uri(document: &[u8], issuer: &str) -> Result<String, String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(document).map_err(|e| format!("invalid discovery document: {e}"))?;
+    if doc.get("issuer").and_then(|i| i.as_str()) != Some(issuer) {
+        return Err(format!(
+            "the discovery document's `issuer` is not `{issuer}`"
+        ));
+    }
+    let uri = doc
+        .get("jwks_uri")
+        .and_then(|u| u.as_str())
+        .ok_or("the discovery document has no `jwks_uri`")?;
+    if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+        return Err(format!("`jwks_uri` `{uri}` is not an http(s) URL"));
+    }
+    Ok(uri.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::discovered_jwks_uri;
+
+    #[test]
+    fn discovery_needs_the_same_issuer_and_a_jwks_uri() {
+        let doc = br#"{"issuer":"https://id.test","jwks_uri":"https://id.test/keys"}"#;
+        assert_eq!(
+            discovered_jwks_uri(doc, "https://id.test").as_deref(),
+            Ok("https://id.test/keys")
+        );
+        assert!(discovered_jwks_uri(doc, "https://other.test").is_err());
+        assert!(
+            discovered_jwks_uri(br#"{"issuer":"https://id.test"}"#, "https://id.test").is_err()
+        );
+        assert!(discovered_jwks_uri(b"nope", "https://id.test").is_err());
+    }
 }

@@ -17,6 +17,9 @@ pub struct VerifiedToken {
     pub subject: String,
     /// The configured consumer the subject names, if any.
     pub consumer: Option<ConsumerId>,
+    /// The token's groups (`groups_claim`: an array of strings, or space-separated text),
+    /// for `authz` beside the consumer's configured groups.
+    pub groups: Vec<String>,
     forwarded: Vec<u8>,
 }
 
@@ -28,8 +31,22 @@ impl VerifiedToken {
         claims: Map<String, Value>,
         consumer_claim: &str,
         forward_claims: &[(String, String)],
+        groups_claim: Option<&str>,
         consumer: impl Fn(&str) -> Option<ConsumerId>,
     ) -> Self {
+        let groups = match groups_claim.and_then(|c| claims.get(c)) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            Some(Value::String(s)) => s
+                .split(' ')
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        };
         let number = |name: &str| claims.get(name).and_then(Value::as_u64);
         let subject = claims
             .get(consumer_claim)
@@ -51,6 +68,7 @@ impl VerifiedToken {
             expires: number("exp"),
             not_before: number("nbf"),
             consumer: consumer(&subject),
+            groups,
             subject,
             claims,
             forwarded,
@@ -60,10 +78,10 @@ impl VerifiedToken {
     /// Whether the token is usable at `now` (seconds), with `leeway`.
     pub fn current(&self, now: u64, leeway: u64) -> bool {
         self.expires
-            .map_or(true, |exp| now < exp.saturating_add(leeway))
+            .is_none_or(|exp| now < exp.saturating_add(leeway))
             && self
                 .not_before
-                .map_or(true, |nbf| now.saturating_add(leeway) >= nbf)
+                .is_none_or(|nbf| now.saturating_add(leeway) >= nbf)
     }
 
     /// The header fields its forwarded claims go upstream in.
@@ -110,7 +128,7 @@ mod tests {
             ("tenant".to_string(), "X-Tenant".to_string()),
             ("evil".to_string(), "X-Evil".to_string()),
         ];
-        VerifiedToken::new(claims, "sub", &fwd, |_| None)
+        VerifiedToken::new(claims, "sub", &fwd, Some("roles"), |_| None)
     }
 
     #[test]
@@ -126,6 +144,16 @@ mod tests {
         let t = token(r#"{"sub":"u1","tenant":7,"evil":"a\r\nX-Admin: 1"}"#);
         assert_eq!(t.forwarded_fields(), b"X-User-Id: u1\r\nX-Tenant: 7\r\n");
         assert_eq!(t.subject, "u1");
+    }
+
+    #[test]
+    fn groups_come_from_the_groups_claim() {
+        assert_eq!(
+            token(r#"{"roles":["admin","ops"]}"#).groups,
+            ["admin", "ops"]
+        );
+        assert_eq!(token(r#"{"roles":"a b"}"#).groups, ["a", "b"]);
+        assert!(token(r#"{"roles":7}"#).groups.is_empty());
     }
 
     #[test]

@@ -32,7 +32,7 @@ impl LeastConn {
             }
             let load = u64::from(loads[i].in_flight) + 1;
             let weight = u64::from(weights[i].max(1));
-            if best.map_or(true, |(_, bl, bw)| load * bw < bl * weight) {
+            if best.is_none_or(|(_, bl, bw)| load * bw < bl * weight) {
                 best = Some((i, load, weight));
             }
         }

@@ -37,7 +37,7 @@ impl SmoothWeighted {
             }
             self.current[i] += i64::from(w);
             total += i64::from(w);
-            if best.map_or(true, |b| self.current[i] > self.current[b]) {
+            if best.is_none_or(|b| self.current[i] > self.current[b]) {
                 best = Some(i);
             }
         }

@@ -29,6 +29,7 @@ pub(super) const KEYS: &[&str] = &[
     "consumer_header",
     "hide_credentials",
     "realm",
+    "groups_claim",
 ];
 /// `leeway` when absent.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -43,7 +44,7 @@ const MIN_SECRET: usize = 32;
 pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<Jwt>> {
     let raw = k.raw;
     let algorithms = algorithms(k)?;
-    let keys = key_store(k, &algorithms)?;
+    let (keys, discovery) = key_store(k, &algorithms)?;
     let strings = |v: &Option<toml::Spanned<Vec<toml::Spanned<String>>>>| -> Vec<String> {
         v.iter()
             .flat_map(|v| v.get_ref())
@@ -89,6 +90,8 @@ pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<Jwt>> {
         forwarding: consumer_forwarding(k),
         consumers: Arc::clone(k.consumers),
         hide_credentials: hide_credentials(k),
+        discovery,
+        groups_claim: raw.groups_claim.as_ref().map(|c| c.get_ref().clone()),
     }))
 }
 
@@ -125,8 +128,12 @@ fn algorithms(k: &mut KindCx<'_, '_, '_>) -> Option<Vec<Algorithm>> {
     Some(out)
 }
 
-/// The one key source the table names, loaded (files) or started (URL).
-fn key_store(k: &mut KindCx<'_, '_, '_>, algorithms: &[Algorithm]) -> Option<Arc<KeyStore>> {
+/// The one key source the table names, loaded (files) or started (URL, or OpenID Connect
+/// discovery from `issuer` when no other source is set), with the discovery URL if any.
+fn key_store(
+    k: &mut KindCx<'_, '_, '_>,
+    algorithms: &[Algorithm],
+) -> Option<(Arc<KeyStore>, Option<String>)> {
     let raw = k.raw;
     let sources = [
         ("secret", &raw.secret),
@@ -135,8 +142,14 @@ fn key_store(k: &mut KindCx<'_, '_, '_>, algorithms: &[Algorithm]) -> Option<Arc
         ("jwks_url", &raw.jwks_url),
     ];
     let set: Vec<_> = sources.iter().filter(|(_, v)| v.is_some()).collect();
+    if set.is_empty() {
+        if let Some(issuer) = &raw.issuer {
+            return discovery(k, issuer, algorithms);
+        }
+    }
     let [(source, Some(value))] = set.as_slice() else {
-        let message = "set exactly one of `secret`, `public_key_file`, `jwks_file`, `jwks_url`";
+        let message = "set exactly one of `secret`, `public_key_file`, `jwks_file`, `jwks_url` \
+                       (or only `issuer`, for OpenID Connect discovery)";
         k.problem_at_kind(message.into());
         return None;
     };
@@ -190,9 +203,40 @@ fn key_store(k: &mut KindCx<'_, '_, '_>, algorithms: &[Algorithm]) -> Option<Arc
                 return None;
             }
         },
-        _ => return jwks_url(k, text, span, algorithms),
+        _ => return jwks_url(k, text, span, algorithms, None).map(|s| (s, None)),
     };
-    Some(Arc::new(KeyStore::fixed(KeySet::new(keys))))
+    Some((Arc::new(KeyStore::fixed(KeySet::new(keys))), None))
+}
+
+/// OpenID Connect discovery: `issuer` names one issuer; its
+/// `/.well-known/openid-configuration` gives the JWKS URL.
+fn discovery(
+    k: &mut KindCx<'_, '_, '_>,
+    issuer: &toml::Spanned<crate::config::file::OneOrMany>,
+    algorithms: &[Algorithm],
+) -> Option<(Arc<KeyStore>, Option<String>)> {
+    let issuers = issuer.get_ref().to_vec();
+    let [issuer_url] = issuers.as_slice() else {
+        let message = "discovery needs exactly one `issuer` (or set a key source)".to_string();
+        k.problem("issuer", issuer.span(), message);
+        return None;
+    };
+    if algorithms.iter().any(|a| jwt::HMAC.contains(a)) {
+        let message = "HS algorithms need `secret`; discovered keys are public keys".to_string();
+        let at = k
+            .raw
+            .algorithms
+            .as_ref()
+            .map_or(issuer.span(), |a| a.span());
+        k.problem("algorithms", at, message);
+        return None;
+    }
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer_url.trim_end_matches('/')
+    );
+    let store = jwks_url(k, &url, issuer.span(), algorithms, Some(issuer_url.clone()))?;
+    Some((store, Some(url)))
 }
 
 fn jwks_url(
@@ -200,13 +244,15 @@ fn jwks_url(
     url: &str,
     span: std::ops::Range<usize>,
     algorithms: &[Algorithm],
+    issuer: Option<String>,
 ) -> Option<Arc<KeyStore>> {
+    let key = if issuer.is_some() {
+        "issuer"
+    } else {
+        "jwks_url"
+    };
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        k.problem(
-            "jwks_url",
-            span,
-            "expected an http:// or https:// URL".into(),
-        );
+        k.problem(key, span, "expected an http:// or https:// URL".into());
         return None;
     }
     let duration = |v: &Option<toml::Spanned<DurationValue>>, default| {
@@ -221,6 +267,7 @@ fn jwks_url(
     }
     Some(jwt::refreshed_store(RefreshSettings {
         url: url.to_string(),
+        issuer,
         interval,
         cooldown,
         algorithms: algorithms.to_vec(),

@@ -10,9 +10,11 @@
 mod api_key;
 mod authz;
 mod basic;
+mod introspect;
 mod ip_filter;
 mod jwt;
 mod rate_limit;
+mod validate;
 
 pub(super) use rate_limit::redis;
 
@@ -24,7 +26,7 @@ use toml::Spanned;
 
 use super::matcher::is_token;
 use super::{check_name, Ctx};
-use crate::config::file::{Ordered, RawPolicy};
+use crate::config::file::{Ordered, RawPolicy, RawUpstream};
 use crate::policy::jwt::KeyStore;
 use crate::policy::{Chain, Consumers, Forwarding, Stage};
 use crate::rate_limit::RateLimitPolicy;
@@ -35,8 +37,10 @@ const KINDS: &[&str] = &[
     "api_key",
     "basic",
     "jwt",
+    "introspect",
     "authz",
     "rate_limit",
+    "validate",
 ];
 /// `consumer_header` when absent.
 pub const DEFAULT_CONSUMER_HEADER: &str = "X-Consumer";
@@ -51,6 +55,8 @@ pub(super) struct KindCx<'c, 't, 'r> {
     name: &'r str,
     raw: &'r RawPolicy,
     consumers: &'r Arc<Consumers>,
+    /// The configured upstream groups (an `introspect` policy names one).
+    upstreams: &'r [RawUpstream],
 }
 
 impl KindCx<'_, '_, '_> {
@@ -129,6 +135,7 @@ pub(super) fn compile(
     raw: Option<&Ordered<RawPolicy>>,
     consumers: &Arc<Consumers>,
     redis: bool,
+    upstreams: &[RawUpstream],
 ) -> PolicyTable {
     let mut table = PolicyTable::default();
     for (name, policy) in raw.iter().flat_map(|o| &o.0) {
@@ -142,7 +149,7 @@ pub(super) fn compile(
             &key,
             name.get_ref(),
             policy.get_ref(),
-            consumers,
+            (consumers, upstreams),
             (redis, slot),
         );
         match &stage {
@@ -164,7 +171,7 @@ fn compile_one(
     key: &str,
     name: &str,
     raw: &RawPolicy,
-    consumers: &Arc<Consumers>,
+    (consumers, upstreams): (&Arc<Consumers>, &[RawUpstream]),
     rate_limit: (bool, usize),
 ) -> Option<Stage> {
     let kind = raw.kind.get_ref().as_str();
@@ -173,8 +180,10 @@ fn compile_one(
         "api_key" => api_key::KEYS,
         "basic" => basic::KEYS,
         "jwt" => jwt::KEYS,
+        "introspect" => introspect::KEYS,
         "authz" => authz::KEYS,
         "rate_limit" => rate_limit::KEYS,
+        "validate" => validate::KEYS,
         other => {
             let message = format!("unknown policy kind `{other}`; known: {}", KINDS.join(", "));
             cx.problem(format!("{key}.kind"), Some(raw.kind.span()), message);
@@ -200,13 +209,16 @@ fn compile_one(
         name,
         raw,
         consumers,
+        upstreams,
     };
     let stage = match kind {
         "ip_filter" => ip_filter::compile(k.cx, key, name, raw).map(Stage::IpFilter),
         "api_key" => api_key::compile(&mut k).map(Stage::ApiKey),
         "basic" => basic::compile(&mut k).map(Stage::Basic),
         "jwt" => jwt::compile(&mut k).map(Stage::Jwt),
+        "introspect" => introspect::compile(&mut k).map(Stage::Introspect),
         "authz" => authz::compile(&mut k).map(Stage::Authz),
+        "validate" => validate::compile(&mut k).map(Stage::Validate),
         "rate_limit" => {
             let (redis, slot) = rate_limit;
             rate_limit::compile(k.cx, key, name, raw, redis, slot).map(Stage::RateLimit)
@@ -261,7 +273,7 @@ impl PolicyTable {
         let authorizes = chain.stages().iter().any(|s| matches!(s, Stage::Authz(_)));
         if authorizes && !chain.authenticates() {
             let message = "an `authz` policy needs an authentication policy (`api_key`, \
-                           `basic` or `jwt`) on the same route"
+                           `basic`, `jwt` or `introspect`) on the same route"
                 .to_string();
             cx.problem(key.to_string(), list.map(|l| l.span()), message);
         }

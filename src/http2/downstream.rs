@@ -1,0 +1,415 @@
+//! One client stream as the pipeline's byte stream: the request body is read from h2 `DATA`
+//! frames (chunked when its length is unknown, trailers included), and the response the
+//! pipeline writes (an HTTP/1.1 message) is sent as `HEADERS`, `DATA` and trailers.
+//!
+//! This is the h2 implementation of the pipeline's writer interface: the pipeline writes a
+//! response head and a framed body to its client stream, the HTTP/1.1 implementation is the
+//! socket, this one re-frames. Response bodies honour the client's flow control: nothing is
+//! queued beyond the capacity h2 assigns (plus `max_send_buffer`), so a client that stops
+//! reading holds one bounded buffer, and the pipeline's write timeout (`body_idle`) ends the
+//! stream.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::ops::Range;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, IoVecWrapper, IoVecWrapperMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::BufResult;
+
+use super::head::{self, BodyFraming};
+use crate::http::{parse_response, ChunkedDecoder, HeaderSpan, Method, ResponseFraming};
+use crate::io_buf::io_buf_bytes;
+
+/// Largest response head the pipeline writes (its own limit on upstream heads).
+const MAX_HEAD: usize = 64 * 1024;
+
+/// The stream's response handles, shared with the task that watches for the client's reset.
+#[derive(Debug)]
+pub struct Slot {
+    respond: Option<SendResponse<Bytes>>,
+    send: Option<SendStream<Bytes>>,
+}
+
+impl Slot {
+    /// A slot for a stream whose response has not started.
+    pub fn new(respond: SendResponse<Bytes>) -> Rc<RefCell<Slot>> {
+        Rc::new(RefCell::new(Slot {
+            respond: Some(respond),
+            send: None,
+        }))
+    }
+
+    /// Ready with the reason when the client resets the stream.
+    pub fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<h2::Reason> {
+        let polled = match (&mut self.send, &mut self.respond) {
+            (Some(send), _) => send.poll_reset(cx),
+            (None, Some(respond)) => respond.poll_reset(cx),
+            (None, None) => return Poll::Pending,
+        };
+        match polled {
+            Poll::Ready(Ok(reason)) => Poll::Ready(reason),
+            Poll::Ready(Err(_)) => Poll::Ready(h2::Reason::CANCEL),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Ends the call with a gRPC status: trailers-only if no response started, else the
+    /// status in trailers after what was sent.
+    pub fn grpc_status(&mut self, code: super::grpc::Code, message: &str) {
+        let mut fields = http::HeaderMap::new();
+        fields.insert("grpc-status", http::HeaderValue::from(code as u8 as u16));
+        if let Ok(value) = http::HeaderValue::from_str(message) {
+            fields.insert("grpc-message", value);
+        }
+        if let Some(send) = &mut self.send {
+            if send.send_trailers(fields).is_err() {
+                send.send_reset(h2::Reason::CANCEL);
+            }
+        } else if let Some(mut respond) = self.respond.take() {
+            let mut response = http::Response::new(());
+            *response.headers_mut() = fields;
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/grpc"),
+            );
+            let _ = respond.send_response(response, true);
+        }
+    }
+
+    /// Resets the stream from the gateway's side (a response that could not be completed).
+    pub fn reset(&mut self, reason: h2::Reason) {
+        if let Some(send) = &mut self.send {
+            send.send_reset(reason);
+        } else if let Some(respond) = &mut self.respond {
+            respond.send_reset(reason);
+        }
+    }
+}
+
+/// Waits until the client resets the stream.
+pub async fn reset_by_client(slot: &Rc<RefCell<Slot>>) -> h2::Reason {
+    poll_fn(|cx| slot.borrow_mut().poll_reset(cx)).await
+}
+
+/// Where the response stands.
+#[derive(Debug)]
+enum Out {
+    /// Collecting the response head.
+    Head,
+    /// A `content-length` body: bytes still to send.
+    Length(u64),
+    /// A chunked body being decoded; the trailer section's bytes so far.
+    Chunked(ChunkedDecoder, Vec<u8>),
+    /// A body that ends when the pipeline finishes (the upstream closed to end it).
+    UntilClose,
+    /// The stream is ended.
+    Done,
+}
+
+/// A client's h2 stream, read and written by the pipeline like a connection.
+#[derive(Debug)]
+pub struct H2Downstream {
+    body: Option<RecvStream>,
+    chunked: bool,
+    /// Request body bytes framed for the pipeline, not yet read.
+    staged: Vec<u8>,
+    staged_pos: usize,
+    slot: Rc<RefCell<Slot>>,
+    out: Out,
+    method: Method,
+    head: Vec<u8>,
+    spans: Vec<HeaderSpan>,
+}
+
+impl H2Downstream {
+    /// The stream for a request whose body is `body`, framed as `framing` in the head given
+    /// to the pipeline.
+    pub fn new(
+        body: RecvStream,
+        framing: BodyFraming,
+        method: Method,
+        slot: Rc<RefCell<Slot>>,
+    ) -> Self {
+        Self {
+            body: (framing != BodyFraming::None).then_some(body),
+            chunked: framing == BodyFraming::Chunked,
+            staged: Vec::new(),
+            staged_pos: 0,
+            slot,
+            out: Out::Head,
+            method,
+            head: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+
+    /// Ends the stream after the pipeline is done with it: a body that ran until close gets
+    /// its `END_STREAM`; a response that was never started or not finished is reset.
+    pub fn finish(&mut self) {
+        match self.out {
+            Out::Done => {}
+            Out::UntilClose => {
+                let mut slot = self.slot.borrow_mut();
+                if let Some(send) = &mut slot.send {
+                    let _ = send.send_data(Bytes::new(), true);
+                }
+                self.out = Out::Done;
+            }
+            _ => {
+                self.slot.borrow_mut().reset(h2::Reason::INTERNAL_ERROR);
+                self.out = Out::Done;
+            }
+        }
+    }
+
+    /// Whether the response was sent whole.
+    pub fn is_complete(&self) -> bool {
+        matches!(self.out, Out::Done)
+    }
+
+    /// Frames the next piece of the request body into `staged`; `false` at its end.
+    async fn stage_body(&mut self) -> io::Result<bool> {
+        let Some(body) = &mut self.body else {
+            return Ok(false);
+        };
+        self.staged.clear();
+        self.staged_pos = 0;
+        loop {
+            match body.data().await {
+                Some(Ok(data)) => {
+                    let _ = body.flow_control().release_capacity(data.len());
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if self.chunked {
+                        head::write_chunk(&data, &mut self.staged);
+                    } else {
+                        self.staged.extend_from_slice(&data);
+                    }
+                    return Ok(true);
+                }
+                Some(Err(e)) => return Err(h2_io_error(e)),
+                None => {
+                    if self.chunked {
+                        let trailers = body.trailers().await.map_err(h2_io_error)?;
+                        head::write_last_chunk(trailers.as_ref(), &mut self.staged);
+                    }
+                    self.body = None;
+                    return Ok(!self.staged.is_empty());
+                }
+            }
+        }
+    }
+
+    async fn read_body<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        loop {
+            if self.staged_pos < self.staged.len() {
+                let mut pending = &self.staged[self.staged_pos..];
+                let (result, buf) = pending.read(buf).await;
+                if let Ok(n) = result {
+                    self.staged_pos += n;
+                }
+                return (result, buf);
+            }
+            match self.stage_body().await {
+                Ok(true) => {}
+                Ok(false) => return (Ok(0), buf),
+                Err(e) => return (Err(e), buf),
+            }
+        }
+    }
+
+    /// Takes bytes of the response the pipeline writes.
+    async fn take(&mut self, data: &[u8]) -> io::Result<()> {
+        if let Out::Head = self.out {
+            self.head.extend_from_slice(data);
+            return self.take_head().await;
+        }
+        self.take_body(data).await
+    }
+
+    /// Sends the response head once it is complete; what follows it is body.
+    async fn take_head(&mut self) -> io::Result<()> {
+        loop {
+            let parsed = parse_response(&self.head, self.method, MAX_HEAD, 256, &mut self.spans)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let Some(response) = parsed else {
+                return Ok(());
+            };
+            if (100..200).contains(&response.status) {
+                // Interim responses are not relayed to HTTP/2 clients.
+                self.head.drain(..response.head_len);
+                continue;
+            }
+            let h2_response = head::response_from_head(&self.head, &response, &self.spans);
+            let ended = response.framing == ResponseFraming::None;
+            let send = {
+                let mut slot = self.slot.borrow_mut();
+                let Some(mut respond) = slot.respond.take() else {
+                    return Err(io::Error::from(io::ErrorKind::BrokenPipe));
+                };
+                respond
+                    .send_response(h2_response, ended)
+                    .map_err(h2_io_error)?
+            };
+            self.out = match response.framing {
+                ResponseFraming::None => Out::Done,
+                ResponseFraming::Length(n) => Out::Length(n),
+                ResponseFraming::Chunked => Out::Chunked(ChunkedDecoder::new(), Vec::new()),
+                ResponseFraming::UntilClose => Out::UntilClose,
+            };
+            self.slot.borrow_mut().send = Some(send);
+            let rest = self.head.split_off(response.head_len);
+            self.head.clear();
+            return self.take_body(&rest).await;
+        }
+    }
+
+    async fn take_body(&mut self, data: &[u8]) -> io::Result<()> {
+        match &mut self.out {
+            Out::Head | Out::Done => Ok(()),
+            Out::Length(remaining) => {
+                let take = (*remaining).min(data.len() as u64) as usize;
+                let last = take as u64 == *remaining;
+                *remaining -= take as u64;
+                if last {
+                    self.out = Out::Done;
+                }
+                send_all(&self.slot, &data[..take], last).await
+            }
+            Out::UntilClose => send_all(&self.slot, data, false).await,
+            Out::Chunked(decoder, trailers) => {
+                let mut pieces: Vec<Range<usize>> = Vec::new();
+                let progress = decoder
+                    .advance_with_trailers(data, &mut |r| pieces.push(r), &mut |b| trailers.push(b))
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                let trailers = progress.done.then(|| head::parse_trailers(trailers));
+                if progress.done {
+                    self.out = Out::Done;
+                }
+                // The stream ends with the trailers, or with the last piece of data.
+                let end_with_data = trailers.as_ref().is_some_and(http::HeaderMap::is_empty);
+                let count = pieces.len();
+                for (i, range) in pieces.into_iter().enumerate() {
+                    send_all(&self.slot, &data[range], end_with_data && i + 1 == count).await?;
+                }
+                match trailers {
+                    Some(map) if !map.is_empty() => {
+                        let mut slot = self.slot.borrow_mut();
+                        let send = slot.send.as_mut().ok_or_else(closed)?;
+                        send.send_trailers(map).map_err(h2_io_error)
+                    }
+                    Some(_) if count == 0 => send_all(&self.slot, &[], true).await,
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Sends `data` on the stream as flow control lets it out; `end` ends the stream with it.
+async fn send_all(slot: &Rc<RefCell<Slot>>, data: &[u8], end: bool) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < data.len() {
+        let want = data.len() - sent;
+        let capacity = {
+            let mut s = slot.borrow_mut();
+            let send = s.send.as_mut().ok_or_else(closed)?;
+            send.reserve_capacity(want);
+            send.capacity()
+        };
+        let capacity = if capacity > 0 {
+            capacity
+        } else {
+            poll_fn(|cx| {
+                let mut s = slot.borrow_mut();
+                let Some(send) = s.send.as_mut() else {
+                    return Poll::Ready(Err(closed()));
+                };
+                match send.poll_capacity(cx) {
+                    Poll::Ready(Some(Ok(0))) | Poll::Pending => Poll::Pending,
+                    Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Err(h2_io_error(e))),
+                    Poll::Ready(None) => Poll::Ready(Err(closed())),
+                }
+            })
+            .await?
+        };
+        let n = capacity.min(want);
+        let last = end && sent + n == data.len();
+        let mut s = slot.borrow_mut();
+        let send = s.send.as_mut().ok_or_else(closed)?;
+        send.send_data(head::owned(&data[sent..sent + n]), last)
+            .map_err(h2_io_error)?;
+        sent += n;
+    }
+    if data.is_empty() && end {
+        let mut s = slot.borrow_mut();
+        let send = s.send.as_mut().ok_or_else(closed)?;
+        send.send_data(Bytes::new(), true).map_err(h2_io_error)?;
+    }
+    Ok(())
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "HTTP/2 stream closed")
+}
+
+/// An h2 error as the I/O error the pipeline's relays understand.
+pub fn h2_io_error(e: h2::Error) -> io::Error {
+    if e.is_io() {
+        return e
+            .into_io()
+            .unwrap_or_else(|| io::Error::from(io::ErrorKind::ConnectionReset));
+    }
+    io::Error::new(io::ErrorKind::ConnectionReset, e)
+}
+
+impl AsyncReadRent for H2Downstream {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.read_body(buf).await
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        let wrapped = match IoVecWrapperMut::new(buf) {
+            Ok(wrapped) => wrapped,
+            Err(buf) => return (Ok(0), buf),
+        };
+        let (result, wrapped) = self.read_body(wrapped).await;
+        (result, wrapped.into_inner())
+    }
+}
+
+impl AsyncWriteRent for H2Downstream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        let data = io_buf_bytes(&buf);
+        let n = data.len();
+        let result = self.take(data).await.map(|()| n);
+        (result, buf)
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        let wrapped = match IoVecWrapper::new(buf) {
+            Ok(wrapped) => wrapped,
+            Err(buf) => return (Ok(0), buf),
+        };
+        let (result, wrapped) = self.write(wrapped).await;
+        (result, wrapped.into_inner())
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.finish();
+        Ok(())
+    }
+}

@@ -1,0 +1,293 @@
+//! A worker's HTTP/2 upstream connections: a small set of multiplexed connections per target.
+//!
+//! A stream goes on the open connection with the fewest streams in flight while that is
+//! under its cap (the group's `max_streams_per_connection`, lowered by the target's
+//! `SETTINGS_MAX_CONCURRENT_STREAMS`); when every connection is full and fewer than
+//! `max_connections_per_target` are open, another is opened. A connection the target sent
+//! `GOAWAY` on, or that stopped answering PINGs, takes no new stream and closes when its
+//! streams are done. Each connection is driven by a task of its own on the worker.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ahash::AHashMap;
+use bytes::Bytes;
+use h2::client::SendRequest;
+
+use super::settings::{UpstreamHttp2, UpstreamProtocol};
+use super::wire::{self, Transport};
+use crate::tls::{UpstreamStream, UpstreamTls};
+use crate::upstream::{connect, ConnectError};
+
+/// One multiplexed connection to a target.
+#[derive(Debug)]
+pub struct H2Conn {
+    sender: RefCell<SendRequest<Bytes>>,
+    /// Streams in flight on it.
+    active: Cell<usize>,
+    /// Whether it still takes streams.
+    open: Cell<bool>,
+    /// The TLS configuration it was made with (a reload makes new ones).
+    tls_config: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl H2Conn {
+    /// Stops giving the connection new streams.
+    pub fn retire(&self) {
+        self.open.set(false);
+    }
+
+    fn usable(&self, tls: Option<&UpstreamTls>) -> bool {
+        let same_tls = match (&self.tls_config, tls) {
+            (None, None) => true,
+            (Some(mine), Some(wanted)) => Arc::ptr_eq(mine, &wanted.config),
+            _ => false,
+        };
+        self.open.get() && same_tls
+    }
+
+    /// A handle to send a request on, once the connection may open another stream.
+    pub async fn ready(&self) -> Result<SendRequest<Bytes>, h2::Error> {
+        let mut sender = self.sender.borrow().clone();
+        let ready = poll_fn(|cx| sender.poll_ready(cx)).await;
+        if ready.is_err() {
+            self.retire();
+        }
+        ready.map(|()| sender)
+    }
+}
+
+/// A stream's claim on its connection: counted in flight until dropped.
+#[derive(Debug)]
+pub struct StreamLease {
+    conn: Rc<H2Conn>,
+}
+
+impl StreamLease {
+    /// The connection the stream runs on.
+    pub fn conn(&self) -> &Rc<H2Conn> {
+        &self.conn
+    }
+}
+
+impl Drop for StreamLease {
+    fn drop(&mut self) {
+        self.conn
+            .active
+            .set(self.conn.active.get().saturating_sub(1));
+    }
+}
+
+/// Why no stream could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Connecting (TCP or TLS) failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The target did not agree to HTTP/2 (ALPN) or failed the h2 handshake.
+    #[error("HTTP/2 handshake with {addr} failed: {reason}")]
+    Handshake {
+        /// Target.
+        addr: SocketAddr,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Settings of one group's connections, as the pool needs them.
+#[derive(Debug, Clone, Copy)]
+pub struct Dial<'a> {
+    /// h2 (TLS) or h2c.
+    pub protocol: UpstreamProtocol,
+    /// TLS settings of an h2 group.
+    pub tls: Option<&'a UpstreamTls>,
+    /// The group's connect timeout.
+    pub connect_timeout: Duration,
+    /// The group's HTTP/2 settings.
+    pub settings: UpstreamHttp2,
+    /// An idle connection (no streams) closes after this.
+    pub idle_timeout: Duration,
+}
+
+/// The worker's HTTP/2 upstream connections.
+#[derive(Debug, Default)]
+pub struct H2Pool {
+    conns: RefCell<AHashMap<SocketAddr, Vec<Rc<H2Conn>>>>,
+}
+
+impl H2Pool {
+    /// A stream's lease on a connection to `addr`, opening one if every open connection is
+    /// full and the cap allows. `exclude` is a connection that just failed the stream.
+    pub async fn lease(
+        &self,
+        addr: SocketAddr,
+        dial: Dial<'_>,
+        exclude: Option<&Rc<H2Conn>>,
+    ) -> Result<StreamLease, OpenError> {
+        if let Some(conn) = self.pick(addr, dial, exclude) {
+            conn.active.set(conn.active.get() + 1);
+            return Ok(StreamLease { conn });
+        }
+        let conn = open(addr, dial).await?;
+        conn.active.set(1);
+        let mut conns = self.conns.borrow_mut();
+        let list = conns.entry(addr).or_default();
+        list.retain(|c| c.open.get());
+        list.push(Rc::clone(&conn));
+        Ok(StreamLease { conn })
+    }
+
+    /// The least loaded usable connection with room; when all are full at the cap, the
+    /// least loaded one (h2 queues the stream until one ends).
+    fn pick(
+        &self,
+        addr: SocketAddr,
+        dial: Dial<'_>,
+        exclude: Option<&Rc<H2Conn>>,
+    ) -> Option<Rc<H2Conn>> {
+        let mut conns = self.conns.borrow_mut();
+        let list = conns.get_mut(&addr)?;
+        list.retain(|c| c.open.get());
+        let usable = || {
+            list.iter()
+                .filter(|c| c.usable(dial.tls))
+                .filter(|c| !exclude.is_some_and(|e| Rc::ptr_eq(e, c)))
+        };
+        let cap = dial.settings.max_streams_per_connection;
+        let least = usable().min_by_key(|c| c.active.get())?;
+        let peer_cap = least.sender.borrow().current_max_send_streams();
+        if least.active.get() < cap.min(peer_cap.max(1)) {
+            return Some(Rc::clone(least));
+        }
+        let count = usable().count();
+        (count >= dial.settings.max_connections_per_target).then(|| Rc::clone(least))
+    }
+
+    /// Connections held for `addr` (open or draining).
+    pub fn connections(&self, addr: SocketAddr) -> usize {
+        self.conns.borrow().get(&addr).map_or(0, Vec::len)
+    }
+}
+
+/// Opens a connection, runs the h2 handshake and starts its driver task.
+async fn open(addr: SocketAddr, dial: Dial<'_>) -> Result<Rc<H2Conn>, OpenError> {
+    let tls = match dial.protocol {
+        UpstreamProtocol::H2 => dial.tls,
+        _ => None,
+    };
+    let conn = connect(addr, dial.connect_timeout, tls).await?;
+    let tls_config = conn.tls_config.clone();
+    let transport = match conn.stream {
+        UpstreamStream::Plain(tcp) => Transport::Plain(tcp),
+        UpstreamStream::Tls(tls) => {
+            let (tcp, session, leftover) = tls.into_parts();
+            if session.alpn_protocol() != Some(b"h2") {
+                return Err(OpenError::Handshake {
+                    addr,
+                    reason: "the target did not negotiate h2 (ALPN)".into(),
+                });
+            }
+            Transport::Tls {
+                tcp,
+                session: Box::new(rustls::Connection::Client(session)),
+                leftover,
+            }
+        }
+        UpstreamStream::H2(_) => unreachable_transport(addr)?,
+    };
+    let (io, pumps) = wire::wire(transport);
+    // Once per new connection, not per request: a channel is fine here.
+    let (handshake_tx, handshake_rx) = flume::bounded(1);
+    let settings = dial.settings;
+    let idle_timeout = dial.idle_timeout;
+    let connect_timeout = dial.connect_timeout;
+    let driver = async move {
+        let builder = settings.client_builder();
+        let handshake = monoio::time::timeout(connect_timeout, builder.handshake(io)).await;
+        let (sender, mut connection) = match handshake {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => {
+                let _ = handshake_tx.try_send(Err(e.to_string()));
+                return;
+            }
+            Err(_) => {
+                let _ = handshake_tx.try_send(Err("timed out".to_string()));
+                return;
+            }
+        };
+        let ping = connection.ping_pong();
+        let conn = Rc::new(H2Conn {
+            sender: RefCell::new(sender),
+            active: Cell::new(0),
+            open: Cell::new(true),
+            tls_config,
+        });
+        let _ = handshake_tx.try_send(Ok(Rc::clone(&conn)));
+        let watched = Rc::clone(&conn);
+        monoio::select! {
+            result = &mut connection => {
+                if let Err(e) = result {
+                    log::debug!("{addr}: HTTP/2 upstream connection ended: {e}");
+                }
+            }
+            () = liveness(&watched, ping, settings, idle_timeout) => {
+                log::debug!("{addr}: HTTP/2 upstream connection closed (ping timeout or idle)");
+            }
+        }
+        watched.retire();
+    };
+    monoio::spawn(pumps.run_with(driver));
+    match handshake_rx.recv_async().await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(reason)) => Err(OpenError::Handshake { addr, reason }),
+        Err(_) => Err(OpenError::Handshake {
+            addr,
+            reason: "connection closed".into(),
+        }),
+    }
+}
+
+fn unreachable_transport(addr: SocketAddr) -> Result<Transport, OpenError> {
+    Err(OpenError::Handshake {
+        addr,
+        reason: "unexpected stream type".into(),
+    })
+}
+
+/// PINGs the target every `ping_interval` and returns when one goes unanswered for
+/// `ping_timeout`, or when the connection had no stream for `idle_timeout`.
+async fn liveness(
+    conn: &H2Conn,
+    ping: Option<h2::PingPong>,
+    settings: UpstreamHttp2,
+    idle_timeout: Duration,
+) {
+    let mut ping = ping;
+    let mut idle_for = Duration::ZERO;
+    let tick = settings
+        .ping_interval
+        .min(idle_timeout)
+        .max(Duration::from_millis(10));
+    loop {
+        monoio::time::sleep(tick).await;
+        if conn.active.get() == 0 {
+            idle_for += tick;
+            if idle_for >= idle_timeout {
+                return;
+            }
+        } else {
+            idle_for = Duration::ZERO;
+        }
+        if let Some(ping) = &mut ping {
+            let pong = ping.ping(h2::Ping::opaque());
+            match monoio::time::timeout(settings.ping_timeout, pong).await {
+                Ok(Ok(_)) => {}
+                _ => return,
+            }
+        }
+    }
+}
