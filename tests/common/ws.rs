@@ -4,7 +4,7 @@
 //! The upstream echoes text and binary messages, answers pings (tungstenite does), and
 //! understands a few commands sent as text: `close-me` (it starts the close handshake),
 //! `flood N` (it sends N bytes in 64 KiB binary messages as fast as the socket takes them,
-//! noting where a write first blocked for half a second). A handshake to `/deny` is answered
+//! noting where a write first blocked for half a second). A handshake to `…/deny` is answered
 //! 403 without switching. It records every handshake's header fields.
 //!
 //! Included by `tests/websocket.rs` only (`#[path]`), so other test binaries do not build it.
@@ -174,9 +174,11 @@ fn serve_ws<S: Read + Write + Blocking>(stream: S, state: &State) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(fields);
-        if request.uri().path() == "/deny" {
+        if request.uri().path().ends_with("/deny") {
             let mut denied = ErrorResponse::new(Some("denied".to_string()));
             *denied.status_mut() = tungstenite::http::StatusCode::FORBIDDEN;
+            let length = tungstenite::http::HeaderValue::from_static("6");
+            denied.headers_mut().insert("content-length", length);
             return Err(denied);
         }
         Ok(response)
