@@ -332,6 +332,29 @@ driver_tests! {
         wait_until("a slot to free", IO_TIMEOUT, || ws::try_connect(gw.addr(), "/ws").is_ok());
     }
 
+    fn handshakes_are_retried_on_another_target_and_the_worker_cap_holds(driver: &str) {
+        let ws_up = WsUpstream::start();
+        let dead = common::upstream::refused_addr();
+        let gw = GatewayConfig::new(driver)
+            .limit("max_tunnels_per_worker", "3")
+            .upstream_raw(&format!(
+                "[[upstreams]]\nname = \"ws\"\ntargets = [ {{ addr = \"{dead}\" }}, {{ addr = \"{}\" }} ]\n\
+                 retry = {{ attempts = 2, on = [\"connect_error\"], backoff = \"1ms\", max_backoff = \"2ms\" }}",
+                ws_up.addr()
+            ))
+            .routes("[[routes]]\nname = \"ws\"\nupstream = \"ws\"\nupgrade = [\"websocket\"]\n")
+            .start();
+        // Round robin sends every other first attempt to the dead target: all switch anyway.
+        let mut clients: Vec<_> = (0..3).map(|_| ws::connect(gw.addr(), "/ws")).collect();
+        for (i, client) in clients.iter_mut().enumerate() {
+            assert_eq!(echo(client, &format!("c{i}")), format!("c{i}"));
+        }
+        assert_eq!(ws_up.handshakes(), 3);
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(handshake("/ws", GOOD));
+        assert_eq!(raw.read_response().status, 503, "the worker's cap of 3");
+    }
+
     fn wss_to_a_tls_upstream(driver: &str) {
         let pki = Pki::new("wss");
         let server = pki.issue("gateway", Kind::Server(&["gateway.test"]));
