@@ -102,6 +102,7 @@ fn bench_write(c: &mut Criterion) {
         policy_strip: &[],
         hidden_credential: None,
         policy_fields: b"",
+        upgrade: None,
         edits: None,
     };
     let mut out = Vec::with_capacity(4096);

@@ -106,6 +106,17 @@ impl ReadBuf {
         result
     }
 
+    /// Appends as much of `bytes` as fits, growing the buffer up to `max_capacity` if it is
+    /// full (as [`ReadBuf::fill`] does); returns how many bytes were taken. For sources
+    /// that hand out slices (a TLS session's plaintext) rather than reading into a buffer.
+    pub fn append(&mut self, bytes: &[u8], max_capacity: usize) -> usize {
+        self.make_room(max_capacity);
+        let room = self.buf.capacity() - self.buf.len();
+        let n = bytes.len().min(room);
+        self.buf.extend_from_slice(&bytes[..n]);
+        n
+    }
+
     /// Writes the first `n` unconsumed bytes to `sink` and consumes them.
     pub async fn write_to<W: AsyncWriteRent>(&mut self, sink: &mut W, n: usize) -> io::Result<()> {
         let n = n.min(self.len());
@@ -214,6 +225,15 @@ mod tests {
         assert!(rb.data().is_empty());
         rb.consume(10);
         assert!(rb.is_empty());
+    }
+
+    #[test]
+    fn append_takes_what_fits_and_grows_to_the_maximum() {
+        let mut rb = ReadBuf::with_capacity(MIN_READ);
+        assert_eq!(rb.append(&[1; MIN_READ], MIN_READ * 2), MIN_READ);
+        assert_eq!(rb.append(&[2; MIN_READ * 4], MIN_READ * 2), MIN_READ);
+        assert_eq!(rb.len(), MIN_READ * 2);
+        assert_eq!(rb.append(&[3; 8], MIN_READ * 2), 0, "full at the maximum");
     }
 
     #[test]

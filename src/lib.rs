@@ -12,6 +12,7 @@
 //! - [`router`]: path normalization and the compiled route matcher.
 //! - [`proxy`]: the per-connection request pipeline and the upstream exchange.
 //! - [`traffic`]: route-level traffic management: version rules, weighted splits, mirroring.
+//! - [`tunnel`]: upgraded connections (WebSocket) copied both ways with limits.
 //! - [`upstream`]: per-worker keep-alive pools and target selection.
 //! - [`metrics`]: per-worker recording, merging on the control thread, Prometheus text.
 //! - [`policy`]: the checks a route runs before its action: IP filters, API keys, HTTP
@@ -42,4 +43,5 @@ pub mod router;
 pub mod server;
 pub mod tls;
 pub mod traffic;
+pub mod tunnel;
 pub mod upstream;

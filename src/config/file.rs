@@ -306,6 +306,8 @@ pub struct RawLimits {
     pub max_connections_per_worker: Option<Spanned<i64>>,
     /// Open client connections per client address, per worker.
     pub max_connections_per_ip: Option<Spanned<i64>>,
+    /// Open tunnels (upgraded connections) per worker.
+    pub max_tunnels_per_worker: Option<Spanned<i64>>,
 }
 
 /// `[server.timeouts]`.
@@ -318,6 +320,10 @@ pub struct RawServerTimeouts {
     pub keepalive_idle: Option<Spanned<DurationValue>>,
     /// Pause allowed between body reads.
     pub body_idle: Option<Spanned<DurationValue>>,
+    /// Longest time a tunnel may carry no byte either way (routes may override).
+    pub tunnel_idle: Option<Spanned<DurationValue>>,
+    /// Longest life of a tunnel (routes may override).
+    pub tunnel_max: Option<Spanned<DurationValue>>,
 }
 
 /// One `[[upstreams]]` entry.
@@ -504,6 +510,16 @@ pub struct RawRoute {
     pub retry_non_idempotent: Option<Spanned<bool>>,
     /// Answer plain-HTTP requests with a redirect to HTTPS: `true` or a port.
     pub redirect_https: Option<Spanned<RawRedirect>>,
+    /// Protocols a request may upgrade to (`["websocket"]`): tunnelled after the 101.
+    pub upgrade: Option<Spanned<Vec<Spanned<String>>>>,
+    /// This route's tunnels: longest time with no byte either way.
+    pub tunnel_idle: Option<Spanned<DurationValue>>,
+    /// This route's tunnels: longest life.
+    pub tunnel_max: Option<Spanned<DurationValue>>,
+    /// Largest WebSocket message from a client (turns on client frame checks).
+    pub max_message_bytes: Option<Spanned<SizeValue>>,
+    /// Open tunnels of this route per worker.
+    pub max_tunnels: Option<Spanned<i64>>,
     /// `errors = "text" | "problem"` for this route's gateway answers (default: the server's).
     pub errors: Option<Spanned<String>>,
 }

@@ -14,6 +14,7 @@ use crate::rate_limit::RateLimitPolicy;
 use crate::router::{Rewrite, Router};
 pub use crate::tls::{TlsListener, UpstreamTls};
 pub use crate::traffic::{DefaultGroup, GroupChoice, MirrorSettings};
+pub use crate::tunnel::{TunnelLimits, UpgradeRules};
 pub use crate::upstream::{
     Balance, BreakerPolicy, Discovery, HashKey, HealthCheck, LiveTargets, PassivePolicy,
     RetryPolicy, StatusRange, TargetSpec,
@@ -197,6 +198,9 @@ pub struct Limits {
     pub max_connections_per_worker: Option<usize>,
     /// Open client connections from one address on one worker; more are closed at once.
     pub max_connections_per_ip: Option<usize>,
+    /// Open tunnels (upgraded connections) one worker carries; more handshakes are
+    /// answered 503.
+    pub max_tunnels_per_worker: Option<usize>,
 }
 
 /// `[server.timeouts]`: how long a client may keep the gateway waiting.
@@ -208,6 +212,10 @@ pub struct ServerTimeouts {
     pub keepalive_idle: Duration,
     /// Longest pause between two reads of a request body.
     pub body_idle: Duration,
+    /// Longest time a tunnel may carry no byte either way, unless its route sets its own.
+    pub tunnel_idle: Duration,
+    /// Longest life of a tunnel, unless its route sets its own (`None`: no limit).
+    pub tunnel_max: Option<Duration>,
 }
 
 /// A compiled route: what to do with a request that matched it.
@@ -269,6 +277,8 @@ pub struct ProxyAction {
     pub host: HostPolicy,
     /// Whether non-idempotent requests (POST, PATCH) may be retried too.
     pub retry_non_idempotent: bool,
+    /// The protocols requests may upgrade to, and their tunnels' limits (`upgrade = [...]`).
+    pub upgrade: Option<UpgradeRules>,
 }
 
 /// Which `Host` header goes upstream.

@@ -29,6 +29,7 @@ pub mod problem;
 pub mod request;
 pub mod response;
 pub mod underscore;
+pub mod upgrade;
 pub mod writer;
 
 pub use chunked::{ChunkedDecoder, ChunkedProgress};

@@ -64,6 +64,10 @@ pub struct ForwardInfo<'a> {
     /// Header fields the route's policies add (`Name: value\r\n` each): who they
     /// authenticated.
     pub policy_fields: &'a [u8],
+    /// The protocol the request upgrades to, when its route accepted the client's offer
+    /// (`Connection: upgrade` and `Upgrade: {protocol}` are written; otherwise both stay
+    /// dropped as hop-by-hop).
+    pub upgrade: Option<&'a str>,
     /// Client fields a request stage removes and fields it adds (e.g. the cache's own
     /// validators when it revalidates a stored response); `None` on the plain path.
     pub edits: Option<&'a HeadEdits>,
@@ -131,6 +135,10 @@ pub fn write_upstream_request_with(
         }
     }
     out.extend_from_slice(fwd.policy_fields);
+    if let Some(protocol) = fwd.upgrade {
+        field(out, b"Connection", b"upgrade");
+        field(out, b"Upgrade", protocol.as_bytes());
+    }
     if let Some(edits) = fwd.edits {
         out.extend_from_slice(edits.added());
     }
@@ -197,6 +205,9 @@ pub struct DownstreamInfo<'a> {
     /// Fields the response stages remove from the upstream's head and add to it (part of
     /// the representation, unlike `extra_headers`); `None` on the plain path.
     pub edits: Option<&'a HeadEdits>,
+    /// On a `101` the gateway relays: the protocol switched to (`Connection: upgrade` and
+    /// `Upgrade: {protocol}` are written; the upstream's own are hop-by-hop).
+    pub upgrade: Option<&'a str>,
 }
 
 /// Whether the proxy must de-chunk this response for the client: HTTP/1.0 clients do not know
@@ -259,6 +270,10 @@ pub fn write_downstream_response(
     let keep_alive = info.keep_alive && head.framing != ResponseFraming::UntilClose && !dechunk;
     if !(100..200).contains(&head.status) {
         connection_field(out, info.client_version, keep_alive);
+    }
+    if let Some(protocol) = info.upgrade {
+        field(out, b"Connection", b"upgrade");
+        field(out, b"Upgrade", protocol.as_bytes());
     }
     joined_field(out, buf, headers, b"Via", |out| {
         via_entry(out, head.version)

@@ -26,6 +26,7 @@ fn fwd() -> ForwardInfo<'static> {
         policy_strip: &[],
         hidden_credential: None,
         policy_fields: b"",
+        upgrade: None,
         edits: None,
     }
 }
@@ -72,6 +73,7 @@ fn downstream(raw: &[u8], method: Method, client: Version, keep_alive: bool) -> 
         request_id: b"rid-2",
         extra_headers: b"",
         edits: None,
+        upgrade: None,
     };
     let mut out = Vec::new();
     write_downstream_response(&mut out, raw, &head, &headers, &info);
@@ -563,4 +565,29 @@ fn gateway_header_lines_end_every_kind_of_head() {
         text.contains("RateLimit: \"p\";r=1;t=1\r\n\r\nok"),
         "{text}"
     );
+}
+
+#[test]
+fn upstream_request_drops_upgrade_fields_unless_the_upgrade_was_accepted() {
+    let raw = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n\
+                Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                Sec-WebSocket-Version: 13\r\n\r\n";
+    let plain = upstream_with(raw, &fwd());
+    assert!(!has_field(&plain, "upgrade"), "{plain}");
+    assert!(!has_field(&plain, "connection"), "{plain}");
+    assert!(has_line(&plain, "Sec-WebSocket-Version: 13"));
+    let upgraded = upstream_with(
+        raw,
+        &ForwardInfo {
+            upgrade: Some("websocket"),
+            ..fwd()
+        },
+    );
+    assert_eq!(upgraded.matches("Upgrade: ").count(), 1, "{upgraded}");
+    assert!(has_line(&upgraded, "Upgrade: websocket"));
+    assert!(has_line(&upgraded, "Connection: upgrade"));
+    assert!(has_line(
+        &upgraded,
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+    ));
 }

@@ -92,6 +92,7 @@ pub struct Aggregator {
     pub(super) tls_handshakes: TlsHandshakeCounts,
     pub(super) tls_failures: TlsFailureCounts,
     pub(super) composites: super::composite::CompositeTable,
+    pub(super) tunnels: super::TunnelTable,
     pub(super) protocols: super::ProtocolCounts,
     /// The HTTP/2 gauges (connections, streams) each worker reported last.
     pub(super) h2_gauges: BTreeMap<usize, (u64, u64)>,
@@ -170,6 +171,9 @@ impl Aggregator {
         for (key, stats) in delta.composites {
             self.composites.entry(key).or_default().add(&stats);
         }
+        for (route, stats) in delta.tunnels {
+            self.tunnels.entry(route).or_default().add(&stats);
+        }
         for (into, from) in self.tls_handshakes.iter_mut().zip(&delta.tls_handshakes) {
             add_counts(into, from);
         }
@@ -204,6 +208,11 @@ impl Aggregator {
     pub fn composite(&self, composite: &str, call: Option<&str>) -> Option<&super::CompositeStats> {
         self.composites
             .get(&(composite.to_string(), call.unwrap_or_default().to_string()))
+    }
+
+    /// What route `route`'s tunnels did since start.
+    pub fn tunnels(&self, route: &str) -> Option<&super::TunnelStats> {
+        self.tunnels.get(route)
     }
 
     /// Decisions of policy `name` with `outcome` since start.

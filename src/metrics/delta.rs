@@ -72,6 +72,8 @@ pub struct MetricsDelta {
     pub tls_failures: TlsFailureCounts,
     /// Composite requests and calls in the interval, by (composite, call).
     pub composites: super::composite::CompositeTable,
+    /// Tunnels opened and closed in the interval, by route.
+    pub tunnels: super::TunnelTable,
     /// Requests by client protocol and HTTP/2 counters (gauges as current values).
     pub protocols: super::ProtocolCounts,
 }
@@ -95,6 +97,7 @@ impl MetricsDelta {
             && self.tls_handshakes.iter().flatten().all(|&n| n == 0)
             && self.tls_failures.iter().flatten().all(|&n| n == 0)
             && self.composites.is_empty()
+            && self.tunnels.is_empty()
             && self.protocols.is_quiet()
     }
 }

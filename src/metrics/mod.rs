@@ -9,6 +9,7 @@
 //! - `record.rs`: what the proxy reports per request, error causes, status classes.
 //! - `recorder.rs`: the worker-side recorder.
 //! - `composite.rs`: per composite and per call outcomes and latency.
+//! - `tunnel.rs`: per route tunnels opened, closed by reason, bytes each way, lifetimes.
 //! - `delta.rs`: one worker's interval, the `Send` value that crosses threads.
 //! - `aggregate.rs`: the merged totals.
 //! - `protocol.rs`: requests by client protocol; HTTP/2 connections, streams, resets, GOAWAYs.
@@ -22,6 +23,7 @@ mod prometheus;
 mod protocol;
 mod record;
 mod recorder;
+mod tunnel;
 
 pub use aggregate::{
     Aggregator, ProcessInfo, RedisHealth, RouteTotals, TargetHealthInfo, UpstreamTotals, WorkerInfo,
@@ -37,6 +39,7 @@ pub use record::{
     TlsSide, TlsVersion,
 };
 pub use recorder::WorkerMetrics;
+pub use tunnel::{TunnelStats, TunnelTable};
 
 /// The worker's end of the delta channel.
 pub type DeltaSender = crossbeam_channel::Sender<MetricsDelta>;

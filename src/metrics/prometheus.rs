@@ -271,6 +271,7 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
         }
     }
     composites(w, agg)?;
+    super::tunnel::write(w, &agg.tunnels)?;
 
     w.family(
         "ringgate_worker_info",

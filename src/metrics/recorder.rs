@@ -109,6 +109,8 @@ pub struct WorkerMetrics {
     tls_failures: [[Cell<u64>; TlsFailure::ALL.len()]; TlsSide::ALL.len()],
     /// By (composite, call); the composite's own entry has an empty call name.
     composites: RefCell<AHashMap<CompositeKey, CompositeStats>>,
+    /// By route name.
+    tunnels: RefCell<AHashMap<Box<str>, super::TunnelStats>>,
     protocols: super::protocol::ProtocolRecorder,
 }
 
@@ -128,6 +130,7 @@ impl WorkerMetrics {
             tls_handshakes: Default::default(),
             tls_failures: Default::default(),
             composites: RefCell::new(AHashMap::new()),
+            tunnels: RefCell::new(AHashMap::new()),
             protocols: Default::default(),
         }
     }
@@ -260,6 +263,40 @@ impl WorkerMetrics {
             .record(outcome, took, collisions);
     }
 
+    /// A tunnel of `route` opened (its upstream switched protocols).
+    pub fn tunnel_opened(&self, route: &str) {
+        let mut map = self.tunnels.borrow_mut();
+        match map.get_mut(route) {
+            Some(s) => s.opened += 1,
+            None => {
+                let stats = super::TunnelStats {
+                    opened: 1,
+                    ..Default::default()
+                };
+                map.insert(Box::from(route), stats);
+            }
+        }
+    }
+
+    /// A tunnel of `route` closed for `reason` after `lived`, having carried `up` bytes from
+    /// the client and `down` bytes to it.
+    pub fn tunnel_closed(
+        &self,
+        route: &str,
+        reason: &'static str,
+        lived: Duration,
+        up: u64,
+        down: u64,
+    ) {
+        let mut map = self.tunnels.borrow_mut();
+        if !map.contains_key(route) {
+            map.insert(Box::from(route), super::TunnelStats::default());
+        }
+        if let Some(s) = map.get_mut(route) {
+            s.close(reason, lived, up, down);
+        }
+    }
+
     /// Counters by protocol (requests by client protocol, HTTP/2 streams, resets, GOAWAYs).
     pub fn protocols(&self) -> &super::protocol::ProtocolRecorder {
         &self.protocols
@@ -314,6 +351,13 @@ impl WorkerMetrics {
                 .iter_mut()
                 .filter(|(_, s)| !s.is_idle())
                 .map(|((c, call), s)| ((c.to_string(), call.to_string()), std::mem::take(s)))
+                .collect(),
+            tunnels: self
+                .tunnels
+                .borrow_mut()
+                .iter_mut()
+                .filter(|(_, s)| !s.is_idle())
+                .map(|(route, s)| (route.to_string(), std::mem::take(s)))
                 .collect(),
             protocols: self.protocols.take(),
         }

@@ -84,6 +84,7 @@ mod tests {
             min_body_rate: None,
             max_connections_per_worker: per_worker,
             max_connections_per_ip: per_ip,
+            max_tunnels_per_worker: None,
         }
     }
 

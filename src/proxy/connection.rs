@@ -49,6 +49,8 @@ pub(super) enum Next {
     Close,
     /// No request arrived within the idle grace: park the connection without its buffers.
     Idle,
+    /// The upstream switched protocols: the connection becomes a tunnel (`proxy::upgrade`).
+    Upgraded,
 }
 
 /// Serves one client connection accepted on `listener` until it closes; on a TLS listener
@@ -130,6 +132,15 @@ pub(super) async fn serve(ctx: Rc<WorkerContext>, mut conn: ClientConn, open: Op
             } = conn;
             monoio::spawn(super::idle::park(stream, served, tls, open));
         }
+        Next::Upgraded => {
+            let ClientConn {
+                stream,
+                input,
+                upgrading,
+                ..
+            } = conn;
+            super::upgrade::spawn_tunnel(ctx, stream, input, upgrading, open);
+        }
         _ if conn.linger => conn.linger_close().await,
         _ => {}
     }
@@ -189,6 +200,8 @@ pub(super) struct ClientConn {
     pub(super) body: RequestBody,
     /// A composite route's failed calls, comma-separated, for the access log.
     pub(super) failed_calls: Vec<u8>,
+    /// The current request's accepted offer to switch protocols (`proxy::upgrade`).
+    pub(super) upgrading: Option<Box<super::upgrade::Upgrading>>,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -256,6 +269,7 @@ impl ClientConn {
             stages: ResponseStages::default(),
             body: RequestBody::default(),
             failed_calls: Vec::new(),
+            upgrading: None,
         }
     }
 
@@ -294,6 +308,7 @@ impl ClientConn {
         self.stages.clear();
         self.body.reset();
         self.failed_calls.clear();
+        self.upgrading = None;
         let head = match self.read_head(ctx, &snapshot).await {
             Ok(Arrival::Head(head)) => head,
             Ok(Arrival::Closed) => return Next::Close,
@@ -330,7 +345,7 @@ impl ClientConn {
         self.record(ctx, &snapshot);
         self.input
             .shrink_to(CLIENT_BUF.max(snapshot.server.limits.max_head_bytes));
-        if ctx.drain().is_draining() {
+        if ctx.drain().is_draining() && next != Next::Upgraded {
             return Next::Close;
         }
         next

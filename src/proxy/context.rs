@@ -49,6 +49,7 @@ pub struct WorkerContext {
     limits_link: WorkerLink,
     idle_clock: Rc<IdleClock>,
     h2_pool: Rc<crate::http2::pool::H2Pool>,
+    tunnels: Rc<crate::tunnel::TunnelSlots>,
 }
 
 impl WorkerContext {
@@ -80,6 +81,7 @@ impl WorkerContext {
             limits_link,
             idle_clock: Rc::new(IdleClock::default()),
             h2_pool: Rc::default(),
+            tunnels: Rc::default(),
         }
     }
 
@@ -134,6 +136,11 @@ impl WorkerContext {
     /// The idle deadlines of the worker's parked connections.
     pub(super) fn idle_clock(&self) -> &Rc<IdleClock> {
         &self.idle_clock
+    }
+
+    /// The worker's open tunnels, under their caps.
+    pub fn tunnels(&self) -> &Rc<crate::tunnel::TunnelSlots> {
+        &self.tunnels
     }
 
     /// The worker's multiplexed HTTP/2 upstream connections.

@@ -64,6 +64,12 @@ pub enum ProxyError {
     /// Writing to or reading from the upstream failed.
     #[error("upstream i/o error: {0}")]
     UpstreamIo(io::Error),
+    /// A WebSocket opening handshake is malformed (400) or of another version (426).
+    #[error("bad WebSocket handshake: {0}")]
+    BadHandshake(crate::http::upgrade::HandshakeFault),
+    /// The worker or the route holds as many tunnels as its cap allows.
+    #[error("tunnel cap reached")]
+    TunnelsFull,
 }
 
 impl ProxyError {
@@ -95,6 +101,11 @@ impl ProxyError {
             ProxyError::UpstreamProtocol(_) => (502, "bad gateway: invalid upstream response"),
             ProxyError::UnexpectedUpgrade => (502, "bad gateway: invalid upstream response"),
             ProxyError::UpstreamIo(_) => (502, "bad gateway: upstream connection error"),
+            ProxyError::BadHandshake(fault) if fault.status() == 426 => {
+                (426, "upgrade required: Sec-WebSocket-Version 13")
+            }
+            ProxyError::BadHandshake(_) => (400, "bad request: invalid WebSocket handshake"),
+            ProxyError::TunnelsFull => (503, "service unavailable: too many open tunnels"),
         })
     }
 
@@ -126,6 +137,8 @@ impl ProxyError {
             ProxyError::UpstreamProtocol(_) | ProxyError::UnexpectedUpgrade => {
                 "upstream-invalid-response"
             }
+            ProxyError::BadHandshake(_) => "bad-handshake",
+            ProxyError::TunnelsFull => "too-many-tunnels",
         }
     }
 
@@ -135,7 +148,8 @@ impl ProxyError {
             ProxyError::BadRequest(_)
             | ProxyError::BadTarget
             | ProxyError::BodyTooLarge
-            | ProxyError::LengthRequired => ErrorCause::BadRequest,
+            | ProxyError::LengthRequired
+            | ProxyError::BadHandshake(_) => ErrorCause::BadRequest,
             ProxyError::ClientTimeout => ErrorCause::ClientTimeout,
             ProxyError::ClientGone(_) => ErrorCause::ClientGone,
             ProxyError::NoRoute => ErrorCause::NoRoute,
@@ -143,7 +157,8 @@ impl ProxyError {
             | ProxyError::NoHealthyTarget(_)
             | ProxyError::BreakerOpen(_)
             | ProxyError::Unavailable(_)
-            | ProxyError::Connect(_) => ErrorCause::UpstreamConnect,
+            | ProxyError::Connect(_)
+            | ProxyError::TunnelsFull => ErrorCause::UpstreamConnect,
             ProxyError::ConnectTimeout | ProxyError::UpstreamTimeout => ErrorCause::UpstreamTimeout,
             ProxyError::UpstreamProtocol(_) | ProxyError::UnexpectedUpgrade => {
                 ErrorCause::UpstreamProtocol
@@ -160,6 +175,7 @@ impl ProxyError {
                 | ProxyError::NoTarget
                 | ProxyError::NoHealthyTarget(_)
                 | ProxyError::BreakerOpen(_)
+                | ProxyError::TunnelsFull
         )
     }
 

@@ -58,6 +58,9 @@ impl ClientConn {
         let id = self.choose_group(ctx, &action.groups);
         self.exchange.group = Some(id);
         let upstream = snapshot.upstream(id);
+        if let Some(rules) = &action.upgrade {
+            self.accept_upgrade(ctx, snapshot, rules, upstream, head)?;
+        }
         let groups = ctx.upstreams();
         // Refused before anything of the request is consumed, so the connection stays usable.
         let ticket = groups
@@ -259,6 +262,7 @@ impl ClientConn {
                 .and_then(|c| c.header),
             policy_fields: self.identity.upstream_fields(),
             edits: None,
+            upgrade: self.upgrading.as_deref().map(|u| u.protocol()),
         };
         let body = if self.body.is_held() {
             BodyOverride {
@@ -443,7 +447,8 @@ impl ClientConn {
                 )
                 .map_err(ProxyError::UpstreamProtocol)?;
                 if let Some(response) = parsed {
-                    if !(100..200).contains(&response.status) {
+                    let switching = response.status == 101 && self.upgrading.is_some();
+                    if !(100..200).contains(&response.status) || switching {
                         return Ok(response);
                     }
                     self.pass_interim(conn, head, &response).await?;
@@ -469,7 +474,7 @@ impl ClientConn {
     }
 
     /// Forwards a 1xx interim response (never 100, which the gateway answers itself, and
-    /// never 101: upgrades are not proxied).
+    /// never 101: a 101 to a request that asked for no upgrade is a 502).
     async fn pass_interim(
         &mut self,
         conn: &mut UpstreamConn,
@@ -504,6 +509,9 @@ impl ClientConn {
         head: &RequestHead,
         response: ResponseHead,
     ) -> Result<Next, ProxyError> {
+        if response.status == 101 {
+            return self.switch_protocols(snapshot, conn, head, response).await;
+        }
         if self.stages.is_active() {
             return self
                 .respond_through_stages(ctx, snapshot, conn, upstream, head, response)
@@ -550,6 +558,7 @@ impl ClientConn {
             request_id: &self.request_id,
             extra_headers: &self.response_headers,
             edits,
+            upgrade: None,
         };
         write_downstream_response(
             &mut self.out,

@@ -11,6 +11,8 @@
 //!                         ─▶ pooled or fresh connection ─▶ send head (+ body)
 //!                         ─▶ response head ─▶ response stages (see `stages`: transform ─▶
 //!                            compress ─▶ cache store) ─▶ client head ─▶ stream body ─▶ pool check-in
+//!                         (upgrade routes: handshake checked ─▶ tunnel slot ─▶ … ─▶ 101 relayed
+//!                          ─▶ record ─▶ tunnel task copies both ways: see `upgrade`)
 //!        ─▶ record (metrics, access log)
 //!        ─▶ next request on the connection (keep-alive, pipelining), park when idle, or close
 //! ```
@@ -32,6 +34,8 @@
 //! - `compose`: a composite route's calls (through `call`) and its assembled answer;
 //! - `h2`: HTTP/2 client connections (ALPN `h2`, h2c prior knowledge): each stream is a
 //!   `ClientConn` serving one request through the same steps.
+//! - `upgrade`: HTTP/1.1 Upgrade (WebSocket): the handshake through the pipeline, the 101,
+//!   and the tunnel that follows (`crate::tunnel`) in a task of its own.
 //! - `call`: requests the gateway sends on its own behalf (composition calls, introspection,
 //!   cache refreshes), through the same attempt loop (`attempt`) as proxied requests.
 //!
@@ -58,6 +62,7 @@ mod secure;
 mod stages;
 mod trace;
 mod traffic;
+mod upgrade;
 
 pub use connection::serve_connection;
 pub use context::WorkerContext;

@@ -10,6 +10,7 @@ pub mod outcome;
 pub mod pem;
 pub mod server_config;
 pub mod sni;
+pub mod split;
 pub mod stream;
 pub mod transport;
 pub mod upstream;

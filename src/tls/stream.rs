@@ -21,7 +21,7 @@ use monoio::BufResult;
 use rustls::{ConnectionCommon, SideData};
 
 /// Room for one full TLS record (16 KiB of payload plus header, padding and tag).
-const RECORD_BUF: usize = 16 * 1024 + 512;
+pub(super) const RECORD_BUF: usize = 16 * 1024 + 512;
 
 /// A TLS connection: the socket, the rustls session and the record buffers.
 #[derive(Debug)]

@@ -16,6 +16,7 @@ mod routes;
 mod server;
 mod tls;
 mod traffic;
+mod upgrade;
 mod upstreams;
 
 use std::ops::{Range, RangeInclusive};

@@ -141,12 +141,14 @@ fn route(
             return None;
         }
         refuse_proxy_keys(cx, &key, raw);
+        super::upgrade::rules(cx, &key, raw, false);
         RouteAction::Compose(compose_action(cx, &key, compose, &matcher, composites)?)
     } else {
         match (proxy_to, &raw.respond) {
             (Some(_), None) => proxy(cx, &key, i, raw, upstreams, &matcher)?,
             (None, Some(respond)) => {
                 refuse_proxy_keys(cx, &key, raw);
+                super::upgrade::rules(cx, &key, raw, false);
                 RouteAction::Respond(static_response(cx, &key, respond)?)
             }
             (Some(span), Some(_)) => {
@@ -288,7 +290,9 @@ fn proxy(
         None => None,
         Some(compiled) => Some(compiled?),
     };
+    let upgrade = super::upgrade::rules(cx, key, raw, true);
     Some(RouteAction::Proxy(ProxyAction {
+        upgrade,
         groups: groups?,
         mirror,
         strip_prefix,

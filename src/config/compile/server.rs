@@ -39,6 +39,9 @@ pub const DEFAULT_HEAD_READ: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// See [`DEFAULT_HEAD_READ`].
 pub const DEFAULT_BODY_IDLE: Duration = Duration::from_secs(30);
+/// See [`DEFAULT_HEAD_READ`]: five minutes, long enough for applications that ping every
+/// minute or so, short enough that dead peers do not pile up.
+pub const DEFAULT_TUNNEL_IDLE: Duration = Duration::from_secs(300);
 
 /// Compiles `[server]` (an absent table arrives as all-`None`).
 pub(super) fn compile(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
@@ -184,6 +187,11 @@ fn limits(cx: &mut Ctx<'_>, raw: &RawServer) -> Limits {
             "server.limits.max_connections_per_ip",
             &raw.max_connections_per_ip,
         ),
+        max_tunnels_per_worker: connection_cap(
+            cx,
+            "server.limits.max_tunnels_per_worker",
+            &raw.max_tunnels_per_worker,
+        ),
     }
 }
 
@@ -243,6 +251,15 @@ fn timeouts(cx: &mut Ctx<'_>, raw: &RawServer) -> ServerTimeouts {
             &raw.body_idle,
             DEFAULT_BODY_IDLE,
         ),
+        tunnel_idle: cx.timeout(
+            "server.timeouts.tunnel_idle",
+            &raw.tunnel_idle,
+            DEFAULT_TUNNEL_IDLE,
+        ),
+        tunnel_max: raw
+            .tunnel_max
+            .as_ref()
+            .map(|_| cx.timeout("server.timeouts.tunnel_max", &raw.tunnel_max, Duration::MAX)),
     }
 }
 

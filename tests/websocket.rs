@@ -1,0 +1,467 @@
+//! WebSocket and HTTP/1.1 Upgrade through the gateway, under both drivers: a real client and
+//! a real server (tungstenite) on either side, raw bytes for the handshakes a library would
+//! never send, and the tunnel's limits (idle, life, caps, message size, masking), TLS on both
+//! hops, reload, shutdown and metrics.
+mod common;
+#[path = "common/ws.rs"]
+mod ws;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::client::Raw;
+use common::gateway::GatewayConfig;
+use common::tls::{self, toml_path, Kind, Pki};
+use common::upstream::{Behavior, Echoed, Upstream};
+use common::{wait_until, IO_TIMEOUT};
+use tungstenite::Message;
+use ws::{close_code, echo, field, next_data, WsUpstream};
+
+/// A route `ws` (path `/ws`) to group `ws` that lets requests upgrade to WebSocket, with
+/// `extra` keys; and a plain route `plain` (path `/plain`) to group `plain`.
+fn routes(extra: &str) -> String {
+    format!(
+        "[[routes]]\nname = \"ws\"\nmatch = {{ path_prefix = \"/ws\" }}\nupstream = \"ws\"\n\
+         upgrade = [\"websocket\"]\n{extra}\n\n\
+         [[routes]]\nname = \"plain\"\nmatch = {{ path_prefix = \"/plain\" }}\nupstream = \"plain\"\n"
+    )
+}
+
+fn config(driver: &str, ws_up: &WsUpstream, plain: &Upstream, extra: &str) -> GatewayConfig {
+    GatewayConfig::new(driver)
+        .upstream("ws", &[ws_up.addr()])
+        .upstream("plain", &[plain.addr()])
+        .merge_interval("100ms")
+        .routes(&routes(extra))
+}
+
+/// A handshake for `path` with `fields` (each ending in CRLF).
+fn handshake(path: &str, fields: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n{fields}\r\n")
+}
+
+const GOOD: &str = "Connection: Upgrade\r\nUpgrade: websocket\r\n\
+                    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+/// A masked client frame.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let key = [7, 1, 9, 3];
+    let mut out = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
+}
+
+driver_tests! {
+    fn echo_large_messages_ping_pong_and_close_handshake(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(driver, &ws_up, &plain, "").start();
+        let mut client = ws::connect(gw.addr(), "/ws/chat");
+        assert_eq!(echo(&mut client, "hello"), "hello");
+        let big: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        client.send(Message::binary(big.clone())).expect("send big");
+        assert_eq!(next_data(&mut client).into_data().as_ref(), &big[..]);
+        client.send(Message::Ping(vec![1, 2, 3].into())).expect("ping");
+        loop {
+            match client.read().expect("pong") {
+                Message::Pong(p) => {
+                    assert_eq!(p.as_ref(), &[1, 2, 3]);
+                    break;
+                }
+                other => panic!("expected a pong, got {other:?}"),
+            }
+        }
+        client.close(None).expect("close");
+        loop {
+            match client.read() {
+                Ok(Message::Close(_)) | Err(tungstenite::Error::ConnectionClosed) => break,
+                Ok(_) => {}
+                Err(e) => panic!("close handshake: {e}"),
+            }
+        }
+        wait_until("upstream side closed", IO_TIMEOUT, || ws_up.closed() == 1);
+        drop(client);
+        // The handshake went upstream with the upgrade fields and the gateway's own.
+        let fields = &ws_up.fields()[0];
+        assert_eq!(field(fields, "upgrade"), Some("websocket"));
+        assert_eq!(field(fields, "connection"), Some("upgrade"));
+        assert!(field(fields, "sec-websocket-key").is_some());
+        assert_eq!(field(fields, "x-forwarded-for"), Some("127.0.0.1"));
+        let m = gw.metrics_until(|m| m.tunnels("ws").is_some_and(|t| t.closed_total() == 1));
+        let t = m.tunnels("ws").expect("tunnel stats");
+        assert_eq!(t.opened, 1);
+        // The server ends the TCP connection first after a close handshake (RFC 6455 §7.1.1).
+        assert_eq!(t.closed_for("upstream_closed"), 1, "{t:?}");
+        assert!(t.bytes_up > big.len() as u64 && t.bytes_down > big.len() as u64, "{t:?}");
+        assert_eq!(t.buckets.iter().sum::<u64>(), 1);
+    }
+
+    fn server_initiated_close_reaches_the_client(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(driver, &ws_up, &plain, "").start();
+        let mut client = ws::connect(gw.addr(), "/ws");
+        client.send(Message::text("close-me")).expect("send");
+        assert_eq!(close_code(&mut client), Some(1000));
+        // The server closed its connection after the close handshake: the client sees the
+        // end of the stream, then closes its own.
+        assert!(matches!(client.read(), Err(tungstenite::Error::ConnectionClosed)));
+        drop(client);
+        let m = gw.metrics_until(|m| m.tunnels("ws").is_some_and(|t| t.closed_total() == 1));
+        let t = m.tunnels("ws").expect("stats");
+        assert_eq!(t.closed_for("upstream_closed"), 1, "{t:?}");
+    }
+
+    fn malformed_handshakes_are_refused_and_never_reach_the_upstream(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(driver, &ws_up, &plain, "").start();
+        let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+        let cases = [
+            (handshake("/ws", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"), 400),
+            (handshake("/ws", &format!("Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n")), 400),
+            (handshake("/ws", &format!("Connection: Upgrade\r\nUpgrade: websocket\r\n{key}{key}Sec-WebSocket-Version: 13\r\n")), 400),
+            (handshake("/ws", &format!("Connection: keep-alive\r\nUpgrade: websocket\r\n{key}Sec-WebSocket-Version: 13\r\n")), 400),
+            (format!("POST /ws HTTP/1.1\r\nHost: gw.test\r\n{GOOD}Content-Length: 0\r\n\r\n"), 400),
+            (handshake("/ws", &format!("Connection: Upgrade\r\nUpgrade: websocket\r\n{key}Sec-WebSocket-Version: 8\r\n")), 426),
+        ];
+        for (request, status) in cases {
+            let mut raw = Raw::connect(gw.addr());
+            raw.send(&request);
+            let r = raw.read_response();
+            assert_eq!(r.status, status, "{request}");
+            if status == 426 {
+                assert_eq!(r.header("sec-websocket-version"), Some("13"));
+            }
+        }
+        assert_eq!(ws_up.handshakes(), 0, "a refused handshake reached the upstream");
+    }
+
+    fn h2c_upgrades_are_never_tunnelled(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        // The websocket route's group is an HTTP echo here: what reaches it is visible.
+        let gw = GatewayConfig::new(driver)
+            .upstream("ws", &[plain.addr()])
+            .upstream("plain", &[plain.addr()])
+            .routes(&routes(""))
+            .start();
+        drop(ws_up);
+        for path in ["/ws", "/plain"] {
+            let mut raw = Raw::connect(gw.addr());
+            raw.send(handshake(
+                path,
+                "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n",
+            ));
+            let r = raw.read_response();
+            assert_eq!(r.status, 200, "{path}");
+            let echoed = Echoed::parse(&r.text());
+            assert_eq!(echoed.header("upgrade"), None, "{path}: h2c offer forwarded");
+            assert_eq!(echoed.header("http2-settings"), None, "{path}");
+        }
+        // A WebSocket offer on a route without `upgrade` goes on as a plain request.
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(handshake("/plain", GOOD));
+        let r = raw.read_response();
+        assert_eq!(r.status, 200);
+        assert_eq!(Echoed::parse(&r.text()).header("upgrade"), None);
+    }
+
+    fn an_upstream_101_nobody_asked_for_is_a_502(driver: &str) {
+        let switching = Upstream::start(
+            "switch",
+            Behavior::InterimThenEcho(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n"
+                    .to_vec(),
+            ),
+        );
+        let gw = GatewayConfig::new(driver)
+            .upstream("ws", &[switching.addr()])
+            .upstream("plain", &[switching.addr()])
+            .routes(&routes(""))
+            .start();
+        for request in [
+            handshake("/plain/x", ""),
+            handshake("/ws/x", ""),
+            // Asked for websocket, switched to h2c.
+            handshake("/ws/x", GOOD),
+        ] {
+            let mut raw = Raw::connect(gw.addr());
+            raw.send(&request);
+            assert_eq!(raw.read_response().status, 502, "{request}");
+        }
+    }
+
+    fn a_refused_handshake_is_relayed_and_the_connection_stays_http(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(driver, &ws_up, &plain, "").start();
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(handshake("/ws/deny", GOOD));
+        let r = raw.read_response();
+        assert_eq!(r.status, 403);
+        assert_eq!(r.text(), "denied");
+        raw.send(common::client::get_req("/plain/after"));
+        let r = raw.read_response();
+        assert_eq!(r.status, 200);
+        assert_eq!(Echoed::parse(&r.text()).target, "/plain/after");
+        assert_eq!(ws_up.handshakes(), 1);
+    }
+
+    fn policies_run_before_the_upgrade(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(
+            driver,
+            &ws_up,
+            &plain,
+            "policies = [\"outsiders\"]\n[policies.outsiders]\nkind = \"ip_filter\"\nallow = [\"10.0.0.0/8\"]",
+        )
+        .start();
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(handshake("/ws", GOOD));
+        assert_eq!(raw.read_response().status, 403);
+        assert_eq!(ws_up.handshakes(), 0);
+    }
+
+    fn idle_tunnels_are_closed(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(driver, &ws_up, &plain, "tunnel_idle = \"300ms\"").start();
+        let mut client = ws::connect(gw.addr(), "/ws");
+        assert_eq!(echo(&mut client, "one"), "one");
+        let quiet = Instant::now();
+        let end = client.read();
+        let waited = quiet.elapsed();
+        assert!(end.is_err(), "{end:?}");
+        assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5), "{waited:?}");
+        let m = gw.metrics_until(|m| m.tunnels("ws").is_some_and(|t| t.closed_total() == 1));
+        assert_eq!(m.tunnels("ws").expect("stats").closed_for("idle"), 1);
+    }
+
+    fn tunnels_end_at_tunnel_max_even_when_busy(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(driver, &ws_up, &plain, "tunnel_max = \"400ms\"").start();
+        let mut client = ws::connect(gw.addr(), "/ws");
+        let started = Instant::now();
+        loop {
+            if client.send(Message::text("busy")).is_err() {
+                break;
+            }
+            match client.read() {
+                Ok(_) => {}
+                Err(_) => break,
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "tunnel_max never ended it");
+        }
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        let m = gw.metrics_until(|m| m.tunnels("ws").is_some_and(|t| t.closed_total() == 1));
+        assert_eq!(m.tunnels("ws").expect("stats").closed_for("max_duration"), 1);
+    }
+
+    fn messages_over_max_message_bytes_are_closed_with_1009(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(driver, &ws_up, &plain, "max_message_bytes = 1000").start();
+        let mut client = ws::connect(gw.addr(), "/ws");
+        let fits = "a".repeat(1000);
+        assert_eq!(echo(&mut client, &fits), fits);
+        client.send(Message::text("b".repeat(1001))).expect("send");
+        assert_eq!(close_code(&mut client), Some(1009));
+        let m = gw.metrics_until(|m| m.tunnels("ws").is_some_and(|t| t.closed_total() == 1));
+        assert_eq!(m.tunnels("ws").expect("stats").closed_for("message_too_big"), 1);
+    }
+
+    fn unmasked_client_frames_are_closed_with_1002(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(driver, &ws_up, &plain, "max_message_bytes = \"64KiB\"").start();
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(handshake("/ws", GOOD));
+        let r = raw.read_head_only();
+        assert_eq!(r.status, 101);
+        assert_eq!(r.header("upgrade"), Some("websocket"));
+        raw.send(client_frame(0x1, b"masked"));
+        let echoed = raw.read_at_least(8).to_vec();
+        assert_eq!(&echoed[..8], &[0x81, 6, b'm', b'a', b's', b'k', b'e', b'd']);
+        raw.send([0x81, 0x02, b'h', b'i']);
+        let rest = raw.read_until_closed();
+        let tail = &rest[8..];
+        assert_eq!(&tail[..4], &[0x88, 16, 0x03, 0xEA], "{rest:?}");
+    }
+
+    fn a_slow_reader_holds_the_upstream_back(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(driver, &ws_up, &plain, "").start();
+        let mut client = ws::connect(gw.addr(), "/ws");
+        let total: u64 = 256 * 1024 * 1024;
+        client.send(Message::text(format!("flood {total}"))).expect("send");
+        // The client reads nothing: the upstream must be stopped by backpressure, after
+        // socket buffers and the tunnel's two bounded buffers filled, not after the flood.
+        wait_until("the flood to block", IO_TIMEOUT, || ws_up.flood_blocked_at() > 0);
+        let blocked = ws_up.flood_blocked_at();
+        assert!(blocked < 64 * 1024 * 1024, "upstream wrote {blocked} bytes into a stalled tunnel");
+        let mut received = 0;
+        while received < total {
+            received += next_data(&mut client).into_data().len() as u64;
+        }
+        assert_eq!(received, total);
+    }
+
+    fn a_thousand_concurrent_tunnels_on_two_workers(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(driver, &ws_up, &plain, "").workers(2).start();
+        let mut clients: Vec<_> = (0..1000).map(|_| ws::connect(gw.addr(), "/ws")).collect();
+        for (i, client) in clients.iter_mut().enumerate() {
+            client.send(Message::text(format!("m{i}"))).expect("send");
+        }
+        for (i, client) in clients.iter_mut().enumerate() {
+            assert_eq!(next_data(client).to_text().expect("text"), format!("m{i}"));
+        }
+        let m = gw.metrics_until(|m| m.tunnels("ws").is_some_and(|t| t.opened == 1000));
+        assert_eq!(m.tunnels("ws").expect("stats").closed_total(), 0);
+        assert_eq!(ws_up.open(), 1000);
+        drop(clients);
+        wait_until("tunnels to close", IO_TIMEOUT, || ws_up.open() == 0);
+    }
+
+    fn tunnel_caps_answer_503_until_a_tunnel_closes(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(driver, &ws_up, &plain, "max_tunnels = 2").start();
+        let first = ws::connect(gw.addr(), "/ws");
+        let _second = ws::connect(gw.addr(), "/ws");
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(handshake("/ws", GOOD));
+        assert_eq!(raw.read_response().status, 503);
+        assert_eq!(ws_up.handshakes(), 2);
+        drop(first);
+        wait_until("a slot to free", IO_TIMEOUT, || ws::try_connect(gw.addr(), "/ws").is_ok());
+    }
+
+    fn handshakes_are_retried_on_another_target_and_the_worker_cap_holds(driver: &str) {
+        let ws_up = WsUpstream::start();
+        let dead = common::upstream::refused_addr();
+        let gw = GatewayConfig::new(driver)
+            .limit("max_tunnels_per_worker", "3")
+            .upstream_raw(&format!(
+                "[[upstreams]]\nname = \"ws\"\ntargets = [ {{ addr = \"{dead}\" }}, {{ addr = \"{}\" }} ]\n\
+                 retry = {{ attempts = 2, on = [\"connect_error\"], backoff = \"1ms\", max_backoff = \"2ms\" }}",
+                ws_up.addr()
+            ))
+            .routes("[[routes]]\nname = \"ws\"\nupstream = \"ws\"\nupgrade = [\"websocket\"]\n")
+            .start();
+        // Round robin sends every other first attempt to the dead target: all switch anyway.
+        let mut clients: Vec<_> = (0..3).map(|_| ws::connect(gw.addr(), "/ws")).collect();
+        for (i, client) in clients.iter_mut().enumerate() {
+            assert_eq!(echo(client, &format!("c{i}")), format!("c{i}"));
+        }
+        assert_eq!(ws_up.handshakes(), 3);
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(handshake("/ws", GOOD));
+        assert_eq!(raw.read_response().status, 503, "the worker's cap of 3");
+    }
+
+    fn wss_to_a_tls_upstream(driver: &str) {
+        let pki = Pki::new("wss");
+        let server = pki.issue("gateway", Kind::Server(&["gateway.test"]));
+        let upstream_id = pki.issue("upstream", Kind::Server(&["upstream.test"]));
+        let ws_up = WsUpstream::start_tls(&upstream_id);
+        let certs = format!(
+            "certificates = [ {{ cert = {}, key = {}, server_names = [], default = true }} ]",
+            toml_path(&server.cert),
+            toml_path(&server.key)
+        );
+        let gw = GatewayConfig::new(driver)
+            .tls_listener(&certs)
+            .upstream_raw(&format!(
+                "[[upstreams]]\nname = \"ws\"\ntargets = [ {{ addr = \"{}\" }} ]\n\
+                 tls = {{ sni = \"upstream.test\", ca = {} }}",
+                ws_up.addr(),
+                toml_path(&pki.ca_path())
+            ))
+            .routes("[[routes]]\nname = \"ws\"\nupstream = \"ws\"\nupgrade = [\"websocket\"]\n")
+            .start();
+        let config = tls::client_config(&[pki.ca_der()], None);
+        let stream = tls::connect(gw.tls_addr(), "gateway.test", &config).expect("tls");
+        let (mut client, _) = tungstenite::client("wss://gateway.test/ws", stream).expect("wss handshake");
+        assert_eq!(echo(&mut client, "over tls"), "over tls");
+        let big = vec![0xC3u8; 1024 * 1024];
+        client.send(Message::binary(big.clone())).expect("send");
+        assert_eq!(next_data(&mut client).into_data().as_ref(), &big[..]);
+        client.send(Message::text("close-me")).expect("send");
+        assert_eq!(close_code(&mut client), Some(1000));
+    }
+
+    fn a_reload_leaves_open_tunnels_alone(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let cfg = config(driver, &ws_up, &plain, "");
+        let gw = cfg.start();
+        let mut client = ws::connect(gw.addr(), "/ws");
+        assert_eq!(echo(&mut client, "before"), "before");
+        // The new configuration no longer has the route at all.
+        let reloaded = GatewayConfig::new(driver)
+            .upstream("plain", &[plain.addr()])
+            .route_all_to("plain");
+        gw.store(&reloaded);
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(handshake("/ws", GOOD));
+        assert_eq!(raw.read_response().status, 200, "new handshakes follow the new config");
+        assert_eq!(echo(&mut client, "after"), "after");
+    }
+
+    fn shutdown_closes_tunnels_at_graceful_shutdown(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(driver, &ws_up, &plain, "")
+            .server("graceful_shutdown", "\"300ms\"")
+            .start();
+        let mut client = ws::connect(gw.addr(), "/ws");
+        assert_eq!(echo(&mut client, "hi"), "hi");
+        let started = Instant::now();
+        let done = std::thread::spawn(move || gw.shutdown_within(Duration::from_secs(10)));
+        // The tunnel stays up through the grace period, then closes.
+        let end = client.read();
+        assert!(end.is_err(), "{end:?}");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(5), "{waited:?}");
+        done.join().expect("shutdown");
+    }
+
+    /// Raw bytes through a tunnel both ways, and a half-close: the client stops sending, the
+    /// upstream still answers, then closes; for any upgrade token a route lists.
+    fn a_listed_non_websocket_protocol_tunnels_raw_bytes_with_half_close(driver: &str) {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                s.read_exact(&mut byte).expect("head");
+                head.push(byte[0]);
+            }
+            s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: raw-echo\r\nConnection: upgrade\r\n\r\n")
+                .expect("101");
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).expect("read until the client's half-close");
+            s.write_all(&all).expect("answer after half-close");
+            String::from_utf8_lossy(&head).to_string()
+        });
+        let gw = GatewayConfig::new(driver)
+            .upstream("raw", &[addr])
+            .routes("[[routes]]\nname = \"raw\"\nupstream = \"raw\"\nupgrade = [\"raw-echo\"]\n")
+            .start();
+        let mut tcp = TcpStream::connect(gw.addr()).expect("connect");
+        tcp.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        tcp.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: raw-echo\r\n\r\n")
+            .expect("send");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut byte).expect("101");
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        tcp.write_all(b"any bytes at all").expect("send");
+        tcp.shutdown(std::net::Shutdown::Write).expect("half-close");
+        let mut back = Vec::new();
+        tcp.read_to_end(&mut back).expect("read");
+        assert_eq!(back, b"any bytes at all");
+        let upstream_saw = server.join().expect("server");
+        assert!(upstream_saw.contains("Upgrade: raw-echo"), "{upstream_saw}");
+    }
+}
