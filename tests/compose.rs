@@ -144,10 +144,12 @@ driver_tests! {
         // `c` needs `a` (50 ms) only; `b` (600 ms) is independent. `c` must not wait for `b`.
         let a = json("a", 50, r#"{"id": "k"}"#);
         let b = json("b", 600, r#"{"b": true}"#);
-        let arrived: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+        // When `c` was called, in nanoseconds after `base` (0: not yet).
+        let base = Instant::now();
+        let arrived = Arc::new(AtomicU64::new(0));
         let seen = Arc::clone(&arrived);
         let c = backend("c", move |_| {
-            *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            seen.store(base.elapsed().as_nanos().max(1) as u64, Ordering::SeqCst);
             Handled::json(0, r#""c""#)
         });
         let gw = gateway(driver, &[("a", &a), ("b", &b), ("c", &c)], r#"
@@ -175,11 +177,9 @@ driver_tests! {
         // Keys in config order, whatever the order the calls ran in.
         assert_eq!(reply.text(), r#"{"c":"c","b":{"b": true},"a":{"id": "k"}}"#);
         assert_eq!(c.last_request().expect("c called").target, "/c/k");
-        let c_started = arrived
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .expect("c called")
-            .duration_since(started);
+        let called_at = arrived.load(Ordering::SeqCst);
+        assert_ne!(called_at, 0, "c called");
+        let c_started = (base + Duration::from_nanos(called_at)).duration_since(started);
         assert!(c_started >= Duration::from_millis(50), "c ran before its input: {c_started:?}");
         assert!(c_started < Duration::from_millis(450), "c waited for b: {c_started:?}");
         assert!(took >= Duration::from_millis(600), "{took:?}");

@@ -11,7 +11,7 @@
 
 use ringgate::http::{parse_request, BodyFraming, HeadLimits};
 use ringgate::http2::grpc;
-use ringgate::http2::head::{self, BodyFraming as H2Framing};
+use ringgate::http2::head::{self, Arrival, BodyFraming as H2Framing};
 
 const LIMITS: HeadLimits = HeadLimits {
     max_head_bytes: 65536,
@@ -21,7 +21,12 @@ const LIMITS: HeadLimits = HeadLimits {
 
 pub fn run(data: &[u8]) {
     let _ = head::parse_trailers(data);
-    let end_stream = data.first().is_some_and(|b| b & 1 == 1);
+    // What of the body had arrived with the head: none, all of it, or more to come.
+    let arrival = match data.first().map(|b| b & 3) {
+        Some(1) => Arrival::NoBody,
+        Some(2) => Arrival::Whole(data.len() as u64),
+        _ => Arrival::Streaming,
+    };
     let mut lines = data.split(|&b| b == b'\n');
     let Some(first) = lines.next() else {
         return;
@@ -53,7 +58,7 @@ pub fn run(data: &[u8]) {
     };
     let (parts, ()) = request.into_parts();
     let mut out = Vec::new();
-    let Ok(framing) = head::write_request_head(&parts, end_stream, &mut out) else {
+    let Ok(framing) = head::write_request_head(&parts, arrival, &mut out) else {
         return;
     };
     let mut headers = Vec::new();

@@ -123,6 +123,7 @@ fn check_forwarded(data: &[u8], head: &RequestHead, headers: &[HeaderSpan]) {
         hidden_credential: None,
         policy_fields: b"",
         edits: None,
+        upgrade: None,
     };
     let mut out = Vec::new();
     write_upstream_request(&mut out, data, head, headers, &fwd);

@@ -278,7 +278,7 @@ pub struct ProxyAction {
     /// Whether non-idempotent requests (POST, PATCH) may be retried too.
     pub retry_non_idempotent: bool,
     /// The protocols requests may upgrade to, and their tunnels' limits (`upgrade = [...]`).
-    pub upgrade: Option<UpgradeRules>,
+    pub upgrade: Option<Box<UpgradeRules>>,
 }
 
 /// Which `Host` header goes upstream.

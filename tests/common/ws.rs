@@ -9,6 +9,10 @@
 //!
 //! Included by `tests/websocket.rs` only (`#[path]`), so other test binaries do not build it.
 
+// Test support: the upstream's threads share their records under a lock, and tungstenite's
+// error types are what they are.
+#![allow(clippy::disallowed_types, clippy::result_large_err)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

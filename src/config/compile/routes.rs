@@ -290,7 +290,7 @@ fn proxy(
         None => None,
         Some(compiled) => Some(compiled?),
     };
-    let upgrade = super::upgrade::rules(cx, key, raw, true);
+    let upgrade = super::upgrade::rules(cx, key, raw, true).map(Box::new);
     Some(RouteAction::Proxy(ProxyAction {
         upgrade,
         groups: groups?,

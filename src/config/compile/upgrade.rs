@@ -132,7 +132,7 @@ mod tests {
         let RouteAction::Proxy(action) = &out[0].1.action else {
             panic!("expected a proxy route")
         };
-        action.upgrade.clone().expect("upgrade rules")
+        *action.upgrade.clone().expect("upgrade rules")
     }
 
     #[test]
