@@ -302,6 +302,30 @@ driver_tests! {
         assert!(answered.stream <= 7);
     }
 
+    fn a_client_gone_while_its_connection_closes_does_not_stall_shutdown(driver: &str) {
+        let gate = Gate::new();
+        let upstream = Upstream::start("u", Behavior::Gate(gate.clone()));
+        let gw = gateway(driver, &upstream, "");
+        let mut raw = Raw::connect(gw.addr(), &[]);
+        raw.until(|f| f.kind == SETTINGS && f.flags & 1 == 0).expect("settings");
+        // A held stream keeps the connection open into the drain.
+        raw.request(1, "/held");
+        upstream.wait_for_requests(1);
+        // Shorter than the 5 s grace period: only a connection that ends when its client
+        // goes away lets the shutdown finish in time.
+        let shutdown = std::thread::spawn(move || gw.shutdown_within(Duration::from_secs(3)));
+        // The GOAWAY shows the connection is closing; then the client goes away.
+        raw.goaway().expect("GOAWAY when the drain starts");
+        // Reset, not a clean close: the gateway's next read fails.
+        socket2::SockRef::from(&raw.tcp)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger");
+        drop(raw);
+        let result = shutdown.join();
+        gate.open();
+        assert!(result.is_ok(), "shutdown stalled after the client left");
+    }
+
     fn malformed_frames_get_the_right_errors(driver: &str) {
         let upstream = Upstream::echo("u");
         let gw = gateway(driver, &upstream, "");

@@ -225,14 +225,22 @@ async fn drive(ctx: &Rc<WorkerContext>, io: Wire, settings: Http2Settings, state
         }
     }
     // Closing: h2 needs the connection polled to send its GOAWAY and finish open streams.
+    // An error ends it: h2 keeps answering a failed connection's `accept` with the same
+    // error at once, so looping on it would spin the worker and starve its other tasks.
     while let Some(accepted) = conn.accept().await {
-        if let Ok((request, respond)) = accepted {
-            monoio::spawn(serve_stream(
-                Rc::clone(ctx),
-                Rc::clone(state),
-                request,
-                respond,
-            ));
+        match accepted {
+            Ok((request, respond)) => {
+                monoio::spawn(serve_stream(
+                    Rc::clone(ctx),
+                    Rc::clone(state),
+                    request,
+                    respond,
+                ));
+            }
+            Err(e) => {
+                log::debug!("{}: HTTP/2 connection error while closing: {e}", state.peer);
+                return;
+            }
         }
     }
 }
