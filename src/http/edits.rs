@@ -135,7 +135,8 @@ impl HeadEdits {
     }
 
     /// The fields of a head after these edits: the relayed fields of `headers` (spans into
-    /// `buf`) that are not removed, then the added ones.
+    /// `buf`) that are not removed, then the added ones. A merged `Vary` (see
+    /// [`HeadEdits::merge_vary`]) is not among them: [`HeadEdits::write_vary`] writes it.
     pub fn fields<'a>(
         &'a self,
         buf: &'a [u8],
