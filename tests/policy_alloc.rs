@@ -39,6 +39,23 @@ api_keys = ["alice-key-0123456789"]
 const HIDDEN_QUERY_KEY_REQUEST: &[u8] =
     b"GET /hello?a=1&api_key=alice-key-0123456789&b=2 HTTP/1.1\r\nHost: bench\r\n\r\n";
 
+/// A CORS policy with credentials and every kind of origin pattern, on an actual request
+/// from an allowed origin: the origin is matched in a stack buffer, the CORS fields, the
+/// upstream's `Access-Control-*` removal and the merged `Vary` are written into the
+/// connection's reused buffers.
+const CORS_CHAIN: &str = r#"policies = ["web"]
+[policies.web]
+kind = "cors"
+origins = ["https://app.example.com", "https://*.example.org"]
+origin_regexes = ['https://pr-[0-9]+\.preview\.example\.net']
+headers = ["content-type", "authorization"]
+expose_headers = ["x-request-id"]
+credentials = true
+"#;
+
+const CORS_REQUEST: &[u8] =
+    b"GET /hello HTTP/1.1\r\nHost: bench\r\nOrigin: https://pr-7.preview.example.net\r\n\r\n";
+
 /// An IP filter, a JWT (HS256, verified once, then served from the worker's cache) and a
 /// scope check.
 fn jwt_chain_and_request() -> (String, Vec<u8>) {
@@ -125,5 +142,6 @@ fn policy_chain_allocations_per_request_both_drivers() {
             HIDDEN_QUERY_KEY_CHAIN,
             HIDDEN_QUERY_KEY_REQUEST,
         );
+        assert_policy_budget(driver, "cors", CORS_CHAIN, CORS_REQUEST);
     }
 }

@@ -216,6 +216,40 @@ driver_tests! {
         assert_eq!(ws_up.handshakes(), 0);
     }
 
+    fn cross_origin_handshakes_are_refused_through_the_cors_origins(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(
+            driver,
+            &ws_up,
+            &plain,
+            "policies = [\"web\"]\n[policies.web]\nkind = \"cors\"\n\
+             origins = [\"https://app.example.com\", \"https://*.example.com\"]",
+        )
+        .start();
+        // Cross-site WebSocket hijacking: a page elsewhere opens a socket with the user's
+        // cookies; the browser says where the page is from in `Origin`.
+        for evil in ["https://evil.test", "https://evil-example.com", "null"] {
+            let mut raw = Raw::connect(gw.addr());
+            raw.send(handshake("/ws", &format!("{GOOD}Origin: {evil}\r\n")));
+            let r = raw.read_response();
+            assert_eq!(r.status, 403, "{evil}");
+            assert_eq!(r.header("access-control-allow-origin"), None);
+        }
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(handshake("/ws", &format!("{GOOD}Origin: https://app.example.com\r\nOrigin: https://evil.test\r\n")));
+        assert_eq!(raw.read_response().status, 403, "two Origin fields");
+        assert_eq!(ws_up.handshakes(), 0, "a refused handshake never reaches the upstream");
+        // An allowed origin and a client without `Origin` (not a browser) tunnel.
+        for fields in [format!("{GOOD}Origin: https://chat.example.com\r\n"), GOOD.to_string()] {
+            let mut raw = Raw::connect(gw.addr());
+            raw.send(handshake("/ws", &fields));
+            assert_eq!(raw.read_head_only().status, 101, "{fields}");
+            raw.send(client_frame(0x1, b"hi"));
+            assert_eq!(&raw.read_at_least(4)[..4], &[0x81, 2, b'h', b'i']);
+        }
+        assert_eq!(ws_up.handshakes(), 2);
+    }
+
     fn idle_tunnels_are_closed(driver: &str) {
         let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
         let gw = config(driver, &ws_up, &plain, "tunnel_idle = \"300ms\"").start();

@@ -727,6 +727,24 @@ raw_policy! {
     body_required: bool,
     /// validate: the status of a refusal, 400 or 422.
     status: i64,
+    /// cors: allowed origins (exact, `scheme://*.suffix`, or `*`).
+    origins: Vec<Spanned<String>>,
+    /// cors: allowed origins as regexes over the serialized origin (anchored).
+    origin_regexes: Vec<Spanned<String>>,
+    /// cors: methods a preflight may ask for.
+    methods: Vec<Spanned<String>>,
+    /// cors: request headers a preflight may ask for.
+    headers: Vec<Spanned<String>>,
+    /// cors: a preflight's requested headers are echoed, whatever they are.
+    mirror_headers: bool,
+    /// cors: response headers the page may read.
+    expose_headers: Vec<Spanned<String>>,
+    /// cors: credentialed requests allowed.
+    credentials: bool,
+    /// cors: how long a browser may cache a preflight answer.
+    max_age: DurationValue,
+    /// cors: grant private network access to preflights asking for it.
+    private_network: bool,
 }
 
 /// `match = { ... }`.

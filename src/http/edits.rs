@@ -16,6 +16,9 @@ pub struct HeadEdits {
     removed: Vec<u8>,
     /// Complete field lines (`Name: value\r\n`) added after the relayed fields.
     added: Vec<u8>,
+    /// Tokens merged into the head's `Vary` (`Origin`, `Accept-Encoding`), comma-separated:
+    /// the relayed `Vary` fields become one field listing theirs and these, each once.
+    vary: Vec<u8>,
 }
 
 impl HeadEdits {
@@ -28,11 +31,63 @@ impl HeadEdits {
     pub fn clear(&mut self) {
         self.removed.clear();
         self.added.clear();
+        self.vary.clear();
     }
 
     /// Whether there is nothing to apply.
     pub fn is_empty(&self) -> bool {
-        self.removed.is_empty() && self.added.is_empty()
+        self.removed.is_empty() && self.added.is_empty() && self.vary.is_empty()
+    }
+
+    /// Merges `token` (a field name) into the head's `Vary`: the response says it depends
+    /// on that request field, without a second `Vary` field and without repeating a name the
+    /// upstream listed; `Vary: *` stays as it is.
+    pub fn merge_vary(&mut self, token: &[u8]) {
+        if !list_has(&self.vary, token) {
+            if !self.vary.is_empty() {
+                self.vary.extend_from_slice(b", ");
+            }
+            self.vary.extend_from_slice(token);
+        }
+    }
+
+    /// Whether the relayed `Vary` fields are replaced by a merged one.
+    pub fn merges_vary(&self) -> bool {
+        !self.vary.is_empty()
+    }
+
+    /// Appends the merged `Vary` field line: the relayed `Vary` values of `headers` (spans
+    /// into `buf`), then each merged token they do not list; `Vary: *` if they list `*`.
+    pub fn write_vary(&self, out: &mut Vec<u8>, buf: &[u8], headers: &[HeaderSpan]) {
+        let relayed = || {
+            headers
+                .iter()
+                .filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"vary"))
+                .map(|h| h.value.of(buf))
+        };
+        if relayed().any(|v| list_has(v, b"*")) {
+            out.extend_from_slice(b"Vary: *\r\n");
+            return;
+        }
+        out.extend_from_slice(b"Vary: ");
+        let mut first = true;
+        for element in relayed().flat_map(elements) {
+            if !first {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(element);
+            first = false;
+        }
+        for token in elements(&self.vary) {
+            if !relayed().any(|v| list_has(v, token)) {
+                if !first {
+                    out.extend_from_slice(b", ");
+                }
+                out.extend_from_slice(token);
+                first = false;
+            }
+        }
+        out.extend_from_slice(b"\r\n");
     }
 
     /// Removes every field named `name` (ASCII case-insensitive) from the relayed head.
@@ -80,7 +135,8 @@ impl HeadEdits {
     }
 
     /// The fields of a head after these edits: the relayed fields of `headers` (spans into
-    /// `buf`) that are not removed, then the added ones.
+    /// `buf`) that are not removed, then the added ones. A merged `Vary` (see
+    /// [`HeadEdits::merge_vary`]) is not among them: [`HeadEdits::write_vary`] writes it.
     pub fn fields<'a>(
         &'a self,
         buf: &'a [u8],
@@ -92,6 +148,18 @@ impl HeadEdits {
             .filter(move |(name, _)| !self.removes(name))
             .chain(self.added_fields())
     }
+}
+
+/// The non-empty elements of a comma-separated list, trimmed.
+fn elements(list: &[u8]) -> impl Iterator<Item = &[u8]> {
+    list.split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|e| !e.is_empty())
+}
+
+/// Whether the comma-separated `list` has `token` (ASCII case-insensitive).
+fn list_has(list: &[u8], token: &[u8]) -> bool {
+    elements(list).any(|e| e.eq_ignore_ascii_case(token))
 }
 
 /// `(name, value)` of each `Name: value\r\n` line of `block`.
@@ -126,6 +194,61 @@ mod tests {
         assert_eq!(e.added(), b"Cache-Status: ringgate; hit\r\n");
         let fields: Vec<_> = e.added_fields().collect();
         assert_eq!(fields, vec![(&b"Cache-Status"[..], &b"ringgate; hit"[..])]);
+    }
+
+    /// `(buf, headers)` of a head with the given field lines.
+    fn head(lines: &[&str]) -> (Vec<u8>, Vec<HeaderSpan>) {
+        let mut buf = Vec::new();
+        let mut headers = Vec::new();
+        for line in lines {
+            let (name, _) = line.split_once(": ").expect("line");
+            let at = |n: usize| u32::try_from(n).expect("small");
+            let start = buf.len();
+            buf.extend_from_slice(line.as_bytes());
+            buf.extend_from_slice(b"\r\n");
+            headers.push(HeaderSpan {
+                name: Span {
+                    start: at(start),
+                    end: at(start + name.len()),
+                },
+                value: Span {
+                    start: at(start + name.len() + 2),
+                    end: at(start + line.len()),
+                },
+            });
+        }
+        (buf, headers)
+    }
+
+    fn merged(lines: &[&str], tokens: &[&[u8]]) -> String {
+        let (buf, headers) = head(lines);
+        let mut e = HeadEdits::new();
+        for t in tokens {
+            e.merge_vary(t);
+        }
+        let mut out = Vec::new();
+        e.write_vary(&mut out, &buf, &headers);
+        String::from_utf8(out).expect("text")
+    }
+
+    #[test]
+    fn vary_is_merged_into_one_field_without_repeats() {
+        assert_eq!(merged(&[], &[b"Origin"]), "Vary: Origin\r\n");
+        assert_eq!(
+            merged(
+                &["Vary: Accept-Encoding", "Vary: origin, Cookie"],
+                &[b"Origin"]
+            ),
+            "Vary: Accept-Encoding, origin, Cookie\r\n"
+        );
+        assert_eq!(
+            merged(
+                &["Vary: Accept"],
+                &[b"Origin", b"Accept-Encoding", b"origin"]
+            ),
+            "Vary: Accept, Origin, Accept-Encoding\r\n"
+        );
+        assert_eq!(merged(&["Vary: *"], &[b"Origin"]), "Vary: *\r\n");
     }
 
     #[test]

@@ -243,8 +243,10 @@ pub fn write_downstream_response(
     let bodiless_status = (100..200).contains(&head.status) || head.status == 204;
     for h in headers {
         let (name, value) = (h.name.of(buf), h.value.of(buf));
-        if info.edits.is_some_and(|e| e.removes(name)) {
-            // A response stage owns this field.
+        if info.edits.is_some_and(|e| {
+            e.removes(name) || (e.merges_vary() && name.eq_ignore_ascii_case(b"vary"))
+        }) {
+            // A response stage owns this field (a merged `Vary` is written below).
         } else if name.eq_ignore_ascii_case(b"content-length") {
             // Only a bodiless response keeps the upstream's value (one copy: all are equal).
             if head.framing == ResponseFraming::None && !bodiless_status && !relayed_length {
@@ -260,6 +262,9 @@ pub fn write_downstream_response(
     }
     if let Some(edits) = info.edits {
         out.extend_from_slice(edits.added());
+        if edits.merges_vary() {
+            edits.write_vary(out, buf, headers);
+        }
     }
     let dechunk = must_dechunk(head, info.client_version);
     match head.framing {

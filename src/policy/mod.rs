@@ -5,12 +5,18 @@
 //! sorted into the fixed [`Phase`] order below whatever order the route listed them in.
 //!
 //! ```text
-//! ip_filter ─▶ authentication (api_key | basic | jwt) ─▶ authorization (authz)
-//!           ─▶ validate (head; the body once buffered) ─▶ rate_limit
+//! cors (preflights answered here) ─▶ ip_filter ─▶ authentication (api_key | basic | jwt)
+//!      ─▶ authorization (authz) ─▶ validate (head; the body once buffered) ─▶ rate_limit
 //! ```
 //!
 //! Why a fixed order and not the listing order: each phase needs what the one before it
 //! established, and the cheap, unauthenticated checks must run before the expensive ones.
+//! - `cors` first (see `cors`): a browser never sends credentials on a preflight, so a
+//!   preflight must be answered before authentication, rate limits and the IP filter could
+//!   refuse it; the preflight answer publishes only the policy itself. The connection runs
+//!   this phase before the chain (it may answer the request itself, and it sets the CORS
+//!   fields that every later answer, a 401/403/429 included, carries so that the page can
+//!   read it); actual requests go on through every other phase.
 //! - `ip_filter` first: it needs only the peer address, costs a few comparisons, and an
 //!   address that is refused must not get to exercise password hashing or JWT verification.
 //! - authentication next: it establishes the consumer that authorization and a
@@ -48,6 +54,7 @@ pub mod authz;
 pub mod basic;
 pub mod client_addr;
 pub mod consumers;
+pub mod cors;
 pub mod identity;
 pub mod introspect;
 pub mod ip_filter;
@@ -70,6 +77,7 @@ pub use api_key::ApiKey;
 pub use authz::Authz;
 pub use basic::{Basic, Verification};
 pub use consumers::{Consumer, ConsumerId, Consumers};
+pub use cors::Cors;
 pub use identity::{Forwarding, Identity};
 pub use introspect::{Introspect, Introspected, Lookup, Transport};
 pub use ip_filter::IpFilter;
@@ -83,6 +91,8 @@ use crate::rate_limit::RateLimitPolicy;
 /// The phases a chain runs in, in this order. See the module docs for why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Phase {
+    /// CORS: preflights answered, the response fields of the others set.
+    Cors,
     /// Client address allow/deny lists.
     IpFilter,
     /// Who the client is: API key, HTTP Basic, JWT.
@@ -98,6 +108,8 @@ pub enum Phase {
 /// One compiled policy in a route's chain. Static dispatch: every kind is a variant.
 #[derive(Debug, Clone)]
 pub enum Stage {
+    /// `kind = "cors"` (run by the connection before the chain: see [`Chain::cors`]).
+    Cors(Arc<Cors>),
     /// `kind = "ip_filter"`.
     IpFilter(Arc<IpFilter>),
     /// `kind = "api_key"`.
@@ -139,6 +151,7 @@ impl Stage {
     /// The phase this stage runs in.
     pub fn phase(&self) -> Phase {
         match self {
+            Stage::Cors(_) => Phase::Cors,
             Stage::IpFilter(_) => Phase::IpFilter,
             Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) | Stage::Introspect(_) => {
                 Phase::Authentication
@@ -152,6 +165,7 @@ impl Stage {
     /// The policy's configured name (for metrics and logs).
     pub fn name(&self) -> &str {
         match self {
+            Stage::Cors(p) => &p.name,
             Stage::IpFilter(p) => &p.name,
             Stage::ApiKey(p) => &p.name,
             Stage::Basic(p) => &p.name,
@@ -175,9 +189,11 @@ impl Stage {
             Stage::Basic(p) => p.check(req, identity, state),
             Stage::Jwt(p) => p.check(req, identity, state),
             Stage::Introspect(p) => p.check(req, identity, state),
-            Stage::IpFilter(_) | Stage::Authz(_) | Stage::Validate(_) | Stage::RateLimit(_) => {
-                Authn::Absent
-            }
+            Stage::Cors(_)
+            | Stage::IpFilter(_)
+            | Stage::Authz(_)
+            | Stage::Validate(_)
+            | Stage::RateLimit(_) => Authn::Absent,
         }
     }
 
@@ -188,9 +204,11 @@ impl Stage {
             Stage::Basic(p) => p.denial(),
             Stage::Jwt(p) => p.denial(None),
             Stage::Introspect(p) => p.denial(None),
-            Stage::IpFilter(_) | Stage::Authz(_) | Stage::Validate(_) | Stage::RateLimit(_) => {
-                Denial::forbidden("forbidden", "forbidden")
-            }
+            Stage::Cors(_)
+            | Stage::IpFilter(_)
+            | Stage::Authz(_)
+            | Stage::Validate(_)
+            | Stage::RateLimit(_) => Denial::forbidden("forbidden", "forbidden"),
         }
     }
 
@@ -216,9 +234,11 @@ impl Stage {
             Stage::Basic(p) => (&p.forwarding, &[][..]),
             Stage::Jwt(p) => (&p.forwarding, p.forward_claims.as_slice()),
             Stage::Introspect(p) => (&p.forwarding, p.forward_claims.as_slice()),
-            Stage::IpFilter(_) | Stage::Authz(_) | Stage::Validate(_) | Stage::RateLimit(_) => {
-                return Vec::new()
-            }
+            Stage::Cors(_)
+            | Stage::IpFilter(_)
+            | Stage::Authz(_)
+            | Stage::Validate(_)
+            | Stage::RateLimit(_) => return Vec::new(),
         };
         forwarding
             .consumer_header
@@ -269,6 +289,15 @@ impl Chain {
     /// Whether the route has no policies (then nothing runs).
     pub fn is_empty(&self) -> bool {
         self.stages.is_empty()
+    }
+
+    /// The route's `cors` policy, if any. It sorts first (phase [`Phase::Cors`]); the
+    /// connection applies it before [`Chain::check`], which skips it.
+    pub fn cors(&self) -> Option<&Cors> {
+        match self.stages.first() {
+            Some(Stage::Cors(p)) => Some(p),
+            _ => None,
+        }
     }
 
     /// The stages, in the order they run.
@@ -440,6 +469,8 @@ impl Chain {
             }
             unauthenticated(missing, identity, metrics)?;
             let result = match stage {
+                // Applied by the connection before the chain (see `Chain::cors`).
+                Stage::Cors(_) => continue,
                 Stage::IpFilter(p) => p.check(req, identity),
                 Stage::Authz(p) => p.check(identity),
                 // A policy with a body rule decides once the body was checked too.

@@ -55,6 +55,42 @@ impl ClientConn {
         })
     }
 
+    /// Answers a granted CORS preflight: `204` with the fields already in
+    /// `response_headers` (see `proxy::cors`), no body.
+    pub(super) async fn reply_preflight(
+        &mut self,
+        ctx: &WorkerContext,
+        head: &RequestHead,
+    ) -> Next {
+        let keep_alive =
+            head.keep_alive && self.consume_request(head) && !ctx.drain().is_draining();
+        self.linger = !keep_alive;
+        self.out.clear();
+        write_static_response(
+            &mut self.out,
+            204,
+            &[],
+            b"",
+            true,
+            head.version,
+            keep_alive,
+            &self.request_id,
+            &self.response_headers,
+        );
+        if self.tls.is_some() {
+            self.finish_secure_head(&ctx.snapshot(), 0);
+        }
+        self.response_started = true;
+        self.exchange.status = 204;
+        self.exchange.bytes_out += self.out.len() as u64;
+        let written = write_all_reuse(&mut self.stream, &mut self.out).await;
+        if keep_alive && written.is_ok() {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+
     /// Consumes the request head, and its body if it is already buffered in full.
     /// Returns whether the whole request was consumed (else the connection must close).
     pub(super) fn consume_request(&mut self, head: &RequestHead) -> bool {

@@ -468,6 +468,11 @@ impl ClientConn {
         if let (Some(port), None) = (route.redirect_https, &self.tls) {
             return self.redirect_https(ctx, port, head).await;
         }
+        if let Some(cors) = route.policies.cors() {
+            if let Some(next) = self.apply_cors(ctx, snapshot, route, cors, head).await {
+                return Ok(next);
+            }
+        }
         if !route.policies.is_empty() {
             if let Err(denial) = self.check_policies(ctx, snapshot, route, head).await {
                 return Ok(self.reply_denied(ctx, &denial, head).await);

@@ -552,11 +552,17 @@ impl ClientConn {
             && !dechunk
             && response.framing != ResponseFraming::UntilClose
             && !ctx.drain().is_draining();
+        // With edits, the gateway's own `Vary` line is merged into the upstream's instead.
+        let skip = if edits.is_some() {
+            self.stages.vary_line
+        } else {
+            0
+        };
         let info = DownstreamInfo {
             client_version: head.version,
             keep_alive,
             request_id: &self.request_id,
-            extra_headers: &self.response_headers,
+            extra_headers: self.response_headers.get(skip..).unwrap_or_default(),
             edits,
             upgrade: None,
         };

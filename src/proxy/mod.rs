@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! accept (admission: connection caps) ─▶ [TLS, ALPN h2 | h2c preface ─▶ one task per stream] ─▶ read head (codec, limits, head_read timeout) ─▶ request id ─▶ trace context
-//!        ─▶ normalize target ─▶ route match
-//!        ─▶ the route's policies (`crate::policy`): 401/403 answered here
+//!        ─▶ normalize target ─▶ route match ─▶ HTTPS redirect
+//!        ─▶ CORS (`cors`): preflights answered here (204/403), cross-origin WebSocket
+//!           handshakes refused (403), the CORS response fields set for every later answer
+//!        ─▶ the route's other policies (`crate::policy`: ip_filter ─▶ authentication
+//!           ─▶ authorization ─▶ validate ─▶ rate_limit): 401/403/429 answered here
 //!        ─▶ respond route: answer from the snapshot
 //!        ─▶ compose route: read body if a call sends it ─▶ calls (graph order, each through
 //!                         `call`) ─▶ assemble (`crate::compose`) ─▶ one write, known length
@@ -20,6 +23,7 @@
 //! Each step lives in one file:
 //! - `admission`: the caps on open connections per worker and per client address;
 //! - `connection`: the client side and the request loop (read head, route);
+//! - `cors`: the CORS step (a route's `cors` policy) before the other policies;
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
 //! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
 //! - `stages`: the response stages' head edits, body observer and rewriting relay;
@@ -49,6 +53,7 @@ pub mod call;
 mod compose;
 mod connection;
 mod context;
+mod cors;
 mod error;
 mod exchange;
 mod forward;

@@ -82,6 +82,11 @@ pub(super) struct ResponseStages {
     active: bool,
     /// What the stages change in the client's head (and in the stored head).
     pub(super) edits: HeadEdits,
+    /// Bytes at the front of the connection's `response_headers` holding the gateway's own
+    /// `Vary` line (a `cors` route's `Vary: Origin`): the gateway's answers carry it as is; a
+    /// relayed response leaves it out and merges the token into the upstream's `Vary`
+    /// through `edits` instead, so the client never gets two `Vary` fields.
+    pub(super) vary_line: usize,
 }
 
 impl ResponseStages {
@@ -90,6 +95,7 @@ impl ResponseStages {
         if self.active {
             self.active = false;
             self.edits.clear();
+            self.vary_line = 0;
         }
     }
 

@@ -10,6 +10,7 @@
 mod api_key;
 mod authz;
 mod basic;
+mod cors;
 mod introspect;
 mod ip_filter;
 mod jwt;
@@ -33,6 +34,7 @@ use crate::rate_limit::RateLimitPolicy;
 
 /// The kinds this build knows, for the error message.
 const KINDS: &[&str] = &[
+    "cors",
     "ip_filter",
     "api_key",
     "basic",
@@ -176,6 +178,7 @@ fn compile_one(
 ) -> Option<Stage> {
     let kind = raw.kind.get_ref().as_str();
     let known: &[&str] = match kind {
+        "cors" => cors::KEYS,
         "ip_filter" => ip_filter::KEYS,
         "api_key" => api_key::KEYS,
         "basic" => basic::KEYS,
@@ -212,6 +215,7 @@ fn compile_one(
         upstreams,
     };
     let stage = match kind {
+        "cors" => cors::compile(&mut k).map(Stage::Cors),
         "ip_filter" => ip_filter::compile(k.cx, key, name, raw).map(Stage::IpFilter),
         "api_key" => api_key::compile(&mut k).map(Stage::ApiKey),
         "basic" => basic::compile(&mut k).map(Stage::Basic),
@@ -270,6 +274,14 @@ impl PolicyTable {
             }
         }
         let chain = Chain::new(stages);
+        let cors = chain
+            .stages()
+            .iter()
+            .filter(|s| matches!(s, Stage::Cors(_)));
+        if cors.count() > 1 {
+            let message = "a route takes at most one `cors` policy".to_string();
+            cx.problem(key.to_string(), list.map(|l| l.span()), message);
+        }
         let authorizes = chain.stages().iter().any(|s| matches!(s, Stage::Authz(_)));
         if authorizes && !chain.authenticates() {
             let message = "an `authz` policy needs an authentication policy (`api_key`, \
