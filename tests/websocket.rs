@@ -18,6 +18,11 @@ use common::{wait_until, IO_TIMEOUT};
 use tungstenite::Message;
 use ws::{close_code, echo, field, next_data, WsUpstream};
 
+/// One direction's buffer in the gateway (`tunnel::relay::TUNNEL_BUF`).
+const TUNNEL_BUF: u64 = 16 * 1024;
+/// The size of the messages a `flood` sends (the unit its blocked-at count moves in).
+const FLOOD_MESSAGE: u64 = 64 * 1024;
+
 /// A route `ws` (path `/ws`) to group `ws` that lets requests upgrade to WebSocket, with
 /// `extra` keys; and a plain route `plain` (path `/plain`) to group `plain`.
 fn routes(extra: &str) -> String {
@@ -54,6 +59,42 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Re-reads `path` until it holds at least `n` lines (bounded by `IO_TIMEOUT`); returns them.
+fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    wait_until("access log lines", IO_TIMEOUT, || {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        lines = text.lines().map(str::to_owned).collect();
+        lines.len() >= n
+    });
+    lines
+}
+
+/// A raw handshake to `/ws` with `fields` that must switch; then one frame echoed.
+fn raw_tunnel_echoes(gw: &common::gateway::Gateway, fields: &str) {
+    let mut raw = Raw::connect(gw.addr());
+    raw.send(handshake("/ws", fields));
+    assert_eq!(raw.read_head_only().status, 101, "{fields}");
+    raw.send(client_frame(0x1, b"hi"));
+    assert_eq!(&raw.read_at_least(4)[..4], &[0x81, 2, b'h', b'i']);
+}
+
+/// Sends `flood N` on a client connected to `upstream` (directly or through a gateway) that
+/// then reads nothing; returns how many bytes the upstream wrote before a write blocked.
+fn flood_until_blocked(
+    client: &mut tungstenite::WebSocket<TcpStream>,
+    upstream: &WsUpstream,
+    total: u64,
+) -> u64 {
+    client
+        .send(Message::text(format!("flood {total}")))
+        .expect("send");
+    wait_until("the flood to block", IO_TIMEOUT, || {
+        upstream.flood_blocked_at() > 0
+    });
+    upstream.flood_blocked_at()
+}
+
 driver_tests! {
     fn echo_large_messages_ping_pong_and_close_handshake(driver: &str) {
         let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
@@ -77,6 +118,10 @@ driver_tests! {
             }
         }
         wait_until("upstream side closed", IO_TIMEOUT, || ws_up.closed() == 1);
+        // The upstream's end of stream reached the client (the gateway passed it on) before
+        // the client ends its own: the reason below is then certain.
+        let mut rest = [0u8; 64];
+        assert_eq!(client.get_mut().read(&mut rest).expect("end of stream"), 0);
         drop(client);
         // The handshake went upstream with the upgrade fields and the gateway's own.
         let fields = &ws_up.fields()[0];
@@ -91,6 +136,28 @@ driver_tests! {
         assert_eq!(t.closed_for("upstream_closed"), 1, "{t:?}");
         assert!(t.bytes_up > big.len() as u64 && t.bytes_down > big.len() as u64, "{t:?}");
         assert_eq!(t.buckets.iter().sum::<u64>(), 1);
+    }
+
+    fn tunnel_bytes_reach_the_metrics_while_the_tunnel_is_open(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(driver, &ws_up, &plain, "").start();
+        let mut client = ws::connect(gw.addr(), "/ws");
+        let message = "x".repeat(10_000);
+        assert_eq!(echo(&mut client, &message), message);
+        // The worker's next metrics flush hands over the open tunnel's bytes.
+        let m = gw.metrics_until(|m| {
+            m.tunnels("ws").is_some_and(|t| t.bytes_up >= 10_000 && t.bytes_down >= 10_000)
+        });
+        let t = m.tunnels("ws").expect("stats");
+        assert_eq!((t.opened, t.closed_total()), (1, 0), "{t:?}");
+        // Closing adds only what was not reported yet.
+        let (up, down) = (t.bytes_up, t.bytes_down);
+        assert_eq!(echo(&mut client, "more"), "more");
+        drop(client);
+        let m = gw.metrics_until(|m| m.tunnels("ws").is_some_and(|t| t.closed_total() == 1));
+        let t = m.tunnels("ws").expect("stats");
+        assert!(t.bytes_up >= up + 4 && t.bytes_up < up + 100, "{t:?}");
+        assert!(t.bytes_down >= down + 4 && t.bytes_down < down + 100, "{t:?}");
     }
 
     fn server_initiated_close_reaches_the_client(driver: &str) {
@@ -294,6 +361,11 @@ driver_tests! {
         assert_eq!(close_code(&mut client), Some(1009));
         let m = gw.metrics_until(|m| m.tunnels("ws").is_some_and(|t| t.closed_total() == 1));
         assert_eq!(m.tunnels("ws").expect("stats").closed_for("message_too_big"), 1);
+        // The upstream got the message that fitted, then the gateway's close: never a byte of
+        // the one over the limit.
+        wait_until("the upstream side to end", IO_TIMEOUT, || ws_up.closed() == 1);
+        assert_eq!(ws_up.received(), [fits]);
+        assert_eq!(ws_up.close_codes(), [Some(1009)]);
     }
 
     fn unmasked_client_frames_are_closed_with_1002(driver: &str) {
@@ -311,6 +383,10 @@ driver_tests! {
         let rest = raw.read_until_closed();
         let tail = &rest[8..];
         assert_eq!(&tail[..4], &[0x88, 16, 0x03, 0xEA], "{rest:?}");
+        // The unmasked frame never reached the upstream: it got the masked one, then 1002.
+        wait_until("the upstream side to end", IO_TIMEOUT, || ws_up.closed() == 1);
+        assert_eq!(ws_up.received(), ["masked"]);
+        assert_eq!(ws_up.close_codes(), [Some(1002)]);
     }
 
     fn a_slow_reader_holds_the_upstream_back(driver: &str) {
@@ -318,12 +394,25 @@ driver_tests! {
         let gw = config(driver, &ws_up, &plain, "").start();
         let mut client = ws::connect(gw.addr(), "/ws");
         let total: u64 = 256 * 1024 * 1024;
-        client.send(Message::text(format!("flood {total}"))).expect("send");
-        // The client reads nothing: the upstream must be stopped by backpressure, after
-        // socket buffers and the tunnel's two bounded buffers filled, not after the flood.
-        wait_until("the flood to block", IO_TIMEOUT, || ws_up.flood_blocked_at() > 0);
-        let blocked = ws_up.flood_blocked_at();
-        assert!(blocked < 64 * 1024 * 1024, "upstream wrote {blocked} bytes into a stalled tunnel");
+        // What loopback's kernel buffers take on one hop whose reader reads nothing: the
+        // same flood straight from the upstream to a client.
+        let direct_up = WsUpstream::start();
+        let mut direct = ws::connect(direct_up.addr(), "/");
+        let one_hop = flood_until_blocked(&mut direct, &direct_up, total);
+        let client_rcvbuf = socket2::SockRef::from(direct.get_ref()).recv_buffer_size().expect("SO_RCVBUF");
+        drop(direct);
+        // Through the gateway the client reads nothing either: the upstream must be stopped
+        // by backpressure once the two hops' kernel buffers and the tunnel's buffer of that
+        // direction are full, not after the flood.
+        let blocked = flood_until_blocked(&mut client, &ws_up, total);
+        // Measured on loopback (tcp_wmem max 4 MiB): one hop ~4 MiB (the sender's send
+        // buffer grows to tcp_wmem's max, the idle reader's receive buffer stays at 128 KiB),
+        // through the gateway ~8.5 MiB. The bound: two hops, the tunnel's buffer, one flood
+        // message, and 2 MiB for the gateway's upstream-side receive buffer (it reads, so it
+        // may autotune): a gateway that held 8 MiB more would fail.
+        let bound = 2 * one_hop + TUNNEL_BUF + FLOOD_MESSAGE + 2 * 1024 * 1024;
+        eprintln!("slow reader: one hop {one_hop}, client SO_RCVBUF {client_rcvbuf}, through the gateway {blocked}, bound {bound}");
+        assert!(blocked <= bound, "upstream wrote {blocked} bytes into a stalled tunnel (one hop holds {one_hop})");
         let mut received = 0;
         while received < total {
             received += next_data(&mut client).into_data().len() as u64;
@@ -433,20 +522,135 @@ driver_tests! {
     }
 
     fn shutdown_closes_tunnels_at_graceful_shutdown(driver: &str) {
-        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
-        let gw = config(driver, &ws_up, &plain, "")
+        let ws_up = WsUpstream::start();
+        let gw = GatewayConfig::new(driver)
+            .upstream("ws", &[ws_up.addr()])
+            .merge_interval("100ms")
             .server("graceful_shutdown", "\"300ms\"")
+            .routes(
+                "[[routes]]\nname = \"frames\"\nmatch = { path_prefix = \"/frames\" }\nupstream = \"ws\"\n\
+                 upgrade = [\"websocket\"]\nmax_message_bytes = \"64KiB\"\n\n\
+                 [[routes]]\nname = \"ws\"\nmatch = { path_prefix = \"/ws\" }\nupstream = \"ws\"\n\
+                 upgrade = [\"websocket\"]\n",
+            )
             .start();
-        let mut client = ws::connect(gw.addr(), "/ws");
-        assert_eq!(echo(&mut client, "hi"), "hi");
+        let mut framed = ws::connect(gw.addr(), "/frames");
+        let mut unread = ws::connect(gw.addr(), "/ws");
+        assert_eq!(echo(&mut framed, "hi"), "hi");
+        assert_eq!(echo(&mut unread, "hi"), "hi");
         let started = Instant::now();
-        let done = std::thread::spawn(move || gw.shutdown_within(Duration::from_secs(10)));
-        // The tunnel stays up through the grace period, then closes.
-        let end = client.read();
-        assert!(end.is_err(), "{end:?}");
+        let done = std::thread::spawn(move || gw.shutdown_with_metrics(Duration::from_secs(10)));
+        // The tunnels stay up through the grace period; then a frame-aware one is closed with
+        // 1001 (going away) on both sides, one that copies bytes unread just closed.
+        assert_eq!(close_code(&mut framed), Some(1001));
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(5), "{waited:?}");
-        done.join().expect("shutdown");
+        let end = unread.read();
+        assert!(end.is_err(), "{end:?}");
+        let m = done.join().expect("shutdown");
+        for route in ["frames", "ws"] {
+            let t = m.tunnels(route).expect("tunnel stats");
+            assert_eq!((t.closed_for("shutdown"), t.closed_total()), (1, 1), "{route}: {t:?}");
+        }
+        wait_until("the upstream's close frame", IO_TIMEOUT, || !ws_up.close_codes().is_empty());
+        assert_eq!(ws_up.close_codes(), [Some(1001)]);
+    }
+
+    fn a_reload_changing_tunnel_limits_applies_to_new_tunnels_only(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(driver, &ws_up, &plain, "").start();
+        let mut old = ws::connect(gw.addr(), "/ws");
+        assert_eq!(echo(&mut old, "before"), "before");
+        gw.store(&config(driver, &ws_up, &plain, "tunnel_idle = \"300ms\""));
+        let mut idle = ws::connect(gw.addr(), "/ws");
+        assert_eq!(echo(&mut idle, "new"), "new");
+        let quiet = Instant::now();
+        let end = idle.read();
+        assert!(end.is_err() && quiet.elapsed() >= Duration::from_millis(300), "{end:?}");
+        // The old tunnel was quiet longer than that, under the limits it opened with.
+        assert_eq!(echo(&mut old, "still open"), "still open");
+        gw.store(&config(driver, &ws_up, &plain, "tunnel_max = \"300ms\""));
+        let mut short = ws::connect(gw.addr(), "/ws");
+        let opened = Instant::now();
+        while short.send(Message::text("busy")).is_ok() && short.read().is_ok() {
+            assert!(opened.elapsed() < Duration::from_secs(5), "the new tunnel_max never ended it");
+        }
+        assert!(opened.elapsed() >= Duration::from_millis(300));
+        assert_eq!(echo(&mut old, "still open"), "still open");
+        let m = gw.metrics_until(|m| m.tunnels("ws").is_some_and(|t| t.closed_total() == 2));
+        let t = m.tunnels("ws").expect("stats");
+        assert_eq!((t.opened, t.closed_for("idle"), t.closed_for("max_duration")), (3, 1, 1), "{t:?}");
+    }
+
+    fn handshakes_count_against_the_routes_rate_limit(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(
+            driver,
+            &ws_up,
+            &plain,
+            "policies = [\"per-client\"]\n[policies.per-client]\nkind = \"rate_limit\"\n\
+             key = \"ip\"\nrate = \"2/h\"\nscope = \"worker\"",
+        )
+        .start();
+        let mut tunnels: Vec<_> = (0..2).map(|_| ws::connect(gw.addr(), "/ws")).collect();
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(handshake("/ws", GOOD));
+        assert_eq!(raw.read_response().status, 429, "the third handshake is over the limit");
+        assert_eq!(ws_up.handshakes(), 2, "a limited handshake never reaches the upstream");
+        // Messages in an open tunnel are not requests: they are not counted.
+        for (i, tunnel) in tunnels.iter_mut().enumerate() {
+            for n in 0..5 {
+                assert_eq!(echo(tunnel, &format!("{i}.{n}")), format!("{i}.{n}"));
+            }
+        }
+    }
+
+    fn handshakes_without_credentials_are_refused_by_the_auth_policy(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let gw = config(
+            driver,
+            &ws_up,
+            &plain,
+            "policies = [\"key\"]\n[policies.key]\nkind = \"api_key\"\n\n\
+             [[consumers]]\nname = \"alice\"\napi_keys = [\"alice-key-0123456789\"]",
+        )
+        .start();
+        for fields in [GOOD.to_string(), format!("{GOOD}X-Api-Key: wrong-key-0123456789\r\n")] {
+            let mut raw = Raw::connect(gw.addr());
+            raw.send(handshake("/ws", &fields));
+            assert_eq!(raw.read_response().status, 401, "{fields}");
+        }
+        assert_eq!(ws_up.handshakes(), 0, "a refused handshake never reaches the upstream");
+        raw_tunnel_echoes(&gw, &format!("{GOOD}X-Api-Key: alice-key-0123456789\r\n"));
+        assert_eq!(ws_up.handshakes(), 1);
+    }
+
+    fn tunnelled_handshakes_are_in_the_access_log(driver: &str) {
+        let (ws_up, plain) = (WsUpstream::start(), Upstream::echo("plain"));
+        let path = std::env::temp_dir().join(format!("ringgate-ws-log-{driver}-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let gw = config(driver, &ws_up, &plain, "")
+            .tables(&format!("[access_log]\nformat = \"json\"\npath = \"{}\"\n", path.display()))
+            .start();
+        let mut client = ws::connect(gw.addr(), "/ws/chat");
+        assert_eq!(echo(&mut client, "logged"), "logged");
+        // Logged when it switched, while the tunnel is still open.
+        let lines = wait_for_lines(&path, 1);
+        let line: serde_json::Value = serde_json::from_str(&lines[0]).expect("json line");
+        assert_eq!(line["status"], 101, "{line}");
+        assert_eq!(line["route"], "ws", "{line}");
+        assert_eq!(line["path"], "/ws/chat", "{line}");
+        assert_eq!(line["upstream"], "ws", "{line}");
+        // A handshake the upstream refused is logged with its status.
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(handshake("/ws/deny", GOOD));
+        assert_eq!(raw.read_response().status, 403);
+        let lines = wait_for_lines(&path, 2);
+        let line: serde_json::Value = serde_json::from_str(&lines[1]).expect("json line");
+        assert_eq!((&line["status"], &line["route"]), (&serde_json::json!(403), &serde_json::json!("ws")), "{line}");
+        drop(client);
+        drop(gw);
+        let _ = std::fs::remove_file(&path);
     }
 
     /// Raw bytes through a tunnel both ways, and a half-close: the client stops sending, the

@@ -33,7 +33,11 @@ fn rendered() -> String {
     m.tls_failure(TlsSide::Upstream, TlsFailure::BadCertificate);
     let mut agg = Aggregator::new();
     agg.merge(m.take_delta());
-    let process = ProcessInfo {
+    agg.render(&process_info())
+}
+
+fn process_info() -> ProcessInfo {
+    ProcessInfo {
         workers: vec![
             WorkerInfo {
                 id: 0,
@@ -50,8 +54,7 @@ fn rendered() -> String {
         start_time_unix: 1_700_000_000,
         target_health: Vec::new(),
         redis: None,
-    };
-    agg.render(&process)
+    }
 }
 
 type Labels = Vec<(String, String)>;
@@ -263,4 +266,119 @@ fn quantile_gauges_come_from_the_hdr_data() {
     // Samples on "api": 100 µs, 3 ms, 900 ms; the median is 3 ms within HDR's 1 %.
     let (_, _, median) = parse_sample(q[0]);
     assert!((median - 0.003).abs() < 0.003 * 0.01, "{median}");
+}
+
+/// Every sample of `family` (histogram series included) as labels → value.
+fn samples(text: &str, name: &str) -> HashMap<Labels, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(parse_sample)
+        .filter(|(n, _, _)| n == name)
+        .map(|(_, labels, value)| (labels, value))
+        .collect()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn tunnel_families_have_their_types_labels_and_cumulative_buckets() {
+    let m = WorkerMetrics::new(0);
+    for _ in 0..3 {
+        m.tunnel_opened("chat");
+    }
+    m.tunnel_opened("fe\"ed");
+    m.tunnel_closed("chat", "idle", Duration::from_secs(30), 100, 200);
+    m.tunnel_closed("chat", "client_closed", Duration::from_millis(50), 1, 2);
+    // The open ones report their bytes at a flush, before they close.
+    m.tunnel_bytes("chat", 1000, 10);
+    m.tunnel_bytes("fe\"ed", 7, 0);
+    let mut agg = Aggregator::new();
+    agg.merge(m.take_delta());
+    // A second worker's delta adds up.
+    let other = WorkerMetrics::new(1);
+    other.tunnel_opened("chat");
+    other.tunnel_closed("chat", "shutdown", Duration::from_secs(5 * 3600), 0, 0);
+    agg.merge(other.take_delta());
+    let text = agg.render(&process_info());
+    for (family, kind) in [
+        ("ringgate_tunnels_open", "gauge"),
+        ("ringgate_tunnels_opened_total", "counter"),
+        ("ringgate_tunnels_closed_total", "counter"),
+        ("ringgate_tunnel_bytes_total", "counter"),
+        ("ringgate_tunnel_duration_seconds", "histogram"),
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} {kind}\n")),
+            "{family}"
+        );
+        assert!(text.contains(&format!("# HELP {family} ")), "{family}");
+    }
+    let (chat, feed) = (labels(&[("route", "chat")]), labels(&[("route", "fe\"ed")]));
+    let open = samples(&text, "ringgate_tunnels_open");
+    assert_eq!(
+        (open[&chat], open[&feed]),
+        (1.0, 1.0),
+        "4 opened, 3 closed; 1 open"
+    );
+    let opened = samples(&text, "ringgate_tunnels_opened_total");
+    assert_eq!((opened[&chat], opened[&feed]), (4.0, 1.0));
+    let closed = samples(&text, "ringgate_tunnels_closed_total");
+    assert_eq!(closed.len(), 3, "{closed:?}");
+    for reason in ["idle", "client_closed", "shutdown"] {
+        assert_eq!(
+            closed[&labels(&[("route", "chat"), ("reason", reason)])],
+            1.0
+        );
+    }
+    let bytes = samples(&text, "ringgate_tunnel_bytes_total");
+    let way = |route: &str, direction: &str| {
+        bytes[&labels(&[("route", route), ("direction", direction)])]
+    };
+    assert_eq!((way("chat", "up"), way("chat", "down")), (1101.0, 212.0));
+    assert_eq!((way("fe\"ed", "up"), way("fe\"ed", "down")), (7.0, 0.0));
+    // Buckets per route, cumulative, one per bound plus +Inf; 50 ms, 30 s and 5 h on "chat".
+    let buckets = samples(&text, "ringgate_tunnel_duration_seconds_bucket");
+    let le = |route: &str, le: &str| buckets[&labels(&[("route", route), ("le", le)])];
+    let expected = [
+        ("0.1", 1.0),
+        ("1", 1.0),
+        ("10", 1.0),
+        ("60", 2.0),
+        ("300", 2.0),
+        ("900", 2.0),
+        ("3600", 2.0),
+        ("14400", 2.0),
+        ("43200", 3.0),
+        ("86400", 3.0),
+        ("+Inf", 3.0),
+    ];
+    assert_eq!(
+        buckets.len(),
+        2 * expected.len(),
+        "both routes, every bound"
+    );
+    for (bound, count) in expected {
+        assert_eq!(le("chat", bound), count, "le={bound}");
+        assert_eq!(
+            le("fe\"ed", bound),
+            0.0,
+            "le={bound}: no closed tunnel on feed"
+        );
+    }
+    let sum = samples(&text, "ringgate_tunnel_duration_seconds_sum");
+    assert!(
+        (sum[&chat] - (0.05 + 30.0 + 18000.0)).abs() < 1e-6,
+        "{sum:?}"
+    );
+    let count = samples(&text, "ringgate_tunnel_duration_seconds_count");
+    assert_eq!((count[&chat], count[&feed]), (3.0, 0.0));
+    assert!(
+        text.contains("ringgate_tunnels_open{route=\"fe\\\"ed\"} 1\n"),
+        "escaped route"
+    );
 }

@@ -278,8 +278,21 @@ impl WorkerMetrics {
         }
     }
 
+    /// Bytes an open tunnel of `route` carried since the last report: `up` from the client,
+    /// `down` to it.
+    pub fn tunnel_bytes(&self, route: &str, up: u64, down: u64) {
+        let mut map = self.tunnels.borrow_mut();
+        if !map.contains_key(route) {
+            map.insert(Box::from(route), super::TunnelStats::default());
+        }
+        if let Some(s) = map.get_mut(route) {
+            s.bytes_up = s.bytes_up.saturating_add(up);
+            s.bytes_down = s.bytes_down.saturating_add(down);
+        }
+    }
+
     /// A tunnel of `route` closed for `reason` after `lived`, having carried `up` bytes from
-    /// the client and `down` bytes to it.
+    /// the client and `down` bytes to it (since the last [`Self::tunnel_bytes`] report).
     pub fn tunnel_closed(
         &self,
         route: &str,

@@ -3,7 +3,9 @@
 //!
 //! Recorded per worker when a tunnel opens and when it closes (no locks: a `RefCell` in the
 //! worker's recorder, touched twice per tunnel, never per byte), handed over in the delta,
-//! summed by the aggregator. Bytes are counted when the tunnel closes.
+//! summed by the aggregator. Bytes are counted while a tunnel is open: at each metrics flush
+//! of its worker the bytes it moved since the last flush are added (`tunnel::LiveTunnels`),
+//! and its remainder when it closes.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -73,7 +75,7 @@ impl TunnelStats {
 
     /// Whether nothing was recorded.
     pub fn is_idle(&self) -> bool {
-        self.opened == 0 && self.closed.is_empty()
+        self.opened == 0 && self.closed.is_empty() && self.bytes_up == 0 && self.bytes_down == 0
     }
 
     /// Adds `other` into this.
@@ -138,7 +140,7 @@ pub(super) fn write(w: &mut Writer, tunnels: &TunnelTable) -> fmt::Result {
     }
     w.family(
         "ringgate_tunnel_bytes_total",
-        "Bytes carried by closed tunnels, by route and direction (up: client to upstream).",
+        "Bytes carried by tunnels, by route and direction (up: client to upstream).",
         "counter",
     )?;
     for (route, s) in tunnels {

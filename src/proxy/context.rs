@@ -50,6 +50,7 @@ pub struct WorkerContext {
     idle_clock: Rc<IdleClock>,
     h2_pool: Rc<crate::http2::pool::H2Pool>,
     tunnels: Rc<crate::tunnel::TunnelSlots>,
+    live_tunnels: crate::tunnel::LiveTunnels,
 }
 
 impl WorkerContext {
@@ -82,6 +83,7 @@ impl WorkerContext {
             idle_clock: Rc::new(IdleClock::default()),
             h2_pool: Rc::default(),
             tunnels: Rc::default(),
+            live_tunnels: crate::tunnel::LiveTunnels::default(),
         }
     }
 
@@ -143,6 +145,11 @@ impl WorkerContext {
         &self.tunnels
     }
 
+    /// The byte counts of the worker's open tunnels, handed to the metrics at each flush.
+    pub fn live_tunnels(&self) -> &crate::tunnel::LiveTunnels {
+        &self.live_tunnels
+    }
+
     /// The worker's multiplexed HTTP/2 upstream connections.
     pub fn h2_pool(&self) -> &Rc<crate::http2::pool::H2Pool> {
         &self.h2_pool
@@ -184,7 +191,9 @@ impl WorkerContext {
     }
 
     /// The interval's metrics delta, mirror outcomes and upstream group state included.
-    fn take_delta(&self) -> MetricsDelta {
+    pub(crate) fn take_delta(&self) -> MetricsDelta {
+        self.live_tunnels
+            .report(|route, up, down| self.metrics.tunnel_bytes(route, up, down));
         let mut delta = self.metrics.take_delta();
         delta.mirror = self.traffic.mirrors().take_counts();
         delta.groups = self.upstreams.report(Instant::now());

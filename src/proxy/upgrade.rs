@@ -29,7 +29,7 @@ use crate::http::writer::{write_downstream_response, DownstreamInfo};
 use crate::http::{RequestHead, ResponseHead};
 use crate::io_buf::{write_all_reuse, ReadBuf};
 use crate::tls::ClientStream;
-use crate::tunnel::relay::{self, Ends};
+use crate::tunnel::relay::{self, Ends, Traffic};
 use crate::tunnel::{halves, Slot, TunnelLimits};
 use crate::upstream::UpstreamConn;
 
@@ -184,10 +184,14 @@ pub(super) fn spawn_tunnel(
         let metrics = ctx.metrics();
         metrics.tunnel_opened(slot.route());
         let started = Instant::now();
-        let traffic = relay::traffic();
+        let traffic = Rc::new(Traffic::new(slot.route()));
+        ctx.live_tunnels().track(&traffic);
         let reason = relay::run(ends, limits, ctx.drain(), &traffic).await;
+        // Bytes the worker's metrics flushes did not hand over yet.
+        let (rest_up, rest_down) = traffic.unreported();
+        let lived = started.elapsed();
+        metrics.tunnel_closed(slot.route(), reason.label(), lived, rest_up, rest_down);
         let (up, down) = (traffic.up.get(), traffic.down.get());
-        metrics.tunnel_closed(slot.route(), reason.label(), started.elapsed(), up, down);
         log::debug!(
             "{}: tunnel on route {} closed ({}), {up} bytes up, {down} down",
             open.peer(),

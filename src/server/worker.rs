@@ -161,6 +161,7 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
         }
     }
     monoio::spawn(WorkerContext::sweep_idle_connections(Rc::clone(&ctx)));
+    let last_metrics = spec.metrics.clone();
     monoio::spawn(WorkerContext::flush_metrics(Rc::clone(&ctx), spec.metrics));
     monoio::spawn(WorkerContext::report_rate_limits(Rc::clone(&ctx)));
     monoio::spawn(WorkerContext::apply_rate_limit_shares(Rc::clone(&ctx)));
@@ -196,6 +197,9 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
         // Every connection task drops its sockets as soon as it is polled again.
         drain.idle().await;
     }
+    // Every connection and tunnel has ended: hand over what they recorded since the drain
+    // began (tunnels closed at the deadline, requests finished in the grace period).
+    let _ = last_metrics.try_send(ctx.take_delta());
     // Every request has finished: hand over the last access-log lines.
     if let Some(log) = ctx.access_log() {
         log.flush();

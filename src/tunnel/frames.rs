@@ -11,6 +11,8 @@
 /// Close codes the gateway sends (RFC 6455 §7.4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseCode {
+    /// 1001: the gateway is shutting down (its grace period ended with the tunnel open).
+    GoingAway = 1001,
     /// 1002: the peer broke the protocol (an unmasked client frame, a bad opcode).
     ProtocolError = 1002,
     /// 1009: a message exceeded `max_message_bytes`.
@@ -178,6 +180,7 @@ fn parse_header(data: &[u8]) -> Option<Header> {
 /// key for a frame to a server, `None` for a frame to a client (RFC 6455 §5.3).
 pub fn write_close(out: &mut Vec<u8>, code: CloseCode, mask: Option<[u8; 4]>) {
     let reason: &[u8] = match code {
+        CloseCode::GoingAway => b"going away",
         CloseCode::ProtocolError => b"protocol error",
         CloseCode::MessageTooBig => b"message too big",
     };
@@ -326,5 +329,9 @@ mod tests {
             .collect();
         assert_eq!(&unmasked[..2], &1002u16.to_be_bytes());
         assert_eq!(&unmasked[2..], b"protocol error");
+        let mut going = Vec::new();
+        write_close(&mut going, CloseCode::GoingAway, None);
+        assert_eq!(&going[..4], &[0x88, 12, 0x03, 0xE9]);
+        assert_eq!(&going[4..], b"going away");
     }
 }

@@ -11,7 +11,9 @@
 //! the other direction goes on until its own end. Watchdogs race the copying: no byte either
 //! way for `idle`, the tunnel's `max` life, and the worker's shutdown deadline; whichever
 //! ends the tunnel drops both directions (a dropped read loses its bytes, which no one is
-//! left to receive).
+//! left to receive). With frame checks on, a tunnel refused for a client frame gets close
+//! 1009 or 1002 and one ended by the shutdown deadline close 1001, on each side whose
+//! direction stopped at a frame boundary (bounded by [`CLOSE_WRITE_LIMIT`]).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -30,6 +32,10 @@ use crate::server::Drain;
 
 /// Largest buffer of one direction.
 pub const TUNNEL_BUF: usize = 16 * 1024;
+
+/// How long the gateway's own close frames may take to write (a peer that reads nothing
+/// must not hold a shutting-down worker).
+pub const CLOSE_WRITE_LIMIT: Duration = Duration::from_secs(1);
 
 /// Why a tunnel closed (the `reason` label of its metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,24 +95,43 @@ pub struct Ends {
 }
 
 /// What the tunnel carried, live: the watchdogs and the metrics read it after the copying
-/// futures are gone.
+/// futures are gone, and the worker's metrics flush reads it while the tunnel is open.
 #[derive(Debug)]
 pub struct Traffic {
+    /// The tunnel's route.
+    route: Box<str>,
     /// When a byte last moved either way.
     last: Cell<Instant>,
     /// Client to upstream.
     pub up: Cell<u64>,
     /// Upstream to client.
     pub down: Cell<u64>,
+    /// Bytes each way already handed to the metrics.
+    reported: Cell<(u64, u64)>,
 }
 
 impl Traffic {
-    fn new() -> Self {
+    /// A fresh byte count for a tunnel of `route`.
+    pub fn new(route: &str) -> Self {
         Self {
+            route: Box::from(route),
             last: Cell::new(Instant::now()),
             up: Cell::new(0),
             down: Cell::new(0),
+            reported: Cell::new((0, 0)),
         }
+    }
+
+    /// The tunnel's route.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Bytes each way (up, down) moved since the last call, now counted as reported.
+    pub fn unreported(&self) -> (u64, u64) {
+        let (up, down) = (self.up.get(), self.down.get());
+        let (was_up, was_down) = self.reported.replace((up, down));
+        (up - was_up, down - was_down)
     }
 }
 
@@ -188,19 +213,22 @@ pub async fn run(
             _ = drain.aborted() => CloseReason::Shutdown,
         }
     };
-    if let CloseReason::MessageTooBig | CloseReason::ProtocolError = reason {
-        let code = if reason == CloseReason::MessageTooBig {
-            CloseCode::MessageTooBig
-        } else {
-            CloseCode::ProtocolError
-        };
-        close_both(&mut ends, &up, &down, code).await;
+    let code = match reason {
+        CloseReason::MessageTooBig => Some(CloseCode::MessageTooBig),
+        CloseReason::ProtocolError => Some(CloseCode::ProtocolError),
+        // Only a frame-aware tunnel knows where a frame of its own may go.
+        CloseReason::Shutdown if up.scanner.is_some() => Some(CloseCode::GoingAway),
+        _ => None,
+    };
+    if let Some(code) = code {
+        let closing = close_both(&mut ends, &up, &down, code);
+        let _ = monoio::time::timeout(CLOSE_WRITE_LIMIT, closing).await;
     }
     reason
 }
 
-/// Sends close frames with `code`: to the client if its direction stopped at a frame
-/// boundary, and (masked) to the upstream, which got only whole frames up to the refused one.
+/// Sends close frames with `code` to each side whose direction stopped at a frame boundary
+/// (to the upstream masked, as a client's), then half-closes both.
 async fn close_both(ends: &mut Ends, up: &Direction, down: &Direction, code: CloseCode) {
     let mut frame = Vec::with_capacity(32);
     if down.at_boundary() {
@@ -208,7 +236,7 @@ async fn close_both(ends: &mut Ends, up: &Direction, down: &Direction, code: Clo
         let _ = ends.client_write.write_bytes(frame).await;
         frame = Vec::with_capacity(32);
     }
-    if !up.writing {
+    if up.at_boundary() {
         write_close(&mut frame, code, Some(masking_key()));
         let _ = ends.upstream_write.write_bytes(frame).await;
     }
@@ -343,9 +371,4 @@ async fn lifetime(max: Option<Duration>) {
         Some(max) => monoio::time::sleep(max).await,
         None => std::future::pending().await,
     }
-}
-
-/// A fresh byte count for a tunnel.
-pub fn traffic() -> Traffic {
-    Traffic::new()
 }

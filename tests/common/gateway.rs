@@ -260,10 +260,11 @@ pub struct Gateway {
     metrics: Option<MetricsCollector>,
 }
 
-/// A thread that merges metric deltas as they arrive, until dropped.
+/// A thread that merges metric deltas as they arrive, until dropped (or finished).
 struct MetricsCollector {
     shared: Arc<(Mutex<Aggregator>, Condvar)>,
     stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl MetricsCollector {
@@ -271,20 +272,40 @@ impl MetricsCollector {
         let shared = Arc::new((Mutex::new(Aggregator::new()), Condvar::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (thread_shared, thread_stop) = (Arc::clone(&shared), Arc::clone(&stop));
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
+            let merge = |delta| {
+                let (agg, changed) = &*thread_shared;
+                agg.lock().unwrap_or_else(|e| e.into_inner()).merge(delta);
+                changed.notify_all();
+            };
             while !thread_stop.load(Ordering::SeqCst) {
                 match rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(delta) => {
-                        let (agg, changed) = &*thread_shared;
-                        agg.lock().unwrap_or_else(|e| e.into_inner()).merge(delta);
-                        changed.notify_all();
-                    }
+                    Ok(delta) => merge(delta),
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 }
             }
+            // Stopped: what the workers sent before is merged still.
+            while let Ok(delta) = rx.try_recv() {
+                merge(delta);
+            }
         });
-        MetricsCollector { shared, stop }
+        MetricsCollector {
+            shared,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Merges every delta sent so far, stops, and returns the sum.
+    fn finish(mut self) -> Aggregator {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("metrics collector");
+        }
+        let (agg, _) = &*self.shared;
+        let sum = agg.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        sum
     }
 }
 
@@ -390,6 +411,17 @@ impl Gateway {
             Some(Err(e)) => panic!("shutdown failed: {e}"),
             None => panic!("shutdown did not finish within {limit:?}"),
         }
+    }
+
+    /// Graceful shutdown like [`Self::shutdown_within`], then the metrics the workers handed
+    /// over up to their end (their last flush included). Needs `merge_interval`.
+    pub fn shutdown_with_metrics(mut self, limit: Duration) -> Aggregator {
+        let collector = self
+            .metrics
+            .take()
+            .expect("set GatewayConfig::merge_interval to read the metrics");
+        self.shutdown_within(limit);
+        collector.finish()
     }
 
     /// Graceful shutdown (at most 15 s).

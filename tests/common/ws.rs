@@ -5,7 +5,8 @@
 //! understands a few commands sent as text: `close-me` (it starts the close handshake),
 //! `flood N` (it sends N bytes in 64 KiB binary messages as fast as the socket takes them,
 //! noting where a write first blocked for half a second). A handshake to `…/deny` is answered
-//! 403 without switching. It records every handshake's header fields.
+//! 403 without switching. It records every handshake's header fields, every data message
+//! received (text as sent, binary as its length) and the code of every close frame received.
 //!
 //! Included by `tests/websocket.rs` only (`#[path]`), so other test binaries do not build it.
 
@@ -41,6 +42,10 @@ struct State {
     fields: Mutex<Vec<Fields>>,
     /// Bytes written by a `flood` when a write first blocked (0: not yet).
     flood_blocked_at: AtomicU64,
+    /// Data messages received: text as sent, binary as `<N bytes>`.
+    received: Mutex<Vec<String>>,
+    /// Close frames received: their codes (`None`: no code).
+    close_codes: Mutex<Vec<Option<u16>>>,
 }
 
 /// The WebSocket upstream.
@@ -132,6 +137,24 @@ impl WsUpstream {
     pub fn flood_blocked_at(&self) -> u64 {
         self.state.flood_blocked_at.load(Ordering::SeqCst)
     }
+
+    /// Data messages received so far (text as sent, binary as `<N bytes>`).
+    pub fn received(&self) -> Vec<String> {
+        self.state
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The codes of the close frames received so far.
+    pub fn close_codes(&self) -> Vec<Option<u16>> {
+        self.state
+            .close_codes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 impl Drop for WsUpstream {
@@ -196,6 +219,7 @@ fn serve_ws<S: Read + Write + Blocking>(stream: S, state: &State) {
             Ok(m) => m,
             Err(_) => break,
         };
+        record(&message, state);
         let result = match &message {
             Message::Text(t) if t.as_str() == "close-me" => ws.close(Some(CloseFrame {
                 code: CloseCode::Normal,
@@ -213,8 +237,27 @@ fn serve_ws<S: Read + Write + Blocking>(stream: S, state: &State) {
             let _ = ws.flush();
         }
     }
+    // The socket is closed before the connection counts as ended.
+    drop(ws);
     state.open.fetch_sub(1, Ordering::SeqCst);
     state.closed.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Notes a data message's content or a close frame's code.
+fn record(message: &Message, state: &State) {
+    match message {
+        Message::Text(t) => push(&state.received, t.as_str().to_string()),
+        Message::Binary(b) => push(&state.received, format!("<{} bytes>", b.len())),
+        Message::Close(frame) => push(
+            &state.close_codes,
+            frame.as_ref().map(|f| u16::from(f.code)),
+        ),
+        _ => {}
+    }
+}
+
+fn push<T>(into: &Mutex<Vec<T>>, item: T) {
+    into.lock().unwrap_or_else(|e| e.into_inner()).push(item);
 }
 
 /// Streams whose write timeout can be set (to notice a blocked flood).
