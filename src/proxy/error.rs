@@ -241,14 +241,38 @@ mod tests {
     fn each_failure_has_its_pinned_problem_type() {
         let second = Duration::from_secs(1);
         let table = [
-            (ProxyError::BadRequest(HttpError::MalformedHead), "malformed-request"),
-            (ProxyError::BadRequest(HttpError::PayloadTooLarge), "body-too-large"),
-            (ProxyError::BadRequest(HttpError::UriTooLong), "uri-too-long"),
-            (ProxyError::BadRequest(HttpError::ExpectationFailed), "expectation-failed"),
-            (ProxyError::BadRequest(HttpError::TooManyHeaders), "headers-too-large"),
-            (ProxyError::BadRequest(HttpError::HeadTooLarge), "headers-too-large"),
-            (ProxyError::BadRequest(HttpError::UnsupportedTransferCoding), "not-implemented"),
-            (ProxyError::BadRequest(HttpError::VersionNotSupported), "version-not-supported"),
+            (
+                ProxyError::BadRequest(HttpError::MalformedHead),
+                "malformed-request",
+            ),
+            (
+                ProxyError::BadRequest(HttpError::PayloadTooLarge),
+                "body-too-large",
+            ),
+            (
+                ProxyError::BadRequest(HttpError::UriTooLong),
+                "uri-too-long",
+            ),
+            (
+                ProxyError::BadRequest(HttpError::ExpectationFailed),
+                "expectation-failed",
+            ),
+            (
+                ProxyError::BadRequest(HttpError::TooManyHeaders),
+                "headers-too-large",
+            ),
+            (
+                ProxyError::BadRequest(HttpError::HeadTooLarge),
+                "headers-too-large",
+            ),
+            (
+                ProxyError::BadRequest(HttpError::UnsupportedTransferCoding),
+                "not-implemented",
+            ),
+            (
+                ProxyError::BadRequest(HttpError::VersionNotSupported),
+                "version-not-supported",
+            ),
             (ProxyError::BadTarget, "invalid-target"),
             (ProxyError::ClientTimeout, "request-timeout"),
             (ProxyError::ClientGone(io_error()), "client-gone"),
@@ -269,8 +293,14 @@ mod tests {
                 "upstream-invalid-response",
             ),
             (ProxyError::UnexpectedUpgrade, "upstream-invalid-response"),
-            (ProxyError::BadHandshake(HandshakeFault::BadKey), "bad-handshake"),
-            (ProxyError::BadHandshake(HandshakeFault::UnsupportedVersion), "bad-handshake"),
+            (
+                ProxyError::BadHandshake(HandshakeFault::BadKey),
+                "bad-handshake",
+            ),
+            (
+                ProxyError::BadHandshake(HandshakeFault::UnsupportedVersion),
+                "bad-handshake",
+            ),
             (ProxyError::TunnelsFull, "too-many-tunnels"),
         ];
         for (error, cause) in &table {
