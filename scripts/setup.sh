@@ -30,13 +30,20 @@ as_root() {
 have cargo || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
 
 # Build and test: a C toolchain for crates with build scripts, pkg-config, git; curl is used
-# by the integration tests' helpers and the load test's sanity checks; python3 by the load test.
+# by the integration tests' helpers and the load test's sanity checks; python3 by the load test
+# and, with openapi-spec-validator (from PyPI, below), by the OpenAPI export test; the cluster
+# rate-limit tests run a real redis-server. The same as .ci/run installs.
 PKGS=()
 have cc || PKGS+=(build-essential)
 have pkg-config || PKGS+=(pkg-config)
 have git || PKGS+=(git)
 have curl || PKGS+=(curl)
 have python3 || PKGS+=(python3)
+have redis-server || PKGS+=(redis-server)
+if ! python3 -c 'import openapi_spec_validator' 2>/dev/null \
+    && ! python3 -m pip --version >/dev/null 2>&1; then
+    PKGS+=(python3-pip)
+fi
 if ((LOAD)); then
     have nginx || [[ -x /usr/sbin/nginx ]] || PKGS+=(nginx)
     have wrk || PKGS+=(wrk)
@@ -58,6 +65,12 @@ if ((${#PKGS[@]})); then
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${PKGS[@]}"
     if ((made_policy)); then as_root rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+    log "installing openapi-spec-validator (the OpenAPI export test)"
+    python3 -m pip install --quiet openapi-spec-validator \
+        || python3 -m pip install --quiet --break-system-packages openapi-spec-validator
 fi
 
 if ((LOAD)); then

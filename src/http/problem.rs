@@ -14,6 +14,131 @@ pub const TYPE_BASE: &str = "https://ringgate.dev/problems/";
 /// The media type of a problem body.
 pub const CONTENT_TYPE: &[u8] = b"application/problem+json";
 
+/// The causes' names: the last segment of each `type` the gateway writes. Clients branch on
+/// these, so they are part of the API: `tests::the_causes_are_pinned` lists them literally,
+/// and `docs/contracts.md` documents each.
+pub mod cause {
+    /// The request is not valid HTTP (400).
+    pub const MALFORMED_REQUEST: &str = "malformed-request";
+    /// The request target cannot be routed or normalized (400).
+    pub const INVALID_TARGET: &str = "invalid-target";
+    /// The client stopped sending in the middle of a request (408).
+    pub const REQUEST_TIMEOUT: &str = "request-timeout";
+    /// The client's connection was lost (never written: no answer can be sent).
+    pub const CLIENT_GONE: &str = "client-gone";
+    /// A composite that forwards the client's body got a chunked one (411).
+    pub const LENGTH_REQUIRED: &str = "length-required";
+    /// The body is over `max_body_bytes` (413).
+    pub const BODY_TOO_LARGE: &str = "body-too-large";
+    /// The request target is over `max_uri_bytes` (414).
+    pub const URI_TOO_LONG: &str = "uri-too-long";
+    /// An `Expect` other than `100-continue` (417).
+    pub const EXPECTATION_FAILED: &str = "expectation-failed";
+    /// The head is over `max_head_bytes` or `max_headers` (431).
+    pub const HEADERS_TOO_LARGE: &str = "headers-too-large";
+    /// A transfer coding or method the gateway does not implement (501).
+    pub const NOT_IMPLEMENTED: &str = "not-implemented";
+    /// An HTTP version other than 1.0 and 1.1 (505).
+    pub const VERSION_NOT_SUPPORTED: &str = "version-not-supported";
+    /// A malformed WebSocket handshake (400) or another WebSocket version (426).
+    pub const BAD_HANDSHAKE: &str = "bad-handshake";
+    /// No route matches (404).
+    pub const NO_ROUTE: &str = "no-route";
+    /// The route's group has no target (503).
+    pub const NO_UPSTREAM_TARGET: &str = "no-upstream-target";
+    /// Every target of the group is unhealthy or ejected (503).
+    pub const NO_HEALTHY_UPSTREAM: &str = "no-healthy-upstream";
+    /// The group's circuit breaker is open (503).
+    pub const CIRCUIT_OPEN: &str = "circuit-open";
+    /// The connection to the upstream could not be opened (502).
+    pub const UPSTREAM_CONNECT_FAILED: &str = "upstream-connect-failed";
+    /// The connection to the upstream was not established in time (504).
+    pub const UPSTREAM_CONNECT_TIMEOUT: &str = "upstream-connect-timeout";
+    /// The upstream did not answer in time (504).
+    pub const UPSTREAM_TIMEOUT: &str = "upstream-timeout";
+    /// The upstream closed or reset the connection before a complete answer (502).
+    pub const UPSTREAM_CLOSED: &str = "upstream-closed";
+    /// The upstream's answer is not valid HTTP, or an unasked-for upgrade (502).
+    pub const UPSTREAM_INVALID_RESPONSE: &str = "upstream-invalid-response";
+    /// The worker or the route holds as many tunnels as its cap allows (503).
+    pub const TOO_MANY_TUNNELS: &str = "too-many-tunnels";
+    /// No valid credential (401, from `api_key`, `basic`, `jwt`, `introspect`).
+    pub const UNAUTHENTICATED: &str = "unauthenticated";
+    /// The authorization server gave no usable answer (503, `introspect`).
+    pub const INTROSPECTION_UNAVAILABLE: &str = "introspection-unavailable";
+    /// The password verifier pool is busy (503, `basic`).
+    pub const VERIFIER_BUSY: &str = "verifier-busy";
+    /// `authz` with no authenticated identity before it (403).
+    pub const NOT_AUTHENTICATED: &str = "not-authenticated";
+    /// A group in `deny_groups` (403, `authz`).
+    pub const GROUP_DENIED: &str = "group-denied";
+    /// No group in `allow_groups` (403, `authz`).
+    pub const GROUP_NOT_ALLOWED: &str = "group-not-allowed";
+    /// `require_scopes` or `require_claims` without a token (403, `authz`).
+    pub const TOKEN_REQUIRED: &str = "token-required";
+    /// A scope in `require_scopes` is missing (403, `authz`).
+    pub const INSUFFICIENT_SCOPE: &str = "insufficient-scope";
+    /// A claim in `require_claims` is missing or has another value (403, `authz`).
+    pub const CLAIM_MISMATCH: &str = "claim-mismatch";
+    /// The client address is not allowed (403, `ip_filter`).
+    pub const ADDRESS_DENIED: &str = "address-denied";
+    /// A CORS preflight for an origin, method or header fields the route does not allow
+    /// (403, `cors`).
+    pub const CORS_PREFLIGHT_REFUSED: &str = "cors-preflight-refused";
+    /// A WebSocket handshake from an origin the route's `cors` policy does not allow (403).
+    pub const CROSS_ORIGIN_HANDSHAKE: &str = "cross-origin-handshake";
+    /// A refusal by a stage that has no credential of its own (403).
+    pub const FORBIDDEN: &str = "forbidden";
+    /// A rate limit is exhausted (429, `rate_limit`).
+    pub const RATE_LIMITED: &str = "rate-limited";
+    /// The request does not match its contract (400 or 422, `validate`).
+    pub const REQUEST_INVALID: &str = "request-invalid";
+    /// A body of a media type or coding the contract does not accept (415, `validate`).
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported-media-type";
+}
+
+/// Every cause in [`cause`], in its order.
+pub const CAUSES: &[&str] = &[
+    cause::MALFORMED_REQUEST,
+    cause::INVALID_TARGET,
+    cause::REQUEST_TIMEOUT,
+    cause::CLIENT_GONE,
+    cause::LENGTH_REQUIRED,
+    cause::BODY_TOO_LARGE,
+    cause::URI_TOO_LONG,
+    cause::EXPECTATION_FAILED,
+    cause::HEADERS_TOO_LARGE,
+    cause::NOT_IMPLEMENTED,
+    cause::VERSION_NOT_SUPPORTED,
+    cause::BAD_HANDSHAKE,
+    cause::NO_ROUTE,
+    cause::NO_UPSTREAM_TARGET,
+    cause::NO_HEALTHY_UPSTREAM,
+    cause::CIRCUIT_OPEN,
+    cause::UPSTREAM_CONNECT_FAILED,
+    cause::UPSTREAM_CONNECT_TIMEOUT,
+    cause::UPSTREAM_TIMEOUT,
+    cause::UPSTREAM_CLOSED,
+    cause::UPSTREAM_INVALID_RESPONSE,
+    cause::TOO_MANY_TUNNELS,
+    cause::UNAUTHENTICATED,
+    cause::INTROSPECTION_UNAVAILABLE,
+    cause::VERIFIER_BUSY,
+    cause::NOT_AUTHENTICATED,
+    cause::GROUP_DENIED,
+    cause::GROUP_NOT_ALLOWED,
+    cause::TOKEN_REQUIRED,
+    cause::INSUFFICIENT_SCOPE,
+    cause::CLAIM_MISMATCH,
+    cause::ADDRESS_DENIED,
+    cause::CORS_PREFLIGHT_REFUSED,
+    cause::CROSS_ORIGIN_HANDSHAKE,
+    cause::FORBIDDEN,
+    cause::RATE_LIMITED,
+    cause::REQUEST_INVALID,
+    cause::UNSUPPORTED_MEDIA_TYPE,
+];
+
 /// One way a request failed its contract (a `validate` policy), listed in the problem's
 /// `errors` member.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +305,78 @@ mod tests {
         assert_eq!(doc["errors"][0]["detail"], "tab\there\r\n");
         assert_eq!(doc["request_id"], "r\u{fffd}s");
         assert!(!out.iter().any(|&b| b < 0x20 && b != b'\n'));
+    }
+
+    /// The `type` names are an API: renaming one must break this test (and be a decision).
+    #[test]
+    fn the_causes_are_pinned() {
+        let pinned = [
+            "malformed-request",
+            "invalid-target",
+            "request-timeout",
+            "client-gone",
+            "length-required",
+            "body-too-large",
+            "uri-too-long",
+            "expectation-failed",
+            "headers-too-large",
+            "not-implemented",
+            "version-not-supported",
+            "bad-handshake",
+            "no-route",
+            "no-upstream-target",
+            "no-healthy-upstream",
+            "circuit-open",
+            "upstream-connect-failed",
+            "upstream-connect-timeout",
+            "upstream-timeout",
+            "upstream-closed",
+            "upstream-invalid-response",
+            "too-many-tunnels",
+            "unauthenticated",
+            "introspection-unavailable",
+            "verifier-busy",
+            "not-authenticated",
+            "group-denied",
+            "group-not-allowed",
+            "token-required",
+            "insufficient-scope",
+            "claim-mismatch",
+            "address-denied",
+            "cors-preflight-refused",
+            "cross-origin-handshake",
+            "forbidden",
+            "rate-limited",
+            "request-invalid",
+            "unsupported-media-type",
+        ];
+        assert_eq!(CAUSES, pinned);
+        assert_eq!(TYPE_BASE, "https://ringgate.dev/problems/");
+        let mut unique = CAUSES.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), CAUSES.len(), "a cause is listed twice");
+    }
+
+    /// Every cause the gateway can write (all but `client-gone`) is in docs/contracts.md's
+    /// list, and the list names nothing else.
+    #[test]
+    fn every_cause_is_documented() {
+        let docs = include_str!("../../docs/contracts.md");
+        let start = docs.find("### Problem types").expect("the list's heading");
+        let list = &docs[start..];
+        let list = &list[..list[4..].find("\n#").map_or(list.len(), |end| end + 4)];
+        let documented: Vec<&str> = list
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let written: Vec<&str> = CAUSES
+            .iter()
+            .copied()
+            .filter(|&c| c != cause::CLIENT_GONE)
+            .collect();
+        assert_eq!(documented, written);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::consumers::Consumers;
 use super::{Authn, Challenge, Denial, Forwarding, Identity, RequestView};
+use crate::http::problem::cause;
 
 /// A compiled `api_key` policy.
 #[derive(Debug)]
@@ -47,7 +48,7 @@ impl ApiKey {
     pub fn denial(&self, message: &'static str) -> Denial {
         Denial {
             status: 401,
-            cause: "unauthenticated",
+            cause: cause::UNAUTHENTICATED,
             message,
             challenge: Challenge::ApiKey {
                 location: Arc::clone(&self.challenge),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::consumers::Consumers;
 use super::{Denial, Identity};
+use crate::http::problem::cause;
 
 /// A compiled `authz` policy.
 #[derive(Debug)]
@@ -29,7 +30,7 @@ impl Authz {
     pub fn check(&self, identity: &Identity) -> Result<(), Denial> {
         if !identity.is_authenticated() {
             return Err(Denial::forbidden(
-                "not-authenticated",
+                cause::NOT_AUTHENTICATED,
                 "forbidden: not authenticated",
             ));
         }
@@ -43,13 +44,13 @@ impl Authz {
         };
         if member(&self.deny_groups) {
             return Err(Denial::forbidden(
-                "group-denied",
+                cause::GROUP_DENIED,
                 "forbidden: consumer group denied",
             ));
         }
         if !self.allow_groups.is_empty() && !member(&self.allow_groups) {
             return Err(Denial::forbidden(
-                "group-not-allowed",
+                cause::GROUP_NOT_ALLOWED,
                 "forbidden: consumer group not allowed",
             ));
         }
@@ -58,13 +59,13 @@ impl Authz {
         }
         let Some(token) = identity.token() else {
             return Err(Denial::forbidden(
-                "token-required",
+                cause::TOKEN_REQUIRED,
                 "forbidden: a token with scopes is required",
             ));
         };
         if !self.require_scopes.iter().all(|s| token.has_scope(s)) {
             return Err(Denial::forbidden(
-                "insufficient-scope",
+                cause::INSUFFICIENT_SCOPE,
                 "forbidden: insufficient scope",
             ));
         }
@@ -76,7 +77,7 @@ impl Authz {
             Ok(())
         } else {
             Err(Denial::forbidden(
-                "claim-mismatch",
+                cause::CLAIM_MISMATCH,
                 "forbidden: required claim missing or wrong",
             ))
         }

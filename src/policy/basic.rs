@@ -23,6 +23,7 @@ use super::consumers::ConsumerId;
 use super::consumers::Consumers;
 use super::verifier::Pending;
 use super::{Authn, Challenge, Denial, Forwarding, Identity, PolicyState, RequestView};
+use crate::http::problem::cause;
 
 /// Longest decoded `user:password` accepted (a bound on the stack buffer).
 const MAX_CREDENTIAL: usize = 512;
@@ -120,7 +121,7 @@ impl Basic {
     pub fn denial(&self) -> Denial {
         Denial {
             status: 401,
-            cause: "unauthenticated",
+            cause: cause::UNAUTHENTICATED,
             message: "unauthorized: valid credentials required",
             challenge: Challenge::Basic {
                 realm: Arc::clone(&self.realm),

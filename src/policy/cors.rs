@@ -207,7 +207,7 @@ impl Cors {
             && self.allows_headers(req);
         if !granted {
             return Err(Denial::forbidden(
-                "cors-preflight-refused",
+                crate::http::problem::cause::CORS_PREFLIGHT_REFUSED,
                 "forbidden: CORS preflight not allowed",
             ));
         }

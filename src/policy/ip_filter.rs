@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use super::client_addr::{client_addr, contains};
 use super::{Denial, Identity, RequestView};
+use crate::http::problem::cause;
 
 /// A compiled `ip_filter` policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +36,7 @@ impl IpFilter {
             Ok(())
         } else {
             Err(Denial::forbidden(
-                "address-denied",
+                cause::ADDRESS_DENIED,
                 "forbidden: client address not allowed",
             ))
         }

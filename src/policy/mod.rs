@@ -67,7 +67,7 @@ pub mod verifier;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::http::problem::Violation;
+use crate::http::problem::{cause, Violation};
 use crate::http::HeaderSpan;
 pub use crate::metrics::PolicyOutcome as Outcome;
 use crate::metrics::WorkerMetrics;
@@ -208,7 +208,7 @@ impl Stage {
             | Stage::IpFilter(_)
             | Stage::Authz(_)
             | Stage::Validate(_)
-            | Stage::RateLimit(_) => Denial::forbidden("forbidden", "forbidden"),
+            | Stage::RateLimit(_) => Denial::forbidden(cause::FORBIDDEN, "forbidden"),
         }
     }
 
@@ -700,7 +700,7 @@ impl Denial {
     pub fn busy() -> Self {
         Denial {
             status: 503,
-            cause: "verifier-busy",
+            cause: cause::VERIFIER_BUSY,
             message: "service unavailable: password verification busy, retry later",
             challenge: Challenge::None,
             violations: Vec::new(),

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::{Challenge, Denial, Identity, RequestView};
+use crate::http::problem::cause;
 use crate::rate_limit::{KeySource, RateLimitPolicy, WorkerLimits};
 
 /// Checks one request against `policy`; appends its response fields to `fields`.
@@ -35,7 +36,7 @@ pub fn check(
     } else {
         Err(Denial {
             status: 429,
-            cause: "rate-limited",
+            cause: cause::RATE_LIMITED,
             message: "too many requests",
             challenge: Challenge::None,
             violations: Vec::new(),

@@ -66,7 +66,7 @@ impl ClientConn {
         };
         if origin == OriginCheck::Refused && is_websocket_handshake(route, data, head, view) {
             let denial = Denial::forbidden(
-                "cross-origin-handshake",
+                crate::http::problem::cause::CROSS_ORIGIN_HANDSHAKE,
                 "forbidden: WebSocket handshake from an origin not allowed",
             );
             ctx.metrics().policy_decision(&cors.name, denial.outcome());

@@ -111,34 +111,37 @@ impl ProxyError {
 
     /// The stable name of this failure in a problem+json `type` (see `http::problem`).
     pub fn problem_cause(&self) -> &'static str {
+        use crate::http::problem::cause;
         match self {
             ProxyError::BadRequest(e) => match e.status() {
-                413 => "body-too-large",
-                414 => "uri-too-long",
-                417 => "expectation-failed",
-                431 => "headers-too-large",
-                501 => "not-implemented",
-                505 => "version-not-supported",
-                _ => "malformed-request",
+                413 => cause::BODY_TOO_LARGE,
+                414 => cause::URI_TOO_LONG,
+                417 => cause::EXPECTATION_FAILED,
+                431 => cause::HEADERS_TOO_LARGE,
+                501 => cause::NOT_IMPLEMENTED,
+                505 => cause::VERSION_NOT_SUPPORTED,
+                _ => cause::MALFORMED_REQUEST,
             },
-            ProxyError::BadTarget => "invalid-target",
-            ProxyError::ClientTimeout => "request-timeout",
-            ProxyError::ClientGone(_) => "client-gone",
-            ProxyError::BodyTooLarge => "body-too-large",
-            ProxyError::LengthRequired => "length-required",
-            ProxyError::NoRoute => "no-route",
-            ProxyError::NoTarget => "no-upstream-target",
-            ProxyError::NoHealthyTarget(_) | ProxyError::Unavailable(_) => "no-healthy-upstream",
-            ProxyError::BreakerOpen(_) => "circuit-open",
-            ProxyError::Connect(_) => "upstream-connect-failed",
-            ProxyError::ConnectTimeout => "upstream-connect-timeout",
-            ProxyError::UpstreamTimeout => "upstream-timeout",
-            ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => "upstream-closed",
-            ProxyError::UpstreamProtocol(_) | ProxyError::UnexpectedUpgrade => {
-                "upstream-invalid-response"
+            ProxyError::BadTarget => cause::INVALID_TARGET,
+            ProxyError::ClientTimeout => cause::REQUEST_TIMEOUT,
+            ProxyError::ClientGone(_) => cause::CLIENT_GONE,
+            ProxyError::BodyTooLarge => cause::BODY_TOO_LARGE,
+            ProxyError::LengthRequired => cause::LENGTH_REQUIRED,
+            ProxyError::NoRoute => cause::NO_ROUTE,
+            ProxyError::NoTarget => cause::NO_UPSTREAM_TARGET,
+            ProxyError::NoHealthyTarget(_) | ProxyError::Unavailable(_) => {
+                cause::NO_HEALTHY_UPSTREAM
             }
-            ProxyError::BadHandshake(_) => "bad-handshake",
-            ProxyError::TunnelsFull => "too-many-tunnels",
+            ProxyError::BreakerOpen(_) => cause::CIRCUIT_OPEN,
+            ProxyError::Connect(_) => cause::UPSTREAM_CONNECT_FAILED,
+            ProxyError::ConnectTimeout => cause::UPSTREAM_CONNECT_TIMEOUT,
+            ProxyError::UpstreamTimeout => cause::UPSTREAM_TIMEOUT,
+            ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => cause::UPSTREAM_CLOSED,
+            ProxyError::UpstreamProtocol(_) | ProxyError::UnexpectedUpgrade => {
+                cause::UPSTREAM_INVALID_RESPONSE
+            }
+            ProxyError::BadHandshake(_) => cause::BAD_HANDSHAKE,
+            ProxyError::TunnelsFull => cause::TOO_MANY_TUNNELS,
         }
     }
 
@@ -215,6 +218,120 @@ impl ProxyError {
             | ProxyError::UnexpectedUpgrade
             | ProxyError::UpstreamIo(_) => Some(true),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::time::Duration;
+
+    use super::ProxyError;
+    use crate::http::problem::CAUSES;
+    use crate::http::upgrade::HandshakeFault;
+    use crate::http::HttpError;
+
+    fn io_error() -> io::Error {
+        io::Error::from(io::ErrorKind::ConnectionReset)
+    }
+
+    /// Each failure's problem `type` name, written out: a rename breaks this test.
+    #[test]
+    fn each_failure_has_its_pinned_problem_type() {
+        let second = Duration::from_secs(1);
+        let table = [
+            (
+                ProxyError::BadRequest(HttpError::MalformedHead),
+                "malformed-request",
+            ),
+            (
+                ProxyError::BadRequest(HttpError::PayloadTooLarge),
+                "body-too-large",
+            ),
+            (
+                ProxyError::BadRequest(HttpError::UriTooLong),
+                "uri-too-long",
+            ),
+            (
+                ProxyError::BadRequest(HttpError::ExpectationFailed),
+                "expectation-failed",
+            ),
+            (
+                ProxyError::BadRequest(HttpError::TooManyHeaders),
+                "headers-too-large",
+            ),
+            (
+                ProxyError::BadRequest(HttpError::HeadTooLarge),
+                "headers-too-large",
+            ),
+            (
+                ProxyError::BadRequest(HttpError::UnsupportedTransferCoding),
+                "not-implemented",
+            ),
+            (
+                ProxyError::BadRequest(HttpError::VersionNotSupported),
+                "version-not-supported",
+            ),
+            (ProxyError::BadTarget, "invalid-target"),
+            (ProxyError::ClientTimeout, "request-timeout"),
+            (ProxyError::ClientGone(io_error()), "client-gone"),
+            (ProxyError::BodyTooLarge, "body-too-large"),
+            (ProxyError::LengthRequired, "length-required"),
+            (ProxyError::NoRoute, "no-route"),
+            (ProxyError::NoTarget, "no-upstream-target"),
+            (ProxyError::NoHealthyTarget(second), "no-healthy-upstream"),
+            (ProxyError::Unavailable(second), "no-healthy-upstream"),
+            (ProxyError::BreakerOpen(second), "circuit-open"),
+            (ProxyError::Connect(io_error()), "upstream-connect-failed"),
+            (ProxyError::ConnectTimeout, "upstream-connect-timeout"),
+            (ProxyError::UpstreamTimeout, "upstream-timeout"),
+            (ProxyError::UpstreamClosed, "upstream-closed"),
+            (ProxyError::UpstreamIo(io_error()), "upstream-closed"),
+            (
+                ProxyError::UpstreamProtocol(HttpError::MalformedHead),
+                "upstream-invalid-response",
+            ),
+            (ProxyError::UnexpectedUpgrade, "upstream-invalid-response"),
+            (
+                ProxyError::BadHandshake(HandshakeFault::BadKey),
+                "bad-handshake",
+            ),
+            (
+                ProxyError::BadHandshake(HandshakeFault::UnsupportedVersion),
+                "bad-handshake",
+            ),
+            (ProxyError::TunnelsFull, "too-many-tunnels"),
+        ];
+        for (error, cause) in &table {
+            assert_eq!(error.problem_cause(), *cause, "{error:?}");
+            assert!(CAUSES.contains(cause), "{cause} is not in problem::CAUSES");
+        }
+        // Exhaustive: a new variant does not compile until it is listed here, as a reminder
+        // to give it a row (and a cause) above.
+        for (error, _) in &table {
+            match error {
+                ProxyError::BadRequest(_)
+                | ProxyError::BadTarget
+                | ProxyError::ClientTimeout
+                | ProxyError::ClientGone(_)
+                | ProxyError::BodyTooLarge
+                | ProxyError::LengthRequired
+                | ProxyError::NoRoute
+                | ProxyError::NoTarget
+                | ProxyError::NoHealthyTarget(_)
+                | ProxyError::Unavailable(_)
+                | ProxyError::BreakerOpen(_)
+                | ProxyError::Connect(_)
+                | ProxyError::ConnectTimeout
+                | ProxyError::UpstreamTimeout
+                | ProxyError::UpstreamClosed
+                | ProxyError::UpstreamIo(_)
+                | ProxyError::UpstreamProtocol(_)
+                | ProxyError::UnexpectedUpgrade
+                | ProxyError::BadHandshake(_)
+                | ProxyError::TunnelsFull => {}
+            }
         }
     }
 }

@@ -3,8 +3,10 @@
 //! (`/.well-known/openid-configuration`) and a JWKS (`/jwks`), on 127.0.0.1:0, keep-alive.
 //!
 //! Tokens are registered with the JSON the endpoint answers for them; unknown tokens are
-//! `{"active": false}`. Every introspection request is counted. `delay` holds each
-//! introspection answer that long (a slow server, so that concurrent lookups overlap).
+//! `{"active": false}`. Every introspection, discovery and JWKS request is counted. `delay`
+//! holds each introspection answer that long (a slow server, so that concurrent lookups
+//! overlap). The discovery document names the stand-in as its issuer unless told to name
+//! another (`set_discovery_issuer`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -25,6 +27,8 @@ struct State {
     jwks: Mutex<String>,
     introspections: AtomicUsize,
     discoveries: AtomicUsize,
+    jwks_fetches: AtomicUsize,
+    discovery_issuer: Mutex<Option<String>>,
     bad_credentials: AtomicUsize,
     delay: Mutex<Duration>,
     stop: AtomicBool,
@@ -92,6 +96,20 @@ impl AuthServer {
         self.state.discoveries.load(Ordering::SeqCst)
     }
 
+    /// JWKS requests received.
+    pub fn jwks_fetches(&self) -> usize {
+        self.state.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Makes the discovery document name `issuer` (`None`: the stand-in itself again).
+    pub fn set_discovery_issuer(&self, issuer: Option<&str>) {
+        *self
+            .state
+            .discovery_issuer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = issuer.map(str::to_string);
+    }
+
     /// Introspection requests whose client credentials were wrong.
     pub fn bad_credentials(&self) -> usize {
         self.state.bad_credentials.load(Ordering::SeqCst)
@@ -146,18 +164,27 @@ fn serve(stream: TcpStream, state: &State, addr: SocketAddr) {
             ("POST", "/introspect") => introspect(state, &authorization, &body),
             ("GET", "/.well-known/openid-configuration") => {
                 state.discoveries.fetch_add(1, Ordering::SeqCst);
-                let issuer = format!("http://{addr}");
+                let base = format!("http://{addr}");
+                let issuer = state
+                    .discovery_issuer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+                    .unwrap_or_else(|| base.clone());
                 (
                     200,
                     format!(
-                        r#"{{"issuer":"{issuer}","jwks_uri":"{issuer}/jwks","introspection_endpoint":"{issuer}/introspect"}}"#
+                        r#"{{"issuer":"{issuer}","jwks_uri":"{base}/jwks","introspection_endpoint":"{base}/introspect"}}"#
                     ),
                 )
             }
-            ("GET", "/jwks") => (
-                200,
-                state.jwks.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            ),
+            ("GET", "/jwks") => {
+                state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+                (
+                    200,
+                    state.jwks.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                )
+            }
             _ => (404, "{}".to_string()),
         };
         let response = format!(

@@ -28,6 +28,7 @@ use super::consumers::Consumers;
 use super::jwt::VerifiedToken;
 use super::{Authn, Challenge, Denial, Forwarding, Identity, PolicyState, RequestView};
 use crate::config::UpstreamId;
+use crate::http::problem::cause;
 
 /// Largest introspection response accepted.
 pub const MAX_RESPONSE: usize = 64 * 1024;
@@ -150,7 +151,7 @@ impl Introspect {
     pub fn denial(&self, refusal: Option<&'static str>) -> Denial {
         Denial {
             status: 401,
-            cause: "unauthenticated",
+            cause: cause::UNAUTHENTICATED,
             message: "unauthorized: invalid or missing bearer token",
             challenge: Challenge::Bearer {
                 realm: Arc::clone(&self.realm),
@@ -310,7 +311,7 @@ impl Drop for Abandon<'_> {
 pub fn unavailable() -> Denial {
     Denial {
         status: 503,
-        cause: "introspection-unavailable",
+        cause: cause::INTROSPECTION_UNAVAILABLE,
         message: "service unavailable: the token could not be checked, retry later",
         challenge: Challenge::None,
         violations: Vec::new(),

@@ -30,6 +30,7 @@ pub use token::VerifiedToken;
 
 use super::consumers::Consumers;
 use super::{Authn, Challenge, Denial, Forwarding, Identity, PolicyState, RequestView};
+use crate::http::problem::cause;
 
 /// A compiled `jwt` policy.
 #[derive(Debug)]
@@ -114,7 +115,7 @@ impl Jwt {
     pub fn denial(&self, refusal: Option<Refusal>) -> Denial {
         Denial {
             status: 401,
-            cause: "unauthenticated",
+            cause: cause::UNAUTHENTICATED,
             message: "unauthorized: invalid or missing bearer token",
             challenge: Challenge::Bearer {
                 realm: Arc::clone(&self.realm),

@@ -24,7 +24,7 @@ pub use params::{form_decode, percent_decode, query_pairs, Fields, Kind};
 pub use schema::{Schema, MAX_VIOLATIONS};
 
 use super::{Challenge, Denial, RequestView};
-use crate::http::problem::Violation;
+use crate::http::problem::{cause, Violation};
 
 /// One request part's rule: its schema and how its text reads as JSON.
 #[derive(Debug)]
@@ -134,7 +134,7 @@ impl Validate {
         }
         Err(Denial {
             status: 415,
-            cause: "unsupported-media-type",
+            cause: cause::UNSUPPORTED_MEDIA_TYPE,
             message: "unsupported media type",
             challenge: Challenge::None,
             violations: vec![Violation {
@@ -198,7 +198,7 @@ impl Validate {
     fn refusal(&self, violations: Vec<Violation>) -> Denial {
         Denial {
             status: self.status,
-            cause: "request-invalid",
+            cause: cause::REQUEST_INVALID,
             message: "the request does not match its API contract",
             challenge: Challenge::None,
             violations,
@@ -256,7 +256,7 @@ fn unsupported_media_type(accepted: &[String]) -> Denial {
     };
     Denial {
         status: 415,
-        cause: "unsupported-media-type",
+        cause: cause::UNSUPPORTED_MEDIA_TYPE,
         message: "unsupported media type",
         challenge: Challenge::None,
         violations: vec![Violation {
