@@ -50,7 +50,8 @@ pub struct Call<'a> {
     pub method: &'a str,
     /// Origin-form target, e.g. `/users/42?tier=gold`, already percent-encoded.
     pub path_and_query: &'a str,
-    /// `Host` header value; `None`: the target's address.
+    /// `Host` header value; `None`: the group's name, as Nginx sends its upstream's name
+    /// (an HTTP/1.1 request always carries a `Host`; servers answer one without it `400`).
     pub host: Option<&'a str>,
     /// Extra header lines, each `Name: value\r\n`, written as given (identity, trace and
     /// forwarded client headers are the caller's). Never hop-by-hop, `Host` or
@@ -215,7 +216,7 @@ pub async fn call(
     let ticket = groups
         .admit(call.group, upstream, started)
         .map_err(|r| Fault::Proxy(refused(r)).into_error())?;
-    let request = request_bytes(call);
+    let request = request_bytes(call, &upstream.name);
     let attempts = run(ctx, upstream, call, &request);
     let result = match call.deadline {
         None => attempts.await,
@@ -239,18 +240,17 @@ pub async fn call(
     })
 }
 
-/// The request's bytes: request line, `Host`, the caller's headers, framing, body.
-fn request_bytes(call: &Call<'_>) -> Bytes {
+/// The request's bytes: request line, `Host` (the call's, else `group`'s name), the
+/// caller's headers, framing, body.
+fn request_bytes(call: &Call<'_>, group: &str) -> Bytes {
     let mut out = Vec::with_capacity(128 + call.headers.len() + call.body.len());
     out.extend_from_slice(call.method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(call.path_and_query.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if let Some(host) = call.host {
-        out.extend_from_slice(b"Host: ");
-        out.extend_from_slice(host.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    out.extend_from_slice(b"Host: ");
+    out.extend_from_slice(call.host.unwrap_or(group).as_bytes());
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(call.headers);
     let method = Method::from_token(call.method.as_bytes());
     let has_body = matches!(method, Method::Post | Method::Put | Method::Patch);
@@ -388,7 +388,7 @@ async fn send(
 
 /// Sends on a stream of the worker's multiplexed connections to an h2/h2c target (the
 /// stream is moved to another connection by `http2::upstream` when the target refuses it or
-/// goes away). A call without a host names the target, since `:authority` must be set.
+/// goes away). The request's `Host` becomes the stream's `:authority`.
 async fn send_h2(
     ctx: &WorkerContext,
     upstream: &Upstream,
@@ -397,15 +397,7 @@ async fn send_h2(
     addr: SocketAddr,
 ) -> Result<CallResponse, Fault> {
     let conn = super::h2::upstream_stream(ctx, addr, upstream, false).await?;
-    if call.host.is_some() {
-        return roundtrip(ctx, conn, upstream, call, request).await;
-    }
-    let authority = addr.to_string();
-    let named = Call {
-        host: Some(&authority),
-        ..*call
-    };
-    roundtrip(ctx, conn, upstream, call, &request_bytes(&named)).await
+    roundtrip(ctx, conn, upstream, call, request).await
 }
 
 /// Writes the request and reads the whole response on `conn`; returns it to the pool when

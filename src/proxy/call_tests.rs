@@ -254,6 +254,43 @@ fn sends_method_headers_and_body() {
 }
 
 #[test]
+fn a_call_without_a_host_names_its_group() {
+    // HTTP/1.1 servers (Nginx among them) answer a request without `Host` with 400.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let captured = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        while find(&got, b"\r\n\r\n").is_none() {
+            let n = stream.read(&mut buf).expect("read");
+            assert!(
+                n > 0,
+                "request incomplete: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        stream.write_all(OK).expect("write");
+        String::from_utf8(got).expect("utf-8")
+    });
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let ctx = context(&[addr], "");
+        let status = get(&ctx, Call::get(api(), "/parts/a"))
+            .await
+            .expect("answer")
+            .status;
+        assert_eq!(status, 200);
+    });
+    let request = captured.join().expect("capture thread");
+    assert_eq!(request, "GET /parts/a HTTP/1.1\r\nHost: api\r\n\r\n");
+}
+
+#[test]
 fn retries_a_retried_status_on_another_target() {
     let failing = Backend::start(reply(
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
@@ -453,11 +490,10 @@ fn calls_to_an_h2c_group_go_as_streams_of_one_connection() {
             let response = get(&ctx, Call::get(api(), "/x")).await.expect("answer");
             assert_eq!(response.status, 200);
             assert_eq!(response.header("x-answer"), Some(&b"h2"[..]));
-            let expected = format!("GET {} 0", backend.addr);
             assert_eq!(
                 &response.body[..],
-                expected.as_bytes(),
-                "authority: the target"
+                b"GET api 0",
+                "authority: the group's name, as `Host` for HTTP/1.1"
             );
         }
         let mut post = Call::get(api(), "/y");
