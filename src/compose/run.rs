@@ -5,8 +5,9 @@
 //! polled by this one task (no spawning, no cross-core hop); each goes through a [`Caller`],
 //! which in the gateway is `proxy::call` (the worker's pools, balancers, health, retries and
 //! breakers). A required call that fails ends the composition at once: the futures still
-//! running are dropped, which cancels them and closes their upstream connections. The
-//! composite's deadline does the same to whatever is still running or waiting.
+//! running are dropped, which cancels them, closes their upstream connections and gives
+//! their breaker tickets back as cancelled (see `proxy::call`). The composite's deadline
+//! does the same to whatever is still running or waiting.
 //!
 //! What a call answered is kept as its body bytes plus the values other calls read from it
 //! (extracted as soon as it arrives); shaping happens once, at assembly, when every part is
