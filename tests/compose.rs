@@ -2,8 +2,9 @@
 //! fail, answer non-JSON, close early or answer huge bodies: concurrency (shown by timing),
 //! dependency order, every shaping option, fan-out with duplicates (per element and batched,
 //! stitched back), status rules and problem details, `Composite-Missing`, deadlines that
-//! close connections, hedging, forwarded headers and trace spans, client bodies, metrics, and
-//! identical bytes whatever order the backends answer in.
+//! close connections (and the group's `timeouts.total` inside a call), hedging, forwarded
+//! headers and trace spans, client bodies, metrics, `collection`, batches split by
+//! `batch.max`, and identical bytes in every order the backends can answer in.
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -650,19 +651,20 @@ driver_tests! {
     }
 
     fn same_inputs_identical_bytes_whatever_the_arrival_order(driver: &str) {
-        let turn = Arc::new(AtomicU64::new(0));
-        let make = |name: &str, body: &'static str, salt: u64| {
-            let turn = Arc::clone(&turn);
+        // Every order in which the three backends can answer: round `r` gives backend `i`
+        // the latency rank ORDERS[r][i] (0, 40 or 80 ms), so each order of arrival happens.
+        const ORDERS: [[u64; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+        let round = Arc::new(AtomicU64::new(0));
+        let make = |name: &'static str, index: usize, body: &'static str| {
+            let round = Arc::clone(&round);
             backend(name, move |_| {
-                // A different latency order on every request.
-                let n = turn.fetch_add(1, Ordering::Relaxed);
-                let delay = (n * 7 + salt * 13) % 40;
-                Handled::json(delay, body)
+                let rank = ORDERS[round.load(Ordering::SeqCst) as usize][index];
+                Handled::json(rank * 40, body)
             })
         };
-        let a = make("a", r#"{"k": "a", "a": 1}"#, 1);
-        let b = make("b", r#"{"k": "b", "b": 2}"#, 2);
-        let c = make("c", r#"{"k": "c", "c": 3}"#, 3);
+        let a = make("a", 0, r#"{"k": "a", "a": 1}"#);
+        let b = make("b", 1, r#"{"k": "b", "b": 2}"#);
+        let c = make("c", 2, r#"{"k": "c", "c": 3}"#);
         let gw = gateway(driver, &[("a", &a), ("b", &b), ("c", &c)], r#"
             [[routes]]
             name = "r"
@@ -684,11 +686,130 @@ driver_tests! {
             path = "/c"
             into = "."
         "#);
-        let first = get(&gw.url("/x"));
-        assert_eq!(first.text(), r#"{"k":"c","a":1,"b":2,"c":3}"#);
-        for _ in 0..30 {
-            assert_eq!(get(&gw.url("/x")).body, first.body);
+        // Keys in config order; the colliding `k` from the last call in config order.
+        let expected = r#"{"k":"c","a":1,"b":2,"c":3}"#;
+        for (r, order) in ORDERS.iter().enumerate() {
+            round.store(r as u64, Ordering::SeqCst);
+            let reply = get(&gw.url("/x"));
+            assert_eq!(reply.text(), expected, "arrival order (latency ranks a, b, c) {order:?}");
+            assert_eq!(reply.header("content-length"), Some(expected.len().to_string().as_str()));
         }
+        assert_eq!((a.requests(), b.requests(), c.requests()), (6, 6, 6));
+    }
+
+    fn collection_wraps_an_array_answer(driver: &str) {
+        let list = json("list", 0, r#"[{"id": 1, "secret": "x"}, {"id": 2, "secret": "y"}]"#);
+        let named = json("named", 0, r#"["a", "b"]"#);
+        let object = json("object", 0, r#"{"not": "an array"}"#);
+        let gw = gateway(driver, &[("list", &list), ("named", &named), ("object", &object)], r#"
+            [[routes]]
+            name = "r"
+            compose = "c"
+            [composites.c]
+            [[composites.c.calls]]
+            name = "list"
+            upstream = "list"
+            path = "/list"
+            deny = ["secret"]
+            collection = true
+            [[composites.c.calls]]
+            name = "named"
+            upstream = "named"
+            path = "/named"
+            collection = "items"
+            [[composites.c.calls]]
+            name = "object"
+            upstream = "object"
+            path = "/object"
+            collection = true
+        "#);
+        let reply = get(&gw.url("/x"));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        // `true` wraps under "collection" (deny applied to each element); a key names it; an
+        // answer that is not an array is a failed call (`shape`), left out.
+        assert_eq!(
+            reply.text(),
+            r#"{"list":{"collection":[{"id":1},{"id":2}]},"named":{"items":["a", "b"]}}"#
+        );
+        assert_eq!(reply.header("composite-missing"), Some("object"));
+        let agg = gw.metrics_until(|m| m.composite("c", Some("object")).is_some());
+        assert_eq!(agg.composite("c", Some("object")).expect("object").count("shape"), 1);
+    }
+
+    fn a_batched_fan_out_over_batch_max_is_split_into_several_calls(driver: &str) {
+        let orders = json("orders", 0, r#"{"items": [{"pid": 5}, {"pid": 1}, {"pid": 4}, {"pid": 1}, {"pid": 2}, {"pid": 3}]}"#);
+        let catalog = backend("catalog", |r| {
+            // Each batch answers its own ids, in reverse order.
+            let ids = r.target.strip_prefix("/products?ids=").unwrap_or_default();
+            let items: Vec<String> = ids
+                .split(',')
+                .rev()
+                .map(|id| format!(r#"{{"id": {id}, "t": "t{id}"}}"#))
+                .collect();
+            Handled::json(0, &format!("[{}]", items.join(", ")))
+        });
+        let gw = gateway(driver, &[("orders", &orders), ("catalog", &catalog)], r#"
+            [[routes]]
+            name = "r"
+            compose = "c"
+            [composites.c]
+            [[composites.c.calls]]
+            name = "orders"
+            upstream = "orders"
+            path = "/orders"
+            [[composites.c.calls]]
+            name = "products"
+            upstream = "catalog"
+            path = "/products"
+            foreach = "orders.items[*].pid"
+            batch = { param = "ids", max = 2 }
+            deny = ["id"]
+            stitch = "orders.items[*].product"
+        "#);
+        let reply = get(&gw.url("/x"));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        // Five distinct ids in first-appearance order, two per call: three calls.
+        let mut targets: Vec<String> = catalog.recorded().into_iter().map(|r| r.target).collect();
+        targets.sort();
+        assert_eq!(targets, ["/products?ids=3", "/products?ids=4,2", "/products?ids=5,1"]);
+        assert_eq!(
+            reply.text(),
+            r#"{"orders":{"items":[{"pid":5,"product":{"t":"t5"}},{"pid":1,"product":{"t":"t1"}},{"pid":4,"product":{"t":"t4"}},{"pid":1,"product":{"t":"t1"}},{"pid":2,"product":{"t":"t2"}},{"pid":3,"product":{"t":"t3"}}]}}"#
+        );
+    }
+
+    fn a_groups_total_timeout_bounds_its_calls(driver: &str) {
+        let slow = json("slow", 2000, "{}");
+        let fast = json("fast", 0, "1");
+        let gw = GatewayConfig::new(driver)
+            .upstream_with("slow", &[slow.addr()], r#"connect = "1s", first_byte = "5s", idle = "5s", total = "150ms""#)
+            .upstream("fast", &[fast.addr()])
+            .routes(r#"
+                [[routes]]
+                name = "r"
+                compose = "c"
+                [composites.c]
+                timeout = "5s"
+                [[composites.c.calls]]
+                name = "slow"
+                upstream = "slow"
+                path = "/s"
+                [[composites.c.calls]]
+                name = "fast"
+                upstream = "fast"
+                path = "/f"
+            "#)
+            .start();
+        let started = Instant::now();
+        let reply = get(&gw.url("/x"));
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.text(), r#"{"fast":1}"#);
+        assert_eq!(reply.header("composite-missing"), Some("slow"));
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "the group's timeouts.total (150ms) ended the call: {:?}",
+            started.elapsed()
+        );
     }
 
     fn metrics_count_composites_and_calls(driver: &str) {

@@ -5,8 +5,9 @@
 //! polled by this one task (no spawning, no cross-core hop); each goes through a [`Caller`],
 //! which in the gateway is `proxy::call` (the worker's pools, balancers, health, retries and
 //! breakers). A required call that fails ends the composition at once: the futures still
-//! running are dropped, which cancels them and closes their upstream connections. The
-//! composite's deadline does the same to whatever is still running or waiting.
+//! running are dropped, which cancels them, closes their upstream connections and gives
+//! their breaker tickets back as cancelled (see `proxy::call`). The composite's deadline
+//! does the same to whatever is still running or waiting.
 //!
 //! What a call answered is kept as its body bytes plus the values other calls read from it
 //! (extracted as soon as it arrives); shaping happens once, at assembly, when every part is
@@ -165,9 +166,10 @@ pub struct Answer {
 /// What happened to one call.
 #[derive(Debug)]
 pub enum Slot {
-    /// Not started (a dependency is pending), or the composition ended first.
+    /// Not started (a dependency is pending), or the composition ended first: never sent.
     Waiting,
-    /// In flight.
+    /// In flight; in an [`Outcome`], dropped unfinished because a required call failed
+    /// first (a request may have reached the upstream).
     Running,
     /// Answered.
     Done(Part),
@@ -180,7 +182,8 @@ pub enum Slot {
 pub struct Outcome {
     /// Per call, in config order.
     pub slots: Vec<Slot>,
-    /// Per call: how long it ran (`None`: never sent).
+    /// Per call: how long it ran (`None`: never sent); a call dropped unfinished (the
+    /// deadline, or a required call failed first), from its start to the drop.
     pub elapsed: Vec<Option<Duration>>,
     /// The required call that failed first, if one did: the composition is over.
     pub failed_required: Option<(usize, Reason)>,
@@ -197,16 +200,17 @@ pub async fn run<C: Caller>(
     let n = plan.calls.len();
     let mut slots: Vec<Slot> = (0..n).map(|_| Slot::Waiting).collect();
     let mut elapsed = vec![None; n];
+    let mut began = vec![None; n];
     let mut running = FuturesUnordered::new();
     loop {
         match start_ready(plan, inputs, &mut slots) {
-            Err(failed) => return finish(slots, elapsed, Some(failed)),
+            Err(failed) => return finish(slots, elapsed, &began, Some(failed)),
             Ok(ready) => {
                 for (i, work) in ready {
                     let call = &plan.calls[i];
-                    let call_deadline = call
-                        .timeout
-                        .map_or(deadline, |t| deadline.min(Instant::now() + t));
+                    let now = Instant::now();
+                    began[i] = Some(now);
+                    let call_deadline = call.timeout.map_or(deadline, |t| deadline.min(now + t));
                     running.push(perform(caller, call, i, work, call_deadline));
                 }
             }
@@ -227,7 +231,7 @@ pub async fn run<C: Caller>(
                 }
             }
             let failed = first_required_failure(plan, &slots);
-            return finish(slots, elapsed, failed);
+            return finish(slots, elapsed, &began, failed);
         };
         elapsed[i] = Some(took);
         let call = &plan.calls[i];
@@ -236,19 +240,28 @@ pub async fn run<C: Caller>(
             Err(reason) => {
                 slots[i] = Slot::Failed(reason);
                 if call.required {
-                    return finish(slots, elapsed, Some((i, reason)));
+                    return finish(slots, elapsed, &began, Some((i, reason)));
                 }
             }
         }
     }
-    finish(slots, elapsed, None)
+    finish(slots, elapsed, &began, None)
 }
 
+/// The outcome; calls that started but did not finish (dropped by the deadline or a failed
+/// required call) get their time until now.
 fn finish(
     slots: Vec<Slot>,
-    elapsed: Vec<Option<Duration>>,
+    mut elapsed: Vec<Option<Duration>>,
+    began: &[Option<Instant>],
     failed_required: Option<(usize, Reason)>,
 ) -> Outcome {
+    let now = Instant::now();
+    for (took, began) in elapsed.iter_mut().zip(began) {
+        if took.is_none() {
+            *took = began.map(|b| now.saturating_duration_since(b));
+        }
+    }
     Outcome {
         slots,
         elapsed,

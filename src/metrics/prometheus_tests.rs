@@ -382,3 +382,67 @@ fn tunnel_families_have_their_types_labels_and_cumulative_buckets() {
         "escaped route"
     );
 }
+
+#[test]
+fn composite_families_have_their_labels_counts_and_histograms() {
+    let m = WorkerMetrics::new(0);
+    let ms = Duration::from_millis;
+    m.record_composite("home", None, "complete", Some(ms(30)), 0);
+    m.record_composite("home", None, "partial", Some(ms(300)), 2);
+    m.record_composite("home", Some("user"), "ok", Some(ms(3)), 0);
+    m.record_composite("home", Some("user"), "ok", Some(ms(4)), 0);
+    m.record_composite("home", Some("reco"), "timeout", Some(ms(200)), 0);
+    m.record_composite("home", Some("reco"), "cancelled", Some(ms(20)), 0);
+    m.record_composite("home", Some("news"), "not_sent", None, 0);
+    let mut agg = Aggregator::new();
+    agg.merge(m.take_delta());
+    let text = agg.render(&ProcessInfo::default());
+    for line in [
+        "# TYPE ringgate_composite_requests_total counter",
+        "ringgate_composite_requests_total{composite=\"home\",outcome=\"complete\"} 1",
+        "ringgate_composite_requests_total{composite=\"home\",outcome=\"partial\"} 1",
+        "# TYPE ringgate_composite_duration_seconds histogram",
+        "ringgate_composite_duration_seconds_bucket{composite=\"home\",le=\"0.025\"} 0",
+        "ringgate_composite_duration_seconds_bucket{composite=\"home\",le=\"0.05\"} 1",
+        "ringgate_composite_duration_seconds_bucket{composite=\"home\",le=\"0.5\"} 2",
+        "ringgate_composite_duration_seconds_bucket{composite=\"home\",le=\"+Inf\"} 2",
+        "ringgate_composite_duration_seconds_count{composite=\"home\"} 2",
+        "# TYPE ringgate_composite_key_collisions_total counter",
+        "ringgate_composite_key_collisions_total{composite=\"home\"} 2",
+        "# TYPE ringgate_composite_calls_total counter",
+        "ringgate_composite_calls_total{composite=\"home\",call=\"user\",outcome=\"ok\"} 2",
+        "ringgate_composite_calls_total{composite=\"home\",call=\"reco\",outcome=\"timeout\"} 1",
+        "ringgate_composite_calls_total{composite=\"home\",call=\"reco\",outcome=\"cancelled\"} 1",
+        "ringgate_composite_calls_total{composite=\"home\",call=\"news\",outcome=\"not_sent\"} 1",
+        "# TYPE ringgate_composite_call_duration_seconds histogram",
+        "ringgate_composite_call_duration_seconds_bucket{composite=\"home\",call=\"user\",le=\"0.005\"} 2",
+        "ringgate_composite_call_duration_seconds_count{composite=\"home\",call=\"user\"} 2",
+        // The timed-out and the cancelled call both ran: both timed.
+        "ringgate_composite_call_duration_seconds_bucket{composite=\"home\",call=\"reco\",le=\"0.025\"} 1",
+        "ringgate_composite_call_duration_seconds_count{composite=\"home\",call=\"reco\"} 2",
+        // Never sent: counted, not timed.
+        "ringgate_composite_call_duration_seconds_count{composite=\"home\",call=\"news\"} 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    // The composite's own entry is not a call, and a call is not a composite.
+    assert!(!text.contains("call=\"\""), "{text}");
+    assert!(
+        !text.lines().any(|l| l
+            .starts_with("ringgate_composite_requests_total{composite=\"home\",outcome=\"ok\"")),
+        "{text}"
+    );
+    let sum = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "ringgate_composite_call_duration_seconds_sum{composite=\"home\",call=\"user\"}",
+            )
+        })
+        .map(parse_sample)
+        .expect("sum");
+    assert!((sum.2 - 0.007).abs() < 0.007 * 0.01, "{sum:?}");
+}

@@ -64,7 +64,8 @@ pub struct Call<'a> {
     /// whether the call may be hedged); connect errors are retried per the group's policy
     /// either way.
     pub idempotent: bool,
-    /// When the whole call (every attempt and backoff) must be over.
+    /// When the whole call (every attempt and backoff) must be over; the group's
+    /// `timeouts.total` bounds it too, whichever ends first.
     pub deadline: Option<Instant>,
     /// Largest response body accepted; a larger one fails the call with
     /// [`CallError::TooLarge`].
@@ -159,11 +160,13 @@ impl CallError {
 }
 
 /// How one attempt failed: a proxy error (classified for retries and health as on the
-/// proxied path), or a body over the limit (an answer, so not the upstream's failure).
+/// proxied path), a body over the limit (an answer, so not the upstream's failure), or the
+/// caller's deadline (the caller gave up: nothing learned about the upstream).
 #[derive(Debug)]
 enum Fault {
     Proxy(ProxyError),
     TooLarge,
+    GaveUp,
 }
 
 impl From<ProxyError> for Fault {
@@ -177,19 +180,21 @@ impl Fault {
         match self {
             Fault::Proxy(e) => e.upstream_failed(),
             Fault::TooLarge => Some(false),
+            Fault::GaveUp => None,
         }
     }
 
     fn retry_failure(&self) -> Option<Failure> {
         match self {
             Fault::Proxy(e) => e.retry_failure(),
-            Fault::TooLarge => None,
+            Fault::TooLarge | Fault::GaveUp => None,
         }
     }
 
     fn into_error(self) -> CallError {
         match self {
             Fault::TooLarge => CallError::TooLarge,
+            Fault::GaveUp => CallError::Timeout,
             Fault::Proxy(e) => match e {
                 ProxyError::NoHealthyTarget(d)
                 | ProxyError::BreakerOpen(d)
@@ -205,6 +210,15 @@ impl Fault {
 
 /// Sends `call` to its group and reads the whole response. Dropping the future cancels
 /// the call and closes its upstream connections.
+///
+/// The call (every attempt, backoff and body read) is bounded by the earlier of
+/// [`Call::deadline`] and the group's `timeouts.total` from now. Both end it with
+/// [`CallError::Timeout`], but the breaker hears them differently: the group's own
+/// timeouts are the upstream's failure, as for a proxied request; the caller's deadline (a
+/// composite's deadline or a call's own `timeout`) is the caller giving up, so the call is
+/// **cancelled** for the breaker (no outcome; a probe's slot is given back), exactly as when
+/// the future is dropped. A group shared with proxied routes is not opened by a composite's
+/// tighter budget.
 pub async fn call(
     ctx: &WorkerContext,
     snapshot: &Snapshot,
@@ -212,23 +226,24 @@ pub async fn call(
 ) -> Result<CallResponse, CallError> {
     let started = Instant::now();
     let upstream = snapshot.upstream(call.group);
-    let groups = ctx.upstreams();
-    let ticket = groups
+    // Settled with the outcome below; dropped unsettled (this future dropped), cancelled.
+    let admitted = ctx
+        .upstreams()
         .admit(call.group, upstream, started)
         .map_err(|r| Fault::Proxy(refused(r)).into_error())?;
     let request = request_bytes(call, &upstream.name);
     let attempts = run(ctx, upstream, call, &request);
-    let result = match call.deadline {
+    let result = match bound(call.deadline, upstream.timeouts.total.map(|t| started + t)) {
         None => attempts.await,
-        Some(deadline) => monoio::time::timeout_at(deadline.into(), attempts)
+        Some((at, fault)) => monoio::time::timeout_at(at.into(), attempts)
             .await
-            .unwrap_or(Err(Fault::Proxy(ProxyError::UpstreamTimeout))),
+            .unwrap_or_else(|_| Err(fault())),
     };
     let success = match &result {
         Ok(response) => Some(response.status < 500),
         Err(fault) => fault.upstream_failed().map(|failed| !failed),
     };
-    groups.settle(call.group, upstream, ticket, success, Instant::now());
+    admitted.settle(success, Instant::now());
     let elapsed = started.elapsed();
     let result = result.map_err(Fault::into_error);
     let status = result.as_ref().map_or_else(|e| e.status(), |r| r.status);
@@ -238,6 +253,19 @@ pub async fn call(
         response.elapsed = elapsed;
         response
     })
+}
+
+/// The instant that ends a call, and what ending there means: the caller's `deadline`
+/// (the caller gave up) or the group's `timeouts.total` (the upstream timed out), the
+/// earlier; the group's on a tie.
+fn bound(deadline: Option<Instant>, total: Option<Instant>) -> Option<(Instant, fn() -> Fault)> {
+    let upstream_timeout: fn() -> Fault = || Fault::Proxy(ProxyError::UpstreamTimeout);
+    match (deadline, total) {
+        (None, None) => None,
+        (Some(d), Some(t)) if t <= d => Some((t, upstream_timeout)),
+        (Some(d), _) => Some((d, || Fault::GaveUp)),
+        (None, Some(t)) => Some((t, upstream_timeout)),
+    }
 }
 
 /// The request's bytes: request line, `Host` (the call's, else `group`'s name), the

@@ -506,3 +506,98 @@ fn calls_to_an_h2c_group_go_as_streams_of_one_connection() {
         assert_eq!(opened, 1, "one multiplexed connection for every call");
     });
 }
+
+#[test]
+fn the_groups_total_timeout_bounds_a_call_without_a_deadline() {
+    let slow = Backend::start(Reply {
+        delay: Duration::from_millis(600),
+        bytes: OK,
+    });
+    on_both_drivers(|| async {
+        let ctx = context(&[slow.addr], r#"timeouts = { total = "80ms" }"#);
+        let started = Instant::now();
+        assert_eq!(
+            get(&ctx, Call::get(api(), "/")).await.err(),
+            Some(CallError::Timeout)
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "bounded by timeouts.total: {:?}",
+            started.elapsed()
+        );
+    });
+}
+
+#[test]
+fn the_groups_timeout_is_a_failure_for_the_breaker_and_the_callers_deadline_is_not() {
+    let slow = Backend::start(Reply {
+        delay: Duration::from_millis(600),
+        bytes: OK,
+    });
+    on_both_drivers(|| async {
+        let ctx = context(
+            &[slow.addr],
+            "timeouts = { total = \"80ms\" }\n\
+             breaker = { error_ratio = 1.0, min_requests = 1, open_for = \"30s\" }",
+        );
+        // The caller gives up first (a composite's deadline): cancelled, not a failure.
+        for _ in 0..3 {
+            let impatient = Call {
+                deadline: Some(Instant::now() + Duration::from_millis(20)),
+                ..Call::get(api(), "/")
+            };
+            assert_eq!(get(&ctx, impatient).await.err(), Some(CallError::Timeout));
+        }
+        // The group's own total timeout: the upstream failed, and one failure opens it.
+        assert_eq!(
+            get(&ctx, Call::get(api(), "/")).await.err(),
+            Some(CallError::Timeout)
+        );
+        assert!(matches!(
+            get(&ctx, Call::get(api(), "/")).await,
+            Err(CallError::Unavailable(_))
+        ));
+    });
+}
+
+#[test]
+fn a_dropped_call_gives_its_half_open_probe_back() {
+    let slow = Backend::start(Reply {
+        delay: Duration::from_millis(600),
+        bytes: OK,
+    });
+    on_both_drivers(|| async {
+        let ctx = context(
+            &[slow.addr],
+            r#"breaker = { error_ratio = 1.0, min_requests = 1, open_for = "50ms", half_open_probes = 1 }"#,
+        );
+        let impatient = || Call {
+            deadline: Some(Instant::now() + Duration::from_millis(500)),
+            ..Call::get(api(), "/")
+        };
+        // One failure opens the breaker; after `open_for` (the breaker's own timer) it is
+        // half-open with one probe slot.
+        let snapshot = ctx.snapshot();
+        let upstream = snapshot.upstream(api());
+        let now = Instant::now();
+        ctx.upstreams()
+            .admit(api(), upstream, now)
+            .expect("closed")
+            .settle(Some(false), now);
+        monoio::time::sleep(Duration::from_millis(60)).await;
+        // Half-open: each call takes the one probe slot and is dropped (cancelled) by a
+        // shorter timeout around it, as a composite's deadline drops it.
+        for _ in 0..3 {
+            let call = impatient();
+            let dropped = monoio::time::timeout(Duration::from_millis(30), get(&ctx, call)).await;
+            assert!(dropped.is_err(), "the call was still running");
+        }
+        // The slot is free: the next call is admitted as the probe (it times out on its
+        // own deadline, which is the caller's and so no failure either).
+        assert_eq!(
+            get(&ctx, impatient()).await.err(),
+            Some(CallError::Timeout),
+            "admitted as a probe, not refused by the breaker"
+        );
+    });
+}

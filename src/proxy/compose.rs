@@ -255,11 +255,13 @@ impl ClientConn {
                 Slot::Done(_) => missing.iter().find(|(m, _)| *m == i).map(|(_, r)| *r),
                 Slot::Waiting | Slot::Running => None,
             };
+            // A required call failed first: calls in flight were dropped (`cancelled`, with
+            // their time until then), calls waiting for inputs were never sent (`not_sent`).
             let outcome_label = match (reason, &outcome.slots[i]) {
                 (Some(reason), _) => reason.label(),
                 (None, Slot::Done(_)) => "ok",
-                // Cancelled when a required call failed first.
-                (None, _) => "cancelled",
+                (None, Slot::Running) => "cancelled",
+                (None, _) => "not_sent",
             };
             metrics.record_composite(
                 &plan.name,

@@ -63,18 +63,20 @@ impl ClientConn {
         }
         let groups = ctx.upstreams();
         // Refused before anything of the request is consumed, so the connection stays usable.
-        let ticket = groups
+        // Settled below with the outcome; if this future is dropped first (the client's
+        // connection aborted, its HTTP/2 stream reset, shutdown), the drop cancels it.
+        let admitted = groups
             .admit(id, upstream, Instant::now())
             .map_err(refused_early)?;
         let result = self
             .forward_admitted(ctx, snapshot, action, policies, head, id)
             .await;
-        let success = match &result {
-            Ok(_) => Some(self.exchange.status < 500),
-            Err(e) => e.upstream_failed().map(|failed| !failed),
-        };
         if upstream.breaker.is_some() {
-            groups.settle(id, upstream, ticket, success, Instant::now());
+            let success = match &result {
+                Ok(_) => Some(self.exchange.status < 500),
+                Err(e) => e.upstream_failed().map(|failed| !failed),
+            };
+            admitted.settle(success, Instant::now());
         }
         result
     }

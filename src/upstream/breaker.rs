@@ -6,6 +6,17 @@
 //! `open_for` (up to `half_open_probes` requests pass as probes) → closed when every probe
 //! succeeded, or open again at the first failed probe. Time comes from the caller (`now`),
 //! so the transitions are tested exactly. No allocation after construction.
+//!
+//! Every admitted request ends in exactly one of [`Breaker::record`] (it has an outcome)
+//! or [`Breaker::release`] (it was **cancelled**: its future was dropped by a deadline, a
+//! failed sibling call, a client that went away, or shutdown). A cancelled request says
+//! nothing about the upstream: it is neither a success nor a failure, and a cancelled probe
+//! gives its probe slot back, so the next request is admitted as a probe in its place. A
+//! half-open breaker therefore never runs out of probes to requests that never finished.
+//! The callers hold their ticket in `upstream::Admitted`, which releases it on drop.
+//!
+//! Probes carry the half-open period (trial) they were admitted in: the outcome or release of
+//! a probe from an earlier trial (it outlived a reopening) does not touch the current one.
 
 use std::time::{Duration, Instant};
 
@@ -61,8 +72,11 @@ impl BreakerState {
 pub enum Ticket {
     /// Admitted while closed.
     Normal,
-    /// Admitted as a half-open probe.
-    Probe,
+    /// Admitted as a half-open probe of the given trial (half-open period).
+    Probe {
+        /// Which half-open period admitted it.
+        trial: u32,
+    },
 }
 
 /// One worker's breaker for one group.
@@ -71,6 +85,8 @@ pub struct Breaker {
     policy: BreakerPolicy,
     state: BreakerState,
     outcomes: Window,
+    /// Half-open periods entered so far (tags probes).
+    trial: u32,
 }
 
 impl Breaker {
@@ -80,6 +96,7 @@ impl Breaker {
             policy,
             state: BreakerState::Closed,
             outcomes: Window::new(policy.window, now),
+            trial: 0,
         }
     }
 
@@ -104,12 +121,16 @@ impl Breaker {
         }
     }
 
-    /// Gives back a ticket whose request ended without saying anything about the upstream
-    /// (the client went away): a probe slot is freed.
+    /// Gives back the ticket of a request that was cancelled, or ended without saying
+    /// anything about the upstream (the client went away): no outcome is counted, and a
+    /// probe of the current trial frees its slot for another probe.
     pub fn release(&mut self, ticket: Ticket) {
-        if let (BreakerState::HalfOpen { admitted, .. }, Ticket::Probe) = (&mut self.state, ticket)
+        if let (BreakerState::HalfOpen { admitted, .. }, Ticket::Probe { trial }) =
+            (&mut self.state, ticket)
         {
-            *admitted = admitted.saturating_sub(1);
+            if trial == self.trial {
+                *admitted = admitted.saturating_sub(1);
+            }
         }
     }
 
@@ -123,12 +144,13 @@ impl Breaker {
                 admitted: 0,
                 succeeded: 0,
             };
+            self.trial = self.trial.wrapping_add(1);
         }
         match &mut self.state {
             BreakerState::Closed => Ok(Ticket::Normal),
             BreakerState::HalfOpen { admitted, .. } if *admitted < self.policy.half_open_probes => {
                 *admitted += 1;
-                Ok(Ticket::Probe)
+                Ok(Ticket::Probe { trial: self.trial })
             }
             // Every probe is out: wait for their outcomes.
             _ => Err(Duration::from_secs(1)),
@@ -147,7 +169,9 @@ impl Breaker {
                     self.open(now);
                 }
             }
-            (BreakerState::HalfOpen { succeeded, .. }, Ticket::Probe) => {
+            (BreakerState::HalfOpen { succeeded, .. }, Ticket::Probe { trial })
+                if trial == self.trial =>
+            {
                 if !success {
                     self.open(now);
                     return;
@@ -216,7 +240,7 @@ mod tests {
         b.record(ticket, false, t0);
         assert_eq!(b.state(), BreakerState::Open { until: secs(t0, 5) });
         assert_eq!(b.admit(secs(t0, 2)), Err(Duration::from_secs(3)));
-        assert_eq!(b.admit(secs(t0, 5)), Ok(Ticket::Probe));
+        assert!(matches!(b.admit(secs(t0, 5)), Ok(Ticket::Probe { .. })));
         assert_eq!(b.state().name(), "half_open");
     }
 
@@ -289,5 +313,66 @@ mod tests {
         b.record(straggler, true, t);
         b.record(straggler, true, t);
         assert_eq!(b.state().name(), "half_open");
+    }
+
+    fn opened(t0: Instant) -> Breaker {
+        let mut b = Breaker::new(policy(), t0);
+        for _ in 0..4 {
+            let ticket = b.admit(t0).expect("closed");
+            b.record(ticket, false, t0);
+        }
+        b
+    }
+
+    #[test]
+    fn cancelled_probes_give_their_slots_back_and_count_for_nothing() {
+        let t0 = Instant::now();
+        let mut b = opened(t0);
+        let t = secs(t0, 5);
+        // Every probe slot taken, then every probe cancelled (its future dropped).
+        let p1 = b.admit(t).expect("probe 1");
+        let p2 = b.admit(t).expect("probe 2");
+        assert!(b.admit(t).is_err(), "both slots out");
+        b.release(p1);
+        b.release(p2);
+        assert_eq!(
+            b.state(),
+            BreakerState::HalfOpen {
+                admitted: 0,
+                succeeded: 0
+            },
+            "a cancelled probe is neither a success nor a failure"
+        );
+        // The slots are back: two new probes pass, and their successes close the breaker.
+        let p3 = b.admit(t).expect("slot freed by a cancelled probe");
+        let p4 = b.admit(t).expect("slot freed by a cancelled probe");
+        b.record(p3, true, t);
+        b.record(p4, true, t);
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn a_probe_from_an_earlier_trial_does_not_touch_the_current_one() {
+        let t0 = Instant::now();
+        let mut b = opened(t0);
+        let t = secs(t0, 5);
+        let failed = b.admit(t).expect("probe");
+        let straggler = b.admit(t).expect("probe");
+        b.record(failed, false, t);
+        assert_eq!(b.state().name(), "open");
+        let later = secs(t0, 10);
+        let current = b.admit(later).expect("probe of the next trial");
+        // The straggler of the first trial ends now: cancelled, then (worse) a success.
+        b.release(straggler);
+        b.record(straggler, true, later);
+        assert_eq!(
+            b.state(),
+            BreakerState::HalfOpen {
+                admitted: 1,
+                succeeded: 0
+            }
+        );
+        b.record(current, true, later);
+        assert_eq!(b.state().name(), "half_open", "one of two probes so far");
     }
 }

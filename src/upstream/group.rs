@@ -147,6 +147,51 @@ fn retry_wait(up: &Upstream) -> Duration {
         .map_or(Duration::from_secs(1), |h| h.interval)
 }
 
+/// A request its group admitted ([`Groups::admit`]), holding its breaker ticket until the
+/// request ends. [`Admitted::settle`] records the outcome; dropping it unsettled (the
+/// request's future was dropped: a composite's deadline, a failed required call, a client
+/// that went away, shutdown) records the request as **cancelled**: no outcome, and a
+/// half-open breaker's probe slot is given back (see `breaker.rs`). Without a breaker it
+/// costs nothing either way.
+#[must_use = "the ticket is settled when this is settled or dropped"]
+#[derive(Debug)]
+pub struct Admitted<'a> {
+    groups: &'a Groups,
+    id: UpstreamId,
+    upstream: &'a Upstream,
+    ticket: Ticket,
+    settled: bool,
+}
+
+impl Admitted<'_> {
+    /// Records the request's outcome: `Some(true)` success, `Some(false)` the upstream
+    /// failed, `None` nothing learned about the upstream (the ticket is released).
+    pub fn settle(mut self, success: Option<bool>, now: Instant) {
+        self.end(success, now);
+    }
+
+    /// The breaker ticket (for tests and reports).
+    pub fn ticket(&self) -> Ticket {
+        self.ticket
+    }
+
+    fn end(&mut self, success: Option<bool>, now: Instant) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        self.groups
+            .settle(self.id, self.upstream, self.ticket, success, now);
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        if !self.settled && self.upstream.breaker.is_some() {
+            self.end(None, Instant::now());
+        }
+    }
+}
+
 /// A worker's state for every upstream group, indexed by [`UpstreamId`].
 #[derive(Debug)]
 pub struct Groups {
@@ -223,8 +268,26 @@ impl Groups {
     }
 
     /// Lets a request through if a target is healthy (active checks) and the group's breaker
-    /// admits it, and counts the request for the retry budget.
-    pub fn admit(&self, id: UpstreamId, up: &Upstream, now: Instant) -> Result<Ticket, Refusal> {
+    /// admits it, and counts the request for the retry budget. The request's breaker ticket
+    /// is settled through the returned [`Admitted`]: with its outcome, or on drop as
+    /// cancelled.
+    pub fn admit<'a>(
+        &'a self,
+        id: UpstreamId,
+        up: &'a Upstream,
+        now: Instant,
+    ) -> Result<Admitted<'a>, Refusal> {
+        let ticket = self.ticket(id, up, now)?;
+        Ok(Admitted {
+            groups: self,
+            id,
+            upstream: up,
+            ticket,
+            settled: false,
+        })
+    }
+
+    fn ticket(&self, id: UpstreamId, up: &Upstream, now: Instant) -> Result<Ticket, Refusal> {
         self.with(id, up, now, |g| {
             if !g.set.health.iter().any(|h| h.is_healthy()) {
                 g.counters.no_healthy_target += 1;
@@ -248,10 +311,10 @@ impl Groups {
         })
     }
 
-    /// Records a request's final outcome with the breaker (`None`: the client went away,
-    /// which says nothing about the upstream). Nothing to do (the caller may skip the call)
-    /// for a group without a breaker.
-    pub fn settle(
+    /// Records a request's final outcome with the breaker (`None`: cancelled, or the client
+    /// went away, which says nothing about the upstream). Nothing to do for a group without
+    /// a breaker.
+    fn settle(
         &self,
         id: UpstreamId,
         up: &Upstream,
@@ -556,13 +619,43 @@ mod tests {
         let id = UpstreamId(0);
         for _ in 0..2 {
             let t = g.admit(id, up, now).expect("closed");
-            g.settle(id, up, t, Some(false), now);
+            t.settle(Some(false), now);
         }
         assert!(matches!(g.admit(id, up, now), Err(Refusal::BreakerOpen(_))));
         let report = g.report(now);
         assert_eq!(report[0].breaker, "open");
         assert_eq!(report[0].counters.breaker_opened, 1);
         assert_eq!(report[0].counters.breaker_rejected, 1);
+    }
+
+    #[test]
+    fn a_dropped_admission_is_cancelled_and_gives_its_probe_back() {
+        let s = snapshot(
+            "breaker = { min_requests = 1, error_ratio = 1.0, open_for = \"1s\", half_open_probes = 1 }",
+        );
+        let up = &s.upstreams[0];
+        let g = Groups::new(0);
+        let now = Instant::now();
+        let id = UpstreamId(0);
+        g.admit(id, up, now)
+            .expect("closed")
+            .settle(Some(false), now);
+        let later = now + Duration::from_secs(2);
+        for _ in 0..3 {
+            let probe = g.admit(id, up, later).expect("the probe slot is free");
+            assert!(matches!(probe.ticket(), Ticket::Probe { .. }));
+            assert!(
+                matches!(g.admit(id, up, later), Err(Refusal::BreakerOpen(_))),
+                "one probe at a time"
+            );
+            // The request's future is dropped (deadline, client gone): cancelled.
+            drop(probe);
+            assert_eq!(g.report(later)[0].breaker, "half_open", "not a success");
+        }
+        g.admit(id, up, later)
+            .expect("probe")
+            .settle(Some(true), later);
+        assert_eq!(g.report(later)[0].breaker, "closed");
     }
 
     #[test]

@@ -21,11 +21,11 @@ pub mod targets;
 mod window;
 
 pub use balance::{Balance, Balancer, HashKey};
-pub use breaker::{Breaker, BreakerPolicy, BreakerState};
+pub use breaker::{Breaker, BreakerPolicy, BreakerState, Ticket};
 pub use checker::HealthThread;
 pub use connection::{connect, ConnectError, UpstreamConn, UPSTREAM_BUF};
 pub use discovery::{Discovery, TargetSpec};
-pub use group::{GroupCounters, GroupReport, Groups, Picked, Refusal, Tried};
+pub use group::{Admitted, GroupCounters, GroupReport, Groups, Picked, Refusal, Tried};
 pub use health::{HealthCheck, PassivePolicy, StatusRange, TargetHealth};
 pub use pool::{Pool, SWEEP_INTERVAL};
 pub use retry::{Failure, RetryPolicy};
