@@ -31,10 +31,12 @@ DURATION=15          # seconds measured per scenario and contender
 WARMUP=2             # seconds of the same load, discarded, before each measurement
 IDLE_CONNS=10000     # idle keep-alive connections for the RSS scenario
 CONNS=64             # connections for the closed-loop scenarios
+WS_CONNS=64          # WebSocket connections in s13 (one client thread each)
 QUICK=0
 BUFFERING=on         # nginx proxy_buffering
 STANDIN=0            # 1: contender B is a second nginx proxy (validates the harness)
 RINGGATE_BIN=""      # use this binary instead of building
+WSBENCH=""           # s13's WebSocket load tool; built from loadtest/wsbench.rs unless given
 INSTALL=1
 OUT_DIR="$HERE/results"
 KEEP=0
@@ -50,9 +52,10 @@ usage: loadtest/compare.sh [options]
   --quick             smoke run: 2 s per measurement, 1 s warm-up, 2000 idle connections
   --connections N     connections for the closed-loop scenarios (default $CONNS)
   --idle-conns N      idle keep-alive connections for the RSS scenario (default $IDLE_CONNS)
-  --scenarios LIST    comma-separated subset of s1..s10 (default all)
+  --scenarios LIST    comma-separated subset of s1..s13 (default all)
   --nginx-buffering on|off   nginx proxy_buffering (default on, nginx's default)
   --ringgate-bin PATH use this ringgate binary, skip 'cargo build --release'
+  --wsbench-bin PATH  use this build of loadtest/wsbench.rs (s13) instead of building it
   --standin           run a second nginx proxy in ringgate's slot (harness self-test)
   --no-install        do not install missing tools, fail instead
   --out DIR           results directory (default loadtest/results)
@@ -64,7 +67,10 @@ loop, oha, latency-corrected)   s3 16 KiB   s4 1 MiB   s5 4 KiB POST   s6 new co
 request   s7 1,000 keep-alive connections   s8 RSS with idle keep-alive connections
 s9 HTTPS small GET keep-alive   s10 HTTPS new connection (full handshake) per request
 (HTTPS: same self-signed ECDSA P-256 certificate, made with openssl at run time, TLS 1.3 with
-TLS_AES_128_GCM_SHA256 only, on both contenders)
+TLS_AES_128_GCM_SHA256 only, on both contenders)   s11 composite: ringgate answers GET /compose
+with 3 concurrent calls (2 KiB JSON each) merged into one, nginx with 1 proxied call (closed
+loop)   s12 the same at 50% of the lower s11 maximum (open loop, oha)   s13 WebSocket echo:
+32-byte messages over $WS_CONNS connections through each contender's tunnel (loadtest/wsbench.rs)
 EOF
 }
 
@@ -79,6 +85,7 @@ while (($#)); do
         --scenarios) SCENARIOS=$2; shift 2 ;;
         --nginx-buffering) BUFFERING=$2; shift 2 ;;
         --ringgate-bin) RINGGATE_BIN=$2; shift 2 ;;
+        --wsbench-bin) WSBENCH=$2; shift 2 ;;
         --standin) STANDIN=1; shift ;;
         --no-install) INSTALL=0; shift ;;
         --out) OUT_DIR=$2; shift 2 ;;
@@ -107,8 +114,8 @@ done
 ((DURATION >= 1)) || die "--duration must be at least 1"
 [[ $BUFFERING == on || $BUFFERING == off ]] || die "--nginx-buffering is on or off"
 
-# Scenario selection; s2's rate comes from s1, so s2 pulls s1 in.
-ALL_SCENARIOS=(s1 s2 s3 s4 s5 s6 s7 s8 s9 s10)
+# Scenario selection; s2's rate comes from s1 (s12's from s11), so s2 pulls s1 in (s12 s11).
+ALL_SCENARIOS=(s1 s2 s3 s4 s5 s6 s7 s8 s9 s10 s11 s12 s13)
 if [[ $SCENARIOS == all ]]; then
     SELECTED=("${ALL_SCENARIOS[@]}")
 else
@@ -118,6 +125,9 @@ else
     done
     if [[ " ${SELECTED[*]} " == *" s2 "* && " ${SELECTED[*]} " != *" s1 "* ]]; then
         SELECTED=(s1 "${SELECTED[@]}")
+    fi
+    if [[ " ${SELECTED[*]} " == *" s12 "* && " ${SELECTED[*]} " != *" s11 "* ]]; then
+        SELECTED=(s11 "${SELECTED[@]}")
     fi
 fi
 selected() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
@@ -201,6 +211,16 @@ else
     (cd "$ROOT" && cargo build --release)
     RINGGATE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/ringgate"
     [[ -x $RINGGATE_BIN ]] || die "cargo build did not produce $RINGGATE_BIN"
+fi
+# s13's WebSocket echo server and client (not a contender: the same for both).
+if [[ -n $WSBENCH ]]; then
+    [[ -x $WSBENCH ]] || die "--wsbench-bin $WSBENCH is not an executable"
+elif [[ " ${SELECTED[*]} " == *" s13 "* ]]; then
+    have cargo || die "cargo is needed to build the WebSocket load tool (loadtest/wsbench.rs)"
+    log "building the WebSocket load tool: cargo build --release --example wsbench"
+    (cd "$ROOT" && cargo build --release --example wsbench)
+    WSBENCH="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/wsbench"
+    [[ -x $WSBENCH ]] || die "cargo build did not produce $WSBENCH"
 fi
 
 # ------------------------------------------------------------------------------ core layout
@@ -311,7 +331,7 @@ trap 'exit 143' TERM
 LT() { python3 "$LIB/lt.py" "$@"; }
 
 # Ports: free loopback ports picked by the kernel (plain and HTTPS for each contender).
-read -r BACKEND_PORT A_PORT B_PORT A_TLS_PORT B_TLS_PORT _ <<<"$(LT freeport 6)"
+read -r BACKEND_PORT A_PORT B_PORT A_TLS_PORT B_TLS_PORT WS_PORT _ <<<"$(LT freeport 7)"
 
 # HTTPS scenarios: one self-signed ECDSA P-256 certificate for both contenders, made now.
 CERT="$WORK/tls.pem"
@@ -326,6 +346,8 @@ if ((EUID == 0)); then USER_LINE="user root;"; fi  # workers must read/write the
 # Backend data: fixed bodies, generated once.
 head -c 16384 /dev/urandom >"$WORK/data/16k"
 head -c 1048576 /dev/urandom >"$WORK/data/1m"
+mkdir -p "$WORK/data/json"
+for part in a b c; do LT json-part "$part" 2048 >"$WORK/data/json/$part"; done
 
 LT render "$HERE/nginx/backend.conf.tmpl" "$WORK/backend.conf" \
     "USER_LINE=$USER_LINE" "WORKERS=$BACKEND_WORKERS" "PREFIX=$WORK" \
@@ -335,7 +357,7 @@ render_nginx_proxy() {  # name port tls_port
     LT render "$HERE/nginx/proxy.conf.tmpl" "$WORK/$1.conf" \
         "USER_LINE=$USER_LINE" "WORKERS=$WORKERS" "PREFIX=$WORK" "NAME=$1" \
         "ADDR=127.0.0.1:$2" "UPSTREAM=127.0.0.1:$BACKEND_PORT" "BUFFERING=$BUFFERING" \
-        "TLS_ADDR=127.0.0.1:$3" "CERT=$CERT" "KEY=$KEY"
+        "TLS_ADDR=127.0.0.1:$3" "CERT=$CERT" "KEY=$KEY" "WS_UPSTREAM=127.0.0.1:$WS_PORT"
 }
 render_nginx_proxy nginx "$A_PORT" "$A_TLS_PORT"
 if ((STANDIN)); then
@@ -343,7 +365,8 @@ if ((STANDIN)); then
 else
     LT render "$HERE/ringgate.toml.tmpl" "$WORK/ringgate.toml" \
         "ADDR=127.0.0.1:$B_PORT" "WORKERS=$WORKERS" "UPSTREAM=127.0.0.1:$BACKEND_PORT" \
-        "TLS_ADDR=127.0.0.1:$B_TLS_PORT" "CERT=$CERT" "KEY=$KEY"
+        "TLS_ADDR=127.0.0.1:$B_TLS_PORT" "CERT=$CERT" "KEY=$KEY" \
+        "WS_UPSTREAM=127.0.0.1:$WS_PORT"
 fi
 
 # start NAME CPUSET CMD...: start in the background, pinned, and wait until it accepts on
@@ -395,6 +418,10 @@ note() { log "note: $*"; printf '%s\n' "$*" >>"$NOTES"; }
 
 start backend "$B_SET" "$NGINX" -p "$WORK" -c "$WORK/backend.conf" -e "$WORK/logs/backend-error.log" \
     || die "the backend did not start"
+if [[ -n $WSBENCH ]]; then
+    PORT_OF[wsbackend]=$WS_PORT
+    start wsbackend "$B_SET" "$WSBENCH" server "127.0.0.1:$WS_PORT" || die "the WebSocket backend did not start"
+fi
 CONTENDERS=(nginx "$B_NAME")
 for c in "${CONTENDERS[@]}"; do start_contender "$c" || die "$c did not start"; done
 
@@ -486,6 +513,13 @@ wrk_run() {
         -s "$LIB/wrk.lua" "$base$path" >"$out" 2>&1
 }
 
+# ws_run CONTENDER SECONDS CONNS PATH OUTFILE: WebSocket echo round trips (wsbench client).
+ws_run() {
+    local c=$1 secs=$2 conns=$3 path=$4 out=$5
+    run_load taskset -c "$L_SET" "$WSBENCH" client "ws://127.0.0.1:${PORT_OF[$c]}$path" \
+        "$conns" "$secs" 32 >"$out" 2>&1
+}
+
 # oha_run CONTENDER SECONDS CONNS PATH RATE OUTFILE
 oha_run() {
     local c=$1 secs=$2 conns=$3 path=$4 rate=$5 out=$6
@@ -510,6 +544,7 @@ measure() {
             wrk-tls) WRK_BASE="https://127.0.0.1:${TLS_PORT_OF[$c]}" \
                 wrk_run "$c" "$WARMUP" "$1" "$2" "$base.warmup" "${@:3}" || true ;;
             oha) oha_run "$c" "$WARMUP" "$1" "$2" "$3" "$base.warmup" || true ;;
+            ws) ws_run "$c" "$WARMUP" "$1" "$2" "$base.warmup" || true ;;
         esac
     fi
     snap "$c" >"$base.before.json"
@@ -519,6 +554,7 @@ measure() {
         wrk-tls) WRK_BASE="https://127.0.0.1:${TLS_PORT_OF[$c]}" \
             wrk_run "$c" "$DURATION" "$1" "$2" "$base.out" "${@:3}" || rc=$? ;;
         oha) oha_run "$c" "$DURATION" "$1" "$2" "$3" "$base.out" || rc=$? ;;
+        ws) ws_run "$c" "$DURATION" "$1" "$2" "$base.out" || rc=$? ;;
     esac
     snap "$c" >"$base.after.json"
     echo "$rc" >"$base.rc"
@@ -552,6 +588,14 @@ scenario s4 wrk "$CONNS" /1m
 scenario s5 wrk "$CONNS" /post LT_METHOD=POST LT_BODY_BYTES=4096
 scenario s6 wrk "$CONNS" /small LT_CLOSE=1
 scenario s7 wrk 1000 /small
+scenario s11 wrk "$CONNS" /compose
+if selected s12; then
+    COMPOSE_RATE=$(python3 "$HERE/report.py" rate "$WORK/raw" s11 0.5 "${CONTENDERS[@]}")
+    echo "compose_rate=$COMPOSE_RATE" >>"$WORK/raw/meta.env"
+    log "s12: fixed rate $COMPOSE_RATE req/s (50% of the lower s11 maximum)"
+    scenario s12 oha "$CONNS" /compose "$COMPOSE_RATE"
+fi
+scenario s13 ws "$WS_CONNS" /ws
 scenario s9 wrk-tls "$CONNS" /small
 scenario s10 wrk-tls "$CONNS" /small LT_CLOSE=1
 

@@ -46,12 +46,30 @@ SCENARIOS = {
            "s1 over TLS: `GET /small` over {conns} keep-alive HTTPS connections (wrk), TLS 1.3 "
            "with TLS_AES_128_GCM_SHA256 and the same self-signed ECDSA P-256 certificate on "
            "both contenders. Requests per second once the sessions are up."),
+    "s11": ("Composite of 3 calls vs 1 proxied call, closed loop",
+            "`GET /compose` over {conns} keep-alive connections (wrk). ringgate answers with a "
+            "composite: 3 concurrent calls to the backend (2 KiB JSON each; two spliced as they "
+            "are, one shaped with an allow list and a rename) merged into one JSON answer. nginx, "
+            "which has no composition, proxies the same path as ONE call to one 2 KiB part. The "
+            "goal: ringgate's CPU per composite < 3x nginx's per proxied call."),
+    "s12": ("Composite at a fixed rate, open loop",
+            "s11 at a fixed {compose_rate} req/s (50% of the lower s11 maximum), oha with "
+            "latency correction. The goal: ringgate's composite p99 at most 1 ms above the p99 "
+            "of nginx's single proxied call (the slowest required call)."),
+    "s13": ("WebSocket echo",
+            "32-byte binary messages over 64 WebSocket connections, each waiting for its echo "
+            "before sending the next (loadtest/wsbench.rs, one client thread per connection), "
+            "through each contender's tunnel to the same echo server. requests/s are messages "
+            "echoed per second; latency is the round trip. The goal: more messages per "
+            "contender CPU-second than nginx, p99 no worse."),
     "s10": ("HTTPS new connection per request",
             "s6 over TLS: `GET /small` with `Connection: close` over {conns} concurrent HTTPS "
             "connections; every request pays for a full TLS 1.3 handshake (wrk does not "
             "resume sessions), so requests/s is new handshakes per second."),
 }
 LATENCY_KEYS = ["50", "90", "99", "99.9"]
+# Scenarios measured with oha at a fixed rate (the rest: wrk, closed loop).
+OPEN_LOOP = ("s2", "s12")
 # Log lines worth reporting: ringgate's WARN/ERROR (env_logger), panics, nginx's [warn] and up.
 PROBLEM = re.compile(r"\b(WARN|ERROR)\b|panick|\[(warn|error|crit|alert|emerg)\]")
 TIMESTAMP = re.compile(r"^\[?\d{4}[-/]\d\d[-/]\d\d[T ][\d:.]+Z?\s*")
@@ -152,7 +170,7 @@ def load_run(raw, scen, cont, meta):
             text = f.read()
     except OSError:
         return None
-    res = parse_oha(text) if scen == "s2" else parse_wrk(text)
+    res = parse_oha(text) if scen in OPEN_LOOP else parse_wrk(text)
     if res is None:
         res = {"failed": True, "output": text[-500:]}
     before, after = read_json(base + ".before.json"), read_json(base + ".after.json")
@@ -309,6 +327,17 @@ def targets(a, b, runs, idle):
     check("s2 p99 latency at the fixed rate", val("s2", b, None, "99"), val("s2", a, None, "99"),
           1.0, False)
     check("s4 1 MiB throughput", val("s4", b, "rps"), val("s4", a, "rps"), 1.0, True)
+    # Composition (s11/s12): CPU of one composite (3 calls) against 3 of nginx's proxied
+    # calls, and the composite's p99 against nginx's single call's p99 + 1 ms.
+    ca, cb = val("s11", a, "cpu_us_per_req"), val("s11", b, "cpu_us_per_req")
+    check("s11 composite CPU vs 3 nginx proxied calls", cb, 3 * ca if ca else None, 1.0, False)
+    pa12, pb12 = val("s12", a, None, "99"), val("s12", b, None, "99")
+    check("s12 composite p99 vs nginx single-call p99 + 1 ms", pb12,
+          pa12 + 1.0 if pa12 is not None else None, 1.0, False)
+    ca, cb = val("s13", a, "cpu_us_per_req"), val("s13", b, "cpu_us_per_req")
+    check("s13 WebSocket messages per contender CPU-second", ca, cb, 1.0, True)
+    check("s13 WebSocket p99 round trip", val("s13", b, None, "99"), val("s13", a, None, "99"),
+          1.0, False)
     pa = idle.get(a, {}).get("per_conn_bytes")
     pb = idle.get(b, {}).get("per_conn_bytes")
     check("s8 RSS per idle keep-alive connection", pb, pa, 1.0, False)
@@ -356,6 +385,8 @@ def plot(meta, conts, runs, png):
         title = SCENARIOS[s][0]
         if s == "s2" and meta.get("rate"):
             title += f" ({int(float(meta['rate'])):,} req/s)"
+        if s == "s12" and meta.get("compose_rate"):
+            title += f" ({int(float(meta['compose_rate'])):,} req/s)"
         ax.set_title(f"{s}: {title}", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
@@ -376,7 +407,8 @@ def write(raw, stem):
     a, b = conts[0], conts[1]
     name = os.path.basename(stem)
     has_png = plot(meta, conts, runs, stem + ".png")
-    fmt = {"conns": meta["connections"], "rate": fnum(float(meta.get("rate", "0") or 0))}
+    fmt = {"conns": meta["connections"], "rate": fnum(float(meta.get("rate", "0") or 0)),
+           "compose_rate": fnum(float(meta.get("compose_rate", "0") or 0))}
     md = []
     md.append(f"# {b} vs {a} — {meta['date']}, {meta['host']}\n")
     if meta.get("standin") == "1":
@@ -402,7 +434,7 @@ def write(raw, stem):
         pa = (ra.get("pct_ms") or {}).get("99")
         pb = (rb.get("pct_ms") or {}).get("99")
         workers = int(meta["workers"])
-        bound = "fixed rate" if s == "s2" else f"{limit(ra, workers)} / {limit(rb, workers)}"
+        bound = "fixed rate" if s in OPEN_LOOP else f"{limit(ra, workers)} / {limit(rb, workers)}"
         rows.append([f"{s} {title}", fnum(ra.get("rps")), fnum(rb.get("rps")),
                      ratio(rb.get("rps"), ra.get("rps")), fms(pa), fms(pb), ratio(pb, pa),
                      fnum(ra.get("cpu_us_per_req"), 1), fnum(rb.get("cpu_us_per_req"), 1),

@@ -13,6 +13,8 @@ Subcommands:
                                      PID (+descendants) before/after as JSON
   check-post PORT                    pipeline a 4 KiB POST and a GET on one connection and
                                      verify both answers arrive (the body was fully consumed)
+  json-part NAME BYTES               print a JSON object of about BYTES bytes (a composite's
+                                     part in s11/s12): id, name, and a list of items
 """
 
 import asyncio
@@ -44,6 +46,18 @@ def cmd_render(args):
         sys.exit(f"render {tmpl}: placeholders without a value: {', '.join(left)}")
     with open(out, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+# --------------------------------------------------------------------------- JSON parts
+
+def cmd_json_part(args):
+    name, size = args[0], int(args[1])
+    doc = {"id": name, "name": f"part {name}", "updated": "2026-12-07T00:00:00Z", "items": []}
+    i = 0
+    while len(json.dumps(doc, separators=(",", ":"))) < size - 60:
+        doc["items"].append({"sku": f"{name}-{i:04d}", "qty": i % 7, "price": 100 + i})
+        i += 1
+    print(json.dumps(doc, separators=(",", ":")))
 
 
 # --------------------------------------------------------------------------- ports
@@ -299,6 +313,7 @@ COMMANDS = {
     "descendants": cmd_descendants,
     "idle": cmd_idle,
     "check-post": cmd_check_post,
+    "json-part": cmd_json_part,
 }
 
 if __name__ == "__main__":
