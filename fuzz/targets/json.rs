@@ -118,9 +118,22 @@ fn round_trip(text: &str) {
     let mut node = Node::new(text);
     expand_all(&mut node, 0);
     let out = assert_writes_json(&node);
-    let before: serde_json::Value = serde_json::from_str(text).expect("checked JSON parses");
-    let after: serde_json::Value = serde_json::from_slice(&out).expect("written JSON parses");
-    assert_eq!(before, after, "expanding and writing changed the document");
+    let before = serde_json::from_str::<serde_json::Value>(text);
+    let after = serde_json::from_slice::<serde_json::Value>(&out);
+    match (before, after) {
+        (Ok(before), Ok(after)) => {
+            assert_eq!(before, after, "expanding and writing changed the document")
+        }
+        // RFC 8259 sets no range on numbers and the gateway keeps them as written;
+        // serde_json refuses one beyond f64 (`2E300000`): the written document must still
+        // carry it.
+        (Err(before), Err(after)) if is_range(&before) && is_range(&after) => {}
+        (before, after) => panic!("checked JSON {before:?}, written JSON {after:?}"),
+    }
+}
+
+fn is_range(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with("number out of range")
 }
 
 fn expand_all(node: &mut Node<'_>, depth: usize) {

@@ -23,6 +23,8 @@ mod openapi;
 mod path;
 mod template;
 mod validate;
+mod ws_frames;
+mod ws_handshake;
 
 /// A named fuzz target.
 pub struct Target {
@@ -77,6 +79,14 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "h2",
         run: h2::run,
+    },
+    Target {
+        name: "ws_frames",
+        run: ws_frames::run,
+    },
+    Target {
+        name: "ws_handshake",
+        run: ws_handshake::run,
     },
 ];
 
