@@ -563,15 +563,17 @@ driver_tests! {
         assert_eq!(echo(&mut old, "before"), "before");
         gw.store(&config(driver, &ws_up, &plain, "tunnel_idle = \"300ms\""));
         let mut idle = ws::connect(gw.addr(), "/ws");
-        assert_eq!(echo(&mut idle, "new"), "new");
+        // Taken before the echo: the tunnel's last byte passes the gateway after this.
         let quiet = Instant::now();
+        assert_eq!(echo(&mut idle, "new"), "new");
         let end = idle.read();
         assert!(end.is_err() && quiet.elapsed() >= Duration::from_millis(300), "{end:?}");
         // The old tunnel was quiet longer than that, under the limits it opened with.
         assert_eq!(echo(&mut old, "still open"), "still open");
         gw.store(&config(driver, &ws_up, &plain, "tunnel_max = \"300ms\""));
-        let mut short = ws::connect(gw.addr(), "/ws");
+        // Taken before the handshake: the tunnel's life starts at its 101, after this.
         let opened = Instant::now();
+        let mut short = ws::connect(gw.addr(), "/ws");
         while short.send(Message::text("busy")).is_ok() && short.read().is_ok() {
             assert!(opened.elapsed() < Duration::from_secs(5), "the new tunnel_max never ended it");
         }
