@@ -169,3 +169,31 @@ rewrite = "/internal/{*}/v1""#,
         }
     }
 }
+
+driver_tests! {
+    fn http2_requests_follow_the_underscore_policy_too(driver: &str) {
+        let up = Upstream::echo("echo");
+        let gw = GatewayConfig::new(driver)
+            .server("h2c", "true")
+            .upstream("echo", &[up.addr()])
+            .route_all_to("echo")
+            .start();
+        let rt = common::h2::runtime();
+        let answer = rt.block_on(async {
+            let client = common::h2::connect(gw.addr()).await;
+            let mut request = common::h2::get(&gw.addr().to_string(), "/");
+            let headers = request.headers_mut();
+            headers.insert("x-user_id", http::HeaderValue::from_static("7"));
+            headers.insert("x-user-id", http::HeaderValue::from_static("8"));
+            common::h2::exchange(&client, request, None).await.expect("answer")
+        });
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let echoed = Echoed::parse(&answer.text());
+        assert_eq!(echoed.header("x-user-id"), Some("8"));
+        assert!(
+            echoed.headers.iter().all(|(n, _)| !n.contains('_')),
+            "an underscore name reached the upstream over HTTP/2: {:?}",
+            echoed.headers
+        );
+    }
+}
