@@ -51,6 +51,7 @@ mod attempt;
 mod body;
 pub mod call;
 mod compose;
+mod compress;
 mod connection;
 mod context;
 mod cors;

@@ -28,10 +28,6 @@
 //!
 //! No locks: all of this runs inside one worker.
 
-// The rewriting relay is the extension point for the transform and compress stages (issue
-// 13); until they land only its tests use it.
-#![allow(dead_code)]
-
 use std::io;
 use std::time::Duration;
 
@@ -87,6 +83,9 @@ pub(super) struct ResponseStages {
     /// relayed response leaves it out and merges the token into the upstream's `Vary`
     /// through `edits` instead, so the client never gets two `Vary` fields.
     pub(super) vary_line: usize,
+    /// The route's `compress` policy and the coding the request negotiated (see
+    /// `proxy::compress`).
+    pub(super) compress: Option<super::compress::Negotiated>,
 }
 
 impl ResponseStages {
@@ -96,6 +95,7 @@ impl ResponseStages {
             self.active = false;
             self.edits.clear();
             self.vary_line = 0;
+            self.compress = None;
         }
     }
 
@@ -195,6 +195,9 @@ where
         .finish(&mut out.pending)
         .map_err(|e| RelayError::SourceFraming(stage_fault(e)))?;
     out.finish(sink, observer).await?;
+    // The caller's buffer comes back (it held the head, then the frames).
+    *head = std::mem::take(&mut out.frame);
+    head.clear();
     Ok(out.written)
 }
 
@@ -348,19 +351,34 @@ impl super::connection::ClientConn {
         head: &crate::http::RequestHead,
         response: crate::http::ResponseHead,
     ) -> Result<super::connection::Next, super::error::ProxyError> {
-        let edits = std::mem::take(&mut self.stages.edits);
-        let result = self
-            .relay_response(
-                ctx,
-                snapshot,
-                conn,
-                upstream,
-                head,
-                response,
-                Some(&edits),
-                &mut Unobserved,
-            )
-            .await;
+        let mut edits = std::mem::take(&mut self.stages.edits);
+        let coding = match &self.stages.compress {
+            Some(negotiated) => {
+                negotiated.plan(conn.buf.data(), &self.headers, &response, &mut edits)
+            }
+            None => None,
+        };
+        let result = match coding {
+            Some(coding) => {
+                self.relay_compressed(
+                    ctx, snapshot, conn, upstream, head, response, &edits, coding,
+                )
+                .await
+            }
+            None => {
+                self.relay_response(
+                    ctx,
+                    snapshot,
+                    conn,
+                    upstream,
+                    head,
+                    response,
+                    Some(&edits),
+                    &mut Unobserved,
+                )
+                .await
+            }
+        };
         self.stages.edits = edits;
         result
     }
