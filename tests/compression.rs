@@ -524,6 +524,32 @@ driver_tests! {
         assert!(origin.seen.try_recv().is_err(), "refused requests never reached the upstream");
     }
 
+    // With CORS on the same route: one Vary listing the upstream's, Origin and
+    // Accept-Encoding; the CORS fields on the compressed response.
+    fn cors_and_compress_share_one_vary(driver: &str) {
+        let body = json(5000);
+        let origin = Origin::always(reply("application/json", body.clone()).with("Vary", "Accept"));
+        let gw = GatewayConfig::new(driver)
+            .upstream("api", &[origin.addr])
+            .routes(
+                "[[routes]]\nname = \"api\"\nmatch = { path_prefix = \"/\" }\nupstream = \"api\"\n\
+                 policies = [\"z\", \"web\"]\n",
+            )
+            .tables(
+                "[policies.z]\nkind = \"compress\"\n\
+                 [policies.web]\nkind = \"cors\"\norigins = [\"https://app.example.com\"]\n",
+            )
+            .start();
+        let r = get(&gw, "GET", "Origin: https://app.example.com\r\nAccept-Encoding: br\r\n");
+        assert_eq!(r.header("content-encoding"), Some("br"));
+        assert_eq!(r.header_all("vary"), vec!["Accept, Origin, Accept-Encoding"]);
+        assert_eq!(
+            r.header("access-control-allow-origin"),
+            Some("https://app.example.com")
+        );
+        assert!(decoded(Some("br"), &r.body) == body);
+    }
+
     // Without decompress_requests, a coded body goes upstream as it came.
     fn coded_request_bodies_pass_when_not_enabled(driver: &str) {
         let origin = Origin::always(reply("text/plain", b"ok".to_vec()));
