@@ -550,6 +550,26 @@ driver_tests! {
         assert!(decoded(Some("br"), &r.body) == body);
     }
 
+    // An upstream that closes mid-body before any compressed output was ready: the head was
+    // held back, so the client gets a 502 rather than a truncated compressed body.
+    fn upstream_failure_before_output_is_a_502(driver: &str) {
+        let up = common::upstream::Upstream::start(
+            "api",
+            common::upstream::Behavior::CloseMidBody,
+        );
+        let gw = GatewayConfig::new(driver)
+            .upstream("api", &[up.addr()])
+            .routes(
+                "[[routes]]\nname = \"api\"\nmatch = { path_prefix = \"/\" }\nupstream = \"api\"\n\
+                 policies = [\"z\"]\n",
+            )
+            .tables("[policies.z]\nkind = \"compress\"\ntypes = [\"*/*\"]\n")
+            .start();
+        let r = get(&gw, "GET", "Accept-Encoding: gzip\r\n");
+        assert_eq!(r.status, 502);
+        assert!(r.header("content-encoding").is_none());
+    }
+
     // Without decompress_requests, a coded body goes upstream as it came.
     fn coded_request_bodies_pass_when_not_enabled(driver: &str) {
         let origin = Origin::always(reply("text/plain", b"ok".to_vec()));

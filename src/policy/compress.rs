@@ -113,8 +113,12 @@ impl TypePattern {
         (is_token(sub) && !sub.contains('*')).then(|| TypePattern::Exact(text.as_str().into()))
     }
 
-    /// Whether the media type `essence` (`type/subtype`, any case, no parameters) matches.
+    /// Whether the media type `essence` (`type/subtype`, any case, no parameters) matches;
+    /// `*/*` matches every response, one without a `Content-Type` too.
     pub fn matches(&self, essence: &[u8]) -> bool {
+        if *self == TypePattern::Any {
+            return true;
+        }
         let Some(slash) = essence.iter().position(|&b| b == b'/') else {
             return false;
         };
@@ -382,6 +386,7 @@ mod tests {
         assert!(!t("application/*+json", "application/json"));
         assert!(!t("application/*+json", "application/problemjson"));
         assert!(t("*/*", "image/png"));
+        assert!(t("*/*", ""), "*/* covers a response without a type");
         for bad in [
             "text",
             "*/json",

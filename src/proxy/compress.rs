@@ -262,7 +262,6 @@ impl ClientConn {
         let client = (head.version, keep_alive);
         self.write_compressed_head(snapshot, conn.buf.data(), &response, edits, client);
         conn.buf.consume(response.head_len);
-        self.response_started = true;
         self.exchange.status = response.status;
         let policy = self.stages.compress.as_ref().map(|n| Arc::clone(&n.policy));
         let level = policy.map_or(coding.default_level(), |p| p.level(coding));
@@ -289,6 +288,10 @@ impl ClientConn {
         )
         .await;
         ctx.encoders().give(stage.0);
+        // The head is held back until output is ready: a failure before it went out (an
+        // upstream that stalls or closes early) leaves it in `out`, and the client gets the
+        // error answer (502/504) instead of a closed connection.
+        self.response_started = self.out.is_empty();
         self.exchange.bytes_out += relayed.map_err(relay_error)?;
         if response.keep_alive && response.framing != ResponseFraming::UntilClose && !self.linger {
             conn.buf.shrink_to(crate::upstream::UPSTREAM_BUF);

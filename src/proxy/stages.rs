@@ -138,7 +138,8 @@ pub(crate) struct RewriteOptions {
 /// and writes it to `sink`. `head` holds the client's head *without* its framing field and
 /// final empty line: when the whole output fits in `max_buffer` it is sent with
 /// `Content-Length`, otherwise as `reframe` says, as soon as the output outgrows the buffer.
-/// Returns the bytes written (head included).
+/// Returns the bytes written (head included). On failure, `head` holds the head again if it
+/// was never sent (else it is empty).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn relay_rewritten<S, D, R, O>(
     source: &mut S,
@@ -163,6 +164,37 @@ where
         written: 0,
         opts,
     };
+    let result = rewrite_body(source, buf, sink, end, rewrite, observer, &mut out).await;
+    // The caller's buffer comes back: on a failure before the head went out it still holds
+    // the head (nothing reached the client, which can get an error answer instead); else
+    // empty.
+    match (out.head.take(), &result) {
+        (Some(unsent), Err(_)) => *head = unsent,
+        _ => {
+            *head = std::mem::take(&mut out.frame);
+            head.clear();
+        }
+    }
+    result.map(|()| out.written)
+}
+
+/// The loop of [`relay_rewritten`]: payload in, rewritten output to `out`.
+async fn rewrite_body<S, D, R, O>(
+    source: &mut S,
+    buf: &mut ReadBuf,
+    sink: &mut D,
+    end: BodyEnd,
+    rewrite: &mut R,
+    observer: &mut O,
+    out: &mut Sender,
+) -> Result<(), RelayError>
+where
+    S: AsyncReadRent,
+    D: AsyncWriteRent,
+    R: Rewrite,
+    O: BodyObserver,
+{
+    let opts = out.opts;
     let mut remaining = match end {
         BodyEnd::Length(n) => n,
         _ => u64::MAX,
@@ -194,11 +226,7 @@ where
     rewrite
         .finish(&mut out.pending)
         .map_err(|e| RelayError::SourceFraming(stage_fault(e)))?;
-    out.finish(sink, observer).await?;
-    // The caller's buffer comes back (it held the head, then the frames).
-    *head = std::mem::take(&mut out.frame);
-    head.clear();
-    Ok(out.written)
+    out.finish(sink, observer).await
 }
 
 /// A rewriting stage's failure, reported as a fault of the upstream's body (502 while no
