@@ -28,6 +28,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod coding;
 pub mod compose;
 pub mod config;
 pub mod http;

@@ -639,7 +639,7 @@ raw_policy! {
     hide_credentials: bool,
     /// basic, jwt: the challenge's realm.
     realm: String,
-    /// jwt: accepted algorithms.
+    /// jwt: accepted algorithms; compress: codings in preference order.
     algorithms: Vec<Spanned<String>>,
     /// jwt: HMAC secret.
     secret: String,
@@ -745,6 +745,16 @@ raw_policy! {
     max_age: DurationValue,
     /// cors: grant private network access to preflights asking for it.
     private_network: bool,
+    /// compress: level per coding, coding = level.
+    levels: Ordered<i64>,
+    /// compress: smallest known `Content-Length` compressed.
+    min_bytes: SizeValue,
+    /// compress: compressible content types (`type/subtype`, `type/*`, `type/*+suffix`).
+    types: Vec<Spanned<String>>,
+    /// compress: decode compressed request bodies before forwarding.
+    decompress_requests: bool,
+    /// compress: largest decoded request body (413 beyond).
+    max_decompressed_bytes: SizeValue,
 }
 
 /// `match = { ... }`.

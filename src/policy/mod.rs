@@ -7,6 +7,7 @@
 //! ```text
 //! cors (preflights answered here) ─▶ ip_filter ─▶ authentication (api_key | basic | jwt)
 //!      ─▶ authorization (authz) ─▶ validate (head; the body once buffered) ─▶ rate_limit
+//!      ─▶ compress (request bodies decoded; the response's coding negotiated)
 //! ```
 //!
 //! Why a fixed order and not the listing order: each phase needs what the one before it
@@ -24,8 +25,12 @@
 //! - authorization after authentication, for the same reason.
 //! - `validate` after authorization: an unauthenticated client learns nothing about the
 //!   contract, and a malformed request is refused before it counts against a limit.
-//! - rate limits last, so that they count the requests of identified consumers and so that
-//!   refused requests (401/403) do not consume a consumer's allowance.
+//! - rate limits last among the checks, so that they count the requests of identified
+//!   consumers and so that refused requests (401/403) do not consume a consumer's allowance.
+//! - `compress` after every check (see `compress`): it refuses nothing a check would have
+//!   refused first, a compressed request body is only decoded (CPU, memory) for a request
+//!   that passed, and the response's coding is negotiated for requests that go upstream.
+//!   The connection applies it after the chain ([`Chain::compress`]); the chain skips it.
 //!
 //! A config that listed `rate_limit` before `jwt` would otherwise silently key its limit on
 //! nobody; the fixed order makes the meaning of a route independent of list order.
@@ -53,6 +58,7 @@ pub mod api_key;
 pub mod authz;
 pub mod basic;
 pub mod client_addr;
+pub mod compress;
 pub mod consumers;
 pub mod cors;
 pub mod identity;
@@ -76,6 +82,7 @@ use crate::router::Params;
 pub use api_key::ApiKey;
 pub use authz::Authz;
 pub use basic::{Basic, Verification};
+pub use compress::Compress;
 pub use consumers::{Consumer, ConsumerId, Consumers};
 pub use cors::Cors;
 pub use identity::{Forwarding, Identity};
@@ -103,6 +110,8 @@ pub enum Phase {
     Validate,
     /// How often it may do it.
     RateLimit,
+    /// Content codings: request bodies decoded, responses compressed.
+    Compress,
 }
 
 /// One compiled policy in a route's chain. Static dispatch: every kind is a variant.
@@ -126,6 +135,9 @@ pub enum Stage {
     Validate(Arc<Validate>),
     /// `kind = "rate_limit"`.
     RateLimit(Arc<RateLimitPolicy>),
+    /// `kind = "compress"` (applied by the connection after the chain: see
+    /// [`Chain::compress`]).
+    Compress(Arc<Compress>),
 }
 
 /// What an authentication stage found.
@@ -152,6 +164,7 @@ impl Stage {
     pub fn phase(&self) -> Phase {
         match self {
             Stage::Cors(_) => Phase::Cors,
+            Stage::Compress(_) => Phase::Compress,
             Stage::IpFilter(_) => Phase::IpFilter,
             Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) | Stage::Introspect(_) => {
                 Phase::Authentication
@@ -166,6 +179,7 @@ impl Stage {
     pub fn name(&self) -> &str {
         match self {
             Stage::Cors(p) => &p.name,
+            Stage::Compress(p) => &p.name,
             Stage::IpFilter(p) => &p.name,
             Stage::ApiKey(p) => &p.name,
             Stage::Basic(p) => &p.name,
@@ -190,6 +204,7 @@ impl Stage {
             Stage::Jwt(p) => p.check(req, identity, state),
             Stage::Introspect(p) => p.check(req, identity, state),
             Stage::Cors(_)
+            | Stage::Compress(_)
             | Stage::IpFilter(_)
             | Stage::Authz(_)
             | Stage::Validate(_)
@@ -205,6 +220,7 @@ impl Stage {
             Stage::Jwt(p) => p.denial(None),
             Stage::Introspect(p) => p.denial(None),
             Stage::Cors(_)
+            | Stage::Compress(_)
             | Stage::IpFilter(_)
             | Stage::Authz(_)
             | Stage::Validate(_)
@@ -235,6 +251,7 @@ impl Stage {
             Stage::Jwt(p) => (&p.forwarding, p.forward_claims.as_slice()),
             Stage::Introspect(p) => (&p.forwarding, p.forward_claims.as_slice()),
             Stage::Cors(_)
+            | Stage::Compress(_)
             | Stage::IpFilter(_)
             | Stage::Authz(_)
             | Stage::Validate(_)
@@ -296,6 +313,15 @@ impl Chain {
     pub fn cors(&self) -> Option<&Cors> {
         match self.stages.first() {
             Some(Stage::Cors(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The route's `compress` policy, if any. It sorts last (phase [`Phase::Compress`]);
+    /// the connection applies it after [`Chain::check`], which skips it.
+    pub fn compress(&self) -> Option<&Arc<Compress>> {
+        match self.stages.last() {
+            Some(Stage::Compress(p)) => Some(p),
             _ => None,
         }
     }
@@ -471,6 +497,8 @@ impl Chain {
             let result = match stage {
                 // Applied by the connection before the chain (see `Chain::cors`).
                 Stage::Cors(_) => continue,
+                // Applied by the connection after the chain (see `Chain::compress`).
+                Stage::Compress(_) => continue,
                 Stage::IpFilter(p) => p.check(req, identity),
                 Stage::Authz(p) => p.check(identity),
                 // A policy with a body rule decides once the body was checked too.

@@ -477,6 +477,12 @@ impl ClientConn {
             if let Err(denial) = self.check_policies(ctx, snapshot, route, head).await {
                 return Ok(self.reply_denied(ctx, &denial, head).await);
             }
+            if let Some(compress) = route.policies.compress() {
+                let applied = self.apply_compress(ctx, snapshot, route, compress, head);
+                if let Some(next) = applied.await? {
+                    return Ok(next);
+                }
+            }
             if route.policies.checks_body() {
                 if let Err(denial) = self.check_body(ctx, snapshot, route, head).await? {
                     return Ok(self.reply_denied(ctx, &denial, head).await);
@@ -547,7 +553,9 @@ impl ClientConn {
         route: &Route,
         head: &RequestHead,
     ) -> Result<Result<(), Denial>, ProxyError> {
-        let coding = find_header(self.input.data(), &self.headers, "content-encoding");
+        // A body the `compress` step decoded is checked as decoded.
+        let coding = find_header(self.input.data(), &self.headers, "content-encoding")
+            .filter(|_| !self.body.decoded());
         if let Err(denial) = route.policies.check_body_coding(coding, ctx.metrics()) {
             return Ok(Err(denial));
         }

@@ -51,6 +51,7 @@ pub struct WorkerContext {
     h2_pool: Rc<crate::http2::pool::H2Pool>,
     tunnels: Rc<crate::tunnel::TunnelSlots>,
     live_tunnels: crate::tunnel::LiveTunnels,
+    encoders: crate::coding::EncoderPool,
 }
 
 impl WorkerContext {
@@ -84,6 +85,7 @@ impl WorkerContext {
             h2_pool: Rc::default(),
             tunnels: Rc::default(),
             live_tunnels: crate::tunnel::LiveTunnels::default(),
+            encoders: crate::coding::EncoderPool::default(),
         }
     }
 
@@ -158,6 +160,11 @@ impl WorkerContext {
     /// The worker's keep-alive pool.
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The worker's response encoders, reused between responses (`compress` policies).
+    pub fn encoders(&self) -> &crate::coding::EncoderPool {
+        &self.encoders
     }
 
     /// The worker's state for its upstream groups (balancers, breakers, budgets).

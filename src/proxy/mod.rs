@@ -7,6 +7,8 @@
 //!           handshakes refused (403), the CORS response fields set for every later answer
 //!        ─▶ the route's other policies (`crate::policy`: ip_filter ─▶ authentication
 //!           ─▶ authorization ─▶ validate ─▶ rate_limit): 401/403/429 answered here
+//!        ─▶ compress (`compress`): a coded request body decoded (413/415/400 answered here),
+//!           the response's coding negotiated from Accept-Encoding
 //!        ─▶ respond route: answer from the snapshot
 //!        ─▶ compose route: read body if a call sends it ─▶ calls (graph order, each through
 //!                         `call`) ─▶ assemble (`crate::compose`) ─▶ one write, known length
@@ -24,6 +26,8 @@
 //! - `admission`: the caps on open connections per worker and per client address;
 //! - `connection`: the client side and the request loop (read head, route);
 //! - `cors`: the CORS step (a route's `cors` policy) before the other policies;
+//! - `compress`: the compression step (a route's `compress` policy) after them: request
+//!   bodies decoded, responses compressed through the rewriting relay of `stages`;
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
 //! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
 //! - `stages`: the response stages' head edits, body observer and rewriting relay;
@@ -51,6 +55,7 @@ mod attempt;
 mod body;
 pub mod call;
 mod compose;
+mod compress;
 mod connection;
 mod context;
 mod cors;

@@ -28,10 +28,6 @@
 //!
 //! No locks: all of this runs inside one worker.
 
-// The rewriting relay is the extension point for the transform and compress stages (issue
-// 13); until they land only its tests use it.
-#![allow(dead_code)]
-
 use std::io;
 use std::time::Duration;
 
@@ -87,6 +83,9 @@ pub(super) struct ResponseStages {
     /// relayed response leaves it out and merges the token into the upstream's `Vary`
     /// through `edits` instead, so the client never gets two `Vary` fields.
     pub(super) vary_line: usize,
+    /// The route's `compress` policy and the coding the request negotiated (see
+    /// `proxy::compress`).
+    pub(super) compress: Option<super::compress::Negotiated>,
 }
 
 impl ResponseStages {
@@ -96,6 +95,7 @@ impl ResponseStages {
             self.active = false;
             self.edits.clear();
             self.vary_line = 0;
+            self.compress = None;
         }
     }
 
@@ -138,7 +138,8 @@ pub(crate) struct RewriteOptions {
 /// and writes it to `sink`. `head` holds the client's head *without* its framing field and
 /// final empty line: when the whole output fits in `max_buffer` it is sent with
 /// `Content-Length`, otherwise as `reframe` says, as soon as the output outgrows the buffer.
-/// Returns the bytes written (head included).
+/// Returns the bytes written (head included). On failure, `head` holds the head again if it
+/// was never sent (else it is empty).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn relay_rewritten<S, D, R, O>(
     source: &mut S,
@@ -163,6 +164,37 @@ where
         written: 0,
         opts,
     };
+    let result = rewrite_body(source, buf, sink, end, rewrite, observer, &mut out).await;
+    // The caller's buffer comes back: on a failure before the head went out it still holds
+    // the head (nothing reached the client, which can get an error answer instead); else
+    // empty.
+    match (out.head.take(), &result) {
+        (Some(unsent), Err(_)) => *head = unsent,
+        _ => {
+            *head = std::mem::take(&mut out.frame);
+            head.clear();
+        }
+    }
+    result.map(|()| out.written)
+}
+
+/// The loop of [`relay_rewritten`]: payload in, rewritten output to `out`.
+async fn rewrite_body<S, D, R, O>(
+    source: &mut S,
+    buf: &mut ReadBuf,
+    sink: &mut D,
+    end: BodyEnd,
+    rewrite: &mut R,
+    observer: &mut O,
+    out: &mut Sender,
+) -> Result<(), RelayError>
+where
+    S: AsyncReadRent,
+    D: AsyncWriteRent,
+    R: Rewrite,
+    O: BodyObserver,
+{
+    let opts = out.opts;
     let mut remaining = match end {
         BodyEnd::Length(n) => n,
         _ => u64::MAX,
@@ -194,8 +226,7 @@ where
     rewrite
         .finish(&mut out.pending)
         .map_err(|e| RelayError::SourceFraming(stage_fault(e)))?;
-    out.finish(sink, observer).await?;
-    Ok(out.written)
+    out.finish(sink, observer).await
 }
 
 /// A rewriting stage's failure, reported as a fault of the upstream's body (502 while no
@@ -348,19 +379,34 @@ impl super::connection::ClientConn {
         head: &crate::http::RequestHead,
         response: crate::http::ResponseHead,
     ) -> Result<super::connection::Next, super::error::ProxyError> {
-        let edits = std::mem::take(&mut self.stages.edits);
-        let result = self
-            .relay_response(
-                ctx,
-                snapshot,
-                conn,
-                upstream,
-                head,
-                response,
-                Some(&edits),
-                &mut Unobserved,
-            )
-            .await;
+        let mut edits = std::mem::take(&mut self.stages.edits);
+        let coding = match &self.stages.compress {
+            Some(negotiated) => {
+                negotiated.plan(conn.buf.data(), &self.headers, &response, &mut edits)
+            }
+            None => None,
+        };
+        let result = match coding {
+            Some(coding) => {
+                self.relay_compressed(
+                    ctx, snapshot, conn, upstream, head, response, &edits, coding,
+                )
+                .await
+            }
+            None => {
+                self.relay_response(
+                    ctx,
+                    snapshot,
+                    conn,
+                    upstream,
+                    head,
+                    response,
+                    Some(&edits),
+                    &mut Unobserved,
+                )
+                .await
+            }
+        };
         self.stages.edits = edits;
         result
     }

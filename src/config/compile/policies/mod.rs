@@ -10,6 +10,7 @@
 mod api_key;
 mod authz;
 mod basic;
+mod compress;
 mod cors;
 mod introspect;
 mod ip_filter;
@@ -35,6 +36,7 @@ use crate::rate_limit::RateLimitPolicy;
 /// The kinds this build knows, for the error message.
 const KINDS: &[&str] = &[
     "cors",
+    "compress",
     "ip_filter",
     "api_key",
     "basic",
@@ -179,6 +181,7 @@ fn compile_one(
     let kind = raw.kind.get_ref().as_str();
     let known: &[&str] = match kind {
         "cors" => cors::KEYS,
+        "compress" => compress::KEYS,
         "ip_filter" => ip_filter::KEYS,
         "api_key" => api_key::KEYS,
         "basic" => basic::KEYS,
@@ -216,6 +219,7 @@ fn compile_one(
     };
     let stage = match kind {
         "cors" => cors::compile(&mut k).map(Stage::Cors),
+        "compress" => compress::compile(&mut k).map(Stage::Compress),
         "ip_filter" => ip_filter::compile(k.cx, key, name, raw).map(Stage::IpFilter),
         "api_key" => api_key::compile(&mut k).map(Stage::ApiKey),
         "basic" => basic::compile(&mut k).map(Stage::Basic),
@@ -280,6 +284,14 @@ impl PolicyTable {
             .filter(|s| matches!(s, Stage::Cors(_)));
         if cors.count() > 1 {
             let message = "a route takes at most one `cors` policy".to_string();
+            cx.problem(key.to_string(), list.map(|l| l.span()), message);
+        }
+        let compress = chain
+            .stages()
+            .iter()
+            .filter(|s| matches!(s, Stage::Compress(_)));
+        if compress.count() > 1 {
+            let message = "a route takes at most one `compress` policy".to_string();
             cx.problem(key.to_string(), list.map(|l| l.span()), message);
         }
         let authorizes = chain.stages().iter().any(|s| matches!(s, Stage::Authz(_)));
