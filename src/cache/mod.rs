@@ -5,6 +5,7 @@
 //! - `date`: HTTP dates;
 //! - `rules`: what may be stored, freshness lifetime, age, and whether a stored response may
 //!   answer a request;
+//! - `meta`: the cache-relevant fields of a response, read in one pass;
 //! - `key`: primary (URL + configured variant) and secondary (`Vary`) keys;
 //! - `store`: the LRU itself (slab, intrusive recency list, byte budget);
 //! - this file: the compiled settings, a worker's caches (kept across reloads by name and key
@@ -17,6 +18,7 @@
 pub mod control;
 pub mod date;
 pub mod key;
+pub mod meta;
 pub mod rules;
 pub mod store;
 
@@ -157,6 +159,27 @@ impl WorkerCaches {
         self.caches.get_mut(id.0)
     }
 
+    /// The cache that `settings` (cache `id` of some snapshot) names: by id when the caches
+    /// were matched to that snapshot, else by name and key shape.
+    pub fn resolve(
+        &mut self,
+        settings: &Arc<CacheSettings>,
+        id: CacheId,
+    ) -> Option<&mut WorkerCache> {
+        let by_id = self
+            .matched
+            .get(id.0)
+            .is_some_and(|m| Arc::ptr_eq(m, settings));
+        let at = if by_id {
+            id.0
+        } else {
+            self.caches
+                .iter()
+                .position(|c| c.settings.name == settings.name && c.settings.key == settings.key)?
+        };
+        self.caches.get_mut(at)
+    }
+
     /// Every cache.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut WorkerCache> {
         self.caches.iter_mut()
@@ -187,6 +210,11 @@ impl Flight {
         for waker in self.waiters.borrow_mut().drain(..) {
             waker.wake();
         }
+    }
+
+    /// Whether the miss finished.
+    pub fn is_finished(&self) -> bool {
+        self.done.get()
     }
 
     /// Resolves when the miss finished.

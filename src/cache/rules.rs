@@ -32,6 +32,8 @@ pub enum NotStored {
     TooLarge,
     /// The body's end is the connection's close: a cut-off body cannot be told apart.
     UntilClose,
+    /// The upstream failed before answering.
+    UpstreamError,
 }
 
 impl NotStored {
@@ -47,6 +49,7 @@ impl NotStored {
             NotStored::Uncacheable => "no-freshness",
             NotStored::TooLarge => "too-large",
             NotStored::UntilClose => "close-delimited",
+            NotStored::UpstreamError => "upstream-error",
         }
     }
 }

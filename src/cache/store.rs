@@ -196,6 +196,12 @@ impl Store {
         None
     }
 
+    /// Whether any entry (any variant) is stored for `url`.
+    pub fn has_url(&self, hash: u64, url: &[u8]) -> bool {
+        self.chain_slots(hash)
+            .any(|s| self.get(s).is_some_and(|e| *e.url == *url))
+    }
+
     /// The entry in `slot` (from [`Store::find`]).
     pub fn get(&self, slot: u32) -> Option<&Entry> {
         self.slots.get(slot as usize)?.entry.as_ref()

@@ -50,6 +50,9 @@ pub struct WorkerContext {
     idle_clock: Rc<IdleClock>,
     h2_pool: Rc<crate::http2::pool::H2Pool>,
     tunnels: Rc<crate::tunnel::TunnelSlots>,
+    caches: RefCell<crate::cache::WorkerCaches>,
+    /// This context itself, for tasks the pipeline starts (background cache refreshes).
+    me: std::rc::Weak<WorkerContext>,
 }
 
 impl WorkerContext {
@@ -62,9 +65,10 @@ impl WorkerContext {
         limits_link: WorkerLink,
         workers: usize,
         verifier: Verifier,
-    ) -> Self {
+    ) -> Rc<Self> {
         let current = RefCell::new(Rc::new(shared.load_full()));
-        Self {
+        Rc::new_cyclic(|me| Self {
+            me: me.clone(),
             id,
             shared,
             current,
@@ -82,7 +86,13 @@ impl WorkerContext {
             idle_clock: Rc::new(IdleClock::default()),
             h2_pool: Rc::default(),
             tunnels: Rc::default(),
-        }
+            caches: RefCell::default(),
+        })
+    }
+
+    /// A counted reference to this context (for a task the pipeline starts).
+    pub fn rc(&self) -> Option<Rc<Self>> {
+        self.me.upgrade()
     }
 
     /// A worker context on its own, for unit tests that run pieces of the pipeline on a
@@ -96,15 +106,7 @@ impl WorkerContext {
             updates: flume::bounded(1).1,
         };
         let verifiers = crate::policy::VerifierPool::start(1, 1).expect("verifier thread");
-        Rc::new(Self::new(
-            0,
-            shared,
-            Drain::new(),
-            None,
-            link,
-            1,
-            verifiers.verifier(),
-        ))
+        Self::new(0, shared, Drain::new(), None, link, 1, verifiers.verifier())
     }
 
     /// The worker's policy caches and decision counters.
@@ -141,6 +143,26 @@ impl WorkerContext {
     /// The worker's open tunnels, under their caps.
     pub fn tunnels(&self) -> &Rc<crate::tunnel::TunnelSlots> {
         &self.tunnels
+    }
+
+    /// The worker's response caches, matched to the latest snapshot's `[caches]` (a reload
+    /// keeps the caches whose name and key shape survive). Borrowed only between awaits.
+    pub fn caches(&self) -> std::cell::RefMut<'_, crate::cache::WorkerCaches> {
+        let mut caches = self.caches.borrow_mut();
+        caches.sync(&self.shared.load().caches);
+        caches
+    }
+
+    /// The worker's cache `id` of `snapshot` (a request's snapshot may be older than the
+    /// caches: it is then found by name and key shape). Borrowed only between awaits.
+    pub fn cache(
+        &self,
+        snapshot: &Snapshot,
+        id: crate::cache::CacheId,
+    ) -> Option<std::cell::RefMut<'_, crate::cache::WorkerCache>> {
+        let settings = snapshot.caches.get(id.0)?;
+        let caches = self.caches();
+        std::cell::RefMut::filter_map(caches, |c| c.resolve(settings, id)).ok()
     }
 
     /// The worker's multiplexed HTTP/2 upstream connections.

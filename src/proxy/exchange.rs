@@ -193,6 +193,7 @@ impl ClientConn {
                 user_agent: fields.field(3),
                 consumer: self.identity.consumer_name().unwrap_or_default().as_bytes(),
                 failed_calls: &self.failed_calls,
+                cache: self.cache.outcome.log_word(),
             });
         }
     }

@@ -342,6 +342,23 @@ impl super::connection::ClientConn {
         head: &crate::http::RequestHead,
         response: crate::http::ResponseHead,
     ) -> Result<super::connection::Next, super::error::ProxyError> {
+        let mut store =
+            match self.cache_on_response(ctx, snapshot, conn.buf.data(), &response, head) {
+                super::cached::OnResponse::Relay(store) => store,
+                super::cached::OnResponse::Refreshed => {
+                    let mut conn = conn;
+                    conn.buf.consume(response.head_len);
+                    if response.keep_alive && response.framing == crate::http::ResponseFraming::None
+                    {
+                        ctx.pool().checkin(conn, &upstream.pool);
+                    }
+                    return self.answer_after_upstream(ctx, snapshot, head, true).await;
+                }
+                // The failed response is dropped unread with its connection.
+                super::cached::OnResponse::StaleOnError => {
+                    return self.answer_after_upstream(ctx, snapshot, head, false).await;
+                }
+            };
         let edits = std::mem::take(&mut self.stages.edits);
         let result = self
             .relay_response(
@@ -352,10 +369,13 @@ impl super::connection::ClientConn {
                 head,
                 response,
                 Some(&edits),
-                &mut Unobserved,
+                &mut *store,
             )
             .await;
         self.stages.edits = edits;
+        if result.is_ok() {
+            self.cache_publish(ctx, snapshot, store, &response);
+        }
         result
     }
 }

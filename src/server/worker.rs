@@ -144,7 +144,7 @@ fn report_build_error(
 
 async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Result<DriverKind>>) {
     let drain = Drain::new();
-    let ctx = Rc::new(WorkerContext::new(
+    let ctx = WorkerContext::new(
         spec.id,
         spec.snapshot,
         Rc::clone(&drain),
@@ -152,7 +152,7 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
         spec.limits,
         spec.workers,
         spec.verifier,
-    ));
+    );
     let mut accepting = AHashMap::new();
     for (key, std_listener) in spec.listeners {
         if let Err(e) = start_accepting(&ctx, key, std_listener, &mut accepting) {
