@@ -510,4 +510,51 @@ driver_tests! {
         assert_eq!(get(&gw, "/s").header("cache-status"), Some("ringgate; hit"));
         assert_eq!(up.requests(), 2, "one background refresh");
     }
+
+    fn concurrent_misses_for_one_key_go_upstream_once_per_worker(driver: &str) {
+        for workers in [1, 2] {
+            // The first answer takes a while: every other request arrives while it is in flight.
+            let up = backend(|r, n| {
+                let mut h = numbered(r, n, &[("cache-control", "max-age=60")]);
+                if let Handled::Respond { delay, .. } = &mut h {
+                    *delay = std::time::Duration::from_millis(if n <= 2 { 500 } else { 0 });
+                }
+                h
+            });
+            let gw = gateway(driver, &up, workers, "");
+            let bodies: Vec<String> = std::thread::scope(|s| {
+                let clients: Vec<_> = (0..100).map(|_| s.spawn(|| get(&gw, "/cold").text())).collect();
+                clients.into_iter().map(|c| c.join().expect("client")).collect()
+            });
+            assert!(
+                up.requests() <= workers,
+                "{workers} worker(s): {} upstream requests for 100 concurrent misses",
+                up.requests()
+            );
+            assert!(bodies.iter().all(|b| b.starts_with("/cold #")), "{bodies:?}");
+            if workers == 1 {
+                assert!(bodies.iter().all(|b| b == "/cold #1"));
+            }
+        }
+    }
+
+    fn a_coalesced_wait_is_bounded(driver: &str) {
+        let up = backend(|r, n| {
+            let mut h = numbered(r, n, &[("cache-control", "max-age=60")]);
+            if let Handled::Respond { delay, .. } = &mut h {
+                *delay = std::time::Duration::from_millis(if n == 1 { 3000 } else { 0 });
+            }
+            h
+        });
+        let gw = gateway(driver, &up, 1, "coalesce_wait = \"100ms\"\n");
+        std::thread::scope(|s| {
+            let slow = s.spawn(|| get(&gw, "/slow").text());
+            up.wait_for_requests(1);
+            let started = std::time::Instant::now();
+            let second = get(&gw, "/slow");
+            assert_eq!(second.text(), "/slow #2", "went upstream itself after the wait");
+            assert!(started.elapsed() < std::time::Duration::from_millis(2500));
+            assert_eq!(slow.join().expect("slow").as_str(), "/slow #1");
+        });
+    }
 }
