@@ -557,4 +557,132 @@ driver_tests! {
             assert_eq!(slow.join().expect("slow").as_str(), "/slow #1");
         });
     }
+
+    fn an_unsafe_request_invalidates_its_url_on_every_worker(driver: &str) {
+        let up = cacheable(&[("cache-control", "max-age=600")]);
+        let gw = gateway(driver, &up, 2, "");
+        // Many connections: both workers store /items/1.
+        for _ in 0..20 {
+            assert!(get(&gw, "/items/1").text().starts_with("/items/1 #"));
+        }
+        let filled = up.requests();
+        let post = request(&gw, "PUT", "/items/1", "Content-Length: 0\r\n");
+        assert_eq!(post.status, 200);
+        let changed = filled + 1;
+        // Every worker drops it: whichever worker a connection lands on fetches it anew.
+        common::wait_until("every worker dropped /items/1", common::IO_TIMEOUT, || {
+            (0..20).all(|_| {
+                let n: usize = get(&gw, "/items/1")
+                    .text()
+                    .rsplit('#')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                n > changed
+            })
+        });
+        assert!(up.requests() <= changed + 2, "{} upstream requests", up.requests());
+    }
+
+    fn location_on_the_same_host_is_invalidated_and_errors_invalidate_nothing(driver: &str) {
+        let up = backend(|r, n| {
+            if r.method == "POST" && r.target == "/items" {
+                return Handled::Respond {
+                    delay: std::time::Duration::ZERO,
+                    status: 201,
+                    headers: vec![
+                        ("location".into(), "/items/7".into()),
+                        ("content-location".into(), "http://h.example:8080/items/list".into()),
+                        ("x-other".into(), "1".into()),
+                    ],
+                    body: Vec::new(),
+                };
+            }
+            if r.method == "POST" {
+                return Handled::Respond {
+                    delay: std::time::Duration::ZERO,
+                    status: 500,
+                    headers: Vec::new(),
+                    body: b"failed".to_vec(),
+                };
+            }
+            if r.method == "DELETE" {
+                return Handled::Respond {
+                    delay: std::time::Duration::ZERO,
+                    status: 204,
+                    headers: vec![("location".into(), "http://other.example/items/9".into())],
+                    body: Vec::new(),
+                };
+            }
+            numbered(r, n, &[("cache-control", "max-age=600")])
+        });
+        let gw = gateway(driver, &up, 1, "");
+        for path in ["/items/7", "/items/list", "/items/9", "/items/8"] {
+            get(&gw, path);
+        }
+        assert_eq!(up.requests(), 4);
+        let created = request(&gw, "POST", "/items", "Content-Length: 0\r\n");
+        assert_eq!(created.status, 201);
+        assert_eq!(get(&gw, "/items/7").text(), "/items/7 #6", "Location invalidated");
+        assert_eq!(get(&gw, "/items/list").text(), "/items/list #7", "Content-Location invalidated");
+        assert_eq!(get(&gw, "/items/9").text(), "/items/9 #3");
+        // An error answer invalidates nothing; a Location on another host is not followed.
+        assert_eq!(request(&gw, "POST", "/items/8", "Content-Length: 0\r\n").status, 500);
+        assert_eq!(get(&gw, "/items/8").text(), "/items/8 #4");
+        assert_eq!(request(&gw, "DELETE", "/items/8", "").status, 204);
+        assert_eq!(get(&gw, "/items/8").text(), "/items/8 #10");
+        assert_eq!(get(&gw, "/items/9").text(), "/items/9 #3");
+    }
+
+    fn operator_purges_by_url_prefix_and_tag_on_every_worker(driver: &str) {
+        use ringgate::cache::Purge;
+        let up = backend(|r, n| {
+            let tags = if r.target.starts_with("/catalog/") { "catalog" } else { "other" };
+            numbered(r, n, &[("cache-control", "max-age=600"), ("surrogate-key", tags), ("vary", "X-V")])
+        });
+        let gw = gateway(driver, &up, 2, "tag_header = \"Surrogate-Key\"\n");
+        let fill = |path: &str| {
+            // Two variants on (very likely) both workers.
+            for i in 0..12 {
+                request(&gw, "GET", path, &format!("X-V: {}\r\n", i % 2));
+            }
+        };
+        for path in ["/catalog/1", "/catalog/2", "/about", "/x?q=1"] {
+            fill(path);
+        }
+        let per_url = |gone: usize| (2..=4).contains(&gone);
+        let url = gw.purge(Purge::url("http://h.example/x?q=1").expect("url"));
+        assert!(per_url(url), "{url} entries for one URL's 2 variants on 2 workers");
+        assert_eq!(gw.purge(Purge::url("http://h.example/x?q=1").expect("url")), 0);
+        let prefix = gw.purge(Purge::prefix("/catalog/", Some("h.example")).expect("prefix"));
+        assert!((4..=8).contains(&prefix), "{prefix}");
+        let tag = gw.purge(Purge::tag("other").expect("tag"));
+        assert!(per_url(tag), "{tag}");
+        assert_eq!(gw.purge(Purge::tag("other").expect("tag")), 0);
+        let before = up.requests();
+        get(&gw, "/about");
+        assert_eq!(up.requests(), before + 1, "purged entries are gone");
+    }
+
+    fn a_reload_keeps_a_cache_whose_key_shape_survives(driver: &str) {
+        let up = cacheable(&[("cache-control", "max-age=600")]);
+        let config = |cache: &str| {
+            GatewayConfig::new(driver)
+                .upstream("origin", &[up.addr()])
+                .routes(
+                    "[[routes]]\nname = \"cached\"\nmatch = { path_prefix = \"/\" }\n\
+                     upstream = \"origin\"\ncache = \"api\"\n",
+                )
+                .tables(&format!("[caches.api]\n{cache}"))
+        };
+        let gw = config("max_bytes = \"1MiB\"\n").start();
+        assert_eq!(get(&gw, "/r?a=1").text(), "/r?a=1 #1");
+        // Another budget, same key shape: the entries stay.
+        gw.store(&config("max_bytes = \"2MiB\"\n"));
+        assert_eq!(get(&gw, "/r?a=1").header("cache-status"), Some("ringgate; hit"));
+        // Another key shape: the cache starts empty.
+        gw.store(&config("max_bytes = \"2MiB\"\nkey = { query = \"none\" }\n"));
+        assert_eq!(get(&gw, "/r?a=1").text(), "/r?a=1 #2");
+        assert_eq!(get(&gw, "/r?a=2").text(), "/r?a=1 #2", "the query is no longer in the key");
+    }
 }

@@ -7,6 +7,7 @@
 //!   answer a request;
 //! - `meta`: the cache-relevant fields of a response, read in one pass;
 //! - `key`: primary (URL + configured variant) and secondary (`Vary`) keys;
+//! - `purge`: purges by URL, path prefix and tag, applied by each worker to its own caches;
 //! - `store`: the LRU itself (slab, intrusive recency list, byte budget);
 //! - this file: the compiled settings, a worker's caches (kept across reloads by name and key
 //!   shape), the coalescing table and the counters.
@@ -19,6 +20,7 @@ pub mod control;
 pub mod date;
 pub mod key;
 pub mod meta;
+pub mod purge;
 pub mod rules;
 pub mod store;
 
@@ -33,6 +35,7 @@ use std::time::Duration;
 use ahash::AHashMap;
 
 pub use key::{KeyShape, QueryKey};
+pub use purge::Purge;
 pub use store::{Entry, Store};
 
 /// A compiled `[caches.NAME]`.

@@ -108,6 +108,8 @@ pub(super) struct CacheRequest {
     pub(super) request_edits: HeadEdits,
     /// What the cache did.
     pub(super) outcome: Outcome,
+    /// An unsafe request's own URL, invalidated when it gets a non-error answer.
+    invalidates: Option<crate::cache::Purge>,
 }
 
 impl CacheRequest {
@@ -118,6 +120,7 @@ impl CacheRequest {
         self.stale = false;
         self.lead = None;
         self.outcome = Outcome::None;
+        self.invalidates = None;
         if !self.request_edits.is_empty() {
             self.request_edits.clear();
         }
@@ -213,7 +216,16 @@ impl ClientConn {
             self.cache.id = Some(id);
             self.cache.mode = if bypass { Mode::Off } else { mode };
             if mode == Mode::Invalidate {
-                self.cache_keys(ctx, snapshot, id, head);
+                let data = self.input.data();
+                let query = split_target(head.target.of(data))
+                    .ok()
+                    .and_then(|t| t.query);
+                self.cache.invalidates = Some(crate::cache::Purge::Url {
+                    host: self.host.clone(),
+                    path: self.path.clone(),
+                    query: query.map(|q| String::from_utf8_lossy(q).into_owned()),
+                });
+                self.stages.activate();
             }
             return Ok(None);
         }
@@ -628,6 +640,12 @@ impl ClientConn {
         let Some(id) = self.cache.id else {
             return OnResponse::Relay(Box::default());
         };
+        if self.cache.mode == Mode::Invalidate {
+            if (200..400).contains(&response.status) {
+                self.invalidate_after(ctx, buf);
+            }
+            return OnResponse::Relay(Box::default());
+        }
         if self.cache.mode != Mode::Lookup {
             return OnResponse::Relay(Box::default());
         }
@@ -733,6 +751,42 @@ impl ClientConn {
         }))
     }
 
+    /// An unsafe request got a non-error answer: its URL, and the `Location` and
+    /// `Content-Location` of the answer on the same host, leave every worker's caches
+    /// (RFC 9111 §4.4).
+    fn invalidate_after(&mut self, ctx: &WorkerContext, buf: &[u8]) {
+        let Some(own) = self.cache.invalidates.take() else {
+            return;
+        };
+        let mut related = Vec::new();
+        for h in &self.headers {
+            let name = h.name.of(buf);
+            if !(name.eq_ignore_ascii_case(b"location")
+                || name.eq_ignore_ascii_case(b"content-location"))
+            {
+                continue;
+            }
+            let Ok(value) = std::str::from_utf8(h.value.of(buf)) else {
+                continue;
+            };
+            let purge = if value.starts_with('/') {
+                crate::cache::Purge::url(&format!("http://{}{value}", self.host))
+            } else {
+                crate::cache::Purge::url(value)
+            };
+            match purge {
+                Ok(p @ crate::cache::Purge::Url { .. }) if same_host(&p, &self.host) => {
+                    related.push(p)
+                }
+                _ => {}
+            }
+        }
+        ctx.invalidate(own);
+        for purge in related {
+            ctx.invalidate(purge);
+        }
+    }
+
     /// Publishes the observed response once its body completed with its length.
     pub(super) fn cache_publish(
         &mut self,
@@ -832,6 +886,11 @@ impl ClientConn {
         self.push_cache_status(status);
         Err(error)
     }
+}
+
+/// Whether a URL purge is for `host` (invalidation never reaches another host, §4.4).
+fn same_host(purge: &crate::cache::Purge, host: &str) -> bool {
+    matches!(purge, crate::cache::Purge::Url { host: h, .. } if h == host)
 }
 
 /// The fields a 304 from the cache carries (RFC 9110 §15.4.5).

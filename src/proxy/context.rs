@@ -53,6 +53,8 @@ pub struct WorkerContext {
     caches: RefCell<crate::cache::WorkerCaches>,
     /// This context itself, for tasks the pipeline starts (background cache refreshes).
     me: std::rc::Weak<WorkerContext>,
+    /// Where purges caused here go for the other workers (`server` relays them).
+    purges: std::cell::OnceCell<crossbeam_channel::Sender<(usize, crate::cache::Purge)>>,
 }
 
 impl WorkerContext {
@@ -87,7 +89,24 @@ impl WorkerContext {
             h2_pool: Rc::default(),
             tunnels: Rc::default(),
             caches: RefCell::default(),
+            purges: std::cell::OnceCell::new(),
         })
+    }
+
+    /// Sets where this worker's purges go for the other workers (once, at start).
+    pub fn set_purges(&self, purges: crossbeam_channel::Sender<(usize, crate::cache::Purge)>) {
+        let _ = self.purges.set(purges);
+    }
+
+    /// Applies `purge` to this worker's caches at once and hands it on for every other
+    /// worker (RFC 9111 §4.4: the next request may land on any core). Never blocks: a full
+    /// channel drops it (the relay drains it continuously).
+    pub fn invalidate(&self, purge: crate::cache::Purge) -> usize {
+        let gone = self.caches().purge(&purge);
+        if let Some(tx) = self.purges.get() {
+            let _ = tx.try_send((self.id, purge));
+        }
+        gone
     }
 
     /// A counted reference to this context (for a task the pipeline starts).

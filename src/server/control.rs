@@ -32,6 +32,8 @@ pub enum ControlEvent {
     OpenApi(Sender<String>),
     /// Reopen the access log file at its path (SIGUSR1, after logrotate moved it).
     ReopenLogs,
+    /// Purge the workers' caches; how many entries went goes to the reply channel.
+    Purge(crate::cache::Purge, Sender<usize>),
 }
 
 /// What a reload did.
@@ -157,6 +159,9 @@ impl Controller {
                 let _ = reply.send(crate::openapi::export::document_text(&snapshot));
             }
             ControlEvent::ReopenLogs => self.server.reopen_access_log(),
+            ControlEvent::Purge(purge, reply) => {
+                let _ = reply.send(self.server.purge(purge));
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod control;
 mod drain;
 mod listener;
+mod purge_relay;
 pub mod signals;
 pub mod watch;
 mod worker;
@@ -125,6 +126,7 @@ impl Server {
                 }
             })?;
         let (metrics_tx, metrics_rx) = crossbeam_channel::bounded(workers * METRICS_BACKLOG);
+        let (purges_tx, purges_rx) = crossbeam_channel::bounded(PURGE_BACKLOG);
         let mut running = RunningServer {
             shared: Arc::clone(&shared),
             metrics: metrics_rx,
@@ -137,6 +139,7 @@ impl Server {
             coordinator,
             health: None,
             verifiers: None,
+            relay: None,
         };
         for ((id, listeners), limits) in listeners.into_iter().enumerate().zip(links) {
             let (tx, rx) = flume::unbounded();
@@ -154,6 +157,7 @@ impl Server {
                 limits,
                 workers,
                 verifier: verifiers.verifier(),
+                purges: purges_tx.clone(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("ringgate-w{id}"))
@@ -173,6 +177,15 @@ impl Server {
             );
             running.drivers.push(kind);
         }
+        drop(purges_tx);
+        running.relay = Some(
+            purge_relay::start(running.commands.clone(), purges_rx, None).map_err(|source| {
+                ServerError::Spawn {
+                    worker: workers,
+                    source,
+                }
+            })?,
+        );
         running.access_log = access_log;
         running.verifiers = Some(verifiers);
         running.health = Some(
@@ -192,6 +205,8 @@ fn worker_count(configured: WorkerCount) -> usize {
 
 /// Metrics deltas queued per worker before the oldest are dropped (nobody is merging).
 const METRICS_BACKLOG: usize = 16;
+/// Purges from workers queued for the relay.
+const PURGE_BACKLOG: usize = 4096;
 
 /// A started server. Dropping it shuts it down gracefully.
 #[derive(Debug)]
@@ -212,6 +227,8 @@ pub struct RunningServer {
     health: Option<crate::upstream::HealthThread>,
     /// The password verifier threads (`basic` policies).
     verifiers: Option<crate::policy::VerifierPool>,
+    /// The purge relay thread (see `purge_relay`).
+    relay: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -295,6 +312,11 @@ impl RunningServer {
         self.shared.store(snapshot);
     }
 
+    /// Removes what `purge` names from every worker's caches; returns how many entries went.
+    pub fn purge(&self, purge: crate::cache::Purge) -> usize {
+        purge_relay::purge_all(&self.commands, purge)
+    }
+
     /// Asks the access-log writer (if any) to reopen its file (SIGUSR1, after logrotate).
     pub fn reopen_access_log(&self) {
         if let Some(writer) = &self.access_log {
@@ -318,6 +340,10 @@ impl RunningServer {
             if thread.join().is_err() {
                 result = Err(ServerError::WorkerPanicked(id));
             }
+        }
+        // Every worker dropped its purge sender: the relay has ended.
+        if let Some(relay) = self.relay.take() {
+            let _ = relay.join();
         }
         // Every worker flushed its last batch and dropped its sink: write what is queued.
         if let Some(writer) = self.access_log.take() {
