@@ -685,4 +685,50 @@ driver_tests! {
         assert_eq!(get(&gw, "/r?a=1").text(), "/r?a=1 #2");
         assert_eq!(get(&gw, "/r?a=2").text(), "/r?a=1 #2", "the query is no longer in the key");
     }
+
+    fn metrics_count_per_cache_and_per_route(driver: &str) {
+        let up = backend(|r, n| {
+            let fields: &[(&str, &str)] = if r.target == "/old" {
+                &[("cache-control", "max-age=1"), ("age", "50")]
+            } else {
+                &[("cache-control", "max-age=600")]
+            };
+            numbered(r, n, fields)
+        });
+        let gw = GatewayConfig::new(driver)
+            .merge_interval("100ms")
+            .upstream("origin", &[up.addr()])
+            .routes(
+                "[[routes]]\nname = \"cached\"\nmatch = { path_prefix = \"/\" }\n\
+                 upstream = \"origin\"\ncache = \"api\"\n",
+            )
+            .tables("[caches.api]\nmax_bytes = \"1MiB\"\n")
+            .start();
+        get(&gw, "/m");
+        get(&gw, "/m");
+        get(&gw, "/m");
+        get(&gw, "/old");
+        request(&gw, "GET", "/old", "Cache-Control: max-stale=1000\r\n");
+        request(&gw, "POST", "/m", "Content-Length: 0\r\n");
+        let text = |agg: &ringgate::metrics::Aggregator| {
+            agg.render(&ringgate::metrics::ProcessInfo::default())
+        };
+        let expected = [
+            "ringgate_route_cache_requests_total{route=\"cached\",result=\"hit\"} 2",
+            "ringgate_route_cache_requests_total{route=\"cached\",result=\"stale\"} 1",
+            "ringgate_route_cache_requests_total{route=\"cached\",result=\"miss\"} 2",
+            "ringgate_route_cache_requests_total{route=\"cached\",result=\"bypass\"} 1",
+            "ringgate_cache_hits_total{cache=\"api\"} 2",
+            "ringgate_cache_misses_total{cache=\"api\"} 2",
+            "ringgate_cache_stale_total{cache=\"api\"} 1",
+            "ringgate_cache_stores_total{cache=\"api\"} 2",
+            "ringgate_cache_purged_total{cache=\"api\"} 1",
+            "ringgate_cache_entries{cache=\"api\"} 1",
+        ];
+        let agg = gw.metrics_until(|agg| {
+            let t = text(agg);
+            expected.iter().all(|line| t.contains(line))
+        });
+        assert!(text(&agg).contains("ringgate_cache_bytes{cache=\"api\"}"));
+    }
 }

@@ -70,6 +70,19 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    /// The metrics' result (`None`: no cache on the route).
+    pub(crate) fn result(self) -> Option<crate::metrics::CacheResult> {
+        use crate::metrics::CacheResult;
+        match self {
+            Outcome::None => None,
+            Outcome::Hit => Some(CacheResult::Hit),
+            Outcome::Stale => Some(CacheResult::Stale),
+            Outcome::Revalidated => Some(CacheResult::Revalidated),
+            Outcome::Miss => Some(CacheResult::Miss),
+            Outcome::Bypass => Some(CacheResult::Bypass),
+        }
+    }
+
     /// The access log's word (empty: no cache on the route).
     pub(crate) fn log_word(self) -> &'static [u8] {
         match self {

@@ -229,6 +229,16 @@ impl WorkerContext {
         let mut delta = self.metrics.take_delta();
         delta.mirror = self.traffic.mirrors().take_counts();
         delta.groups = self.upstreams.report(Instant::now());
+        delta.caches = self
+            .caches()
+            .iter_mut()
+            .map(|c| crate::metrics::CacheDelta {
+                name: c.settings.name.clone(),
+                counts: std::mem::take(&mut c.counts),
+                entries: c.store.len() as u64,
+                bytes: c.store.bytes() as u64,
+            })
+            .collect();
         delta
     }
 

@@ -169,6 +169,7 @@ impl ClientConn {
             bytes_in: self.exchange.bytes_in,
             bytes_out: self.exchange.bytes_out,
             protocol,
+            cache: self.cache.outcome.result(),
         });
         if let Some(log) = ctx.access_log() {
             let fields = &self.log_fields;

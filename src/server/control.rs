@@ -190,6 +190,14 @@ impl Controller {
             config_generation: self.generation,
             start_time_unix: self.started_unix,
             target_health: target_health(&self.server.snapshot()),
+            cache_redis: self.server.cache_sync_status().map(|s| {
+                crate::metrics::CacheRedisHealth {
+                    up: s.up(),
+                    errors: s.errors(),
+                    unpublished: s.unpublished(),
+                    received: s.received(),
+                }
+            }),
             redis: {
                 let status = self.server.rate_limit_status();
                 status.configured().then(|| RedisHealth {

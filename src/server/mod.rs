@@ -5,6 +5,7 @@
 //! then starts one pinned thread per worker, each with its own monoio runtime. The workers
 //! share only the `ArcSwap<Snapshot>`; everything else they touch is their own.
 
+pub mod cache_sync;
 pub mod control;
 mod drain;
 mod listener;
@@ -140,6 +141,7 @@ impl Server {
             health: None,
             verifiers: None,
             relay: None,
+            cache_sync: None,
         };
         for ((id, listeners), limits) in listeners.into_iter().enumerate().zip(links) {
             let (tx, rx) = flume::unbounded();
@@ -178,8 +180,20 @@ impl Server {
             running.drivers.push(kind);
         }
         drop(purges_tx);
+        let snapshot = shared.load_full();
+        if let (Some(redis), false) = (&snapshot.redis, snapshot.caches.is_empty()) {
+            running.cache_sync = Some(
+                cache_sync::start(&redis.url, running.commands.clone()).map_err(|source| {
+                    ServerError::Spawn {
+                        worker: workers,
+                        source,
+                    }
+                })?,
+            );
+        }
+        let publish = running.cache_sync.as_ref().and_then(|s| s.publisher());
         running.relay = Some(
-            purge_relay::start(running.commands.clone(), purges_rx, None).map_err(|source| {
+            purge_relay::start(running.commands.clone(), purges_rx, publish).map_err(|source| {
                 ServerError::Spawn {
                     worker: workers,
                     source,
@@ -229,6 +243,8 @@ pub struct RunningServer {
     verifiers: Option<crate::policy::VerifierPool>,
     /// The purge relay thread (see `purge_relay`).
     relay: Option<JoinHandle<()>>,
+    /// Purges shared with other instances through Redis (`[redis]` with caches).
+    cache_sync: Option<cache_sync::CacheSync>,
 }
 
 impl RunningServer {
@@ -314,7 +330,15 @@ impl RunningServer {
 
     /// Removes what `purge` names from every worker's caches; returns how many entries went.
     pub fn purge(&self, purge: crate::cache::Purge) -> usize {
+        if let Some(publish) = self.cache_sync.as_ref().and_then(|s| s.publisher()) {
+            let _ = publish.try_send(purge.clone());
+        }
         purge_relay::purge_all(&self.commands, purge)
+    }
+
+    /// The health of purges shared through Redis, when `[redis]` and caches are configured.
+    pub fn cache_sync_status(&self) -> Option<Arc<cache_sync::CacheSyncStatus>> {
+        self.cache_sync.as_ref().map(|s| s.status())
     }
 
     /// Asks the access-log writer (if any) to reopen its file (SIGUSR1, after logrotate).
@@ -344,6 +368,9 @@ impl RunningServer {
         // Every worker dropped its purge sender: the relay has ended.
         if let Some(relay) = self.relay.take() {
             let _ = relay.join();
+        }
+        if let Some(mut sync) = self.cache_sync.take() {
+            sync.stop();
         }
         // Every worker flushed its last batch and dropped its sink: write what is queued.
         if let Some(writer) = self.access_log.take() {
