@@ -1247,8 +1247,9 @@ async fn run_refresh(ctx: Rc<WorkerContext>, snapshot: Rc<std::sync::Arc<Snapsho
                 if cache.store.insert(job.hash, entry).is_ok() {
                     cache.counts.stores += 1;
                 }
-            } else if let Some(slot) = slot {
-                // The origin no longer lets it be stored: the stale entry goes.
+            } else if let (Some(slot), true) = (slot, response.status < 500) {
+                // The origin no longer lets it be stored: the stale entry goes (a failed
+                // refresh leaves it for stale-if-error).
                 cache.store.remove(slot);
             }
         }
