@@ -488,6 +488,31 @@ driver_tests! {
         assert_eq!(r.header("cache-status"), Some("ringgate; fwd=uri-miss; detail=upstream-error"));
     }
 
+    fn a_refused_request_never_gets_a_cached_answer(driver: &str) {
+        let up = cacheable(&[("cache-control", "public, max-age=600")]);
+        let gw = GatewayConfig::new(driver)
+            .upstream("origin", &[up.addr()])
+            .routes(
+                "[[routes]]\nname = \"cached\"\nmatch = { path_prefix = \"/\" }\n\
+                 upstream = \"origin\"\ncache = \"api\"\npolicies = [\"keys\"]\n",
+            )
+            .tables(
+                "[caches.api]\nmax_bytes = \"1MiB\"\n\n\
+                 [policies.keys]\nkind = \"api_key\"\n\n\
+                 [[consumers]]\nname = \"alice\"\napi_keys = [\"k-alice-0123456789abcdef\"]\n",
+            )
+            .start();
+        let ok = request(&gw, "GET", "/p", "X-Api-Key: k-alice-0123456789abcdef\r\n");
+        assert_eq!(ok.status, 200);
+        assert_eq!(request(&gw, "GET", "/p", "X-Api-Key: k-alice-0123456789abcdef\r\n").header("cache-status"), Some("ringgate; hit"));
+        // The policies run before the lookup: no key, no cached answer.
+        let refused = get(&gw, "/p");
+        assert_eq!(refused.status, 401);
+        assert_eq!(refused.header("cache-status"), Some("ringgate; fwd=bypass"));
+        assert!(!refused.text().contains("/p #1"));
+        assert_eq!(up.requests(), 1);
+    }
+
     fn stale_while_revalidate_serves_at_once_and_refreshes_once_in_the_background(driver: &str) {
         let up = backend(|r, n| {
             if n == 1 {

@@ -123,6 +123,10 @@ pub(super) struct CacheRequest {
     pub(super) outcome: Outcome,
     /// An unsafe request's own URL, invalidated when it gets a non-error answer.
     invalidates: Option<crate::cache::Purge>,
+    /// The request's route has a cache (every answer carries `Cache-Status`).
+    pub(super) route_cached: bool,
+    /// `Cache-Status` is among the response's fields already.
+    status_written: bool,
 }
 
 impl CacheRequest {
@@ -134,6 +138,8 @@ impl CacheRequest {
         self.lead = None;
         self.outcome = Outcome::None;
         self.invalidates = None;
+        self.route_cached = false;
+        self.status_written = false;
         if !self.request_edits.is_empty() {
             self.request_edits.clear();
         }
@@ -484,8 +490,17 @@ impl ClientConn {
         drop(lead);
     }
 
+    /// A gateway answer on a cached route that the cache never saw (a policy's refusal, an
+    /// error before the lookup) says so: `Cache-Status: ringgate; fwd=bypass`.
+    pub(super) fn cache_status_for_gateway_answer(&mut self) {
+        if self.cache.route_cached && !self.cache.status_written {
+            self.push_cache_status(b"ringgate; fwd=bypass");
+        }
+    }
+
     /// Adds `Cache-Status: {value}` to the gateway's fields of the response.
     fn push_cache_status(&mut self, value: &[u8]) {
+        self.cache.status_written = true;
         self.response_headers.extend_from_slice(b"Cache-Status: ");
         self.response_headers.extend_from_slice(value);
         self.response_headers.extend_from_slice(b"\r\n");
@@ -722,9 +737,7 @@ impl ClientConn {
         );
         let mut status = [0u8; 96];
         let status = cache_status_miss(&mut status, self.cache.fwd, decision.err());
-        self.response_headers.extend_from_slice(b"Cache-Status: ");
-        self.response_headers.extend_from_slice(status);
-        self.response_headers.extend_from_slice(b"\r\n");
+        self.push_cache_status(status);
         if decision.is_err() {
             return OnResponse::Relay(Box::default());
         }

@@ -465,6 +465,8 @@ impl ClientConn {
         // Nothing a previous request on this connection established may carry over.
         self.identity.clear();
         let route = self.route(snapshot, head)?;
+        self.cache.route_cached =
+            matches!(&route.action, RouteAction::Proxy(a) if a.cache.is_some());
         self.errors = route.errors.unwrap_or(snapshot.server.errors);
         self.body_rules = BodyRules::for_route(snapshot, route, self.exchange.started);
         // A route served over HTTPS only redirects plain requests before checking anything:
