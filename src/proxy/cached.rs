@@ -221,34 +221,10 @@ impl ClientConn {
         id: CacheId,
         head: &RequestHead,
     ) -> Result<Option<Next>, ProxyError> {
-        let mode = match head.method_kind {
-            Method::Get | Method::Head => Mode::Lookup,
-            Method::Post | Method::Put | Method::Patch | Method::Delete => Mode::Invalidate,
-            _ => Mode::Off,
-        };
-        let data = self.input.data();
-        let bypass = find_header(data, &self.headers, "range").is_some()
-            || find_header(data, &self.headers, "upgrade").is_some();
-        if mode != Mode::Lookup || bypass {
-            self.cache.outcome = Outcome::Bypass;
-            self.push_cache_status(b"ringgate; fwd=bypass");
-            self.cache.id = Some(id);
-            self.cache.mode = if bypass { Mode::Off } else { mode };
-            if mode == Mode::Invalidate {
-                let data = self.input.data();
-                let query = split_target(head.target.of(data))
-                    .ok()
-                    .and_then(|t| t.query);
-                self.cache.invalidates = Some(crate::cache::Purge::Url {
-                    host: self.host.clone(),
-                    path: self.path.clone(),
-                    query: query.map(|q| String::from_utf8_lossy(q).into_owned()),
-                });
-                self.stages.activate();
-            }
+        self.cache.id = Some(id);
+        if !self.cache_looks_up(head) {
             return Ok(None);
         }
-        self.cache.id = Some(id);
         self.cache.mode = Mode::Lookup;
         self.cache_keys(ctx, snapshot, id, head);
         self.read_cache_directives();
@@ -261,28 +237,10 @@ impl ClientConn {
                     stale,
                     refresh,
                 } => {
-                    let (status, outcome): (&[u8], _) = if refresh {
+                    if refresh {
                         self.start_refresh(ctx, snapshot, action, id, slot, head);
-                        (
-                            b"ringgate; hit; detail=stale-while-revalidate",
-                            Outcome::Stale,
-                        )
-                    } else if stale {
-                        (b"ringgate; hit; detail=stale", Outcome::Stale)
-                    } else {
-                        (b"ringgate; hit", Outcome::Hit)
-                    };
-                    self.count(ctx, snapshot, |c| {
-                        if stale {
-                            c.stale += 1
-                        } else {
-                            c.hits += 1
-                        }
-                        if waited {
-                            c.coalesced += 1
-                        }
-                    });
-                    self.cache.outcome = outcome;
+                    }
+                    let status = self.count_use(ctx, snapshot, stale, refresh, waited);
                     return self
                         .answer_from_entry(ctx, snapshot, head, slot, status, false)
                         .await
@@ -301,6 +259,67 @@ impl ClientConn {
             }
             self.prepare_forward(ctx, snapshot, id, head, found);
             return Ok(None);
+        }
+    }
+
+    /// Whether the request is looked up (GET, HEAD without `Range` or `Upgrade`); for the
+    /// others, sets up what the cache does with them (an unsafe method's invalidation).
+    fn cache_looks_up(&mut self, head: &RequestHead) -> bool {
+        let mode = match head.method_kind {
+            Method::Get | Method::Head => Mode::Lookup,
+            Method::Post | Method::Put | Method::Patch | Method::Delete => Mode::Invalidate,
+            _ => Mode::Off,
+        };
+        let data = self.input.data();
+        let bypass = find_header(data, &self.headers, "range").is_some()
+            || find_header(data, &self.headers, "upgrade").is_some();
+        if mode == Mode::Lookup && !bypass {
+            return true;
+        }
+        self.cache.outcome = Outcome::Bypass;
+        self.push_cache_status(b"ringgate; fwd=bypass");
+        if mode == Mode::Invalidate && !bypass {
+            self.cache.mode = Mode::Invalidate;
+            let data = self.input.data();
+            let query = split_target(head.target.of(data))
+                .ok()
+                .and_then(|t| t.query);
+            self.cache.invalidates = Some(crate::cache::Purge::Url {
+                host: self.host.clone(),
+                path: self.path.clone(),
+                query: query.map(|q| String::from_utf8_lossy(q).into_owned()),
+            });
+            self.stages.activate();
+        }
+        false
+    }
+
+    /// Counts a use of a stored response and returns its `Cache-Status`.
+    fn count_use(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        stale: bool,
+        refresh: bool,
+        waited: bool,
+    ) -> &'static [u8] {
+        self.count(ctx, snapshot, |c| {
+            if stale {
+                c.stale += 1;
+            } else {
+                c.hits += 1;
+            }
+            if waited {
+                c.coalesced += 1;
+            }
+        });
+        self.cache.outcome = if stale { Outcome::Stale } else { Outcome::Hit };
+        if refresh {
+            b"ringgate; hit; detail=stale-while-revalidate"
+        } else if stale {
+            b"ringgate; hit; detail=stale"
+        } else {
+            b"ringgate; hit"
         }
     }
 
@@ -552,80 +571,100 @@ impl ClientConn {
         cache_status: &[u8],
         from_copy: bool,
     ) -> Result<Next, ProxyError> {
-        let Some(id) = self.cache.id else {
-            return Err(ProxyError::NoRoute);
-        };
-        let keep_alive_asked = head.keep_alive && !ctx.drain().is_draining();
-        self.out.clear();
-        let (status, large_body) = {
-            let Some(cache) = ctx.cache(snapshot, id) else {
-                return Err(ProxyError::NoRoute);
-            };
-            let Some(entry) = cache.store.get(slot) else {
-                return Err(ProxyError::NoRoute);
-            };
-            let (data, headers) = if from_copy {
-                (&self.cache.req_data[..], &self.cache.req_headers[..])
-            } else {
-                (self.input.data(), &self.headers[..])
-            };
-            let not_modified = not_modified(entry, data, headers);
-            let status = if not_modified { 304 } else { entry.status };
-            let body_allowed = !matches!(status, 204 | 304);
-            let with_body = body_allowed && head.method_kind != Method::Head;
-            let fields: &[u8] = if not_modified {
-                // RFC 9110 §15.4.5: only the fields a 304 carries are written.
-                self.scratch.clear();
-                for (name, value) in crate::http::edits::lines(&entry.fields) {
-                    if NOT_MODIFIED_FIELDS
-                        .iter()
-                        .any(|f| name.eq_ignore_ascii_case(f))
-                    {
-                        self.scratch.extend_from_slice(name);
-                        self.scratch.extend_from_slice(b": ");
-                        self.scratch.extend_from_slice(value);
-                        self.scratch.extend_from_slice(b"\r\n");
-                    }
-                }
-                &self.scratch
-            } else {
-                &entry.fields
-            };
-            write_cached_head(
-                &mut self.out,
-                &CachedHead {
-                    status,
-                    fields,
-                    age: entry.age(Instant::now()),
-                    cache_status,
-                    content_length: body_allowed.then_some(entry.body.len() as u64),
-                    client_version: head.version,
-                    keep_alive: keep_alive_asked,
-                    request_id: &self.request_id,
-                    extra_headers: &self.response_headers,
-                },
-            );
-            if self.tls.is_some() {
-                self.finish_secure_head(snapshot, 0);
-            }
-            let large = if !with_body {
-                None
-            } else if entry.body.len() <= INLINE_HIT {
-                self.out.extend_from_slice(&entry.body);
-                None
-            } else {
-                Some(entry.body.clone())
-            };
-            (status, large)
-        };
-        // Consumed after the fields were read: the request's bytes may be reused.
-        let consumed = from_copy || self.consume_request(head);
-        let keep_alive = keep_alive_asked && consumed;
-        if !keep_alive && keep_alive_asked {
-            // The request's body is still arriving: the connection cannot be reused.
+        let in_hand = from_copy || self.request_in_hand(head);
+        let keep_alive = head.keep_alive && in_hand && !ctx.drain().is_draining();
+        let (status, large_body) = self
+            .write_entry(
+                ctx,
+                snapshot,
+                head,
+                slot,
+                cache_status,
+                from_copy,
+                keep_alive,
+            )
+            .ok_or(ProxyError::NoRoute)?;
+        if !from_copy {
+            // Consumed after the fields were read: the request's bytes may be reused.
+            self.consume_request(head);
+        }
+        // A request whose body is still arriving leaves the connection unusable.
+        if !in_hand {
             self.linger = true;
         }
         self.send_answer(ctx, status, large_body, keep_alive).await
+    }
+
+    /// Whether the whole request (head and body) is buffered.
+    fn request_in_hand(&self, head: &RequestHead) -> bool {
+        if self.body.is_held() {
+            return true;
+        }
+        match head.framing {
+            crate::http::BodyFraming::None => true,
+            crate::http::BodyFraming::Length(n) => {
+                head.head_len as u64 + n <= self.input.len() as u64
+            }
+            crate::http::BodyFraming::Chunked => false,
+        }
+    }
+
+    /// Writes the answer from entry `slot` into `out`: 304 when the client's validators
+    /// match it, else the stored response (no body for HEAD). Returns the status and, for a
+    /// large body, the body to write after `out`; `None` when the entry is gone.
+    #[allow(clippy::too_many_arguments)]
+    fn write_entry(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        head: &RequestHead,
+        slot: u32,
+        cache_status: &[u8],
+        from_copy: bool,
+        keep_alive: bool,
+    ) -> Option<(u16, Option<Bytes>)> {
+        let cache = ctx.cache(snapshot, self.cache.id?)?;
+        let entry = cache.store.get(slot)?;
+        let (data, headers) = if from_copy {
+            (&self.cache.req_data[..], &self.cache.req_headers[..])
+        } else {
+            (self.input.data(), &self.headers[..])
+        };
+        let not_modified = not_modified(entry, data, headers);
+        let status = if not_modified { 304 } else { entry.status };
+        let body_allowed = !matches!(status, 204 | 304);
+        let fields: &[u8] = if not_modified {
+            not_modified_fields(&entry.fields, &mut self.scratch);
+            &self.scratch
+        } else {
+            &entry.fields
+        };
+        self.out.clear();
+        write_cached_head(
+            &mut self.out,
+            &CachedHead {
+                status,
+                fields,
+                age: entry.age(Instant::now()),
+                cache_status,
+                content_length: body_allowed.then_some(entry.body.len() as u64),
+                client_version: head.version,
+                keep_alive,
+                request_id: &self.request_id,
+                extra_headers: &self.response_headers,
+            },
+        );
+        if self.tls.is_some() {
+            self.finish_secure_head(snapshot, 0);
+        }
+        if !body_allowed || head.method_kind == Method::Head {
+            return Some((status, None));
+        }
+        if entry.body.len() <= INLINE_HIT {
+            self.out.extend_from_slice(&entry.body);
+            return Some((status, None));
+        }
+        Some((status, Some(entry.body.clone())))
     }
 
     /// Writes `out` (and a large body after it).
@@ -665,60 +704,33 @@ impl ClientConn {
         response: &ResponseHead,
         head: &RequestHead,
     ) -> OnResponse {
+        let relay = || OnResponse::Relay(Box::default());
         let Some(id) = self.cache.id else {
-            return OnResponse::Relay(Box::default());
+            return relay();
         };
         if self.cache.mode == Mode::Invalidate {
             if (200..400).contains(&response.status) {
                 self.invalidate_after(ctx, buf);
             }
-            return OnResponse::Relay(Box::default());
+            return relay();
         }
         if self.cache.mode != Mode::Lookup {
-            return OnResponse::Relay(Box::default());
+            return relay();
         }
         let Some(mut cache) = ctx.cache(snapshot, id) else {
-            return OnResponse::Relay(Box::default());
+            return relay();
         };
+        let cache: &mut crate::cache::WorkerCache = &mut cache;
         let settings = std::sync::Arc::clone(&cache.settings);
-        let fields = || {
-            self.headers
-                .iter()
-                .map(|h| (h.name.of(buf), h.value.of(buf)))
-        };
-        let meta = ResponseMeta::read(fields(), settings.tag_header.as_deref());
+        let fields = self
+            .headers
+            .iter()
+            .map(|h| (h.name.of(buf), h.value.of(buf)));
+        let meta = ResponseMeta::read(fields, settings.tag_header.as_deref());
         let now = unix_now();
         if self.cache.stale {
-            let c = &self.cache;
-            let slot = cache.store.find(c.hash, &c.url, &c.variant, |v| {
-                secondary_matches(v, &c.req_data, &c.req_headers)
-            });
-            if let Some(slot) = slot {
-                if response.status == 304 && !self.cache.request_edits.is_empty() {
-                    let pairs = self
-                        .headers
-                        .iter()
-                        .map(|h| (h.name.of(buf), h.value.of(buf)));
-                    refresh(
-                        &mut cache.store,
-                        slot,
-                        pairs,
-                        &meta,
-                        now,
-                        c.request_time,
-                        settings.default_ttl,
-                    );
-                    cache.counts.hits += 1;
-                    return OnResponse::Refreshed;
-                }
-                let age_ok = cache
-                    .store
-                    .get(slot)
-                    .is_some_and(|e| e.freshness.serves_on_error(e.age(Instant::now())));
-                if response.status >= 500 && age_ok {
-                    cache.counts.stale += 1;
-                    return OnResponse::StaleOnError;
-                }
+            if let Some(decided) = self.after_revalidation(cache, buf, response, &meta, now) {
+                return decided;
             }
         }
         let lifetime = rules::freshness_lifetime(
@@ -727,45 +739,27 @@ impl ClientConn {
             &meta.dates(now),
             settings.default_ttl,
         );
-        let decision = storable(
-            &self.cache,
-            head,
-            response,
-            &meta,
-            lifetime,
-            settings.max_object_bytes,
-        );
+        let limit = settings.max_object_bytes;
+        let decision = storable(&self.cache, head, response, &meta, lifetime, limit);
         let mut status = [0u8; 96];
         let status = cache_status_miss(&mut status, self.cache.fwd, decision.err());
         self.push_cache_status(status);
         if decision.is_err() {
-            return OnResponse::Relay(Box::default());
+            return relay();
         }
         let c = &self.cache;
         let mut vary = Vec::new();
         secondary_key(meta.vary_values(), &c.req_data, &c.req_headers, &mut vary);
         let mut stored = Vec::with_capacity(response.head_len);
-        write_stored_fields(
-            &mut stored,
-            buf,
-            response,
-            &self.headers,
-            Some(&self.stages.edits),
-        );
-        let entry = Entry {
-            url: c.url.as_slice().into(),
-            variant: c.variant.as_slice().into(),
-            vary: vary.into(),
-            status: response.status,
-            fields: stored.into(),
-            body: Bytes::new(),
-            freshness: Freshness::of(&meta.directives, lifetime),
-            initial_age: rules::initial_age(meta.age, meta.date, c.request_time, now),
-            stored_at: Instant::now(),
-            etag: meta.etag.map(Into::into),
-            last_modified: meta.last_modified.map(|(t, text)| (t, text.into())),
-            tags: meta.tags.unwrap_or_default().into(),
+        let edits = Some(&self.stages.edits);
+        write_stored_fields(&mut stored, buf, response, &self.headers, edits);
+        let times = Times {
+            lifetime,
+            request_time: c.request_time,
+            now,
         };
+        let keys = (&c.url[..], &c.variant[..], vary);
+        let entry = entry_of(keys, stored, response.status, &meta, times);
         let reserve = match response.framing {
             ResponseFraming::Length(n) => n as usize,
             _ => 0,
@@ -773,8 +767,51 @@ impl ClientConn {
         OnResponse::Relay(Box::new(StoreBody {
             pending: Some((c.hash, entry)),
             buf: Vec::with_capacity(reserve),
-            limit: settings.max_object_bytes,
+            limit,
         }))
+    }
+
+    /// The upstream's answer to a request that had a stored response: a 304 to the
+    /// revalidation refreshes it; a 5xx gives way to it within `stale-if-error`.
+    fn after_revalidation(
+        &self,
+        cache: &mut crate::cache::WorkerCache,
+        buf: &[u8],
+        response: &ResponseHead,
+        meta: &ResponseMeta<'_>,
+        now: u64,
+    ) -> Option<OnResponse> {
+        let c = &self.cache;
+        let slot = cache.store.find(c.hash, &c.url, &c.variant, |v| {
+            secondary_matches(v, &c.req_data, &c.req_headers)
+        })?;
+        if response.status == 304 && !c.request_edits.is_empty() {
+            let pairs = self
+                .headers
+                .iter()
+                .map(|h| (h.name.of(buf), h.value.of(buf)));
+            let ttl = cache.settings.default_ttl;
+            refresh(
+                &mut cache.store,
+                slot,
+                pairs,
+                meta,
+                now,
+                c.request_time,
+                ttl,
+            );
+            cache.counts.hits += 1;
+            return Some(OnResponse::Refreshed);
+        }
+        let stands_in = cache
+            .store
+            .get(slot)
+            .is_some_and(|e| e.freshness.serves_on_error(e.age(Instant::now())));
+        if response.status >= 500 && stands_in {
+            cache.counts.stale += 1;
+            return Some(OnResponse::StaleOnError);
+        }
+        None
     }
 
     /// An unsafe request got a non-error answer: its URL, and the `Location` and
@@ -919,6 +956,19 @@ fn same_host(purge: &crate::cache::Purge, host: &str) -> bool {
     matches!(purge, crate::cache::Purge::Url { host: h, .. } if h == host)
 }
 
+/// Writes into `out` (cleared first) the stored field lines a 304 carries.
+fn not_modified_fields(fields: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    for (name, value) in crate::http::edits::lines(fields) {
+        if NOT_MODIFIED_FIELDS
+            .iter()
+            .any(|f| name.eq_ignore_ascii_case(f))
+        {
+            push_field(out, name, value);
+        }
+    }
+}
+
 /// The fields a 304 from the cache carries (RFC 9110 §15.4.5).
 const NOT_MODIFIED_FIELDS: &[&[u8]] = &[
     b"cache-control",
@@ -974,6 +1024,40 @@ fn storable(
             Err(NotStored::Uncacheable)
         }
         _ => Ok(()),
+    }
+}
+
+/// The times a new entry's freshness and age come from (seconds; Unix times).
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    lifetime: u64,
+    request_time: u64,
+    now: u64,
+}
+
+/// A new entry (its body filled in when it completed) for URL and variant keys and the
+/// secondary key `keys`, with stored `fields`.
+fn entry_of(
+    keys: (&[u8], &[u8], Vec<u8>),
+    fields: Vec<u8>,
+    status: u16,
+    meta: &ResponseMeta<'_>,
+    times: Times,
+) -> Entry {
+    let (url, variant, vary) = keys;
+    Entry {
+        url: url.into(),
+        variant: variant.into(),
+        vary: vary.into(),
+        status,
+        fields: fields.into(),
+        body: Bytes::new(),
+        freshness: Freshness::of(&meta.directives, times.lifetime),
+        initial_age: rules::initial_age(meta.age, meta.date, times.request_time, times.now),
+        stored_at: Instant::now(),
+        etag: meta.etag.map(Into::into),
+        last_modified: meta.last_modified.map(|(t, text)| (t, text.into())),
+        tags: meta.tags.unwrap_or_default().into(),
     }
 }
 
@@ -1164,7 +1248,7 @@ impl ClientConn {
 #[allow(clippy::redundant_allocation)]
 async fn run_refresh(ctx: Rc<WorkerContext>, snapshot: Rc<std::sync::Arc<Snapshot>>, job: Refresh) {
     use super::call::{call, Call};
-    let Some(settings) = snapshot.caches.get(job.id.0).cloned() else {
+    let Some(settings) = snapshot.caches.get(job.id.0) else {
         return;
     };
     let request = Call {
@@ -1175,97 +1259,95 @@ async fn run_refresh(ctx: Rc<WorkerContext>, snapshot: Rc<std::sync::Arc<Snapsho
     };
     let request_time = unix_now();
     let response = call(&ctx, &snapshot, &request).await;
-    let finish = |ctx: &WorkerContext| {
-        if let Some(mut cache) = ctx.cache(&snapshot, job.id) {
-            if cache
-                .flights
-                .get(&job.flight_key)
-                .is_some_and(|f| Rc::ptr_eq(f, &job.lead.0))
-            {
-                cache.flights.remove(&job.flight_key);
-            }
-        }
-    };
-    let Ok(response) = response else {
-        finish(&ctx);
+    let Some(mut cache) = ctx.cache(&snapshot, job.id) else {
         return;
     };
+    if let Ok(response) = response {
+        apply_refresh(&mut cache, &job, &response, request_time);
+    }
+    let ours = cache
+        .flights
+        .get(&job.flight_key)
+        .is_some_and(|f| Rc::ptr_eq(f, &job.lead.0));
+    if ours {
+        cache.flights.remove(&job.flight_key);
+    }
+}
+
+/// Applies a background refresh's answer: a 304 refreshes the entry, a storable response
+/// replaces it, one no longer storable removes it (a 5xx leaves it for stale-if-error).
+fn apply_refresh(
+    cache: &mut crate::cache::WorkerCache,
+    job: &Refresh,
+    response: &super::call::CallResponse,
+    request_time: u64,
+) {
+    let settings = std::sync::Arc::clone(&cache.settings);
     let now = unix_now();
     let meta = ResponseMeta::read(response.headers(), settings.tag_header.as_deref());
-    if let Some(mut cache) = ctx.cache(&snapshot, job.id) {
-        let slot = cache.store.find(job.hash, &job.url, &job.variant, |v| {
-            secondary_matches(v, &job.req_data, &job.req_headers)
-        });
-        if response.status == 304 {
-            if let Some(slot) = slot {
-                refresh(
-                    &mut cache.store,
-                    slot,
-                    response.headers(),
-                    &meta,
-                    now,
-                    request_time,
-                    settings.default_ttl,
-                );
-            }
-        } else {
-            let lifetime = rules::freshness_lifetime(
-                response.status,
-                &meta.directives,
-                &meta.dates(now),
-                settings.default_ttl,
+    let slot = cache.store.find(job.hash, &job.url, &job.variant, |v| {
+        secondary_matches(v, &job.req_data, &job.req_headers)
+    });
+    if response.status == 304 {
+        if let Some(slot) = slot {
+            let ttl = settings.default_ttl;
+            refresh(
+                &mut cache.store,
+                slot,
+                response.headers(),
+                &meta,
+                now,
+                request_time,
+                ttl,
             );
-            let storable = rules::storable(
-                &job.directives,
-                job.authorization,
-                &meta.facts(response.status),
-            )
-            .is_ok()
-                && (lifetime > 0 || meta.etag.is_some() || meta.last_modified.is_some());
-            if storable {
-                let mut vary = Vec::new();
-                secondary_key(
-                    meta.vary_values(),
-                    &job.req_data,
-                    &job.req_headers,
-                    &mut vary,
-                );
-                let mut fields = Vec::new();
-                for (name, value) in response.headers() {
-                    let tag = settings
-                        .tag_header
-                        .as_deref()
-                        .is_some_and(|t| name.eq_ignore_ascii_case(t.as_bytes()));
-                    if end_to_end(name) && !tag {
-                        push_field(&mut fields, name, value);
-                    }
-                }
-                push_field(&mut fields, b"Via", b"1.1 ringgate");
-                let body = response.body.clone();
-                drop(body.clone());
-                let entry = Entry {
-                    url: job.url.as_slice().into(),
-                    variant: job.variant.as_slice().into(),
-                    vary: vary.into(),
-                    status: response.status,
-                    fields: fields.into(),
-                    body,
-                    freshness: Freshness::of(&meta.directives, lifetime),
-                    initial_age: rules::initial_age(meta.age, meta.date, request_time, now),
-                    stored_at: Instant::now(),
-                    etag: meta.etag.map(Into::into),
-                    last_modified: meta.last_modified.map(|(t, text)| (t, text.into())),
-                    tags: meta.tags.unwrap_or_default().into(),
-                };
-                if cache.store.insert(job.hash, entry).is_ok() {
-                    cache.counts.stores += 1;
-                }
-            } else if let (Some(slot), true) = (slot, response.status < 500) {
-                // The origin no longer lets it be stored: the stale entry goes (a failed
-                // refresh leaves it for stale-if-error).
-                cache.store.remove(slot);
-            }
+        }
+        return;
+    }
+    let ttl = settings.default_ttl;
+    let lifetime =
+        rules::freshness_lifetime(response.status, &meta.directives, &meta.dates(now), ttl);
+    let facts = meta.facts(response.status);
+    let storable = rules::storable(&job.directives, job.authorization, &facts).is_ok()
+        && (lifetime > 0 || meta.etag.is_some() || meta.last_modified.is_some());
+    if !storable {
+        if let (Some(slot), true) = (slot, response.status < 500) {
+            cache.store.remove(slot);
+        }
+        return;
+    }
+    let mut vary = Vec::new();
+    secondary_key(
+        meta.vary_values(),
+        &job.req_data,
+        &job.req_headers,
+        &mut vary,
+    );
+    let mut fields = Vec::new();
+    for (name, value) in response.headers() {
+        let tag = settings
+            .tag_header
+            .as_deref()
+            .is_some_and(|t| name.eq_ignore_ascii_case(t.as_bytes()));
+        if end_to_end(name) && !tag {
+            push_field(&mut fields, name, value);
         }
     }
-    finish(&ctx);
+    push_field(&mut fields, b"Via", b"1.1 ringgate");
+    let times = Times {
+        lifetime,
+        request_time,
+        now,
+    };
+    let mut entry = entry_of(
+        (&job.url, &job.variant, vary),
+        fields,
+        response.status,
+        &meta,
+        times,
+    );
+    entry.body = response.body.clone();
+    drop(entry.body.clone());
+    if cache.store.insert(job.hash, entry).is_ok() {
+        cache.counts.stores += 1;
+    }
 }
