@@ -12,9 +12,13 @@ use common::client::{self, Raw};
 use common::process::Ringgate;
 use common::upstream::{Behavior, Handled, Upstream};
 
-fn config(driver: &str, upstream: SocketAddr) -> String {
+fn config(driver: &str, upstream: SocketAddr, log: &std::path::Path) -> String {
     format!(
         r#"
+[access_log]
+format = "json"
+path = "{}"
+
 [server]
 listen = ["127.0.0.1:0"]
 workers = 2
@@ -40,7 +44,8 @@ cache = "api"
 [caches.api]
 max_bytes = "1MiB"
 tag_header = "Surrogate-Key"
-"#
+"#,
+        log.display()
     )
 }
 
@@ -81,7 +86,11 @@ driver_tests! {
                 }
             })),
         );
-        let gw = Ringgate::spawn(&config(driver, up.addr()), &[]);
+        let dir = std::env::temp_dir().join(format!("ringgate-cache-admin-{driver}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let log = dir.join("access.log");
+        let gw = Ringgate::spawn(&config(driver, up.addr(), &log), &[]);
         let api = admin_addr(&gw);
         for path in ["/catalog/1", "/catalog/2", "/about", "/x?q=1"] {
             for _ in 0..10 {
@@ -136,5 +145,14 @@ driver_tests! {
             }
             assert!(std::time::Instant::now() < deadline, "{text}");
         }
+        // The access log says per request what the cache did.
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("\"cache\":\"hit\"") && text.contains("\"cache\":\"miss\"") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{text}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
