@@ -22,6 +22,7 @@ fn request<'a>(route: &'a str, upstream: &'a str, i: u64) -> RequestRecord<'a> {
         bytes_in: 300,
         bytes_out: 2_000,
         protocol: Protocol::Http1,
+        cache: None,
     }
 }
 
@@ -76,6 +77,7 @@ fn merge_and_render(c: &mut Criterion) {
         failed_reloads: 0,
         config_generation: 1,
         start_time_unix: 1_700_000_000,
+        cache_redis: None,
         target_health: Vec::new(),
         redis: None,
     };

@@ -20,6 +20,7 @@
 //! - [`access_log`]: per-worker batched access-log lines and the writer thread.
 //! - [`compose`]: composite routes: one request, a compiled graph of backend calls, one
 //!   merged JSON answer.
+//! - [`cache`]: the per-worker response cache: RFC 9111 rules, keys, the LRU, coalescing.
 //! - [`json`]: lazy JSON documents: checks, field paths, shaping, exact-length writing.
 //! - [`openapi`]: OpenAPI documents: reading them (`validate` policies) and exporting the
 //!   running configuration as one.
@@ -28,6 +29,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod cache;
 pub mod coding;
 pub mod compose;
 pub mod config;

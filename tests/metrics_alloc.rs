@@ -65,6 +65,7 @@ fn request<'a>(route: &'a str, upstream: Option<&'a str>, i: u64) -> RequestReco
         } else {
             Protocol::H2
         },
+        cache: None,
     }
 }
 

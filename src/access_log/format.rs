@@ -59,6 +59,9 @@ pub struct Entry<'a> {
     /// A composite route's calls that failed, comma-separated; empty (and not written) for
     /// every other request.
     pub failed_calls: &'a [u8],
+    /// What the route's cache did (`hit`, `miss`, `stale`, `revalidated`, `bypass`); empty
+    /// (and not written) on routes without a cache.
+    pub cache: &'a [u8],
 }
 
 /// Appends `entry` as one line (ending in `\n`) in `format`.
@@ -118,6 +121,11 @@ pub fn write_json(out: &mut Vec<u8>, e: &Entry<'_>) {
         json_escape(out, e.failed_calls);
         out.push(b'"');
     }
+    if !e.cache.is_empty() {
+        out.extend_from_slice(b",\"cache\":\"");
+        json_escape(out, e.cache);
+        out.push(b'"');
+    }
     out.extend_from_slice(b"}\n");
 }
 
@@ -168,6 +176,10 @@ pub fn write_combined(out: &mut Vec<u8>, e: &Entry<'_>) {
         out.extend_from_slice(b" failed_calls=\"");
         clf_field(out, e.failed_calls);
         out.push(b'"');
+    }
+    if !e.cache.is_empty() {
+        out.extend_from_slice(b" cache=");
+        clf_field(out, e.cache);
     }
     out.push(b'\n');
 }
@@ -371,6 +383,7 @@ mod tests {
             user_agent: b"curl/8",
             consumer: b"alice",
             failed_calls: b"",
+            cache: b"",
         }
     }
 

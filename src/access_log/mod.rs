@@ -309,6 +309,7 @@ mod tests {
             user_agent: b"",
             consumer: b"",
             failed_calls: b"",
+            cache: b"",
         }
     }
 

@@ -104,10 +104,15 @@ impl Api {
             }
             buf.extend_from_slice(&chunk[..n]);
         };
-        let path = head.target.of(&buf);
-        let path = path.split(|&b| b == b'?').next().unwrap_or_default();
+        let target = head.target.of(&buf);
+        let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+        let query = target.get(path.len() + 1..).unwrap_or_default();
         let answer = if self.authorized(&buf, &headers) {
-            self.route(head.method_kind, path)
+            if path == b"/cache/purge" {
+                self.purge(head.method_kind, query)
+            } else {
+                self.route(head.method_kind, path)
+            }
         } else {
             (
                 401,
@@ -146,6 +151,55 @@ impl Api {
         }
     }
 
+    /// `POST /cache/purge?url=URL`, `?prefix=/PATH[&host=HOST]` or `?tag=TAG` (values
+    /// percent-encoded): removes the entries from every worker's caches (and other instances'
+    /// with `[redis]`); answers `{"purged": N}`, or 400 naming what is wrong.
+    fn purge(&self, method: Method, query: &[u8]) -> Answer {
+        if method != Method::Post {
+            return (
+                405,
+                TEXT,
+                b"method not allowed: POST /cache/purge
+"
+                .to_vec(),
+            );
+        }
+        let purge = match purge_request(query) {
+            Ok(purge) => purge,
+            Err(message) => {
+                return (
+                    400,
+                    TEXT,
+                    format!(
+                        "{message}
+"
+                    )
+                    .into_bytes(),
+                )
+            }
+        };
+        let (tx, rx) = bounded(1);
+        if self.events.send(ControlEvent::Purge(purge, tx)).is_err() {
+            return (
+                503,
+                TEXT,
+                b"shutting down
+"
+                .to_vec(),
+            );
+        }
+        match rx.recv_timeout(ADMIN_TIMEOUT) {
+            Ok(n) => (200, JSON, format!("{{\"purged\":{n}}}\n").into_bytes()),
+            Err(_) => (
+                503,
+                TEXT,
+                b"control thread busy
+"
+                .to_vec(),
+            ),
+        }
+    }
+
     fn readyz(&self) -> Answer {
         if self.readiness.is_ready() {
             (200, TEXT, b"ready\n".to_vec())
@@ -181,6 +235,42 @@ impl Api {
             }
             Err(_) => (503, TEXT, b"control thread busy\n".to_vec()),
         }
+    }
+}
+
+/// The purge a `/cache/purge` query names: exactly one of `url`, `prefix` (with an optional
+/// `host`) and `tag`.
+fn purge_request(query: &[u8]) -> Result<crate::cache::Purge, String> {
+    use crate::cache::Purge;
+    let (mut url, mut prefix, mut host, mut tag) = (None, None, None, None);
+    for pair in query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let value = percent_encoding::percent_decode(value)
+            .decode_utf8()
+            .map_err(|_| "a parameter is not UTF-8 after percent-decoding".to_string())?
+            .into_owned();
+        match name {
+            b"url" => url = Some(value),
+            b"prefix" => prefix = Some(value),
+            b"host" => host = Some(value),
+            b"tag" => tag = Some(value),
+            other => {
+                return Err(format!(
+                    "unknown parameter `{}`: expected url, prefix (with host) or tag",
+                    String::from_utf8_lossy(other)
+                ))
+            }
+        }
+    }
+    match (url, prefix, tag) {
+        (Some(url), None, None) if host.is_none() => Purge::url(&url),
+        (None, Some(prefix), None) => Purge::prefix(&prefix, host.as_deref()),
+        (None, None, Some(tag)) if host.is_none() => Purge::tag(&tag),
+        (None, None, None) => Err("name what to purge: url=, prefix= or tag=".to_string()),
+        _ => Err("give exactly one of url=, prefix= or tag= (host= only with prefix=)".to_string()),
     }
 }
 

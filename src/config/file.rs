@@ -42,6 +42,48 @@ pub struct RawConfig {
     pub redis: Option<RawRedis>,
     /// `[composites.NAME]` tables, in file order.
     pub composites: Option<Ordered<super::file_compose::RawComposite>>,
+    /// `[caches.NAME]` tables, in file order.
+    pub caches: Option<Ordered<RawCache>>,
+}
+
+/// One `[caches.NAME]` table: one LRU per worker with these limits.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// Memory budget per worker (heads, bodies and index).
+    pub max_bytes: Option<Spanned<SizeValue>>,
+    /// Largest response stored; larger ones stream through uncached.
+    pub max_object_bytes: Option<Spanned<SizeValue>>,
+    /// `{ query, headers, cookies }`: what besides method, host and path is in the key.
+    pub key: Option<Spanned<RawCacheKey>>,
+    /// Freshness of storable responses that state none.
+    pub default_ttl: Option<Spanned<DurationValue>>,
+    /// The upstream's field of space-separated purge tags.
+    pub tag_header: Option<Spanned<String>>,
+    /// Longest wait for another request's miss of the same key.
+    pub coalesce_wait: Option<Spanned<DurationValue>>,
+}
+
+/// `key = { query = "all" | "none" | [names], headers = [...], cookies = [...] }`.
+#[derive(Debug, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCacheKey {
+    /// `"all"`, `"none"`, or the parameter names that are part of the key.
+    pub query: Option<Spanned<RawQueryKey>>,
+    /// Request header fields in the key.
+    pub headers: Option<Vec<Spanned<String>>>,
+    /// Cookies in the key.
+    pub cookies: Option<Vec<Spanned<String>>>,
+}
+
+/// `query = "all" | "none" | ["page", "sort"]`.
+#[derive(Debug, Clone, DeriveDeserialize)]
+#[serde(untagged)]
+pub enum RawQueryKey {
+    /// `"all"` or `"none"`.
+    Word(String),
+    /// Parameter names.
+    Names(Vec<String>),
 }
 
 /// One `[[consumers]]` entry.
@@ -522,6 +564,8 @@ pub struct RawRoute {
     pub max_tunnels: Option<Spanned<i64>>,
     /// `errors = "text" | "problem"` for this route's gateway answers (default: the server's).
     pub errors: Option<Spanned<String>>,
+    /// The `[caches.NAME]` this proxy route's responses are stored in.
+    pub cache: Option<Spanned<String>>,
 }
 
 /// `redirect_https = true | false | PORT`.

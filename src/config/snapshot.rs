@@ -42,6 +42,9 @@ pub struct Snapshot {
     /// The key stores of `jwt` policies with a `jwks_url`; their fetchers start when a server
     /// publishes the snapshot ([`Snapshot::start_background`]).
     pub jwks_stores: Vec<Arc<KeyStore>>,
+    /// `[caches.NAME]`, indexed by [`crate::cache::CacheId`]; each worker keeps its own
+    /// entries for each.
+    pub caches: Vec<Arc<crate::cache::CacheSettings>>,
 }
 
 /// `[redis]`: the store cluster-scoped rate limits share.
@@ -279,6 +282,8 @@ pub struct ProxyAction {
     pub retry_non_idempotent: bool,
     /// The protocols requests may upgrade to, and their tunnels' limits (`upgrade = [...]`).
     pub upgrade: Option<Box<UpgradeRules>>,
+    /// The response cache (`cache = "NAME"`), if the route has one.
+    pub cache: Option<crate::cache::CacheId>,
 }
 
 /// Which `Host` header goes upstream.

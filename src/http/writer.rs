@@ -290,6 +290,85 @@ pub fn write_downstream_response(
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends the header field lines a cache stores for a response (`head`, parsed from `buf`)
+/// as the client gets it: the relayed end-to-end fields after the stages' `edits`, without
+/// framing (`Content-Length`, `Transfer-Encoding`), connection fields, `Age` (recomputed for
+/// every hit), `X-Request-Id` and `Set-Cookie` (per request), `Via` joined with the gateway's
+/// entry. Each line ends in CRLF; no empty line.
+pub fn write_stored_fields(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &ResponseHead,
+    headers: &[HeaderSpan],
+    edits: Option<&HeadEdits>,
+) {
+    const PER_REQUEST: &[&[u8]] = &[
+        b"content-length",
+        b"transfer-encoding",
+        b"age",
+        b"x-request-id",
+        b"set-cookie",
+        b"via",
+    ];
+    let options = ConnectionTokens::gather(buf, headers);
+    for h in headers {
+        let (name, value) = (h.name.of(buf), h.value.of(buf));
+        let dropped = edits.is_some_and(|e| e.removes(name))
+            || PER_REQUEST.iter().any(|p| name.eq_ignore_ascii_case(p))
+            || !forwardable(&options, name);
+        if !dropped {
+            field(out, name, value);
+        }
+    }
+    if let Some(edits) = edits {
+        out.extend_from_slice(edits.added());
+    }
+    joined_field(out, buf, headers, b"Via", |out| {
+        via_entry(out, head.version)
+    });
+}
+
+/// What [`write_cached_head`] writes besides the stored fields.
+#[derive(Debug)]
+pub struct CachedHead<'a> {
+    /// Status code.
+    pub status: u16,
+    /// Stored field lines (from [`write_stored_fields`]).
+    pub fields: &'a [u8],
+    /// `Age`, seconds.
+    pub age: u64,
+    /// The `Cache-Status` value.
+    pub cache_status: &'a [u8],
+    /// The body's length, for `Content-Length` (`None` for 304, 204).
+    pub content_length: Option<u64>,
+    /// The client's protocol version.
+    pub client_version: Version,
+    /// Whether the connection stays open.
+    pub keep_alive: bool,
+    /// The request's id.
+    pub request_id: &'a [u8],
+    /// Complete header lines the gateway adds (each ending in CRLF).
+    pub extra_headers: &'a [u8],
+}
+
+/// Appends the head of a response served from the cache: status line, stored fields, `Age`,
+/// `Cache-Status`, framing, connection field, request id, extra lines, empty line.
+pub fn write_cached_head(out: &mut Vec<u8>, head: &CachedHead<'_>) {
+    status_line(out, head.status, reason_phrase(head.status).as_bytes());
+    out.extend_from_slice(head.fields);
+    number_field(out, b"Age", head.age);
+    field(out, b"Cache-Status", head.cache_status);
+    if let Some(n) = head.content_length {
+        number_field(out, b"Content-Length", n);
+    }
+    connection_field(out, head.client_version, head.keep_alive);
+    if !head.request_id.is_empty() {
+        field(out, b"X-Request-Id", head.request_id);
+    }
+    out.extend_from_slice(head.extra_headers);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Appends a complete error response with a short plain-text body; `extra_headers` are
 /// complete header lines (each ending in CRLF) the gateway adds.
 pub fn write_error_response(

@@ -24,6 +24,8 @@ pub struct RouteTotals {
     pub bytes_out: u64,
     /// Whole-request durations, merged over all workers.
     pub duration: LatencyHistogram,
+    /// Requests by what the route's cache did, indexed by [`super::CacheResult::index`].
+    pub cache: [u64; super::CacheResult::ALL.len()],
 }
 
 /// Totals for one upstream group since start.
@@ -52,6 +54,21 @@ pub struct ProcessInfo {
     pub target_health: Vec<TargetHealthInfo>,
     /// Redis health of cluster-scoped rate limits, if any is in force.
     pub redis: Option<RedisHealth>,
+    /// Cache purges shared through Redis, if `[redis]` and caches are configured.
+    pub cache_redis: Option<CacheRedisHealth>,
+}
+
+/// Cache purges shared through Redis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheRedisHealth {
+    /// Whether the subscription and the last publish worked.
+    pub up: bool,
+    /// Failed connections and commands since start.
+    pub errors: u64,
+    /// Purges that could not be published: the other instances missed them.
+    pub unpublished: u64,
+    /// Purges received from other instances.
+    pub received: u64,
 }
 
 /// Redis health of cluster-scoped rate limits.
@@ -96,6 +113,10 @@ pub struct Aggregator {
     pub(super) protocols: super::ProtocolCounts,
     /// The HTTP/2 gauges (connections, streams) each worker reported last.
     pub(super) h2_gauges: BTreeMap<usize, (u64, u64)>,
+    /// Response cache counters, summed over workers, by cache name.
+    pub(super) caches: BTreeMap<String, crate::cache::CacheCounts>,
+    /// Response cache gauges (entries, bytes) each worker reported last, by (cache, worker).
+    pub(super) cache_gauges: BTreeMap<(String, usize), (u64, u64)>,
 }
 
 /// One active-health cell as the control side reads it.
@@ -141,6 +162,15 @@ impl Aggregator {
             t.bytes_in = t.bytes_in.saturating_add(r.bytes_in);
             t.bytes_out = t.bytes_out.saturating_add(r.bytes_out);
             t.duration.add(&r.duration);
+            add_counts(&mut t.cache, &r.cache);
+        }
+        for c in delta.caches {
+            self.caches
+                .entry(c.name.clone())
+                .or_default()
+                .add(&c.counts);
+            self.cache_gauges
+                .insert((c.name, delta.worker), (c.entries, c.bytes));
         }
         for u in delta.upstreams {
             let t = self.upstreams.entry(u.upstream).or_default();
@@ -318,6 +348,7 @@ mod tests {
             bytes_in: 1,
             bytes_out: 2,
             protocol: crate::metrics::Protocol::Http1,
+            cache: None,
         });
     }
 

@@ -26,6 +26,21 @@ pub struct RouteDelta {
     pub bytes_out: u64,
     /// Whole-request durations.
     pub duration: LatencyHistogram,
+    /// Requests by what the route's cache did, indexed by [`super::CacheResult::index`].
+    pub cache: [u64; super::CacheResult::ALL.len()],
+}
+
+/// One cache's interval on one worker.
+#[derive(Clone, Debug, Default)]
+pub struct CacheDelta {
+    /// The cache's name.
+    pub name: String,
+    /// Counters of the interval.
+    pub counts: crate::cache::CacheCounts,
+    /// Gauge: entries stored now.
+    pub entries: u64,
+    /// Gauge: bytes charged now.
+    pub bytes: u64,
 }
 
 /// One upstream group's interval.
@@ -76,6 +91,8 @@ pub struct MetricsDelta {
     pub tunnels: super::TunnelTable,
     /// Requests by client protocol and HTTP/2 counters (gauges as current values).
     pub protocols: super::ProtocolCounts,
+    /// The worker's response caches.
+    pub caches: Vec<CacheDelta>,
 }
 
 /// Completed handshakes by [`TlsVersion::index`], then fresh (0) or resumed (1).

@@ -26,17 +26,19 @@ mod recorder;
 mod tunnel;
 
 pub use aggregate::{
-    Aggregator, ProcessInfo, RedisHealth, RouteTotals, TargetHealthInfo, UpstreamTotals, WorkerInfo,
+    Aggregator, CacheRedisHealth, ProcessInfo, RedisHealth, RouteTotals, TargetHealthInfo,
+    UpstreamTotals, WorkerInfo,
 };
 pub use composite::{CompositeStats, CompositeTable};
 pub use delta::{
-    MetricsDelta, RouteDelta, RouteRequests, TlsFailureCounts, TlsHandshakeCounts, UpstreamDelta,
+    CacheDelta, MetricsDelta, RouteDelta, RouteRequests, TlsFailureCounts, TlsHandshakeCounts,
+    UpstreamDelta,
 };
 pub use histogram::{LatencyHistogram, HIGHEST_MICROS, LOWEST_MICROS, SIGNIFICANT_DIGITS};
 pub use protocol::{Protocol, ProtocolCounts};
 pub use record::{
-    ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, RequestRecord, StatusClass, TlsFailure,
-    TlsSide, TlsVersion,
+    CacheResult, ErrorCause, MirrorOutcome, PolicyOutcome, Refusal, RequestRecord, StatusClass,
+    TlsFailure, TlsSide, TlsVersion,
 };
 pub use recorder::WorkerMetrics;
 pub use tunnel::{TunnelStats, TunnelTable};

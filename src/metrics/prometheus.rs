@@ -316,6 +316,7 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
         &[],
         process.start_time_unix,
     )?;
+    write_caches(w, agg, process)?;
     if let Some(redis) = process.redis {
         w.family(
             "ringgate_rate_limit_redis_up",
@@ -329,6 +330,138 @@ fn write_all(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Re
             "counter",
         )?;
         w.sample("ringgate_rate_limit_redis_errors_total", &[], redis.errors)?;
+    }
+    Ok(())
+}
+
+/// Response cache families: per route results, per cache counters and gauges, and the purges
+/// shared through Redis.
+fn write_caches(w: &mut Writer, agg: &Aggregator, process: &ProcessInfo) -> fmt::Result {
+    use crate::metrics::CacheResult;
+    let cached_routes: Vec<_> = agg
+        .routes
+        .iter()
+        .filter(|(_, t)| t.cache.iter().any(|&n| n > 0))
+        .collect();
+    if !cached_routes.is_empty() {
+        w.family(
+            "ringgate_route_cache_requests_total",
+            "Requests of routes with a cache, by what the cache did (hit, stale, revalidated, miss, bypass).",
+            "counter",
+        )?;
+        for (route, t) in cached_routes {
+            for result in CacheResult::ALL {
+                let labels = [("route", route.as_str()), ("result", result.label())];
+                w.sample(
+                    "ringgate_route_cache_requests_total",
+                    &labels,
+                    t.cache[result.index()],
+                )?;
+            }
+        }
+    }
+    type Get = fn(&crate::cache::CacheCounts) -> u64;
+    let counters: [(&str, &str, Get); 8] = [
+        (
+            "ringgate_cache_hits_total",
+            "Requests answered fresh from the cache, or after a 304.",
+            |c| c.hits,
+        ),
+        (
+            "ringgate_cache_misses_total",
+            "Requests that found nothing usable stored.",
+            |c| c.misses,
+        ),
+        (
+            "ringgate_cache_stale_total",
+            "Requests answered stale (max-stale, stale-while-revalidate, stale-if-error).",
+            |c| c.stale,
+        ),
+        (
+            "ringgate_cache_revalidations_total",
+            "Conditional requests sent to revalidate stored responses.",
+            |c| c.revalidations,
+        ),
+        (
+            "ringgate_cache_coalesced_total",
+            "Requests that waited for another request's miss of the same key.",
+            |c| c.coalesced,
+        ),
+        ("ringgate_cache_stores_total", "Responses stored.", |c| {
+            c.stores
+        }),
+        (
+            "ringgate_cache_evictions_total",
+            "Entries evicted to stay within max_bytes.",
+            |c| c.evictions,
+        ),
+        (
+            "ringgate_cache_purged_total",
+            "Entries removed by invalidation or purge.",
+            |c| c.purged,
+        ),
+    ];
+    if !agg.caches.is_empty() {
+        for (name, help, get) in counters {
+            w.family(name, help, "counter")?;
+            for (cache, counts) in &agg.caches {
+                w.sample(name, &[("cache", cache.as_str())], get(counts))?;
+            }
+        }
+        let mut gauges: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for ((cache, _), (entries, bytes)) in &agg.cache_gauges {
+            let g = gauges.entry(cache.as_str()).or_default();
+            g.0 += entries;
+            g.1 += bytes;
+        }
+        w.family(
+            "ringgate_cache_entries",
+            "Entries stored, over every worker.",
+            "gauge",
+        )?;
+        for (cache, (entries, _)) in &gauges {
+            w.sample("ringgate_cache_entries", &[("cache", cache)], *entries)?;
+        }
+        w.family(
+            "ringgate_cache_bytes",
+            "Bytes charged (heads, bodies, keys, index), over every worker.",
+            "gauge",
+        )?;
+        for (cache, (_, bytes)) in &gauges {
+            w.sample("ringgate_cache_bytes", &[("cache", cache)], *bytes)?;
+        }
+    }
+    if let Some(redis) = process.cache_redis {
+        let families: [(&str, &str, &str, u64); 4] = [
+            (
+                "ringgate_cache_purge_redis_up",
+                "1 while purges are exchanged with the other instances through Redis.",
+                "gauge",
+                u64::from(redis.up),
+            ),
+            (
+                "ringgate_cache_purge_redis_errors_total",
+                "Failed Redis connections and commands of cache purges.",
+                "counter",
+                redis.errors,
+            ),
+            (
+                "ringgate_cache_purge_unpublished_total",
+                "Purges made here that Redis could not take: the other instances missed them.",
+                "counter",
+                redis.unpublished,
+            ),
+            (
+                "ringgate_cache_purge_received_total",
+                "Purges received from other instances and applied.",
+                "counter",
+                redis.received,
+            ),
+        ];
+        for (name, help, kind, value) in families {
+            w.family(name, help, kind)?;
+            w.sample(name, &[], value)?;
+        }
     }
     Ok(())
 }

@@ -25,6 +25,7 @@ fn rendered() -> String {
             bytes_in: 10,
             bytes_out: 20,
             protocol: crate::metrics::Protocol::Http1,
+            cache: None,
         });
     }
     m.connection_opened();
@@ -52,6 +53,7 @@ fn process_info() -> ProcessInfo {
         failed_reloads: 1,
         config_generation: 4,
         start_time_unix: 1_700_000_000,
+        cache_redis: None,
         target_health: Vec::new(),
         redis: None,
     }

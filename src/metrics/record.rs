@@ -25,6 +25,51 @@ pub struct RequestRecord<'a> {
     pub bytes_out: u64,
     /// The client protocol that carried the request (`protocol` label of the route).
     pub protocol: super::Protocol,
+    /// What the route's cache did, on routes with a cache.
+    pub cache: Option<CacheResult>,
+}
+
+/// What a route's cache did for a request; one counter each in
+/// `ringgate_route_cache_requests_total{route,result}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CacheResult {
+    /// Answered fresh from the cache.
+    Hit,
+    /// Answered stale (max-stale, stale-while-revalidate, stale-if-error).
+    Stale,
+    /// Revalidated upstream (304) and answered from the cache.
+    Revalidated,
+    /// Went upstream.
+    Miss,
+    /// Not looked up (unsafe method, `Range`, `Upgrade`).
+    Bypass,
+}
+
+impl CacheResult {
+    /// Every result, in counter order.
+    pub const ALL: [CacheResult; 5] = [
+        CacheResult::Hit,
+        CacheResult::Stale,
+        CacheResult::Revalidated,
+        CacheResult::Miss,
+        CacheResult::Bypass,
+    ];
+
+    /// Index into per-result counter arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The `result` label value.
+    pub const fn label(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Stale => "stale",
+            CacheResult::Revalidated => "revalidated",
+            CacheResult::Miss => "miss",
+            CacheResult::Bypass => "bypass",
+        }
+    }
 }
 
 /// What became of a request a route's `mirror` sampled; one counter each in

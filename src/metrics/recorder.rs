@@ -25,11 +25,15 @@ struct RouteStats {
     bytes_in: u64,
     bytes_out: u64,
     duration: LatencyHistogram,
+    cache: [u64; super::CacheResult::ALL.len()],
 }
 
 impl RouteStats {
     fn record(&mut self, r: &RequestRecord<'_>) {
         self.requests[r.protocol.index()][StatusClass::of(r.status).index()] += 1;
+        if let Some(result) = r.cache {
+            self.cache[result.index()] += 1;
+        }
         self.bytes_in = self.bytes_in.saturating_add(r.bytes_in);
         self.bytes_out = self.bytes_out.saturating_add(r.bytes_out);
         self.duration.record(r.duration);
@@ -47,6 +51,7 @@ impl RouteStats {
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             duration: std::mem::take(&mut self.duration),
+            cache: std::mem::take(&mut self.cache),
         };
         self.requests = RouteRequests::default();
         self.bytes_in = 0;
@@ -176,6 +181,7 @@ impl WorkerMetrics {
             bytes_in: 0,
             bytes_out: 0,
             protocol: super::Protocol::Http1,
+            cache: None,
         };
         let mut upstreams = self.upstreams.borrow_mut();
         if let Some(stats) = upstreams.get_mut(name) {
@@ -373,6 +379,7 @@ impl WorkerMetrics {
                 .map(|(route, s)| (route.to_string(), std::mem::take(s)))
                 .collect(),
             protocols: self.protocols.take(),
+            caches: Vec::new(),
         }
     }
 }
@@ -401,6 +408,7 @@ mod tests {
             bytes_in: 100,
             bytes_out: 1000,
             protocol: crate::metrics::Protocol::Http1,
+            cache: None,
         }
     }
 

@@ -135,6 +135,7 @@ impl ClientConn {
             Some(head) if error.keeps_connection() && head.keep_alive => self.consume_request(head),
             _ => false,
         };
+        self.cache_status_for_gateway_answer();
         self.linger = !keep_alive;
         self.out.clear();
         if self.grpc {
@@ -191,6 +192,7 @@ impl ClientConn {
         let keep_alive =
             head.keep_alive && self.consume_request(head) && !ctx.drain().is_draining();
         self.linger = !keep_alive;
+        self.cache_status_for_gateway_answer();
         self.out.clear();
         if self.grpc {
             let code = crate::http2::grpc::code_for_status(denial.status);

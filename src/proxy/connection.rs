@@ -160,7 +160,7 @@ pub(super) struct ClientConn {
     /// Normalized request path (what routes match).
     pub(super) path: String,
     /// Lower-case host without port (what routes match).
-    host: String,
+    pub(super) host: String,
     /// Path and query sent upstream.
     pub(super) upstream_path: String,
     pub(super) request_id: Vec<u8>,
@@ -202,6 +202,8 @@ pub(super) struct ClientConn {
     pub(super) failed_calls: Vec<u8>,
     /// The current request's accepted offer to switch protocols (`proxy::upgrade`).
     pub(super) upgrading: Option<Box<super::upgrade::Upgrading>>,
+    /// The current request's part in its route's cache (`proxy::cached`).
+    pub(super) cache: super::cached::CacheRequest,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -270,6 +272,7 @@ impl ClientConn {
             body: RequestBody::default(),
             failed_calls: Vec::new(),
             upgrading: None,
+            cache: super::cached::CacheRequest::default(),
         }
     }
 
@@ -306,6 +309,7 @@ impl ClientConn {
         self.response_headers.clear();
         self.errors = snapshot.server.errors;
         self.stages.clear();
+        self.cache.clear();
         self.body.reset();
         self.failed_calls.clear();
         self.upgrading = None;
@@ -461,6 +465,8 @@ impl ClientConn {
         // Nothing a previous request on this connection established may carry over.
         self.identity.clear();
         let route = self.route(snapshot, head)?;
+        self.cache.route_cached =
+            matches!(&route.action, RouteAction::Proxy(a) if a.cache.is_some());
         self.errors = route.errors.unwrap_or(snapshot.server.errors);
         self.body_rules = BodyRules::for_route(snapshot, route, self.exchange.started);
         // A route served over HTTPS only redirects plain requests before checking anything:

@@ -52,6 +52,11 @@ pub struct WorkerContext {
     tunnels: Rc<crate::tunnel::TunnelSlots>,
     live_tunnels: crate::tunnel::LiveTunnels,
     encoders: crate::coding::EncoderPool,
+    caches: RefCell<crate::cache::WorkerCaches>,
+    /// This context itself, for tasks the pipeline starts (background cache refreshes).
+    me: std::rc::Weak<WorkerContext>,
+    /// Where purges caused here go for the other workers (`server` relays them).
+    purges: std::cell::OnceCell<crossbeam_channel::Sender<(usize, crate::cache::Purge)>>,
 }
 
 impl WorkerContext {
@@ -64,9 +69,10 @@ impl WorkerContext {
         limits_link: WorkerLink,
         workers: usize,
         verifier: Verifier,
-    ) -> Self {
+    ) -> Rc<Self> {
         let current = RefCell::new(Rc::new(shared.load_full()));
-        Self {
+        Rc::new_cyclic(|me| Self {
+            me: me.clone(),
             id,
             shared,
             current,
@@ -86,7 +92,30 @@ impl WorkerContext {
             tunnels: Rc::default(),
             live_tunnels: crate::tunnel::LiveTunnels::default(),
             encoders: crate::coding::EncoderPool::default(),
+            caches: RefCell::default(),
+            purges: std::cell::OnceCell::new(),
+        })
+    }
+
+    /// Sets where this worker's purges go for the other workers (once, at start).
+    pub fn set_purges(&self, purges: crossbeam_channel::Sender<(usize, crate::cache::Purge)>) {
+        let _ = self.purges.set(purges);
+    }
+
+    /// Applies `purge` to this worker's caches at once and hands it on for every other
+    /// worker (RFC 9111 §4.4: the next request may land on any core). Never blocks: a full
+    /// channel drops it (the relay drains it continuously).
+    pub fn invalidate(&self, purge: crate::cache::Purge) -> usize {
+        let gone = self.caches().purge(&purge);
+        if let Some(tx) = self.purges.get() {
+            let _ = tx.try_send((self.id, purge));
         }
+        gone
+    }
+
+    /// A counted reference to this context (for a task the pipeline starts).
+    pub fn rc(&self) -> Option<Rc<Self>> {
+        self.me.upgrade()
     }
 
     /// A worker context on its own, for unit tests that run pieces of the pipeline on a
@@ -100,15 +129,7 @@ impl WorkerContext {
             updates: flume::bounded(1).1,
         };
         let verifiers = crate::policy::VerifierPool::start(1, 1).expect("verifier thread");
-        Rc::new(Self::new(
-            0,
-            shared,
-            Drain::new(),
-            None,
-            link,
-            1,
-            verifiers.verifier(),
-        ))
+        Self::new(0, shared, Drain::new(), None, link, 1, verifiers.verifier())
     }
 
     /// The worker's policy caches and decision counters.
@@ -150,6 +171,26 @@ impl WorkerContext {
     /// The byte counts of the worker's open tunnels, handed to the metrics at each flush.
     pub fn live_tunnels(&self) -> &crate::tunnel::LiveTunnels {
         &self.live_tunnels
+    }
+
+    /// The worker's response caches, matched to the latest snapshot's `[caches]` (a reload
+    /// keeps the caches whose name and key shape survive). Borrowed only between awaits.
+    pub fn caches(&self) -> std::cell::RefMut<'_, crate::cache::WorkerCaches> {
+        let mut caches = self.caches.borrow_mut();
+        caches.sync(&self.shared.load().caches);
+        caches
+    }
+
+    /// The worker's cache `id` of `snapshot` (a request's snapshot may be older than the
+    /// caches: it is then found by name and key shape). Borrowed only between awaits.
+    pub fn cache(
+        &self,
+        snapshot: &Snapshot,
+        id: crate::cache::CacheId,
+    ) -> Option<std::cell::RefMut<'_, crate::cache::WorkerCache>> {
+        let settings = snapshot.caches.get(id.0)?;
+        let caches = self.caches();
+        std::cell::RefMut::filter_map(caches, |c| c.resolve(settings, id)).ok()
     }
 
     /// The worker's multiplexed HTTP/2 upstream connections.
@@ -204,6 +245,16 @@ impl WorkerContext {
         let mut delta = self.metrics.take_delta();
         delta.mirror = self.traffic.mirrors().take_counts();
         delta.groups = self.upstreams.report(Instant::now());
+        delta.caches = self
+            .caches()
+            .iter_mut()
+            .map(|c| crate::metrics::CacheDelta {
+                name: c.settings.name.clone(),
+                counts: std::mem::take(&mut c.counts),
+                entries: c.store.len() as u64,
+                bytes: c.store.bytes() as u64,
+            })
+            .collect();
         delta
     }
 

@@ -169,6 +169,7 @@ impl ClientConn {
             bytes_in: self.exchange.bytes_in,
             bytes_out: self.exchange.bytes_out,
             protocol,
+            cache: self.cache.outcome.result(),
         });
         if let Some(log) = ctx.access_log() {
             let fields = &self.log_fields;
@@ -193,6 +194,7 @@ impl ClientConn {
                 user_agent: fields.field(3),
                 consumer: self.identity.consumer_name().unwrap_or_default().as_bytes(),
                 failed_calls: &self.failed_calls,
+                cache: self.cache.outcome.log_word(),
             });
         }
     }

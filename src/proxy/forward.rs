@@ -55,6 +55,36 @@ impl ClientConn {
                 return Err(ProxyError::BodyTooLarge);
             }
         }
+        let Some(cache) = action.cache else {
+            return self
+                .forward_to_group(ctx, snapshot, action, policies, head)
+                .await;
+        };
+        if let Some(next) = self
+            .cache_lookup(ctx, snapshot, action, cache, head)
+            .await?
+        {
+            return Ok(next);
+        }
+        let result = self
+            .forward_to_group(ctx, snapshot, action, policies, head)
+            .await;
+        self.cache_finish(ctx, snapshot);
+        match result {
+            Err(e) => self.cache_after_failure(ctx, snapshot, head, e).await,
+            ok => ok,
+        }
+    }
+
+    /// Forwards to the group the route chooses (after the cache stage, if any).
+    async fn forward_to_group(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        action: &ProxyAction,
+        policies: &Chain,
+        head: &RequestHead,
+    ) -> Result<Next, ProxyError> {
         let id = self.choose_group(ctx, &action.groups);
         self.exchange.group = Some(id);
         let upstream = snapshot.upstream(id);
@@ -263,7 +293,7 @@ impl ClientConn {
                 .hidden_credential(&self.identity)
                 .and_then(|c| c.header),
             policy_fields: self.identity.upstream_fields(),
-            edits: None,
+            edits: (!self.cache.request_edits.is_empty()).then_some(&self.cache.request_edits),
             upgrade: self.upgrading.as_deref().map(|u| u.protocol()),
         };
         let body = if self.body.is_held() {

@@ -12,10 +12,14 @@
 //!        ─▶ respond route: answer from the snapshot
 //!        ─▶ compose route: read body if a call sends it ─▶ calls (graph order, each through
 //!                         `call`) ─▶ assemble (`crate::compose`) ─▶ one write, known length
-//!        ─▶ proxy route:  choose group (versions, split) ─▶ upstream head (─▶ mirror copy)
+//!        ─▶ proxy route:  [cache lookup (`cached`): hit ─▶ answer from the entry, done;
+//!                          stale ─▶ conditional fields; miss ─▶ lead or wait for the key's flight]
+//!                         ─▶ choose group (versions, split) ─▶ upstream head (─▶ mirror copy)
 //!                         ─▶ pooled or fresh connection ─▶ send head (+ body)
-//!                         ─▶ response head ─▶ response stages (see `stages`: transform ─▶
+//!                         ─▶ response head ─▶ [cache: 304 refreshes the entry, 5xx may give way
+//!                            to stale-if-error] ─▶ response stages (see `stages`: transform ─▶
 //!                            compress ─▶ cache store) ─▶ client head ─▶ stream body ─▶ pool check-in
+//!                            ─▶ [cache: publish the entry if the body completed]
 //!                         (upgrade routes: handshake checked ─▶ tunnel slot ─▶ … ─▶ 101 relayed
 //!                          ─▶ record ─▶ tunnel task copies both ways: see `upgrade`)
 //!        ─▶ record (metrics, access log)
@@ -31,6 +35,8 @@
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
 //! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
 //! - `stages`: the response stages' head edits, body observer and rewriting relay;
+//! - `cached`: the cache stage: lookup, hits written like `respond` answers, revalidation,
+//!   coalescing, the store observer (rules and LRU in `crate::cache`);
 //! - `request_body`: reading a request body whole (bounded) for the stages that need it;
 //! - `traffic`: choosing the route's upstream group (versions, split) and mirroring.
 //! - `exchange`: what the exchange did, recorded into metrics and the access log;
@@ -53,6 +59,7 @@ pub mod admission;
 mod answer;
 mod attempt;
 mod body;
+mod cached;
 pub mod call;
 mod compose;
 mod compress;

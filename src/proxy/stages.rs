@@ -379,21 +379,63 @@ impl super::connection::ClientConn {
         head: &crate::http::RequestHead,
         response: crate::http::ResponseHead,
     ) -> Result<super::connection::Next, super::error::ProxyError> {
-        let mut edits = std::mem::take(&mut self.stages.edits);
+        // The compressor's edits (`Vary`, `Content-Encoding`, a weak `ETag`) are planned first,
+        // so that a stored head carries the same `Vary` the client got.
         let coding = match &self.stages.compress {
-            Some(negotiated) => {
-                negotiated.plan(conn.buf.data(), &self.headers, &response, &mut edits)
-            }
+            Some(negotiated) => negotiated.plan(
+                conn.buf.data(),
+                &self.headers,
+                &response,
+                &mut self.stages.edits,
+            ),
             None => None,
         };
-        let result = match coding {
-            Some(coding) => {
+        let store = match self.cache_on_response(ctx, snapshot, conn.buf.data(), &response, head)
+        {
+            super::cached::OnResponse::Relay(store) => store,
+            super::cached::OnResponse::Refreshed => {
+                let mut conn = conn;
+                conn.buf.consume(response.head_len);
+                if response.keep_alive && response.framing == crate::http::ResponseFraming::None {
+                    ctx.pool().checkin(conn, &upstream.pool);
+                }
+                return self.answer_after_upstream(ctx, snapshot, head, true).await;
+            }
+            // The failed response is dropped unread with its connection.
+            super::cached::OnResponse::StaleOnError => {
+                return self.answer_after_upstream(ctx, snapshot, head, false).await;
+            }
+        };
+        let edits = std::mem::take(&mut self.stages.edits);
+        let result = match (coding, store) {
+            // A compressed answer is not stored: an entry would need the encoded body with its
+            // own length and validators (storing encoded variants is open work, see
+            // docs/caching.md). The client gets it compressed; the next request fetches again.
+            (Some(coding), _) => {
                 self.relay_compressed(
                     ctx, snapshot, conn, upstream, head, response, &edits, coding,
                 )
                 .await
             }
-            None => {
+            (None, Some(mut store)) => {
+                let result = self
+                    .relay_response(
+                        ctx,
+                        snapshot,
+                        conn,
+                        upstream,
+                        head,
+                        response,
+                        Some(&edits),
+                        &mut *store,
+                    )
+                    .await;
+                if result.is_ok() {
+                    self.cache_publish(ctx, snapshot, store, &response);
+                }
+                result
+            }
+            (None, None) => {
                 self.relay_response(
                     ctx,
                     snapshot,

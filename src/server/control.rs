@@ -32,6 +32,8 @@ pub enum ControlEvent {
     OpenApi(Sender<String>),
     /// Reopen the access log file at its path (SIGUSR1, after logrotate moved it).
     ReopenLogs,
+    /// Purge the workers' caches; how many entries went goes to the reply channel.
+    Purge(crate::cache::Purge, Sender<usize>),
 }
 
 /// What a reload did.
@@ -157,6 +159,9 @@ impl Controller {
                 let _ = reply.send(crate::openapi::export::document_text(&snapshot));
             }
             ControlEvent::ReopenLogs => self.server.reopen_access_log(),
+            ControlEvent::Purge(purge, reply) => {
+                let _ = reply.send(self.server.purge(purge));
+            }
         }
     }
 
@@ -185,6 +190,14 @@ impl Controller {
             config_generation: self.generation,
             start_time_unix: self.started_unix,
             target_health: target_health(&self.server.snapshot()),
+            cache_redis: self.server.cache_sync_status().map(|s| {
+                crate::metrics::CacheRedisHealth {
+                    up: s.up(),
+                    errors: s.errors(),
+                    unpublished: s.unpublished(),
+                    received: s.received(),
+                }
+            }),
             redis: {
                 let status = self.server.rate_limit_status();
                 status.configured().then(|| RedisHealth {

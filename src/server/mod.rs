@@ -5,9 +5,11 @@
 //! then starts one pinned thread per worker, each with its own monoio runtime. The workers
 //! share only the `ArcSwap<Snapshot>`; everything else they touch is their own.
 
+pub mod cache_sync;
 pub mod control;
 mod drain;
 mod listener;
+mod purge_relay;
 pub mod signals;
 pub mod watch;
 mod worker;
@@ -125,6 +127,7 @@ impl Server {
                 }
             })?;
         let (metrics_tx, metrics_rx) = crossbeam_channel::bounded(workers * METRICS_BACKLOG);
+        let (purges_tx, purges_rx) = crossbeam_channel::bounded(PURGE_BACKLOG);
         let mut running = RunningServer {
             shared: Arc::clone(&shared),
             metrics: metrics_rx,
@@ -137,6 +140,8 @@ impl Server {
             coordinator,
             health: None,
             verifiers: None,
+            relay: None,
+            cache_sync: None,
         };
         for ((id, listeners), limits) in listeners.into_iter().enumerate().zip(links) {
             let (tx, rx) = flume::unbounded();
@@ -154,6 +159,7 @@ impl Server {
                 limits,
                 workers,
                 verifier: verifiers.verifier(),
+                purges: purges_tx.clone(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("ringgate-w{id}"))
@@ -173,6 +179,27 @@ impl Server {
             );
             running.drivers.push(kind);
         }
+        drop(purges_tx);
+        let snapshot = shared.load_full();
+        if let (Some(redis), false) = (&snapshot.redis, snapshot.caches.is_empty()) {
+            running.cache_sync = Some(
+                cache_sync::start(&redis.url, running.commands.clone()).map_err(|source| {
+                    ServerError::Spawn {
+                        worker: workers,
+                        source,
+                    }
+                })?,
+            );
+        }
+        let publish = running.cache_sync.as_ref().and_then(|s| s.publisher());
+        running.relay = Some(
+            purge_relay::start(running.commands.clone(), purges_rx, publish).map_err(|source| {
+                ServerError::Spawn {
+                    worker: workers,
+                    source,
+                }
+            })?,
+        );
         running.access_log = access_log;
         running.verifiers = Some(verifiers);
         running.health = Some(
@@ -192,6 +219,8 @@ fn worker_count(configured: WorkerCount) -> usize {
 
 /// Metrics deltas queued per worker before the oldest are dropped (nobody is merging).
 const METRICS_BACKLOG: usize = 16;
+/// Purges from workers queued for the relay.
+const PURGE_BACKLOG: usize = 4096;
 
 /// A started server. Dropping it shuts it down gracefully.
 #[derive(Debug)]
@@ -212,6 +241,10 @@ pub struct RunningServer {
     health: Option<crate::upstream::HealthThread>,
     /// The password verifier threads (`basic` policies).
     verifiers: Option<crate::policy::VerifierPool>,
+    /// The purge relay thread (see `purge_relay`).
+    relay: Option<JoinHandle<()>>,
+    /// Purges shared with other instances through Redis (`[redis]` with caches).
+    cache_sync: Option<cache_sync::CacheSync>,
 }
 
 impl RunningServer {
@@ -295,6 +328,19 @@ impl RunningServer {
         self.shared.store(snapshot);
     }
 
+    /// Removes what `purge` names from every worker's caches; returns how many entries went.
+    pub fn purge(&self, purge: crate::cache::Purge) -> usize {
+        if let Some(publish) = self.cache_sync.as_ref().and_then(|s| s.publisher()) {
+            let _ = publish.try_send(purge.clone());
+        }
+        purge_relay::purge_all(&self.commands, purge)
+    }
+
+    /// The health of purges shared through Redis, when `[redis]` and caches are configured.
+    pub fn cache_sync_status(&self) -> Option<Arc<cache_sync::CacheSyncStatus>> {
+        self.cache_sync.as_ref().map(|s| s.status())
+    }
+
     /// Asks the access-log writer (if any) to reopen its file (SIGUSR1, after logrotate).
     pub fn reopen_access_log(&self) {
         if let Some(writer) = &self.access_log {
@@ -318,6 +364,13 @@ impl RunningServer {
             if thread.join().is_err() {
                 result = Err(ServerError::WorkerPanicked(id));
             }
+        }
+        // Every worker dropped its purge sender: the relay has ended.
+        if let Some(relay) = self.relay.take() {
+            let _ = relay.join();
+        }
+        if let Some(mut sync) = self.cache_sync.take() {
+            sync.stop();
         }
         // Every worker flushed its last batch and dropped its sink: write what is queued.
         if let Some(writer) = self.access_log.take() {

@@ -34,6 +34,12 @@ pub enum Command {
     Listen(ListenKey, StdListener),
     /// Stop accepting on the listener bound to this address; its connections carry on.
     StopListening(SocketAddr),
+    /// Remove what this purge names from the worker's caches; the count goes to the
+    /// sender, if any.
+    Purge(
+        Arc<crate::cache::Purge>,
+        Option<crossbeam_channel::Sender<usize>>,
+    ),
 }
 
 /// Everything a worker thread starts with.
@@ -60,6 +66,8 @@ pub struct WorkerSpec {
     pub workers: usize,
     /// The worker's handle on the password verifier pool.
     pub verifier: crate::policy::Verifier,
+    /// Where the worker sends the purges its unsafe requests cause (for the other workers).
+    pub purges: crossbeam_channel::Sender<(usize, crate::cache::Purge)>,
 }
 
 /// Thread body: pins, builds the runtime, reports the driver (or the failure) on `ready`,
@@ -144,7 +152,7 @@ fn report_build_error(
 
 async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Result<DriverKind>>) {
     let drain = Drain::new();
-    let ctx = Rc::new(WorkerContext::new(
+    let ctx = WorkerContext::new(
         spec.id,
         spec.snapshot,
         Rc::clone(&drain),
@@ -152,7 +160,8 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
         spec.limits,
         spec.workers,
         spec.verifier,
-    ));
+    );
+    ctx.set_purges(spec.purges);
     let mut accepting = AHashMap::new();
     for (key, std_listener) in spec.listeners {
         if let Err(e) = start_accepting(&ctx, key, std_listener, &mut accepting) {
@@ -179,6 +188,12 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
             Ok(Command::StopListening(addr)) => {
                 if let Some(stop) = accepting.remove(&addr) {
                     stop.start();
+                }
+            }
+            Ok(Command::Purge(purge, reply)) => {
+                let gone = ctx.caches().purge(&purge);
+                if let Some(reply) = reply {
+                    let _ = reply.send(gone);
                 }
             }
             // A closed channel means the control side is gone: shut down as well.

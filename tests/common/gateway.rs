@@ -379,6 +379,17 @@ impl Gateway {
             .store(Arc::new(snapshot));
     }
 
+    /// Purges every worker's caches (what the admin API's `/cache/purge` does); returns how
+    /// many entries went.
+    pub fn purge(&self, purge: ringgate::cache::Purge) -> usize {
+        self.server.as_ref().expect("running").purge(purge)
+    }
+
+    /// The health of cache purges shared through Redis, if the config has `[redis]` and caches.
+    pub fn cache_sync_status(&self) -> Option<Arc<ringgate::server::cache_sync::CacheSyncStatus>> {
+        self.server.as_ref()?.cache_sync_status()
+    }
+
     /// Whether active health checks consider `addr` of group `upstream` healthy now
     /// (`None`: no such group or target in force).
     pub fn target_healthy(&self, upstream: &str, addr: SocketAddr) -> Option<bool> {

@@ -122,6 +122,8 @@ pub enum Handled {
     },
     /// Close the connection without answering.
     Close,
+    /// These bytes as they are (a truncated or malformed response), then close.
+    Raw(Vec<u8>),
 }
 
 impl Handled {
@@ -919,6 +921,12 @@ fn serve(stream: TcpStream, shared: &Shared, conn: usize) -> io::Result<()> {
                     let _ = reader.get_ref().shutdown(Shutdown::Both);
                     return Ok(());
                 }
+                Handled::Raw(bytes) => {
+                    out.write_all(&bytes)?;
+                    out.flush()?;
+                    let _ = reader.get_ref().shutdown(Shutdown::Both);
+                    return Ok(());
+                }
                 Handled::Respond {
                     delay,
                     status,
@@ -930,9 +938,14 @@ fn serve(stream: TcpStream, shared: &Shared, conn: usize) -> io::Result<()> {
                     for (n, v) in &headers {
                         write!(out, "{n}: {v}\r\n")?;
                     }
-                    write!(out, "content-length: {}\r\n\r\n", body.len())?;
-                    if !is_head {
-                        out.write_all(&body)?;
+                    // 304 and 204 carry no body (and no length here).
+                    if status == 304 || status == 204 {
+                        write!(out, "\r\n")?;
+                    } else {
+                        write!(out, "content-length: {}\r\n\r\n", body.len())?;
+                        if !is_head {
+                            out.write_all(&body)?;
+                        }
                     }
                 }
             },

@@ -4,6 +4,7 @@
 //! problem in the file, each with its key path and line. A snapshot is built only when
 //! there were none. Defaults live here (and in docs/configuration.md), not in `file`.
 
+mod caches;
 mod composites;
 mod consumers;
 mod control;
@@ -47,7 +48,13 @@ pub fn compile(raw: RawConfig, text: &str, base: &Path) -> Result<Snapshot, Vec<
         &raw.upstreams,
     );
     let composites = composites::compile(&mut cx, raw.composites.as_ref(), &raw.upstreams);
-    let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams, &policies, &composites);
+    let caches = caches::compile(&mut cx, raw.caches.as_ref());
+    let tables = routes::Tables {
+        policies: &policies,
+        composites: &composites,
+        caches: &caches,
+    };
+    let router = routes::compile(&mut cx, &raw.routes, &raw.upstreams, &tables);
     let admin = raw.admin.map(|admin| control::admin(&mut cx, admin));
     let metrics = control::metrics(&mut cx, raw.metrics.unwrap_or_default());
     let access_log = raw.access_log.map(|raw| control::access_log(&mut cx, raw));
@@ -62,6 +69,7 @@ pub fn compile(raw: RawConfig, text: &str, base: &Path) -> Result<Snapshot, Vec<
             rate_limits: policies.rate_limits(),
             jwks_stores: policies.jwks_stores(),
             redis,
+            caches: caches.settings(),
         }),
         _ => Err(cx.problems),
     }
@@ -226,7 +234,13 @@ pub(super) fn check_without_router(text: &str) -> Vec<Problem> {
         &raw.upstreams,
     );
     let composites = composites::compile(&mut cx, raw.composites.as_ref(), &raw.upstreams);
-    routes::check(&mut cx, &raw.routes, &raw.upstreams, &policies, &composites);
+    let caches = caches::compile(&mut cx, raw.caches.as_ref());
+    let tables = routes::Tables {
+        policies: &policies,
+        composites: &composites,
+        caches: &caches,
+    };
+    routes::check(&mut cx, &raw.routes, &raw.upstreams, &tables);
     cx.problems
 }
 

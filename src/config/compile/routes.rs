@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 
+use super::caches::CacheTable;
 use super::composites::CompositeTable;
 use super::matcher::{self, has_control, is_token};
 use super::policies::PolicyTable;
@@ -16,15 +17,24 @@ use crate::router::{Rewrite, RouteMatcher, Router};
 /// Headers a static response may not set: the gateway frames the response itself.
 const FRAMING_HEADERS: &[&str] = &["content-length", "transfer-encoding", "connection"];
 
+/// The compiled named tables routes refer to.
+pub(super) struct Tables<'a> {
+    /// `[policies.NAME]`.
+    pub(super) policies: &'a PolicyTable,
+    /// `[composites.NAME]`.
+    pub(super) composites: &'a CompositeTable,
+    /// `[caches.NAME]`.
+    pub(super) caches: &'a CacheTable,
+}
+
 /// Checks every route and builds the router; `None` if any route could not be compiled.
 pub(super) fn compile(
     cx: &mut Ctx<'_>,
     routes: &[RawRoute],
     upstreams: &[RawUpstream],
-    policies: &PolicyTable,
-    composites: &CompositeTable,
+    tables: &Tables<'_>,
 ) -> Option<Router<Route>> {
-    let compiled = check(cx, routes, upstreams, policies, composites);
+    let compiled = check(cx, routes, upstreams, tables);
     build(cx, routes, compiled)
 }
 
@@ -34,8 +44,7 @@ pub(super) fn check(
     cx: &mut Ctx<'_>,
     routes: &[RawRoute],
     upstreams: &[RawUpstream],
-    policies: &PolicyTable,
-    composites: &CompositeTable,
+    tables: &Tables<'_>,
 ) -> Vec<Option<(RouteMatcher, Route)>> {
     let mut first_line: HashMap<&str, usize> = HashMap::new();
     let mut out = Vec::with_capacity(routes.len());
@@ -50,7 +59,7 @@ pub(super) fn check(
         } else {
             first_line.insert(name, cx.line(raw.name.span()));
         }
-        let compiled = route(cx, i, raw, upstreams, policies, composites);
+        let compiled = route(cx, i, raw, upstreams, tables);
         out.push(compiled.filter(|_| cx.problems.len() == before));
     }
     out
@@ -116,9 +125,9 @@ fn route(
     i: usize,
     raw: &RawRoute,
     upstreams: &[RawUpstream],
-    policies: &PolicyTable,
-    composites: &CompositeTable,
+    tables: &Tables<'_>,
 ) -> Option<(RouteMatcher, Route)> {
+    let (policies, composites) = (tables.policies, tables.composites);
     let key = format!("routes[{i}]");
     let chain = policies.chain(cx, &format!("{key}.policies"), raw.policies.as_ref());
     let matcher = matcher::compile(cx, &format!("{key}.match"), raw.matcher.as_ref());
@@ -145,7 +154,7 @@ fn route(
         RouteAction::Compose(compose_action(cx, &key, compose, &matcher, composites)?)
     } else {
         match (proxy_to, &raw.respond) {
-            (Some(_), None) => proxy(cx, &key, i, raw, upstreams, &matcher)?,
+            (Some(_), None) => proxy(cx, &key, i, raw, upstreams, &matcher, tables.caches)?,
             (None, Some(respond)) => {
                 refuse_proxy_keys(cx, &key, raw);
                 super::upgrade::rules(cx, &key, raw, false);
@@ -253,7 +262,12 @@ fn proxy(
     raw: &RawRoute,
     upstreams: &[RawUpstream],
     matcher: &RouteMatcher,
+    caches: &super::caches::CacheTable,
 ) -> Option<RouteAction> {
+    let cache = match &raw.cache {
+        None => None,
+        Some(name) => Some(caches.resolve(cx, key, name)?),
+    };
     let groups = route_traffic::groups(cx, key, slot, raw, upstreams);
     let mirror = raw
         .mirror
@@ -293,6 +307,7 @@ fn proxy(
     let upgrade = super::upgrade::rules(cx, key, raw, true).map(Box::new);
     Some(RouteAction::Proxy(ProxyAction {
         upgrade,
+        cache,
         groups: groups?,
         mirror,
         strip_prefix,
@@ -332,6 +347,7 @@ fn refuse_proxy_keys(cx: &mut Ctx<'_>, key: &str, raw: &RawRoute) {
         ("sticky", raw.sticky.as_ref().map(Spanned::span)),
         ("versions", first_version.map(|v| v.upstream.span())),
         ("mirror", raw.mirror.as_ref().map(|m| m.upstream.span())),
+        ("cache", raw.cache.as_ref().map(Spanned::span)),
     ];
     for (name, span) in set {
         if let Some(span) = span {
@@ -420,14 +436,12 @@ pub(super) mod tests {
         let text = format!("{UPSTREAMS}{routes}");
         let raw: RawConfig = toml::from_str(&text).expect("valid toml");
         let mut cx = Ctx::new(&text);
-        let policies = PolicyTable::default();
-        let out = check(
-            &mut cx,
-            &raw.routes,
-            &raw.upstreams,
-            &policies,
-            &CompositeTable::default(),
-        );
+        let tables = Tables {
+            policies: &PolicyTable::default(),
+            composites: &CompositeTable::default(),
+            caches: &CacheTable::default(),
+        };
+        let out = check(&mut cx, &raw.routes, &raw.upstreams, &tables);
         assert!(cx.problems.is_empty(), "{:?}", cx.problems);
         out.into_iter().map(|r| r.expect("compiled")).collect()
     }
