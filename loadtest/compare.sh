@@ -52,7 +52,7 @@ usage: loadtest/compare.sh [options]
   --quick             smoke run: 2 s per measurement, 1 s warm-up, 2000 idle connections
   --connections N     connections for the closed-loop scenarios (default $CONNS)
   --idle-conns N      idle keep-alive connections for the RSS scenario (default $IDLE_CONNS)
-  --scenarios LIST    comma-separated subset of s1..s13 (default all)
+  --scenarios LIST    comma-separated subset of s1..s15 (default all)
   --nginx-buffering on|off   nginx proxy_buffering (default on, nginx's default)
   --ringgate-bin PATH use this ringgate binary, skip 'cargo build --release'
   --wsbench-bin PATH  use this build of loadtest/wsbench.rs (s13) instead of building it
@@ -71,6 +71,8 @@ TLS_AES_128_GCM_SHA256 only, on both contenders)   s11 composite: ringgate answe
 with 3 concurrent calls (2 KiB JSON each) merged into one, nginx with 1 proxied call (closed
 loop)   s12 the same at 50% of the lower s11 maximum (open loop, oha)   s13 WebSocket echo:
 32-byte messages over $WS_CONNS connections through each contender's tunnel (loadtest/wsbench.rs)
+s14 cache hits: GET /cacheable (max-age=600) from ringgate's cache and Nginx's proxy_cache (tmpfs)
+s15 gzip level 6 of a 16 KiB JSON answer on every request (Nginx: gzip on, gzip_proxied any)
 EOF
 }
 
@@ -115,7 +117,7 @@ done
 [[ $BUFFERING == on || $BUFFERING == off ]] || die "--nginx-buffering is on or off"
 
 # Scenario selection; s2's rate comes from s1 (s12's from s11), so s2 pulls s1 in (s12 s11).
-ALL_SCENARIOS=(s1 s2 s3 s4 s5 s6 s7 s8 s9 s10 s11 s12 s13)
+ALL_SCENARIOS=(s1 s2 s3 s4 s5 s6 s7 s8 s9 s10 s11 s12 s13 s14 s15)
 if [[ $SCENARIOS == all ]]; then
     SELECTED=("${ALL_SCENARIOS[@]}")
 else
@@ -265,6 +267,13 @@ fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ringgate-loadtest.XXXXXX")
 mkdir -p "$WORK"/{tmp,data,raw,logs}
+# s14: Nginx's cache directory on tmpfs (/dev/shm where there is one), as operators run it.
+if [[ -d /dev/shm && -w /dev/shm ]]; then
+    CACHE_DIR=$(mktemp -d /dev/shm/ringgate-loadtest-cache.XXXXXX)
+else
+    CACHE_DIR="$WORK/cache"
+    mkdir -p "$CACHE_DIR"
+fi
 PIDS=()             # every long-running process this script started
 CURRENT=""          # the load generator running now, if any
 
@@ -322,6 +331,7 @@ cleanup() {
     else
         rm -rf "$WORK"
     fi
+    [[ -z ${CACHE_DIR:-} ]] || rm -rf "$CACHE_DIR"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -348,6 +358,7 @@ head -c 16384 /dev/urandom >"$WORK/data/16k"
 head -c 1048576 /dev/urandom >"$WORK/data/1m"
 mkdir -p "$WORK/data/json"
 for part in a b c; do LT json-part "$part" 2048 >"$WORK/data/json/$part"; done
+LT json-part big 16384 >"$WORK/data/json/big"   # s15
 
 LT render "$HERE/nginx/backend.conf.tmpl" "$WORK/backend.conf" \
     "USER_LINE=$USER_LINE" "WORKERS=$BACKEND_WORKERS" "PREFIX=$WORK" \
@@ -357,7 +368,8 @@ render_nginx_proxy() {  # name port tls_port
     LT render "$HERE/nginx/proxy.conf.tmpl" "$WORK/$1.conf" \
         "USER_LINE=$USER_LINE" "WORKERS=$WORKERS" "PREFIX=$WORK" "NAME=$1" \
         "ADDR=127.0.0.1:$2" "UPSTREAM=127.0.0.1:$BACKEND_PORT" "BUFFERING=$BUFFERING" \
-        "TLS_ADDR=127.0.0.1:$3" "CERT=$CERT" "KEY=$KEY" "WS_UPSTREAM=127.0.0.1:$WS_PORT"
+        "TLS_ADDR=127.0.0.1:$3" "CERT=$CERT" "KEY=$KEY" "WS_UPSTREAM=127.0.0.1:$WS_PORT" \
+        "CACHE_DIR=$CACHE_DIR"
 }
 render_nginx_proxy nginx "$A_PORT" "$A_TLS_PORT"
 if ((STANDIN)); then
@@ -596,6 +608,8 @@ if selected s12; then
     scenario s12 oha "$CONNS" /compose "$COMPOSE_RATE"
 fi
 scenario s13 ws "$WS_CONNS" /ws
+scenario s14 wrk "$CONNS" /cacheable
+scenario s15 wrk "$CONNS" /gz LT_GZIP=1
 scenario s9 wrk-tls "$CONNS" /small
 scenario s10 wrk-tls "$CONNS" /small LT_CLOSE=1
 

@@ -62,6 +62,19 @@ SCENARIOS = {
             "through each contender's tunnel to the same echo server. requests/s are messages "
             "echoed per second; latency is the round trip. The goal: more messages per "
             "contender CPU-second than nginx, p99 no worse."),
+    "s14": ("Cache hits",
+            "`GET /cacheable` (13 bytes; the backend says `Cache-Control: max-age=600`) over "
+            "{conns} keep-alive connections, closed loop, after the warm-up stored it: every "
+            "measured request is a hit. ringgate: its per-worker cache; nginx: `proxy_cache` "
+            "with its cache directory on tmpfs and `proxy_cache_valid 200 10m`. The goal: "
+            "ringgate's hits at least 1.5x nginx's requests per contender CPU-second, p99 no "
+            "worse."),
+    "s15": ("gzip level 6 of 16 KiB JSON",
+            "`GET /gz` with `Accept-Encoding: gzip` over {conns} keep-alive connections, closed "
+            "loop: the backend's 16 KiB JSON answer compressed on every request at gzip level 6 "
+            "(ringgate: a `compress` policy; nginx: `gzip on`, `gzip_proxied any`, "
+            "`gzip_comp_level 6`, same type and minimum length). Bytes/s shows the compressed "
+            "size. The goal: ringgate's CPU per request at most nginx's."),
     "s10": ("HTTPS new connection per request",
             "s6 over TLS: `GET /small` with `Connection: close` over {conns} concurrent HTTPS "
             "connections; every request pays for a full TLS 1.3 handshake (wrk does not "
@@ -181,6 +194,10 @@ def load_run(raw, scen, cont, meta):
         res["cpu_pct"] = 100.0 * cpu / wall if wall > 0 else None
         if res.get("requests"):
             res["cpu_us_per_req"] = cpu * 1e6 / res["requests"]
+            # User and kernel time apart: kernel time is the floor user space cannot beat.
+            if "user_s" in after and "user_s" in before:
+                res["user_us_per_req"] = (after["user_s"] - before["user_s"]) * 1e6 / res["requests"]
+                res["sys_us_per_req"] = (after["sys_s"] - before["sys_s"]) * 1e6 / res["requests"]
         res["rss_kb"] = after["rss_kb"]
         res["contender_core_busy"] = cpu_busy(before, after, meta["contender_cpus"].split(","))
         res["load_core_busy"] = cpu_busy(
@@ -284,6 +301,12 @@ def scenario_table(a, b, ra, rb):
         ["contender CPU per request (µs)", fnum(get(ra, "cpu_us_per_req"), 2),
          fnum(get(rb, "cpu_us_per_req"), 2),
          ratio(get(rb, "cpu_us_per_req"), get(ra, "cpu_us_per_req"))],
+        ["… of which user (µs)", fnum(get(ra, "user_us_per_req"), 2),
+         fnum(get(rb, "user_us_per_req"), 2),
+         ratio(get(rb, "user_us_per_req"), get(ra, "user_us_per_req"))],
+        ["… of which kernel (µs)", fnum(get(ra, "sys_us_per_req"), 2),
+         fnum(get(rb, "sys_us_per_req"), 2),
+         ratio(get(rb, "sys_us_per_req"), get(ra, "sys_us_per_req"))],
         ["contender RSS at end (MiB)",
          fnum(get(ra, "rss_kb") and get(ra, "rss_kb") / 1024, 1),
          fnum(get(rb, "rss_kb") and get(rb, "rss_kb") / 1024, 1),
@@ -338,6 +361,11 @@ def targets(a, b, runs, idle):
     check("s13 WebSocket messages per contender CPU-second", ca, cb, 1.0, True)
     check("s13 WebSocket p99 round trip", val("s13", b, None, "99"), val("s13", a, None, "99"),
           1.0, False)
+    ca, cb = val("s14", a, "cpu_us_per_req"), val("s14", b, "cpu_us_per_req")
+    check("s14 cache hits per contender CPU-second", ca, cb, 1.5, True)
+    check("s14 cache hit p99", val("s14", b, None, "99"), val("s14", a, None, "99"), 1.0, False)
+    check("s15 gzip-6 CPU per request", val("s15", b, "cpu_us_per_req"),
+          val("s15", a, "cpu_us_per_req"), 1.0, False)
     pa = idle.get(a, {}).get("per_conn_bytes")
     pb = idle.get(b, {}).get("per_conn_bytes")
     check("s8 RSS per idle keep-alive connection", pb, pa, 1.0, False)

@@ -126,15 +126,20 @@ def tree(pid, kids=None):
     return out
 
 
-def proc_cpu_ticks(pid):
-    """user+sys ticks of a process (all its threads), 0 if it is gone."""
+def proc_cpu_split(pid):
+    """(user, sys) ticks of a process (all its threads), (0, 0) if it is gone."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return 0
+        return 0, 0
     # After the comm field: state(0) ppid(1) ... utime(11) stime(12)
-    return int(fields[11]) + int(fields[12])
+    return int(fields[11]), int(fields[12])
+
+
+def proc_cpu_ticks(pid):
+    """user+sys ticks of a process (all its threads), 0 if it is gone."""
+    return sum(proc_cpu_split(pid))
 
 
 def proc_status_kb(pid, key):
@@ -170,6 +175,8 @@ def snapshot(pids):
         "time": time.time(),
         "pids": procs,
         "cpu_s": sum(proc_cpu_ticks(p) for p in procs) / CLK_TCK,
+        "user_s": sum(proc_cpu_split(p)[0] for p in procs) / CLK_TCK,
+        "sys_s": sum(proc_cpu_split(p)[1] for p in procs) / CLK_TCK,
         "rss_kb": sum(proc_status_kb(p, "VmRSS") for p in procs),
         "hwm_kb": sum(proc_status_kb(p, "VmHWM") for p in procs),
         "cpus": cpu_counters(),

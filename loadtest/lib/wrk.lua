@@ -4,12 +4,14 @@
 --   LT_METHOD      GET (default) or POST
 --   LT_BODY_BYTES  request body size in bytes (0 = none)
 --   LT_CLOSE       1 = send "Connection: close" (a new connection per request)
+--   LT_GZIP        1 = send "Accept-Encoding: gzip" (compressed answers)
 -- done() prints one JSON line (prefixed "LTJSON ") with throughput, errors and a
 -- latency percentile table in microseconds; report.py reads it.
 
 local method = os.getenv("LT_METHOD") or "GET"
 local body_bytes = tonumber(os.getenv("LT_BODY_BYTES") or "0") or 0
 local close = os.getenv("LT_CLOSE") == "1"
+local gzip = os.getenv("LT_GZIP") == "1"
 
 wrk.method = method
 if body_bytes > 0 then
@@ -18,6 +20,9 @@ if body_bytes > 0 then
 end
 if close then
   wrk.headers["Connection"] = "close"
+end
+if gzip then
+  wrk.headers["Accept-Encoding"] = "gzip"
 end
 
 local percentiles = { 1, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 99.999 }
