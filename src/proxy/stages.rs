@@ -390,8 +390,7 @@ impl super::connection::ClientConn {
             ),
             None => None,
         };
-        let store = match self.cache_on_response(ctx, snapshot, conn.buf.data(), &response, head)
-        {
+        let store = match self.cache_on_response(ctx, snapshot, conn.buf.data(), &response, head) {
             super::cached::OnResponse::Relay(store) => store,
             super::cached::OnResponse::Refreshed => {
                 let mut conn = conn;
