@@ -208,16 +208,16 @@ fn refuses_a_body_over_the_limit() {
     });
 }
 
-#[test]
-fn sends_method_headers_and_body() {
-    // The backend echoes nothing, so check what it received through a capture backend.
+/// Sends `call` to a backend that records the bytes it received up to and including
+/// `until`, answers 200, and returns them.
+fn capture(call: impl FnOnce() -> Call<'static>, until: &'static [u8]) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let captured = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().expect("accept");
         let mut buf = vec![0u8; 4096];
         let mut got = Vec::new();
-        while find(&got, b"body!").is_none() {
+        while find(&got, until).is_none() {
             let n = stream.read(&mut buf).expect("read");
             assert!(
                 n > 0,
@@ -235,17 +235,25 @@ fn sends_method_headers_and_body() {
         .expect("runtime");
     rt.block_on(async {
         let ctx = context(&[addr], "");
-        let post = Call {
+        assert_eq!(get(&ctx, call()).await.expect("answer").status, 200);
+    });
+    captured.join().expect("capture thread")
+}
+
+#[test]
+fn sends_method_headers_and_body() {
+    // The backend echoes nothing, so check what it received through a capture backend.
+    let request = capture(
+        || Call {
             method: "POST",
             host: Some("users.internal"),
             headers: b"X-Trace: abc\r\n",
             body: b"body!",
             idempotent: false,
             ..Call::get(api(), "/users?x=1")
-        };
-        assert_eq!(get(&ctx, post).await.expect("answer").status, 200);
-    });
-    let request = captured.join().expect("capture thread");
+        },
+        b"body!",
+    );
     assert_eq!(
         request,
         "POST /users?x=1 HTTP/1.1\r\nHost: users.internal\r\nX-Trace: abc\r\n\
@@ -256,37 +264,7 @@ fn sends_method_headers_and_body() {
 #[test]
 fn a_call_without_a_host_names_its_group() {
     // HTTP/1.1 servers (Nginx among them) answer a request without `Host` with 400.
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let captured = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().expect("accept");
-        let mut buf = vec![0u8; 4096];
-        let mut got = Vec::new();
-        while find(&got, b"\r\n\r\n").is_none() {
-            let n = stream.read(&mut buf).expect("read");
-            assert!(
-                n > 0,
-                "request incomplete: {:?}",
-                String::from_utf8_lossy(&got)
-            );
-            got.extend_from_slice(&buf[..n]);
-        }
-        stream.write_all(OK).expect("write");
-        String::from_utf8(got).expect("utf-8")
-    });
-    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let ctx = context(&[addr], "");
-        let status = get(&ctx, Call::get(api(), "/parts/a"))
-            .await
-            .expect("answer")
-            .status;
-        assert_eq!(status, 200);
-    });
-    let request = captured.join().expect("capture thread");
+    let request = capture(|| Call::get(api(), "/parts/a"), b"\r\n\r\n");
     assert_eq!(request, "GET /parts/a HTTP/1.1\r\nHost: api\r\n\r\n");
 }
 
