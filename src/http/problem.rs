@@ -178,7 +178,7 @@ pub fn write_body(out: &mut Vec<u8>, problem: &Problem<'_>) {
     out.extend_from_slice(b"\",\"title\":\"");
     escape_into(out, problem.title.as_bytes());
     out.extend_from_slice(b"\",\"status\":");
-    push_u16(out, problem.status);
+    super::writer::push_decimal(out, u64::from(problem.status));
     out.extend_from_slice(b",\"detail\":\"");
     escape_into(out, problem.detail.as_bytes());
     out.push(b'"');
@@ -230,21 +230,6 @@ fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
             out.extend_from_slice("\u{fffd}".as_bytes());
         }
     }
-}
-
-fn push_u16(out: &mut Vec<u8>, n: u16) {
-    let mut digits = [0u8; 5];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]

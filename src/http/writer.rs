@@ -658,8 +658,8 @@ fn number_field(out: &mut Vec<u8>, name: &[u8], n: u64) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends `n` in decimal, formatted on the stack.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+/// Appends `n` in decimal, formatted on the stack (no allocation).
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

@@ -220,7 +220,7 @@ impl Cors {
         }
         self.write_allow_headers(req, out);
         out.extend_from_slice(b"Access-Control-Max-Age: ");
-        push_decimal(out, self.max_age);
+        crate::http::writer::push_decimal(out, self.max_age);
         out.extend_from_slice(b"\r\n");
         let private = req
             .header("access-control-request-private-network")
@@ -470,22 +470,6 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]

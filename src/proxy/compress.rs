@@ -293,10 +293,7 @@ impl ClientConn {
         // error answer (502/504) instead of a closed connection.
         self.response_started = self.out.is_empty();
         self.exchange.bytes_out += relayed.map_err(relay_error)?;
-        if response.keep_alive && response.framing != ResponseFraming::UntilClose && !self.linger {
-            conn.buf.shrink_to(crate::upstream::UPSTREAM_BUF);
-            ctx.pool().checkin(conn, &upstream.pool);
-        }
+        self.check_in_after_relay(ctx, conn, upstream, &response);
         Ok(if keep_alive {
             Next::KeepAlive
         } else {

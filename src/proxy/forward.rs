@@ -638,15 +638,28 @@ impl ClientConn {
                 .relay_response_body(&mut conn, snapshot, upstream, end, dechunk, observer)
                 .await?;
         }
-        if response.keep_alive && response.framing != ResponseFraming::UntilClose && !self.linger {
-            conn.buf.shrink_to(crate::upstream::UPSTREAM_BUF);
-            ctx.pool().checkin(conn, &upstream.pool);
-        }
+        self.check_in_after_relay(ctx, conn, upstream, &response);
         Ok(if keep_alive {
             Next::KeepAlive
         } else {
             Next::Close
         })
+    }
+
+    /// Returns an upstream connection whose response was relayed whole to the pool, unless
+    /// the upstream said it closes, the body ended with the connection, or the request body
+    /// was cut short (`linger`).
+    pub(super) fn check_in_after_relay(
+        &self,
+        ctx: &WorkerContext,
+        mut conn: UpstreamConn,
+        upstream: &Upstream,
+        response: &ResponseHead,
+    ) {
+        if response.keep_alive && response.framing != ResponseFraming::UntilClose && !self.linger {
+            conn.buf.shrink_to(crate::upstream::UPSTREAM_BUF);
+            ctx.pool().checkin(conn, &upstream.pool);
+        }
     }
 
     async fn relay_response_body<O: BodyObserver>(
