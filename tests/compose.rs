@@ -824,6 +824,12 @@ driver_tests! {
         assert_eq!(agg.composite("home", Some("user")).expect("user").count("ok"), 1);
         assert_eq!(agg.composite("home", Some("reco")).expect("reco").count("upstream_error"), 1);
         assert_eq!(home.latency.count(), 1);
+        // The required call (user) answered: its time is the request's slowest call, which
+        // the composite's own time includes.
+        assert_eq!(home.slowest_call.count(), 1);
+        assert!(home.slowest_call.sum_micros() <= home.latency.sum_micros());
+        let user = agg.composite("home", Some("user")).expect("user");
+        assert_eq!(home.slowest_call.sum_micros(), user.latency.sum_micros());
     }
 }
 

@@ -20,6 +20,10 @@ pub struct CompositeStats {
     pub latency: LatencyHistogram,
     /// Root-merge key collisions (composite entries only).
     pub collisions: u64,
+    /// Per composite request whose required calls all answered, the duration of the slowest
+    /// of them (composite entries only): the latency the backends set, against which
+    /// `latency` shows what the gateway added.
+    pub slowest_call: LatencyHistogram,
 }
 
 impl CompositeStats {
@@ -50,6 +54,7 @@ impl CompositeStats {
         }
         self.outcomes.sort_by_key(|(o, _)| *o);
         self.latency.add(&other.latency);
+        self.slowest_call.add(&other.slowest_call);
         self.collisions = self.collisions.saturating_add(other.collisions);
     }
 

@@ -670,6 +670,45 @@ fn composites(w: &mut Writer, agg: &Aggregator) -> fmt::Result {
         )?;
     }
     w.family(
+        "ringgate_composite_duration_quantile_seconds",
+        "Composite request duration quantiles since start, exact from the merged HDR histogram.",
+        "gauge",
+    )?;
+    for ((composite, _), stats) in composites() {
+        w.quantiles(
+            "ringgate_composite_duration_quantile_seconds",
+            "composite",
+            composite,
+            &stats.latency,
+        )?;
+    }
+    w.family(
+        "ringgate_composite_slowest_call_seconds",
+        "Per composite request whose required calls all answered, the slowest of them.",
+        "histogram",
+    )?;
+    for ((composite, _), stats) in composites() {
+        let labels = [("composite", composite.as_str())];
+        w.histogram_labeled(
+            "ringgate_composite_slowest_call_seconds",
+            &labels,
+            &stats.slowest_call,
+        )?;
+    }
+    w.family(
+        "ringgate_composite_slowest_call_quantile_seconds",
+        "Quantiles since start of the slowest required call per composite request.",
+        "gauge",
+    )?;
+    for ((composite, _), stats) in composites() {
+        w.quantiles(
+            "ringgate_composite_slowest_call_quantile_seconds",
+            "composite",
+            composite,
+            &stats.slowest_call,
+        )?;
+    }
+    w.family(
         "ringgate_composite_key_collisions_total",
         "Keys of a composite's output written by more than one call (the later call in config order wins).",
         "counter",

@@ -269,6 +269,14 @@ impl WorkerMetrics {
             .record(outcome, took, collisions);
     }
 
+    /// The slowest required call of one composite request whose required calls all
+    /// answered (see [`CompositeStats::slowest_call`]).
+    pub fn record_composite_slowest_call(&self, composite: &str, took: Duration) {
+        let mut map = self.composites.borrow_mut();
+        let key = (Box::from(composite), Box::from(""));
+        map.entry(key).or_default().slowest_call.record(took);
+    }
+
     /// A tunnel of `route` opened (its upstream switched protocols).
     pub fn tunnel_opened(&self, route: &str) {
         let mut map = self.tunnels.borrow_mut();

@@ -248,6 +248,9 @@ impl ClientConn {
             _ => "failed",
         };
         metrics.record_composite(&plan.name, None, label, took, collisions);
+        if let Some(slowest) = slowest_required(plan, outcome) {
+            metrics.record_composite_slowest_call(&plan.name, slowest);
+        }
         self.failed_calls.clear();
         for (i, call) in plan.calls.iter().enumerate() {
             let reason = match &outcome.slots[i] {
@@ -467,4 +470,19 @@ impl Caller for GatewayCaller<'_> {
             }),
         }
     }
+}
+
+/// The duration of the slowest required call, when every required call answered.
+fn slowest_required(plan: &Composite, outcome: &Outcome) -> Option<std::time::Duration> {
+    let mut slowest = std::time::Duration::ZERO;
+    for (i, call) in plan.calls.iter().enumerate() {
+        if !call.required {
+            continue;
+        }
+        match (&outcome.slots[i], outcome.elapsed[i]) {
+            (Slot::Done(_), Some(took)) => slowest = slowest.max(took),
+            _ => return None,
+        }
+    }
+    Some(slowest)
 }
