@@ -12,6 +12,7 @@
 // `TARGETS` only.
 #![allow(dead_code)]
 
+mod cache_control;
 mod chunked;
 mod config;
 mod cookie;
@@ -75,6 +76,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "openapi",
         run: openapi::run,
+    },
+    Target {
+        name: "cache_control",
+        run: cache_control::run,
     },
     Target {
         name: "h2",
