@@ -1022,7 +1022,7 @@ driver_tests! {
                 "ringgate_cache_purged_total{cache=\"api\"} 1",
                 "ringgate_cache_entries{cache=\"api\"} 1",
             ];
-            let agg = gw.metrics_until(|agg| {
+            let agg = gw.metrics_until_for(&w, |agg| {
                 let t = text(agg);
                 expected.iter().all(|line| t.contains(line))
             });

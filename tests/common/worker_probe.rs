@@ -124,18 +124,18 @@ impl WorkerProbe {
             match probe.status {
                 200 => return i,
                 504 => {}
-                other => panic!("marker {i}: unexpected status {other}: {probe:?}"),
+                other => panic!("{workers} worker(s): marker {i}: status {other}: {probe:?}"),
             }
         }
         assert!(
             marked < workers,
-            "a connection on none of the {marked} marked workers of {workers}"
+            "{workers} worker(s): a connection on none of the {marked} marked workers"
         );
         let stored = session.get(&format!("{PREFIX}{marked}"));
         assert_eq!(
             stored.header("cache-status"),
             Some("ringgate; fwd=uri-miss; stored"),
-            "marking worker {marked}: {stored:?}"
+            "{workers} worker(s): marking worker {marked}: {stored:?}"
         );
         self.marked.borrow_mut().insert(addr, marked + 1);
         marked
