@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::client::{Raw, RawResponse};
+use common::client::{Raw, RawResponse, Session};
 use common::gateway::{Gateway, GatewayConfig};
 use common::redis::Redis;
 use common::upstream::{Behavior, Handled, Upstream};
+use common::worker_probe::WorkerProbe;
 use ringgate::cache::Purge;
 
 fn numbered_backend() -> Upstream {
@@ -29,8 +30,15 @@ fn numbered_backend() -> Upstream {
     )
 }
 
-fn instance(driver: &str, up: &Upstream, redis: &Redis) -> Gateway {
-    GatewayConfig::new(driver)
+fn instance(
+    driver: &str,
+    workers: usize,
+    up: &Upstream,
+    redis: &Redis,
+    probe: &WorkerProbe,
+) -> Gateway {
+    let config = GatewayConfig::new(driver)
+        .workers(workers)
         .upstream("origin", &[up.addr()])
         .routes(
             "[[routes]]\nname = \"cached\"\nmatch = { path_prefix = \"/\" }\n\
@@ -39,8 +47,8 @@ fn instance(driver: &str, up: &Upstream, redis: &Redis) -> Gateway {
         .tables(&format!(
             "[caches.api]\nmax_bytes = \"1MiB\"\n\n[redis]\nurl = \"{}\"\n",
             redis.url()
-        ))
-        .start()
+        ));
+    probe.configure(config).start()
 }
 
 fn send(gw: &Gateway, method: &str, path: &str) -> RawResponse {
@@ -56,6 +64,24 @@ fn send(gw: &Gateway, method: &str, path: &str) -> RawResponse {
     raw.read_response_to(method)
 }
 
+/// Whether the session's worker holds `path` (`only-if-cached` never goes upstream).
+fn stored(s: &mut Session, path: &str) -> bool {
+    let r = s.request("GET", path, "Cache-Control: only-if-cached\r\n");
+    match r.status {
+        200 => true,
+        504 => false,
+        other => panic!("only-if-cached {path}: status {other}: {r:?}"),
+    }
+}
+
+/// Waits until every session's worker dropped `path`.
+fn dropped_everywhere(on: &mut [Session], what: &str, path: &str) {
+    for (i, s) in on.iter_mut().enumerate() {
+        let what = format!("{what}: worker {i} dropped {path}");
+        common::wait_until(&what, common::IO_TIMEOUT, || !stored(s, path));
+    }
+}
+
 fn subscribed(gw: &Gateway) {
     let status = gw.cache_sync_status().expect("purges shared through redis");
     common::wait_until("the purge subscription", common::IO_TIMEOUT, || {
@@ -65,37 +91,59 @@ fn subscribed(gw: &Gateway) {
 
 driver_tests! {
     fn purges_reach_every_instance_sharing_redis(driver: &str) {
-        let mut redis = Redis::start();
-        let up = numbered_backend();
-        let a = instance(driver, &up, &redis);
-        let b = instance(driver, &up, &redis);
-        subscribed(&a);
-        subscribed(&b);
-        let on_b = send(&b, "GET", "/p").text();
-        send(&a, "GET", "/p");
-        assert_eq!(send(&b, "GET", "/p").text(), on_b, "b serves its entry");
-        // An operator's purge on `a` reaches `b`.
-        assert_eq!(a.purge(Purge::url("http://h.example/p").expect("url")), 1);
-        common::wait_until("b applied a's purge", common::IO_TIMEOUT, || {
-            send(&b, "GET", "/p").text() != on_b
-        });
-        let status_b = b.cache_sync_status().expect("status");
-        assert!(status_b.received() >= 1);
-        // An unsafe request on `b` invalidates `a` too.
-        let on_a = send(&a, "GET", "/p").text();
-        assert_eq!(send(&b, "PUT", "/p").status, 200);
-        common::wait_until("a applied b's invalidation", common::IO_TIMEOUT, || {
-            send(&a, "GET", "/p").text() != on_a
-        });
-        // Redis gone: purges made here cannot reach the others, and the metric says so.
-        redis.kill();
-        let status_a = a.cache_sync_status().expect("status");
-        let before = status_a.unpublished();
-        a.purge(Purge::tag("t").expect("tag"));
-        common::wait_until("the unpublished purge counted", common::IO_TIMEOUT, || {
-            status_a.unpublished() > before
-        });
-        assert!(!status_a.up());
-        assert!(status_a.errors() >= 1);
+        for workers in [1, 2] {
+            purges_reach_every_worker_of_every_instance(driver, workers);
+        }
     }
+}
+
+fn purges_reach_every_worker_of_every_instance(driver: &str, workers: usize) {
+    let w = format!("{workers} worker(s)");
+    let mut redis = Redis::start();
+    let up = numbered_backend();
+    let probe = WorkerProbe::start();
+    let a = instance(driver, workers, &up, &redis, &probe);
+    let b = instance(driver, workers, &up, &redis, &probe);
+    subscribed(&a);
+    subscribed(&b);
+    let mut on_a = probe.sessions(a.addr(), workers);
+    let mut on_b = probe.sessions(b.addr(), workers);
+    // Every worker of both instances stores /p, and serves its entry.
+    for (i, s) in on_b.iter_mut().enumerate() {
+        let first = s.get("/p").text();
+        assert_eq!(
+            s.get("/p").text(),
+            first,
+            "{w}: b's worker {i} serves its entry"
+        );
+    }
+    for s in on_a.iter_mut() {
+        s.get("/p");
+    }
+    assert_eq!(up.requests(), 2 * workers, "{w}");
+    // An operator's purge on `a` reaches every worker of `b`.
+    let purged = a.purge(Purge::url("http://h.example/p").expect("url"));
+    assert_eq!(purged, workers, "{w}: one entry per worker of a");
+    dropped_everywhere(&mut on_b, &format!("{w}: b applied a's purge"), "/p");
+    let status_b = b.cache_sync_status().expect("status");
+    assert!(status_b.received() >= 1, "{w}");
+    // An unsafe request on `b` invalidates every worker of `a` too.
+    for (i, s) in on_a.iter_mut().enumerate() {
+        s.get("/p");
+        assert!(stored(s, "/p"), "{w}: a's worker {i}");
+    }
+    assert_eq!(send(&b, "PUT", "/p").status, 200, "{w}");
+    dropped_everywhere(&mut on_a, &format!("{w}: a applied b's invalidation"), "/p");
+    // Redis gone: purges made here cannot reach the others, and the metric says so.
+    redis.kill();
+    let status_a = a.cache_sync_status().expect("status");
+    let before = status_a.unpublished();
+    a.purge(Purge::tag("t").expect("tag"));
+    common::wait_until(
+        &format!("{w}: the unpublished purge counted"),
+        common::IO_TIMEOUT,
+        || status_a.unpublished() > before,
+    );
+    assert!(!status_a.up(), "{w}");
+    assert!(status_a.errors() >= 1, "{w}");
 }

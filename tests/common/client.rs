@@ -524,3 +524,53 @@ pub fn is_reset(e: &io::Error) -> bool {
 pub fn get_req(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n\r\n")
 }
+
+/// One keep-alive HTTP/1.1 connection that sends request after request on the same socket,
+/// reading each response before the next request. With several workers, every request of a
+/// session is served by the worker that accepted its connection (per-worker state such as a
+/// cache then gives exact counts).
+pub struct Session {
+    raw: Raw,
+    host: String,
+    /// Set when a response said `Connection: close` (no further request may be sent).
+    closed_by: Option<String>,
+}
+
+impl Session {
+    /// Connects to `addr`; every request sends `Host: host`.
+    pub fn connect(addr: SocketAddr, host: &str) -> Session {
+        Session {
+            raw: Raw::connect(addr),
+            host: host.to_string(),
+            closed_by: None,
+        }
+    }
+
+    /// `METHOD path` with the session's `Host` and `extra` header lines (each ending in CRLF).
+    pub fn request(&mut self, method: &str, path: &str, extra: &str) -> RawResponse {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{extra}\r\n",
+            self.host
+        );
+        self.send(method, &head)
+    }
+
+    /// `GET path`.
+    pub fn get(&mut self, path: &str) -> RawResponse {
+        self.request("GET", path, "")
+    }
+
+    /// Sends a whole request as written (its head names the method `method`) and reads the
+    /// response. Panics if an earlier response closed the connection.
+    pub fn send(&mut self, method: &str, request: &str) -> RawResponse {
+        if let Some(last) = &self.closed_by {
+            panic!("the session is closed: the gateway said `Connection: close` to {last}");
+        }
+        self.raw.send(request);
+        let response = self.raw.read_response_to(method);
+        if response.connection_has("close") {
+            self.closed_by = Some(request.lines().next().unwrap_or("").to_string());
+        }
+        response
+    }
+}

@@ -350,6 +350,11 @@ impl Gateway {
     /// Waits until `done` holds on the merged metrics, and returns them; panics after
     /// [`IO_TIMEOUT`]. Needs `merge_interval` in the config (deltas arrive that often).
     pub fn metrics_until(&self, done: impl Fn(&Aggregator) -> bool) -> Aggregator {
+        self.metrics_until_for("", done)
+    }
+
+    /// [`Self::metrics_until`], with `what` (the test's case) in the failure message.
+    pub fn metrics_until_for(&self, what: &str, done: impl Fn(&Aggregator) -> bool) -> Aggregator {
         let collector = self
             .metrics
             .as_ref()
@@ -362,7 +367,11 @@ impl Gateway {
                 return guard.clone();
             }
             let now = Instant::now();
-            assert!(now < deadline, "metrics never matched: {:?}", *guard);
+            assert!(
+                now < deadline,
+                "{what}: metrics never matched: {:?}",
+                *guard
+            );
             guard = changed
                 .wait_timeout(guard, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())

@@ -19,6 +19,7 @@ pub mod process;
 pub mod redis;
 pub mod tls;
 pub mod upstream;
+pub mod worker_probe;
 
 /// How long any blocking read in a test may wait before the test fails.
 pub const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
