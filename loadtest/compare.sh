@@ -394,11 +394,14 @@ render_nginx_proxy() {  # name port tls_port
         "CACHE_DIR=$CACHE_DIR"
 }
 render_nginx_proxy nginx "$A_PORT" "$A_TLS_PORT"
-# HAProxy: maxconn must hold s8's idle connections (and s7's 1,000). It asks for two
-# descriptors per connection; where the hard limit is lower it says so in its log ([ALERT] FD
-# limit too low) and runs anyway (`no strict-limits`): idle client connections hold no server
-# connection, so one descriptor each is what s8 uses.
-HAPROXY_MAXCONN=$((IDLE_CONNS + 2000))
+# HAProxy: maxconn 16384 like nginx's worker_connections, or more if s8 opens more idle
+# connections. It must stay well above s7's 1,000 connections: HAProxy stops keeping idle
+# server connections once a quarter of its descriptor budget (2 x maxconn) is in use
+# (tune.pool-high-fd-ratio 25), and then opens a new backend connection per request; with
+# maxconn 4,000 s7 crossed that line. HAProxy asks for two descriptors per connection; where
+# the hard limit is lower it says so in its log ([ALERT] FD limit too low) and runs anyway
+# (`no strict-limits`): the scenarios need far fewer descriptors than that budget.
+HAPROXY_MAXCONN=$((IDLE_CONNS + 2000 > 16384 ? IDLE_CONNS + 2000 : 16384))
 LT render "$HERE/haproxy/proxy.cfg.tmpl" "$WORK/haproxy.cfg" \
     "WORKERS=$WORKERS" "IDLE_CONNS=$IDLE_CONNS" "MAXCONN=$HAPROXY_MAXCONN" "NOFILE=$NOFILE" \
     "ADDR=127.0.0.1:$H_PORT" "TLS_ADDR=127.0.0.1:$H_TLS_PORT" "PEM=$PEM" \
