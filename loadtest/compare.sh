@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# loadtest/compare.sh — ringgate vs Nginx, same machine, same cores, same backend, same load.
+# loadtest/compare.sh — ringgate vs Nginx and HAProxy, same machine, same cores, same backend,
+# same load.
 #
 # One command from a fresh clone:   loadtest/compare.sh
 # Smoke run (about a minute):       loadtest/compare.sh --quick
 #
 # What it does, in order:
-#   1. installs what is missing (nginx, wrk: apt; oha: cargo install; matplotlib: pip or apt),
+#   1. installs what is missing (nginx, haproxy, wrk: apt; oha: cargo install; matplotlib:
+#      pip or apt),
 #   2. builds ringgate with `cargo build --release`,
 #   3. starts, under a private temp dir, one backend nginx (`return 200` and static files) and
-#      the two contenders: nginx as a tuned reverse proxy and ringgate, both pinned with
-#      taskset to the same contender core(s), both forwarding to that backend,
-#   4. runs each scenario against nginx and then ringgate, back to back, with the same load,
-#      recording throughput, latency percentiles, CPU (user+sys from /proc) and RSS,
+#      the three contenders: nginx and HAProxy as tuned reverse proxies, and ringgate, all
+#      pinned with taskset to the same contender core(s), all forwarding to that backend,
+#   4. runs each scenario against nginx, HAProxy and then ringgate, back to back, with the
+#      same load, recording throughput, latency percentiles, CPU (user and kernel time from
+#      /proc) and RSS,
 #   5. writes loadtest/results/YYYY-MM-DD-<host>.md (+ .png plot, + .json raw numbers),
 #   6. stops everything it started (also on Ctrl-C or failure) and removes the temp dir.
 #
@@ -34,7 +37,7 @@ CONNS=64             # connections for the closed-loop scenarios
 WS_CONNS=64          # WebSocket connections in s13 (one client thread each)
 QUICK=0
 BUFFERING=on         # nginx proxy_buffering
-STANDIN=0            # 1: contender B is a second nginx proxy (validates the harness)
+STANDIN=0            # 1: ringgate's slot holds a second nginx proxy (validates the harness)
 RINGGATE_BIN=""      # use this binary instead of building
 WSBENCH=""           # s13's WebSocket load tool; built from loadtest/wsbench.rs unless given
 INSTALL=1
@@ -56,23 +59,28 @@ usage: loadtest/compare.sh [options]
   --nginx-buffering on|off   nginx proxy_buffering (default on, nginx's default)
   --ringgate-bin PATH use this ringgate binary, skip 'cargo build --release'
   --wsbench-bin PATH  use this build of loadtest/wsbench.rs (s13) instead of building it
-  --standin           run a second nginx proxy in ringgate's slot (harness self-test)
+  --standin           run a second nginx proxy in ringgate's slot (harness self-test: its
+                      ratios to nginx should be 1.00x; HAProxy still runs as usual)
   --no-install        do not install missing tools, fail instead
   --out DIR           results directory (default loadtest/results)
   --keep              keep the temp dir (configs, logs, raw tool output)
   -h, --help          this text
 
-Scenarios: s1 small GET keep-alive (closed loop, wrk)   s2 same at 50% of the lower max (open
+Contenders, each measured in turn in every scenario on the same core(s): nginx (proxy.conf.tmpl),
+haproxy (haproxy/proxy.cfg.tmpl, nbthread = --workers, http-reuse always), ringgate.
+
+Scenarios: s1 small GET keep-alive (closed loop, wrk)   s2 same at 50% of the lowest max (open
 loop, oha, latency-corrected)   s3 16 KiB   s4 1 MiB   s5 4 KiB POST   s6 new connection per
 request   s7 1,000 keep-alive connections   s8 RSS with idle keep-alive connections
 s9 HTTPS small GET keep-alive   s10 HTTPS new connection (full handshake) per request
 (HTTPS: same self-signed ECDSA P-256 certificate, made with openssl at run time, TLS 1.3 with
-TLS_AES_128_GCM_SHA256 only, on both contenders)   s11 composite: ringgate answers GET /compose
-with 3 concurrent calls (2 KiB JSON each) merged into one, nginx with 1 proxied call (closed
-loop)   s12 the same at 50% of the lower s11 maximum (open loop, oha)   s13 WebSocket echo:
-32-byte messages over $WS_CONNS connections through each contender's tunnel (loadtest/wsbench.rs)
-s14 cache hits: GET /cacheable (max-age=600) from ringgate's cache and Nginx's proxy_cache (tmpfs)
-s15 gzip level 6 of a 16 KiB JSON answer on every request (Nginx: gzip on, gzip_proxied any)
+TLS_AES_128_GCM_SHA256 only, on every contender)   s11 composite: ringgate answers GET /compose
+with 3 concurrent calls (2 KiB JSON each) merged into one, nginx and HAProxy with 1 proxied call
+(closed loop)   s12 the same at 50% of the lowest s11 maximum (open loop, oha)   s13 WebSocket
+echo: 32-byte messages over $WS_CONNS connections through each contender's tunnel
+(loadtest/wsbench.rs)   s14 cache hits: GET /cacheable (max-age=600) from ringgate's cache,
+Nginx's proxy_cache (tmpfs) and HAProxy's cache (RAM)   s15 gzip of a 16 KiB JSON answer on
+every request (ringgate and Nginx: level 6; HAProxy: its build's compressor, libslz on Debian)
 EOF
 }
 
@@ -169,6 +177,7 @@ apt_install() {
 install_deps() {
     local pkgs=()
     have nginx || [[ -x /usr/sbin/nginx ]] || pkgs+=(nginx)
+    have haproxy || [[ -x /usr/sbin/haproxy ]] || pkgs+=(haproxy)
     have wrk || pkgs+=(wrk)
     have taskset || pkgs+=(util-linux)
     have python3 || pkgs+=(python3)
@@ -198,6 +207,16 @@ install_deps() {
 
 install_deps
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+# s15: the Debian build compresses with libslz (stateless deflate, one level), not zlib.
+HAPROXY_FEATURES=$("$HAPROXY" -vv 2>/dev/null | grep -m1 '^Feature list' || true)
+if [[ $HAPROXY_FEATURES == *+SLZ* ]]; then
+    HAPROXY_COMPRESSOR=libslz
+elif [[ $HAPROXY_FEATURES == *+ZLIB* ]]; then
+    HAPROXY_COMPRESSOR=zlib
+else
+    HAPROXY_COMPRESSOR=none
+fi
 
 # ------------------------------------------------------------------------------ building
 
@@ -341,14 +360,17 @@ trap 'exit 143' TERM
 LT() { python3 "$LIB/lt.py" "$@"; }
 
 # Ports: free loopback ports picked by the kernel (plain and HTTPS for each contender).
-read -r BACKEND_PORT A_PORT B_PORT A_TLS_PORT B_TLS_PORT WS_PORT _ <<<"$(LT freeport 7)"
+read -r BACKEND_PORT A_PORT B_PORT A_TLS_PORT B_TLS_PORT WS_PORT H_PORT H_TLS_PORT _ \
+    <<<"$(LT freeport 9)"
 
-# HTTPS scenarios: one self-signed ECDSA P-256 certificate for both contenders, made now.
+# HTTPS scenarios: one self-signed ECDSA P-256 certificate for every contender, made now.
 CERT="$WORK/tls.pem"
 KEY="$WORK/tls.key"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
     -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
     -keyout "$KEY" -out "$CERT" 2>/dev/null || die "openssl could not make the test certificate"
+PEM="$WORK/tls-bundle.pem"   # HAProxy reads certificate and key from one file
+cat "$CERT" "$KEY" >"$PEM"
 
 USER_LINE=""
 if ((EUID == 0)); then USER_LINE="user root;"; fi  # workers must read/write the temp dir
@@ -372,6 +394,21 @@ render_nginx_proxy() {  # name port tls_port
         "CACHE_DIR=$CACHE_DIR"
 }
 render_nginx_proxy nginx "$A_PORT" "$A_TLS_PORT"
+# HAProxy: maxconn 16384 like nginx's worker_connections, or more if s8 opens more idle
+# connections. It must stay well above s7's 1,000 connections: HAProxy stops keeping idle
+# server connections once a quarter of its descriptor budget (2 x maxconn) is in use
+# (tune.pool-high-fd-ratio 25), and then opens a new backend connection per request; with
+# maxconn 4,000 s7 crossed that line. HAProxy asks for two descriptors per connection; where
+# the hard limit is lower it says so in its log ([ALERT] FD limit too low) and runs anyway
+# (`no strict-limits`): the scenarios need far fewer descriptors than that budget.
+HAPROXY_MAXCONN=$((IDLE_CONNS + 2000 > 16384 ? IDLE_CONNS + 2000 : 16384))
+LT render "$HERE/haproxy/proxy.cfg.tmpl" "$WORK/haproxy.cfg" \
+    "WORKERS=$WORKERS" "IDLE_CONNS=$IDLE_CONNS" "MAXCONN=$HAPROXY_MAXCONN" "NOFILE=$NOFILE" \
+    "ADDR=127.0.0.1:$H_PORT" "TLS_ADDR=127.0.0.1:$H_TLS_PORT" "PEM=$PEM" \
+    "UPSTREAM=127.0.0.1:$BACKEND_PORT" "WS_UPSTREAM=127.0.0.1:$WS_PORT" \
+    "COMPRESSOR=$HAPROXY_COMPRESSOR"
+"$HAPROXY" -c -q -f "$WORK/haproxy.cfg" >"$WORK/logs/haproxy-check.txt" 2>&1 \
+    || { cat "$WORK/logs/haproxy-check.txt" >&2; die "HAProxy refused $WORK/haproxy.cfg"; }
 if ((STANDIN)); then
     render_nginx_proxy "$B_NAME" "$B_PORT" "$B_TLS_PORT"
 else
@@ -386,8 +423,10 @@ fi
 declare -A PID_OF PORT_OF TLS_PORT_OF
 PORT_OF[backend]=$BACKEND_PORT
 PORT_OF[nginx]=$A_PORT
+PORT_OF[haproxy]=$H_PORT
 PORT_OF[$B_NAME]=$B_PORT
 TLS_PORT_OF[nginx]=$A_TLS_PORT
+TLS_PORT_OF[haproxy]=$H_TLS_PORT
 TLS_PORT_OF[$B_NAME]=$B_TLS_PORT
 start() {
     local name=$1 cpus=$2
@@ -407,6 +446,8 @@ start_contender() {  # NAME
     case "$1" in
         ringgate)
             start ringgate "$C_SET" "$RINGGATE_BIN" --config "$WORK/ringgate.toml" --workers "$WORKERS" ;;
+        haproxy)  # -db: foreground, one process (its threads are its workers); SIGTERM stops it
+            start haproxy "$C_SET" "$HAPROXY" -db -f "$WORK/haproxy.cfg" ;;
         *)
             start "$1" "$C_SET" "$NGINX" -p "$WORK" -c "$WORK/$1.conf" -e "$WORK/logs/$1-error.log" ;;
     esac
@@ -434,7 +475,9 @@ if [[ -n $WSBENCH ]]; then
     PORT_OF[wsbackend]=$WS_PORT
     start wsbackend "$B_SET" "$WSBENCH" server "127.0.0.1:$WS_PORT" || die "the WebSocket backend did not start"
 fi
-CONTENDERS=(nginx "$B_NAME")
+# The last contender is the subject (ringgate, or its stand-in); the report gives its ratio to
+# each of the others.
+CONTENDERS=(nginx haproxy "$B_NAME")
 for c in "${CONTENDERS[@]}"; do start_contender "$c" || die "$c did not start"; done
 
 # ------------------------------------------------------------------------------ sanity checks
@@ -455,7 +498,33 @@ sanity() {  # name
         "https://localhost:${TLS_PORT_OF[$1]}/small" || echo "curl-failed")
     [[ $size == "200:13" ]] || note "$1: HTTPS GET /small answered '$size', expected 200:13"
 }
+
+# The feature scenarios, per contender: s14's second GET /cacheable must be a hit (nginx and
+# HAProxy: X-Cache-Status: HIT; ringgate: Cache-Status: ringgate; hit), and s15's answer must
+# be gzip that inflates to the backend's exact JSON. The compressed size goes into the
+# results (HAProxy's libslz does not compress like zlib level 6).
+sanity_features() {  # name
+    local port=${PORT_OF[$1]} head="$WORK/raw/sanity.$1.headers" gz="$WORK/raw/sanity.$1.gz"
+    if selected s14; then
+        curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/cacheable" || true
+        curl -s -o /dev/null -D "$head" --max-time 5 "http://127.0.0.1:$port/cacheable" || true
+        grep -qiE '^(x-)?cache-status:.*hit' "$head" 2>/dev/null \
+            || note "$1: the second GET /cacheable was not a cache hit (no HIT status header)"
+    fi
+    if selected s15; then
+        curl -s -o "$gz" -D "$head" --max-time 5 -H 'Accept-Encoding: gzip' \
+            "http://127.0.0.1:$port/gz" || true
+        if ! grep -qi '^content-encoding: *gzip' "$head" 2>/dev/null; then
+            note "$1: GET /gz with Accept-Encoding: gzip was not compressed"
+        elif ! gzip -dc <"$gz" | cmp -s - "$WORK/data/json/big"; then
+            note "$1: GET /gz did not inflate to the backend's exact JSON"
+        fi
+        printf '{"compressed_bytes": %d, "identity_bytes": %d}\n' "$(stat -c %s "$gz" 2>/dev/null || echo 0)" \
+            "$(stat -c %s "$WORK/data/json/big")" >"$WORK/raw/gzsize.$1.json"
+    fi
+}
 for c in backend "${CONTENDERS[@]}"; do sanity "$c"; done
+for c in "${CONTENDERS[@]}"; do sanity_features "$c"; done
 
 # ------------------------------------------------------------------------------ metadata
 
@@ -476,6 +545,7 @@ PY
 versions() {
     # (wrk --version exits 1 after printing its usage; only the first line matters)
     { "$NGINX" -v 2>&1 || true; } | head -n1
+    { "$HAPROXY" -v 2>&1 || true; } | head -n1 | cut -d' ' -f1-3
     { wrk --version 2>&1 || true; } | head -n1 | cut -d' ' -f1-2
     { oha --version 2>&1 || true; } | head -n1
     if ((STANDIN)); then
@@ -499,6 +569,8 @@ versions() {
     echo "quick=$QUICK"
     echo "standin=$STANDIN"
     echo "buffering=$BUFFERING"
+    echo "haproxy_compressor=$HAPROXY_COMPRESSOR"
+    echo "haproxy_maxconn=$HAPROXY_MAXCONN"
     echo "contender_cpus=$C_SET"
     echo "backend_cpus=$B_SET"
     echo "loadgen_cpus=$L_SET"
@@ -559,7 +631,10 @@ measure() {
             ws) ws_run "$c" "$WARMUP" "$1" "$2" "$base.warmup" || true ;;
         esac
     fi
+    local others=() o
+    for o in "${CONTENDERS[@]}"; do [[ $o == "$c" ]] || others+=("${PID_OF[$o]}"); done
     snap "$c" >"$base.before.json"
+    LT snap "${others[@]}" >"$base.others.before.json"
     local rc=0
     case "$kind" in
         wrk) wrk_run "$c" "$DURATION" "$1" "$2" "$base.out" "${@:3}" || rc=$? ;;
@@ -569,6 +644,7 @@ measure() {
         ws) ws_run "$c" "$DURATION" "$1" "$2" "$base.out" || rc=$? ;;
     esac
     snap "$c" >"$base.after.json"
+    LT snap "${others[@]}" >"$base.others.after.json"
     echo "$rc" >"$base.rc"
     ((rc == 0)) || note "$s/$c: the load generator exited with status $rc"
     if ! alive "$c"; then
@@ -592,7 +668,7 @@ scenario s1 wrk "$CONNS" /small
 if selected s2; then
     RATE=$(python3 "$HERE/report.py" rate "$WORK/raw" s1 0.5 "${CONTENDERS[@]}")
     echo "rate=$RATE" >>"$WORK/raw/meta.env"
-    log "s2: fixed rate $RATE req/s (50% of the lower s1 maximum)"
+    log "s2: fixed rate $RATE req/s (50% of the lowest s1 maximum)"
     scenario s2 oha "$CONNS" /small "$RATE"
 fi
 scenario s3 wrk "$CONNS" /16k
@@ -604,7 +680,7 @@ scenario s11 wrk "$CONNS" /compose
 if selected s12; then
     COMPOSE_RATE=$(python3 "$HERE/report.py" rate "$WORK/raw" s11 0.5 "${CONTENDERS[@]}")
     echo "compose_rate=$COMPOSE_RATE" >>"$WORK/raw/meta.env"
-    log "s12: fixed rate $COMPOSE_RATE req/s (50% of the lower s11 maximum)"
+    log "s12: fixed rate $COMPOSE_RATE req/s (50% of the lowest s11 maximum)"
     scenario s12 oha "$CONNS" /compose "$COMPOSE_RATE"
 fi
 scenario s13 ws "$WS_CONNS" /ws

@@ -7,8 +7,14 @@
       write OUT_STEM.md (tables), OUT_STEM.json (parsed numbers) and OUT_STEM.png (plot)
 
 RAW_DIR holds, per scenario S and contender C: S.C.out (wrk's LTJSON line or oha's JSON),
-S.C.before.json / S.C.after.json (lt.py snap), S.C.rc; s8.C.out (lt.py idle); meta.env;
-notes.txt; log.C.txt. Only the standard library is needed, except matplotlib for the PNG.
+S.C.before.json / S.C.after.json (lt.py snap of C), S.C.others.before.json /
+S.C.others.after.json (lt.py snap of the other, idle contenders), S.C.rc; s8.C.out (lt.py
+idle); gzsize.C.json (s15's compressed size); meta.env; notes.txt; log.C.txt.
+
+Any number of contenders (meta.env `contenders=`, in the order measured): the last one is the
+subject (ringgate, or its --standin), the first is nginx; every table has a column per
+contender and the subject's ratio to each of the others. Only the standard library is
+needed, except matplotlib for the PNG.
 """
 
 import json
@@ -23,7 +29,7 @@ SCENARIOS = {
            "13-byte `GET /small` as fast as possible over {conns} keep-alive connections "
            "(wrk, closed loop). The maximum throughput of one contender core."),
     "s2": ("Small GET at a fixed rate, open loop",
-           "The same request at a fixed {rate} req/s (50% of the lower s1 maximum) over "
+           "The same request at a fixed {rate} req/s (50% of the lowest s1 maximum) over "
            "{conns} connections, sent on schedule whatever the answers do (oha `-q` with "
            "`--latency-correction`: latency counts from when a request was due, so stalls are "
            "not hidden — coordinated omission corrected). The latency a client sees at a "
@@ -33,7 +39,8 @@ SCENARIOS = {
            "closed loop."),
     "s4": ("1 MiB responses",
            "`GET /1m` (a 1 MiB static file on the backend), {conns} keep-alive connections, "
-           "closed loop. Tests body streaming (and nginx's proxy buffering)."),
+           "closed loop. Tests body streaming (and nginx's proxy buffering; HAProxy "
+           "streams through its 16 KiB buffers)."),
     "s5": ("4 KiB POST bodies",
            "`POST /post` with a 4 KiB body over {conns} keep-alive connections; the backend "
            "reads the whole body and answers `ok`."),
@@ -45,36 +52,46 @@ SCENARIOS = {
     "s9": ("HTTPS small GET, keep-alive",
            "s1 over TLS: `GET /small` over {conns} keep-alive HTTPS connections (wrk), TLS 1.3 "
            "with TLS_AES_128_GCM_SHA256 and the same self-signed ECDSA P-256 certificate on "
-           "both contenders. Requests per second once the sessions are up."),
+           "every contender (HAProxy: OpenSSL, `ssl-min-ver TLSv1.3`, `ciphersuites`). "
+           "Requests per second once the sessions are up."),
     "s11": ("Composite of 3 calls vs 1 proxied call, closed loop",
             "`GET /compose` over {conns} keep-alive connections (wrk). ringgate answers with a "
             "composite: 3 concurrent calls to the backend (2 KiB JSON each; two spliced as they "
-            "are, one shaped with an allow list and a rename) merged into one JSON answer. nginx, "
-            "which has no composition, proxies the same path as ONE call to one 2 KiB part. The "
-            "goal: ringgate's CPU per composite < 3x nginx's per proxied call."),
+            "are, one shaped with an allow list and a rename) merged into one JSON answer. nginx "
+            "and HAProxy, which have no composition, proxy the same path as ONE call to one "
+            "2 KiB part (HAProxy: `http-request set-path /json/a`). The goal: ringgate's CPU per "
+            "composite < 3x nginx's per proxied call."),
     "s12": ("Composite at a fixed rate, open loop",
-            "s11 at a fixed {compose_rate} req/s (50% of the lower s11 maximum), oha with "
+            "s11 at a fixed {compose_rate} req/s (50% of the lowest s11 maximum), oha with "
             "latency correction. The goal: ringgate's composite p99 at most 1 ms above the p99 "
             "of nginx's single proxied call (the slowest required call)."),
     "s13": ("WebSocket echo",
             "32-byte binary messages over 64 WebSocket connections, each waiting for its echo "
             "before sending the next (loadtest/wsbench.rs, one client thread per connection), "
-            "through each contender's tunnel to the same echo server. requests/s are messages "
+            "through each contender's tunnel to the same echo server (nginx: the documented "
+            "`Upgrade`/`Connection` headers; HAProxy: its built-in upgrade handling, "
+            "`timeout tunnel 300s`). requests/s are messages "
             "echoed per second; latency is the round trip. The goal: more messages per "
             "contender CPU-second than nginx, p99 no worse."),
     "s14": ("Cache hits",
             "`GET /cacheable` (13 bytes; the backend says `Cache-Control: max-age=600`) over "
             "{conns} keep-alive connections, closed loop, after the warm-up stored it: every "
             "measured request is a hit. ringgate: its per-worker cache; nginx: `proxy_cache` "
-            "with its cache directory on tmpfs and `proxy_cache_valid 200 10m`. The goal: "
+            "with its cache directory on tmpfs and `proxy_cache_valid 200 10m`; HAProxy: its "
+            "`cache` section, a RAM cache in shared memory (`total-max-size 64` MiB, objects "
+            "above `max-object-size`, 256 KiB here, are not stored; `max-age 600`). The goal: "
             "ringgate's hits at least 1.5x nginx's requests per contender CPU-second, p99 no "
             "worse."),
-    "s15": ("gzip level 6 of 16 KiB JSON",
+    "s15": ("gzip of 16 KiB JSON",
             "`GET /gz` with `Accept-Encoding: gzip` over {conns} keep-alive connections, closed "
             "loop: the backend's 16 KiB JSON answer compressed on every request at gzip level 6 "
             "(ringgate: a `compress` policy; nginx: `gzip on`, `gzip_proxied any`, "
-            "`gzip_comp_level 6`, same type and minimum length). Bytes/s shows the compressed "
-            "size. The goal: ringgate's CPU per request at most nginx's."),
+            "`gzip_comp_level 6`, same type and minimum length). HAProxy: `compression algo "
+            "gzip`, `compression type application/json`, with this build's compressor "
+            "({haproxy_compressor}); libslz is a stateless deflate encoder with a single level "
+            "that trades compression ratio for speed, so it is not level 6: compare its CPU "
+            "together with the compressed sizes below. The goal: ringgate's CPU per request at "
+            "most nginx's."),
     "s10": ("HTTPS new connection per request",
             "s6 over TLS: `GET /small` with `Connection: close` over {conns} concurrent HTTPS "
             "connections; every request pays for a full TLS 1.3 handshake (wrk does not "
@@ -84,7 +101,9 @@ LATENCY_KEYS = ["50", "90", "99", "99.9"]
 # Scenarios measured with oha at a fixed rate (the rest: wrk, closed loop).
 OPEN_LOOP = ("s2", "s12")
 # Log lines worth reporting: ringgate's WARN/ERROR (env_logger), panics, nginx's [warn] and up.
-PROBLEM = re.compile(r"\b(WARN|ERROR)\b|panick|\[(warn|error|crit|alert|emerg)\]")
+# HAProxy: [WARNING] and [ALERT] (its [NOTICE] start-up lines are not problems).
+PROBLEM = re.compile(r"\b(WARN|ERROR)\b|panick|\[(warn|error|crit|alert|emerg)\]"
+                     r"|\[(WARNING|ALERT)\]")
 TIMESTAMP = re.compile(r"^\[?\d{4}[-/]\d\d[-/]\d\d[T ][\d:.]+Z?\s*")
 
 
@@ -199,10 +218,16 @@ def load_run(raw, scen, cont, meta):
                 res["user_us_per_req"] = (after["user_s"] - before["user_s"]) * 1e6 / res["requests"]
                 res["sys_us_per_req"] = (after["sys_s"] - before["sys_s"]) * 1e6 / res["requests"]
         res["rss_kb"] = after["rss_kb"]
+        if res.get("requests") and res.get("bytes_per_s") and res.get("rps"):
+            res["bytes_per_req"] = res["bytes_per_s"] / res["rps"]
         res["contender_core_busy"] = cpu_busy(before, after, meta["contender_cpus"].split(","))
         res["load_core_busy"] = cpu_busy(
             before, after,
             sorted(set(meta["loadgen_cpus"].split(",")) | set(meta["backend_cpus"].split(","))))
+    # The other contenders sit idle on the same core(s) meanwhile: their CPU should be ~0.
+    ob, oa = read_json(base + ".others.before.json"), read_json(base + ".others.after.json")
+    if ob and oa:
+        res["others_cpu_ms"] = (oa["cpu_s"] - ob["cpu_s"]) * 1000.0
     return res
 
 
@@ -220,6 +245,11 @@ def load_all(raw):
         d = read_json(os.path.join(raw, f"s8.{c}.out"))
         if d:
             idle[c] = d
+    gz = {}
+    for c in conts:
+        d = read_json(os.path.join(raw, f"gzsize.{c}.json"))
+        if d:
+            gz[c] = d
     notes = []
     try:
         with open(os.path.join(raw, "notes.txt"), encoding="utf-8") as f:
@@ -233,7 +263,7 @@ def load_all(raw):
                 logs[c] = [ln.rstrip() for ln in f]
         except OSError:
             logs[c] = []
-    return meta, conts, runs, idle, notes, logs
+    return meta, conts, runs, idle, gz, notes, logs
 
 
 # --------------------------------------------------------------------------- formatting
@@ -280,96 +310,179 @@ def table(headers, rows):
     return "\n".join(out)
 
 
-def scenario_table(a, b, ra, rb):
-    def get(r, key):
-        return None if r is None or r.get("failed") else r.get(key)
+def get(r, key):
+    return None if not r or r.get("failed") else r.get(key)
 
-    def pct(r, p):
-        return None if r is None or r.get("failed") else r["pct_ms"].get(p)
 
-    rows = [["requests/s", fnum(get(ra, "rps")), fnum(get(rb, "rps")),
-             ratio(get(rb, "rps"), get(ra, "rps"))]]
+def pct(r, p):
+    return None if not r or r.get("failed") else r["pct_ms"].get(p)
+
+
+def ratio_headers(conts):
+    """The subject (last contender) over each of the others: `ringgate/nginx`, ..."""
+    return [f"{conts[-1]}/{c}" for c in conts[:-1]]
+
+
+def contender_row(label, vals, fmt, with_ratio=True):
+    """A table row: one cell per contender, then the subject's ratio to each other one."""
+    cells = [fmt(v) for v in vals]
+    ratios = [ratio(vals[-1], v) if with_ratio else "" for v in vals[:-1]]
+    return [label] + cells + ratios
+
+
+def scenario_table(conts, rs):
+    """One scenario: a column per contender (rs: contender -> result) and the ratios."""
+    rr = [rs.get(c) for c in conts]
+
+    def row(label, key, fmt, with_ratio=True):
+        return contender_row(label, [get(r, key) for r in rr], fmt, with_ratio)
+
+    def f2(v):
+        return fnum(v, 2)
+
+    rows = [row("requests/s", "rps", fnum)]
     for p in LATENCY_KEYS:
-        rows.append([f"p{p} latency (ms)", fms(pct(ra, p)), fms(pct(rb, p)),
-                     ratio(pct(rb, p), pct(ra, p))])
+        rows.append(contender_row(f"p{p} latency (ms)", [pct(r, p) for r in rr], fms))
     rows += [
-        ["max latency (ms)", fms(get(ra, "max_ms")), fms(get(rb, "max_ms")), ""],
-        ["errors (non-2xx, socket, timeout)", fnum(get(ra, "errors")), fnum(get(rb, "errors")), ""],
-        ["contender CPU, user+sys (s)", fnum(get(ra, "cpu_s"), 2), fnum(get(rb, "cpu_s"), 2),
-         ratio(get(rb, "cpu_s"), get(ra, "cpu_s"))],
-        ["contender CPU (% of one core)", fnum(get(ra, "cpu_pct"), 1), fnum(get(rb, "cpu_pct"), 1), ""],
-        ["contender CPU per request (µs)", fnum(get(ra, "cpu_us_per_req"), 2),
-         fnum(get(rb, "cpu_us_per_req"), 2),
-         ratio(get(rb, "cpu_us_per_req"), get(ra, "cpu_us_per_req"))],
-        ["… of which user (µs)", fnum(get(ra, "user_us_per_req"), 2),
-         fnum(get(rb, "user_us_per_req"), 2),
-         ratio(get(rb, "user_us_per_req"), get(ra, "user_us_per_req"))],
-        ["… of which kernel (µs)", fnum(get(ra, "sys_us_per_req"), 2),
-         fnum(get(rb, "sys_us_per_req"), 2),
-         ratio(get(rb, "sys_us_per_req"), get(ra, "sys_us_per_req"))],
-        ["contender RSS at end (MiB)",
-         fnum(get(ra, "rss_kb") and get(ra, "rss_kb") / 1024, 1),
-         fnum(get(rb, "rss_kb") and get(rb, "rss_kb") / 1024, 1),
-         ratio(get(rb, "rss_kb"), get(ra, "rss_kb"))],
-        ["load-side cores busy (%)", fnum(get(ra, "load_core_busy"), 0),
-         fnum(get(rb, "load_core_busy"), 0), ""],
+        row("max latency (ms)", "max_ms", fms, False),
+        row("errors (non-2xx, socket, timeout)", "errors", fnum, False),
+        row("contender CPU, user+sys (s)", "cpu_s", f2),
+        row("contender CPU (% of one core)", "cpu_pct", lambda v: fnum(v, 1), False),
+        row("contender CPU per request (µs)", "cpu_us_per_req", f2),
+        row("… of which user (µs)", "user_us_per_req", f2),
+        row("… of which kernel (µs)", "sys_us_per_req", f2),
+        contender_row("contender RSS at end (MiB)",
+                      [get(r, "rss_kb") and get(r, "rss_kb") / 1024 for r in rr],
+                      lambda v: fnum(v, 1)),
+        row("bytes per response (as the load tool counts them)", "bytes_per_req", fnum),
+        row("idle contenders' CPU meanwhile (ms)", "others_cpu_ms", lambda v: fnum(v, 1), False),
+        row("load-side cores busy (%)", "load_core_busy", fnum, False),
     ]
-    for name, r in ((a, ra), (b, rb)):
+    blank = [""] * (len(conts) + len(conts) - 1)
+    for name, r in zip(conts, rr):
         if r is not None and r.get("failed"):
-            rows.append([f"**{name}: no result**", "", "", ""])
+            rows.append([f"**{name}: no result**"] + blank)
         elif r is not None and r.get("error_detail"):
             detail = ", ".join(f"{k} {v}" for k, v in r["error_detail"].items())
-            rows.append([f"{name} errors", detail, "", ""])
-    return table(["", a, b, f"{b}/{a}"], rows)
+            rows.append([f"{name} errors", detail] + blank[1:])
+    return table([""] + conts + ratio_headers(conts), rows)
 
 
-def targets(a, b, runs, idle):
-    """Issue 3's goals, checked against this run (only meaningful for real ringgate)."""
+def summary_tables(meta, conts, runs):
+    """Per scenario and contender: req/s, p99, user/kernel/total CPU µs per request, the
+    limit; then the subject's ratios to each other contender."""
+    workers = int(meta["workers"])
+    rows, ratio_rows = [], []
+    for s, (title, _) in SCENARIOS.items():
+        if s not in runs:
+            continue
+        for i, c in enumerate(conts):
+            r = runs[s].get(c) or {}
+            if r.get("failed"):
+                r = {}
+            rows.append([f"{s} {title}" if i == 0 else "", c, fnum(r.get("rps")),
+                         fms((r.get("pct_ms") or {}).get("99")),
+                         fnum(r.get("user_us_per_req"), 1), fnum(r.get("sys_us_per_req"), 1),
+                         fnum(r.get("cpu_us_per_req"), 1),
+                         "fixed rate" if s in OPEN_LOOP else limit(r, workers)])
+        rr = [runs[s].get(c) for c in conts]
+        cells = [f"{s} {title}"]
+        for vals in ([get(r, "rps") for r in rr], [pct(r, "99") for r in rr],
+                     [get(r, "cpu_us_per_req") for r in rr]):
+            cells += [ratio(vals[-1], v) for v in vals[:-1]]
+        ratio_rows.append(cells)
+    if not rows:
+        return ""
+    out = [table(["scenario", "contender", "req/s", "p99 ms", "user µs/req", "kernel µs/req",
+                  "CPU µs/req", "limited by"], rows)]
+    refs = conts[:-1]
+    out.append("\n*Limited by*: `contender` means the contender used ≥ 90% of its cores, so "
+               "requests/s is its maximum; `load side` means the backend + load-generator "
+               "cores were ≥ 95% busy while the contender was not, so requests/s is the load "
+               "side's maximum and **CPU µs per request is the fair comparison**. User and "
+               "kernel µs per request are the contender's own user and system time from "
+               "/proc/PID/stat; kernel time is the floor user-space work cannot go below.\n")
+    hdr = ["scenario"]
+    for what in ("req/s", "p99", "CPU µs/req"):
+        hdr += [f"{what} {conts[-1]}/{c}" for c in refs]
+    out.append(table(hdr, ratio_rows))
+    return "\n".join(out)
+
+
+def targets(conts, runs, idle):
+    """The goals of issue 3 (against nginx) and issue 17 (against nginx and HAProxy), checked
+    against this run (only meaningful for real ringgate)."""
+    a, b, refs = conts[0], conts[-1], conts[:-1]
+
     def val(s, c, key, p=None):
         r = runs.get(s, {}).get(c)
         if not r or r.get("failed"):
             return None
         return r["pct_ms"].get(p) if p else r.get(key)
 
-    lines = []
-
-    def check(label, bv, av, want, better_high):
+    def check(lines, label, bv, av, want, better_high, unit="×"):
+        """bv/av (or bv alone when av is 1 and unit is not ×) against want."""
         if bv is None or av is None or av == 0:
             lines.append(f"| {label} | — | — | not measured |")
             return
         q = bv / av
         ok = q >= want if better_high else q <= want
-        lines.append(f"| {label} | {q:.2f}× | {'≥' if better_high else '≤'} {want}× | "
+        shown = f"{q:.2f}{unit}" if unit == "×" else f"{q:.2f} {unit}"
+        want_s = f"{want}{unit}" if unit == "×" else f"{want} {unit}"
+        lines.append(f"| {label} | {shown} | {'≥' if better_high else '≤'} {want_s} | "
                      f"{'met' if ok else '**not met**'} |")
 
-    check("s1 small GET keep-alive throughput", val("s1", b, "rps"), val("s1", a, "rps"), 1.5, True)
+    l3 = []
+    check(l3, "s1 small GET keep-alive throughput", val("s1", b, "rps"), val("s1", a, "rps"),
+          1.5, True)
     # Requests per CPU-second: the same goal when the load side, not the contender, was the
     # limit (CPU µs per request of nginx over ringgate's).
     ca, cb = val("s1", a, "cpu_us_per_req"), val("s1", b, "cpu_us_per_req")
-    check("s1 small GET requests per contender CPU-second", ca, cb, 1.5, True)
-    check("s2 p99 latency at the fixed rate", val("s2", b, None, "99"), val("s2", a, None, "99"),
-          1.0, False)
-    check("s4 1 MiB throughput", val("s4", b, "rps"), val("s4", a, "rps"), 1.0, True)
+    check(l3, "s1 small GET requests per contender CPU-second", ca, cb, 1.5, True)
+    check(l3, "s2 p99 latency at the fixed rate", val("s2", b, None, "99"),
+          val("s2", a, None, "99"), 1.0, False)
+    check(l3, "s4 1 MiB throughput", val("s4", b, "rps"), val("s4", a, "rps"), 1.0, True)
     # Composition (s11/s12): CPU of one composite (3 calls) against 3 of nginx's proxied
     # calls, and the composite's p99 against nginx's single call's p99 + 1 ms.
     ca, cb = val("s11", a, "cpu_us_per_req"), val("s11", b, "cpu_us_per_req")
-    check("s11 composite CPU vs 3 nginx proxied calls", cb, 3 * ca if ca else None, 1.0, False)
+    check(l3, "s11 composite CPU vs 3 nginx proxied calls", cb, 3 * ca if ca else None, 1.0,
+          False)
     pa12, pb12 = val("s12", a, None, "99"), val("s12", b, None, "99")
-    check("s12 composite p99 vs nginx single-call p99 + 1 ms", pb12,
+    check(l3, "s12 composite p99 vs nginx single-call p99 + 1 ms", pb12,
           pa12 + 1.0 if pa12 is not None else None, 1.0, False)
     ca, cb = val("s13", a, "cpu_us_per_req"), val("s13", b, "cpu_us_per_req")
-    check("s13 WebSocket messages per contender CPU-second", ca, cb, 1.0, True)
-    check("s13 WebSocket p99 round trip", val("s13", b, None, "99"), val("s13", a, None, "99"),
-          1.0, False)
+    check(l3, "s13 WebSocket messages per contender CPU-second", ca, cb, 1.0, True)
+    check(l3, "s13 WebSocket p99 round trip", val("s13", b, None, "99"),
+          val("s13", a, None, "99"), 1.0, False)
     ca, cb = val("s14", a, "cpu_us_per_req"), val("s14", b, "cpu_us_per_req")
-    check("s14 cache hits per contender CPU-second", ca, cb, 1.5, True)
-    check("s14 cache hit p99", val("s14", b, None, "99"), val("s14", a, None, "99"), 1.0, False)
-    check("s15 gzip-6 CPU per request", val("s15", b, "cpu_us_per_req"),
+    check(l3, "s14 cache hits per contender CPU-second", ca, cb, 1.5, True)
+    check(l3, "s14 cache hit p99", val("s14", b, None, "99"), val("s14", a, None, "99"), 1.0,
+          False)
+    check(l3, "s15 gzip-6 CPU per request", val("s15", b, "cpu_us_per_req"),
           val("s15", a, "cpu_us_per_req"), 1.0, False)
     pa = idle.get(a, {}).get("per_conn_bytes")
     pb = idle.get(b, {}).get("per_conn_bytes")
-    check("s8 RSS per idle keep-alive connection", pb, pa, 1.0, False)
-    return table([f"goal ({b}/{a})", "measured", "target", ""], []) + "\n" + "\n".join(lines)
+    check(l3, "s8 RSS per idle keep-alive connection", pb, pa, 1.0, False)
+
+    l17 = []
+    cb = val("s1", b, "cpu_us_per_req")
+    for c in refs:
+        check(l17, f"s1 requests per contender CPU-second vs {c}", val("s1", c, "cpu_us_per_req"),
+              cb, 1.4, True)
+    check(l17, f"s1 {b} user CPU per request (path to the goal above)",
+          val("s1", b, "user_us_per_req"), 1.0, 2.5, False, "µs")
+    for s in ("s1", "s2", "s7"):
+        for p in ("99", "99.9"):
+            check(l17, f"{s} p{p} latency vs {a}", val(s, b, None, p), val(s, a, None, p), 1.0,
+                  False)
+    return "\n".join([
+        "### Goals from issue 3\n",
+        table([f"goal ({b}/{a})", "measured", "target", ""], []) + "\n" + "\n".join(l3) + "\n",
+        "### Goals from issue 17\n",
+        "Checked on this one run; the issue asks for the median of 3 full runs.\n",
+        table([f"goal ({b} against the others)", "measured", "target", ""], []) + "\n"
+        + "\n".join(l17) + "\n",
+    ])
 
 
 # --------------------------------------------------------------------------- plot
@@ -388,8 +501,10 @@ def plot(meta, conts, runs, png):
     cols = 2
     rows = math.ceil(len(scens) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(12, 3.6 * rows), squeeze=False)
-    styles = {conts[0]: dict(color="#2f6db5", marker="o"),
-              conts[1]: dict(color="#d9480f", marker="s")}
+    palette = [dict(color="#2f6db5", marker="o"), dict(color="#2b8a3e", marker="^"),
+               dict(color="#7048e8", marker="D")]
+    styles = {c: palette[i % len(palette)] for i, c in enumerate(conts[:-1])}
+    styles[conts[-1]] = dict(color="#d9480f", marker="s")   # the subject: ringgate
     ticks = [50, 90, 99, 99.9, 99.99]
     for ax, s in zip(axes.flat, scens):
         for c in conts:
@@ -422,7 +537,8 @@ def plot(meta, conts, runs, png):
         ax.axis("off")
     fig.suptitle(f"Latency by percentile — {' vs '.join(conts)} — {meta['host']}, "
                  f"{meta['date']}, {meta['workers']} worker(s)", fontsize=11)
-    fig.tight_layout()
+    # Leave half an inch at the top for the figure title (tight_layout ignores it).
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     fig.savefig(png, dpi=110)
     plt.close(fig)
     return True
@@ -430,19 +546,89 @@ def plot(meta, conts, runs, png):
 
 # --------------------------------------------------------------------------- markdown
 
+def contender_lines(meta, conts, logs):
+    """One line per contender: how it was configured."""
+    b, w = conts[-1], meta["workers"]
+    lines = []
+    for c in conts[:-1]:
+        if c == "nginx":
+            lines.append(
+                f"- nginx: `worker_processes {w}`, upstream `keepalive 1024`, "
+                "`proxy_http_version 1.1`, `proxy_set_header Connection \"\"`, `access_log off`, "
+                "`worker_connections 16384`, `keepalive_requests 10000000`, `reuseport`, "
+                f"`proxy_buffering {meta['buffering']}`, and the forwarding headers ringgate adds "
+                "(Host, X-Forwarded-For/-Proto/-Host, Via; Via on responses too).")
+        elif c == "haproxy":
+            lines.append(
+                f"- haproxy: `nbthread {w}` (one process, run with `-db`), `http-reuse always`, "
+                "`option http-keep-alive`, server `pool-max-conn 1024 pool-purge-delay 60s`, no "
+                f"logging, `maxconn {meta.get('haproxy_maxconn', '?')}`, the same timeouts "
+                "(connect 1 s, server 10 s, client keep-alive 300 s), `option forwardfor` and "
+                "`http-request set-header` for X-Forwarded-Proto/-Host and Via, Via on responses "
+                "(loadtest/haproxy/proxy.cfg.tmpl). Its RSS includes the shared memory of its "
+                "64 MiB s14 cache, touched at start (about 45 MiB); s8's per-connection figure "
+                "is a delta and does not include it.")
+    driver = ""
+    for ln in logs.get(b, []):
+        m = re.search(r"running with the (\S+) driver", ln)
+        if m:
+            driver = f" (it ran the {m.group(1)} driver)"
+            break
+    lines.append(f"- {b}: " + ("the same configuration as nginx (self-test)."
+                               if meta.get("standin") == "1"
+                               else f"`workers = {w}`, `driver = \"auto\"`{driver}, one route to "
+                                    "the same upstream, pool `max_idle_per_target = 1024`, client "
+                                    "keep-alive idle 300 s, same timeouts."))
+    return lines
+
+
+def idle_table(meta, conts, idle):
+    """s8: RSS with idle keep-alive connections, a column per contender."""
+    def g(c, k):
+        return (idle.get(c) or {}).get(k)
+
+    def mib(v):
+        return None if v is None else v / 1024
+
+    def row(label, key, fmt, with_ratio=True, conv=lambda v: v):
+        return contender_row(label, [conv(g(c, key)) for c in conts], fmt, with_ratio)
+
+    def f1(v):
+        return fnum(v, 1)
+
+    rows = [
+        row("connections opened", "opened", fnum, False),
+        contender_row("failed to open", [sum((g(c, "errors") or {}).values()) for c in conts],
+                      fnum, False),
+        row("closed by the server while idle", "closed_by_server", fnum, False),
+        row("RSS before (MiB)", "rss_before_kb", f1, True, mib),
+        row("RSS with the idle connections (MiB)", "rss_idle_kb", f1, True, mib),
+        row("RSS after closing them (MiB)", "rss_after_close_kb", f1, False, mib),
+        row("RSS delta (MiB)", "delta_kb", f1, True, mib),
+        row("**RSS per connection (bytes)**", "per_conn_bytes", fnum),
+    ]
+    blank = [""] * (2 * len(conts) - 2)
+    for c in conts:
+        if g(c, "errors"):
+            rows.append([f"{c} open errors",
+                         ", ".join(f"{k} {v}" for k, v in g(c, "errors").items())] + blank)
+    return table([""] + conts + ratio_headers(conts), rows)
+
+
 def write(raw, stem):
-    meta, conts, runs, idle, notes, logs = load_all(raw)
-    a, b = conts[0], conts[1]
+    meta, conts, runs, idle, gz, notes, logs = load_all(raw)
+    a, b, refs = conts[0], conts[-1], conts[:-1]
     name = os.path.basename(stem)
     has_png = plot(meta, conts, runs, stem + ".png")
     fmt = {"conns": meta["connections"], "rate": fnum(float(meta.get("rate", "0") or 0)),
-           "compose_rate": fnum(float(meta.get("compose_rate", "0") or 0))}
+           "compose_rate": fnum(float(meta.get("compose_rate", "0") or 0)),
+           "haproxy_compressor": meta.get("haproxy_compressor", "?")}
     md = []
-    md.append(f"# {b} vs {a} — {meta['date']}, {meta['host']}\n")
+    md.append(f"# {b} vs {', '.join(refs)} — {meta['date']}, {meta['host']}\n")
     if meta.get("standin") == "1":
         md.append(f"> **Harness self-test.** `{b}` is a second nginx proxy with the same "
-                  f"configuration as `{a}`, not ringgate: the ratios show the harness's own "
-                  "noise (ideally 1.00×), nothing about ringgate.\n")
+                  f"configuration as `{a}`, not ringgate: its ratios to `{a}` show the harness's "
+                  "own noise (ideally 1.00×), nothing about ringgate.\n")
     if meta.get("quick") == "1":
         md.append(f"> **Smoke run** (`--quick`): {meta['duration']} s per measurement. Too short "
                   "for conclusions; use a full run for numbers.\n")
@@ -451,39 +637,21 @@ def write(raw, stem):
     if busy >= 10:
         md.append(f"> **Noisy machine**: its cores were {busy}% busy with other work in the second "
                   f"before the run (load average {meta.get('loadavg', '?')}). That work competes "
-                  "with both contenders and with the load generator; treat the numbers as rough.\n")
+                  "with the contenders and with the load generator; treat the numbers as rough.\n")
 
     md.append("## Summary\n")
-    rows = []
-    for s, (title, _) in SCENARIOS.items():
-        if s not in runs:
-            continue
-        ra, rb = runs[s].get(a) or {}, runs[s].get(b) or {}
-        pa = (ra.get("pct_ms") or {}).get("99")
-        pb = (rb.get("pct_ms") or {}).get("99")
-        workers = int(meta["workers"])
-        bound = "fixed rate" if s in OPEN_LOOP else f"{limit(ra, workers)} / {limit(rb, workers)}"
-        rows.append([f"{s} {title}", fnum(ra.get("rps")), fnum(rb.get("rps")),
-                     ratio(rb.get("rps"), ra.get("rps")), fms(pa), fms(pb), ratio(pb, pa),
-                     fnum(ra.get("cpu_us_per_req"), 1), fnum(rb.get("cpu_us_per_req"), 1),
-                     ratio(rb.get("cpu_us_per_req"), ra.get("cpu_us_per_req")), bound])
-    if rows:
-        md.append(table(["scenario", f"{a} req/s", f"{b} req/s", "ratio", f"{a} p99 ms",
-                         f"{b} p99 ms", "ratio", f"{a} CPU µs/req", f"{b} CPU µs/req", "ratio",
-                         f"limited by ({a} / {b})"], rows))
-        md.append("\n*Limited by*: `contender` means the contender used ≥ 90% of its cores, so "
-                  "requests/s is its maximum; `load side` means the backend + load-generator "
-                  "cores were ≥ 95% busy while the contender was not, so requests/s is the load "
-                  "side's maximum and **CPU µs per request is the fair comparison**.")
+    summary = summary_tables(meta, conts, runs)
+    if summary:
+        md.append(summary)
     if idle:
-        pa, pb = (idle.get(a) or {}).get("per_conn_bytes"), (idle.get(b) or {}).get("per_conn_bytes")
-        md.append(f"\nRSS per idle keep-alive connection (s8): {a} {fnum(pa)} B, {b} {fnum(pb)} B, "
-                  f"ratio {ratio(pb, pa)}.")
-    md.append("\nRatios are " + f"{b}/{a}: above 1 is better for requests/s, below 1 is better "
+        per = ", ".join(f"{c} {fnum((idle.get(c) or {}).get('per_conn_bytes'))} B" for c in conts)
+        rat = ", ".join(f"{b}/{c} {ratio((idle.get(b) or {}).get('per_conn_bytes'), (idle.get(c) or {}).get('per_conn_bytes'))}"
+                        for c in refs)
+        md.append(f"\nRSS per idle keep-alive connection (s8): {per}; {rat}.")
+    md.append(f"\nRatios are {b}/other: above 1 is better for requests/s, below 1 is better "
               "for latency, CPU and memory.\n")
     if meta.get("standin") != "1":
-        md.append("### Goals from issue 3\n")
-        md.append(targets(a, b, runs, idle) + "\n")
+        md.append(targets(conts, runs, idle))
     if has_png:
         md.append(f"![latency percentiles]({name}.png)\n")
 
@@ -499,32 +667,20 @@ def write(raw, stem):
               f"{meta['workers']} worker(s) each; backend (nginx, {meta['backend_workers']} "
               f"worker(s)) on CPU {meta['backend_cpus']}; load generator ({meta['load_threads']} "
               f"thread(s)) on CPU {meta['loadgen_cpus']}. All traffic on 127.0.0.1.")
-    md.append(f"- Both contenders run at the same time on the same core(s) and are measured "
-              f"one after the other ({a} first) in every scenario; the idle one uses no CPU. "
-              f"Each measurement: {meta['warmup']} s warm-up (discarded), then "
-              f"{meta['duration']} s measured.")
-    md.append(f"- {a}: `worker_processes {meta['workers']}`, upstream `keepalive 1024`, "
-              f"`proxy_http_version 1.1`, `proxy_set_header Connection \"\"`, `access_log off`, "
-              f"`worker_connections 16384`, `keepalive_requests 10000000`, `reuseport`, "
-              f"`proxy_buffering {meta['buffering']}`, and the forwarding headers ringgate adds "
-              f"(Host, X-Forwarded-For/-Proto/-Host, Via; Via on responses too).")
-    driver = ""
-    for ln in logs.get(b, []):
-        m = re.search(r"running with the (\S+) driver", ln)
-        if m:
-            driver = f" (it ran the {m.group(1)} driver)"
-            break
-    md.append(f"- {b}: " + ("the same nginx configuration (self-test)." if meta.get("standin") == "1"
-              else f"`workers = {meta['workers']}`, `driver = \"auto\"`{driver}, one route to the "
-                   "same upstream, pool `max_idle_per_target = 1024`, client keep-alive idle "
-                   "300 s, same timeouts."))
+    md.append(f"- All {len(conts)} contenders run at the same time on the same core(s) and are "
+              f"measured one after the other ({', '.join(conts)}) in every scenario; the idle "
+              "ones use no CPU (each scenario table shows their CPU during the window). Each "
+              f"measurement: {meta['warmup']} s warm-up (discarded), then {meta['duration']} s "
+              "measured.")
+    md += contender_lines(meta, conts, logs)
     md.append("- Backend: a separate nginx (`return 200 \"hello world!\\n\"` for /small, static "
-              "16 KiB and 1 MiB files, a POST sink that reads the body), shared by both.")
-    md.append("- CPU: user+sys seconds of the contender's processes (nginx: master + workers) from "
-              "/proc/PID/stat, before and after the measured window. RSS: VmRSS summed the same "
-              "way, at the end of the window. Load-side busy %: /proc/stat of the backend and "
-              "load-generator cores; near 100% means the load side, not the contender, was the "
-              "limit, and CPU per request is then the fairer comparison.\n")
+              "16 KiB and 1 MiB files, a POST sink that reads the body), shared by all.")
+    md.append("- CPU: user and system seconds of the contender's processes (nginx: master + "
+              "workers; HAProxy: its one process, all threads) from /proc/PID/stat, before and "
+              "after the measured window. RSS: VmRSS summed the same way, at the end of the "
+              "window. Load-side busy %: /proc/stat of the backend and load-generator cores; "
+              "near 100% means the load side, not the contender, was the limit, and CPU per "
+              "request is then the fairer comparison.\n")
 
     md.append("## Scenarios\n")
     for s, (title, desc) in SCENARIOS.items():
@@ -532,7 +688,13 @@ def write(raw, stem):
             continue
         md.append(f"### {s}: {title}\n")
         md.append(desc.format(**fmt) + "\n")
-        md.append(scenario_table(a, b, runs[s].get(a), runs[s].get(b)) + "\n")
+        md.append(scenario_table(conts, runs[s]) + "\n")
+        if s == "s15" and gz:
+            sizes = ", ".join(
+                f"{c} {fnum(gz[c].get('compressed_bytes'))} B" for c in conts if c in gz)
+            ident = next((d.get("identity_bytes") for d in gz.values()), None)
+            md.append(f"Compressed body of one answer (curl, before the run): {sizes}, of "
+                      f"{fnum(ident)} B uncompressed.\n")
 
     if idle:
         md.append("### s8: RSS with idle keep-alive connections\n")
@@ -540,35 +702,8 @@ def write(raw, stem):
                   f"does not hide the cost), then {meta['idle_conns']} connections are opened to "
                   "it, one `GET /small` answered on each, and left idle; RSS (VmRSS, nginx master "
                   "+ workers) is measured before opening and 2 s after the last one opened. "
-                  "Kernel socket buffers are not in RSS and are the same for both.\n")
-
-        def g(c, k):
-            return (idle.get(c) or {}).get(k)
-
-        def mib(v):
-            return None if v is None else v / 1024
-
-        rows = [
-            ["connections opened", fnum(g(a, "opened")), fnum(g(b, "opened")), ""],
-            ["failed to open", fnum(sum((g(a, "errors") or {}).values())),
-             fnum(sum((g(b, "errors") or {}).values())), ""],
-            ["closed by the server while idle", fnum(g(a, "closed_by_server")),
-             fnum(g(b, "closed_by_server")), ""],
-            ["RSS before (MiB)", fnum(mib(g(a, "rss_before_kb")), 1),
-             fnum(mib(g(b, "rss_before_kb")), 1), ratio(g(b, "rss_before_kb"), g(a, "rss_before_kb"))],
-            ["RSS with the idle connections (MiB)", fnum(mib(g(a, "rss_idle_kb")), 1),
-             fnum(mib(g(b, "rss_idle_kb")), 1), ratio(g(b, "rss_idle_kb"), g(a, "rss_idle_kb"))],
-            ["RSS after closing them (MiB)", fnum(mib(g(a, "rss_after_close_kb")), 1),
-             fnum(mib(g(b, "rss_after_close_kb")), 1), ""],
-            ["RSS delta (MiB)", fnum(mib(g(a, "delta_kb")), 1), fnum(mib(g(b, "delta_kb")), 1),
-             ratio(g(b, "delta_kb"), g(a, "delta_kb"))],
-            ["**RSS per connection (bytes)**", fnum(g(a, "per_conn_bytes")),
-             fnum(g(b, "per_conn_bytes")), ratio(g(b, "per_conn_bytes"), g(a, "per_conn_bytes"))],
-        ]
-        for c in (a, b):
-            if g(c, "errors"):
-                rows.append([f"{c} open errors", ", ".join(f"{k} {v}" for k, v in g(c, "errors").items()), "", ""])
-        md.append(table(["", a, b, f"{b}/{a}"], rows) + "\n")
+                  "Kernel socket buffers are not in RSS and are the same for all.\n")
+        md.append(idle_table(meta, conts, idle) + "\n")
 
     md.append("## Notes and logs\n")
     if notes:
@@ -577,7 +712,9 @@ def write(raw, stem):
         md.append("")
     else:
         md.append("No contender died, every sanity check passed (exact bodies for /small, /16k, "
-                  "/1m; a pipelined 4 KiB POST + GET), and every load generator exited cleanly.\n")
+                  "/1m over HTTP and /small over HTTPS; a pipelined 4 KiB POST + GET; a cache hit "
+                  "on the second GET /cacheable; gzip that inflates to the exact JSON), and every "
+                  "load generator exited cleanly.\n")
     for c, lines in logs.items():
         bad = [ln for ln in lines if PROBLEM.search(ln)]
         if bad:
@@ -591,8 +728,8 @@ def write(raw, stem):
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write("\n".join(md).rstrip() + "\n")
     with open(stem + ".json", "w", encoding="utf-8") as f:
-        json.dump({"meta": meta, "runs": runs, "idle": idle, "notes": notes}, f, indent=1,
-                  sort_keys=True)
+        json.dump({"meta": meta, "runs": runs, "idle": idle, "gzip_sizes": gz, "notes": notes},
+                  f, indent=1, sort_keys=True)
 
 
 def rate(raw, scen, fraction, conts):
