@@ -36,6 +36,10 @@ use crate::policy::compress::{lists_token, Coding, Compress, ResponseFacts};
 use crate::policy::{Challenge, Denial};
 use crate::upstream::UpstreamConn;
 
+/// Bodies of a known length up to this are compressed in one call (see
+/// [`ClientConn::compress_whole`]); longer ones stream through the encoder.
+const ONE_SHOT_MAX: u64 = BODY_BUF as u64;
+
 /// The `Accept-Encoding` field of a 415 answer: what request bodies may be coded with.
 const ACCEPTED_CODINGS: &[u8] = b"Accept-Encoding: gzip, br, zstd\r\n";
 
@@ -263,8 +267,23 @@ impl ClientConn {
         self.write_compressed_head(snapshot, conn.buf.data(), &response, edits, client);
         conn.buf.consume(response.head_len);
         self.exchange.status = response.status;
-        let policy = self.stages.compress.as_ref().map(|n| Arc::clone(&n.policy));
-        let level = policy.map_or(coding.default_level(), |p| p.level(coding));
+        let level = self
+            .stages
+            .compress
+            .as_ref()
+            .map_or(coding.default_level(), |n| n.policy.level(coding));
+        if let BodyEnd::Length(n) = end {
+            if n <= ONE_SHOT_MAX {
+                self.compress_whole(ctx, snapshot, &mut conn, upstream, n, coding, level)
+                    .await?;
+                self.check_in_after_relay(ctx, conn, upstream, &response);
+                return Ok(if keep_alive {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                });
+            }
+        }
         let encoder = ctx
             .encoders()
             .take(coding, level)
@@ -299,6 +318,68 @@ impl ClientConn {
         } else {
             Next::Close
         })
+    }
+
+    /// The one-shot form of [`ClientConn::relay_compressed`] for a body of known length up to
+    /// [`ONE_SHOT_MAX`]: reads it whole, compresses it in one call, and writes head
+    /// (`Content-Length` framing) and body in one write. The encoder is taken and given back
+    /// with no await between, so a worker keeps one warm encoder however many responses it
+    /// compresses at once (with the streaming form, each response in flight holds its own).
+    #[allow(clippy::too_many_arguments)]
+    async fn compress_whole(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        conn: &mut UpstreamConn,
+        upstream: &Upstream,
+        length: u64,
+        coding: Coding,
+        level: u32,
+    ) -> Result<(), ProxyError> {
+        // `length` is at most ONE_SHOT_MAX, so it fits a usize.
+        let length = length as usize;
+        while conn.buf.len() < length {
+            let read = conn.buf.fill(&mut conn.stream, BODY_BUF.max(length));
+            match monoio::time::timeout(upstream.timeouts.idle, read).await {
+                Err(_) => return Err(ProxyError::UpstreamTimeout),
+                Ok(Err(e)) => return Err(ProxyError::UpstreamIo(e)),
+                Ok(Ok(0)) => return Err(ProxyError::UpstreamClosed),
+                Ok(Ok(_)) => {}
+            }
+        }
+        let body = conn.buf.data().get(..length).unwrap_or_default();
+        let compressed = &mut self.stages.compressed;
+        compressed.clear();
+        let mut encoder = ctx
+            .encoders()
+            .take(coding, level)
+            .map_err(|e| ProxyError::UpstreamIo(std::io::Error::other(e)))?;
+        // A kept encoder comes reset.
+        let result = encoder
+            .data(body, compressed)
+            .and_then(|()| encoder.finish(compressed));
+        ctx.encoders().give(encoder);
+        if let Err(e) = result {
+            log::debug!("compressing a response body: {e}");
+            return Err(ProxyError::UpstreamProtocol(
+                crate::http::HttpError::InvalidResponse(crate::http::ResponseFault::Malformed),
+            ));
+        }
+        conn.buf.consume(length);
+        self.out.extend_from_slice(b"Content-Length: ");
+        crate::http::writer::push_decimal(&mut self.out, compressed.len() as u64);
+        self.out.extend_from_slice(b"\r\n\r\n");
+        self.out.extend_from_slice(compressed);
+        self.exchange.bytes_out += self.out.len() as u64;
+        let write = crate::io_buf::write_all_reuse(&mut self.stream, &mut self.out);
+        self.response_started = true;
+        match monoio::time::timeout(snapshot.server.timeouts.body_idle, write).await {
+            Err(_) => Err(ProxyError::ClientGone(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "write timed out",
+            ))),
+            Ok(result) => result.map_err(ProxyError::ClientGone),
+        }
     }
 
     /// The client's head of a compressed response in `out`, without its framing field and

@@ -86,6 +86,8 @@ pub(super) struct ResponseStages {
     /// The route's `compress` policy and the coding the request negotiated (see
     /// `proxy::compress`).
     pub(super) compress: Option<super::compress::Negotiated>,
+    /// A whole compressed body (see `proxy::compress`), kept for the connection's next one.
+    pub(super) compressed: Vec<u8>,
 }
 
 impl ResponseStages {
