@@ -212,7 +212,8 @@ pub(super) enum OnResponse {
     StaleOnError,
 }
 
-fn unix_now() -> u64 {
+/// Now, Unix seconds.
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -1330,7 +1331,6 @@ fn apply_refresh(
     request_time: u64,
 ) {
     let settings = std::sync::Arc::clone(&cache.settings);
-    let now = unix_now();
     let meta = ResponseMeta::read(response.headers(), settings.tag_header.as_deref());
     let slot = cache.store.find(job.hash, &job.url, &job.variant, |v| {
         secondary_matches(v, &job.req_data, &job.req_headers, job.coding)
@@ -1338,6 +1338,7 @@ fn apply_refresh(
     if response.status == 304 {
         if let Some(slot) = slot {
             let ttl = settings.default_ttl;
+            let now = unix_now();
             refresh(
                 &mut cache.store,
                 slot,
@@ -1364,25 +1365,65 @@ fn apply_refresh(
         }
         return;
     }
+    let request = StoredRequest {
+        keys: (&job.url, &job.variant),
+        data: &job.req_data,
+        headers: &job.req_headers,
+        directives: &job.directives,
+        authorization: job.authorization,
+        request_time,
+    };
+    match call_entry(&settings, &request, response, &meta) {
+        Some(entry) => {
+            if cache.store.insert(job.hash, entry).is_ok() {
+                cache.counts.stores += 1;
+            }
+        }
+        None => {
+            if let (Some(slot), true) = (slot, response.status < 500) {
+                cache.store.remove(slot);
+            }
+        }
+    }
+}
+
+/// The request a whole answer (a [`super::call::CallResponse`]) was fetched for.
+pub(super) struct StoredRequest<'a> {
+    /// Its URL and variant keys.
+    pub(super) keys: (&'a [u8], &'a [u8]),
+    /// Its head's bytes and fields (spans into them): the `Vary` fields are read there.
+    pub(super) data: &'a [u8],
+    pub(super) headers: &'a [HeaderSpan],
+    /// Its `Cache-Control`.
+    pub(super) directives: &'a RequestDirectives,
+    /// Whether it carried `Authorization`.
+    pub(super) authorization: bool,
+    /// When it was sent, Unix seconds.
+    pub(super) request_time: u64,
+}
+
+/// The entry that stores `response` (its fields read into `meta`) for `request`, when a
+/// shared cache may store it (RFC 9111 §3), it can ever be served, and it fits
+/// `max_object_bytes`.
+pub(super) fn call_entry(
+    settings: &crate::cache::CacheSettings,
+    request: &StoredRequest<'_>,
+    response: &super::call::CallResponse,
+    meta: &ResponseMeta<'_>,
+) -> Option<Entry> {
+    let now = unix_now();
     let ttl = settings.default_ttl;
     let lifetime =
         rules::freshness_lifetime(response.status, &meta.directives, &meta.dates(now), ttl);
     let facts = meta.facts(response.status);
-    let storable = rules::storable(&job.directives, job.authorization, &facts).is_ok()
-        && (lifetime > 0 || meta.etag.is_some() || meta.last_modified.is_some());
+    let storable = rules::storable(request.directives, request.authorization, &facts).is_ok()
+        && (lifetime > 0 || meta.etag.is_some() || meta.last_modified.is_some())
+        && response.body.len() <= settings.max_object_bytes;
     if !storable {
-        if let (Some(slot), true) = (slot, response.status < 500) {
-            cache.store.remove(slot);
-        }
-        return;
+        return None;
     }
     let mut vary = Vec::new();
-    secondary_key(
-        meta.vary_values(),
-        &job.req_data,
-        &job.req_headers,
-        &mut vary,
-    );
+    secondary_key(meta.vary_values(), request.data, request.headers, &mut vary);
     let mut fields = Vec::new();
     for (name, value) in response.headers() {
         let tag = settings
@@ -1396,19 +1437,13 @@ fn apply_refresh(
     push_field(&mut fields, b"Via", b"1.1 ringgate");
     let times = Times {
         lifetime,
-        request_time,
+        request_time: request.request_time,
         now,
     };
-    let mut entry = entry_of(
-        (&job.url, &job.variant, vary),
-        fields,
-        response.status,
-        &meta,
-        times,
-    );
+    let (url, variant) = request.keys;
+    let mut entry = entry_of((url, variant, vary), fields, response.status, meta, times);
     entry.body = response.body.clone();
+    // Made shared once here, so that hits handing the body out never pay it.
     drop(entry.body.clone());
-    if cache.store.insert(job.hash, entry).is_ok() {
-        cache.counts.stores += 1;
-    }
+    Some(entry)
 }
