@@ -68,6 +68,85 @@ path = "/news"
 const USER: &str = r#"{"id": 7, "name": "Ada", "email": "ada@example.com", "segment": "gold", "address": {"city": "Paris", "zip": "75001"}}"#;
 
 driver_tests! {
+    // A call naming a cache: while the backend's answer is fresh (max-age=60) the call makes
+    // no upstream request; the uncached call goes every time; the key is the call's own
+    // request (another rendered path is another entry).
+    fn a_call_naming_a_cache_is_answered_from_it_while_fresh(driver: &str) {
+        let profile_count = Arc::new(AtomicU64::new(0));
+        let pc = Arc::clone(&profile_count);
+        let profile = backend("profile", move |r| {
+            let n = pc.fetch_add(1, Ordering::SeqCst) + 1;
+            let body = format!(r#"{{"path":"{}","n":{n}}}"#, r.target);
+            Handled::Respond {
+                delay: Duration::ZERO,
+                status: 200,
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("cache-control".into(), "max-age=60".into()),
+                ],
+                body: body.into_bytes(),
+            }
+        });
+        let live_count = Arc::new(AtomicU64::new(0));
+        let lc = Arc::clone(&live_count);
+        let live = backend("live", move |_| {
+            let n = lc.fetch_add(1, Ordering::SeqCst) + 1;
+            Handled::Respond {
+                delay: Duration::ZERO,
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: format!(r#"{{"n":{n}}}"#).into_bytes(),
+            }
+        });
+        let gw = gateway(driver, &[("profile", &profile), ("live", &live)], r#"
+            [[routes]]
+            name = "page"
+            match = { path = "/page/{id}" }
+            compose = "page"
+            [composites.page]
+            [[composites.page.calls]]
+            name = "profile"
+            upstream = "profile"
+            path = "/profiles/{id}?v=1"
+            cache = "parts"
+            [[composites.page.calls]]
+            name = "live"
+            upstream = "live"
+            path = "/live"
+            [caches.parts]
+            max_bytes = "1MiB"
+        "#);
+        let first = get(&gw.url("/page/7"));
+        assert_eq!(first.status, 200, "{}", first.text());
+        assert_eq!(first.text(), r#"{"profile":{"path":"/profiles/7?v=1","n":1},"live":{"n":1}}"#);
+        let second = get(&gw.url("/page/7"));
+        assert_eq!(second.status, 200, "{}", second.text());
+        assert_eq!(
+            second.text(),
+            r#"{"profile":{"path":"/profiles/7?v=1","n":1},"live":{"n":2}}"#,
+            "the cached part's data, the live part fetched again"
+        );
+        assert_eq!(profile.requests(), 1, "a fresh entry makes no upstream request");
+        assert_eq!(live.requests(), 2);
+        // The composite is not cacheable downstream longer than its cached part stays fresh.
+        let cc = second.header("cache-control").unwrap_or_default().to_string();
+        let max_age: u64 = cc
+            .split(',')
+            .find_map(|d| d.trim().strip_prefix("max-age="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("max-age in {cc:?}"));
+        assert!(max_age <= 60, "{cc}");
+        // Another rendered path is another entry.
+        let other = get(&gw.url("/page/8"));
+        assert_eq!(other.text(), r#"{"profile":{"path":"/profiles/8?v=1","n":2},"live":{"n":3}}"#);
+        assert_eq!(profile.requests(), 2);
+        let again = get(&gw.url("/page/8"));
+        assert_eq!(again.text(), r#"{"profile":{"path":"/profiles/8?v=1","n":2},"live":{"n":4}}"#);
+        assert_eq!(profile.requests(), 2);
+        assert_eq!(profile_count.load(Ordering::SeqCst), 2);
+        assert_eq!(live_count.load(Ordering::SeqCst), 4);
+    }
+
     fn independent_calls_run_at_once(driver: &str) {
         let a = json("a", 100, r#"{"a": 1}"#);
         let b = json("b", 100, r#"{"b": 2}"#);

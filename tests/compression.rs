@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -570,6 +571,100 @@ driver_tests! {
         assert!(r.header("content-encoding").is_none());
     }
 
+    // The response cache stores a compressed answer as its coding's variant: the second
+    // gzip client (another Accept-Encoding text negotiating gzip) is a hit with the same
+    // compressed bytes and no upstream request; an identity client never gets the gzip
+    // variant (its own is fetched, then hit); a br client gets its own variant; HEAD is
+    // answered from the variant its GET would get.
+    fn cached_compressed_variants_are_stored_per_coding(driver: &str) {
+        let body = json(20_000);
+        let (gw, _origin, count) = cached(driver, body.clone(), Framing::Length);
+        let first = get(&gw, "GET", "Accept-Encoding: gzip\r\n");
+        assert_eq!(first.header("content-encoding"), Some("gzip"));
+        assert_eq!(cache_status(&first), "ringgate; fwd=uri-miss; stored");
+        assert!(decoded(Some("gzip"), &first.body) == body);
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        let hit = get(&gw, "GET", "Accept-Encoding: gzip, deflate\r\n");
+        assert_eq!(cache_status(&hit), "ringgate; hit");
+        assert_eq!(count.load(Ordering::SeqCst), 1, "a hit is not fetched again");
+        assert_eq!(hit.header("content-encoding"), Some("gzip"));
+        assert_eq!(hit.header_all("vary"), vec!["Accept-Encoding"]);
+        assert_eq!(hit.header_all("etag"), vec!["W/\"v1\""]);
+        assert_eq!(hit.header("content-length"), Some(first.body.len().to_string().as_str()));
+        assert!(hit.body == first.body, "the stored compressed bytes, not a new compression");
+        assert!(decoded(Some("gzip"), &hit.body) == body);
+        // Identity: its own variant, fetched once, then hit; never the gzip bytes.
+        for (n, fields) in [(2, ""), (2, "Accept-Encoding: identity\r\n"), (2, "Accept-Encoding: deflate\r\n")] {
+            let plain = get(&gw, "GET", fields);
+            assert!(plain.header("content-encoding").is_none(), "{fields:?}");
+            assert!(plain.body == body, "{fields:?}: the identity bytes");
+            assert_eq!(plain.header_all("etag"), vec!["\"v1\""]);
+            assert_eq!(count.load(Ordering::SeqCst), n, "{fields:?}");
+        }
+        // br: its own variant.
+        let br = get(&gw, "GET", "Accept-Encoding: br\r\n");
+        assert_eq!(br.header("content-encoding"), Some("br"));
+        assert!(cache_status(&br).contains("fwd=vary-miss; stored"), "{}", cache_status(&br));
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+        let br_hit = get(&gw, "GET", "Accept-Encoding: br, gzip;q=0.5\r\n");
+        assert_eq!(cache_status(&br_hit), "ringgate; hit");
+        assert!(br_hit.body == br.body && decoded(Some("br"), &br_hit.body) == body);
+        // HEAD from the gzip variant: its head, no body, no upstream request.
+        let head = get(&gw, "HEAD", "Accept-Encoding: gzip\r\n");
+        assert_eq!(cache_status(&head), "ringgate; hit");
+        assert_eq!(head.header("content-encoding"), Some("gzip"));
+        assert_eq!(head.header("content-length"), Some(first.body.len().to_string().as_str()));
+        assert!(head.body.is_empty());
+        // The client's validator of the gzip variant: 304 from the cache.
+        let revalidated = get(&gw, "GET", "Accept-Encoding: gzip\r\nIf-None-Match: W/\"v1\"\r\n");
+        assert_eq!(revalidated.status, 304);
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    // A compressed output larger than the relay's buffer goes to the first client chunked
+    // while it is stored; the hit has its exact length. A chunked upstream body too.
+    fn large_and_chunked_compressed_answers_are_stored(driver: &str) {
+        let body = noisy(300_000);
+        let (gw, _origin, count) = cached(driver, body.clone(), Framing::Chunked(10_000));
+        let first = get(&gw, "GET", "Accept-Encoding: gzip\r\n");
+        assert_eq!(first.header("transfer-encoding"), Some("chunked"));
+        assert_eq!(cache_status(&first), "ringgate; fwd=uri-miss; stored");
+        let hit = get(&gw, "GET", "Accept-Encoding: gzip\r\n");
+        assert_eq!(cache_status(&hit), "ringgate; hit");
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        assert_eq!(hit.header("content-length"), Some(hit.body.len().to_string().as_str()));
+        assert!(hit.body == first.body, "the same compressed bytes");
+        assert!(decoded(Some("gzip"), &hit.body) == body);
+        let zstd = get(&gw, "GET", "Accept-Encoding: zstd\r\n");
+        assert_eq!(zstd.header("content-encoding"), Some("zstd"));
+        assert!(decoded(Some("zstd"), &zstd.body) == body);
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+    }
+
+    // HTTP/2 clients share the variants with HTTP/1.1 ones.
+    fn http2_clients_hit_the_stored_variant(driver: &str) {
+        let body = json(20_000);
+        let (gw, _origin, count) = cached(driver, body.clone(), Framing::Length);
+        // The same host as the HTTP/2 request's authority (the host is part of the key).
+        let gw_addr = gw.addr().to_string();
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(format!(
+            "GET /x HTTP/1.1\r\nHost: {gw_addr}\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+        ));
+        let first = raw.read_response_to("GET");
+        assert_eq!(first.header("content-encoding"), Some("gzip"));
+        let r = h2c::runtime().block_on(async {
+            let client = h2c::connect(gw.addr()).await;
+            let mut req = h2c::get(&gw_addr, "/x");
+            req.headers_mut().insert("accept-encoding", "gzip".parse().expect("value"));
+            h2c::exchange(&client, req, None).await.expect("exchange")
+        });
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+        assert_eq!(r.header("cache-status"), Some("ringgate; hit"));
+        assert!(r.body == first.body);
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+
     // Without decompress_requests, a coded body goes upstream as it came.
     fn coded_request_bodies_pass_when_not_enabled(driver: &str) {
         let origin = Origin::always(reply("text/plain", b"ok".to_vec()));
@@ -580,6 +675,40 @@ driver_tests! {
         assert_eq!(seen.body, packed);
         assert_eq!(seen.header("content-encoding"), Some("gzip"));
     }
+}
+
+/// A cached route (`[caches.c]`, one worker) with the compress policy `[policies.z]` in front
+/// of an origin that answers `body` (at every path) cacheable with a strong ETag, counting
+/// the requests it gets.
+fn cached(driver: &str, body: Vec<u8>, framing: Framing) -> (Gateway, Origin, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&count);
+    let origin = Origin::answering(move |_: &Seen| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        reply("application/json", body.clone())
+            .with("Cache-Control", "max-age=60")
+            .with("ETag", "\"v1\"")
+            .framed(framing)
+    });
+    let gw = GatewayConfig::new(driver)
+        .workers(1)
+        .server("h2c", "true")
+        .upstream("api", &[origin.addr])
+        .routes(
+            "[[routes]]\nname = \"api\"\nmatch = { path_prefix = \"/\" }\nupstream = \"api\"\n\
+             policies = [\"z\"]\ncache = \"c\"\n",
+        )
+        .tables(
+            "[policies.z]\nkind = \"compress\"\nalgorithms = [\"zstd\", \"br\", \"gzip\"]\n\
+             [caches.c]\nmax_bytes = \"8MiB\"\nmax_object_bytes = \"2MiB\"\n",
+        )
+        .start();
+    (gw, origin, count)
+}
+
+/// `Cache-Status` of a response.
+fn cache_status(r: &RawResponse) -> &str {
+    r.header("cache-status").unwrap_or_default()
 }
 
 /// `POST /x` with `Content-Encoding: coding` and `body`.

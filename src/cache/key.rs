@@ -7,6 +7,15 @@
 //! cookies) is equal, and the request's values of the fields the response's `Vary` named are
 //! those stored (secondary keys, RFC 9111 §4.1).
 //!
+//! `Accept-Encoding` on a route with a `compress` policy is keyed by what it *means*, not by
+//! its text: when the gateway's compressor made the response vary with it (the upstream's
+//! own `Vary` does not name it), the secondary key holds the coding the policy negotiated
+//! for the request (`gzip`, `br`, `zstd` or `identity`, marked with [`CODING_MARK`]) and a
+//! later request matches when the policy negotiates the same coding for it. Raw
+//! `Accept-Encoding` strings differ between clients (`gzip, deflate, br`, `br;q=1, gzip`,
+//! ...) while the policy reduces them to four variants; an identity request never matches a
+//! compressed variant.
+//!
 //! Both keys are built into buffers the connection reuses: no allocation per request.
 
 use crate::http::HeaderSpan;
@@ -154,8 +163,45 @@ pub fn secondary_key<'a>(
     true
 }
 
-/// Whether the request's fields (spans into `data`) match a stored secondary key.
-pub fn secondary_matches(stored: &[u8], data: &[u8], headers: &[HeaderSpan]) -> bool {
+/// Marks a secondary key value that is a negotiated coding rather than the request's text.
+/// (No request field value holds this byte: the parser refuses control characters.)
+pub const CODING_MARK: u8 = 0x01;
+
+/// The name under which a negotiated coding is keyed.
+const CODING_NAME: &[u8] = b"accept-encoding";
+
+/// Appends to the secondary key `out` the coding the route's `compress` policy negotiated
+/// for the request (`token`: `gzip`, `br`, `zstd`, or `identity` when none).
+pub fn push_coding_key(out: &mut Vec<u8>, token: &[u8]) {
+    out.extend_from_slice(CODING_NAME);
+    out.push(0);
+    out.push(CODING_MARK);
+    out.extend_from_slice(token);
+    out.push(0);
+}
+
+/// The negotiated coding a stored secondary key holds, if it was keyed by one.
+pub fn stored_coding(stored: &[u8]) -> Option<&[u8]> {
+    let mut parts = stored.split(|&b| b == 0);
+    while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+        if name == CODING_NAME {
+            if let Some(token) = value.strip_prefix(&[CODING_MARK]) {
+                return Some(token);
+            }
+        }
+    }
+    None
+}
+
+/// Whether the request's fields (spans into `data`) match a stored secondary key; `coding`
+/// is the coding the route's `compress` policy negotiated for the request (`None`: the route
+/// has none), compared with a negotiated coding in the key.
+pub fn secondary_matches(
+    stored: &[u8],
+    data: &[u8],
+    headers: &[HeaderSpan],
+    coding: Option<&[u8]>,
+) -> bool {
     let mut parts = stored.split(|&b| b == 0);
     loop {
         let Some(name) = parts.next() else {
@@ -167,6 +213,12 @@ pub fn secondary_matches(stored: &[u8], data: &[u8], headers: &[HeaderSpan]) -> 
         let Some(expected) = parts.next() else {
             return false;
         };
+        if let Some(token) = expected.strip_prefix(&[CODING_MARK]) {
+            if coding != Some(token) {
+                return false;
+            }
+            continue;
+        }
         let mut rest = expected;
         let mut first = true;
         for h in headers
@@ -278,12 +330,12 @@ mod tests {
         let vary = [&b"Accept-Encoding, x"[..]];
         assert!(secondary_key(vary.into_iter(), &data, &spans, &mut stored));
         assert_eq!(stored, b"accept-encoding\0gzip, br\0x\x001\0");
-        assert!(secondary_matches(&stored, &data, &spans));
+        assert!(secondary_matches(&stored, &data, &spans, None));
         let (other, other_spans) = fields("Accept-Encoding: gzip\nX: 1\n");
-        assert!(!secondary_matches(&stored, &other, &other_spans));
+        assert!(!secondary_matches(&stored, &other, &other_spans, None));
         let (absent, absent_spans) = fields("Accept-Encoding: gzip\nAccept-Encoding: br\n");
-        assert!(!secondary_matches(&stored, &absent, &absent_spans));
-        assert!(secondary_matches(b"", &absent, &absent_spans));
+        assert!(!secondary_matches(&stored, &absent, &absent_spans, None));
+        assert!(secondary_matches(b"", &absent, &absent_spans, None));
         let mut star = Vec::new();
         assert!(!secondary_key(
             [&b"*"[..]].into_iter(),
@@ -291,5 +343,39 @@ mod tests {
             &spans,
             &mut star
         ));
+    }
+
+    #[test]
+    fn a_negotiated_coding_keys_by_meaning_not_text() {
+        let (data, spans) = fields("Accept-Encoding: gzip, deflate\nX: 1\n");
+        let mut stored = Vec::new();
+        assert!(secondary_key(
+            [&b"x"[..]].into_iter(),
+            &data,
+            &spans,
+            &mut stored
+        ));
+        push_coding_key(&mut stored, b"gzip");
+        assert_eq!(stored_coding(&stored), Some(&b"gzip"[..]));
+        // Another text negotiating the same coding matches; another coding or a route
+        // without the policy does not.
+        let (other, other_spans) = fields("Accept-Encoding: br;q=0.1, gzip\nX: 1\n");
+        assert!(secondary_matches(
+            &stored,
+            &other,
+            &other_spans,
+            Some(b"gzip")
+        ));
+        assert!(!secondary_matches(
+            &stored,
+            &other,
+            &other_spans,
+            Some(b"identity")
+        ));
+        assert!(!secondary_matches(&stored, &other, &other_spans, None));
+        // The other fields still count.
+        let (x2, x2_spans) = fields("Accept-Encoding: gzip\nX: 2\n");
+        assert!(!secondary_matches(&stored, &x2, &x2_spans, Some(b"gzip")));
+        assert_eq!(stored_coding(b"accept-encoding\0gzip\0"), None);
     }
 }

@@ -90,6 +90,8 @@ pub struct CallPlan {
     pub lookups: Vec<Lookup>,
     /// A fan-out call stitches its results into this call's document.
     pub stitched_into: bool,
+    /// The `[caches.NAME]` its GET answers are looked up in and stored in.
+    pub cache: Option<crate::cache::CacheId>,
 }
 
 impl CallPlan {

@@ -67,6 +67,8 @@ pub struct RawCall {
     pub forward_headers: Option<Vec<Spanned<String>>>,
     /// Largest body this call may answer with.
     pub max_part_bytes: Option<Spanned<SizeValue>>,
+    /// A `[caches.NAME]` the call's GET answers are looked up in and stored in.
+    pub cache: Option<Spanned<String>>,
 }
 
 /// `batch = { param = "ids", max = 50, key = "id" }`.

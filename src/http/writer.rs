@@ -313,8 +313,9 @@ pub fn write_stored_fields(
     let options = ConnectionTokens::gather(buf, headers);
     for h in headers {
         let (name, value) = (h.name.of(buf), h.value.of(buf));
-        let dropped = edits.is_some_and(|e| e.removes(name))
-            || PER_REQUEST.iter().any(|p| name.eq_ignore_ascii_case(p))
+        let dropped = edits.is_some_and(|e| {
+            e.removes(name) || (e.merges_vary() && name.eq_ignore_ascii_case(b"vary"))
+        }) || PER_REQUEST.iter().any(|p| name.eq_ignore_ascii_case(p))
             || !forwardable(&options, name);
         if !dropped {
             field(out, name, value);
@@ -322,6 +323,9 @@ pub fn write_stored_fields(
     }
     if let Some(edits) = edits {
         out.extend_from_slice(edits.added());
+        if edits.merges_vary() {
+            edits.write_vary(out, buf, headers);
+        }
     }
     joined_field(out, buf, headers, b"Via", |out| {
         via_entry(out, head.version)

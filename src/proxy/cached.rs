@@ -19,12 +19,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use super::compress::Plan;
 use super::connection::{find_header, ClientConn, Next};
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::stages::BodyObserver;
 use crate::cache::control::RequestDirectives;
-use crate::cache::key::{secondary_key, secondary_matches};
+use crate::cache::key::{push_coding_key, secondary_key, secondary_matches, stored_coding};
 use crate::cache::meta::{none_match, ResponseMeta};
 use crate::cache::rules::{self, Freshness, NotStored, Use};
 use crate::cache::{CacheId, Entry, Flight};
@@ -127,6 +128,10 @@ pub(super) struct CacheRequest {
     pub(super) route_cached: bool,
     /// `Cache-Status` is among the response's fields already.
     status_written: bool,
+    /// The coding the route's `compress` policy negotiated for the request (`identity` when
+    /// none; `None`: no such policy): the key of the variants it compresses (see
+    /// `cache::key`).
+    pub(super) coding: Option<&'static [u8]>,
 }
 
 impl CacheRequest {
@@ -140,6 +145,7 @@ impl CacheRequest {
         self.invalidates = None;
         self.route_cached = false;
         self.status_written = false;
+        self.coding = None;
         if !self.request_edits.is_empty() {
             self.request_edits.clear();
         }
@@ -177,6 +183,9 @@ pub(super) struct StoreBody {
     pending: Option<(u64, Entry)>,
     buf: Vec<u8>,
     limit: usize,
+    /// The body's length as the upstream declared it, when the stored body is the
+    /// upstream's (a compressed variant has its own length, known when it ended).
+    length: Option<u64>,
 }
 
 impl BodyObserver for StoreBody {
@@ -203,7 +212,8 @@ pub(super) enum OnResponse {
     StaleOnError,
 }
 
-fn unix_now() -> u64 {
+/// Now, Unix seconds.
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -351,6 +361,11 @@ impl ClientConn {
         if let Some(cache) = ctx.cache(snapshot, id) {
             c.hash = cache.store.hash(&c.url);
             c.flight_key = c.hash ^ cache.store.hash(&c.variant).rotate_left(17);
+            if let Some(coding) = c.coding {
+                // Each coding's variant is its own miss: an identity request does not wait
+                // for a gzip one.
+                c.flight_key ^= cache.store.hash(coding).rotate_left(41);
+            }
         }
     }
 
@@ -379,7 +394,7 @@ impl ClientConn {
         let (data, headers) = (self.input.data(), &self.headers);
         let c = &self.cache;
         let found = cache.store.find(c.hash, &c.url, &c.variant, |v| {
-            secondary_matches(v, data, headers)
+            secondary_matches(v, data, headers, c.coding)
         });
         let Some(slot) = found else {
             let uri_miss = !cache.store.has_url(c.hash, &c.url);
@@ -696,6 +711,8 @@ impl ClientConn {
     }
 
     /// The cache's decision on an upstream response head (spans in `headers` over `buf`).
+    /// `plan` is what the route's `compress` policy does to the body (the stored body and
+    /// head are what the client gets).
     pub(super) fn cache_on_response(
         &mut self,
         ctx: &WorkerContext,
@@ -703,6 +720,7 @@ impl ClientConn {
         buf: &[u8],
         response: &ResponseHead,
         head: &RequestHead,
+        plan: Plan,
     ) -> OnResponse {
         let relay = || OnResponse::Relay(None);
         let Some(id) = self.cache.id else {
@@ -750,6 +768,10 @@ impl ClientConn {
         let c = &self.cache;
         let mut vary = Vec::new();
         secondary_key(meta.vary_values(), &c.req_data, &c.req_headers, &mut vary);
+        if let (true, Some(coding)) = (plan.varies() && !varies_on_coding(&meta), c.coding) {
+            // The compressor made it vary: keyed by the negotiated coding (`cache::key`).
+            push_coding_key(&mut vary, coding);
+        }
         let mut stored = Vec::with_capacity(response.head_len);
         let edits = Some(&self.stages.edits);
         write_stored_fields(&mut stored, buf, response, &self.headers, edits);
@@ -760,14 +782,15 @@ impl ClientConn {
         };
         let keys = (&c.url[..], &c.variant[..], vary);
         let entry = entry_of(keys, stored, response.status, &meta, times);
-        let reserve = match response.framing {
-            ResponseFraming::Length(n) => n as usize,
-            _ => 0,
+        let length = match (response.framing, plan.coding()) {
+            (ResponseFraming::Length(n), None) => Some(n),
+            _ => None,
         };
         OnResponse::Relay(Some(Box::new(StoreBody {
             pending: Some((c.hash, entry)),
-            buf: Vec::with_capacity(reserve),
+            buf: Vec::with_capacity(length.map_or(0, |n| n as usize)),
             limit,
+            length,
         })))
     }
 
@@ -783,7 +806,7 @@ impl ClientConn {
     ) -> Option<OnResponse> {
         let c = &self.cache;
         let slot = cache.store.find(c.hash, &c.url, &c.variant, |v| {
-            secondary_matches(v, &c.req_data, &c.req_headers)
+            secondary_matches(v, &c.req_data, &c.req_headers, c.coding)
         })?;
         if response.status == 304 && !c.request_edits.is_empty() {
             let pairs = self
@@ -856,15 +879,18 @@ impl ClientConn {
         ctx: &WorkerContext,
         snapshot: &Snapshot,
         mut store: Box<StoreBody>,
-        response: &ResponseHead,
     ) {
         let Some((hash, mut entry)) = store.pending.take() else {
             return;
         };
-        if let ResponseFraming::Length(n) = response.framing {
+        if let Some(n) = store.length {
             if store.buf.len() as u64 != n {
                 return;
             }
+        }
+        if store.buf.capacity() > store.buf.len() + store.buf.len() / 4 {
+            // A body whose length was not known grew by doubling: the cache keeps only it.
+            store.buf.shrink_to_fit();
         }
         entry.body = Bytes::from(std::mem::take(&mut store.buf));
         // The first clone of a `Bytes` made from a `Vec` makes it shared (one allocation):
@@ -897,7 +923,7 @@ impl ClientConn {
             };
             let c = &self.cache;
             cache.store.find(c.hash, &c.url, &c.variant, |v| {
-                secondary_matches(v, &c.req_data, &c.req_headers)
+                secondary_matches(v, &c.req_data, &c.req_headers, c.coding)
             })
         };
         let Some(slot) = slot else {
@@ -930,7 +956,7 @@ impl ClientConn {
                 let mut cache = ctx.cache(snapshot, id)?;
                 let c = &self.cache;
                 let slot = cache.store.find(c.hash, &c.url, &c.variant, |v| {
-                    secondary_matches(v, &c.req_data, &c.req_headers)
+                    secondary_matches(v, &c.req_data, &c.req_headers, c.coding)
                 })?;
                 let e = cache.store.get(slot)?;
                 let ok = e.freshness.serves_on_error(e.age(Instant::now()));
@@ -949,6 +975,15 @@ impl ClientConn {
         self.push_cache_status(status);
         Err(error)
     }
+}
+
+/// Whether the upstream's own `Vary` names `Accept-Encoding` (its variants are then keyed
+/// by the request's text, as for any other field).
+fn varies_on_coding(meta: &ResponseMeta<'_>) -> bool {
+    meta.vary_values().any(|v| {
+        v.split(|&b| b == b',')
+            .any(|t| crate::http::headers::trim_ows(t).eq_ignore_ascii_case(b"accept-encoding"))
+    })
 }
 
 /// Whether a URL purge is for `host` (invalidation never reaches another host, §4.4).
@@ -1102,7 +1137,18 @@ fn refresh<'a>(
 ) {
     let Some(entry) = store.get(slot) else { return };
     let before = entry.charge();
-    let updated: Vec<(&[u8], &[u8])> = fields.filter(|(name, _)| end_to_end(name)).collect();
+    // A variant the gateway compressed keeps its own coding, `Vary` and (weak) `ETag`: the
+    // 304 speaks of the upstream's identity representation.
+    let coded = stored_coding(&entry.vary).is_some();
+    let own = |name: &[u8]| {
+        coded
+            && [&b"etag"[..], b"vary", b"content-encoding"]
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
+    };
+    let updated: Vec<(&[u8], &[u8])> = fields
+        .filter(|(name, _)| end_to_end(name) && !own(name))
+        .collect();
     let mut fields = Vec::with_capacity(entry.fields.len());
     for (name, value) in crate::http::edits::lines(&entry.fields) {
         if !updated.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
@@ -1181,6 +1227,7 @@ struct Refresh {
     conditional: Vec<u8>,
     lead: Lead,
     flight_key: u64,
+    coding: Option<&'static [u8]>,
 }
 
 impl ClientConn {
@@ -1237,6 +1284,7 @@ impl ClientConn {
             conditional,
             lead: Lead(flight),
             flight_key: key,
+            coding: c.coding,
         };
         let snapshot = ctx.snapshot();
         monoio::spawn(run_refresh(rc, snapshot, job));
@@ -1283,14 +1331,14 @@ fn apply_refresh(
     request_time: u64,
 ) {
     let settings = std::sync::Arc::clone(&cache.settings);
-    let now = unix_now();
     let meta = ResponseMeta::read(response.headers(), settings.tag_header.as_deref());
     let slot = cache.store.find(job.hash, &job.url, &job.variant, |v| {
-        secondary_matches(v, &job.req_data, &job.req_headers)
+        secondary_matches(v, &job.req_data, &job.req_headers, job.coding)
     });
     if response.status == 304 {
         if let Some(slot) = slot {
             let ttl = settings.default_ttl;
+            let now = unix_now();
             refresh(
                 &mut cache.store,
                 slot,
@@ -1303,25 +1351,79 @@ fn apply_refresh(
         }
         return;
     }
-    let ttl = settings.default_ttl;
-    let lifetime =
-        rules::freshness_lifetime(response.status, &meta.directives, &meta.dates(now), ttl);
-    let facts = meta.facts(response.status);
-    let storable = rules::storable(&job.directives, job.authorization, &facts).is_ok()
-        && (lifetime > 0 || meta.etag.is_some() || meta.last_modified.is_some());
-    if !storable {
+    let coded = slot.is_some_and(|s| {
+        cache
+            .store
+            .get(s)
+            .is_some_and(|e| stored_coding(&e.vary).is_some())
+    });
+    if coded {
+        // A new body for a variant the compressor keyed: the background task does not
+        // compress, so the entry goes and the next request stores the new variant.
         if let (Some(slot), true) = (slot, response.status < 500) {
             cache.store.remove(slot);
         }
         return;
     }
+    let request = StoredRequest {
+        keys: (&job.url, &job.variant),
+        data: &job.req_data,
+        headers: &job.req_headers,
+        directives: &job.directives,
+        authorization: job.authorization,
+        request_time,
+    };
+    match call_entry(&settings, &request, response, &meta) {
+        Some(entry) => {
+            if cache.store.insert(job.hash, entry).is_ok() {
+                cache.counts.stores += 1;
+            }
+        }
+        None => {
+            if let (Some(slot), true) = (slot, response.status < 500) {
+                cache.store.remove(slot);
+            }
+        }
+    }
+}
+
+/// The request a whole answer (a [`super::call::CallResponse`]) was fetched for.
+pub(super) struct StoredRequest<'a> {
+    /// Its URL and variant keys.
+    pub(super) keys: (&'a [u8], &'a [u8]),
+    /// Its head's bytes and fields (spans into them): the `Vary` fields are read there.
+    pub(super) data: &'a [u8],
+    pub(super) headers: &'a [HeaderSpan],
+    /// Its `Cache-Control`.
+    pub(super) directives: &'a RequestDirectives,
+    /// Whether it carried `Authorization`.
+    pub(super) authorization: bool,
+    /// When it was sent, Unix seconds.
+    pub(super) request_time: u64,
+}
+
+/// The entry that stores `response` (its fields read into `meta`) for `request`, when a
+/// shared cache may store it (RFC 9111 §3), it can ever be served, and it fits
+/// `max_object_bytes`.
+pub(super) fn call_entry(
+    settings: &crate::cache::CacheSettings,
+    request: &StoredRequest<'_>,
+    response: &super::call::CallResponse,
+    meta: &ResponseMeta<'_>,
+) -> Option<Entry> {
+    let now = unix_now();
+    let ttl = settings.default_ttl;
+    let lifetime =
+        rules::freshness_lifetime(response.status, &meta.directives, &meta.dates(now), ttl);
+    let facts = meta.facts(response.status);
+    let storable = rules::storable(request.directives, request.authorization, &facts).is_ok()
+        && (lifetime > 0 || meta.etag.is_some() || meta.last_modified.is_some())
+        && response.body.len() <= settings.max_object_bytes;
+    if !storable {
+        return None;
+    }
     let mut vary = Vec::new();
-    secondary_key(
-        meta.vary_values(),
-        &job.req_data,
-        &job.req_headers,
-        &mut vary,
-    );
+    secondary_key(meta.vary_values(), request.data, request.headers, &mut vary);
     let mut fields = Vec::new();
     for (name, value) in response.headers() {
         let tag = settings
@@ -1335,19 +1437,13 @@ fn apply_refresh(
     push_field(&mut fields, b"Via", b"1.1 ringgate");
     let times = Times {
         lifetime,
-        request_time,
+        request_time: request.request_time,
         now,
     };
-    let mut entry = entry_of(
-        (&job.url, &job.variant, vary),
-        fields,
-        response.status,
-        &meta,
-        times,
-    );
+    let (url, variant) = request.keys;
+    let mut entry = entry_of((url, variant, vary), fields, response.status, meta, times);
     entry.body = response.body.clone();
+    // Made shared once here, so that hits handing the body out never pay it.
     drop(entry.body.clone());
-    if cache.store.insert(job.hash, entry).is_ok() {
-        cache.counts.stores += 1;
-    }
+    Some(entry)
 }

@@ -6,13 +6,16 @@
 //! Each call carries the identity and forwarding fields of a proxied request (`X-Forwarded-*`,
 //! `Via`, `X-Request-Id`, the route policies' consumer and claim fields), the client headers
 //! its `forward_headers` list names, and a `traceparent` with a span id of its own: each call
-//! is a child span of the request's span.
+//! is a child span of the request's span. A GET call naming a cache (`cache = "NAME"`) is
+//! answered from it while an entry is fresh (`proxy::call_cache`).
 
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::cached::unix_now;
 use super::call::{call, Call, CallError};
+use super::call_cache::CallKey;
 use super::connection::{find_header, ClientConn, Next};
 use super::context::WorkerContext;
 use super::error::ProxyError;
@@ -439,6 +442,19 @@ impl GatewayCaller<'_> {
 impl Caller for GatewayCaller<'_> {
     async fn call(&self, request: Request<'_>) -> Result<Reply, Reason> {
         let fields = self.fields(&request);
+        let cached = match request.call.cache {
+            Some(id) if request.method == "GET" => {
+                let host = &self.snapshot.upstream(request.group).name;
+                CallKey::new(self.ctx, self.snapshot, id, host, request.target, &fields)
+            }
+            _ => None,
+        };
+        if let Some(key) = &cached {
+            if let Some(reply) = key.lookup(self.ctx, self.snapshot, &fields) {
+                return Ok(reply);
+            }
+        }
+        let request_time = unix_now();
         let outgoing = Call {
             group: request.group,
             method: request.method,
@@ -452,7 +468,11 @@ impl Caller for GatewayCaller<'_> {
             hedge_after: request.hedge_after,
             hash: None,
         };
-        match call(self.ctx, self.snapshot, &outgoing).await {
+        let answered = call(self.ctx, self.snapshot, &outgoing).await;
+        if let (Some(key), Ok(response)) = (&cached, &answered) {
+            key.store(self.ctx, self.snapshot, &fields, response, request_time);
+        }
+        match answered {
             Ok(response) => Ok(Reply {
                 status: response.status,
                 cache_control: response

@@ -25,7 +25,9 @@ use super::connection::{find_header, ClientConn, Next, BODY_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::request_body::Buffered;
-use super::stages::{relay_rewritten, Reframe, Rewrite, RewriteError, RewriteOptions, Unobserved};
+use super::stages::{
+    relay_rewritten, BodyObserver, Reframe, Rewrite, RewriteError, RewriteOptions,
+};
 use crate::coding::{decode, DecodeError, Encoder};
 use crate::config::{Route, RouteAction, Snapshot, Upstream};
 use crate::http::writer::{write_downstream_response, DownstreamInfo};
@@ -51,18 +53,49 @@ pub(super) struct Negotiated {
     coding: Option<Coding>,
 }
 
+/// What the `compress` policy does to one response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Plan {
+    /// Nothing: no policy, or a response it never compresses.
+    Untouched,
+    /// A compressible response sent as it is (the request accepts no coding the policy
+    /// offers); it says it varies with `Accept-Encoding`.
+    Identity,
+    /// Compressed with this coding.
+    Encode(Coding),
+}
+
+impl Plan {
+    /// The coding the body is compressed with.
+    pub(super) fn coding(self) -> Option<Coding> {
+        match self {
+            Plan::Encode(coding) => Some(coding),
+            _ => None,
+        }
+    }
+
+    /// Whether the compressor made the response vary with `Accept-Encoding`.
+    pub(super) fn varies(self) -> bool {
+        self != Plan::Untouched
+    }
+}
+
+/// The token a cache keys a variant by: the coding, or `identity`.
+pub(super) fn coding_key(coding: Option<Coding>) -> &'static [u8] {
+    coding.map_or(b"identity", |c| c.token().as_bytes())
+}
+
 impl Negotiated {
     /// Decides whether the upstream's response (head `response`, fields `headers` spanning
     /// `buf`) is compressed; when it could be, records the head edits (`Vary`, and with a
-    /// coding `Content-Encoding`, no `Content-Length`/`Accept-Ranges`, a weak `ETag`) and
-    /// returns the coding.
+    /// coding `Content-Encoding`, no `Content-Length`/`Accept-Ranges`, a weak `ETag`).
     pub(super) fn plan(
         &self,
         buf: &[u8],
         headers: &[HeaderSpan],
         response: &ResponseHead,
         edits: &mut HeadEdits,
-    ) -> Option<Coding> {
+    ) -> Plan {
         let named = |name: &'static str| {
             headers
                 .iter()
@@ -85,10 +118,12 @@ impl Negotiated {
             no_transform: lists_token(named("cache-control"), b"no-transform"),
         };
         if self.policy.refusal(&facts).is_some() {
-            return None;
+            return Plan::Untouched;
         }
         edits.merge_vary(b"Accept-Encoding");
-        let coding = self.coding?;
+        let Some(coding) = self.coding else {
+            return Plan::Identity;
+        };
         edits.remove(b"content-length");
         edits.remove(b"accept-ranges");
         edits.add(b"Content-Encoding", coding.token().as_bytes());
@@ -105,7 +140,7 @@ impl Negotiated {
                 }
             }
         }
-        Some(coding)
+        Plan::Encode(coding)
     }
 }
 
@@ -155,17 +190,20 @@ impl ClientConn {
 
     /// Turns the response stages on with the coding the request's `Accept-Encoding` chose;
     /// not for HEAD (no body) or `Range` requests (ranges of the identity representation).
+    /// The coding is also the request's key among a cache's compressed variants (a HEAD is
+    /// answered from the variant its GET would get).
     fn negotiate_coding(&mut self, policy: &Arc<Compress>, head: &RequestHead) {
         let data = self.input.data();
-        if head.method_kind == Method::Head || find_header(data, &self.headers, "range").is_some() {
-            return;
-        }
         let headers = &self.headers;
         let accept = headers
             .iter()
             .filter(|h| h.name.of(data).eq_ignore_ascii_case(b"accept-encoding"))
             .map(|h| h.value.of(data));
         let coding = policy.negotiate(accept);
+        self.cache.coding = Some(coding_key(coding));
+        if head.method_kind == Method::Head || find_header(data, &self.headers, "range").is_some() {
+            return;
+        }
         self.stages.activate();
         self.stages.compress = Some(Negotiated {
             policy: Arc::clone(policy),
@@ -235,8 +273,9 @@ impl ClientConn {
 
     /// Writes the response compressed with `coding`: the head with the stages' `edits` and
     /// no framing field, then the body through the worker's encoder (see the module docs).
+    /// `observer` (the cache's store, or none) sees the compressed bytes.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn relay_compressed(
+    pub(super) async fn relay_compressed<O: BodyObserver>(
         &mut self,
         ctx: &WorkerContext,
         snapshot: &Snapshot,
@@ -246,6 +285,7 @@ impl ClientConn {
         response: ResponseHead,
         edits: &HeadEdits,
         coding: Coding,
+        observer: &mut O,
     ) -> Result<Next, ProxyError> {
         let end = match response.framing {
             ResponseFraming::Length(n) => BodyEnd::Length(n),
@@ -302,7 +342,7 @@ impl ClientConn {
             end,
             opts,
             &mut stage,
-            &mut Unobserved,
+            observer,
             &mut self.out,
         )
         .await;

@@ -61,6 +61,7 @@ mod attempt;
 mod body;
 mod cached;
 pub mod call;
+mod call_cache;
 mod compose;
 mod compress;
 mod connection;

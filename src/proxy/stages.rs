@@ -23,8 +23,9 @@
 //! body is re-framed for the client (chunked, or `Content-Length` when the whole output was
 //! known before the head went out). [`Rewrite`] is their interface and [`relay_rewritten`]
 //! the relay that runs them; the cache observes what they emit, so a cached compressible
-//! response is stored compressed, keyed with the `Vary: Accept-Encoding` the compressor adds,
-//! and never recompressed per hit.
+//! response is stored compressed (its own length, the head with `Content-Encoding`, the
+//! merged `Vary: Accept-Encoding` and the weak `ETag`), keyed by the coding the policy
+//! negotiated (`cache::key`), and never recompressed per hit.
 //!
 //! No locks: all of this runs inside one worker.
 
@@ -382,17 +383,18 @@ impl super::connection::ClientConn {
         response: crate::http::ResponseHead,
     ) -> Result<super::connection::Next, super::error::ProxyError> {
         // The compressor's edits (`Vary`, `Content-Encoding`, a weak `ETag`) are planned first,
-        // so that a stored head carries the same `Vary` the client got.
-        let coding = match &self.stages.compress {
+        // so that a stored head is the head the client gets.
+        let plan = match &self.stages.compress {
             Some(negotiated) => negotiated.plan(
                 conn.buf.data(),
                 &self.headers,
                 &response,
                 &mut self.stages.edits,
             ),
-            None => None,
+            None => super::compress::Plan::Untouched,
         };
-        let store = match self.cache_on_response(ctx, snapshot, conn.buf.data(), &response, head) {
+        let buf = conn.buf.data();
+        let store = match self.cache_on_response(ctx, snapshot, buf, &response, head, plan) {
             super::cached::OnResponse::Relay(store) => store,
             super::cached::OnResponse::Refreshed => {
                 let mut conn = conn;
@@ -408,13 +410,39 @@ impl super::connection::ClientConn {
             }
         };
         let edits = std::mem::take(&mut self.stages.edits);
-        let result = match (coding, store) {
-            // A compressed answer is not stored: an entry would need the encoded body with its
-            // own length and validators (storing encoded variants is open work, see
-            // docs/caching.md). The client gets it compressed; the next request fetches again.
-            (Some(coding), _) => {
+        let result = match (plan.coding(), store) {
+            // A compressed answer is stored as its coding's variant: the compressed bytes
+            // with their own length, under the head the client got.
+            (Some(coding), Some(mut store)) => {
+                let result = self
+                    .relay_compressed(
+                        ctx,
+                        snapshot,
+                        conn,
+                        upstream,
+                        head,
+                        response,
+                        &edits,
+                        coding,
+                        &mut *store,
+                    )
+                    .await;
+                if result.is_ok() {
+                    self.cache_publish(ctx, snapshot, store);
+                }
+                result
+            }
+            (Some(coding), None) => {
                 self.relay_compressed(
-                    ctx, snapshot, conn, upstream, head, response, &edits, coding,
+                    ctx,
+                    snapshot,
+                    conn,
+                    upstream,
+                    head,
+                    response,
+                    &edits,
+                    coding,
+                    &mut Unobserved,
                 )
                 .await
             }
@@ -432,7 +460,7 @@ impl super::connection::ClientConn {
                     )
                     .await;
                 if result.is_ok() {
-                    self.cache_publish(ctx, snapshot, store, &response);
+                    self.cache_publish(ctx, snapshot, store);
                 }
                 result
             }

@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use toml::Spanned;
 
+use super::caches::CacheTable;
 use super::matcher::{has_control, is_token};
 use super::{check_name, route_traffic, Ctx};
+use crate::cache::CacheId;
 use crate::compose::graph;
 use crate::compose::plan::{
     Batch, CallBody, CallPlan, Composite, Fanout, Lookup, Placement, Stitch, DEFAULT_MAX_FANOUT,
@@ -54,6 +56,7 @@ pub(super) fn compile(
     cx: &mut Ctx<'_>,
     raw: Option<&Ordered<RawComposite>>,
     upstreams: &[RawUpstream],
+    caches: &CacheTable,
 ) -> CompositeTable {
     let mut table = CompositeTable::default();
     for (name, composite) in raw.map(|o| o.0.as_slice()).unwrap_or_default() {
@@ -62,7 +65,8 @@ pub(super) fn compile(
         if let Err(message) = check_name(name.get_ref()) {
             cx.problem(key.clone(), Some(name.span()), message);
         }
-        let compiled = CompositeCompiler::new(cx, &key, name, upstreams).run(composite.get_ref());
+        let compiled =
+            CompositeCompiler::new(cx, &key, name, upstreams, caches).run(composite.get_ref());
         let ok = cx.problems.len() == before;
         table.by_name.push((
             name.get_ref().clone(),
@@ -87,6 +91,7 @@ struct CompositeCompiler<'c, 't, 'r> {
     key: &'r str,
     name: &'r Spanned<String>,
     upstreams: &'r [RawUpstream],
+    caches: &'r CacheTable,
     /// Call name → index.
     index: HashMap<&'r str, usize>,
     /// Route parameters used, by slot.
@@ -116,12 +121,14 @@ impl<'c, 't, 'r> CompositeCompiler<'c, 't, 'r> {
         key: &'r str,
         name: &'r Spanned<String>,
         upstreams: &'r [RawUpstream],
+        caches: &'r CacheTable,
     ) -> Self {
         Self {
             cx,
             key,
             name,
             upstreams,
+            caches,
             index: HashMap::new(),
             params: Vec::new(),
             lookups: Vec::new(),
@@ -168,6 +175,12 @@ impl<'c, 't, 'r> CompositeCompiler<'c, 't, 'r> {
             calls.push(compiled);
         }
         self.check_placements(&raw.calls, &partials);
+        let caches: Vec<Option<CacheId>> = raw
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| self.cache(i, call, &partials[i]))
+            .collect();
         let order = match graph::order(&self.deps) {
             Ok(order) => order,
             Err(cycle) => {
@@ -210,6 +223,7 @@ impl<'c, 't, 'r> CompositeCompiler<'c, 't, 'r> {
                 forward_headers,
                 lookups: std::mem::take(&mut self.lookups[i]),
                 stitched_into: stitched[i],
+                cache: caches[i],
             });
         }
         let client_body = plans.iter().any(|c| matches!(c.body, CallBody::Client));
@@ -221,6 +235,23 @@ impl<'c, 't, 'r> CompositeCompiler<'c, 't, 'r> {
             params: self.params,
             client_body,
         })
+    }
+
+    /// `cache = "NAME"`: a defined `[caches.NAME]`, on a GET call.
+    fn cache(&mut self, i: usize, raw: &RawCall, partial: &Partial) -> Option<CacheId> {
+        let name = raw.cache.as_ref()?;
+        let ckey = format!("{}.calls[{i}]", self.key);
+        let id = self.caches.resolve(self.cx, &ckey, name)?;
+        if partial.method != "GET" {
+            let message = format!(
+                "only GET calls are cached; this call is `{}`",
+                partial.method
+            );
+            self.cx
+                .problem(format!("{ckey}.cache"), Some(name.span()), message);
+            return None;
+        }
+        Some(id)
     }
 
     /// Records every call's name; duplicates and reserved names are problems.
@@ -927,6 +958,35 @@ mod tests {
              [[composites.c.calls]]\nname = \"reco\"\nupstream = \"u\"\npath = \"/r?t={user.segment}\"\n",
         );
         assert_eq!(problems(&text), vec![]);
+    }
+
+    #[test]
+    fn a_call_names_a_defined_cache_on_a_get() {
+        let cache = "[caches.parts]\nmax_bytes = \"1MiB\"\n";
+        let ok = calls(
+            "[[composites.c.calls]]\nname = \"user\"\nupstream = \"u\"\npath = \"/u\"\n\
+             cache = \"parts\"\n",
+        );
+        assert_eq!(problems(&format!("{ok}{cache}")), vec![]);
+        let unknown = calls(
+            "[[composites.c.calls]]\nname = \"user\"\nupstream = \"u\"\npath = \"/u\"\n\
+             cache = \"nope\"\n",
+        );
+        assert_eq!(
+            problems(&format!("{unknown}{cache}")),
+            vec![("composites.c.calls[0].cache".to_string(), Some(6))]
+        );
+        assert!(
+            message(&format!("{unknown}{cache}")).contains("unknown cache `nope`; defined: parts")
+        );
+        let post = calls(
+            "[[composites.c.calls]]\nname = \"user\"\nupstream = \"u\"\npath = \"/u\"\n\
+             method = \"POST\"\ncache = \"parts\"\n",
+        );
+        assert_eq!(
+            problems(&format!("{post}{cache}")),
+            vec![("composites.c.calls[0].cache".to_string(), Some(7))]
+        );
     }
 
     #[test]

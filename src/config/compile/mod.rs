@@ -47,8 +47,8 @@ pub fn compile(raw: RawConfig, text: &str, base: &Path) -> Result<Snapshot, Vec<
         raw.redis.is_some(),
         &raw.upstreams,
     );
-    let composites = composites::compile(&mut cx, raw.composites.as_ref(), &raw.upstreams);
     let caches = caches::compile(&mut cx, raw.caches.as_ref());
+    let composites = composites::compile(&mut cx, raw.composites.as_ref(), &raw.upstreams, &caches);
     let tables = routes::Tables {
         policies: &policies,
         composites: &composites,
@@ -233,8 +233,8 @@ pub(super) fn check_without_router(text: &str) -> Vec<Problem> {
         raw.redis.is_some(),
         &raw.upstreams,
     );
-    let composites = composites::compile(&mut cx, raw.composites.as_ref(), &raw.upstreams);
     let caches = caches::compile(&mut cx, raw.caches.as_ref());
+    let composites = composites::compile(&mut cx, raw.composites.as_ref(), &raw.upstreams, &caches);
     let tables = routes::Tables {
         policies: &policies,
         composites: &composites,
