@@ -314,7 +314,8 @@ impl ClientConn {
             .map_or(coding.default_level(), |n| n.policy.level(coding));
         if let BodyEnd::Length(n) = end {
             if n <= ONE_SHOT_MAX {
-                self.compress_whole(ctx, snapshot, &mut conn, upstream, n, coding, level)
+                let encoding = (coding, level);
+                self.compress_whole(ctx, snapshot, &mut conn, upstream, n, encoding, observer)
                     .await?;
                 self.check_in_after_relay(ctx, conn, upstream, &response);
                 return Ok(if keep_alive {
@@ -365,16 +366,17 @@ impl ClientConn {
     /// (`Content-Length` framing) and body in one write. The encoder is taken and given back
     /// with no await between, so a worker keeps one warm encoder however many responses it
     /// compresses at once (with the streaming form, each response in flight holds its own).
+    /// `observer` (the cache's store, or none) sees the compressed body.
     #[allow(clippy::too_many_arguments)]
-    async fn compress_whole(
+    async fn compress_whole<O: BodyObserver>(
         &mut self,
         ctx: &WorkerContext,
         snapshot: &Snapshot,
         conn: &mut UpstreamConn,
         upstream: &Upstream,
         length: u64,
-        coding: Coding,
-        level: u32,
+        (coding, level): (Coding, u32),
+        observer: &mut O,
     ) -> Result<(), ProxyError> {
         // `length` is at most ONE_SHOT_MAX, so it fits a usize.
         let length = length as usize;
@@ -406,6 +408,7 @@ impl ClientConn {
             ));
         }
         conn.buf.consume(length);
+        observer.payload(compressed);
         self.out.extend_from_slice(b"Content-Length: ");
         crate::http::writer::push_decimal(&mut self.out, compressed.len() as u64);
         self.out.extend_from_slice(b"\r\n\r\n");
