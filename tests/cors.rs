@@ -101,6 +101,36 @@ fn granted(gw: &Gateway, o: &str) -> bool {
 }
 
 driver_tests! {
+    // A cached CORS route: a hit carries one `Vary` listing Origin (and the compressor's
+    // Accept-Encoding), and the CORS fields of its own request, never the stored request's.
+    fn a_cache_hit_on_a_cors_route_has_one_vary_and_its_own_cors_fields(driver: &str) {
+        let up = backend("api", &[("cache-control", "max-age=60"), ("content-type", "application/json")]);
+        let gw = GatewayConfig::new(driver)
+            .workers(1)
+            .upstream("api", &[up.addr()])
+            .routes("[[routes]]\nname = \"api\"\nmatch = { path_prefix = \"/\" }\nupstream = \"api\"\n\
+                     cache = \"c\"\npolicies = [\"web\", \"gz\"]\n")
+            .tables(&format!(
+                "{}[policies.gz]\nkind = \"compress\"\nmin_bytes = 0\n[caches.c]\nmax_bytes = \"1MiB\"\n",
+                usual()
+            ))
+            .start();
+        let other = "https://a.example.org";
+        let mut session = common::client::Session::connect(gw.addr(), "api.test");
+        for (n, o) in [(1, APP), (2, other)] {
+            let r = session.request("GET", "/items", &format!("Origin: {o}\r\n"));
+            assert_eq!(r.status, 200);
+            let vary = r.header_all("vary");
+            assert_eq!(vary.len(), 1, "request {n}: one Vary field: {vary:?}");
+            assert!(vary[0].to_ascii_lowercase().contains("origin"), "{vary:?}");
+            assert_eq!(r.header("access-control-allow-origin"), Some(o), "request {n}");
+            if n == 2 {
+                assert_eq!(r.header("cache-status"), Some("ringgate; hit"));
+            }
+        }
+        assert_eq!(up.requests(), 1);
+    }
+
     // Rule 1: a preflight is OPTIONS with Origin and Access-Control-Request-Method; other
     // OPTIONS requests go upstream.
     fn only_options_with_origin_and_request_method_is_a_preflight(driver: &str) {
