@@ -204,6 +204,8 @@ pub(super) struct ClientConn {
     pub(super) upgrading: Option<Box<super::upgrade::Upgrading>>,
     /// The current request's part in its route's cache (`proxy::cached`).
     pub(super) cache: super::cached::CacheRequest,
+    /// The current exchange's full-duplex request body relay (`proxy::duplex`), if any.
+    pub(super) duplex: Option<std::rc::Rc<super::duplex::Duplex>>,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -273,6 +275,7 @@ impl ClientConn {
             failed_calls: Vec::new(),
             upgrading: None,
             cache: super::cached::CacheRequest::default(),
+            duplex: None,
         }
     }
 

@@ -33,7 +33,8 @@
 //! - `compress`: the compression step (a route's `compress` policy) after them: request
 //!   bodies decoded, responses compressed through the rewriting relay of `stages`;
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
-//! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
+//! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers,
+//!   and `duplex` relaying an h2 client's body to an h2 upstream while the response streams;
 //! - `stages`: the response stages' head edits, body observer and rewriting relay;
 //! - `cached`: the cache stage: lookup, hits written like `respond` answers, revalidation,
 //!   coalescing, the store observer (rules and LRU in `crate::cache`);
@@ -66,6 +67,7 @@ mod compress;
 mod connection;
 mod context;
 mod cors;
+mod duplex;
 mod error;
 mod exchange;
 mod forward;
