@@ -20,18 +20,14 @@
 
 use std::sync::Arc;
 
-use super::body::{BodyEnd, RelayError};
-use super::connection::{find_header, ClientConn, Next, BODY_BUF};
+use super::connection::{find_header, ClientConn, Next};
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::request_body::Buffered;
-use super::stages::{relay_rewritten, Reframe, Rewrite, RewriteError, RewriteOptions, Unobserved};
+use super::stages::{Exchange, Rewrite, RewriteError};
 use crate::coding::{decode, DecodeError, Encoder};
 use crate::config::{Route, RouteAction, Snapshot, Upstream};
-use crate::http::writer::{write_downstream_response, DownstreamInfo};
-use crate::http::{
-    HeadEdits, HeaderSpan, Method, RequestHead, ResponseFraming, ResponseHead, Version,
-};
+use crate::http::{HeadEdits, HeaderSpan, Method, RequestHead, ResponseFraming, ResponseHead};
 use crate::policy::compress::{lists_token, Coding, Compress, ResponseFacts};
 use crate::policy::{Challenge, Denial};
 use crate::upstream::UpstreamConn;
@@ -236,33 +232,13 @@ impl ClientConn {
         &mut self,
         ctx: &WorkerContext,
         snapshot: &Snapshot,
-        mut conn: UpstreamConn,
+        conn: UpstreamConn,
         upstream: &Upstream,
         head: &RequestHead,
         response: ResponseHead,
         edits: &HeadEdits,
         coding: Coding,
     ) -> Result<Next, ProxyError> {
-        let end = match response.framing {
-            ResponseFraming::Length(n) => BodyEnd::Length(n),
-            ResponseFraming::Chunked => BodyEnd::Chunked,
-            ResponseFraming::UntilClose => BodyEnd::Close,
-            // `plan` compresses only responses with a body.
-            ResponseFraming::None => BodyEnd::Length(0),
-        };
-        let reframe = if head.version == Version::Http10 {
-            Reframe::Close
-        } else {
-            Reframe::Chunked
-        };
-        let keep_alive = head.keep_alive
-            && !self.linger
-            && reframe == Reframe::Chunked
-            && !ctx.drain().is_draining();
-        let client = (head.version, keep_alive);
-        self.write_compressed_head(snapshot, conn.buf.data(), &response, edits, client);
-        conn.buf.consume(response.head_len);
-        self.exchange.status = response.status;
         let policy = self.stages.compress.as_ref().map(|n| Arc::clone(&n.policy));
         let level = policy.map_or(coding.default_level(), |p| p.level(coding));
         let encoder = ctx
@@ -270,70 +246,16 @@ impl ClientConn {
             .take(coding, level)
             .map_err(|e| ProxyError::UpstreamIo(std::io::Error::other(e)))?;
         let mut stage = Compressing(encoder);
-        let opts = RewriteOptions {
-            read_idle: upstream.timeouts.idle,
-            write_timeout: snapshot.server.timeouts.body_idle,
-            max_buffer: BODY_BUF,
-            reframe,
+        let exchange = Exchange {
+            conn,
+            upstream,
+            response,
         };
-        let relayed = relay_rewritten(
-            &mut conn.stream,
-            &mut conn.buf,
-            &mut self.stream,
-            end,
-            opts,
-            &mut stage,
-            &mut Unobserved,
-            &mut self.out,
-        )
-        .await;
+        let result = self
+            .relay_rewriting(ctx, snapshot, exchange, head, edits, &mut stage, false)
+            .await;
         ctx.encoders().give(stage.0);
-        // The head is held back until output is ready: a failure before it went out (an
-        // upstream that stalls or closes early) leaves it in `out`, and the client gets the
-        // error answer (502/504) instead of a closed connection.
-        self.response_started = self.out.is_empty();
-        self.exchange.bytes_out += relayed.map_err(relay_error)?;
-        self.check_in_after_relay(ctx, conn, upstream, &response);
-        Ok(if keep_alive {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        })
-    }
-
-    /// The client's head of a compressed response in `out`, without its framing field and
-    /// final empty line (`relay_rewritten` adds them once it knows the framing).
-    fn write_compressed_head(
-        &mut self,
-        snapshot: &Snapshot,
-        buf: &[u8],
-        response: &ResponseHead,
-        edits: &HeadEdits,
-        (client_version, keep_alive): (Version, bool),
-    ) {
-        let unframed = ResponseHead {
-            framing: ResponseFraming::None,
-            ..*response
-        };
-        let info = DownstreamInfo {
-            client_version,
-            keep_alive,
-            request_id: &self.request_id,
-            extra_headers: self
-                .response_headers
-                .get(self.stages.vary_line..)
-                .unwrap_or_default(),
-            edits: Some(edits),
-            upgrade: None,
-        };
-        self.out.clear();
-        write_downstream_response(&mut self.out, buf, &unframed, &self.headers, &info);
-        if self.tls.is_some() {
-            self.finish_secure_head(snapshot, 0);
-        }
-        if self.out.ends_with(b"\r\n\r\n") {
-            self.out.truncate(self.out.len() - 2);
-        }
+        result
     }
 }
 
@@ -345,16 +267,5 @@ fn unsupported() -> Denial {
         message: "unsupported media type: request bodies may be coded gzip, br or zstd",
         challenge: Challenge::None,
         violations: Vec::new(),
-    }
-}
-
-fn relay_error(e: RelayError) -> ProxyError {
-    match e {
-        RelayError::SourceIo(e) => ProxyError::UpstreamIo(e),
-        RelayError::SourceClosed => ProxyError::UpstreamClosed,
-        RelayError::SourceTimeout => ProxyError::UpstreamTimeout,
-        RelayError::SourceFraming(e) => ProxyError::UpstreamProtocol(e),
-        RelayError::TooLarge => ProxyError::UpstreamClosed,
-        RelayError::Sink(e) => ProxyError::ClientGone(e),
     }
 }

@@ -88,6 +88,9 @@ impl ClientConn {
         let id = self.choose_group(ctx, &action.groups);
         self.exchange.group = Some(id);
         let upstream = snapshot.upstream(id);
+        if upstream.protocol.is_h2() {
+            self.detect_grpc_web();
+        }
         if let Some(rules) = &action.upgrade {
             self.accept_upgrade(ctx, snapshot, rules, upstream, head)?;
         }
@@ -123,10 +126,14 @@ impl ClientConn {
     ) -> Result<Next, ProxyError> {
         let upstream = snapshot.upstream(id);
         let hash = self.balance_hash(upstream);
+        if let Some(web) = self.grpc_web {
+            self.grpc_web_request(snapshot, head, web).await?;
+        }
         self.write_upstream_head(snapshot, head, action, policies);
         if upstream.protocol.is_h2() {
             // Read while the head's spans still point into the input.
             self.takes_trailers = self.http2
+                || self.grpc_web.is_some()
                 || super::connection::find_header(self.input.data(), &self.headers, "te")
                     .is_some_and(super::h2::te_has_trailers);
         }

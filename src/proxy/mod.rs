@@ -47,6 +47,8 @@
 //! - `request_id` and `trace`: request ids and W3C trace context;
 //! - `secure`: the TLS handshake, client identity, HSTS and redirects to HTTPS;
 //! - `compose`: a composite route's calls (through `call`) and its assembled answer;
+//! - `grpc_web`: gRPC-Web requests translated to gRPC for an h2/h2c group, their responses
+//!   back through the rewriting relay of `stages`;
 //! - `h2`: HTTP/2 client connections (ALPN `h2`, h2c prior knowledge): each stream is a
 //!   `ClientConn` serving one request through the same steps.
 //! - `upgrade`: HTTP/1.1 Upgrade (WebSocket): the handshake through the pipeline, the 101,
@@ -71,6 +73,7 @@ mod duplex;
 mod error;
 mod exchange;
 mod forward;
+mod grpc_web;
 mod h2;
 mod idle;
 mod idle_clock;
