@@ -24,6 +24,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::BufResult;
 
 use super::head::{self, BodyFraming};
+use super::pump::SharedPump;
 use crate::http::{parse_response, ChunkedDecoder, HeaderSpan, Method, ResponseFraming};
 use crate::io_buf::io_buf_bytes;
 
@@ -137,15 +138,26 @@ enum Out {
     Done,
 }
 
-/// A client's h2 stream, read and written by the pipeline like a connection.
-#[derive(Debug)]
-pub struct H2Downstream {
+/// A client's request body as the pipeline reads it: h2 `DATA` frames, chunked when its
+/// length is unknown (trailers included). It can be taken out of its stream
+/// ([`H2Downstream::take_request_body`]) to be relayed while the response is written.
+#[derive(Debug, Default)]
+pub struct RequestBody {
     body: Option<RecvStream>,
     chunked: bool,
     /// Request body bytes framed for the pipeline, not yet read.
     staged: Vec<u8>,
     staged_pos: usize,
+}
+
+/// A client's h2 stream, read and written by the pipeline like a connection.
+#[derive(Debug)]
+pub struct H2Downstream {
+    request: RequestBody,
     slot: Rc<RefCell<Slot>>,
+    /// The request body's relay in a full-duplex exchange, polled while the response waits
+    /// for the client's flow-control capacity.
+    pump: Option<SharedPump>,
     out: Out,
     method: Method,
     head: Vec<u8>,
@@ -173,11 +185,14 @@ impl H2Downstream {
             arrived
         };
         Self {
-            body: (framing != BodyFraming::None && !whole).then_some(body),
-            chunked,
-            staged,
-            staged_pos: 0,
+            request: RequestBody {
+                body: (framing != BodyFraming::None && !whole).then_some(body),
+                chunked,
+                staged,
+                staged_pos: 0,
+            },
             slot,
+            pump: None,
             out: Out::Head,
             method,
             head: Vec::new(),
@@ -209,56 +224,20 @@ impl H2Downstream {
         matches!(self.out, Out::Done)
     }
 
-    /// Frames the next piece of the request body into `staged`; `false` at its end.
-    async fn stage_body(&mut self) -> io::Result<bool> {
-        let Some(body) = &mut self.body else {
-            return Ok(false);
-        };
-        self.staged.clear();
-        self.staged_pos = 0;
-        loop {
-            match body.data().await {
-                Some(Ok(data)) => {
-                    let _ = body.flow_control().release_capacity(data.len());
-                    if data.is_empty() {
-                        continue;
-                    }
-                    if self.chunked {
-                        head::write_chunk(&data, &mut self.staged);
-                    } else {
-                        self.staged.extend_from_slice(&data);
-                    }
-                    return Ok(true);
-                }
-                Some(Err(e)) => return Err(h2_io_error(e)),
-                None => {
-                    if self.chunked {
-                        let trailers = body.trailers().await.map_err(h2_io_error)?;
-                        head::write_last_chunk(trailers.as_ref(), &mut self.staged);
-                    }
-                    self.body = None;
-                    return Ok(!self.staged.is_empty());
-                }
-            }
-        }
+    /// Whether request body bytes may still come (staged or from the client).
+    pub fn body_pending(&self) -> bool {
+        self.request.body.is_some() || self.request.staged_pos < self.request.staged.len()
     }
 
-    async fn read_body<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        loop {
-            if self.staged_pos < self.staged.len() {
-                let mut pending = &self.staged[self.staged_pos..];
-                let (result, buf) = pending.read(buf).await;
-                if let Ok(n) = result {
-                    self.staged_pos += n;
-                }
-                return (result, buf);
-            }
-            match self.stage_body().await {
-                Ok(true) => {}
-                Ok(false) => return (Ok(0), buf),
-                Err(e) => return (Err(e), buf),
-            }
-        }
+    /// Drives `pump` (the request body's relay) whenever the response waits for capacity;
+    /// its error fails that write.
+    pub fn drive(&mut self, pump: SharedPump) {
+        self.pump = Some(pump);
+    }
+
+    /// Takes the rest of the request body out of the stream, which then reads as ended.
+    pub fn take_request_body(&mut self) -> RequestBody {
+        std::mem::take(&mut self.request)
     }
 
     /// Takes bytes of the response the pipeline writes.
@@ -317,9 +296,9 @@ impl H2Downstream {
                 if last {
                     self.out = Out::Done;
                 }
-                send_all(&self.slot, &data[..take], last).await
+                send_all(&self.slot, self.pump.as_ref(), &data[..take], last).await
             }
-            Out::UntilClose => send_all(&self.slot, data, false).await,
+            Out::UntilClose => send_all(&self.slot, self.pump.as_ref(), data, false).await,
             Out::Chunked(decoder, trailers) => {
                 let mut pieces: Vec<Range<usize>> = Vec::new();
                 let progress = decoder
@@ -333,7 +312,13 @@ impl H2Downstream {
                 let end_with_data = trailers.as_ref().is_some_and(http::HeaderMap::is_empty);
                 let count = pieces.len();
                 for (i, range) in pieces.into_iter().enumerate() {
-                    send_all(&self.slot, &data[range], end_with_data && i + 1 == count).await?;
+                    send_all(
+                        &self.slot,
+                        self.pump.as_ref(),
+                        &data[range],
+                        end_with_data && i + 1 == count,
+                    )
+                    .await?;
                 }
                 match trailers {
                     Some(map) if !map.is_empty() => {
@@ -341,7 +326,9 @@ impl H2Downstream {
                         let send = slot.send.as_mut().ok_or_else(closed)?;
                         send.send_trailers(map).map_err(h2_io_error)
                     }
-                    Some(_) if count == 0 => send_all(&self.slot, &[], true).await,
+                    Some(_) if count == 0 => {
+                        send_all(&self.slot, self.pump.as_ref(), &[], true).await
+                    }
                     _ => Ok(()),
                 }
             }
@@ -349,8 +336,83 @@ impl H2Downstream {
     }
 }
 
+impl RequestBody {
+    /// Frames the next piece of the request body into `staged`; `false` at its end.
+    async fn stage_body(&mut self) -> io::Result<bool> {
+        let Some(body) = &mut self.body else {
+            return Ok(false);
+        };
+        self.staged.clear();
+        self.staged_pos = 0;
+        loop {
+            match body.data().await {
+                Some(Ok(data)) => {
+                    let _ = body.flow_control().release_capacity(data.len());
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if self.chunked {
+                        head::write_chunk(&data, &mut self.staged);
+                    } else {
+                        self.staged.extend_from_slice(&data);
+                    }
+                    return Ok(true);
+                }
+                Some(Err(e)) => return Err(h2_io_error(e)),
+                None => {
+                    if self.chunked {
+                        let trailers = body.trailers().await.map_err(h2_io_error)?;
+                        head::write_last_chunk(trailers.as_ref(), &mut self.staged);
+                    }
+                    self.body = None;
+                    return Ok(!self.staged.is_empty());
+                }
+            }
+        }
+    }
+
+    async fn read_body<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        loop {
+            if self.staged_pos < self.staged.len() {
+                let mut pending = &self.staged[self.staged_pos..];
+                let (result, buf) = pending.read(buf).await;
+                if let Ok(n) = result {
+                    self.staged_pos += n;
+                }
+                return (result, buf);
+            }
+            match self.stage_body().await {
+                Ok(true) => {}
+                Ok(false) => return (Ok(0), buf),
+                Err(e) => return (Err(e), buf),
+            }
+        }
+    }
+}
+
+impl AsyncReadRent for RequestBody {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.read_body(buf).await
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        let wrapped = match IoVecWrapperMut::new(buf) {
+            Ok(wrapped) => wrapped,
+            Err(buf) => return (Ok(0), buf),
+        };
+        let (result, wrapped) = self.read_body(wrapped).await;
+        (result, wrapped.into_inner())
+    }
+}
+
 /// Sends `data` on the stream as flow control lets it out; `end` ends the stream with it.
-async fn send_all(slot: &Rc<RefCell<Slot>>, data: &[u8], end: bool) -> io::Result<()> {
+/// `pump`, if any, is polled while capacity is awaited.
+async fn send_all(
+    slot: &Rc<RefCell<Slot>>,
+    pump: Option<&SharedPump>,
+    data: &[u8],
+    end: bool,
+) -> io::Result<()> {
     let mut sent = 0;
     while sent < data.len() {
         let want = data.len() - sent;
@@ -364,6 +426,9 @@ async fn send_all(slot: &Rc<RefCell<Slot>>, data: &[u8], end: bool) -> io::Resul
             capacity
         } else {
             poll_fn(|cx| {
+                if let Some(Poll::Ready(e)) = pump.map(|p| p.poll_failure(cx)) {
+                    return Poll::Ready(Err(e));
+                }
                 let mut s = slot.borrow_mut();
                 let Some(send) = s.send.as_mut() else {
                     return Poll::Ready(Err(closed()));
@@ -409,16 +474,11 @@ pub fn h2_io_error(e: h2::Error) -> io::Error {
 
 impl AsyncReadRent for H2Downstream {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        self.read_body(buf).await
+        self.request.read_body(buf).await
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        let wrapped = match IoVecWrapperMut::new(buf) {
-            Ok(wrapped) => wrapped,
-            Err(buf) => return (Ok(0), buf),
-        };
-        let (result, wrapped) = self.read_body(wrapped).await;
-        (result, wrapped.into_inner())
+        self.request.readv(buf).await
     }
 }
 

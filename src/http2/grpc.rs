@@ -58,14 +58,18 @@ pub fn code_for_status(status: u16) -> Code {
 /// Appends a trailers-only gRPC answer (as the HTTP/1.1 message the pipeline writes; the h2
 /// stream sends it as one `HEADERS` frame with `END_STREAM`). `extra_headers` are complete
 /// header lines the gateway adds (rate-limit fields, `Retry-After`).
+/// `content_type` is `application/grpc`, or a gRPC-Web type for a gRPC-Web request (whose
+/// trailers-only answer is the same head).
 pub fn write_status_response(
     out: &mut Vec<u8>,
     code: Code,
     message: &str,
-    request_id: &[u8],
-    extra_headers: &[u8],
+    content_type: &str,
+    (request_id, extra_headers): (&[u8], &[u8]),
 ) {
-    out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: ");
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\ngrpc-status: ");
     out.extend_from_slice((code as u8).to_string().as_bytes());
     out.extend_from_slice(b"\r\ngrpc-message: ");
     percent_encode(message, out);
@@ -147,7 +151,13 @@ mod tests {
     #[test]
     fn status_answers_are_trailers_only() {
         let mut out = Vec::new();
-        write_status_response(&mut out, Code::Unavailable, "no 100%", b"id1", b"");
+        write_status_response(
+            &mut out,
+            Code::Unavailable,
+            "no 100%",
+            "application/grpc",
+            (b"id1", b""),
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: 14\r\ngrpc-message: no 100%25\r\ncontent-length: 0\r\nx-request-id: id1\r\n\r\n"

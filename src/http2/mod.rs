@@ -12,6 +12,7 @@
 //!   response out with flow control and trailers);
 //! - `upstream` and `pool`: an h2/h2c upstream group's multiplexed connections per target,
 //!   and one request on them as the pipeline's upstream byte stream;
+//! - `pump`: the request body relay of a full-duplex exchange, driven by both streams;
 //! - `settings`: `[server.http2]` and `[upstreams.http2]`.
 //!
 //! The connection driver that accepts a client's streams and runs each in its own task is
@@ -21,6 +22,7 @@ pub mod downstream;
 pub mod grpc;
 pub mod head;
 pub mod pool;
+pub mod pump;
 pub mod settings;
 pub mod upstream;
 pub mod wire;

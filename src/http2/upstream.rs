@@ -9,7 +9,8 @@
 //! holds the whole request (RFC 9113 §8.7 says such a request was not processed, whatever its
 //! method).
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -26,6 +27,7 @@ use monoio::BufResult;
 use super::downstream::h2_io_error;
 use super::head;
 use super::pool::{Dial, H2Pool, StreamLease};
+use super::pump::SharedPump;
 use crate::http::{BodyFraming, ChunkedDecoder, HeaderSpan};
 use crate::io_buf::io_buf_bytes;
 
@@ -79,6 +81,21 @@ pub struct H2Upstream {
     /// the upstream's trailers are dropped, as HTTP/1.1 clients that did not ask for them
     /// may not parse a trailer section.
     keep_trailers: bool,
+    /// The request body's relay while the response is read (a full-duplex exchange): polled
+    /// with every wait for the response, dropped with the stream.
+    pump: Option<SharedPump>,
+    /// An error met while waiting for the response head outside a read, for the next read.
+    failed: Option<io::Error>,
+}
+
+/// The sending half of a request whose head went out: its body, taken out of the stream
+/// ([`H2Upstream::take_request`]) to be relayed while the response is read.
+pub struct RequestSender(Req);
+
+impl std::fmt::Debug for RequestSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestSender").finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for H2Upstream {
@@ -144,12 +161,61 @@ impl H2Upstream {
             refused: 0,
             answered: false,
             keep_trailers,
+            pump: None,
+            failed: None,
         })
     }
 
     /// Whether the response was read whole (the stream ended cleanly).
     pub fn is_complete(&self) -> bool {
         matches!(self.resp, Resp::Done)
+    }
+
+    /// Takes the sending half of a request whose head went out and whose body is still to
+    /// come; the stream is then never sent again (it no longer holds the whole request).
+    pub fn take_request(&mut self) -> Option<RequestSender> {
+        if !matches!(self.req, Req::Length(..) | Req::Chunked(..)) {
+            return None;
+        }
+        self.replay = None;
+        Some(RequestSender(std::mem::replace(&mut self.req, Req::Sent)))
+    }
+
+    /// Waits for the response head (an error is kept for the next read). Cancel-safe.
+    pub async fn response_head(&mut self) {
+        if !matches!(self.resp, Resp::Waiting(_)) || self.staged_pos < self.staged.len() {
+            return;
+        }
+        if let Err(e) = self.stage_response().await {
+            self.failed = Some(e);
+        }
+    }
+
+    /// Drives `pump` (the request body's relay) whenever the response is waited for, until
+    /// it ends; its error fails the read that meets it.
+    pub fn drive(&mut self, pump: SharedPump) {
+        self.pump = Some(pump);
+    }
+
+    /// [`Self::stage_response`], driving the pump meanwhile.
+    async fn stage_with_pump(&mut self) -> io::Result<bool> {
+        let Some(pump) = self.pump.take() else {
+            return self.stage_response().await;
+        };
+        let staged = {
+            let mut stage = std::pin::pin!(self.stage_response());
+            poll_fn(|cx| {
+                if let Poll::Ready(e) = pump.poll_failure(cx) {
+                    return Poll::Ready(Err(e));
+                }
+                stage.as_mut().poll(cx)
+            })
+            .await
+        };
+        if pump.is_running() {
+            self.pump = Some(pump);
+        }
+        staged
     }
 
     async fn take(&mut self, data: &[u8]) -> io::Result<()> {
@@ -169,38 +235,7 @@ impl H2Upstream {
                 buf.extend_from_slice(data);
                 self.start_request().await
             }
-            Req::Length(send, remaining) => {
-                let take = (*remaining).min(data.len() as u64) as usize;
-                *remaining -= take as u64;
-                let last = *remaining == 0;
-                send_all(send, &data[..take], last).await?;
-                if last {
-                    self.req = Req::Sent;
-                }
-                Ok(())
-            }
-            Req::Chunked(send, decoder, trailers) => {
-                let mut pieces: Vec<Range<usize>> = Vec::new();
-                let progress = decoder
-                    .advance_with_trailers(data, &mut |r| pieces.push(r), &mut |b| trailers.push(b))
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                let trailers = progress.done.then(|| head::parse_trailers(trailers));
-                let end_with_data = trailers.as_ref().is_some_and(http::HeaderMap::is_empty);
-                let count = pieces.len();
-                for (i, range) in pieces.into_iter().enumerate() {
-                    send_all(send, &data[range], end_with_data && i + 1 == count).await?;
-                }
-                match trailers {
-                    Some(map) if !map.is_empty() => send.send_trailers(map).map_err(h2_io_error)?,
-                    Some(_) if count == 0 => send_all(send, &[], true).await?,
-                    _ => {}
-                }
-                if progress.done {
-                    self.req = Req::Sent;
-                }
-                Ok(())
-            }
-            Req::Sent => Ok(()),
+            req => send_body(req, data).await,
         }
     }
 
@@ -356,7 +391,11 @@ impl H2Upstream {
                 }
                 return (result, buf);
             }
-            match self.stage_response().await {
+            let staged = match self.failed.take() {
+                Some(e) => Err(e),
+                None => self.stage_with_pump().await,
+            };
+            match staged {
                 Ok(true) => {}
                 Ok(false) => return (Ok(0), buf),
                 // Refused before any response: the pipeline sees a close before the response
@@ -403,8 +442,74 @@ async fn send_all(send: &mut SendStream<Bytes>, data: &[u8], end: bool) -> io::R
     Ok(())
 }
 
+/// Sends body bytes of a request whose head went out; `Req::Sent` takes nothing more.
+async fn send_body(req: &mut Req, data: &[u8]) -> io::Result<()> {
+    match req {
+        // The head is collected by `H2Upstream::send` only.
+        Req::Head(_) => Err(closed()),
+        Req::Length(send, remaining) => {
+            let take = (*remaining).min(data.len() as u64) as usize;
+            *remaining -= take as u64;
+            let last = *remaining == 0;
+            send_all(send, &data[..take], last).await?;
+            if last {
+                *req = Req::Sent;
+            }
+            Ok(())
+        }
+        Req::Chunked(send, decoder, trailers) => {
+            let mut pieces: Vec<Range<usize>> = Vec::new();
+            let progress = decoder
+                .advance_with_trailers(data, &mut |r| pieces.push(r), &mut |b| trailers.push(b))
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let trailers = progress.done.then(|| head::parse_trailers(trailers));
+            let end_with_data = trailers.as_ref().is_some_and(http::HeaderMap::is_empty);
+            let count = pieces.len();
+            for (i, range) in pieces.into_iter().enumerate() {
+                send_all(send, &data[range], end_with_data && i + 1 == count).await?;
+            }
+            match trailers {
+                Some(map) if !map.is_empty() => send.send_trailers(map).map_err(h2_io_error)?,
+                Some(_) if count == 0 => send_all(send, &[], true).await?,
+                _ => {}
+            }
+            if progress.done {
+                *req = Req::Sent;
+            }
+            Ok(())
+        }
+        Req::Sent => Ok(()),
+    }
+}
+
 fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "HTTP/2 stream closed")
+}
+
+impl AsyncWriteRent for RequestSender {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        let data = io_buf_bytes(&buf);
+        let n = data.len();
+        let result = send_body(&mut self.0, data).await.map(|()| n);
+        (result, buf)
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        let wrapped = match IoVecWrapper::new(buf) {
+            Ok(wrapped) => wrapped,
+            Err(buf) => return (Ok(0), buf),
+        };
+        let (result, wrapped) = self.write(wrapped).await;
+        (result, wrapped.into_inner())
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl AsyncReadRent for H2Upstream {

@@ -138,14 +138,14 @@ impl ClientConn {
         self.cache_status_for_gateway_answer();
         self.linger = !keep_alive;
         self.out.clear();
-        if self.grpc {
+        if self.grpc || self.grpc_web.is_some() {
             let code = crate::http2::grpc::code_for_status(status);
             crate::http2::grpc::write_status_response(
                 &mut self.out,
                 code,
                 message,
-                &self.request_id,
-                &self.response_headers,
+                super::grpc_web::answer_content_type(self.grpc_web),
+                (&self.request_id, &self.response_headers),
             );
         } else if self.errors == ErrorFormat::Problem {
             let problem = Problem {
@@ -194,14 +194,14 @@ impl ClientConn {
         self.linger = !keep_alive;
         self.cache_status_for_gateway_answer();
         self.out.clear();
-        if self.grpc {
+        if self.grpc || self.grpc_web.is_some() {
             let code = crate::http2::grpc::code_for_status(denial.status);
             crate::http2::grpc::write_status_response(
                 &mut self.out,
                 code,
                 denial.message,
-                &self.request_id,
-                &self.response_headers,
+                super::grpc_web::answer_content_type(self.grpc_web),
+                (&self.request_id, &self.response_headers),
             );
         } else if self.errors == ErrorFormat::Problem || !denial.violations.is_empty() {
             // A `validate` refusal lists its violations, which only problem+json can carry.

@@ -20,20 +20,15 @@
 
 use std::sync::Arc;
 
-use super::body::{BodyEnd, RelayError};
+use super::body::BodyEnd;
 use super::connection::{find_header, ClientConn, Next, BODY_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::request_body::Buffered;
-use super::stages::{
-    relay_rewritten, BodyObserver, Reframe, Rewrite, RewriteError, RewriteOptions,
-};
+use super::stages::{BodyObserver, Exchange, Rewrite, RewriteError};
 use crate::coding::{decode, DecodeError, Encoder};
 use crate::config::{Route, RouteAction, Snapshot, Upstream};
-use crate::http::writer::{write_downstream_response, DownstreamInfo};
-use crate::http::{
-    HeadEdits, HeaderSpan, Method, RequestHead, ResponseFraming, ResponseHead, Version,
-};
+use crate::http::{HeadEdits, HeaderSpan, Method, RequestHead, ResponseFraming, ResponseHead};
 use crate::policy::compress::{lists_token, Coding, Compress, ResponseFacts};
 use crate::policy::{Challenge, Denial};
 use crate::upstream::UpstreamConn;
@@ -279,7 +274,7 @@ impl ClientConn {
         &mut self,
         ctx: &WorkerContext,
         snapshot: &Snapshot,
-        mut conn: UpstreamConn,
+        conn: UpstreamConn,
         upstream: &Upstream,
         head: &RequestHead,
         response: ResponseHead,
@@ -287,42 +282,22 @@ impl ClientConn {
         coding: Coding,
         observer: &mut O,
     ) -> Result<Next, ProxyError> {
-        let end = match response.framing {
-            ResponseFraming::Length(n) => BodyEnd::Length(n),
-            ResponseFraming::Chunked => BodyEnd::Chunked,
-            ResponseFraming::UntilClose => BodyEnd::Close,
-            // `plan` compresses only responses with a body.
-            ResponseFraming::None => BodyEnd::Length(0),
-        };
-        let reframe = if head.version == Version::Http10 {
-            Reframe::Close
-        } else {
-            Reframe::Chunked
-        };
-        let keep_alive = head.keep_alive
-            && !self.linger
-            && reframe == Reframe::Chunked
-            && !ctx.drain().is_draining();
-        let client = (head.version, keep_alive);
-        self.write_compressed_head(snapshot, conn.buf.data(), &response, edits, client);
-        conn.buf.consume(response.head_len);
-        self.exchange.status = response.status;
         let level = self
             .stages
             .compress
             .as_ref()
             .map_or(coding.default_level(), |n| n.policy.level(coding));
-        if let BodyEnd::Length(n) = end {
+        let exchange = Exchange {
+            conn,
+            upstream,
+            response,
+        };
+        if let ResponseFraming::Length(n) = response.framing {
             if n <= ONE_SHOT_MAX {
                 let encoding = (coding, level);
-                self.compress_whole(ctx, snapshot, &mut conn, upstream, n, encoding, observer)
-                    .await?;
-                self.check_in_after_relay(ctx, conn, upstream, &response);
-                return Ok(if keep_alive {
-                    Next::KeepAlive
-                } else {
-                    Next::Close
-                });
+                return self
+                    .compress_whole(ctx, snapshot, exchange, head, edits, encoding, observer)
+                    .await;
             }
         }
         let encoder = ctx
@@ -330,35 +305,13 @@ impl ClientConn {
             .take(coding, level)
             .map_err(|e| ProxyError::UpstreamIo(std::io::Error::other(e)))?;
         let mut stage = Compressing(encoder);
-        let opts = RewriteOptions {
-            read_idle: upstream.timeouts.idle,
-            write_timeout: snapshot.server.timeouts.body_idle,
-            max_buffer: BODY_BUF,
-            reframe,
-        };
-        let relayed = relay_rewritten(
-            &mut conn.stream,
-            &mut conn.buf,
-            &mut self.stream,
-            end,
-            opts,
-            &mut stage,
-            observer,
-            &mut self.out,
-        )
-        .await;
+        let result = self
+            .relay_rewriting(
+                ctx, snapshot, exchange, head, edits, &mut stage, false, observer,
+            )
+            .await;
         ctx.encoders().give(stage.0);
-        // The head is held back until output is ready: a failure before it went out (an
-        // upstream that stalls or closes early) leaves it in `out`, and the client gets the
-        // error answer (502/504) instead of a closed connection.
-        self.response_started = self.out.is_empty();
-        self.exchange.bytes_out += relayed.map_err(relay_error)?;
-        self.check_in_after_relay(ctx, conn, upstream, &response);
-        Ok(if keep_alive {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        })
+        result
     }
 
     /// The one-shot form of [`ClientConn::relay_compressed`] for a body of known length up to
@@ -372,14 +325,23 @@ impl ClientConn {
         &mut self,
         ctx: &WorkerContext,
         snapshot: &Snapshot,
-        conn: &mut UpstreamConn,
-        upstream: &Upstream,
-        length: u64,
+        exchange: Exchange<'_>,
+        head: &RequestHead,
+        edits: &HeadEdits,
         (coding, level): (Coding, u32),
         observer: &mut O,
-    ) -> Result<(), ProxyError> {
-        // `length` is at most ONE_SHOT_MAX, so it fits a usize.
-        let length = length as usize;
+    ) -> Result<Next, ProxyError> {
+        let Exchange {
+            mut conn,
+            upstream,
+            response,
+        } = exchange;
+        let start = self.start_rewritten(ctx, snapshot, &mut conn, &response, head, edits);
+        // At most ONE_SHOT_MAX (the caller checked), so it fits a usize.
+        let length = match start.end {
+            BodyEnd::Length(n) => n as usize,
+            _ => 0,
+        };
         while conn.buf.len() < length {
             let read = conn.buf.fill(&mut conn.stream, BODY_BUF.max(length));
             match monoio::time::timeout(upstream.timeouts.idle, read).await {
@@ -417,47 +379,16 @@ impl ClientConn {
         let write = crate::io_buf::write_all_reuse(&mut self.stream, &mut self.out);
         self.response_started = true;
         match monoio::time::timeout(snapshot.server.timeouts.body_idle, write).await {
-            Err(_) => Err(ProxyError::ClientGone(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "write timed out",
-            ))),
-            Ok(result) => result.map_err(ProxyError::ClientGone),
+            Err(_) => {
+                return Err(ProxyError::ClientGone(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "write timed out",
+                )))
+            }
+            Ok(result) => result.map_err(ProxyError::ClientGone)?,
         }
-    }
-
-    /// The client's head of a compressed response in `out`, without its framing field and
-    /// final empty line (`relay_rewritten` adds them once it knows the framing).
-    fn write_compressed_head(
-        &mut self,
-        snapshot: &Snapshot,
-        buf: &[u8],
-        response: &ResponseHead,
-        edits: &HeadEdits,
-        (client_version, keep_alive): (Version, bool),
-    ) {
-        let unframed = ResponseHead {
-            framing: ResponseFraming::None,
-            ..*response
-        };
-        let info = DownstreamInfo {
-            client_version,
-            keep_alive,
-            request_id: &self.request_id,
-            extra_headers: self
-                .response_headers
-                .get(self.stages.vary_line..)
-                .unwrap_or_default(),
-            edits: Some(edits),
-            upgrade: None,
-        };
-        self.out.clear();
-        write_downstream_response(&mut self.out, buf, &unframed, &self.headers, &info);
-        if self.tls.is_some() {
-            self.finish_secure_head(snapshot, 0);
-        }
-        if self.out.ends_with(b"\r\n\r\n") {
-            self.out.truncate(self.out.len() - 2);
-        }
+        self.check_in_after_relay(ctx, conn, upstream, &response);
+        Ok(start.next())
     }
 }
 
@@ -469,16 +400,5 @@ fn unsupported() -> Denial {
         message: "unsupported media type: request bodies may be coded gzip, br or zstd",
         challenge: Challenge::None,
         violations: Vec::new(),
-    }
-}
-
-fn relay_error(e: RelayError) -> ProxyError {
-    match e {
-        RelayError::SourceIo(e) => ProxyError::UpstreamIo(e),
-        RelayError::SourceClosed => ProxyError::UpstreamClosed,
-        RelayError::SourceTimeout => ProxyError::UpstreamTimeout,
-        RelayError::SourceFraming(e) => ProxyError::UpstreamProtocol(e),
-        RelayError::TooLarge => ProxyError::UpstreamClosed,
-        RelayError::Sink(e) => ProxyError::ClientGone(e),
     }
 }

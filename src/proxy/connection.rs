@@ -204,6 +204,10 @@ pub(super) struct ClientConn {
     pub(super) upgrading: Option<Box<super::upgrade::Upgrading>>,
     /// The current request's part in its route's cache (`proxy::cached`).
     pub(super) cache: super::cached::CacheRequest,
+    /// The current exchange's full-duplex request body relay (`proxy::duplex`), if any.
+    pub(super) duplex: Option<std::rc::Rc<super::duplex::Duplex>>,
+    /// The current request is gRPC-Web to an h2/h2c group (`proxy::grpc_web`).
+    pub(super) grpc_web: Option<super::grpc_web::GrpcWeb>,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -273,6 +277,8 @@ impl ClientConn {
             failed_calls: Vec::new(),
             upgrading: None,
             cache: super::cached::CacheRequest::default(),
+            duplex: None,
+            grpc_web: None,
         }
     }
 
@@ -313,6 +319,7 @@ impl ClientConn {
         self.body.reset();
         self.failed_calls.clear();
         self.upgrading = None;
+        self.grpc_web = None;
         let head = match self.read_head(ctx, &snapshot).await {
             Ok(Arrival::Head(head)) => head,
             Ok(Arrival::Closed) => return Next::Close,

@@ -88,6 +88,9 @@ impl ClientConn {
         let id = self.choose_group(ctx, &action.groups);
         self.exchange.group = Some(id);
         let upstream = snapshot.upstream(id);
+        if upstream.protocol.is_h2() {
+            self.detect_grpc_web();
+        }
         if let Some(rules) = &action.upgrade {
             self.accept_upgrade(ctx, snapshot, rules, upstream, head)?;
         }
@@ -123,10 +126,14 @@ impl ClientConn {
     ) -> Result<Next, ProxyError> {
         let upstream = snapshot.upstream(id);
         let hash = self.balance_hash(upstream);
+        if let Some(web) = self.grpc_web {
+            self.grpc_web_request(snapshot, head, web).await?;
+        }
         self.write_upstream_head(snapshot, head, action, policies);
         if upstream.protocol.is_h2() {
             // Read while the head's spans still point into the input.
             self.takes_trailers = self.http2
+                || self.grpc_web.is_some()
                 || super::connection::find_header(self.input.data(), &self.headers, "te")
                     .is_some_and(super::h2::te_has_trailers);
         }
@@ -156,6 +163,7 @@ impl ClientConn {
         let result = self
             .exchange_with(ctx, snapshot, head, upstream, plan)
             .await;
+        let result = self.finish_duplex(result);
         self.exchange.upstream = Some(upstream_started.elapsed());
         if let Some(mirror) = mirror {
             mirror.start();
@@ -214,7 +222,12 @@ impl ClientConn {
     ) -> Result<(UpstreamConn, ResponseHead), ProxyError> {
         let mut conn = self.send_head(ctx, upstream, addr, plan.replayable).await?;
         if !plan.body_in_hand {
-            if let Err(e) = self.send_body(&mut conn, snapshot, upstream, head).await {
+            let opts = self.request_relay_options(snapshot, upstream);
+            let sent = match self.duplex_pump(&mut conn, head, opts) {
+                Some(pump) => self.send_body_duplex(&mut conn, pump).await,
+                None => self.send_body(&mut conn, head, opts).await,
+            };
+            if let Err(e) = sent {
                 let response = self.early_answer(&mut conn, upstream, head, e).await?;
                 return Ok((conn, response));
             }
@@ -412,9 +425,8 @@ impl ClientConn {
     async fn send_body(
         &mut self,
         conn: &mut UpstreamConn,
-        snapshot: &Snapshot,
-        upstream: &Upstream,
         head: &RequestHead,
+        opts: RelayOptions,
     ) -> Result<(), ProxyError> {
         let end = match head.framing {
             BodyFraming::None => return Ok(()),
@@ -428,14 +440,6 @@ impl ClientConn {
                 .await
                 .map_err(ProxyError::ClientGone)?;
         }
-        let opts = RelayOptions {
-            read_idle: snapshot.server.timeouts.body_idle,
-            write_timeout: upstream.timeouts.idle,
-            limit: Some(self.body_rules.max_bytes),
-            max_buffer: BODY_BUF,
-            dechunk: false,
-            min_rate: self.body_rules.min_rate,
-        };
         let relayed = relay(
             &mut self.stream,
             &mut self.input,
@@ -446,18 +450,23 @@ impl ClientConn {
             &mut Unobserved,
         )
         .await
-        .map_err(|e| match e {
-            RelayError::SourceIo(e) => ProxyError::ClientGone(e),
-            RelayError::SourceClosed => ProxyError::ClientGone(closed()),
-            RelayError::SourceTimeout => ProxyError::ClientTimeout,
-            RelayError::SourceFraming(e) => ProxyError::BadRequest(e),
-            RelayError::TooLarge => ProxyError::BodyTooLarge,
-            RelayError::Sink(e) => ProxyError::UpstreamIo(e),
-        })?;
+        .map_err(request_body_error)?;
         if end == BodyEnd::Chunked {
             self.exchange.bytes_in += relayed;
         }
         Ok(())
+    }
+
+    /// How a request body is relayed to `upstream`.
+    fn request_relay_options(&self, snapshot: &Snapshot, upstream: &Upstream) -> RelayOptions {
+        RelayOptions {
+            read_idle: snapshot.server.timeouts.body_idle,
+            write_timeout: upstream.timeouts.idle,
+            limit: Some(self.body_rules.max_bytes),
+            max_buffer: BODY_BUF,
+            dechunk: false,
+            min_rate: self.body_rules.min_rate,
+        }
     }
 
     /// Reads the final response head, passing interim 1xx responses to HTTP/1.1 clients.
@@ -790,6 +799,18 @@ async fn write_out(
     };
     *out = buf;
     result.map(|_| ()).map_err(ProxyError::UpstreamIo)
+}
+
+/// A failed request body relay as the client's answer.
+pub(super) fn request_body_error(e: RelayError) -> ProxyError {
+    match e {
+        RelayError::SourceIo(e) => ProxyError::ClientGone(e),
+        RelayError::SourceClosed => ProxyError::ClientGone(closed()),
+        RelayError::SourceTimeout => ProxyError::ClientTimeout,
+        RelayError::SourceFraming(e) => ProxyError::BadRequest(e),
+        RelayError::TooLarge => ProxyError::BodyTooLarge,
+        RelayError::Sink(e) => ProxyError::UpstreamIo(e),
+    }
 }
 
 /// Whether an exchange that failed this way on a reused connection may be replayed.

@@ -33,7 +33,8 @@
 //! - `compress`: the compression step (a route's `compress` policy) after them: request
 //!   bodies decoded, responses compressed through the rewriting relay of `stages`;
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
-//! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers;
+//! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers,
+//!   and `duplex` relaying an h2 client's body to an h2 upstream while the response streams;
 //! - `stages`: the response stages' head edits, body observer and rewriting relay;
 //! - `cached`: the cache stage: lookup, hits written like `respond` answers, revalidation,
 //!   coalescing, the store observer (rules and LRU in `crate::cache`);
@@ -46,6 +47,8 @@
 //! - `request_id` and `trace`: request ids and W3C trace context;
 //! - `secure`: the TLS handshake, client identity, HSTS and redirects to HTTPS;
 //! - `compose`: a composite route's calls (through `call`) and its assembled answer;
+//! - `grpc_web`: gRPC-Web requests translated to gRPC for an h2/h2c group, their responses
+//!   back through the rewriting relay of `stages`;
 //! - `h2`: HTTP/2 client connections (ALPN `h2`, h2c prior knowledge): each stream is a
 //!   `ClientConn` serving one request through the same steps.
 //! - `upgrade`: HTTP/1.1 Upgrade (WebSocket): the handshake through the pipeline, the 101,
@@ -67,9 +70,11 @@ mod compress;
 mod connection;
 mod context;
 mod cors;
+mod duplex;
 mod error;
 mod exchange;
 mod forward;
+mod grpc_web;
 mod h2;
 mod idle;
 mod idle_clock;

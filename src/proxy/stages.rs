@@ -35,9 +35,16 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::body::{BodyEnd, RelayError};
-use crate::http::writer::{write_chunk_size, CHUNK_DATA_END, LAST_CHUNK};
-use crate::http::{ChunkedDecoder, HeadEdits};
+use super::connection::{ClientConn, Next, BODY_BUF};
+use super::context::WorkerContext;
+use super::error::ProxyError;
+use crate::config::{Snapshot, Upstream};
+use crate::http::writer::{
+    write_chunk_size, write_downstream_response, DownstreamInfo, CHUNK_DATA_END, LAST_CHUNK,
+};
+use crate::http::{ChunkedDecoder, HeadEdits, RequestHead, ResponseFraming, ResponseHead, Version};
 use crate::io_buf::{write_all_reuse, ReadBuf};
+use crate::upstream::UpstreamConn;
 
 /// Sees the payload of a response body (de-chunked) as it is written to the client.
 pub(crate) trait BodyObserver {
@@ -63,6 +70,13 @@ impl BodyObserver for Unobserved {
 pub(crate) trait Rewrite {
     /// Takes the next payload piece; appends whatever output is ready to `out`.
     fn data(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError>;
+    /// The body's trailer section (`name: value\r\n` lines), when it had one, before
+    /// [`Rewrite::finish`]; appends output to `out`. Trailers are dropped unless a stage
+    /// turns them into body bytes (gRPC-Web's trailer frame).
+    fn trailers(&mut self, section: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        let _ = (section, out);
+        Ok(())
+    }
     /// The body ended: appends the rest of the output to `out`.
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), RewriteError>;
 }
@@ -134,6 +148,9 @@ pub(crate) struct RewriteOptions {
     pub max_buffer: usize,
     /// Framing when the output outgrows `max_buffer` before the body ended.
     pub reframe: Reframe,
+    /// Send output as soon as a stage emits it (a stream of messages, gRPC-Web), instead of
+    /// holding it back up to `max_buffer` to answer with a length.
+    pub stream: bool,
 }
 
 /// Relays a body through `rewrite`: reads the upstream body framed as `end` from `source`
@@ -204,10 +221,15 @@ where
     };
     let mut decoder = ChunkedDecoder::new();
     let mut input = Vec::new();
+    let mut trailers = Vec::new();
     buf.grow_to(opts.max_buffer);
     loop {
         input.clear();
-        let done = take_payload(buf, end, &mut remaining, &mut decoder, &mut input)?;
+        let payload = Payload {
+            input: &mut input,
+            trailers: &mut trailers,
+        };
+        let done = take_payload(buf, end, &mut remaining, &mut decoder, payload)?;
         if !input.is_empty() {
             rewrite
                 .data(&input, &mut out.pending)
@@ -226,6 +248,11 @@ where
             Ok(Ok(_)) => {}
         }
     }
+    if !trailers.is_empty() {
+        rewrite
+            .trailers(&trailers, &mut out.pending)
+            .map_err(|e| RelayError::SourceFraming(stage_fault(e)))?;
+    }
     rewrite
         .finish(&mut out.pending)
         .map_err(|e| RelayError::SourceFraming(stage_fault(e)))?;
@@ -239,13 +266,22 @@ fn stage_fault(e: RewriteError) -> crate::http::HttpError {
     crate::http::HttpError::InvalidResponse(crate::http::ResponseFault::Malformed)
 }
 
-/// Moves the payload bytes buffered in `buf` into `input`; returns whether the body ended.
+/// Where [`take_payload`] puts what it takes.
+struct Payload<'a> {
+    /// Payload bytes.
+    input: &'a mut Vec<u8>,
+    /// The trailer section's bytes (chunked bodies).
+    trailers: &'a mut Vec<u8>,
+}
+
+/// Moves the payload bytes buffered in `buf` into `input` (and a trailer section into
+/// `trailers`); returns whether the body ended.
 fn take_payload(
     buf: &mut ReadBuf,
     end: BodyEnd,
     remaining: &mut u64,
     decoder: &mut ChunkedDecoder,
-    input: &mut Vec<u8>,
+    Payload { input, trailers }: Payload<'_>,
 ) -> Result<bool, RelayError> {
     match end {
         BodyEnd::Length(_) => {
@@ -263,11 +299,15 @@ fn take_payload(
         BodyEnd::Chunked => {
             let data = buf.data();
             let progress = decoder
-                .advance(data, &mut |range| {
-                    if let Some(piece) = data.get(range) {
-                        input.extend_from_slice(piece);
-                    }
-                })
+                .advance_with_trailers(
+                    data,
+                    &mut |range| {
+                        if let Some(piece) = data.get(range) {
+                            input.extend_from_slice(piece);
+                        }
+                    },
+                    &mut |b| trailers.push(b),
+                )
                 .map_err(RelayError::SourceFraming)?;
             buf.consume(progress.consumed);
             Ok(progress.done)
@@ -295,7 +335,7 @@ impl Sender {
         sink: &mut D,
         observer: &mut O,
     ) -> Result<(), RelayError> {
-        if self.head.is_some() && self.pending.len() <= self.opts.max_buffer {
+        if self.head.is_some() && !self.opts.stream && self.pending.len() <= self.opts.max_buffer {
             return Ok(());
         }
         if let Some(head) = self.head.take() {
@@ -370,6 +410,170 @@ impl Sender {
     }
 }
 
+/// An upstream response whose head was read: the connection, its group and the head.
+pub(super) struct Exchange<'a> {
+    pub(super) conn: UpstreamConn,
+    pub(super) upstream: &'a Upstream,
+    pub(super) response: ResponseHead,
+}
+
+/// How a rewritten response goes on once its head is written (see
+/// [`ClientConn::start_rewritten`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RewrittenStart {
+    /// The upstream body's framing.
+    pub(super) end: BodyEnd,
+    /// The client's framing when the output is not known whole before the head goes out.
+    pub(super) reframe: Reframe,
+    /// Whether the client connection stays open after this response.
+    pub(super) keep_alive: bool,
+}
+
+impl RewrittenStart {
+    /// The connection's next step after the response.
+    pub(super) fn next(&self) -> Next {
+        if self.keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+}
+
+impl ClientConn {
+    /// Writes a response whose body a stage rewrites: the head with the stages' `edits` and
+    /// no framing field, then the body through `stage` ([`relay_rewritten`]); `stream` sends
+    /// the output as it comes; `observer` (the cache's store, or none) sees the output.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn relay_rewriting<R: Rewrite, O: BodyObserver>(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        exchange: Exchange<'_>,
+        head: &RequestHead,
+        edits: &HeadEdits,
+        stage: &mut R,
+        stream: bool,
+        observer: &mut O,
+    ) -> Result<Next, ProxyError> {
+        let Exchange {
+            mut conn,
+            upstream,
+            response,
+        } = exchange;
+        let start = self.start_rewritten(ctx, snapshot, &mut conn, &response, head, edits);
+        let opts = RewriteOptions {
+            read_idle: upstream.timeouts.idle,
+            write_timeout: snapshot.server.timeouts.body_idle,
+            max_buffer: BODY_BUF,
+            reframe: start.reframe,
+            stream,
+        };
+        let relayed = relay_rewritten(
+            &mut conn.stream,
+            &mut conn.buf,
+            &mut self.stream,
+            start.end,
+            opts,
+            stage,
+            observer,
+            &mut self.out,
+        )
+        .await;
+        // The head is held back until output is ready: a failure before it went out (an
+        // upstream that stalls or closes early) leaves it in `out`, and the client gets the
+        // error answer (502/504) instead of a closed connection.
+        self.response_started = self.out.is_empty();
+        self.exchange.bytes_out += relayed.map_err(rewrite_relay_error)?;
+        self.check_in_after_relay(ctx, conn, upstream, &response);
+        Ok(start.next())
+    }
+
+    /// Starts a rewritten response: the client's head without its framing in `out` (see
+    /// [`ClientConn::write_unframed_head`]), the upstream's head consumed from `conn`.
+    pub(super) fn start_rewritten(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        conn: &mut UpstreamConn,
+        response: &ResponseHead,
+        head: &RequestHead,
+        edits: &HeadEdits,
+    ) -> RewrittenStart {
+        let end = match response.framing {
+            ResponseFraming::Length(n) => BodyEnd::Length(n),
+            ResponseFraming::Chunked => BodyEnd::Chunked,
+            ResponseFraming::UntilClose => BodyEnd::Close,
+            ResponseFraming::None => BodyEnd::Length(0),
+        };
+        let reframe = if head.version == Version::Http10 {
+            Reframe::Close
+        } else {
+            Reframe::Chunked
+        };
+        let keep_alive = head.keep_alive
+            && !self.linger
+            && reframe == Reframe::Chunked
+            && !ctx.drain().is_draining();
+        let client = (head.version, keep_alive);
+        self.write_unframed_head(snapshot, conn.buf.data(), response, edits, client);
+        conn.buf.consume(response.head_len);
+        self.exchange.status = response.status;
+        RewrittenStart {
+            end,
+            reframe,
+            keep_alive,
+        }
+    }
+
+    /// The client's head of a rewritten response in `out`, without its framing field and
+    /// final empty line (`relay_rewritten` adds them once it knows the framing).
+    fn write_unframed_head(
+        &mut self,
+        snapshot: &Snapshot,
+        buf: &[u8],
+        response: &ResponseHead,
+        edits: &HeadEdits,
+        (client_version, keep_alive): (Version, bool),
+    ) {
+        let unframed = ResponseHead {
+            framing: ResponseFraming::None,
+            ..*response
+        };
+        let info = DownstreamInfo {
+            client_version,
+            keep_alive,
+            request_id: &self.request_id,
+            extra_headers: self
+                .response_headers
+                .get(self.stages.vary_line..)
+                .unwrap_or_default(),
+            edits: Some(edits),
+            upgrade: None,
+        };
+        self.out.clear();
+        write_downstream_response(&mut self.out, buf, &unframed, &self.headers, &info);
+        if self.tls.is_some() {
+            self.finish_secure_head(snapshot, 0);
+        }
+        if self.out.ends_with(b"\r\n\r\n") {
+            self.out.truncate(self.out.len() - 2);
+        }
+    }
+}
+
+/// A rewriting relay's failure as the client's answer.
+fn rewrite_relay_error(e: RelayError) -> ProxyError {
+    match e {
+        RelayError::SourceIo(e) => ProxyError::UpstreamIo(e),
+        RelayError::SourceClosed => ProxyError::UpstreamClosed,
+        RelayError::SourceTimeout => ProxyError::UpstreamTimeout,
+        RelayError::SourceFraming(e) => ProxyError::UpstreamProtocol(e),
+        RelayError::TooLarge => ProxyError::UpstreamClosed,
+        RelayError::Sink(e) => ProxyError::ClientGone(e),
+    }
+}
+
 impl super::connection::ClientConn {
     /// The response of a request with response stages: the stages' head edits apply to the
     /// client's head, and the body passes the stages in their fixed order.
@@ -382,6 +586,16 @@ impl super::connection::ClientConn {
         head: &crate::http::RequestHead,
         response: crate::http::ResponseHead,
     ) -> Result<super::connection::Next, super::error::ProxyError> {
+        if let Some(web) = self.grpc_web {
+            let exchange = Exchange {
+                conn,
+                upstream,
+                response,
+            };
+            return self
+                .relay_grpc_web(ctx, snapshot, exchange, head, web)
+                .await;
+        }
         // The compressor's edits (`Vary`, `Content-Encoding`, a weak `ETag`) are planned first,
         // so that a stored head is the head the client gets.
         let plan = match &self.stages.compress {
@@ -554,6 +768,7 @@ mod tests {
                 write_timeout: Duration::from_secs(5),
                 max_buffer,
                 reframe: Reframe::Chunked,
+                stream: false,
             };
             let mut seen = Collect::default();
             relay_rewritten(

@@ -105,6 +105,7 @@ pub struct H2Upstream {
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
 }
 
 impl H2Upstream {
@@ -114,9 +115,11 @@ impl H2Upstream {
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (r, c, name) = (
+        let failed = Arc::new(AtomicUsize::new(0));
+        let (r, c, f, name) = (
             Arc::clone(&requests),
             Arc::clone(&connections),
+            Arc::clone(&failed),
             name.to_string(),
         );
         std::thread::Builder::new()
@@ -129,16 +132,18 @@ impl H2Upstream {
                             return;
                         };
                         let conn_no = c.fetch_add(1, Ordering::SeqCst) + 1;
-                        let (r, name) = (Arc::clone(&r), name.clone());
+                        let (r, f, name) = (Arc::clone(&r), Arc::clone(&f), name.clone());
                         tokio::spawn(async move {
                             let Ok(mut conn) = h2::server::handshake(tcp).await else {
                                 return;
                             };
                             while let Some(Ok((req, respond))) = conn.accept().await {
                                 r.fetch_add(1, Ordering::SeqCst);
-                                let name = name.clone();
+                                let (name, f) = (name.clone(), Arc::clone(&f));
                                 tokio::spawn(async move {
-                                    let _ = serve(req, respond, mode, &name, conn_no).await;
+                                    if serve(req, respond, mode, &name, conn_no).await.is_err() {
+                                        f.fetch_add(1, Ordering::SeqCst);
+                                    }
                                 });
                             }
                         });
@@ -150,6 +155,7 @@ impl H2Upstream {
             addr,
             requests,
             connections,
+            failed,
         }
     }
 
@@ -163,6 +169,11 @@ impl H2Upstream {
 
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Streams that ended in an error (reset by the gateway, for one).
+    pub fn failed_streams(&self) -> usize {
+        self.failed.load(Ordering::SeqCst)
     }
 }
 
