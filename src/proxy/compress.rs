@@ -26,6 +26,7 @@ use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::request_body::Buffered;
 use super::stages::{relay_rewritten, Reframe, Rewrite, RewriteError, RewriteOptions, Unobserved};
+use super::transform::{BodyPlan, Then, TransformBody};
 use crate::coding::{decode, DecodeError, Encoder};
 use crate::config::{Route, RouteAction, Snapshot, Upstream};
 use crate::http::writer::{write_downstream_response, DownstreamInfo};
@@ -58,6 +59,7 @@ impl Negotiated {
         headers: &[HeaderSpan],
         response: &ResponseHead,
         edits: &mut HeadEdits,
+        transformed: bool,
     ) -> Option<Coding> {
         let named = |name: &'static str| {
             headers
@@ -65,10 +67,12 @@ impl Negotiated {
                 .filter(move |h| h.name.of(buf).eq_ignore_ascii_case(name.as_bytes()))
                 .map(move |h| h.value.of(buf))
         };
+        // A body the transform rewrites has no known length and no coding any more (the
+        // transform decodes it), and its validators are gone.
         let facts = ResponseFacts {
             status: response.status,
             length: match response.framing {
-                ResponseFraming::Length(n) => Some(n),
+                ResponseFraming::Length(n) if !transformed => Some(n),
                 _ => None,
             },
             has_body: !matches!(
@@ -76,7 +80,7 @@ impl Negotiated {
                 ResponseFraming::None | ResponseFraming::Length(0)
             ),
             content_type: named("content-type").next(),
-            encoded: named("content-encoding").next().is_some(),
+            encoded: !transformed && named("content-encoding").next().is_some(),
             content_range: named("content-range").next().is_some(),
             no_transform: lists_token(named("cache-control"), b"no-transform"),
         };
@@ -88,7 +92,7 @@ impl Negotiated {
         edits.remove(b"content-length");
         edits.remove(b"accept-ranges");
         edits.add(b"Content-Encoding", coding.token().as_bytes());
-        if let Some(etag) = named("etag").next() {
+        if let Some(etag) = named("etag").next().filter(|_| !transformed) {
             edits.remove(b"etag");
             if etag.starts_with(b"W/") {
                 edits.add(b"ETag", etag);
@@ -229,8 +233,9 @@ impl ClientConn {
         }
     }
 
-    /// Writes the response compressed with `coding`: the head with the stages' `edits` and
-    /// no framing field, then the body through the worker's encoder (see the module docs).
+    /// Writes the response through its rewriting stages (`stages`: a body transform, the
+    /// coding to compress with, or both, in that order): the head with the stages' `edits` and
+    /// no framing field, then the body through them (see the module docs).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn relay_compressed(
         &mut self,
@@ -241,8 +246,12 @@ impl ClientConn {
         head: &RequestHead,
         response: ResponseHead,
         edits: &HeadEdits,
-        coding: Coding,
+        (transform, coding): (Option<BodyPlan>, Option<Coding>),
     ) -> Result<Next, ProxyError> {
+        let mut transform = match transform {
+            Some(plan) => Some(TransformBody::new(plan)?),
+            None => None,
+        };
         let end = match response.framing {
             ResponseFraming::Length(n) => BodyEnd::Length(n),
             ResponseFraming::Chunked => BodyEnd::Chunked,
@@ -263,13 +272,32 @@ impl ClientConn {
         self.write_compressed_head(snapshot, conn.buf.data(), &response, edits, client);
         conn.buf.consume(response.head_len);
         self.exchange.status = response.status;
-        let policy = self.stages.compress.as_ref().map(|n| Arc::clone(&n.policy));
-        let level = policy.map_or(coding.default_level(), |p| p.level(coding));
-        let encoder = ctx
-            .encoders()
-            .take(coding, level)
-            .map_err(|e| ProxyError::UpstreamIo(std::io::Error::other(e)))?;
-        let mut stage = Compressing(encoder);
+        let mut compressing = match coding {
+            Some(coding) => {
+                let policy = self.stages.compress.as_ref().map(|n| Arc::clone(&n.policy));
+                let level = policy.map_or(coding.default_level(), |p| p.level(coding));
+                let encoder = ctx
+                    .encoders()
+                    .take(coding, level)
+                    .map_err(|e| ProxyError::UpstreamIo(std::io::Error::other(e)))?;
+                Some(Compressing(encoder))
+            }
+            None => None,
+        };
+        let mut both;
+        let stage: &mut dyn Rewrite = match (&mut transform, &mut compressing) {
+            (Some(first), Some(second)) => {
+                both = Then {
+                    first,
+                    second,
+                    between: Vec::new(),
+                };
+                &mut both
+            }
+            (Some(t), None) => t,
+            (None, Some(c)) => c,
+            (None, None) => &mut Unchanged,
+        };
         let opts = RewriteOptions {
             read_idle: upstream.timeouts.idle,
             write_timeout: snapshot.server.timeouts.body_idle,
@@ -282,12 +310,14 @@ impl ClientConn {
             &mut self.stream,
             end,
             opts,
-            &mut stage,
+            stage,
             &mut Unobserved,
             &mut self.out,
         )
         .await;
-        ctx.encoders().give(stage.0);
+        if let Some(compressing) = compressing {
+            ctx.encoders().give(compressing.0);
+        }
         // The head is held back until output is ready: a failure before it went out (an
         // upstream that stalls or closes early) leaves it in `out`, and the client gets the
         // error answer (502/504) instead of a closed connection.
@@ -334,6 +364,20 @@ impl ClientConn {
         if self.out.ends_with(b"\r\n\r\n") {
             self.out.truncate(self.out.len() - 2);
         }
+    }
+}
+
+/// No rewriting (never chosen: a rewritten response has a transform or a coding).
+struct Unchanged;
+
+impl Rewrite for Unchanged {
+    fn data(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        out.extend_from_slice(input);
+        Ok(())
+    }
+
+    fn finish(&mut self, _out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        Ok(())
     }
 }
 

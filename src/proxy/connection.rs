@@ -204,6 +204,8 @@ pub(super) struct ClientConn {
     pub(super) upgrading: Option<Box<super::upgrade::Upgrading>>,
     /// The current request's part in its route's cache (`proxy::cached`).
     pub(super) cache: super::cached::CacheRequest,
+    /// The upstream head edits of the route's `transform` policy (`proxy::transform`).
+    pub(super) transform: super::transform::RequestEdits,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -273,6 +275,7 @@ impl ClientConn {
             failed_calls: Vec::new(),
             upgrading: None,
             cache: super::cached::CacheRequest::default(),
+            transform: super::transform::RequestEdits::default(),
         }
     }
 
@@ -310,6 +313,7 @@ impl ClientConn {
         self.errors = snapshot.server.errors;
         self.stages.clear();
         self.cache.clear();
+        self.transform.clear();
         self.body.reset();
         self.failed_calls.clear();
         self.upgrading = None;
@@ -485,6 +489,12 @@ impl ClientConn {
             }
             if let Some(compress) = route.policies.compress() {
                 let applied = self.apply_compress(ctx, snapshot, route, compress, head);
+                if let Some(next) = applied.await? {
+                    return Ok(next);
+                }
+            }
+            if let Some(transform) = route.policies.transform() {
+                let applied = self.apply_transform(ctx, snapshot, route, transform, head);
                 if let Some(next) = applied.await? {
                     return Ok(next);
                 }

@@ -86,6 +86,9 @@ pub(super) struct ResponseStages {
     /// The route's `compress` policy and the coding the request negotiated (see
     /// `proxy::compress`).
     pub(super) compress: Option<super::compress::Negotiated>,
+    /// The route's `transform` policy, prepared while the request was in hand (see
+    /// `proxy::transform`).
+    pub(super) transform: Option<Box<super::transform::Prepared>>,
 }
 
 impl ResponseStages {
@@ -96,6 +99,7 @@ impl ResponseStages {
             self.edits.clear();
             self.vary_line = 0;
             self.compress = None;
+            self.transform = None;
         }
     }
 
@@ -154,7 +158,7 @@ pub(crate) async fn relay_rewritten<S, D, R, O>(
 where
     S: AsyncReadRent,
     D: AsyncWriteRent,
-    R: Rewrite,
+    R: Rewrite + ?Sized,
     O: BodyObserver,
 {
     let mut out = Sender {
@@ -191,7 +195,7 @@ async fn rewrite_body<S, D, R, O>(
 where
     S: AsyncReadRent,
     D: AsyncWriteRent,
-    R: Rewrite,
+    R: Rewrite + ?Sized,
     O: BodyObserver,
 {
     let opts = out.opts;
@@ -379,14 +383,26 @@ impl super::connection::ClientConn {
         head: &crate::http::RequestHead,
         response: crate::http::ResponseHead,
     ) -> Result<super::connection::Next, super::error::ProxyError> {
-        // The compressor's edits (`Vary`, `Content-Encoding`, a weak `ETag`) are planned first,
-        // so that a stored head carries the same `Vary` the client got.
+        // The transform's edits come first (its header operations; a body it rewrites loses
+        // its length, validators and coding), then the compressor's (`Vary`,
+        // `Content-Encoding`, a weak `ETag`), so that a stored head carries the same `Vary`
+        // the client got.
+        let transform = match &self.stages.transform {
+            Some(prepared) => prepared.plan(
+                conn.buf.data(),
+                &self.headers,
+                &response,
+                &mut self.stages.edits,
+            )?,
+            None => None,
+        };
         let coding = match &self.stages.compress {
             Some(negotiated) => negotiated.plan(
                 conn.buf.data(),
                 &self.headers,
                 &response,
                 &mut self.stages.edits,
+                transform.is_some(),
             ),
             None => None,
         };
@@ -406,17 +422,20 @@ impl super::connection::ClientConn {
             }
         };
         let edits = std::mem::take(&mut self.stages.edits);
-        let result = match (coding, store) {
-            // A compressed answer is not stored: an entry would need the encoded body with its
-            // own length and validators (storing encoded variants is open work, see
-            // docs/caching.md). The client gets it compressed; the next request fetches again.
-            (Some(coding), _) => {
+        let rewritten = coding.is_some() || transform.is_some();
+        let result = match (rewritten, store) {
+            // A compressed or transformed answer is not stored: an entry would need the
+            // rewritten body with its own length and validators (storing encoded variants is
+            // open work, see docs/caching.md). The client gets it rewritten; the next request
+            // fetches again.
+            (true, _) => {
+                let stages = (transform, coding);
                 self.relay_compressed(
-                    ctx, snapshot, conn, upstream, head, response, &edits, coding,
+                    ctx, snapshot, conn, upstream, head, response, &edits, stages,
                 )
                 .await
             }
-            (None, Some(mut store)) => {
+            (false, Some(mut store)) => {
                 let result = self
                     .relay_response(
                         ctx,
@@ -434,7 +453,7 @@ impl super::connection::ClientConn {
                 }
                 result
             }
-            (None, None) => {
+            (false, None) => {
                 self.relay_response(
                     ctx,
                     snapshot,
