@@ -238,7 +238,7 @@ impl EncoderPool {
 pub struct Decoder(Decoding);
 
 enum Decoding {
-    Gzip(flate2::write::MultiGzDecoder<Vec<u8>>),
+    Gzip(Box<flate2::write::MultiGzDecoder<Vec<u8>>>),
     Br(Box<brotli::DecompressorWriter<Vec<u8>>>),
     Zstd(zstd::stream::write::Decoder<'static, Vec<u8>>),
 }
@@ -253,7 +253,9 @@ impl Decoder {
     /// A decoder for `coding`.
     pub fn new(coding: Coding) -> io::Result<Decoder> {
         Ok(Decoder(match coding {
-            Coding::Gzip => Decoding::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
+            Coding::Gzip => {
+                Decoding::Gzip(Box::new(flate2::write::MultiGzDecoder::new(Vec::new())))
+            }
             Coding::Br => Decoding::Br(Box::new(brotli::DecompressorWriter::new(Vec::new(), 4096))),
             Coding::Zstd => {
                 let mut raw = zstd::stream::raw::Decoder::new()?;
