@@ -494,7 +494,8 @@ impl ClientConn {
                 }
             }
             if let Some(transform) = route.policies.transform() {
-                let applied = self.apply_transform(ctx, snapshot, route, transform, head);
+                // Boxed: only a transform route pays for this step's future.
+                let applied = Box::pin(self.apply_transform(ctx, snapshot, route, transform, head));
                 if let Some(next) = applied.await? {
                     return Ok(next);
                 }
