@@ -232,6 +232,73 @@ impl EncoderPool {
     }
 }
 
+/// A streaming decoder: coded pieces in, decoded bytes out (a response transform decodes a
+/// compressed upstream body this way before reading it as JSON). zstd windows are held to
+/// RFC 9659's 8 MiB.
+pub struct Decoder(Decoding);
+
+enum Decoding {
+    Gzip(Box<flate2::write::MultiGzDecoder<Vec<u8>>>),
+    Br(Box<brotli::DecompressorWriter<Vec<u8>>>),
+    Zstd(zstd::stream::write::Decoder<'static, Vec<u8>>),
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decoder")
+    }
+}
+
+impl Decoder {
+    /// A decoder for `coding`.
+    pub fn new(coding: Coding) -> io::Result<Decoder> {
+        Ok(Decoder(match coding {
+            Coding::Gzip => {
+                Decoding::Gzip(Box::new(flate2::write::MultiGzDecoder::new(Vec::new())))
+            }
+            Coding::Br => Decoding::Br(Box::new(brotli::DecompressorWriter::new(Vec::new(), 4096))),
+            Coding::Zstd => {
+                let mut raw = zstd::stream::raw::Decoder::new()?;
+                raw.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(
+                    ZSTD_MAX_WINDOW_LOG,
+                ))?;
+                Decoding::Zstd(zstd::stream::write::Decoder::with_decoder(Vec::new(), raw))
+            }
+        }))
+    }
+
+    /// Decodes the next coded piece, appending what it decodes to to `out`.
+    pub fn data(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        match &mut self.0 {
+            Decoding::Gzip(d) => d.write_all(input)?,
+            Decoding::Br(d) => d.write_all(input)?,
+            Decoding::Zstd(d) => d.write_all(input)?,
+        }
+        self.drain(out);
+        Ok(())
+    }
+
+    /// The coded body ended: appends the rest to `out`; a truncated body is an error.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        match &mut self.0 {
+            Decoding::Gzip(d) => d.try_finish()?,
+            Decoding::Br(d) => d.close()?,
+            Decoding::Zstd(d) => d.flush()?,
+        }
+        self.drain(out);
+        Ok(())
+    }
+
+    fn drain(&mut self, out: &mut Vec<u8>) {
+        let decoded = match &mut self.0 {
+            Decoding::Gzip(d) => d.get_mut(),
+            Decoding::Br(d) => d.get_mut(),
+            Decoding::Zstd(d) => d.get_mut(),
+        };
+        out.append(decoded);
+    }
+}
+
 /// Why a body could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -291,6 +358,33 @@ mod tests {
         (0..20_000)
             .flat_map(|i| format!("{{\"id\":{i},\"name\":\"user {i}\"}},").into_bytes())
             .collect()
+    }
+
+    #[test]
+    fn the_streaming_decoder_decodes_every_coding_in_pieces() {
+        let body = sample();
+        let pool = EncoderPool::default();
+        for coding in Coding::ALL {
+            let mut encoder = pool.take(coding, 3).expect("encoder");
+            let mut coded = Vec::new();
+            encoder.data(&body, &mut coded).expect("data");
+            encoder.finish(&mut coded).expect("finish");
+            let mut decoder = Decoder::new(coding).expect("decoder");
+            let mut out = Vec::new();
+            for piece in coded.chunks(777) {
+                decoder.data(piece, &mut out).expect("piece");
+            }
+            decoder.finish(&mut out).expect("finish");
+            assert_eq!(out, body, "{coding:?}");
+            let mut truncated = Decoder::new(coding).expect("decoder");
+            let mut out = Vec::new();
+            let cut = truncated
+                .data(&coded[..coded.len() / 2], &mut out)
+                .and_then(|()| truncated.finish(&mut out));
+            if coding != Coding::Zstd {
+                assert!(cut.is_err(), "{coding:?}: a truncated body is an error");
+            }
+        }
     }
 
     #[test]

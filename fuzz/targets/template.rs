@@ -71,6 +71,7 @@ fn value<'v>(values: &[&'v str], source: &Source, json: bool) -> Option<Value<'v
         Source::Header(_) => 5,
         Source::Consumer => 6,
         Source::Each => 7,
+        Source::RequestId | Source::ClientIp | Source::Route | Source::ParamName(_) => 8,
     };
     let text = values.get(i % values.len().max(1)).copied().unwrap_or("");
     let is_field = matches!(source, Source::Field { .. } | Source::Each);

@@ -608,6 +608,8 @@ fn value<'v>(
             .map(|v| Value::Text(Cow::Borrowed(v))),
         Source::Consumer => inputs.consumer.map(|v| Value::Text(Cow::Borrowed(v))),
         Source::Each => each.map(|v| Value::Text(Cow::Borrowed(v))),
+        // Not produced by the composition resolver (transform templates only).
+        Source::RequestId | Source::ClientIp | Source::Route | Source::ParamName(_) => None,
         Source::Field { call, lookup } => {
             let Slot::Done(part) = slots.get(*call)? else {
                 return None;

@@ -36,6 +36,15 @@ pub enum Source {
     },
     /// The fan-out element (or the batch's list).
     Each,
+    /// The request's id (`transform` templates).
+    RequestId,
+    /// The client's address as the route's policies established it (`transform`).
+    ClientIp,
+    /// The matched route's name (`transform`).
+    Route,
+    /// A route parameter by name (`transform`: a policy serves routes with different
+    /// templates, so it names the parameter instead of a slot).
+    ParamName(Box<str>),
 }
 
 /// One piece of a template.
@@ -174,6 +183,25 @@ impl Template {
                 Piece::Value { source, .. } => match value(source)? {
                     Value::Text(t) => out.extend(utf8_percent_encode(&t, ENCODE)),
                     Value::Json(t) => out.extend(utf8_percent_encode(t, ENCODE)),
+                },
+            }
+        }
+        Some(())
+    }
+
+    /// Renders plain text (a header field or a query value before encoding): placeholder
+    /// values written as they are. `None` if a value is missing.
+    pub fn render_text<'v>(
+        &self,
+        value: &mut dyn FnMut(&Source) -> Option<Value<'v>>,
+        out: &mut Vec<u8>,
+    ) -> Option<()> {
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
+                Piece::Value { source, .. } => match value(source)? {
+                    Value::Text(t) => out.extend_from_slice(t.as_bytes()),
+                    Value::Json(t) => out.extend_from_slice(t.as_bytes()),
                 },
             }
         }

@@ -799,6 +799,50 @@ raw_policy! {
     decompress_requests: bool,
     /// compress: largest decoded request body (413 beyond).
     max_decompressed_bytes: SizeValue,
+    /// transform: what changes in requests.
+    request: RawTransformSide,
+    /// transform: what changes in responses.
+    response: RawTransformSide,
+    /// transform: largest JSON body transformed.
+    max_body_bytes: SizeValue,
+    /// transform: a body over `max_body_bytes`: `pass` or `refuse`.
+    on_oversize: String,
+    /// transform: a body that is not JSON: `pass` or `refuse`.
+    on_non_json: String,
+    /// transform: a JSON body that does not parse: `pass` or `refuse`.
+    on_malformed: String,
+}
+
+/// `request = { ... }` and `response = { ... }` of a `transform` policy.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransformSide {
+    /// Header fields removed.
+    pub remove_headers: Option<Vec<Spanned<String>>>,
+    /// Header fields renamed, old = new.
+    pub rename_headers: Option<Ordered<String>>,
+    /// Header fields set, name = template.
+    pub set_headers: Option<Ordered<String>>,
+    /// Header fields added when absent.
+    pub add_headers: Option<Ordered<String>>,
+    /// Header fields appended.
+    pub append_headers: Option<Ordered<String>>,
+    /// Query parameters removed (request only).
+    pub remove_query: Option<Vec<Spanned<String>>>,
+    /// Query parameters renamed.
+    pub rename_query: Option<Ordered<String>>,
+    /// Query parameters set.
+    pub set_query: Option<Ordered<String>>,
+    /// Query parameters added when absent.
+    pub add_query: Option<Ordered<String>>,
+    /// Query parameters appended.
+    pub append_query: Option<Ordered<String>>,
+    /// JSON body fields removed, by path.
+    pub remove_json: Option<Vec<Spanned<String>>>,
+    /// JSON body fields renamed, path = new name.
+    pub rename_json: Option<Ordered<String>>,
+    /// JSON body fields set, path = value (a string template, a number or a boolean).
+    pub set_json: Option<Ordered<toml::Value>>,
 }
 
 /// `match = { ... }`.

@@ -115,6 +115,15 @@ impl HeadEdits {
         true
     }
 
+    /// Adds every edit of `other` to these.
+    pub fn extend_from(&mut self, other: &HeadEdits) {
+        self.removed.extend_from_slice(&other.removed);
+        self.added.extend_from_slice(&other.added);
+        for token in elements(&other.vary) {
+            self.merge_vary(token);
+        }
+    }
+
     /// Whether fields named `name` are removed.
     pub fn removes(&self, name: &[u8]) -> bool {
         !self.removed.is_empty()

@@ -8,6 +8,7 @@
 //! cors (preflights answered here) ─▶ ip_filter ─▶ authentication (api_key | basic | jwt)
 //!      ─▶ authorization (authz) ─▶ validate (head; the body once buffered) ─▶ rate_limit
 //!      ─▶ compress (request bodies decoded; the response's coding negotiated)
+//!      ─▶ transform (headers, query, JSON body reshaped; the response's transform prepared)
 //! ```
 //!
 //! Why a fixed order and not the listing order: each phase needs what the one before it
@@ -31,6 +32,11 @@
 //!   refused first, a compressed request body is only decoded (CPU, memory) for a request
 //!   that passed, and the response's coding is negotiated for requests that go upstream.
 //!   The connection applies it after the chain ([`Chain::compress`]); the chain skips it.
+//! - `transform` last (see `transform`): it reshapes only a request every check accepted,
+//!   its templates can use what authentication established (`{consumer}`), and a JSON body
+//!   transform sees the body `compress` decoded. On the response side the order mirrors it:
+//!   transform, then compress. The connection applies it after `compress`
+//!   ([`Chain::transform`]); the chain skips it.
 //!
 //! A config that listed `rate_limit` before `jwt` would otherwise silently key its limit on
 //! nobody; the fixed order makes the meaning of a route independent of list order.
@@ -67,6 +73,7 @@ pub mod ip_filter;
 pub mod jwt;
 pub mod rate_limit;
 pub mod state;
+pub mod transform;
 pub mod validate;
 pub mod verifier;
 
@@ -90,6 +97,7 @@ pub use introspect::{Introspect, Introspected, Lookup, Transport};
 pub use ip_filter::IpFilter;
 pub use jwt::Jwt;
 pub use state::PolicyState;
+pub use transform::Transform;
 pub use validate::Validate;
 pub use verifier::{Verifier, VerifierPool};
 
@@ -112,6 +120,8 @@ pub enum Phase {
     RateLimit,
     /// Content codings: request bodies decoded, responses compressed.
     Compress,
+    /// Headers, query and JSON bodies reshaped.
+    Transform,
 }
 
 /// One compiled policy in a route's chain. Static dispatch: every kind is a variant.
@@ -138,6 +148,9 @@ pub enum Stage {
     /// `kind = "compress"` (applied by the connection after the chain: see
     /// [`Chain::compress`]).
     Compress(Arc<Compress>),
+    /// `kind = "transform"` (applied by the connection after `compress`: see
+    /// [`Chain::transform`]).
+    Transform(Arc<Transform>),
 }
 
 /// What an authentication stage found.
@@ -165,6 +178,7 @@ impl Stage {
         match self {
             Stage::Cors(_) => Phase::Cors,
             Stage::Compress(_) => Phase::Compress,
+            Stage::Transform(_) => Phase::Transform,
             Stage::IpFilter(_) => Phase::IpFilter,
             Stage::ApiKey(_) | Stage::Basic(_) | Stage::Jwt(_) | Stage::Introspect(_) => {
                 Phase::Authentication
@@ -180,6 +194,7 @@ impl Stage {
         match self {
             Stage::Cors(p) => &p.name,
             Stage::Compress(p) => &p.name,
+            Stage::Transform(p) => &p.name,
             Stage::IpFilter(p) => &p.name,
             Stage::ApiKey(p) => &p.name,
             Stage::Basic(p) => &p.name,
@@ -205,6 +220,7 @@ impl Stage {
             Stage::Introspect(p) => p.check(req, identity, state),
             Stage::Cors(_)
             | Stage::Compress(_)
+            | Stage::Transform(_)
             | Stage::IpFilter(_)
             | Stage::Authz(_)
             | Stage::Validate(_)
@@ -221,6 +237,7 @@ impl Stage {
             Stage::Introspect(p) => p.denial(None),
             Stage::Cors(_)
             | Stage::Compress(_)
+            | Stage::Transform(_)
             | Stage::IpFilter(_)
             | Stage::Authz(_)
             | Stage::Validate(_)
@@ -252,6 +269,7 @@ impl Stage {
             Stage::Introspect(p) => (&p.forwarding, p.forward_claims.as_slice()),
             Stage::Cors(_)
             | Stage::Compress(_)
+            | Stage::Transform(_)
             | Stage::IpFilter(_)
             | Stage::Authz(_)
             | Stage::Validate(_)
@@ -320,8 +338,17 @@ impl Chain {
     /// The route's `compress` policy, if any. It sorts last (phase [`Phase::Compress`]);
     /// the connection applies it after [`Chain::check`], which skips it.
     pub fn compress(&self) -> Option<&Arc<Compress>> {
+        self.stages.iter().rev().take(2).find_map(|s| match s {
+            Stage::Compress(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// The route's `transform` policy, if any. It sorts last (phase [`Phase::Transform`]);
+    /// the connection applies it after `compress`, and [`Chain::check`] skips it.
+    pub fn transform(&self) -> Option<&Arc<Transform>> {
         match self.stages.last() {
-            Some(Stage::Compress(p)) => Some(p),
+            Some(Stage::Transform(p)) => Some(p),
             _ => None,
         }
     }
@@ -499,6 +526,8 @@ impl Chain {
                 Stage::Cors(_) => continue,
                 // Applied by the connection after the chain (see `Chain::compress`).
                 Stage::Compress(_) => continue,
+                // Applied by the connection after `compress` (see `Chain::transform`).
+                Stage::Transform(_) => continue,
                 Stage::IpFilter(p) => p.check(req, identity),
                 Stage::Authz(p) => p.check(identity),
                 // A policy with a body rule decides once the body was checked too.

@@ -25,7 +25,8 @@ use super::connection::{find_header, ClientConn, Next, BODY_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::request_body::Buffered;
-use super::stages::{BodyObserver, Exchange, Rewrite, RewriteError};
+use super::stages::{BodyObserver, Exchange, Rewrite, RewriteError, Unobserved};
+use super::transform::{BodyPlan, Then, TransformBody};
 use crate::coding::{decode, DecodeError, Encoder};
 use crate::config::{Route, RouteAction, Snapshot, Upstream};
 use crate::http::{HeadEdits, HeaderSpan, Method, RequestHead, ResponseFraming, ResponseHead};
@@ -90,6 +91,7 @@ impl Negotiated {
         headers: &[HeaderSpan],
         response: &ResponseHead,
         edits: &mut HeadEdits,
+        transformed: bool,
     ) -> Plan {
         let named = |name: &'static str| {
             headers
@@ -97,10 +99,12 @@ impl Negotiated {
                 .filter(move |h| h.name.of(buf).eq_ignore_ascii_case(name.as_bytes()))
                 .map(move |h| h.value.of(buf))
         };
+        // A body the transform rewrites has no known length and no coding any more (the
+        // transform decodes it), and its validators are gone.
         let facts = ResponseFacts {
             status: response.status,
             length: match response.framing {
-                ResponseFraming::Length(n) => Some(n),
+                ResponseFraming::Length(n) if !transformed => Some(n),
                 _ => None,
             },
             has_body: !matches!(
@@ -108,7 +112,7 @@ impl Negotiated {
                 ResponseFraming::None | ResponseFraming::Length(0)
             ),
             content_type: named("content-type").next(),
-            encoded: named("content-encoding").next().is_some(),
+            encoded: !transformed && named("content-encoding").next().is_some(),
             content_range: named("content-range").next().is_some(),
             no_transform: lists_token(named("cache-control"), b"no-transform"),
         };
@@ -122,7 +126,7 @@ impl Negotiated {
         edits.remove(b"content-length");
         edits.remove(b"accept-ranges");
         edits.add(b"Content-Encoding", coding.token().as_bytes());
-        if let Some(etag) = named("etag").next() {
+        if let Some(etag) = named("etag").next().filter(|_| !transformed) {
             edits.remove(b"etag");
             if etag.starts_with(b"W/") {
                 edits.add(b"ETag", etag);
@@ -311,6 +315,75 @@ impl ClientConn {
             )
             .await;
         ctx.encoders().give(stage.0);
+        result
+    }
+
+    /// Writes a response whose body the route's `transform` rewrites (`plan`), then
+    /// compressed with `coding` when the request negotiated one: the stages in their fixed
+    /// order. Not stored by the cache (see docs/caching.md).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn relay_transformed(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        exchange: Exchange<'_>,
+        head: &RequestHead,
+        edits: &HeadEdits,
+        plan: BodyPlan,
+        coding: Option<Coding>,
+    ) -> Result<Next, ProxyError> {
+        let mut transform = TransformBody::new(plan)?;
+        let mut compressing = match coding {
+            Some(coding) => {
+                let level = self
+                    .stages
+                    .compress
+                    .as_ref()
+                    .map_or(coding.default_level(), |n| n.policy.level(coding));
+                let encoder = ctx
+                    .encoders()
+                    .take(coding, level)
+                    .map_err(|e| ProxyError::UpstreamIo(std::io::Error::other(e)))?;
+                Some(Compressing(encoder))
+            }
+            None => None,
+        };
+        let result = match &mut compressing {
+            Some(second) => {
+                let mut both = Then {
+                    first: &mut transform,
+                    second,
+                    between: Vec::new(),
+                };
+                self.relay_rewriting(
+                    ctx,
+                    snapshot,
+                    exchange,
+                    head,
+                    edits,
+                    &mut both,
+                    false,
+                    &mut Unobserved,
+                )
+                .await
+            }
+            None => {
+                self.relay_rewriting(
+                    ctx,
+                    snapshot,
+                    exchange,
+                    head,
+                    edits,
+                    &mut transform,
+                    false,
+                    &mut Unobserved,
+                )
+                .await
+            }
+        };
+        if let Some(compressing) = compressing {
+            ctx.encoders().give(compressing.0);
+        }
         result
     }
 

@@ -208,6 +208,8 @@ pub(super) struct ClientConn {
     pub(super) duplex: Option<std::rc::Rc<super::duplex::Duplex>>,
     /// The current request is gRPC-Web to an h2/h2c group (`proxy::grpc_web`).
     pub(super) grpc_web: Option<super::grpc_web::GrpcWeb>,
+    /// The upstream head edits of the route's `transform` policy (`proxy::transform`).
+    pub(super) transform: super::transform::RequestEdits,
 }
 
 /// The limits a request body is held to: its route's size cap and the server's minimum rate.
@@ -279,6 +281,7 @@ impl ClientConn {
             cache: super::cached::CacheRequest::default(),
             duplex: None,
             grpc_web: None,
+            transform: super::transform::RequestEdits::default(),
         }
     }
 
@@ -316,6 +319,7 @@ impl ClientConn {
         self.errors = snapshot.server.errors;
         self.stages.clear();
         self.cache.clear();
+        self.transform.clear();
         self.body.reset();
         self.failed_calls.clear();
         self.upgrading = None;
@@ -492,6 +496,13 @@ impl ClientConn {
             }
             if let Some(compress) = route.policies.compress() {
                 let applied = self.apply_compress(ctx, snapshot, route, compress, head);
+                if let Some(next) = applied.await? {
+                    return Ok(next);
+                }
+            }
+            if let Some(transform) = route.policies.transform() {
+                // Boxed: only a transform route pays for this step's future.
+                let applied = Box::pin(self.apply_transform(ctx, snapshot, route, transform, head));
                 if let Some(next) = applied.await? {
                     return Ok(next);
                 }

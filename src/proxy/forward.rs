@@ -306,7 +306,7 @@ impl ClientConn {
                 .hidden_credential(&self.identity)
                 .and_then(|c| c.header),
             policy_fields: self.identity.upstream_fields(),
-            edits: (!self.cache.request_edits.is_empty()).then_some(&self.cache.request_edits),
+            edits: self.transform.with(&self.cache.request_edits),
             upgrade: self.upgrading.as_deref().map(|u| u.protocol()),
         };
         let body = if self.body.is_held() {

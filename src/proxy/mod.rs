@@ -9,6 +9,8 @@
 //!           ─▶ authorization ─▶ validate ─▶ rate_limit): 401/403/429 answered here
 //!        ─▶ compress (`compress`): a coded request body decoded (413/415/400 answered here),
 //!           the response's coding negotiated from Accept-Encoding
+//!        ─▶ transform (`transform`): request headers and query edited, a JSON body read
+//!           and reshaped (413/415/400 answered here), the response's transform prepared
 //!        ─▶ respond route: answer from the snapshot
 //!        ─▶ compose route: read body if a call sends it ─▶ calls (graph order, each through
 //!                         `call`) ─▶ assemble (`crate::compose`) ─▶ one write, known length
@@ -32,6 +34,9 @@
 //! - `cors`: the CORS step (a route's `cors` policy) before the other policies;
 //! - `compress`: the compression step (a route's `compress` policy) after them: request
 //!   bodies decoded, responses compressed through the rewriting relay of `stages`;
+//! - `transform`: the transform step (a route's `transform` policy) after `compress`:
+//!   request headers, query and JSON body edited; the response's headers and JSON body
+//!   through the stages' head edits and rewriting relay;
 //! - `answer`: the gateway's own answers (`respond` routes, errors, lingering close);
 //! - `forward`: the upstream exchange, with `body` streaming bodies through bounded buffers,
 //!   and `duplex` relaying an h2 client's body to an h2 upstream while the response streams;
@@ -85,6 +90,7 @@ mod secure;
 mod stages;
 mod trace;
 mod traffic;
+mod transform;
 mod upgrade;
 
 pub use connection::serve_connection;

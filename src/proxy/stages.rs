@@ -103,6 +103,9 @@ pub(super) struct ResponseStages {
     pub(super) compress: Option<super::compress::Negotiated>,
     /// A whole compressed body (see `proxy::compress`), kept for the connection's next one.
     pub(super) compressed: Vec<u8>,
+    /// The route's `transform` policy, prepared while the request was in hand (see
+    /// `proxy::transform`).
+    pub(super) transform: Option<Box<super::transform::Prepared>>,
 }
 
 impl ResponseStages {
@@ -113,6 +116,7 @@ impl ResponseStages {
             self.edits.clear();
             self.vary_line = 0;
             self.compress = None;
+            self.transform = None;
         }
     }
 
@@ -174,7 +178,7 @@ pub(crate) async fn relay_rewritten<S, D, R, O>(
 where
     S: AsyncReadRent,
     D: AsyncWriteRent,
-    R: Rewrite,
+    R: Rewrite + ?Sized,
     O: BodyObserver,
 {
     let mut out = Sender {
@@ -211,7 +215,7 @@ async fn rewrite_body<S, D, R, O>(
 where
     S: AsyncReadRent,
     D: AsyncWriteRent,
-    R: Rewrite,
+    R: Rewrite + ?Sized,
     O: BodyObserver,
 {
     let opts = out.opts;
@@ -596,14 +600,26 @@ impl super::connection::ClientConn {
                 .relay_grpc_web(ctx, snapshot, exchange, head, web)
                 .await;
         }
-        // The compressor's edits (`Vary`, `Content-Encoding`, a weak `ETag`) are planned first,
-        // so that a stored head is the head the client gets.
+        // The transform's edits come first (its header operations; a body it rewrites loses
+        // its length, validators and coding), then the compressor's (`Vary`,
+        // `Content-Encoding`, a weak `ETag`), so that a stored head is the head the client
+        // gets.
+        let transform = match &self.stages.transform {
+            Some(prepared) => prepared.plan(
+                conn.buf.data(),
+                &self.headers,
+                &response,
+                &mut self.stages.edits,
+            )?,
+            None => None,
+        };
         let plan = match &self.stages.compress {
             Some(negotiated) => negotiated.plan(
                 conn.buf.data(),
                 &self.headers,
                 &response,
                 &mut self.stages.edits,
+                transform.is_some(),
             ),
             None => super::compress::Plan::Untouched,
         };
@@ -624,6 +640,29 @@ impl super::connection::ClientConn {
             }
         };
         let edits = std::mem::take(&mut self.stages.edits);
+        // A transformed body is not stored: an entry would hold what this request's
+        // transform made of it (see docs/caching.md). The client gets it rewritten (and
+        // compressed after, if the route compresses); the next request fetches again.
+        if let Some(plan_body) = transform {
+            let exchange = Exchange {
+                conn,
+                upstream,
+                response,
+            };
+            let result = self
+                .relay_transformed(
+                    ctx,
+                    snapshot,
+                    exchange,
+                    head,
+                    &edits,
+                    plan_body,
+                    plan.coding(),
+                )
+                .await;
+            self.stages.edits = edits;
+            return result;
+        }
         let result = match (plan.coding(), store) {
             // A compressed answer is stored as its coding's variant: the compressed bytes
             // with their own length, under the head the client got.

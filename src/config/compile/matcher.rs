@@ -121,6 +121,6 @@ pub(in crate::config) fn is_token(s: &str) -> bool {
 }
 
 /// Whether `s` holds a control character other than tab (never valid in a header value).
-pub(super) fn has_control(s: &str) -> bool {
+pub(in crate::config) fn has_control(s: &str) -> bool {
     s.chars().any(|c| c.is_control() && c != '\t')
 }

@@ -16,6 +16,7 @@ mod introspect;
 mod ip_filter;
 mod jwt;
 mod rate_limit;
+mod transform;
 mod validate;
 
 pub(super) use rate_limit::redis;
@@ -45,6 +46,7 @@ const KINDS: &[&str] = &[
     "authz",
     "rate_limit",
     "validate",
+    "transform",
 ];
 /// `consumer_header` when absent.
 pub const DEFAULT_CONSUMER_HEADER: &str = "X-Consumer";
@@ -190,6 +192,7 @@ fn compile_one(
         "authz" => authz::KEYS,
         "rate_limit" => rate_limit::KEYS,
         "validate" => validate::KEYS,
+        "transform" => transform::KEYS,
         other => {
             let message = format!("unknown policy kind `{other}`; known: {}", KINDS.join(", "));
             cx.problem(format!("{key}.kind"), Some(raw.kind.span()), message);
@@ -227,6 +230,7 @@ fn compile_one(
         "introspect" => introspect::compile(&mut k).map(Stage::Introspect),
         "authz" => authz::compile(&mut k).map(Stage::Authz),
         "validate" => validate::compile(&mut k).map(Stage::Validate),
+        "transform" => transform::compile(&mut k).map(Stage::Transform),
         "rate_limit" => {
             let (redis, slot) = rate_limit;
             rate_limit::compile(k.cx, key, name, raw, redis, slot).map(Stage::RateLimit)
@@ -292,6 +296,14 @@ impl PolicyTable {
             .filter(|s| matches!(s, Stage::Compress(_)));
         if compress.count() > 1 {
             let message = "a route takes at most one `compress` policy".to_string();
+            cx.problem(key.to_string(), list.map(|l| l.span()), message);
+        }
+        let transforms = chain
+            .stages()
+            .iter()
+            .filter(|s| matches!(s, Stage::Transform(_)));
+        if transforms.count() > 1 {
+            let message = "a route takes at most one `transform` policy".to_string();
             cx.problem(key.to_string(), list.map(|l| l.span()), message);
         }
         let authorizes = chain.stages().iter().any(|s| matches!(s, Stage::Authz(_)));
