@@ -75,8 +75,11 @@ request   s7 1,000 keep-alive connections   s8 RSS with idle keep-alive connecti
 s9 HTTPS small GET keep-alive   s10 HTTPS new connection (full handshake) per request
 (HTTPS: same self-signed ECDSA P-256 certificate, made with openssl at run time, TLS 1.3 with
 TLS_AES_128_GCM_SHA256 only, on every contender)   s11 composite: ringgate answers GET /compose
-with 3 concurrent calls (2 KiB JSON each) merged into one, nginx and HAProxy with 1 proxied call
-(closed loop)   s12 the same at 50% of the lowest s11 maximum (open loop, oha)   s13 WebSocket
+with 3 concurrent calls (2 KiB JSON each) merged into one, nginx and HAProxy with 1 proxied call,
+and a 4th contender, nginx-ssi (a second nginx), with the same 3 calls as SSI subrequests
+(closed loop)   s12 the same at 50% of the lowest s11 maximum (open loop, oha); ringgate is
+restarted before it and its admin API's /metrics gives the slowest required call's p99, which
+the goal compares with the client's p99   s13 WebSocket
 echo: 32-byte messages over $WS_CONNS connections through each contender's tunnel
 (loadtest/wsbench.rs)   s14 cache hits: GET /cacheable (max-age=600) from ringgate's cache,
 Nginx's proxy_cache (tmpfs) and HAProxy's cache (RAM)   s15 gzip of a 16 KiB JSON answer on
@@ -360,8 +363,9 @@ trap 'exit 143' TERM
 LT() { python3 "$LIB/lt.py" "$@"; }
 
 # Ports: free loopback ports picked by the kernel (plain and HTTPS for each contender).
-read -r BACKEND_PORT A_PORT B_PORT A_TLS_PORT B_TLS_PORT WS_PORT H_PORT H_TLS_PORT _ \
-    <<<"$(LT freeport 9)"
+# B_ADMIN_PORT: ringgate's admin listener (s12 scrapes /metrics); S_*: nginx-ssi (s11/s12).
+read -r BACKEND_PORT A_PORT B_PORT A_TLS_PORT B_TLS_PORT WS_PORT H_PORT H_TLS_PORT B_ADMIN_PORT \
+    S_PORT S_TLS_PORT _ <<<"$(LT freeport 12)"
 
 # HTTPS scenarios: one self-signed ECDSA P-256 certificate for every contender, made now.
 CERT="$WORK/tls.pem"
@@ -394,6 +398,13 @@ render_nginx_proxy() {  # name port tls_port
         "CACHE_DIR=$CACHE_DIR"
 }
 render_nginx_proxy nginx "$A_PORT" "$A_TLS_PORT"
+# s11/s12's second Nginx baseline: the same template in a process of its own, measured on
+# /compose-ssi (3 parallel SSI subrequests, the composite's 3 backend calls).
+EXTRA=()
+if selected s11 || selected s12; then
+    EXTRA=(nginx-ssi)
+    render_nginx_proxy nginx-ssi "$S_PORT" "$S_TLS_PORT"
+fi
 # HAProxy: maxconn 16384 like nginx's worker_connections, or more if s8 opens more idle
 # connections. It must stay well above s7's 1,000 connections: HAProxy stops keeping idle
 # server connections once a quarter of its descriptor budget (2 x maxconn) is in use
@@ -415,7 +426,7 @@ else
     LT render "$HERE/ringgate.toml.tmpl" "$WORK/ringgate.toml" \
         "ADDR=127.0.0.1:$B_PORT" "WORKERS=$WORKERS" "UPSTREAM=127.0.0.1:$BACKEND_PORT" \
         "TLS_ADDR=127.0.0.1:$B_TLS_PORT" "CERT=$CERT" "KEY=$KEY" \
-        "WS_UPSTREAM=127.0.0.1:$WS_PORT"
+        "WS_UPSTREAM=127.0.0.1:$WS_PORT" "ADMIN_ADDR=127.0.0.1:$B_ADMIN_PORT"
 fi
 
 # start NAME CPUSET CMD...: start in the background, pinned, and wait until it accepts on
@@ -425,6 +436,7 @@ PORT_OF[backend]=$BACKEND_PORT
 PORT_OF[nginx]=$A_PORT
 PORT_OF[haproxy]=$H_PORT
 PORT_OF[$B_NAME]=$B_PORT
+PORT_OF[nginx-ssi]=$S_PORT
 TLS_PORT_OF[nginx]=$A_TLS_PORT
 TLS_PORT_OF[haproxy]=$H_TLS_PORT
 TLS_PORT_OF[$B_NAME]=$B_TLS_PORT
@@ -478,7 +490,16 @@ fi
 # The last contender is the subject (ringgate, or its stand-in); the report gives its ratio to
 # each of the others.
 CONTENDERS=(nginx haproxy "$B_NAME")
-for c in "${CONTENDERS[@]}"; do start_contender "$c" || die "$c did not start"; done
+for c in "${CONTENDERS[@]}" "${EXTRA[@]}"; do start_contender "$c" || die "$c did not start"; done
+
+# Who is measured in scenario S, in order: the three contenders, and in s11/s12 nginx-ssi
+# after nginx. The subject (ringgate) stays last.
+contenders_of() {  # S
+    case "$1" in
+        s11|s12) ((${#EXTRA[@]})) && { echo nginx "${EXTRA[@]}" haproxy "$B_NAME"; return; } ;;
+    esac
+    echo "${CONTENDERS[@]}"
+}
 
 # ------------------------------------------------------------------------------ sanity checks
 
@@ -523,8 +544,25 @@ sanity_features() {  # name
             "$(stat -c %s "$WORK/data/json/big")" >"$WORK/raw/gzsize.$1.json"
     fi
 }
+# s11/s12: /compose must answer 200 with a JSON object: ringgate and nginx-ssi the three
+# parts under "a", "b", "c" (ringgate's "c" shaped: "name" renamed "title"), nginx and HAProxy
+# the one part /json/a.
+sanity_compose() {  # name
+    local path=/compose keys
+    case "$1" in
+        nginx-ssi) path=/compose-ssi; keys="a b c a.id c.name" ;;
+        "$B_NAME") keys="a b c a.id c.title"; ((STANDIN)) && keys="id name items" ;;
+        *) keys="id name items" ;;
+    esac
+    # shellcheck disable=SC2086  # keys is a word list
+    LT check-json "http://127.0.0.1:${PORT_OF[$1]}$path" $keys 2>>"$NOTES" \
+        || note "$1: GET $path did not answer 200 with the expected JSON (keys: $keys)"
+}
 for c in backend "${CONTENDERS[@]}"; do sanity "$c"; done
 for c in "${CONTENDERS[@]}"; do sanity_features "$c"; done
+if selected s11 || selected s12; then
+    for c in "${CONTENDERS[@]}" "${EXTRA[@]}"; do sanity_compose "$c"; done
+fi
 
 # ------------------------------------------------------------------------------ metadata
 
@@ -577,6 +615,7 @@ versions() {
     echo "backend_workers=$BACKEND_WORKERS"
     echo "load_threads=$LOAD_THREADS"
     echo "contenders=$(join "${CONTENDERS[@]}")"
+    echo "extra_contenders=$(join "${EXTRA[@]}")"
     echo "scenarios=$(join "${SELECTED[@]}")"
     echo "nofile=$NOFILE"
     echo "busy_before=$BUSY_BEFORE"
@@ -618,6 +657,16 @@ measure() {
     local s=$1 c=$2 kind=$3
     shift 3
     local base="$WORK/raw/$s.$c"
+    # s12: the gateway's own quantiles are exact since start, so ringgate starts afresh
+    # right before s12's warm-up (not s11's saturation in them), and warms up on
+    # /compose-warmup, a twin composite with the same calls: composite "three" then counts the
+    # measured window only. Its figures are read from the admin API after the window.
+    local scrape=0 warm_path=$2
+    if [[ $s == s12 && $c == ringgate ]] && ((!STANDIN)); then
+        scrape=1
+        warm_path=/compose-warmup
+        restart_contender "$c" || note "ringgate could not be restarted before s12"
+    fi
     if ! alive "$c"; then
         note "$c was not running before $s; restarting it"
         start_contender "$c" || { note "$c could not be restarted; $s/$c skipped"; return 0; }
@@ -627,12 +676,12 @@ measure() {
             wrk) wrk_run "$c" "$WARMUP" "$1" "$2" "$base.warmup" "${@:3}" || true ;;
             wrk-tls) WRK_BASE="https://127.0.0.1:${TLS_PORT_OF[$c]}" \
                 wrk_run "$c" "$WARMUP" "$1" "$2" "$base.warmup" "${@:3}" || true ;;
-            oha) oha_run "$c" "$WARMUP" "$1" "$2" "$3" "$base.warmup" || true ;;
+            oha) oha_run "$c" "$WARMUP" "$1" "$warm_path" "$3" "$base.warmup" || true ;;
             ws) ws_run "$c" "$WARMUP" "$1" "$2" "$base.warmup" || true ;;
         esac
     fi
     local others=() o
-    for o in "${CONTENDERS[@]}"; do [[ $o == "$c" ]] || others+=("${PID_OF[$o]}"); done
+    for o in "${CONTENDERS[@]}" "${EXTRA[@]}"; do [[ $o == "$c" ]] || others+=("${PID_OF[$o]}"); done
     snap "$c" >"$base.before.json"
     LT snap "${others[@]}" >"$base.others.before.json"
     local rc=0
@@ -647,6 +696,12 @@ measure() {
     LT snap "${others[@]}" >"$base.others.after.json"
     echo "$rc" >"$base.rc"
     ((rc == 0)) || note "$s/$c: the load generator exited with status $rc"
+    if ((scrape)); then
+        # Workers hand their figures to the control thread every metrics.merge_interval (1 s).
+        sleep 1.5
+        curl -s --max-time 5 -o "$base.metrics" "http://127.0.0.1:$B_ADMIN_PORT/metrics" \
+            || note "$s/$c: GET /metrics on the admin listener failed"
+    fi
     if ! alive "$c"; then
         note "$c DIED during $s (see its log excerpt in the results)"
     fi
@@ -658,9 +713,13 @@ scenario() {  # ID KIND ARGS... (runs every contender, back to back)
     shift
     selected "$s" || return 0
     local c
-    for c in "${CONTENDERS[@]}"; do
+    for c in $(contenders_of "$s"); do
         log "$s: $c"
-        measure "$s" "$c" "$@"
+        if [[ $c == nginx-ssi ]]; then  # the same scenario on its own path (ARGS: CONNS PATH ...)
+            measure "$s" "$c" "$1" "$2" "${3}-ssi" "${@:4}"
+        else
+            measure "$s" "$c" "$@"
+        fi
     done
 }
 
@@ -678,7 +737,8 @@ scenario s6 wrk "$CONNS" /small LT_CLOSE=1
 scenario s7 wrk 1000 /small
 scenario s11 wrk "$CONNS" /compose
 if selected s12; then
-    COMPOSE_RATE=$(python3 "$HERE/report.py" rate "$WORK/raw" s11 0.5 "${CONTENDERS[@]}")
+    # shellcheck disable=SC2046  # contenders_of prints a word list
+    COMPOSE_RATE=$(python3 "$HERE/report.py" rate "$WORK/raw" s11 0.5 $(contenders_of s11))
     echo "compose_rate=$COMPOSE_RATE" >>"$WORK/raw/meta.env"
     log "s12: fixed rate $COMPOSE_RATE req/s (50% of the lowest s11 maximum)"
     scenario s12 oha "$CONNS" /compose "$COMPOSE_RATE"
@@ -705,7 +765,7 @@ fi
 # ------------------------------------------------------------------------------ report
 
 # Error lines from the contenders' logs go into the report.
-for c in backend "${CONTENDERS[@]}"; do
+for c in backend "${CONTENDERS[@]}" "${EXTRA[@]}"; do
     cat "$WORK/logs/$c.err" "$WORK/logs/$c-error.log" 2>/dev/null \
         | grep -Eiv '^\s*$' | head -n 400 >"$WORK/raw/log.$c.txt" || true
 done

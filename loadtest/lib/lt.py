@@ -13,6 +13,8 @@ Subcommands:
                                      PID (+descendants) before/after as JSON
   check-post PORT                    pipeline a 4 KiB POST and a GET on one connection and
                                      verify both answers arrive (the body was fully consumed)
+  check-json URL KEY...              GET URL must answer 200 with a JSON object holding every
+                                     dotted KEY (s11/s12's sanity check)
   json-part NAME BYTES               print a JSON object of about BYTES bytes (a composite's
                                      part in s11/s12): id, name, and a list of items
 """
@@ -312,6 +314,30 @@ def cmd_check_post(args):
     asyncio.run(main())
 
 
+def cmd_check_json(args):
+    """GET URL must answer 200 with a JSON object that has every dotted KEY (a.b: key b of
+    the object under a)."""
+    import urllib.request
+    url, keys = args[0], args[1:]
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            status, body = resp.status, resp.read()
+    except Exception as e:  # noqa: BLE001 (any failure is the finding)
+        sys.exit(f"GET {url}: {e}")
+    if status != 200:
+        sys.exit(f"GET {url} answered {status}")
+    try:
+        doc = json.loads(body)
+    except ValueError as e:
+        sys.exit(f"GET {url}: not JSON ({e}): {body[:80]!r}")
+    for key in keys:
+        node = doc
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                sys.exit(f"GET {url}: no {key!r} in the JSON answer")
+            node = node[part]
+
+
 COMMANDS = {
     "render": cmd_render,
     "freeport": cmd_freeport,
@@ -321,6 +347,7 @@ COMMANDS = {
     "idle": cmd_idle,
     "check-post": cmd_check_post,
     "json-part": cmd_json_part,
+    "check-json": cmd_check_json,
 }
 
 if __name__ == "__main__":
