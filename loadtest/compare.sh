@@ -35,6 +35,8 @@ WARMUP=2             # seconds of the same load, discarded, before each measurem
 IDLE_CONNS=10000     # idle keep-alive connections for the RSS scenario
 CONNS=64             # connections for the closed-loop scenarios
 WS_CONNS=64          # WebSocket connections in s13 (one client thread each)
+H2_CLIENTS=16        # s16/s17: h2load connections (HTTP/2 over TLS) ...
+H2_STREAMS=32        # ... and concurrent streams on each (-m): 512 requests in flight
 QUICK=0
 BUFFERING=on         # nginx proxy_buffering
 STANDIN=0            # 1: ringgate's slot holds a second nginx proxy (validates the harness)
@@ -55,7 +57,9 @@ usage: loadtest/compare.sh [options]
   --quick             smoke run: 2 s per measurement, 1 s warm-up, 2000 idle connections
   --connections N     connections for the closed-loop scenarios (default $CONNS)
   --idle-conns N      idle keep-alive connections for the RSS scenario (default $IDLE_CONNS)
-  --scenarios LIST    comma-separated subset of s1..s15 (default all)
+  --h2-clients N      HTTP/2 connections in s16/s17 (h2load -c, default $H2_CLIENTS)
+  --h2-streams N      concurrent streams per HTTP/2 connection (h2load -m, default $H2_STREAMS)
+  --scenarios LIST    comma-separated subset of s1..s16 (default all)
   --nginx-buffering on|off   nginx proxy_buffering (default on, nginx's default)
   --ringgate-bin PATH use this ringgate binary, skip 'cargo build --release'
   --wsbench-bin PATH  use this build of loadtest/wsbench.rs (s13) instead of building it
@@ -84,6 +88,9 @@ echo: 32-byte messages over $WS_CONNS connections through each contender's tunne
 (loadtest/wsbench.rs)   s14 cache hits: GET /cacheable (max-age=600) from ringgate's cache,
 Nginx's proxy_cache (tmpfs) and HAProxy's cache (RAM)   s15 gzip of a 16 KiB JSON answer on
 every request (ringgate and Nginx: level 6; HAProxy: its build's compressor, libslz on Debian)
+s16 HTTP/2 over TLS (ALPN h2, the s9 certificate and suite): 13-byte GET /small with h2load,
+$H2_CLIENTS connections x $H2_STREAMS concurrent streams, closed loop, each contender forwarding
+over HTTP/1.1 to the same backend; p99 from h2load's per-request log
 EOF
 }
 
@@ -95,6 +102,8 @@ while (($#)); do
         --quick) QUICK=1; shift ;;
         --connections) CONNS=$2; shift 2 ;;
         --idle-conns) IDLE_CONNS=$2; shift 2 ;;
+        --h2-clients) H2_CLIENTS=$2; shift 2 ;;
+        --h2-streams) H2_STREAMS=$2; shift 2 ;;
         --scenarios) SCENARIOS=$2; shift 2 ;;
         --nginx-buffering) BUFFERING=$2; shift 2 ;;
         --ringgate-bin) RINGGATE_BIN=$2; shift 2 ;;
@@ -120,7 +129,7 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-for v in WORKERS DURATION WARMUP IDLE_CONNS CONNS; do
+for v in WORKERS DURATION WARMUP IDLE_CONNS CONNS H2_CLIENTS H2_STREAMS; do
     is_uint "${!v}" || die "--${v,,} must be a whole number (got '${!v}')"
 done
 ((WORKERS >= 1)) || die "--workers must be at least 1"
@@ -128,7 +137,7 @@ done
 [[ $BUFFERING == on || $BUFFERING == off ]] || die "--nginx-buffering is on or off"
 
 # Scenario selection; s2's rate comes from s1 (s12's from s11), so s2 pulls s1 in (s12 s11).
-ALL_SCENARIOS=(s1 s2 s3 s4 s5 s6 s7 s8 s9 s10 s11 s12 s13 s14 s15)
+ALL_SCENARIOS=(s1 s2 s3 s4 s5 s6 s7 s8 s9 s10 s11 s12 s13 s14 s15 s16)
 if [[ $SCENARIOS == all ]]; then
     SELECTED=("${ALL_SCENARIOS[@]}")
 else
@@ -182,6 +191,7 @@ install_deps() {
     have nginx || [[ -x /usr/sbin/nginx ]] || pkgs+=(nginx)
     have haproxy || [[ -x /usr/sbin/haproxy ]] || pkgs+=(haproxy)
     have wrk || pkgs+=(wrk)
+    have h2load || pkgs+=(nghttp2-client)   # s16: HTTP/2 load
     have taskset || pkgs+=(util-linux)
     have python3 || pkgs+=(python3)
     have curl || pkgs+=(curl)
@@ -363,9 +373,10 @@ trap 'exit 143' TERM
 LT() { python3 "$LIB/lt.py" "$@"; }
 
 # Ports: free loopback ports picked by the kernel (plain and HTTPS for each contender).
-# B_ADMIN_PORT: ringgate's admin listener (s12 scrapes /metrics); S_*: nginx-ssi (s11/s12).
+# B_ADMIN_PORT: ringgate's admin listener (s12 scrapes /metrics); S_*: nginx-ssi (s11/s12);
+# *_H2_PORT: HTTP/2 over TLS (s16).
 read -r BACKEND_PORT A_PORT B_PORT A_TLS_PORT B_TLS_PORT WS_PORT H_PORT H_TLS_PORT B_ADMIN_PORT \
-    S_PORT S_TLS_PORT _ <<<"$(LT freeport 12)"
+    S_PORT S_TLS_PORT A_H2_PORT B_H2_PORT H_H2_PORT S_H2_PORT _ <<<"$(LT freeport 16)"
 
 # HTTPS scenarios: one self-signed ECDSA P-256 certificate for every contender, made now.
 CERT="$WORK/tls.pem"
@@ -390,20 +401,20 @@ LT render "$HERE/nginx/backend.conf.tmpl" "$WORK/backend.conf" \
     "USER_LINE=$USER_LINE" "WORKERS=$BACKEND_WORKERS" "PREFIX=$WORK" \
     "ADDR=127.0.0.1:$BACKEND_PORT" "DATA=$WORK/data"
 
-render_nginx_proxy() {  # name port tls_port
+render_nginx_proxy() {  # name port tls_port h2_port
     LT render "$HERE/nginx/proxy.conf.tmpl" "$WORK/$1.conf" \
         "USER_LINE=$USER_LINE" "WORKERS=$WORKERS" "PREFIX=$WORK" "NAME=$1" \
         "ADDR=127.0.0.1:$2" "UPSTREAM=127.0.0.1:$BACKEND_PORT" "BUFFERING=$BUFFERING" \
-        "TLS_ADDR=127.0.0.1:$3" "CERT=$CERT" "KEY=$KEY" "WS_UPSTREAM=127.0.0.1:$WS_PORT" \
+        "TLS_ADDR=127.0.0.1:$3" "H2_ADDR=127.0.0.1:$4" "CERT=$CERT" "KEY=$KEY" "WS_UPSTREAM=127.0.0.1:$WS_PORT" \
         "CACHE_DIR=$CACHE_DIR"
 }
-render_nginx_proxy nginx "$A_PORT" "$A_TLS_PORT"
+render_nginx_proxy nginx "$A_PORT" "$A_TLS_PORT" "$A_H2_PORT"
 # s11/s12's second Nginx baseline: the same template in a process of its own, measured on
 # /compose-ssi (3 parallel SSI subrequests, the composite's 3 backend calls).
 EXTRA=()
 if selected s11 || selected s12; then
     EXTRA=(nginx-ssi)
-    render_nginx_proxy nginx-ssi "$S_PORT" "$S_TLS_PORT"
+    render_nginx_proxy nginx-ssi "$S_PORT" "$S_TLS_PORT" "$S_H2_PORT"
 fi
 # HAProxy: maxconn 16384 like nginx's worker_connections, or more if s8 opens more idle
 # connections. It must stay well above s7's 1,000 connections: HAProxy stops keeping idle
@@ -415,23 +426,23 @@ fi
 HAPROXY_MAXCONN=$((IDLE_CONNS + 2000 > 16384 ? IDLE_CONNS + 2000 : 16384))
 LT render "$HERE/haproxy/proxy.cfg.tmpl" "$WORK/haproxy.cfg" \
     "WORKERS=$WORKERS" "IDLE_CONNS=$IDLE_CONNS" "MAXCONN=$HAPROXY_MAXCONN" "NOFILE=$NOFILE" \
-    "ADDR=127.0.0.1:$H_PORT" "TLS_ADDR=127.0.0.1:$H_TLS_PORT" "PEM=$PEM" \
+    "ADDR=127.0.0.1:$H_PORT" "TLS_ADDR=127.0.0.1:$H_TLS_PORT" "H2_ADDR=127.0.0.1:$H_H2_PORT" "PEM=$PEM" \
     "UPSTREAM=127.0.0.1:$BACKEND_PORT" "WS_UPSTREAM=127.0.0.1:$WS_PORT" \
     "COMPRESSOR=$HAPROXY_COMPRESSOR"
 "$HAPROXY" -c -q -f "$WORK/haproxy.cfg" >"$WORK/logs/haproxy-check.txt" 2>&1 \
     || { cat "$WORK/logs/haproxy-check.txt" >&2; die "HAProxy refused $WORK/haproxy.cfg"; }
 if ((STANDIN)); then
-    render_nginx_proxy "$B_NAME" "$B_PORT" "$B_TLS_PORT"
+    render_nginx_proxy "$B_NAME" "$B_PORT" "$B_TLS_PORT" "$B_H2_PORT"
 else
     LT render "$HERE/ringgate.toml.tmpl" "$WORK/ringgate.toml" \
         "ADDR=127.0.0.1:$B_PORT" "WORKERS=$WORKERS" "UPSTREAM=127.0.0.1:$BACKEND_PORT" \
-        "TLS_ADDR=127.0.0.1:$B_TLS_PORT" "CERT=$CERT" "KEY=$KEY" \
+        "TLS_ADDR=127.0.0.1:$B_TLS_PORT" "H2_ADDR=127.0.0.1:$B_H2_PORT" "CERT=$CERT" "KEY=$KEY" \
         "WS_UPSTREAM=127.0.0.1:$WS_PORT" "ADMIN_ADDR=127.0.0.1:$B_ADMIN_PORT"
 fi
 
 # start NAME CPUSET CMD...: start in the background, pinned, and wait until it accepts on
 # PORT_OF[NAME]. Returns non-zero (after showing its log) if it does not come up.
-declare -A PID_OF PORT_OF TLS_PORT_OF
+declare -A PID_OF PORT_OF TLS_PORT_OF H2_PORT_OF
 PORT_OF[backend]=$BACKEND_PORT
 PORT_OF[nginx]=$A_PORT
 PORT_OF[haproxy]=$H_PORT
@@ -440,6 +451,9 @@ PORT_OF[nginx-ssi]=$S_PORT
 TLS_PORT_OF[nginx]=$A_TLS_PORT
 TLS_PORT_OF[haproxy]=$H_TLS_PORT
 TLS_PORT_OF[$B_NAME]=$B_TLS_PORT
+H2_PORT_OF[nginx]=$A_H2_PORT
+H2_PORT_OF[haproxy]=$H_H2_PORT
+H2_PORT_OF[$B_NAME]=$B_H2_PORT
 start() {
     local name=$1 cpus=$2
     shift 2
@@ -518,6 +532,11 @@ sanity() {  # name
     size=$(curl -s -o /dev/null -w '%{http_code}:%{size_download}' --max-time 5 --cacert "$CERT" \
         "https://localhost:${TLS_PORT_OF[$1]}/small" || echo "curl-failed")
     [[ $size == "200:13" ]] || note "$1: HTTPS GET /small answered '$size', expected 200:13"
+    [[ -n ${H2_PORT_OF[$1]:-} ]] || return 0
+    size=$(curl -s -o /dev/null -w '%{http_version}:%{http_code}:%{size_download}' --max-time 5 \
+        --http2 --cacert "$CERT" "https://localhost:${H2_PORT_OF[$1]}/small" || echo "curl-failed")
+    [[ $size == "2:200:13" ]] \
+        || note "$1: GET /small over HTTP/2 (ALPN h2) answered '$size', expected 2:200:13"
 }
 
 # The feature scenarios, per contender: s14's second GET /cacheable must be a hit (nginx and
@@ -586,6 +605,7 @@ versions() {
     { "$HAPROXY" -v 2>&1 || true; } | head -n1 | cut -d' ' -f1-3
     { wrk --version 2>&1 || true; } | head -n1 | cut -d' ' -f1-2
     { oha --version 2>&1 || true; } | head -n1
+    { h2load --version 2>&1 || true; } | head -n1
     if ((STANDIN)); then
         echo "ringgate: not run (--standin: a second nginx proxy in its slot)"
     else
@@ -604,6 +624,8 @@ versions() {
     echo "warmup=$WARMUP"
     echo "connections=$CONNS"
     echo "idle_conns=$IDLE_CONNS"
+    echo "h2_clients=$H2_CLIENTS"
+    echo "h2_streams=$H2_STREAMS"
     echo "quick=$QUICK"
     echo "standin=$STANDIN"
     echo "buffering=$BUFFERING"
@@ -650,6 +672,22 @@ oha_run() {
         -q "$rate" --latency-correction "http://127.0.0.1:${PORT_OF[$c]}$path" >"$out" 2>"$out.err"
 }
 
+# h2load_run CONTENDER SECONDS CLIENTS STREAMS PATH OUTFILE [H2LOAD-ARGS...]: HTTP/2 over TLS
+# (ALPN h2) to the contender's h2 listener, closed loop. h2load prints no percentiles; its
+# per-request log (--log-file) gives them: OUTFILE gets one LTJSON line in lib/wrk.lua's shape.
+h2load_run() {
+    local c=$1 secs=$2 clients=$3 streams=$4 path=$5 out=$6
+    shift 6
+    local threads=$LOAD_THREADS rc=0
+    ((threads <= clients)) || threads=$clients
+    run_load taskset -c "$L_SET" h2load -t "$threads" -c "$clients" -m "$streams" -D "$secs" \
+        --log-file="$out.log" "$@" "https://127.0.0.1:${H2_PORT_OF[$c]}$path" >"$out.h2load" 2>&1 \
+        || rc=$?
+    LT h2load-summary "$out.h2load" "$out.log" >"$out" 2>>"$out.h2load" || { ((rc)) || rc=1; }
+    rm -f "$out.log"   # one line per request: tens of MB
+    return "$rc"
+}
+
 snap() { LT snap "${PID_OF[$1]}"; }
 
 # measure SCENARIO CONTENDER KIND ARGS...: warm up, snapshot, run, snapshot.
@@ -678,6 +716,7 @@ measure() {
                 wrk_run "$c" "$WARMUP" "$1" "$2" "$base.warmup" "${@:3}" || true ;;
             oha) oha_run "$c" "$WARMUP" "$1" "$warm_path" "$3" "$base.warmup" || true ;;
             ws) ws_run "$c" "$WARMUP" "$1" "$2" "$base.warmup" || true ;;
+            h2) h2load_run "$c" "$WARMUP" "$1" "$2" "$3" "$base.warmup" "${@:4}" || true ;;
         esac
     fi
     local others=() o
@@ -691,6 +730,7 @@ measure() {
             wrk_run "$c" "$DURATION" "$1" "$2" "$base.out" "${@:3}" || rc=$? ;;
         oha) oha_run "$c" "$DURATION" "$1" "$2" "$3" "$base.out" || rc=$? ;;
         ws) ws_run "$c" "$DURATION" "$1" "$2" "$base.out" || rc=$? ;;
+        h2) h2load_run "$c" "$DURATION" "$1" "$2" "$3" "$base.out" "${@:4}" || rc=$? ;;
     esac
     snap "$c" >"$base.after.json"
     LT snap "${others[@]}" >"$base.others.after.json"
@@ -748,6 +788,7 @@ scenario s14 wrk "$CONNS" /cacheable
 scenario s15 wrk "$CONNS" /gz LT_GZIP=1
 scenario s9 wrk-tls "$CONNS" /small
 scenario s10 wrk-tls "$CONNS" /small LT_CLOSE=1
+scenario s16 h2 "$H2_CLIENTS" "$H2_STREAMS" /small
 
 if selected s8; then
     for c in "${CONTENDERS[@]}"; do
