@@ -42,6 +42,7 @@ BUFFERING=on         # nginx proxy_buffering
 STANDIN=0            # 1: ringgate's slot holds a second nginx proxy (validates the harness)
 RINGGATE_BIN=""      # use this binary instead of building
 WSBENCH=""           # s13's WebSocket load tool; built from loadtest/wsbench.rs unless given
+GRPCECHO=""          # s17's gRPC echo backend; built from loadtest/grpcecho.rs unless given
 INSTALL=1
 OUT_DIR="$HERE/results"
 KEEP=0
@@ -59,10 +60,11 @@ usage: loadtest/compare.sh [options]
   --idle-conns N      idle keep-alive connections for the RSS scenario (default $IDLE_CONNS)
   --h2-clients N      HTTP/2 connections in s16/s17 (h2load -c, default $H2_CLIENTS)
   --h2-streams N      concurrent streams per HTTP/2 connection (h2load -m, default $H2_STREAMS)
-  --scenarios LIST    comma-separated subset of s1..s16 (default all)
+  --scenarios LIST    comma-separated subset of s1..s17 (default all)
   --nginx-buffering on|off   nginx proxy_buffering (default on, nginx's default)
   --ringgate-bin PATH use this ringgate binary, skip 'cargo build --release'
   --wsbench-bin PATH  use this build of loadtest/wsbench.rs (s13) instead of building it
+  --grpcecho-bin PATH use this build of loadtest/grpcecho.rs (s17) instead of building it
   --standin           run a second nginx proxy in ringgate's slot (harness self-test: its
                       ratios to nginx should be 1.00x; HAProxy still runs as usual)
   --no-install        do not install missing tools, fail instead
@@ -90,7 +92,11 @@ Nginx's proxy_cache (tmpfs) and HAProxy's cache (RAM)   s15 gzip of a 16 KiB JSO
 every request (ringgate and Nginx: level 6; HAProxy: its build's compressor, libslz on Debian)
 s16 HTTP/2 over TLS (ALPN h2, the s9 certificate and suite): 13-byte GET /small with h2load,
 $H2_CLIENTS connections x $H2_STREAMS concurrent streams, closed loop, each contender forwarding
-over HTTP/1.1 to the same backend; p99 from h2load's per-request log
+over HTTP/1.1 to the same backend; p99 from h2load's per-request log   s17 gRPC unary: h2load
+POSTs one fixed 71-byte gRPC message (content-type application/grpc, te: trailers) on the same
+HTTP/2 listeners, same shape as s16, to an h2c echo backend (loadtest/grpcecho.rs): Nginx
+grpc_pass, HAProxy server proto h2, ringgate a protocol = "h2c" group; the sanity checks verify
+grpc-status 0 and the echoed message with curl (h2load counts HTTP statuses only)
 EOF
 }
 
@@ -108,6 +114,7 @@ while (($#)); do
         --nginx-buffering) BUFFERING=$2; shift 2 ;;
         --ringgate-bin) RINGGATE_BIN=$2; shift 2 ;;
         --wsbench-bin) WSBENCH=$2; shift 2 ;;
+        --grpcecho-bin) GRPCECHO=$2; shift 2 ;;
         --standin) STANDIN=1; shift ;;
         --no-install) INSTALL=0; shift ;;
         --out) OUT_DIR=$2; shift 2 ;;
@@ -137,7 +144,7 @@ done
 [[ $BUFFERING == on || $BUFFERING == off ]] || die "--nginx-buffering is on or off"
 
 # Scenario selection; s2's rate comes from s1 (s12's from s11), so s2 pulls s1 in (s12 s11).
-ALL_SCENARIOS=(s1 s2 s3 s4 s5 s6 s7 s8 s9 s10 s11 s12 s13 s14 s15 s16)
+ALL_SCENARIOS=(s1 s2 s3 s4 s5 s6 s7 s8 s9 s10 s11 s12 s13 s14 s15 s16 s17)
 if [[ $SCENARIOS == all ]]; then
     SELECTED=("${ALL_SCENARIOS[@]}")
 else
@@ -255,6 +262,16 @@ elif [[ " ${SELECTED[*]} " == *" s13 "* ]]; then
     (cd "$ROOT" && cargo build --release --example wsbench)
     WSBENCH="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/wsbench"
     [[ -x $WSBENCH ]] || die "cargo build did not produce $WSBENCH"
+fi
+# s17's gRPC echo backend (not a contender: every contender forwards to it).
+if [[ -n $GRPCECHO ]]; then
+    [[ -x $GRPCECHO ]] || die "--grpcecho-bin $GRPCECHO is not an executable"
+elif [[ " ${SELECTED[*]} " == *" s17 "* ]]; then
+    have cargo || die "cargo is needed to build the gRPC echo backend (loadtest/grpcecho.rs)"
+    log "building the gRPC echo backend: cargo build --release --example grpcecho"
+    (cd "$ROOT" && cargo build --release --example grpcecho)
+    GRPCECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/grpcecho"
+    [[ -x $GRPCECHO ]] || die "cargo build did not produce $GRPCECHO"
 fi
 
 # ------------------------------------------------------------------------------ core layout
@@ -374,9 +391,9 @@ LT() { python3 "$LIB/lt.py" "$@"; }
 
 # Ports: free loopback ports picked by the kernel (plain and HTTPS for each contender).
 # B_ADMIN_PORT: ringgate's admin listener (s12 scrapes /metrics); S_*: nginx-ssi (s11/s12);
-# *_H2_PORT: HTTP/2 over TLS (s16).
+# *_H2_PORT: HTTP/2 over TLS (s16, s17); GRPC_PORT: the gRPC echo backend (s17).
 read -r BACKEND_PORT A_PORT B_PORT A_TLS_PORT B_TLS_PORT WS_PORT H_PORT H_TLS_PORT B_ADMIN_PORT \
-    S_PORT S_TLS_PORT A_H2_PORT B_H2_PORT H_H2_PORT S_H2_PORT _ <<<"$(LT freeport 16)"
+    S_PORT S_TLS_PORT A_H2_PORT B_H2_PORT H_H2_PORT S_H2_PORT GRPC_PORT _ <<<"$(LT freeport 17)"
 
 # HTTPS scenarios: one self-signed ECDSA P-256 certificate for every contender, made now.
 CERT="$WORK/tls.pem"
@@ -396,6 +413,9 @@ head -c 1048576 /dev/urandom >"$WORK/data/1m"
 mkdir -p "$WORK/data/json"
 for part in a b c; do LT json-part "$part" 2048 >"$WORK/data/json/$part"; done
 LT json-part big 16384 >"$WORK/data/json/big"   # s15
+GRPC_MSG="$WORK/data/grpc.msg"                    # s17: one unary request message ...
+GRPC_PATH=/loadtest.Echo/Unary                    # ... to this method (any path echoes)
+LT grpc-message 64 >"$GRPC_MSG"
 
 LT render "$HERE/nginx/backend.conf.tmpl" "$WORK/backend.conf" \
     "USER_LINE=$USER_LINE" "WORKERS=$BACKEND_WORKERS" "PREFIX=$WORK" \
@@ -406,6 +426,7 @@ render_nginx_proxy() {  # name port tls_port h2_port
         "USER_LINE=$USER_LINE" "WORKERS=$WORKERS" "PREFIX=$WORK" "NAME=$1" \
         "ADDR=127.0.0.1:$2" "UPSTREAM=127.0.0.1:$BACKEND_PORT" "BUFFERING=$BUFFERING" \
         "TLS_ADDR=127.0.0.1:$3" "H2_ADDR=127.0.0.1:$4" "CERT=$CERT" "KEY=$KEY" "WS_UPSTREAM=127.0.0.1:$WS_PORT" \
+        "GRPC_UPSTREAM=127.0.0.1:$GRPC_PORT" \
         "CACHE_DIR=$CACHE_DIR"
 }
 render_nginx_proxy nginx "$A_PORT" "$A_TLS_PORT" "$A_H2_PORT"
@@ -428,7 +449,7 @@ LT render "$HERE/haproxy/proxy.cfg.tmpl" "$WORK/haproxy.cfg" \
     "WORKERS=$WORKERS" "IDLE_CONNS=$IDLE_CONNS" "MAXCONN=$HAPROXY_MAXCONN" "NOFILE=$NOFILE" \
     "ADDR=127.0.0.1:$H_PORT" "TLS_ADDR=127.0.0.1:$H_TLS_PORT" "H2_ADDR=127.0.0.1:$H_H2_PORT" "PEM=$PEM" \
     "UPSTREAM=127.0.0.1:$BACKEND_PORT" "WS_UPSTREAM=127.0.0.1:$WS_PORT" \
-    "COMPRESSOR=$HAPROXY_COMPRESSOR"
+    "GRPC_UPSTREAM=127.0.0.1:$GRPC_PORT" "COMPRESSOR=$HAPROXY_COMPRESSOR"
 "$HAPROXY" -c -q -f "$WORK/haproxy.cfg" >"$WORK/logs/haproxy-check.txt" 2>&1 \
     || { cat "$WORK/logs/haproxy-check.txt" >&2; die "HAProxy refused $WORK/haproxy.cfg"; }
 if ((STANDIN)); then
@@ -437,7 +458,8 @@ else
     LT render "$HERE/ringgate.toml.tmpl" "$WORK/ringgate.toml" \
         "ADDR=127.0.0.1:$B_PORT" "WORKERS=$WORKERS" "UPSTREAM=127.0.0.1:$BACKEND_PORT" \
         "TLS_ADDR=127.0.0.1:$B_TLS_PORT" "H2_ADDR=127.0.0.1:$B_H2_PORT" "CERT=$CERT" "KEY=$KEY" \
-        "WS_UPSTREAM=127.0.0.1:$WS_PORT" "ADMIN_ADDR=127.0.0.1:$B_ADMIN_PORT"
+        "WS_UPSTREAM=127.0.0.1:$WS_PORT" "ADMIN_ADDR=127.0.0.1:$B_ADMIN_PORT" \
+        "GRPC_UPSTREAM=127.0.0.1:$GRPC_PORT"
 fi
 
 # start NAME CPUSET CMD...: start in the background, pinned, and wait until it accepts on
@@ -462,7 +484,7 @@ start() {
     PIDS+=("$pid")
     PID_OF[$name]=$pid
     if ! LT wait-port "${PORT_OF[$name]}" 20 "$pid"; then
-        tail -n 20 "$WORK/logs/$name.err" "$WORK/logs/$name-error.log" >&2 2>/dev/null || true
+        tail -n 20 "$WORK/logs/$name.err" "$WORK/logs/$name-error.log" "$WORK/$name-error.log" >&2 2>/dev/null || true
         return 1
     fi
     log "$name is up (pid $pid, 127.0.0.1:${PORT_OF[$name]})"
@@ -500,6 +522,10 @@ start backend "$B_SET" "$NGINX" -p "$WORK" -c "$WORK/backend.conf" -e "$WORK/log
 if [[ -n $WSBENCH ]]; then
     PORT_OF[wsbackend]=$WS_PORT
     start wsbackend "$B_SET" "$WSBENCH" server "127.0.0.1:$WS_PORT" || die "the WebSocket backend did not start"
+fi
+if [[ -n $GRPCECHO ]]; then
+    PORT_OF[grpcbackend]=$GRPC_PORT
+    start grpcbackend "$B_SET" "$GRPCECHO" server "127.0.0.1:$GRPC_PORT" || die "the gRPC backend did not start"
 fi
 # The last contender is the subject (ringgate, or its stand-in); the report gives its ratio to
 # each of the others.
@@ -581,6 +607,28 @@ for c in backend "${CONTENDERS[@]}"; do sanity "$c"; done
 for c in "${CONTENDERS[@]}"; do sanity_features "$c"; done
 if selected s11 || selected s12; then
     for c in "${CONTENDERS[@]}" "${EXTRA[@]}"; do sanity_compose "$c"; done
+fi
+
+# s17: a gRPC unary call must come back 200 with the message echoed and `grpc-status: 0` in
+# the trailers (h2load only counts HTTP statuses). curl prints the trailers after the head.
+sanity_grpc() {  # name URL CURL-ARGS...
+    local name=$1 url=$2 hdr="$WORK/raw/sanity.$1.grpc.headers" body="$WORK/raw/sanity.$1.grpc.out"
+    shift 2
+    curl -s --max-time 5 "$@" -H 'content-type: application/grpc' -H 'te: trailers' \
+        --data-binary @"$GRPC_MSG" -D "$hdr" -o "$body" "$url" || true
+    if ! grep -q '^HTTP/2 200' "$hdr" 2>/dev/null; then
+        note "$name: gRPC unary call answered '$(head -n1 "$hdr" 2>/dev/null | tr -d '\r')', expected HTTP/2 200"
+    elif ! grep -qi '^grpc-status: *0' "$hdr"; then
+        note "$name: gRPC unary call: no grpc-status 0 ($(grep -i '^grpc-' "$hdr" | tr -d '\r' | tr '\n' ' '))"
+    elif ! cmp -s "$GRPC_MSG" "$body"; then
+        note "$name: gRPC unary call: the answer is not the echoed message"
+    fi
+}
+if selected s17; then
+    sanity_grpc grpcbackend "http://127.0.0.1:$GRPC_PORT$GRPC_PATH" --http2-prior-knowledge
+    for c in "${CONTENDERS[@]}"; do
+        sanity_grpc "$c" "https://localhost:${H2_PORT_OF[$c]}$GRPC_PATH" --http2 --cacert "$CERT"
+    done
 fi
 
 # ------------------------------------------------------------------------------ metadata
@@ -789,6 +837,8 @@ scenario s15 wrk "$CONNS" /gz LT_GZIP=1
 scenario s9 wrk-tls "$CONNS" /small
 scenario s10 wrk-tls "$CONNS" /small LT_CLOSE=1
 scenario s16 h2 "$H2_CLIENTS" "$H2_STREAMS" /small
+scenario s17 h2 "$H2_CLIENTS" "$H2_STREAMS" "$GRPC_PATH" -d "$GRPC_MSG" \
+    -H "content-type: application/grpc" -H "te: trailers"
 
 if selected s8; then
     for c in "${CONTENDERS[@]}"; do
@@ -805,9 +855,11 @@ fi
 
 # ------------------------------------------------------------------------------ report
 
-# Error lines from the contenders' logs go into the report.
-for c in backend "${CONTENDERS[@]}" "${EXTRA[@]}"; do
-    cat "$WORK/logs/$c.err" "$WORK/logs/$c-error.log" 2>/dev/null \
+# Error lines from the contenders' and backends' logs go into the report (nginx writes its
+# run-time errors to PREFIX/NAME-error.log, the error_log of its config).
+for c in backend wsbackend grpcbackend "${CONTENDERS[@]}" "${EXTRA[@]}"; do
+    [[ -n ${PID_OF[$c]:-} ]] || continue   # wsbackend / grpcbackend run only for s13 / s17
+    cat "$WORK/logs/$c.err" "$WORK/logs/$c-error.log" "$WORK/$c-error.log" 2>/dev/null \
         | grep -Eiv '^\s*$' | head -n 400 >"$WORK/raw/log.$c.txt" || true
 done
 

@@ -122,6 +122,20 @@ SCENARIOS = {
             "prints no percentiles: they come from its per-request log (`--log-file`: the time "
             "from a request's start to the end of its response). The goal (issue 15): ringgate "
             "≥ 1.2x nginx's requests per contender CPU-second."),
+    "s17": ("gRPC unary over HTTP/2",
+            "h2load POSTs one fixed gRPC message (71 bytes: the 5-byte prefix and a protobuf "
+            "with a 64-byte field; `content-type: application/grpc`, `te: trailers`) to "
+            "`/loadtest.Echo/Unary` on the s16 listeners, same shape ({h2_clients} connections x "
+            "{h2_streams} streams, closed loop). The backend is an h2c gRPC echo server "
+            "(loadtest/grpcecho.rs, one thread): the message back and `grpc-status: 0` in the "
+            "trailers. nginx: `grpc_pass grpc://` to an upstream with `keepalive 1024` (one "
+            "stream per upstream connection); HAProxy: `server ... proto h2` (streams "
+            "multiplexed on pooled connections); ringgate: a route to a `protocol = \"h2c\"` "
+            "group (streams multiplexed, its http2 defaults). h2load counts HTTP statuses "
+            "only: before the run, one call per contender with curl must come back with the "
+            "echoed message and `grpc-status: 0` (findings under *Notes and logs*). The goal "
+            "(issue 15, as for s16): ringgate ≥ 1.2x nginx's requests per contender "
+            "CPU-second."),
 }
 LATENCY_KEYS = ["50", "90", "99", "99.9"]
 # Scenarios measured with oha at a fixed rate (the rest: wrk, closed loop).
@@ -336,12 +350,13 @@ def load_all(raw):
     except OSError:
         pass
     logs = {}
-    for c in ["backend"] + conts:
+    for c in ["backend", "wsbackend", "grpcbackend"] + conts:
         try:
             with open(os.path.join(raw, f"log.{c}.txt"), encoding="utf-8", errors="replace") as f:
                 logs[c] = [ln.rstrip() for ln in f]
         except OSError:
-            logs[c] = []
+            if c not in ("wsbackend", "grpcbackend"):  # those run only for s13 / s17
+                logs[c] = []
     return meta, conts, runs, idle, gz, notes, logs
 
 
@@ -601,7 +616,7 @@ def targets(conts, runs, idle, meta):
             check(l17, f"{s} p{p} latency vs {a}", val(s, b, None, p), val(s, a, None, p), 1.0,
                   False)
     l15 = []
-    for s, what in (("s16", "HTTP/2 small GET"),):
+    for s, what in (("s16", "HTTP/2 small GET"), ("s17", "gRPC unary")):
         check(l15, f"{s} {what}: requests per contender CPU-second vs {a}",
               val(s, a, "cpu_us_per_req"), val(s, b, "cpu_us_per_req"), 1.2, True)
     return "\n".join([
@@ -859,7 +874,8 @@ def write(raw, stem):
         md.append("No contender died, every sanity check passed (exact bodies for /small, /16k, "
                   "/1m over HTTP and /small over HTTPS and over HTTP/2; a pipelined 4 KiB POST + "
                   "GET; and, for the scenarios run, a cache hit on the second GET /cacheable, gzip "
-                  "that inflates to the exact JSON, the /compose JSON), and every load generator "
+                  "that inflates to the exact JSON, the /compose JSON, a gRPC call echoed with "
+                  "grpc-status 0), and every load generator "
                   "exited cleanly.\n")
     for c, lines in logs.items():
         bad = [ln for ln in lines if PROBLEM.search(ln)]

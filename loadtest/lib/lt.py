@@ -17,6 +17,8 @@ Subcommands:
                                      dotted KEY (s11/s12's sanity check)
   h2load-summary TEXT LOG            h2load's output and --log-file as one `LTJSON {...}` line
                                      in lib/wrk.lua's shape (s16, s17)
+  grpc-message BYTES                 print one gRPC message (5-byte prefix + a protobuf with a
+                                     BYTES-byte field 1) to stdout: s17's request body
   json-part NAME BYTES               print a JSON object of about BYTES bytes (a composite's
                                      part in s11/s12): id, name, and a list of items
 """
@@ -405,6 +407,17 @@ def cmd_h2load_summary(args):
     print("LTJSON " + json.dumps(doc))
 
 
+def cmd_grpc_message(args):
+    """One length-prefixed, uncompressed gRPC message whose protobuf body is field 1 (bytes)
+    holding a fixed payload of BYTES bytes (< 128): what s17 POSTs on every call."""
+    size = int(args[0])
+    if not 0 < size < 128:
+        sys.exit("grpc-message: BYTES must be 1..127 (a one-byte protobuf length)")
+    payload = (b"ringgate loadtest, gRPC unary echo " * 4)[:size]
+    message = b"\x0a" + bytes([size]) + payload
+    sys.stdout.buffer.write(b"\x00" + len(message).to_bytes(4, "big") + message)
+
+
 COMMANDS = {
     "render": cmd_render,
     "freeport": cmd_freeport,
@@ -416,6 +429,7 @@ COMMANDS = {
     "json-part": cmd_json_part,
     "check-json": cmd_check_json,
     "h2load-summary": cmd_h2load_summary,
+    "grpc-message": cmd_grpc_message,
 }
 
 if __name__ == "__main__":
