@@ -25,6 +25,11 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 /// Largest request body accepted (a unary message of the load test is a few dozen bytes).
 const MAX_BODY: usize = 1 << 20;
 
+/// Listen backlog, as the backend nginx's `listen ... backlog=4096`. Nginx's gRPC proxy opens
+/// one upstream connection per concurrent stream, hundreds at once when a run starts; the
+/// standard library's (and tokio's) 128 would drop SYNs and time out its 1 s connects.
+const BACKLOG: i32 = 4096;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -45,8 +50,9 @@ fn server(addr: &str) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()?;
+    let listener = listen(addr)?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -65,6 +71,23 @@ fn server(addr: &str) -> io::Result<()> {
             });
         }
     })
+}
+
+/// A non-blocking listening socket on `addr` with a [`BACKLOG`]-deep accept queue.
+fn listen(addr: &str) -> io::Result<std::net::TcpListener> {
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ADDR must be ip:port"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// Serves the streams of one connection until the client closes it.
