@@ -35,11 +35,14 @@ WARMUP=2             # seconds of the same load, discarded, before each measurem
 IDLE_CONNS=10000     # idle keep-alive connections for the RSS scenario
 CONNS=64             # connections for the closed-loop scenarios
 WS_CONNS=64          # WebSocket connections in s13 (one client thread each)
+H2_CLIENTS=16        # s16/s17: h2load connections (HTTP/2 over TLS) ...
+H2_STREAMS=32        # ... and concurrent streams on each (-m): 512 requests in flight
 QUICK=0
 BUFFERING=on         # nginx proxy_buffering
 STANDIN=0            # 1: ringgate's slot holds a second nginx proxy (validates the harness)
 RINGGATE_BIN=""      # use this binary instead of building
 WSBENCH=""           # s13's WebSocket load tool; built from loadtest/wsbench.rs unless given
+GRPCECHO=""          # s17's gRPC echo backend; built from loadtest/grpcecho.rs unless given
 INSTALL=1
 OUT_DIR="$HERE/results"
 KEEP=0
@@ -55,10 +58,13 @@ usage: loadtest/compare.sh [options]
   --quick             smoke run: 2 s per measurement, 1 s warm-up, 2000 idle connections
   --connections N     connections for the closed-loop scenarios (default $CONNS)
   --idle-conns N      idle keep-alive connections for the RSS scenario (default $IDLE_CONNS)
-  --scenarios LIST    comma-separated subset of s1..s15 (default all)
+  --h2-clients N      HTTP/2 connections in s16/s17 (h2load -c, default $H2_CLIENTS)
+  --h2-streams N      concurrent streams per HTTP/2 connection (h2load -m, default $H2_STREAMS)
+  --scenarios LIST    comma-separated subset of s1..s17 (default all)
   --nginx-buffering on|off   nginx proxy_buffering (default on, nginx's default)
   --ringgate-bin PATH use this ringgate binary, skip 'cargo build --release'
   --wsbench-bin PATH  use this build of loadtest/wsbench.rs (s13) instead of building it
+  --grpcecho-bin PATH use this build of loadtest/grpcecho.rs (s17) instead of building it
   --standin           run a second nginx proxy in ringgate's slot (harness self-test: its
                       ratios to nginx should be 1.00x; HAProxy still runs as usual)
   --no-install        do not install missing tools, fail instead
@@ -75,12 +81,22 @@ request   s7 1,000 keep-alive connections   s8 RSS with idle keep-alive connecti
 s9 HTTPS small GET keep-alive   s10 HTTPS new connection (full handshake) per request
 (HTTPS: same self-signed ECDSA P-256 certificate, made with openssl at run time, TLS 1.3 with
 TLS_AES_128_GCM_SHA256 only, on every contender)   s11 composite: ringgate answers GET /compose
-with 3 concurrent calls (2 KiB JSON each) merged into one, nginx and HAProxy with 1 proxied call
-(closed loop)   s12 the same at 50% of the lowest s11 maximum (open loop, oha)   s13 WebSocket
+with 3 concurrent calls (2 KiB JSON each) merged into one, nginx and HAProxy with 1 proxied call,
+and a 4th contender, nginx-ssi (a second nginx), with the same 3 calls as SSI subrequests
+(closed loop)   s12 the same at 50% of the lowest s11 maximum (open loop, oha); ringgate is
+restarted before it and its admin API's /metrics gives the slowest required call's p99, which
+the goal compares with the client's p99   s13 WebSocket
 echo: 32-byte messages over $WS_CONNS connections through each contender's tunnel
 (loadtest/wsbench.rs)   s14 cache hits: GET /cacheable (max-age=600) from ringgate's cache,
 Nginx's proxy_cache (tmpfs) and HAProxy's cache (RAM)   s15 gzip of a 16 KiB JSON answer on
 every request (ringgate and Nginx: level 6; HAProxy: its build's compressor, libslz on Debian)
+s16 HTTP/2 over TLS (ALPN h2, the s9 certificate and suite): 13-byte GET /small with h2load,
+$H2_CLIENTS connections x $H2_STREAMS concurrent streams, closed loop, each contender forwarding
+over HTTP/1.1 to the same backend; p99 from h2load's per-request log   s17 gRPC unary: h2load
+POSTs one fixed 71-byte gRPC message (content-type application/grpc, te: trailers) on the same
+HTTP/2 listeners, same shape as s16, to an h2c echo backend (loadtest/grpcecho.rs): Nginx
+grpc_pass, HAProxy server proto h2, ringgate a protocol = "h2c" group; the sanity checks verify
+grpc-status 0 and the echoed message with curl (h2load counts HTTP statuses only)
 EOF
 }
 
@@ -92,10 +108,13 @@ while (($#)); do
         --quick) QUICK=1; shift ;;
         --connections) CONNS=$2; shift 2 ;;
         --idle-conns) IDLE_CONNS=$2; shift 2 ;;
+        --h2-clients) H2_CLIENTS=$2; shift 2 ;;
+        --h2-streams) H2_STREAMS=$2; shift 2 ;;
         --scenarios) SCENARIOS=$2; shift 2 ;;
         --nginx-buffering) BUFFERING=$2; shift 2 ;;
         --ringgate-bin) RINGGATE_BIN=$2; shift 2 ;;
         --wsbench-bin) WSBENCH=$2; shift 2 ;;
+        --grpcecho-bin) GRPCECHO=$2; shift 2 ;;
         --standin) STANDIN=1; shift ;;
         --no-install) INSTALL=0; shift ;;
         --out) OUT_DIR=$2; shift 2 ;;
@@ -117,7 +136,7 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-for v in WORKERS DURATION WARMUP IDLE_CONNS CONNS; do
+for v in WORKERS DURATION WARMUP IDLE_CONNS CONNS H2_CLIENTS H2_STREAMS; do
     is_uint "${!v}" || die "--${v,,} must be a whole number (got '${!v}')"
 done
 ((WORKERS >= 1)) || die "--workers must be at least 1"
@@ -125,7 +144,7 @@ done
 [[ $BUFFERING == on || $BUFFERING == off ]] || die "--nginx-buffering is on or off"
 
 # Scenario selection; s2's rate comes from s1 (s12's from s11), so s2 pulls s1 in (s12 s11).
-ALL_SCENARIOS=(s1 s2 s3 s4 s5 s6 s7 s8 s9 s10 s11 s12 s13 s14 s15)
+ALL_SCENARIOS=(s1 s2 s3 s4 s5 s6 s7 s8 s9 s10 s11 s12 s13 s14 s15 s16 s17)
 if [[ $SCENARIOS == all ]]; then
     SELECTED=("${ALL_SCENARIOS[@]}")
 else
@@ -179,6 +198,7 @@ install_deps() {
     have nginx || [[ -x /usr/sbin/nginx ]] || pkgs+=(nginx)
     have haproxy || [[ -x /usr/sbin/haproxy ]] || pkgs+=(haproxy)
     have wrk || pkgs+=(wrk)
+    have h2load || pkgs+=(nghttp2-client)   # s16: HTTP/2 load
     have taskset || pkgs+=(util-linux)
     have python3 || pkgs+=(python3)
     have curl || pkgs+=(curl)
@@ -242,6 +262,16 @@ elif [[ " ${SELECTED[*]} " == *" s13 "* ]]; then
     (cd "$ROOT" && cargo build --release --example wsbench)
     WSBENCH="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/wsbench"
     [[ -x $WSBENCH ]] || die "cargo build did not produce $WSBENCH"
+fi
+# s17's gRPC echo backend (not a contender: every contender forwards to it).
+if [[ -n $GRPCECHO ]]; then
+    [[ -x $GRPCECHO ]] || die "--grpcecho-bin $GRPCECHO is not an executable"
+elif [[ " ${SELECTED[*]} " == *" s17 "* ]]; then
+    have cargo || die "cargo is needed to build the gRPC echo backend (loadtest/grpcecho.rs)"
+    log "building the gRPC echo backend: cargo build --release --example grpcecho"
+    (cd "$ROOT" && cargo build --release --example grpcecho)
+    GRPCECHO="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/grpcecho"
+    [[ -x $GRPCECHO ]] || die "cargo build did not produce $GRPCECHO"
 fi
 
 # ------------------------------------------------------------------------------ core layout
@@ -360,8 +390,10 @@ trap 'exit 143' TERM
 LT() { python3 "$LIB/lt.py" "$@"; }
 
 # Ports: free loopback ports picked by the kernel (plain and HTTPS for each contender).
-read -r BACKEND_PORT A_PORT B_PORT A_TLS_PORT B_TLS_PORT WS_PORT H_PORT H_TLS_PORT _ \
-    <<<"$(LT freeport 9)"
+# B_ADMIN_PORT: ringgate's admin listener (s12 scrapes /metrics); S_*: nginx-ssi (s11/s12);
+# *_H2_PORT: HTTP/2 over TLS (s16, s17); GRPC_PORT: the gRPC echo backend (s17).
+read -r BACKEND_PORT A_PORT B_PORT A_TLS_PORT B_TLS_PORT WS_PORT H_PORT H_TLS_PORT B_ADMIN_PORT \
+    S_PORT S_TLS_PORT A_H2_PORT B_H2_PORT H_H2_PORT S_H2_PORT GRPC_PORT _ <<<"$(LT freeport 17)"
 
 # HTTPS scenarios: one self-signed ECDSA P-256 certificate for every contender, made now.
 CERT="$WORK/tls.pem"
@@ -381,19 +413,30 @@ head -c 1048576 /dev/urandom >"$WORK/data/1m"
 mkdir -p "$WORK/data/json"
 for part in a b c; do LT json-part "$part" 2048 >"$WORK/data/json/$part"; done
 LT json-part big 16384 >"$WORK/data/json/big"   # s15
+GRPC_MSG="$WORK/data/grpc.msg"                    # s17: one unary request message ...
+GRPC_PATH=/loadtest.Echo/Unary                    # ... to this method (any path echoes)
+LT grpc-message 64 >"$GRPC_MSG"
 
 LT render "$HERE/nginx/backend.conf.tmpl" "$WORK/backend.conf" \
     "USER_LINE=$USER_LINE" "WORKERS=$BACKEND_WORKERS" "PREFIX=$WORK" \
     "ADDR=127.0.0.1:$BACKEND_PORT" "DATA=$WORK/data"
 
-render_nginx_proxy() {  # name port tls_port
+render_nginx_proxy() {  # name port tls_port h2_port
     LT render "$HERE/nginx/proxy.conf.tmpl" "$WORK/$1.conf" \
         "USER_LINE=$USER_LINE" "WORKERS=$WORKERS" "PREFIX=$WORK" "NAME=$1" \
         "ADDR=127.0.0.1:$2" "UPSTREAM=127.0.0.1:$BACKEND_PORT" "BUFFERING=$BUFFERING" \
-        "TLS_ADDR=127.0.0.1:$3" "CERT=$CERT" "KEY=$KEY" "WS_UPSTREAM=127.0.0.1:$WS_PORT" \
+        "TLS_ADDR=127.0.0.1:$3" "H2_ADDR=127.0.0.1:$4" "CERT=$CERT" "KEY=$KEY" "WS_UPSTREAM=127.0.0.1:$WS_PORT" \
+        "GRPC_UPSTREAM=127.0.0.1:$GRPC_PORT" \
         "CACHE_DIR=$CACHE_DIR"
 }
-render_nginx_proxy nginx "$A_PORT" "$A_TLS_PORT"
+render_nginx_proxy nginx "$A_PORT" "$A_TLS_PORT" "$A_H2_PORT"
+# s11/s12's second Nginx baseline: the same template in a process of its own, measured on
+# /compose-ssi (3 parallel SSI subrequests, the composite's 3 backend calls).
+EXTRA=()
+if selected s11 || selected s12; then
+    EXTRA=(nginx-ssi)
+    render_nginx_proxy nginx-ssi "$S_PORT" "$S_TLS_PORT" "$S_H2_PORT"
+fi
 # HAProxy: maxconn 16384 like nginx's worker_connections, or more if s8 opens more idle
 # connections. It must stay well above s7's 1,000 connections: HAProxy stops keeping idle
 # server connections once a quarter of its descriptor budget (2 x maxconn) is in use
@@ -404,30 +447,35 @@ render_nginx_proxy nginx "$A_PORT" "$A_TLS_PORT"
 HAPROXY_MAXCONN=$((IDLE_CONNS + 2000 > 16384 ? IDLE_CONNS + 2000 : 16384))
 LT render "$HERE/haproxy/proxy.cfg.tmpl" "$WORK/haproxy.cfg" \
     "WORKERS=$WORKERS" "IDLE_CONNS=$IDLE_CONNS" "MAXCONN=$HAPROXY_MAXCONN" "NOFILE=$NOFILE" \
-    "ADDR=127.0.0.1:$H_PORT" "TLS_ADDR=127.0.0.1:$H_TLS_PORT" "PEM=$PEM" \
+    "ADDR=127.0.0.1:$H_PORT" "TLS_ADDR=127.0.0.1:$H_TLS_PORT" "H2_ADDR=127.0.0.1:$H_H2_PORT" "PEM=$PEM" \
     "UPSTREAM=127.0.0.1:$BACKEND_PORT" "WS_UPSTREAM=127.0.0.1:$WS_PORT" \
-    "COMPRESSOR=$HAPROXY_COMPRESSOR"
+    "GRPC_UPSTREAM=127.0.0.1:$GRPC_PORT" "COMPRESSOR=$HAPROXY_COMPRESSOR"
 "$HAPROXY" -c -q -f "$WORK/haproxy.cfg" >"$WORK/logs/haproxy-check.txt" 2>&1 \
     || { cat "$WORK/logs/haproxy-check.txt" >&2; die "HAProxy refused $WORK/haproxy.cfg"; }
 if ((STANDIN)); then
-    render_nginx_proxy "$B_NAME" "$B_PORT" "$B_TLS_PORT"
+    render_nginx_proxy "$B_NAME" "$B_PORT" "$B_TLS_PORT" "$B_H2_PORT"
 else
     LT render "$HERE/ringgate.toml.tmpl" "$WORK/ringgate.toml" \
         "ADDR=127.0.0.1:$B_PORT" "WORKERS=$WORKERS" "UPSTREAM=127.0.0.1:$BACKEND_PORT" \
-        "TLS_ADDR=127.0.0.1:$B_TLS_PORT" "CERT=$CERT" "KEY=$KEY" \
-        "WS_UPSTREAM=127.0.0.1:$WS_PORT"
+        "TLS_ADDR=127.0.0.1:$B_TLS_PORT" "H2_ADDR=127.0.0.1:$B_H2_PORT" "CERT=$CERT" "KEY=$KEY" \
+        "WS_UPSTREAM=127.0.0.1:$WS_PORT" "ADMIN_ADDR=127.0.0.1:$B_ADMIN_PORT" \
+        "GRPC_UPSTREAM=127.0.0.1:$GRPC_PORT"
 fi
 
 # start NAME CPUSET CMD...: start in the background, pinned, and wait until it accepts on
 # PORT_OF[NAME]. Returns non-zero (after showing its log) if it does not come up.
-declare -A PID_OF PORT_OF TLS_PORT_OF
+declare -A PID_OF PORT_OF TLS_PORT_OF H2_PORT_OF
 PORT_OF[backend]=$BACKEND_PORT
 PORT_OF[nginx]=$A_PORT
 PORT_OF[haproxy]=$H_PORT
 PORT_OF[$B_NAME]=$B_PORT
+PORT_OF[nginx-ssi]=$S_PORT
 TLS_PORT_OF[nginx]=$A_TLS_PORT
 TLS_PORT_OF[haproxy]=$H_TLS_PORT
 TLS_PORT_OF[$B_NAME]=$B_TLS_PORT
+H2_PORT_OF[nginx]=$A_H2_PORT
+H2_PORT_OF[haproxy]=$H_H2_PORT
+H2_PORT_OF[$B_NAME]=$B_H2_PORT
 start() {
     local name=$1 cpus=$2
     shift 2
@@ -436,7 +484,7 @@ start() {
     PIDS+=("$pid")
     PID_OF[$name]=$pid
     if ! LT wait-port "${PORT_OF[$name]}" 20 "$pid"; then
-        tail -n 20 "$WORK/logs/$name.err" "$WORK/logs/$name-error.log" >&2 2>/dev/null || true
+        tail -n 20 "$WORK/logs/$name.err" "$WORK/logs/$name-error.log" "$WORK/$name-error.log" >&2 2>/dev/null || true
         return 1
     fi
     log "$name is up (pid $pid, 127.0.0.1:${PORT_OF[$name]})"
@@ -475,10 +523,23 @@ if [[ -n $WSBENCH ]]; then
     PORT_OF[wsbackend]=$WS_PORT
     start wsbackend "$B_SET" "$WSBENCH" server "127.0.0.1:$WS_PORT" || die "the WebSocket backend did not start"
 fi
+if [[ -n $GRPCECHO ]]; then
+    PORT_OF[grpcbackend]=$GRPC_PORT
+    start grpcbackend "$B_SET" "$GRPCECHO" server "127.0.0.1:$GRPC_PORT" || die "the gRPC backend did not start"
+fi
 # The last contender is the subject (ringgate, or its stand-in); the report gives its ratio to
 # each of the others.
 CONTENDERS=(nginx haproxy "$B_NAME")
-for c in "${CONTENDERS[@]}"; do start_contender "$c" || die "$c did not start"; done
+for c in "${CONTENDERS[@]}" "${EXTRA[@]}"; do start_contender "$c" || die "$c did not start"; done
+
+# Who is measured in scenario S, in order: the three contenders, and in s11/s12 nginx-ssi
+# after nginx. The subject (ringgate) stays last.
+contenders_of() {  # S
+    case "$1" in
+        s11|s12) ((${#EXTRA[@]})) && { echo nginx "${EXTRA[@]}" haproxy "$B_NAME"; return; } ;;
+    esac
+    echo "${CONTENDERS[@]}"
+}
 
 # ------------------------------------------------------------------------------ sanity checks
 
@@ -497,6 +558,11 @@ sanity() {  # name
     size=$(curl -s -o /dev/null -w '%{http_code}:%{size_download}' --max-time 5 --cacert "$CERT" \
         "https://localhost:${TLS_PORT_OF[$1]}/small" || echo "curl-failed")
     [[ $size == "200:13" ]] || note "$1: HTTPS GET /small answered '$size', expected 200:13"
+    [[ -n ${H2_PORT_OF[$1]:-} ]] || return 0
+    size=$(curl -s -o /dev/null -w '%{http_version}:%{http_code}:%{size_download}' --max-time 5 \
+        --http2 --cacert "$CERT" "https://localhost:${H2_PORT_OF[$1]}/small" || echo "curl-failed")
+    [[ $size == "2:200:13" ]] \
+        || note "$1: GET /small over HTTP/2 (ALPN h2) answered '$size', expected 2:200:13"
 }
 
 # The feature scenarios, per contender: s14's second GET /cacheable must be a hit (nginx and
@@ -523,8 +589,47 @@ sanity_features() {  # name
             "$(stat -c %s "$WORK/data/json/big")" >"$WORK/raw/gzsize.$1.json"
     fi
 }
+# s11/s12: /compose must answer 200 with a JSON object: ringgate and nginx-ssi the three
+# parts under "a", "b", "c" (ringgate's "c" shaped: "name" renamed "title"), nginx and HAProxy
+# the one part /json/a.
+sanity_compose() {  # name
+    local path=/compose keys
+    case "$1" in
+        nginx-ssi) path=/compose-ssi; keys="a b c a.id c.name" ;;
+        "$B_NAME") keys="a b c a.id c.title"; ((STANDIN)) && keys="id name items" ;;
+        *) keys="id name items" ;;
+    esac
+    # shellcheck disable=SC2086  # keys is a word list
+    LT check-json "http://127.0.0.1:${PORT_OF[$1]}$path" $keys 2>>"$NOTES" \
+        || note "$1: GET $path did not answer 200 with the expected JSON (keys: $keys)"
+}
 for c in backend "${CONTENDERS[@]}"; do sanity "$c"; done
 for c in "${CONTENDERS[@]}"; do sanity_features "$c"; done
+if selected s11 || selected s12; then
+    for c in "${CONTENDERS[@]}" "${EXTRA[@]}"; do sanity_compose "$c"; done
+fi
+
+# s17: a gRPC unary call must come back 200 with the message echoed and `grpc-status: 0` in
+# the trailers (h2load only counts HTTP statuses). curl prints the trailers after the head.
+sanity_grpc() {  # name URL CURL-ARGS...
+    local name=$1 url=$2 hdr="$WORK/raw/sanity.$1.grpc.headers" body="$WORK/raw/sanity.$1.grpc.out"
+    shift 2
+    curl -s --max-time 5 "$@" -H 'content-type: application/grpc' -H 'te: trailers' \
+        --data-binary @"$GRPC_MSG" -D "$hdr" -o "$body" "$url" || true
+    if ! grep -q '^HTTP/2 200' "$hdr" 2>/dev/null; then
+        note "$name: gRPC unary call answered '$(head -n1 "$hdr" 2>/dev/null | tr -d '\r')', expected HTTP/2 200"
+    elif ! grep -qi '^grpc-status: *0' "$hdr"; then
+        note "$name: gRPC unary call: no grpc-status 0 ($(grep -i '^grpc-' "$hdr" | tr -d '\r' | tr '\n' ' '))"
+    elif ! cmp -s "$GRPC_MSG" "$body"; then
+        note "$name: gRPC unary call: the answer is not the echoed message"
+    fi
+}
+if selected s17; then
+    sanity_grpc grpcbackend "http://127.0.0.1:$GRPC_PORT$GRPC_PATH" --http2-prior-knowledge
+    for c in "${CONTENDERS[@]}"; do
+        sanity_grpc "$c" "https://localhost:${H2_PORT_OF[$c]}$GRPC_PATH" --http2 --cacert "$CERT"
+    done
+fi
 
 # ------------------------------------------------------------------------------ metadata
 
@@ -548,6 +653,7 @@ versions() {
     { "$HAPROXY" -v 2>&1 || true; } | head -n1 | cut -d' ' -f1-3
     { wrk --version 2>&1 || true; } | head -n1 | cut -d' ' -f1-2
     { oha --version 2>&1 || true; } | head -n1
+    { h2load --version 2>&1 || true; } | head -n1
     if ((STANDIN)); then
         echo "ringgate: not run (--standin: a second nginx proxy in its slot)"
     else
@@ -566,6 +672,8 @@ versions() {
     echo "warmup=$WARMUP"
     echo "connections=$CONNS"
     echo "idle_conns=$IDLE_CONNS"
+    echo "h2_clients=$H2_CLIENTS"
+    echo "h2_streams=$H2_STREAMS"
     echo "quick=$QUICK"
     echo "standin=$STANDIN"
     echo "buffering=$BUFFERING"
@@ -577,6 +685,7 @@ versions() {
     echo "backend_workers=$BACKEND_WORKERS"
     echo "load_threads=$LOAD_THREADS"
     echo "contenders=$(join "${CONTENDERS[@]}")"
+    echo "extra_contenders=$(join "${EXTRA[@]}")"
     echo "scenarios=$(join "${SELECTED[@]}")"
     echo "nofile=$NOFILE"
     echo "busy_before=$BUSY_BEFORE"
@@ -611,6 +720,22 @@ oha_run() {
         -q "$rate" --latency-correction "http://127.0.0.1:${PORT_OF[$c]}$path" >"$out" 2>"$out.err"
 }
 
+# h2load_run CONTENDER SECONDS CLIENTS STREAMS PATH OUTFILE [H2LOAD-ARGS...]: HTTP/2 over TLS
+# (ALPN h2) to the contender's h2 listener, closed loop. h2load prints no percentiles; its
+# per-request log (--log-file) gives them: OUTFILE gets one LTJSON line in lib/wrk.lua's shape.
+h2load_run() {
+    local c=$1 secs=$2 clients=$3 streams=$4 path=$5 out=$6
+    shift 6
+    local threads=$LOAD_THREADS rc=0
+    ((threads <= clients)) || threads=$clients
+    run_load taskset -c "$L_SET" h2load -t "$threads" -c "$clients" -m "$streams" -D "$secs" \
+        --log-file="$out.log" "$@" "https://127.0.0.1:${H2_PORT_OF[$c]}$path" >"$out.h2load" 2>&1 \
+        || rc=$?
+    LT h2load-summary "$out.h2load" "$out.log" >"$out" 2>>"$out.h2load" || { ((rc)) || rc=1; }
+    rm -f "$out.log"   # one line per request: tens of MB
+    return "$rc"
+}
+
 snap() { LT snap "${PID_OF[$1]}"; }
 
 # measure SCENARIO CONTENDER KIND ARGS...: warm up, snapshot, run, snapshot.
@@ -618,6 +743,16 @@ measure() {
     local s=$1 c=$2 kind=$3
     shift 3
     local base="$WORK/raw/$s.$c"
+    # s12: the gateway's own quantiles are exact since start, so ringgate starts afresh
+    # right before s12's warm-up (not s11's saturation in them), and warms up on
+    # /compose-warmup, a twin composite with the same calls: composite "three" then counts the
+    # measured window only. Its figures are read from the admin API after the window.
+    local scrape=0 warm_path=$2
+    if [[ $s == s12 && $c == ringgate ]] && ((!STANDIN)); then
+        scrape=1
+        warm_path=/compose-warmup
+        restart_contender "$c" || note "ringgate could not be restarted before s12"
+    fi
     if ! alive "$c"; then
         note "$c was not running before $s; restarting it"
         start_contender "$c" || { note "$c could not be restarted; $s/$c skipped"; return 0; }
@@ -627,12 +762,13 @@ measure() {
             wrk) wrk_run "$c" "$WARMUP" "$1" "$2" "$base.warmup" "${@:3}" || true ;;
             wrk-tls) WRK_BASE="https://127.0.0.1:${TLS_PORT_OF[$c]}" \
                 wrk_run "$c" "$WARMUP" "$1" "$2" "$base.warmup" "${@:3}" || true ;;
-            oha) oha_run "$c" "$WARMUP" "$1" "$2" "$3" "$base.warmup" || true ;;
+            oha) oha_run "$c" "$WARMUP" "$1" "$warm_path" "$3" "$base.warmup" || true ;;
             ws) ws_run "$c" "$WARMUP" "$1" "$2" "$base.warmup" || true ;;
+            h2) h2load_run "$c" "$WARMUP" "$1" "$2" "$3" "$base.warmup" "${@:4}" || true ;;
         esac
     fi
     local others=() o
-    for o in "${CONTENDERS[@]}"; do [[ $o == "$c" ]] || others+=("${PID_OF[$o]}"); done
+    for o in "${CONTENDERS[@]}" "${EXTRA[@]}"; do [[ $o == "$c" ]] || others+=("${PID_OF[$o]}"); done
     snap "$c" >"$base.before.json"
     LT snap "${others[@]}" >"$base.others.before.json"
     local rc=0
@@ -642,11 +778,18 @@ measure() {
             wrk_run "$c" "$DURATION" "$1" "$2" "$base.out" "${@:3}" || rc=$? ;;
         oha) oha_run "$c" "$DURATION" "$1" "$2" "$3" "$base.out" || rc=$? ;;
         ws) ws_run "$c" "$DURATION" "$1" "$2" "$base.out" || rc=$? ;;
+        h2) h2load_run "$c" "$DURATION" "$1" "$2" "$3" "$base.out" "${@:4}" || rc=$? ;;
     esac
     snap "$c" >"$base.after.json"
     LT snap "${others[@]}" >"$base.others.after.json"
     echo "$rc" >"$base.rc"
     ((rc == 0)) || note "$s/$c: the load generator exited with status $rc"
+    if ((scrape)); then
+        # Workers hand their figures to the control thread every metrics.merge_interval (1 s).
+        sleep 1.5
+        curl -s --max-time 5 -o "$base.metrics" "http://127.0.0.1:$B_ADMIN_PORT/metrics" \
+            || note "$s/$c: GET /metrics on the admin listener failed"
+    fi
     if ! alive "$c"; then
         note "$c DIED during $s (see its log excerpt in the results)"
     fi
@@ -658,9 +801,13 @@ scenario() {  # ID KIND ARGS... (runs every contender, back to back)
     shift
     selected "$s" || return 0
     local c
-    for c in "${CONTENDERS[@]}"; do
+    for c in $(contenders_of "$s"); do
         log "$s: $c"
-        measure "$s" "$c" "$@"
+        if [[ $c == nginx-ssi ]]; then  # the same scenario on its own path (ARGS: CONNS PATH ...)
+            measure "$s" "$c" "$1" "$2" "${3}-ssi" "${@:4}"
+        else
+            measure "$s" "$c" "$@"
+        fi
     done
 }
 
@@ -678,7 +825,8 @@ scenario s6 wrk "$CONNS" /small LT_CLOSE=1
 scenario s7 wrk 1000 /small
 scenario s11 wrk "$CONNS" /compose
 if selected s12; then
-    COMPOSE_RATE=$(python3 "$HERE/report.py" rate "$WORK/raw" s11 0.5 "${CONTENDERS[@]}")
+    # shellcheck disable=SC2046  # contenders_of prints a word list
+    COMPOSE_RATE=$(python3 "$HERE/report.py" rate "$WORK/raw" s11 0.5 $(contenders_of s11))
     echo "compose_rate=$COMPOSE_RATE" >>"$WORK/raw/meta.env"
     log "s12: fixed rate $COMPOSE_RATE req/s (50% of the lowest s11 maximum)"
     scenario s12 oha "$CONNS" /compose "$COMPOSE_RATE"
@@ -688,6 +836,9 @@ scenario s14 wrk "$CONNS" /cacheable
 scenario s15 wrk "$CONNS" /gz LT_GZIP=1
 scenario s9 wrk-tls "$CONNS" /small
 scenario s10 wrk-tls "$CONNS" /small LT_CLOSE=1
+scenario s16 h2 "$H2_CLIENTS" "$H2_STREAMS" /small
+scenario s17 h2 "$H2_CLIENTS" "$H2_STREAMS" "$GRPC_PATH" -d "$GRPC_MSG" \
+    -H "content-type: application/grpc" -H "te: trailers"
 
 if selected s8; then
     for c in "${CONTENDERS[@]}"; do
@@ -704,9 +855,11 @@ fi
 
 # ------------------------------------------------------------------------------ report
 
-# Error lines from the contenders' logs go into the report.
-for c in backend "${CONTENDERS[@]}"; do
-    cat "$WORK/logs/$c.err" "$WORK/logs/$c-error.log" 2>/dev/null \
+# Error lines from the contenders' and backends' logs go into the report (nginx writes its
+# run-time errors to PREFIX/NAME-error.log, the error_log of its config).
+for c in backend wsbackend grpcbackend "${CONTENDERS[@]}" "${EXTRA[@]}"; do
+    [[ -n ${PID_OF[$c]:-} ]] || continue   # wsbackend / grpcbackend run only for s13 / s17
+    cat "$WORK/logs/$c.err" "$WORK/logs/$c-error.log" "$WORK/$c-error.log" 2>/dev/null \
         | grep -Eiv '^\s*$' | head -n 400 >"$WORK/raw/log.$c.txt" || true
 done
 

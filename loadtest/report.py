@@ -54,17 +54,32 @@ SCENARIOS = {
            "with TLS_AES_128_GCM_SHA256 and the same self-signed ECDSA P-256 certificate on "
            "every contender (HAProxy: OpenSSL, `ssl-min-ver TLSv1.3`, `ciphersuites`). "
            "Requests per second once the sessions are up."),
-    "s11": ("Composite of 3 calls vs 1 proxied call, closed loop",
-            "`GET /compose` over {conns} keep-alive connections (wrk). ringgate answers with a "
-            "composite: 3 concurrent calls to the backend (2 KiB JSON each; two spliced as they "
-            "are, one shaped with an allow list and a rename) merged into one JSON answer. nginx "
-            "and HAProxy, which have no composition, proxy the same path as ONE call to one "
-            "2 KiB part (HAProxy: `http-request set-path /json/a`). The goal: ringgate's CPU per "
-            "composite < 3x nginx's per proxied call."),
+    "s11": ("Composite of 3 calls, closed loop",
+            "`GET /compose` over {conns} keep-alive connections (wrk). What each contender "
+            "does per request: **ringgate** answers with a composite: 3 concurrent calls to the "
+            "backend (`/json/a`, `/json/b`, `/json/c`, 2 KiB JSON each; a and b spliced as they "
+            "are after a well-formedness check, c parsed and shaped with an allow list and a "
+            "rename) merged into one JSON object with a `Content-Length`. **nginx** and "
+            "**haproxy**, which have no composition, proxy the path as ONE call to one 2 KiB "
+            "part (`/json/a`; HAProxy: `http-request set-path`). **nginx-ssi** (a second nginx "
+            "process, same configuration) makes the SAME 3 backend calls as ringgate: "
+            "`GET /compose-ssi` answers a template `{{\"a\":…,\"b\":…,\"c\":…}}` whose three "
+            "SSI `include virtual` subrequests proxy `/json/a`, `/json/b`, `/json/c` in "
+            "parallel; nginx writes the raw parts in template order, chunked, with no JSON "
+            "check and no shaping. The goal: ringgate's CPU per composite < 3x nginx's per "
+            "proxied call."),
     "s12": ("Composite at a fixed rate, open loop",
-            "s11 at a fixed {compose_rate} req/s (50% of the lowest s11 maximum), oha with "
-            "latency correction. The goal: ringgate's composite p99 at most 1 ms above the p99 "
-            "of nginx's single proxied call (the slowest required call)."),
+            "s11 at a fixed {compose_rate} req/s (50% of the lowest s11 maximum, nginx-ssi "
+            "included), oha with latency correction, each contender doing what s11 says. "
+            "ringgate and nginx-ssi put the same 3 calls per request on the backend (which "
+            "shares the load-generator core), nginx and HAProxy one: compare ringgate's client "
+            "p99 with nginx-ssi's. ringgate is restarted right before its warm-up, warms up on "
+            "a twin composite (`/compose-warmup`), and its own exact quantiles are read from "
+            "its admin API (`GET /metrics`) after the window. "
+            "The goal (issue 12): the gateway adds at most 1 ms to the slowest required "
+            "call's p99, i.e. ringgate's client p99 (oha) minus the p99 of the slowest "
+            "required call per composite, as the gateway timed it "
+            "(`ringgate_composite_slowest_call_quantile_seconds`), is ≤ 1 ms."),
     "s13": ("WebSocket echo",
             "32-byte binary messages over 64 WebSocket connections, each waiting for its echo "
             "before sending the next (loadtest/wsbench.rs, one client thread per connection), "
@@ -96,6 +111,31 @@ SCENARIOS = {
             "s6 over TLS: `GET /small` with `Connection: close` over {conns} concurrent HTTPS "
             "connections; every request pays for a full TLS 1.3 handshake (wrk does not "
             "resume sessions), so requests/s is new handshakes per second."),
+    "s16": ("HTTP/2 over TLS, small GET, many streams per connection",
+            "13-byte `GET /small` with h2load over {h2_clients} HTTP/2 connections with "
+            "{h2_streams} concurrent streams each ({h2_inflight} requests in flight), closed "
+            "loop, TLS 1.3 with TLS_AES_128_GCM_SHA256 and ALPN h2 on the s9 certificate. Each "
+            "contender serves HTTP/2 on a listener of its own (nginx: `listen ... ssl http2`; "
+            "HAProxy: `bind ... ssl ... alpn h2,http/1.1`; ringgate: a `[[server.tls]]` "
+            "listener with `alpn = [\"h2\", \"http/1.1\"]`) and forwards every stream over "
+            "HTTP/1.1 to the same backend pool, with the same forwarding headers. h2load "
+            "prints no percentiles: they come from its per-request log (`--log-file`: the time "
+            "from a request's start to the end of its response). The goal (issue 15): ringgate "
+            "≥ 1.2x nginx's requests per contender CPU-second."),
+    "s17": ("gRPC unary over HTTP/2",
+            "h2load POSTs one fixed gRPC message (71 bytes: the 5-byte prefix and a protobuf "
+            "with a 64-byte field; `content-type: application/grpc`, `te: trailers`) to "
+            "`/loadtest.Echo/Unary` on the s16 listeners, same shape ({h2_clients} connections x "
+            "{h2_streams} streams, closed loop). The backend is an h2c gRPC echo server "
+            "(loadtest/grpcecho.rs, one thread): the message back and `grpc-status: 0` in the "
+            "trailers. nginx: `grpc_pass grpc://` to an upstream with `keepalive 1024` (one "
+            "stream per upstream connection); HAProxy: `server ... proto h2` (streams "
+            "multiplexed on pooled connections); ringgate: a route to a `protocol = \"h2c\"` "
+            "group (streams multiplexed, its http2 defaults). h2load counts HTTP statuses "
+            "only: before the run, one call per contender with curl must come back with the "
+            "echoed message and `grpc-status: 0` (findings under *Notes and logs*). The goal "
+            "(issue 15, as for s16): ringgate ≥ 1.2x nginx's requests per contender "
+            "CPU-second."),
 }
 LATENCY_KEYS = ["50", "90", "99", "99.9"]
 # Scenarios measured with oha at a fixed rate (the rest: wrk, closed loop).
@@ -105,6 +145,10 @@ OPEN_LOOP = ("s2", "s12")
 PROBLEM = re.compile(r"\b(WARN|ERROR)\b|panick|\[(warn|error|crit|alert|emerg)\]"
                      r"|\[(WARNING|ALERT)\]")
 TIMESTAMP = re.compile(r"^\[?\d{4}[-/]\d\d[-/]\d\d[T ][\d:.]+Z?\s*")
+# s12: ringgate's own figures, from its admin API (names in ringgate.toml.tmpl).
+COMPOSITE, COMPOSE_ROUTE = "three", "compose"
+METRIC_LINE = re.compile(r"^(\w+)\{([^}]*)\}\s+(\S+)$")
+QUANTILE_KEY = {"0.5": "50", "0.9": "90", "0.99": "99", "0.999": "99.9"}
 
 
 # --------------------------------------------------------------------------- reading
@@ -136,7 +180,7 @@ def parse_wrk(text):
             secs = d["duration_us"] / 1e6
             errs = d["errors"]
             return {
-                "tool": "wrk",
+                "tool": d.get("tool", "wrk"),
                 "requests": d["requests"],
                 "seconds": secs,
                 "rps": d["requests"] / secs if secs else 0.0,
@@ -184,6 +228,36 @@ def parse_oha(text):
     }
 
 
+def parse_gateway_metrics(text):
+    """s12: the composite's and its slowest required call's exact quantiles (ms), the route's
+    request duration quantiles and the composites counted, from ringgate's /metrics."""
+    families = {
+        "ringgate_composite_duration_quantile_seconds": ("composite", COMPOSITE, "composite_ms"),
+        "ringgate_composite_slowest_call_quantile_seconds":
+            ("composite", COMPOSITE, "slowest_call_ms"),
+        "ringgate_request_duration_quantile_seconds": ("route", COMPOSE_ROUTE, "route_ms"),
+    }
+    out = {"composite_ms": {}, "slowest_call_ms": {}, "route_ms": {}, "outcomes": {}}
+    for line in text.splitlines():
+        m = METRIC_LINE.match(line.strip())
+        if not m:
+            continue
+        name, labels, value = m.groups()
+        lab = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        try:
+            v = float(value)
+        except ValueError:
+            continue
+        if name in families:
+            key, want, into = families[name]
+            q = QUANTILE_KEY.get(lab.get("quantile", ""))
+            if lab.get(key) == want and q:
+                out[into][q] = v * 1000.0
+        elif name == "ringgate_composite_requests_total" and lab.get("composite") == COMPOSITE:
+            out["outcomes"][lab.get("outcome", "?")] = int(v)
+    return out if out["slowest_call_ms"] or out["composite_ms"] else None
+
+
 def cpu_busy(before, after, cpus):
     """Busy % of the listed CPUs (averaged) between two snapshots."""
     busy = total = 0
@@ -228,12 +302,31 @@ def load_run(raw, scen, cont, meta):
     ob, oa = read_json(base + ".others.before.json"), read_json(base + ".others.after.json")
     if ob and oa:
         res["others_cpu_ms"] = (oa["cpu_s"] - ob["cpu_s"]) * 1000.0
+    try:
+        with open(base + ".metrics", encoding="utf-8", errors="replace") as f:
+            res["gateway"] = parse_gateway_metrics(f.read())
+    except OSError:
+        pass
     return res
+
+
+def all_contenders(meta):
+    """Every contender measured in some scenario: the main ones (meta `contenders`) with the
+    scenario-specific extras (nginx-ssi in s11/s12) after the first; the subject stays last."""
+    main = meta["contenders"].split(",")
+    extras = [c for c in meta.get("extra_contenders", "").split(",") if c]
+    return [main[0]] + extras + main[1:], extras
+
+
+def scenario_contenders(conts, extras, rs):
+    """The contenders of one scenario: every main one (a missing result shows as such), and
+    the extras that ran in it."""
+    return [c for c in conts if c not in extras or c in rs]
 
 
 def load_all(raw):
     meta = read_meta(raw)
-    conts = meta["contenders"].split(",")
+    conts, _ = all_contenders(meta)
     runs = {}
     for scen in SCENARIOS:
         for c in conts:
@@ -257,12 +350,13 @@ def load_all(raw):
     except OSError:
         pass
     logs = {}
-    for c in ["backend"] + conts:
+    for c in ["backend", "wsbackend", "grpcbackend"] + conts:
         try:
             with open(os.path.join(raw, f"log.{c}.txt"), encoding="utf-8", errors="replace") as f:
                 logs[c] = [ln.rstrip() for ln in f]
         except OSError:
-            logs[c] = []
+            if c not in ("wsbackend", "grpcbackend"):  # those run only for s13 / s17
+                logs[c] = []
     return meta, conts, runs, idle, gz, notes, logs
 
 
@@ -372,11 +466,12 @@ def summary_tables(meta, conts, runs):
     """Per scenario and contender: req/s, p99, user/kernel/total CPU µs per request, the
     limit; then the subject's ratios to each other contender."""
     workers = int(meta["workers"])
+    _, extras = all_contenders(meta)
     rows, ratio_rows = [], []
     for s, (title, _) in SCENARIOS.items():
         if s not in runs:
             continue
-        for i, c in enumerate(conts):
+        for i, c in enumerate(scenario_contenders(conts, extras, runs[s])):
             r = runs[s].get(c) or {}
             if r.get("failed"):
                 r = {}
@@ -409,10 +504,53 @@ def summary_tables(meta, conts, runs):
     return "\n".join(out)
 
 
-def targets(conts, runs, idle):
+def s12_added_ms(r):
+    """ringgate's client p99 in s12 minus its slowest required call's p99 (ms), or None."""
+    if not r or r.get("failed") or not r.get("gateway"):
+        return None
+    client, slowest = r["pct_ms"].get("99"), r["gateway"]["slowest_call_ms"].get("99")
+    return None if client is None or slowest is None else client - slowest
+
+
+def s12_gateway_table(r):
+    """s12: client latency against the gateway's own figures, by percentile."""
+    g = r.get("gateway") if r and not r.get("failed") else None
+    if not g:
+        return ("No gateway figures: ringgate's admin API gave no composite quantiles "
+                "(`GET /metrics` failed, or this build does not export them).\n")
+    keys = LATENCY_KEYS
+    client = r["pct_ms"]
+
+    def row(label, d):
+        return [label] + [fms(d.get(k)) for k in keys]
+    rows = [row("client latency (oha, measured window)", client),
+            row("route `compose`, gateway: head read → answer written", g["route_ms"]),
+            row("composite, gateway: first call started → answer assembled", g["composite_ms"]),
+            row("**slowest required call** per composite, gateway", g["slowest_call_ms"]),
+            row("client − slowest required call",
+                {k: client[k] - g["slowest_call_ms"][k] for k in keys
+                 if k in client and k in g["slowest_call_ms"]})]
+    counted = ", ".join(f"{k} {fnum(v)}" for k, v in sorted(g["outcomes"].items()))
+    added = s12_added_ms(r)
+    verdict = "—" if added is None else (
+        f"{added:.2f} ms: {'met' if added <= 1.0 else '**not met**'} (goal ≤ 1 ms)")
+    return ("ringgate's own figures (ms), read from its admin API after the window: exact "
+            "quantiles since its restart right before the warm-up, which went to a twin "
+            "composite (`/compose-warmup`, the same calls), so they cover the measured window "
+            f"only, as oha's do. Composites the gateway counted: {counted or '—'}.\n\n"
+            + table([""] + [f"p{k}" for k in keys], rows)
+            + f"\n\nAdded by the gateway at p99 (client p99 − slowest required call's p99): "
+              f"{verdict}. A difference of percentiles, not a percentile of differences; the "
+              "client's figure includes the loopback hops, the load generator's own queueing "
+              "on the shared load-side core, and the worker's queueing.\n")
+
+
+def targets(conts, runs, idle, meta):
     """The goals of issue 3 (against nginx) and issue 17 (against nginx and HAProxy), checked
     against this run (only meaningful for real ringgate)."""
-    a, b, refs = conts[0], conts[-1], conts[:-1]
+    a, b = conts[0], conts[-1]
+    _, extras = all_contenders(meta)
+    main_refs = [c for c in conts[:-1] if c not in extras]
 
     def val(s, c, key, p=None):
         r = runs.get(s, {}).get(c)
@@ -447,9 +585,11 @@ def targets(conts, runs, idle):
     ca, cb = val("s11", a, "cpu_us_per_req"), val("s11", b, "cpu_us_per_req")
     check(l3, "s11 composite CPU vs 3 nginx proxied calls", cb, 3 * ca if ca else None, 1.0,
           False)
-    pa12, pb12 = val("s12", a, None, "99"), val("s12", b, None, "99")
-    check(l3, "s12 composite p99 vs nginx single-call p99 + 1 ms", pb12,
-          pa12 + 1.0 if pa12 is not None else None, 1.0, False)
+    # s12: what the gateway adds to the slowest required call's p99 (client p99 from oha,
+    # the slowest call's p99 from ringgate's own exact quantiles).
+    added = s12_added_ms(runs.get("s12", {}).get(b))
+    check(l3, "s12 p99 added by the gateway: client p99 − slowest required call's p99", added,
+          1.0, 1.0, False, "ms")
     ca, cb = val("s13", a, "cpu_us_per_req"), val("s13", b, "cpu_us_per_req")
     check(l3, "s13 WebSocket messages per contender CPU-second", ca, cb, 1.0, True)
     check(l3, "s13 WebSocket p99 round trip", val("s13", b, None, "99"),
@@ -466,7 +606,7 @@ def targets(conts, runs, idle):
 
     l17 = []
     cb = val("s1", b, "cpu_us_per_req")
-    for c in refs:
+    for c in main_refs:
         check(l17, f"s1 requests per contender CPU-second vs {c}", val("s1", c, "cpu_us_per_req"),
               cb, 1.4, True)
     check(l17, f"s1 {b} user CPU per request (path to the goal above)",
@@ -475,6 +615,10 @@ def targets(conts, runs, idle):
         for p in ("99", "99.9"):
             check(l17, f"{s} p{p} latency vs {a}", val(s, b, None, p), val(s, a, None, p), 1.0,
                   False)
+    l15 = []
+    for s, what in (("s16", "HTTP/2 small GET"), ("s17", "gRPC unary")):
+        check(l15, f"{s} {what}: requests per contender CPU-second vs {a}",
+              val(s, a, "cpu_us_per_req"), val(s, b, "cpu_us_per_req"), 1.2, True)
     return "\n".join([
         "### Goals from issue 3\n",
         table([f"goal ({b}/{a})", "measured", "target", ""], []) + "\n" + "\n".join(l3) + "\n",
@@ -482,6 +626,8 @@ def targets(conts, runs, idle):
         "Checked on this one run; the issue asks for the median of 3 full runs.\n",
         table([f"goal ({b} against the others)", "measured", "target", ""], []) + "\n"
         + "\n".join(l17) + "\n",
+        "### Goals from issue 15\n",
+        table([f"goal ({b}/{a})", "measured", "target", ""], []) + "\n" + "\n".join(l15) + "\n",
     ])
 
 
@@ -568,6 +714,12 @@ def contender_lines(meta, conts, logs):
                 "(loadtest/haproxy/proxy.cfg.tmpl). Its RSS includes the shared memory of its "
                 "64 MiB s14 cache, touched at start (about 45 MiB); s8's per-connection figure "
                 "is a delta and does not include it.")
+        elif c == "nginx-ssi":
+            lines.append(
+                "- nginx-ssi (s11/s12 only): a second nginx process with nginx's configuration, "
+                "measured on `/compose-ssi`: `ssi on` over a `return 200` template whose three "
+                "`include virtual` subrequests go to an `internal` location proxying the "
+                "backend's `/json/a`, `/json/b`, `/json/c` (same upstream pool and headers).")
     driver = ""
     for ln in logs.get(b, []):
         m = re.search(r"running with the (\S+) driver", ln)
@@ -617,12 +769,17 @@ def idle_table(meta, conts, idle):
 
 def write(raw, stem):
     meta, conts, runs, idle, gz, notes, logs = load_all(raw)
-    a, b, refs = conts[0], conts[-1], conts[:-1]
+    _, extras = all_contenders(meta)
+    main = [c for c in conts if c not in extras]
+    a, b, refs = conts[0], conts[-1], main[:-1]
     name = os.path.basename(stem)
     has_png = plot(meta, conts, runs, stem + ".png")
     fmt = {"conns": meta["connections"], "rate": fnum(float(meta.get("rate", "0") or 0)),
            "compose_rate": fnum(float(meta.get("compose_rate", "0") or 0)),
-           "haproxy_compressor": meta.get("haproxy_compressor", "?")}
+           "haproxy_compressor": meta.get("haproxy_compressor", "?"),
+           "h2_clients": meta.get("h2_clients", "?"), "h2_streams": meta.get("h2_streams", "?"),
+           "h2_inflight": fnum(int(meta.get("h2_clients", "0") or 0)
+                               * int(meta.get("h2_streams", "0") or 0))}
     md = []
     md.append(f"# {b} vs {', '.join(refs)} — {meta['date']}, {meta['host']}\n")
     if meta.get("standin") == "1":
@@ -644,14 +801,14 @@ def write(raw, stem):
     if summary:
         md.append(summary)
     if idle:
-        per = ", ".join(f"{c} {fnum((idle.get(c) or {}).get('per_conn_bytes'))} B" for c in conts)
+        per = ", ".join(f"{c} {fnum((idle.get(c) or {}).get('per_conn_bytes'))} B" for c in main)
         rat = ", ".join(f"{b}/{c} {ratio((idle.get(b) or {}).get('per_conn_bytes'), (idle.get(c) or {}).get('per_conn_bytes'))}"
                         for c in refs)
         md.append(f"\nRSS per idle keep-alive connection (s8): {per}; {rat}.")
     md.append(f"\nRatios are {b}/other: above 1 is better for requests/s, below 1 is better "
               "for latency, CPU and memory.\n")
     if meta.get("standin") != "1":
-        md.append(targets(conts, runs, idle))
+        md.append(targets(conts, runs, idle, meta))
     if has_png:
         md.append(f"![latency percentiles]({name}.png)\n")
 
@@ -668,7 +825,8 @@ def write(raw, stem):
               f"worker(s)) on CPU {meta['backend_cpus']}; load generator ({meta['load_threads']} "
               f"thread(s)) on CPU {meta['loadgen_cpus']}. All traffic on 127.0.0.1.")
     md.append(f"- All {len(conts)} contenders run at the same time on the same core(s) and are "
-              f"measured one after the other ({', '.join(conts)}) in every scenario; the idle "
+              f"measured one after the other ({', '.join(conts)}) in every scenario they take "
+              f"part in ({', '.join(extras) or 'none'} only in s11/s12); the idle "
               "ones use no CPU (each scenario table shows their CPU during the window). Each "
               f"measurement: {meta['warmup']} s warm-up (discarded), then {meta['duration']} s "
               "measured.")
@@ -688,7 +846,9 @@ def write(raw, stem):
             continue
         md.append(f"### {s}: {title}\n")
         md.append(desc.format(**fmt) + "\n")
-        md.append(scenario_table(conts, runs[s]) + "\n")
+        md.append(scenario_table(scenario_contenders(conts, extras, runs[s]), runs[s]) + "\n")
+        if s == "s12" and meta.get("standin") != "1":
+            md.append(s12_gateway_table(runs[s].get(b)))
         if s == "s15" and gz:
             sizes = ", ".join(
                 f"{c} {fnum(gz[c].get('compressed_bytes'))} B" for c in conts if c in gz)
@@ -703,7 +863,7 @@ def write(raw, stem):
                   "it, one `GET /small` answered on each, and left idle; RSS (VmRSS, nginx master "
                   "+ workers) is measured before opening and 2 s after the last one opened. "
                   "Kernel socket buffers are not in RSS and are the same for all.\n")
-        md.append(idle_table(meta, conts, idle) + "\n")
+        md.append(idle_table(meta, main, idle) + "\n")
 
     md.append("## Notes and logs\n")
     if notes:
@@ -712,9 +872,11 @@ def write(raw, stem):
         md.append("")
     else:
         md.append("No contender died, every sanity check passed (exact bodies for /small, /16k, "
-                  "/1m over HTTP and /small over HTTPS; a pipelined 4 KiB POST + GET; a cache hit "
-                  "on the second GET /cacheable; gzip that inflates to the exact JSON), and every "
-                  "load generator exited cleanly.\n")
+                  "/1m over HTTP and /small over HTTPS and over HTTP/2; a pipelined 4 KiB POST + "
+                  "GET; and, for the scenarios run, a cache hit on the second GET /cacheable, gzip "
+                  "that inflates to the exact JSON, the /compose JSON, a gRPC call echoed with "
+                  "grpc-status 0), and every load generator "
+                  "exited cleanly.\n")
     for c, lines in logs.items():
         bad = [ln for ln in lines if PROBLEM.search(ln)]
         if bad:

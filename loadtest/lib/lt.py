@@ -13,6 +13,12 @@ Subcommands:
                                      PID (+descendants) before/after as JSON
   check-post PORT                    pipeline a 4 KiB POST and a GET on one connection and
                                      verify both answers arrive (the body was fully consumed)
+  check-json URL KEY...              GET URL must answer 200 with a JSON object holding every
+                                     dotted KEY (s11/s12's sanity check)
+  h2load-summary TEXT LOG            h2load's output and --log-file as one `LTJSON {...}` line
+                                     in lib/wrk.lua's shape (s16, s17)
+  grpc-message BYTES                 print one gRPC message (5-byte prefix + a protobuf with a
+                                     BYTES-byte field 1) to stdout: s17's request body
   json-part NAME BYTES               print a JSON object of about BYTES bytes (a composite's
                                      part in s11/s12): id, name, and a list of items
 """
@@ -312,6 +318,106 @@ def cmd_check_post(args):
     asyncio.run(main())
 
 
+def cmd_check_json(args):
+    """GET URL must answer 200 with a JSON object that has every dotted KEY (a.b: key b of
+    the object under a)."""
+    import urllib.request
+    url, keys = args[0], args[1:]
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            status, body = resp.status, resp.read()
+    except Exception as e:  # noqa: BLE001 (any failure is the finding)
+        sys.exit(f"GET {url}: {e}")
+    if status != 200:
+        sys.exit(f"GET {url} answered {status}")
+    try:
+        doc = json.loads(body)
+    except ValueError as e:
+        sys.exit(f"GET {url}: not JSON ({e}): {body[:80]!r}")
+    for key in keys:
+        node = doc
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                sys.exit(f"GET {url}: no {key!r} in the JSON answer")
+            node = node[part]
+
+
+# --------------------------------------------------------------------------- h2load
+
+PERCENTILES = [1, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 99.999]
+H2LOAD_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def h2load_counts(text):
+    """The figures of h2load's summary: seconds, status classes, failures, traffic bytes."""
+    out = {"seconds": None, "status": {}, "failed": 0, "errored": 0, "timeout": 0, "bytes": 0}
+    m = re.search(r"finished in ([\d.]+)(us|ms|s),", text)
+    if m:
+        out["seconds"] = float(m.group(1)) * H2LOAD_UNITS[m.group(2)]
+    m = re.search(r"requests: .*?(\d+) failed, (\d+) errored, (\d+) timeout", text)
+    if m:
+        out["failed"], out["errored"], out["timeout"] = (int(g) for g in m.groups())
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if m:
+        out["status"] = dict(zip(("2xx", "3xx", "4xx", "5xx"), (int(g) for g in m.groups())))
+    m = re.search(r"traffic: \S+ \((\d+)\) total", text)
+    if m:
+        out["bytes"] = int(m.group(1))
+    return out
+
+
+def percentile(sorted_vals, p):
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_vals:
+        return 0
+    rank = max(1, int(-(-p * len(sorted_vals) // 100)))
+    return sorted_vals[min(rank, len(sorted_vals)) - 1]
+
+
+def cmd_h2load_summary(args):
+    """h2load's output (text) and its --log-file (one row per request: start µs, status, µs
+    to the end of the response) as one `LTJSON {...}` line in lib/wrk.lua's shape."""
+    text_path, log_path = args
+    with open(text_path, encoding="utf-8", errors="replace") as f:
+        counts = h2load_counts(f.read())
+    if counts["seconds"] is None:
+        sys.exit(f"h2load-summary: no 'finished in' line in {text_path}")
+    times = []
+    try:
+        with open(log_path, encoding="ascii", errors="replace") as f:
+            for line in f:
+                cols = line.split("\t")
+                if len(cols) >= 3 and cols[2].strip().isdigit():
+                    times.append(int(cols[2]))
+    except OSError:
+        pass
+    times.sort()
+    ok = counts["status"].get("2xx", 0)
+    # h2load's `failed` is `errored` plus 4xx/5xx answers, and `errored` includes `timeout`:
+    # non-2xx answers and errored requests are the whole of it.
+    errors = {"status": sum(counts["status"].values()) - ok, "errored": counts["errored"]}
+    mean = sum(times) / len(times) if times else 0.0
+    doc = {
+        "tool": "h2load", "duration_us": int(counts["seconds"] * 1e6), "requests": ok,
+        "bytes": counts["bytes"], "errors": errors, "logged": len(times),
+        "latency_us": {"min": times[0] if times else 0, "max": times[-1] if times else 0,
+                       "mean": round(mean, 1), "stdev": 0},
+        "percentiles_us": {f"{p:g}": percentile(times, p) for p in PERCENTILES},
+    }
+    print("LTJSON " + json.dumps(doc))
+
+
+def cmd_grpc_message(args):
+    """One length-prefixed, uncompressed gRPC message whose protobuf body is field 1 (bytes)
+    holding a fixed payload of BYTES bytes (< 128): what s17 POSTs on every call."""
+    size = int(args[0])
+    if not 0 < size < 128:
+        sys.exit("grpc-message: BYTES must be 1..127 (a one-byte protobuf length)")
+    payload = (b"ringgate loadtest, gRPC unary echo " * 4)[:size]
+    message = b"\x0a" + bytes([size]) + payload
+    sys.stdout.buffer.write(b"\x00" + len(message).to_bytes(4, "big") + message)
+
+
 COMMANDS = {
     "render": cmd_render,
     "freeport": cmd_freeport,
@@ -321,6 +427,9 @@ COMMANDS = {
     "idle": cmd_idle,
     "check-post": cmd_check_post,
     "json-part": cmd_json_part,
+    "check-json": cmd_check_json,
+    "h2load-summary": cmd_h2load_summary,
+    "grpc-message": cmd_grpc_message,
 }
 
 if __name__ == "__main__":
