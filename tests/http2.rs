@@ -14,6 +14,23 @@ use common::upstream::{Behavior, Echoed, Gate, Upstream};
 /// curl's `-w` line after the body: the HTTP version it spoke and the status.
 const CURL_WRITE_OUT: &str = "\n%{http_version} %{http_code}";
 
+/// Whether the machine's curl speaks HTTP/2 (`curl -V` lists `HTTP2` among its features).
+/// Tests that need it say why they skip when it does not.
+fn curl_has_http2(test: &str) -> bool {
+    let features = Command::new("curl")
+        .arg("-V")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    let has = features
+        .lines()
+        .any(|l| l.starts_with("Features:") && l.split_whitespace().any(|f| f == "HTTP2"));
+    if !has {
+        eprintln!("SKIPPED {test}: curl is missing or lacks HTTP/2 (`curl -V` lists no HTTP2)");
+    }
+    has
+}
+
 fn curl(args: &[&str]) -> (String, String) {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "10", "-w", CURL_WRITE_OUT])
@@ -40,6 +57,9 @@ fn h2c_gateway(driver: &str, upstream: &Upstream) -> common::gateway::Gateway {
 
 driver_tests! {
     fn curl_with_prior_knowledge_is_served_over_h2c(driver: &str) {
+        if !curl_has_http2("curl_with_prior_knowledge_is_served_over_h2c") {
+            return;
+        }
         let upstream = Upstream::echo("u");
         let gw = h2c_gateway(driver, &upstream);
         let url = gw.url("/a/b?c=d");
@@ -51,12 +71,21 @@ driver_tests! {
         assert_eq!(echoed.header("x-client"), Some("one"));
         assert_eq!(echoed.header_all("x-forwarded-proto"), vec!["http"]);
         assert_eq!(echoed.header("host"), Some(gw.addr().to_string().as_str()));
+        // A request body goes up over h2c too.
+        let (body, tail) = curl(&["--http2-prior-knowledge", "--data-binary", "twelve bytes", &url]);
+        assert_eq!(tail, "2 200", "{body}");
+        let echoed = Echoed::parse(&body);
+        assert_eq!(echoed.method, "POST");
+        assert_eq!(echoed.body_len, 12);
         // The same listener still speaks HTTP/1.1.
         let (body, tail) = curl(&["--http1.1", &url]);
         assert_eq!(tail, "1.1 200", "{body}");
     }
 
     fn curl_negotiates_h2_with_alpn_over_tls(driver: &str) {
+        if !curl_has_http2("curl_negotiates_h2_with_alpn_over_tls") {
+            return;
+        }
         let pki = Pki::new("h2-alpn");
         let server = pki.issue("server", Kind::Server(&["gateway.test"]));
         let upstream = Upstream::echo("u");
@@ -79,6 +108,10 @@ driver_tests! {
         let echoed = Echoed::parse(&body);
         assert_eq!(echoed.target, "/secure");
         assert_eq!(echoed.header_all("x-forwarded-proto"), vec!["https"]);
+        let (body, tail) = curl(&["--http2", "--cacert", ca, "--resolve", &resolve, "--data-binary", "over tls", &url]);
+        assert_eq!(tail, "2 200", "{body}");
+        let echoed = Echoed::parse(&body);
+        assert_eq!((echoed.method.as_str(), echoed.body_len), ("POST", 8));
         // A client that offers only http/1.1 gets it.
         let (_, tail) = curl(&["--http1.1", "--cacert", ca, "--resolve", &resolve, &url]);
         assert_eq!(tail, "1.1 200");

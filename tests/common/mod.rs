@@ -14,6 +14,7 @@ pub mod body;
 pub mod client;
 pub mod gateway;
 pub mod h2;
+pub mod h2_raw;
 pub mod h2_scripted;
 pub mod process;
 pub mod redis;
