@@ -21,7 +21,8 @@
 //! Values are templates (`{consumer}`, `{request_id}`, `{client_ip}`, `{route}`,
 //! `{header.NAME}` of the client's request, and route parameters by name), rendered once per
 //! request; an operation whose template lacks a value (no consumer, no such header) is
-//! skipped. JSON paths are the project's field paths (`crate::json`): arrays are
+//! skipped. A route parameter is never missing: every route using the policy must capture
+//! the ones its templates name (checked when the configuration loads). JSON paths are the project's field paths (`crate::json`): arrays are
 //! transparent, so `password` on a top-level array removes it from every element.
 //!
 //! This module holds the compiled policy and the pure operations; `proxy::transform` applies
@@ -47,6 +48,21 @@ pub struct Transform {
     pub response: Side,
     /// How bodies are read for the JSON operations.
     pub body: BodyRules,
+    /// The route parameters its templates name, for the configuration's check that every
+    /// route using the policy captures them.
+    pub params: Vec<ParamUse>,
+}
+
+/// A route parameter named by one of a policy's templates, and where that template is in
+/// the configuration.
+#[derive(Debug, Clone)]
+pub struct ParamUse {
+    /// The parameter (`id` of `{id}`).
+    pub name: Box<str>,
+    /// The template's key (`policies.NAME.request.set_headers.X-Id`).
+    pub key: String,
+    /// The template's span in the configuration text.
+    pub span: std::ops::Range<usize>,
 }
 
 /// How JSON bodies are handled.

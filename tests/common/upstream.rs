@@ -997,3 +997,122 @@ pub fn tally(names: impl IntoIterator<Item = String>) -> HashMap<String, usize> 
     }
     map
 }
+
+/// An origin that records the exact bytes of each request it receives (head and
+/// `Content-Length` body, as sent on the wire) and answers every request with the same
+/// bytes, byte for byte: for tests that check what the gateway wrote upstream exactly.
+pub struct RecordingOrigin {
+    pub addr: SocketAddr,
+    seen: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl RecordingOrigin {
+    /// Answers every request with `reply` as it is (a whole response: head and body).
+    pub fn start(reply: Vec<u8>) -> RecordingOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, seen) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let (tx, reply) = (tx.clone(), reply.clone());
+                std::thread::spawn(move || record_and_reply(stream, &tx, &reply));
+            }
+        });
+        RecordingOrigin { addr, seen }
+    }
+
+    /// A `200` with `fields` (each ending in CRLF) and `body` framed by its length.
+    pub fn answering(fields: &str, body: &[u8]) -> RecordingOrigin {
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\n{fields}Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(body);
+        RecordingOrigin::start(reply)
+    }
+
+    /// A `200` with `fields` and `body` in chunks of `size` bytes.
+    pub fn answering_chunked(fields: &str, body: &[u8], size: usize) -> RecordingOrigin {
+        let mut reply =
+            format!("HTTP/1.1 200 OK\r\n{fields}Transfer-Encoding: chunked\r\n\r\n").into_bytes();
+        for chunk in body.chunks(size.max(1)) {
+            reply.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            reply.extend_from_slice(chunk);
+            reply.extend_from_slice(b"\r\n");
+        }
+        reply.extend_from_slice(b"0\r\n\r\n");
+        RecordingOrigin::start(reply)
+    }
+
+    /// The exact bytes of the next request the origin received (waits up to [`IO_TIMEOUT`]).
+    pub fn next_seen(&self) -> Vec<u8> {
+        self.seen
+            .recv_timeout(IO_TIMEOUT)
+            .expect("the origin received a request")
+    }
+
+    /// Whether a request arrived that was not taken with [`RecordingOrigin::next_seen`]
+    /// (every request is recorded before it is answered, so after the client got its
+    /// answer, `false` means the gateway did not ask the origin).
+    pub fn has_unseen(&self) -> bool {
+        self.seen.try_recv().is_ok()
+    }
+}
+
+fn record_and_reply(mut stream: TcpStream, tx: &std::sync::mpsc::Sender<Vec<u8>>, reply: &[u8]) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let Ok(n) = stream.read(&mut buf) else { return };
+        if n == 0 {
+            return;
+        }
+        got.extend_from_slice(&buf[..n]);
+        while let Some(len) = whole_request(&got) {
+            let request: Vec<u8> = got.drain(..len).collect();
+            let _ = tx.send(request);
+            if stream.write_all(reply).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The length of the first whole request in `got` (head and `Content-Length` body).
+fn whole_request(got: &[u8]) -> Option<usize> {
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    (got.len() >= end + 4 + len).then_some(end + 4 + len)
+}
+
+/// A recorded request's head (request line and fields, each line ending in CRLF) as text,
+/// and its body.
+pub fn split_request(request: &[u8]) -> (String, Vec<u8>) {
+    let end = request
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    (
+        String::from_utf8_lossy(&request[..end + 2]).into_owned(),
+        request[end + 4..].to_vec(),
+    )
+}
+
+/// The lines `name: value` of `head` whose field name is one of `names` (case-insensitive),
+/// in order, as written.
+pub fn lines_named(head: &str, names: &[&str]) -> Vec<String> {
+    head.split("\r\n")
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(n, _)| names.iter().any(|w| w.eq_ignore_ascii_case(n)))
+        })
+        .map(str::to_string)
+        .collect()
+}

@@ -131,6 +131,7 @@ fn route(
     let key = format!("routes[{i}]");
     let chain = policies.chain(cx, &format!("{key}.policies"), raw.policies.as_ref());
     let matcher = matcher::compile(cx, &format!("{key}.match"), raw.matcher.as_ref());
+    transform_params(cx, &key, raw, &chain, &matcher);
     let proxy_to = match (&raw.upstream, &raw.split) {
         (Some(_), Some(split)) => {
             let message = "set exactly one of `upstream` or `split`, not both".to_string();
@@ -185,6 +186,43 @@ fn route(
         matcher: matcher.clone(),
     };
     Some((matcher, route))
+}
+
+/// Every route parameter a `transform` policy's templates name must be captured by the
+/// `match.path` of each route using the policy (a missing one would skip its operation on
+/// every request): a problem at the template's key and line, naming the route.
+fn transform_params(
+    cx: &mut Ctx<'_>,
+    key: &str,
+    raw: &RawRoute,
+    chain: &crate::policy::Chain,
+    matcher: &RouteMatcher,
+) {
+    let Some(transform) = chain.transform() else {
+        return;
+    };
+    if transform.params.is_empty() {
+        return;
+    }
+    let names = crate::router::param_names(&matcher.path);
+    for used in &transform.params {
+        if names.iter().any(|n| **n == *used.name) {
+            continue;
+        }
+        let captured = if names.is_empty() {
+            "captures no parameters".to_string()
+        } else {
+            format!("captures only {}", names.join(", "))
+        };
+        let message = format!(
+            "`{{{}}}` is not a parameter of route `{}` ({key}), which uses policy `{}`: \
+             its `match.path` {captured}",
+            used.name,
+            raw.name.get_ref(),
+            transform.name,
+        );
+        cx.problem(used.key.clone(), Some(used.span.clone()), message);
+    }
 }
 
 /// `compose = "NAME"`: the composite, with its route parameters mapped onto this route's.

@@ -330,7 +330,8 @@ impl PolicyTable {
 pub(crate) mod tests {
     use crate::config::compile::{check_without_router, keys_and_lines};
 
-    const ROUTE: &str = "[[upstreams]]\nname = \"u\"\ntargets = [{ addr = \"127.0.0.1:1\" }]\n";
+    pub(crate) const ROUTE: &str =
+        "[[upstreams]]\nname = \"u\"\ntargets = [{ addr = \"127.0.0.1:1\" }]\n";
 
     /// `(key, line)` of each problem of `ROUTE` + `text`; lines count from `text`'s first.
     pub(crate) fn problems(text: &str) -> Vec<(String, Option<usize>)> {

@@ -7,6 +7,8 @@
 //! unknown placeholder or a control character, a malformed JSON path (or `*` anywhere but at
 //! the end of a `remove_json` path), a `set_json` value that is not a string, number or
 //! boolean, a transform that changes nothing, and `on_*` values other than `pass`/`refuse`.
+//! The route parameters templates name are kept with their keys and spans: each route using
+//! the policy must capture them (checked with the routes, `routes::transform_params`).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -15,11 +17,12 @@ use toml::Spanned;
 
 use super::super::matcher::{has_control, is_token};
 use super::KindCx;
+use crate::compose::template::Source;
 use crate::compose::template::Template;
 use crate::config::file::{Ordered, RawTransformSide};
 use crate::json::{FieldPath, Segment};
 use crate::policy::transform::{
-    resolve, BodyRules, FieldOps, JsonOps, JsonValue, OnBody, Side, Transform,
+    resolve, BodyRules, FieldOps, JsonOps, JsonValue, OnBody, ParamUse, Side, Transform,
 };
 
 /// The keys this kind accepts besides `kind`.
@@ -75,13 +78,15 @@ const RESPONSE_MANAGED: &[&str] = &[
 pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<Transform>> {
     let raw = k.raw;
     let before = k.cx.problems.len();
+    let mut params = Vec::new();
     let request = match &raw.request {
-        Some(side) => compile_side(k, "request", side.get_ref(), REQUEST_MANAGED),
+        Some(side) => compile_side(k, "request", side.get_ref(), REQUEST_MANAGED, &mut params),
         None => Side::default(),
     };
     let response = match &raw.response {
         Some(side) => {
-            let compiled = compile_side(k, "response", side.get_ref(), RESPONSE_MANAGED);
+            let managed = RESPONSE_MANAGED;
+            let compiled = compile_side(k, "response", side.get_ref(), managed, &mut params);
             if !compiled.query.is_empty() {
                 let message = "a response has no query: query operations belong to `request`";
                 k.problem("response", side.span(), message.into());
@@ -111,6 +116,7 @@ pub(super) fn compile(k: &mut KindCx<'_, '_, '_>) -> Option<Arc<Transform>> {
         request,
         response,
         body,
+        params,
     }))
 }
 
@@ -148,6 +154,7 @@ fn compile_side(
     side: &str,
     raw: &RawTransformSide,
     managed: &'static [&'static str],
+    params: &mut Vec<ParamUse>,
 ) -> Side {
     let headers = Names {
         check: check_header,
@@ -162,21 +169,27 @@ fn compile_side(
         headers: FieldOps {
             remove: names(k, &at("remove_headers"), &raw.remove_headers, headers),
             rename: renames(k, &at("rename_headers"), &raw.rename_headers, headers),
-            set: valued(k, &at("set_headers"), &raw.set_headers, headers),
-            add: valued(k, &at("add_headers"), &raw.add_headers, headers),
-            append: valued(k, &at("append_headers"), &raw.append_headers, headers),
+            set: valued(k, &at("set_headers"), &raw.set_headers, headers, params),
+            add: valued(k, &at("add_headers"), &raw.add_headers, headers, params),
+            append: valued(
+                k,
+                &at("append_headers"),
+                &raw.append_headers,
+                headers,
+                params,
+            ),
         },
         query: FieldOps {
             remove: names(k, &at("remove_query"), &raw.remove_query, query),
             rename: renames(k, &at("rename_query"), &raw.rename_query, query),
-            set: valued(k, &at("set_query"), &raw.set_query, query),
-            add: valued(k, &at("add_query"), &raw.add_query, query),
-            append: valued(k, &at("append_query"), &raw.append_query, query),
+            set: valued(k, &at("set_query"), &raw.set_query, query, params),
+            add: valued(k, &at("add_query"), &raw.add_query, query, params),
+            append: valued(k, &at("append_query"), &raw.append_query, query, params),
         },
         json: JsonOps {
             remove: json_removes(k, &at("remove_json"), &raw.remove_json),
             rename: json_renames(k, &at("rename_json"), &raw.rename_json),
-            set: json_sets(k, &at("set_json"), &raw.set_json),
+            set: json_sets(k, &at("set_json"), &raw.set_json, params),
         },
     }
 }
@@ -259,12 +272,13 @@ fn valued(
     key: &str,
     table: &Option<Ordered<String>>,
     kind: Names,
+    params: &mut Vec<ParamUse>,
 ) -> Vec<(Box<str>, Template)> {
     let mut out = Vec::new();
     for (field, value) in table.iter().flat_map(|t| &t.0) {
         let sub = format!("{key}.{}", field.get_ref());
         let checked = name(k, &sub, field, kind);
-        let template = template(k, &sub, value.get_ref(), value.span());
+        let template = template(k, &sub, value.get_ref(), value.span(), params);
         if let (Some(n), Some(t)) = (checked, template) {
             out.push((n, t));
         }
@@ -272,19 +286,32 @@ fn valued(
     out
 }
 
-/// A value template, or a problem at `key`.
+/// A value template, or a problem at `key`; the route parameters it names go to `params`
+/// (each route using the policy must capture them: checked with the routes).
 fn template(
     k: &mut KindCx<'_, '_, '_>,
     key: &str,
     text: &str,
     span: Range<usize>,
+    params: &mut Vec<ParamUse>,
 ) -> Option<Template> {
     if has_control(text) {
         k.problem(key, span, "control characters are not allowed".into());
         return None;
     }
     match Template::parse(text, false, &mut resolve) {
-        Ok(t) => Some(t),
+        Ok(t) => {
+            for source in t.sources() {
+                if let Source::ParamName(name) = source {
+                    params.push(ParamUse {
+                        name: name.clone(),
+                        key: format!("{}.{key}", k.key),
+                        span: span.clone(),
+                    });
+                }
+            }
+            Some(t)
+        }
         Err(message) => {
             k.problem(key, span, format!("invalid template: {message}"));
             None
@@ -365,13 +392,16 @@ fn json_sets(
     k: &mut KindCx<'_, '_, '_>,
     key: &str,
     table: &Option<Ordered<toml::Value>>,
+    params: &mut Vec<ParamUse>,
 ) -> Vec<(FieldPath, JsonValue)> {
     let mut out = Vec::new();
     for (field, value) in table.iter().flat_map(|t| &t.0) {
         let sub = format!("{key}.{}", field.get_ref());
         let path = json_path(k, &sub, field, false);
         let compiled = match value.get_ref() {
-            toml::Value::String(text) => template(k, &sub, text, value.span()).map(JsonValue::Text),
+            toml::Value::String(text) => {
+                template(k, &sub, text, value.span(), params).map(JsonValue::Text)
+            }
             toml::Value::Integer(n) => Some(JsonValue::Literal(n.to_string().into())),
             toml::Value::Boolean(b) => Some(JsonValue::Literal(b.to_string().into())),
             toml::Value::Float(f) if f.is_finite() => {
@@ -477,5 +507,45 @@ mod tests {
     #[test]
     fn a_transform_that_changes_nothing_is_refused() {
         assert_eq!(problems(HEAD), vec![("policies.t".to_string(), Some(2))]);
+    }
+
+    /// A route parameter named by a template must be captured by every route using the
+    /// policy: a problem at the template's key and line naming the route; a route that
+    /// captures it, or a policy no route lacking it uses, is fine.
+    #[test]
+    fn route_parameters_must_be_captured_by_each_route_using_the_policy() {
+        let policy = format!(
+            "{HEAD}[policies.t.request]\nset_headers = {{ X-Id = \"user-{{id}}\" }}\n\
+             set_json = {{ \"by\" = \"{{route}}\", \"uid\" = \"{{uid}}\" }}\n"
+        );
+        let route = |name: &str, path: &str| {
+            format!(
+                "[[routes]]\nname = \"{name}\"\nmatch = {{ path = \"{path}\" }}\n\
+                 upstream = \"u\"\npolicies = [\"t\"]\n"
+            )
+        };
+        let both = route("both", "/users/{id}/{uid}");
+        assert_eq!(problems(&format!("{policy}{both}")), vec![]);
+        // Shared by a route capturing both and one capturing `id` only: `{uid}` is refused,
+        // at its own line, once (for the route lacking it).
+        let text = format!("{policy}{both}{}", route("ids", "/items/{id}"));
+        assert_eq!(problems(&text), at("request.set_json.uid", 5));
+        let problems = crate::config::compile::check_without_router(&format!(
+            "{}{text}",
+            super::super::tests::ROUTE
+        ));
+        let message = &problems[0].message;
+        assert!(
+            message.contains("`{uid}`") && message.contains("route `ids`"),
+            "{message}"
+        );
+        // A prefix route captures nothing: both templates are refused.
+        let text = format!(
+            "{policy}[[routes]]\nname = \"p\"\nmatch = {{ path_prefix = \"/p\" }}\n\
+             upstream = \"u\"\npolicies = [\"t\"]\n"
+        );
+        let mut expected = at("request.set_headers.X-Id", 4);
+        expected.extend(at("request.set_json.uid", 5));
+        assert_eq!(super::super::tests::problems(&text), expected);
     }
 }
