@@ -20,8 +20,10 @@
 //!
 //! Values are templates (`{consumer}`, `{request_id}`, `{client_ip}`, `{route}`,
 //! `{header.NAME}` of the client's request, and route parameters by name), rendered once per
-//! request; an operation whose template lacks a value (no consumer, no such header) is
-//! skipped. A route parameter is never missing: every route using the policy must capture
+//! request. When a template lacks a value (no consumer, no such header), a header or query
+//! `set` removes the field instead, so a client can never supply a field the gateway sets
+//! (no `X-Consumer-Name` of its own choosing on an unauthenticated request); `add`, `append`
+//! and JSON `set` are skipped. A route parameter is never missing: every route using the policy must capture
 //! the ones its templates name (checked when the configuration loads). JSON paths are the project's field paths (`crate::json`): arrays are
 //! transparent, so `password` on a top-level array removes it from every element.
 //!
@@ -187,7 +189,10 @@ impl FieldOps {
         let mut values = values.iter();
         let mut next = || values.next().and_then(Option::as_ref);
         for (name, _) in &self.set {
-            let Some(value) = next() else { continue };
+            let Some(value) = next() else {
+                fields.retain(|f| !named(name)(f));
+                continue;
+            };
             let field = (name.as_bytes().to_vec(), value.clone());
             match fields.iter().position(named(name)) {
                 Some(first) => {
@@ -596,14 +601,16 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_template_value_skips_its_operation() {
+    fn a_missing_template_value_removes_what_set_would_set_and_skips_the_rest() {
         let ops = FieldOps {
             set: named(&[("x-consumer", "{consumer}")]),
+            add: named(&[("x-added", "{consumer}")]),
+            append: named(&[("x-appended", "{consumer}")]),
             ..FieldOps::default()
         };
-        let mut f = fields(&[("x-consumer", "spoofed")]);
-        ops.apply(&mut f, &[None], same_header);
-        assert_eq!(f, fields(&[("x-consumer", "spoofed")]));
+        let mut f = fields(&[("x-consumer", "spoofed"), ("x-appended", "client")]);
+        ops.apply(&mut f, &[None, None, None], same_header);
+        assert_eq!(f, fields(&[("x-appended", "client")]));
     }
 
     #[test]
