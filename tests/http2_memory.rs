@@ -256,7 +256,6 @@ const WU_FLOOD_BYTES: u64 = 16 * 1024 * 1024;
 /// socket that always has data complete at once, so the flooded connection's task never
 /// lets the others run).
 #[test]
-#[ignore = "known: the legacy driver starves other connections during a read flood (docs/http2.md, Open)"]
 fn a_window_update_flood_does_not_delay_other_connections_on_legacy() {
     window_update_flood("legacy", FLOOD_BYTES, true);
 }

@@ -33,6 +33,8 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 
+use crate::server::fairness::Budget;
+
 /// Bytes one socket read asks for: a full TLS record, or a good share of a socket buffer.
 const READ_CHUNK: usize = 16 * 1024 + 512;
 /// The read pump pauses while h2 leaves this much unread.
@@ -266,6 +268,8 @@ async fn read_pump<R: AsyncReadRent>(
         }
     }
     let mut buf = Vec::with_capacity(READ_CHUNK);
+    // A socket that always has data (a frame flood) must not keep the worker to itself.
+    let mut budget = Budget::new();
     loop {
         poll_fn(|_| {
             let mut s = shared.borrow_mut();
@@ -278,7 +282,7 @@ async fn read_pump<R: AsyncReadRent>(
         })
         .await;
         buf.clear();
-        let (result, returned) = rd.read(buf).await;
+        let (result, returned) = budget.run(pin!(rd.read(buf))).await;
         buf = returned;
         let n = match result {
             Ok(n) => n,
@@ -364,6 +368,7 @@ async fn write_pump<W: AsyncWriteRent>(
 ) {
     let mut plain = Vec::new();
     let mut cipher = Vec::new();
+    let mut budget = Budget::new();
     loop {
         let shutting_down = poll_fn(|_| {
             let mut s = shared.borrow_mut();
@@ -411,7 +416,7 @@ async fn write_pump<W: AsyncWriteRent>(
                 std::mem::take(&mut cipher)
             }
         };
-        let (result, mut returned) = wr.write_all(out).await;
+        let (result, mut returned) = budget.run(pin!(wr.write_all(out))).await;
         returned.clear();
         match &session {
             None => plain = returned,
