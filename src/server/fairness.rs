@@ -14,11 +14,11 @@
 //! it behind everything that was ready before. The fast path (an operation that waited, or a
 //! budget not yet spent) allocates nothing.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
+use std::task::{Poll, Waker};
 
 /// Operations in a row that may complete without waiting before the task yields.
 pub const OPS_WITHOUT_WAITING: u32 = 16;
@@ -72,29 +72,92 @@ impl Budget {
     }
 }
 
+/// The worker's yield helper (see [`run_helper`]): the tasks it must wake, how often it ran.
+struct Helper {
+    /// The helper task, once it runs on this thread.
+    waker: RefCell<Option<Waker>>,
+    /// Tasks parked by [`yield_to_back`] until the helper's next run.
+    parked: RefCell<Vec<Waker>>,
+    /// The helper's runs so far.
+    rounds: Cell<u64>,
+}
+
+thread_local! {
+    static HELPER: Helper = const {
+        Helper {
+            waker: RefCell::new(None),
+            parked: RefCell::new(Vec::new()),
+            rounds: Cell::new(0),
+        }
+    };
+}
+
+/// The worker's yield helper: a task that, each time a yielding task wakes it (from that
+/// task's poll, so it is queued at the back), wakes the parked tasks from its own poll, which
+/// queues them at the back too. Spawned once per worker, it makes a yield allocation-free;
+/// without it, [`yield_to_back`] spawns a one-shot helper per yield.
+pub async fn run_helper() {
+    poll_fn(|cx| {
+        HELPER.with(|h| {
+            h.rounds.set(h.rounds.get() + 1);
+            for waker in h.parked.borrow_mut().drain(..) {
+                waker.wake();
+            }
+            let mut own = h.waker.borrow_mut();
+            if !own.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *own = Some(cx.waker().clone());
+            }
+        });
+        Poll::<()>::Pending
+    })
+    .await
+}
+
 /// Parks the current task until a helper task queued behind every task ready now has run and
 /// woken it. Other wakes of the task in the meantime (it may wake itself in the same poll)
 /// do not end the wait: only the helper does.
 pub async fn yield_to_back() {
-    let done = Rc::new(Cell::new(false));
-    let mut spawned = false;
+    let mut until_round = None;
+    let mut one_shot: Option<Rc<Cell<bool>>> = None;
     poll_fn(|cx| {
-        if done.get() {
-            return Poll::Ready(());
+        if let Some(done) = &one_shot {
+            return if done.get() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            };
         }
-        if !spawned {
-            spawned = true;
-            let waker = cx.waker().clone();
-            let done = Rc::clone(&done);
-            // Spawned tasks go to the back of the queue; its wake comes from outside our poll.
-            drop(monoio::spawn(async move {
-                done.set(true);
-                waker.wake();
-            }));
-        }
-        Poll::Pending
+        HELPER.with(|h| {
+            if let Some(round) = until_round {
+                return if h.rounds.get() >= round {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                };
+            }
+            match &*h.waker.borrow() {
+                Some(helper) => {
+                    until_round = Some(h.rounds.get() + 1);
+                    h.parked.borrow_mut().push(cx.waker().clone());
+                    helper.wake_by_ref();
+                }
+                None => one_shot = Some(spawn_one_shot(cx.waker().clone())),
+            }
+            Poll::Pending
+        })
     })
     .await;
+}
+
+/// A task queued at the back that wakes `waker` (from outside its poll) and sets the flag.
+fn spawn_one_shot(waker: Waker) -> Rc<Cell<bool>> {
+    let done = Rc::new(Cell::new(false));
+    let flag = Rc::clone(&done);
+    drop(monoio::spawn(async move {
+        flag.set(true);
+        waker.wake();
+    }));
+    done
 }
 
 #[cfg(test)]
@@ -112,6 +175,23 @@ mod tests {
     #[test]
     fn a_task_that_never_waits_lets_others_run() {
         legacy().block_on(async {
+            others_run_while_a_task_never_waits().await;
+        });
+    }
+
+    /// The same through the worker's helper task (no allocation per yield).
+    #[test]
+    fn the_helper_task_lets_others_run() {
+        legacy().block_on(async {
+            drop(monoio::spawn(run_helper()));
+            // Let the helper register itself.
+            yield_to_back().await;
+            others_run_while_a_task_never_waits().await;
+        });
+    }
+
+    async fn others_run_while_a_task_never_waits() {
+        {
             let other_ran = Rc::new(Cell::new(false));
             let flag = Rc::clone(&other_ran);
             let other = monoio::spawn(async move { flag.set(true) });
@@ -123,6 +203,6 @@ mod tests {
                 assert!(ops <= OPS_WITHOUT_WAITING * 2, "the other task never ran");
             }
             other.await;
-        });
+        }
     }
 }
