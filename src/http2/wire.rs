@@ -41,6 +41,8 @@ const READ_CHUNK: usize = 16 * 1024 + 512;
 pub const MAX_INBOUND: usize = 64 * 1024;
 /// `poll_write` refuses more while this much waits for the write pump.
 pub const MAX_OUTBOUND: usize = 64 * 1024;
+/// Rounds of pumps and h2 one poll of the connection may run before it wakes itself instead.
+const POLL_ROUNDS: usize = 4;
 /// How long the write pump may keep flushing after the connection's work ended (a GOAWAY, the
 /// last frames) before the socket is dropped.
 const CLOSING_FLUSH: Duration = Duration::from_secs(1);
@@ -96,6 +98,11 @@ struct Shared {
     task: Option<Waker>,
     read_parked: bool,
     write_parked: bool,
+    /// The connection's task is being polled: a wake of it (a pump, or h2 on its own waker)
+    /// only asks for another round within that poll (see [`Pumps::run_with`]).
+    polling: bool,
+    /// Another round was asked for during this poll.
+    repoll: bool,
 }
 
 impl Shared {
@@ -105,12 +112,22 @@ impl Shared {
 
     fn wake_reader(&mut self) {
         if let Some(w) = self.reader.take() {
-            w.wake();
+            self.wake(w);
         }
     }
 
     fn wake_writer(&mut self) {
         if let Some(w) = self.writer.take() {
+            self.wake(w);
+        }
+    }
+
+    /// Wakes `w`, or, if it is the connection's task and that task is being polled, asks
+    /// for another round of the poll instead (no self-wake, no re-queued task).
+    fn wake(&mut self, w: Waker) {
+        if self.polling && self.task.as_ref().is_some_and(|t| t.will_wake(&w)) {
+            self.repoll = true;
+        } else {
             w.wake();
         }
     }
@@ -129,8 +146,10 @@ impl Shared {
         }
     }
 
-    fn wake_task(&self) {
-        if let Some(w) = &self.task {
+    fn wake_task(&mut self) {
+        if self.polling {
+            self.repoll = true;
+        } else if let Some(w) = &self.task {
             w.wake_by_ref();
         }
     }
@@ -189,6 +208,8 @@ fn new_shared() -> Rc<RefCell<Shared>> {
         task: None,
         read_parked: false,
         write_parked: false,
+        polling: false,
+        repoll: false,
     }))
 }
 
@@ -219,13 +240,27 @@ impl Pumps {
         let (mut read_done, mut write_done) = (false, false);
         let output = poll_fn(|cx| {
             register_task(&shared, cx);
-            if !read_done && read.as_mut().poll(cx).is_ready() {
-                read_done = true;
+            shared.borrow_mut().polling = true;
+            // Bytes h2 wrote go to the write pump, and input the read pump took goes to h2,
+            // in further rounds of this poll rather than through a wake of the task itself
+            // (which re-queues it and polls everything again).
+            for _ in 0..POLL_ROUNDS {
+                if !read_done && read.as_mut().poll(cx).is_ready() {
+                    read_done = true;
+                }
+                if !write_done && write.as_mut().poll(cx).is_ready() {
+                    write_done = true;
+                }
+                let polled = main.as_mut().poll(cx);
+                let again = std::mem::take(&mut shared.borrow_mut().repoll);
+                if polled.is_ready() || !again {
+                    shared.borrow_mut().polling = false;
+                    return polled;
+                }
             }
-            if !write_done && write.as_mut().poll(cx).is_ready() {
-                write_done = true;
-            }
-            main.as_mut().poll(cx)
+            shared.borrow_mut().polling = false;
+            cx.waker().wake_by_ref();
+            Poll::Pending
         })
         .await;
         if !write_done {
