@@ -193,9 +193,9 @@ fn answered_flood_is_bounded(driver: &str, frame: Vec<u8>) {
 
 /// A large response held at a zero window, then opened one byte at a time, on the stream
 /// and on the connection, by a client that never reads (`limit` bytes of WINDOW_UPDATE
-/// frames); then increments past 2^31-1 on fresh connections. `check_latency`: whether
-/// probes must be answered within [`PROBE_BOUND`] during the flood.
-fn window_update_flood(driver: &str, limit: u64, check_latency: bool) {
+/// frames), while probes must be answered within [`PROBE_BOUND`]; then increments past
+/// 2^31-1 on fresh connections.
+fn window_update_flood(driver: &str, limit: u64) {
     let _one_at_a_time = exclusive();
     let upstream = Upstream::start(
         "u",
@@ -224,9 +224,7 @@ fn window_update_flood(driver: &str, limit: u64, check_latency: bool) {
         "heap grew {growth} bytes while {} flood bytes were sent",
         flooded.sent
     );
-    if check_latency {
-        assert!(slowest < PROBE_BOUND, "a probe waited {slowest:?}");
-    }
+    assert!(slowest < PROBE_BOUND, "a probe waited {slowest:?}");
     drop(raw);
     // An increment past 2^31-1 is a flow-control error: on the connection, GOAWAY ...
     let mut raw = Raw::connect(gw.addr(), &[]);
@@ -253,15 +251,12 @@ fn window_update_flood(driver: &str, limit: u64, check_latency: bool) {
 /// reads and drops.
 const WU_FLOOD_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Reproduces the open problem of the legacy driver: while one connection's WINDOW_UPDATE
-/// flood is read, the worker answers no other connection until the flood stops (monoio
-/// re-queues a task that woke itself at the front of its run queue, and legacy reads of a
-/// socket that always has data complete at once, so the flooded connection's task never
-/// lets the others run).
+/// A longer WINDOW_UPDATE flood on the legacy driver, where every read of the flooded socket
+/// completes at once: the connection must still yield the worker to the probes
+/// (`server/fairness.rs`; it starved them before).
 #[test]
-#[ignore = "known: the legacy driver starves other connections during a read flood (docs/http2.md, Open)"]
 fn a_window_update_flood_does_not_delay_other_connections_on_legacy() {
-    window_update_flood("legacy", FLOOD_BYTES, true);
+    window_update_flood("legacy", FLOOD_BYTES);
 }
 
 driver_tests! {
@@ -275,9 +270,7 @@ driver_tests! {
     }
 
     fn a_window_update_flood_holds_bounded_memory_and_overflow_is_an_error(driver: &str) {
-        // The legacy driver starves the worker's other connections while this flood is read
-        // (docs/http2.md, "Open"): its probes are only checked for being answered.
-        window_update_flood(driver, WU_FLOOD_BYTES, driver == "io_uring");
+        window_update_flood(driver, WU_FLOOD_BYTES);
     }
 
     fn a_zero_window_reader_of_a_large_response_holds_bounded_memory(driver: &str) {

@@ -174,13 +174,31 @@ pub fn copy_fields(data: &[u8], headers: &[HeaderSpan], map: &mut HeaderMap) {
         if is_connection_specific(name) {
             continue;
         }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name),
-            HeaderValue::from_bytes(h.value.of(data)),
-        ) {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), field_value(name, h, data)) {
             map.append(name, value);
         }
     }
+}
+
+/// Fields whose value is new on every request (the gateway writes them per exchange).
+const UNIQUE_PER_REQUEST: [&[u8]; 2] = [b"x-request-id", b"traceparent"];
+
+/// The h2 value of field `name`: marked never-indexed when it is unique per request, so
+/// HPACK neither inserts it into the dynamic table (evicting entries that would be reused)
+/// nor walks that table's chain of earlier values of the field on every request.
+fn field_value(
+    name: &[u8],
+    h: &HeaderSpan,
+    data: &[u8],
+) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    let mut value = HeaderValue::from_bytes(h.value.of(data))?;
+    if UNIQUE_PER_REQUEST
+        .iter()
+        .any(|unique| name.eq_ignore_ascii_case(unique))
+    {
+        value.set_sensitive(true);
+    }
+    Ok(value)
 }
 
 /// Fields that may not be sent as trailers (RFC 9110 §6.5.1).
@@ -300,10 +318,7 @@ pub fn upstream_request(
         if is_connection_specific(name) {
             continue;
         }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name),
-            HeaderValue::from_bytes(h.value.of(data)),
-        ) {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), field_value(name, h, data)) {
             map.append(name, value);
         }
     }

@@ -33,12 +33,16 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 
+use crate::server::fairness::Budget;
+
 /// Bytes one socket read asks for: a full TLS record, or a good share of a socket buffer.
 const READ_CHUNK: usize = 16 * 1024 + 512;
 /// The read pump pauses while h2 leaves this much unread.
 pub const MAX_INBOUND: usize = 64 * 1024;
 /// `poll_write` refuses more while this much waits for the write pump.
 pub const MAX_OUTBOUND: usize = 64 * 1024;
+/// Rounds of pumps and h2 one poll of the connection may run before it wakes itself instead.
+const POLL_ROUNDS: usize = 4;
 /// How long the write pump may keep flushing after the connection's work ended (a GOAWAY, the
 /// last frames) before the socket is dropped.
 const CLOSING_FLUSH: Duration = Duration::from_secs(1);
@@ -94,6 +98,11 @@ struct Shared {
     task: Option<Waker>,
     read_parked: bool,
     write_parked: bool,
+    /// The connection's task is being polled: a wake of it (a pump, or h2 on its own waker)
+    /// only asks for another round within that poll (see [`Pumps::run_with`]).
+    polling: bool,
+    /// Another round was asked for during this poll.
+    repoll: bool,
 }
 
 impl Shared {
@@ -103,12 +112,22 @@ impl Shared {
 
     fn wake_reader(&mut self) {
         if let Some(w) = self.reader.take() {
-            w.wake();
+            self.wake(w);
         }
     }
 
     fn wake_writer(&mut self) {
         if let Some(w) = self.writer.take() {
+            self.wake(w);
+        }
+    }
+
+    /// Wakes `w`, or, if it is the connection's task and that task is being polled, asks
+    /// for another round of the poll instead (no self-wake, no re-queued task).
+    fn wake(&mut self, w: Waker) {
+        if self.polling && self.task.as_ref().is_some_and(|t| t.will_wake(&w)) {
+            self.repoll = true;
+        } else {
             w.wake();
         }
     }
@@ -127,8 +146,10 @@ impl Shared {
         }
     }
 
-    fn wake_task(&self) {
-        if let Some(w) = &self.task {
+    fn wake_task(&mut self) {
+        if self.polling {
+            self.repoll = true;
+        } else if let Some(w) = &self.task {
             w.wake_by_ref();
         }
     }
@@ -187,6 +208,8 @@ fn new_shared() -> Rc<RefCell<Shared>> {
         task: None,
         read_parked: false,
         write_parked: false,
+        polling: false,
+        repoll: false,
     }))
 }
 
@@ -217,13 +240,27 @@ impl Pumps {
         let (mut read_done, mut write_done) = (false, false);
         let output = poll_fn(|cx| {
             register_task(&shared, cx);
-            if !read_done && read.as_mut().poll(cx).is_ready() {
-                read_done = true;
+            shared.borrow_mut().polling = true;
+            // Bytes h2 wrote go to the write pump, and input the read pump took goes to h2,
+            // in further rounds of this poll rather than through a wake of the task itself
+            // (which re-queues it and polls everything again).
+            for _ in 0..POLL_ROUNDS {
+                if !read_done && read.as_mut().poll(cx).is_ready() {
+                    read_done = true;
+                }
+                if !write_done && write.as_mut().poll(cx).is_ready() {
+                    write_done = true;
+                }
+                let polled = main.as_mut().poll(cx);
+                let again = std::mem::take(&mut shared.borrow_mut().repoll);
+                if polled.is_ready() || !again {
+                    shared.borrow_mut().polling = false;
+                    return polled;
+                }
             }
-            if !write_done && write.as_mut().poll(cx).is_ready() {
-                write_done = true;
-            }
-            main.as_mut().poll(cx)
+            shared.borrow_mut().polling = false;
+            cx.waker().wake_by_ref();
+            Poll::Pending
         })
         .await;
         if !write_done {
@@ -266,6 +303,8 @@ async fn read_pump<R: AsyncReadRent>(
         }
     }
     let mut buf = Vec::with_capacity(READ_CHUNK);
+    // A socket that always has data (a frame flood) must not keep the worker to itself.
+    let mut budget = Budget::new();
     loop {
         poll_fn(|_| {
             let mut s = shared.borrow_mut();
@@ -278,7 +317,7 @@ async fn read_pump<R: AsyncReadRent>(
         })
         .await;
         buf.clear();
-        let (result, returned) = rd.read(buf).await;
+        let (result, returned) = budget.run(pin!(rd.read(buf))).await;
         buf = returned;
         let n = match result {
             Ok(n) => n,
@@ -364,6 +403,7 @@ async fn write_pump<W: AsyncWriteRent>(
 ) {
     let mut plain = Vec::new();
     let mut cipher = Vec::new();
+    let mut budget = Budget::new();
     loop {
         let shutting_down = poll_fn(|_| {
             let mut s = shared.borrow_mut();
@@ -411,7 +451,7 @@ async fn write_pump<W: AsyncWriteRent>(
                 std::mem::take(&mut cipher)
             }
         };
-        let (result, mut returned) = wr.write_all(out).await;
+        let (result, mut returned) = budget.run(pin!(wr.write_all(out))).await;
         returned.clear();
         match &session {
             None => plain = returned,

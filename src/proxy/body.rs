@@ -6,6 +6,7 @@
 //! or de-chunked for clients that cannot read chunked coding (HTTP/1.0).
 
 use std::io;
+use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
@@ -13,6 +14,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use super::stages::BodyObserver;
 use crate::http::{ChunkedDecoder, HttpError};
 use crate::io_buf::{write_all_reuse, ReadBuf};
+use crate::server::fairness::Budget;
 
 /// How the body ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,8 +123,12 @@ where
         _ => u64::MAX,
     };
     let mut decoder = ChunkedDecoder::new();
-    // A body larger than the buffer moves in max_buffer pieces: few reads, few writes.
-    if remaining > buf.capacity() as u64 {
+    // A source and sink that never make us wait (legacy driver) must not keep the worker.
+    let mut budget = Budget::new();
+    // A body larger than the buffer moves in max_buffer pieces: few reads, few writes. One
+    // of unknown length grows the buffer once a read fills it (a small chunked answer, such
+    // as an h2 stream's, keeps its small fresh buffer).
+    if matches!(end, BodyEnd::Length(n) if n > buf.capacity() as u64) {
         buf.grow_to(opts.max_buffer);
     }
     loop {
@@ -157,12 +163,24 @@ where
             return Ok(written);
         }
         let deadline = MinRate::read_deadline(opts.min_rate.as_ref(), received, opts.read_idle);
-        match monoio::time::timeout_at(deadline.into(), buf.fill(source, opts.max_buffer)).await {
+        let read = {
+            let read = pin!(monoio::time::timeout_at(
+                deadline.into(),
+                buf.fill(source, opts.max_buffer)
+            ));
+            budget.run(read).await
+        };
+        match read {
             Err(_) => return Err(RelayError::SourceTimeout),
             Ok(Err(e)) => return Err(RelayError::SourceIo(e)),
             Ok(Ok(0)) if end == BodyEnd::Close => return Ok(written),
             Ok(Ok(0)) => return Err(RelayError::SourceClosed),
-            Ok(Ok(n)) => received += n as u64,
+            Ok(Ok(n)) => {
+                received += n as u64;
+                if buf.len() == buf.capacity() {
+                    buf.grow_to(opts.max_buffer);
+                }
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //! time, so pipelined requests get their responses in order.
 
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -24,6 +25,7 @@ use crate::policy::api_key::remove_query_param;
 use crate::policy::{Checked, Denial, Identity, PathParams, RequestView};
 use crate::router::normalize::{normalize_path, split_target};
 use crate::router::{strip_prefix, MatchRequest, Params};
+use crate::server::fairness::Budget;
 use crate::tls::ClientStream;
 
 /// Initial input buffer of a client connection; it grows for large heads and bodies.
@@ -114,8 +116,11 @@ pub(super) async fn serve(ctx: Rc<WorkerContext>, mut conn: ClientConn, open: Op
     let next = monoio::select! {
         _ = ctx.drain().aborted() => Next::Close,
         next = async {
+            // Pipelined requests answered without waiting (legacy driver) must not keep
+            // the worker to this connection.
+            let mut budget = Budget::new();
             loop {
-                match conn.serve_one(&ctx).await {
+                match budget.run(pin!(conn.serve_one(&ctx))).await {
                     Next::KeepAlive => {}
                     next => return next,
                 }

@@ -314,13 +314,12 @@ async fn serve_stream(
         .grpc
         .then(|| parts.headers.get("grpc-timeout"))
         .flatten()
-        .and_then(|v| grpc::parse_timeout(v.as_bytes()))
-        .unwrap_or(NO_DEADLINE);
+        .and_then(|v| grpc::parse_timeout(v.as_bytes()));
     conn.input.extend_from_slice(&head);
     let ended = monoio::select! {
         _ = conn.serve_one(&ctx) => Ended::Served,
         reason = reset_by_client(&slot) => Ended::Reset(reason),
-        _ = monoio::time::sleep(deadline) => Ended::Deadline,
+        _ = deadline_passed(deadline) => Ended::Deadline,
     };
     let reset = match ended {
         Ended::Served => None,
@@ -361,9 +360,14 @@ enum Ended {
     Deadline,
 }
 
-/// The deadline of a stream without `grpc-timeout` (none, in effect: the pipeline's own
-/// timeouts apply).
-const NO_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Resolves once a gRPC call's deadline passed; never without one (the pipeline's own
+/// timeouts apply), and then without a timer per stream.
+async fn deadline_passed(deadline: Option<Duration>) {
+    match deadline {
+        Some(deadline) => monoio::time::sleep(deadline).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// The codec's method class for an h2 request.
 fn method_kind(method: &http::Method) -> Method {

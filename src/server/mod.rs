@@ -8,6 +8,7 @@
 pub mod cache_sync;
 pub mod control;
 mod drain;
+pub mod fairness;
 mod listener;
 mod purge_relay;
 pub mod signals;

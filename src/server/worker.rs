@@ -169,6 +169,8 @@ async fn serve(spec: WorkerSpec, kind: DriverKind, ready: mpsc::Sender<io::Resul
             return;
         }
     }
+    // Connections whose I/O never waits (legacy driver) yield through it, allocation-free.
+    monoio::spawn(super::fairness::run_helper());
     monoio::spawn(WorkerContext::sweep_idle_connections(Rc::clone(&ctx)));
     let last_metrics = spec.metrics.clone();
     monoio::spawn(WorkerContext::flush_metrics(Rc::clone(&ctx), spec.metrics));

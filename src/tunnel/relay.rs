@@ -28,6 +28,7 @@ use super::frames::{write_close, CloseCode, FrameScanner, Sender};
 use super::halves::{ReadHalf, WriteHalf};
 use super::rules::TunnelLimits;
 use crate::io_buf::ReadBuf;
+use crate::server::fairness::Budget;
 use crate::server::Drain;
 
 /// Largest buffer of one direction.
@@ -320,6 +321,8 @@ async fn copy(
     moved: &Cell<u64>,
     last: &Cell<Instant>,
 ) -> DirectionEnd {
+    // A source that always has data must not keep the worker to itself (legacy driver).
+    let mut budget = Budget::new();
     loop {
         if !dir.buf.is_empty() {
             let (n, refused) = match dir.scanner.as_mut().map(|s| s.forwardable(dir.buf.data())) {
@@ -340,7 +343,8 @@ async fn copy(
                 return DirectionEnd::Refused(code);
             }
         }
-        match from.read_into(&mut dir.buf, TUNNEL_BUF).await {
+        let read = pin!(from.read_into(&mut dir.buf, TUNNEL_BUF));
+        match budget.run(read).await {
             Ok(0) => {
                 // Bytes still held are an incomplete frame header: nothing to pass on.
                 return match to.shutdown().await {
