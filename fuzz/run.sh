@@ -59,7 +59,7 @@ run)
     mkdir -p "$work/corpus/$name" "$work/artifacts/$name" "$here/corpus/$name"
     # shellcheck disable=SC2046
     RINGGATE_FUZZ_TARGET="$name" nice -n 19 "$bin" \
-        -artifact_prefix="$work/artifacts/$name/" -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="$work/artifacts/$name/" -timeout=60 -rss_limit_mb=2048 \
         -max_len=16384 -print_final_stats=1 $(dict_args "$name") "$@" \
         "$work/corpus/$name" "$here/corpus/$name"
     ;;
