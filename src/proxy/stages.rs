@@ -663,69 +663,32 @@ impl super::connection::ClientConn {
             self.stages.edits = edits;
             return result;
         }
-        let result = match (plan.coding(), store) {
-            // A compressed answer is stored as its coding's variant: the compressed bytes
-            // with their own length, under the head the client got.
-            (Some(coding), Some(mut store)) => {
+        // A compressed answer is stored as its coding's variant: the compressed bytes with
+        // their own length, under the head the client got.
+        let coding = plan.coding();
+        let exchange = Exchange {
+            conn,
+            upstream,
+            response,
+        };
+        let result = match store {
+            Some(mut store) => {
                 let result = self
-                    .relay_compressed(
-                        ctx,
-                        snapshot,
-                        conn,
-                        upstream,
-                        head,
-                        response,
-                        &edits,
-                        coding,
-                        &mut *store,
-                    )
+                    .relay_observed(ctx, snapshot, exchange, head, &edits, coding, &mut *store)
                     .await;
                 if result.is_ok() {
                     self.cache_publish(ctx, snapshot, store);
                 }
                 result
             }
-            (Some(coding), None) => {
-                self.relay_compressed(
+            None => {
+                self.relay_observed(
                     ctx,
                     snapshot,
-                    conn,
-                    upstream,
+                    exchange,
                     head,
-                    response,
                     &edits,
                     coding,
-                    &mut Unobserved,
-                )
-                .await
-            }
-            (None, Some(mut store)) => {
-                let result = self
-                    .relay_response(
-                        ctx,
-                        snapshot,
-                        conn,
-                        upstream,
-                        head,
-                        response,
-                        Some(&edits),
-                        &mut *store,
-                    )
-                    .await;
-                if result.is_ok() {
-                    self.cache_publish(ctx, snapshot, store);
-                }
-                result
-            }
-            (None, None) => {
-                self.relay_response(
-                    ctx,
-                    snapshot,
-                    conn,
-                    upstream,
-                    head,
-                    response,
-                    Some(&edits),
                     &mut Unobserved,
                 )
                 .await
@@ -733,6 +696,49 @@ impl super::connection::ClientConn {
         };
         self.stages.edits = edits;
         result
+    }
+}
+
+impl super::connection::ClientConn {
+    /// Relays the response compressed with `coding` (or as it is), with `observer` (the
+    /// cache's store, or none) seeing the body the client gets.
+    #[allow(clippy::too_many_arguments)]
+    async fn relay_observed<O: BodyObserver>(
+        &mut self,
+        ctx: &super::context::WorkerContext,
+        snapshot: &crate::config::Snapshot,
+        exchange: Exchange<'_>,
+        head: &crate::http::RequestHead,
+        edits: &HeadEdits,
+        coding: Option<crate::policy::compress::Coding>,
+        observer: &mut O,
+    ) -> Result<super::connection::Next, super::error::ProxyError> {
+        let Exchange {
+            conn,
+            upstream,
+            response,
+        } = exchange;
+        match coding {
+            Some(coding) => {
+                self.relay_compressed(
+                    ctx, snapshot, conn, upstream, head, response, edits, coding, observer,
+                )
+                .await
+            }
+            None => {
+                self.relay_response(
+                    ctx,
+                    snapshot,
+                    conn,
+                    upstream,
+                    head,
+                    response,
+                    Some(edits),
+                    observer,
+                )
+                .await
+            }
+        }
     }
 }
 
