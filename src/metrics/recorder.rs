@@ -93,6 +93,25 @@ impl UpstreamStats {
 /// (composite, call) names; the composite's own entry has an empty call name.
 type CompositeKey = (Box<str>, Box<str>);
 
+/// The stats of `(composite, call)`, found without allocating (the names come from the
+/// config, so the map stays small); the key is allocated once, on first use.
+fn composite_stats<'m>(
+    map: &'m mut AHashMap<CompositeKey, CompositeStats>,
+    composite: &str,
+    call: &str,
+) -> Option<&'m mut CompositeStats> {
+    let is = |(c, k): &CompositeKey| &**c == composite && &**k == call;
+    if !map.keys().any(is) {
+        map.insert(
+            (Box::from(composite), Box::from(call)),
+            CompositeStats::default(),
+        );
+    }
+    map.iter_mut()
+        .find(|(key, _)| is(key))
+        .map(|(_, stats)| stats)
+}
+
 /// Per-worker recorder: counters, gauges and HDR histograms per route and upstream.
 ///
 /// Names are kept for the worker's life, so a route removed by a reload keeps its (idle)
@@ -262,19 +281,18 @@ impl WorkerMetrics {
         collisions: u32,
     ) {
         let mut map = self.composites.borrow_mut();
-        let call = call.unwrap_or_default();
-        let key = (Box::from(composite), Box::from(call));
-        map.entry(key)
-            .or_default()
-            .record(outcome, took, collisions);
+        if let Some(stats) = composite_stats(&mut map, composite, call.unwrap_or_default()) {
+            stats.record(outcome, took, collisions);
+        }
     }
 
     /// The slowest required call of one composite request whose required calls all
     /// answered (see [`CompositeStats::slowest_call`]).
     pub fn record_composite_slowest_call(&self, composite: &str, took: Duration) {
         let mut map = self.composites.borrow_mut();
-        let key = (Box::from(composite), Box::from(""));
-        map.entry(key).or_default().slowest_call.record(took);
+        if let Some(stats) = composite_stats(&mut map, composite, "") {
+            stats.slowest_call.record(took);
+        }
     }
 
     /// A tunnel of `route` opened (its upstream switched protocols).
