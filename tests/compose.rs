@@ -897,7 +897,11 @@ driver_tests! {
         let news = json("news", 0, "{}");
         let gw = gateway(driver, &[("users", &users), ("reco", &reco), ("news", &news)], HOME);
         assert_eq!(get(&gw.url("/bff/home/7")).status, 200);
-        let agg = gw.metrics_until(|m| m.composite("home", Some("reco")).is_some());
+        // What the gateway added is recorded once the answer is written: the last record.
+        let agg = gw.metrics_until(|m| {
+            m.composite("home", None)
+                .is_some_and(|s| s.overhead.count() == 1)
+        });
         let home = agg.composite("home", None).expect("composite");
         assert_eq!(home.count("partial"), 1);
         assert_eq!(agg.composite("home", Some("user")).expect("user").count("ok"), 1);
@@ -909,6 +913,7 @@ driver_tests! {
         assert!(home.slowest_call.sum_micros() <= home.latency.sum_micros());
         let user = agg.composite("home", Some("user")).expect("user");
         assert_eq!(home.slowest_call.sum_micros(), user.latency.sum_micros());
+        assert!(home.overhead.sum_micros() < 1_000_000, "{}", home.overhead.sum_micros());
     }
 }
 

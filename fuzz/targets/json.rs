@@ -128,12 +128,23 @@ fn round_trip(text: &str) {
         // serde_json refuses one beyond f64 (`2E300000`): the written document must still
         // carry it.
         (Err(before), Err(after)) if is_range(&before) && is_range(&after) => {}
+        // RFC 8259 §8.2: the grammar allows a `\u` escape of a lone UTF-16 surrogate
+        // (`"\uDDDD"`); the gateway keeps escapes as written, serde_json refuses them:
+        // the written document must carry it still.
+        (Err(before), Err(after)) if is_surrogate(&before) && is_surrogate(&after) => {}
         (before, after) => panic!("checked JSON {before:?}, written JSON {after:?}"),
     }
 }
 
 fn is_range(e: &serde_json::Error) -> bool {
     e.to_string().starts_with("number out of range")
+}
+
+/// serde_json's refusals of an unpaired surrogate escape.
+fn is_surrogate(e: &serde_json::Error) -> bool {
+    let text = e.to_string();
+    text.starts_with("lone leading surrogate in hex escape")
+        || text.starts_with("unexpected end of hex escape")
 }
 
 fn expand_all(node: &mut Node<'_>, depth: usize) {

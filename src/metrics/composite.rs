@@ -24,6 +24,10 @@ pub struct CompositeStats {
     /// of them (composite entries only): the latency the backends set, against which
     /// `latency` shows what the gateway added.
     pub slowest_call: LatencyHistogram,
+    /// Per composite request whose required calls all answered, the time from its head
+    /// parsed to its answer written, less the slowest required call (composite entries
+    /// only): what the gateway added to what the backends set.
+    pub overhead: LatencyHistogram,
 }
 
 impl CompositeStats {
@@ -55,6 +59,7 @@ impl CompositeStats {
         self.outcomes.sort_by_key(|(o, _)| *o);
         self.latency.add(&other.latency);
         self.slowest_call.add(&other.slowest_call);
+        self.overhead.add(&other.overhead);
         self.collisions = self.collisions.saturating_add(other.collisions);
     }
 

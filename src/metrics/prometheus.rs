@@ -709,6 +709,32 @@ fn composites(w: &mut Writer, agg: &Aggregator) -> fmt::Result {
         )?;
     }
     w.family(
+        "ringgate_composite_overhead_seconds",
+        "Per composite request whose required calls all answered, head parsed to answer written less the slowest required call.",
+        "histogram",
+    )?;
+    for ((composite, _), stats) in composites() {
+        let labels = [("composite", composite.as_str())];
+        w.histogram_labeled(
+            "ringgate_composite_overhead_seconds",
+            &labels,
+            &stats.overhead,
+        )?;
+    }
+    w.family(
+        "ringgate_composite_overhead_quantile_seconds",
+        "Quantiles since start of what the gateway added to the slowest required call per composite request.",
+        "gauge",
+    )?;
+    for ((composite, _), stats) in composites() {
+        w.quantiles(
+            "ringgate_composite_overhead_quantile_seconds",
+            "composite",
+            composite,
+            &stats.overhead,
+        )?;
+    }
+    w.family(
         "ringgate_composite_key_collisions_total",
         "Keys of a composite's output written by more than one call (the later call in config order wins).",
         "counter",

@@ -397,6 +397,7 @@ fn composite_families_have_their_labels_counts_and_histograms() {
     m.record_composite("home", Some("reco"), "cancelled", Some(ms(20)), 0);
     m.record_composite("home", Some("news"), "not_sent", None, 0);
     m.record_composite_slowest_call("home", ms(4));
+    m.record_composite_overhead("home", Duration::from_micros(700));
     let mut agg = Aggregator::new();
     agg.merge(m.take_delta());
     let text = agg.render(&ProcessInfo::default());
@@ -415,6 +416,10 @@ fn composite_families_have_their_labels_counts_and_histograms() {
         "ringgate_composite_slowest_call_seconds_bucket{composite=\"home\",le=\"0.005\"} 1",
         "ringgate_composite_slowest_call_seconds_count{composite=\"home\"} 1",
         "ringgate_composite_slowest_call_quantile_seconds{composite=\"home\",quantile=\"0.99\"} 0.004015",
+        "# TYPE ringgate_composite_overhead_seconds histogram",
+        "ringgate_composite_overhead_seconds_bucket{composite=\"home\",le=\"0.001\"} 1",
+        "ringgate_composite_overhead_seconds_count{composite=\"home\"} 1",
+        "ringgate_composite_overhead_quantile_seconds{composite=\"home\",quantile=\"0.99\"} 0.000703",
         "# TYPE ringgate_composite_key_collisions_total counter",
         "ringgate_composite_key_collisions_total{composite=\"home\"} 2",
         "# TYPE ringgate_composite_calls_total counter",

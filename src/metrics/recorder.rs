@@ -295,6 +295,15 @@ impl WorkerMetrics {
         }
     }
 
+    /// What the gateway added to one composite request whose required calls all answered
+    /// (see [`CompositeStats::overhead`]).
+    pub fn record_composite_overhead(&self, composite: &str, added: Duration) {
+        let mut map = self.composites.borrow_mut();
+        if let Some(stats) = composite_stats(&mut map, composite, "") {
+            stats.overhead.record(added);
+        }
+    }
+
     /// A tunnel of `route` opened (its upstream switched protocols).
     pub fn tunnel_opened(&self, route: &str) {
         let mut map = self.tunnels.borrow_mut();

@@ -103,6 +103,10 @@ impl ClientConn {
             self.out = Vec::with_capacity(super::connection::OUT_BUF);
         }
         written.map_err(ProxyError::ClientGone)?;
+        if let Some(slowest) = slowest_required(plan, &outcome) {
+            let added = self.exchange.started.elapsed().saturating_sub(slowest);
+            ctx.metrics().record_composite_overhead(&plan.name, added);
+        }
         Ok(if keep_alive {
             Next::KeepAlive
         } else {
