@@ -20,6 +20,26 @@ fn gateway(driver: &str, addr: std::net::SocketAddr) -> Gateway {
         .start()
 }
 
+/// A gateway whose route `/echo.Echo/` needs an API key before the h2c group `g`, with a
+/// rate limit of one request an hour per consumer; no other route.
+fn keyed_gateway(driver: &str, addr: std::net::SocketAddr) -> Gateway {
+    GatewayConfig::new(driver)
+        .server("h2c", "true")
+        .upstream_raw(&format!(
+            "[[upstreams]]\nname = \"g\"\nprotocol = \"h2c\"\ntargets = [ {{ addr = \"{addr}\" }} ]"
+        ))
+        .routes(
+            "[[routes]]\nname = \"echo\"\nmatch = { path_prefix = \"/echo.Echo/\" }\n\
+             upstream = \"g\"\npolicies = [\"key\", \"limit\"]",
+        )
+        .tables(
+            "[policies.key]\nkind = \"api_key\"\n\
+             [policies.limit]\nkind = \"rate_limit\"\nkey = \"consumer\"\nrate = \"1/h\"\n\
+             [[consumers]]\nname = \"alice\"\napi_keys = [\"alice-key-0123456789\"]",
+        )
+        .start()
+}
+
 /// One gRPC message frame: uncompressed flag, big-endian length, payload.
 fn grpc_message(payload: &[u8]) -> Vec<u8> {
     let mut out = vec![0];
@@ -41,9 +61,20 @@ fn web_body(message: &[u8]) -> Vec<u8> {
 
 /// A gRPC-Web call over HTTP/1.1.
 fn web_call(gw: &Gateway, content_type: &str, body: &[u8]) -> common::client::RawResponse {
+    web_call_to(gw, "/echo.Echo/Unary", content_type, "", body)
+}
+
+/// A gRPC-Web call over HTTP/1.1 to `path`, with `extra` header lines (each ending in CRLF).
+fn web_call_to(
+    gw: &Gateway,
+    path: &str,
+    content_type: &str,
+    extra: &str,
+    body: &[u8],
+) -> common::client::RawResponse {
     let mut raw = Raw::connect(gw.addr());
     let head = format!(
-        "POST /echo.Echo/Unary HTTP/1.1\r\nHost: {}\r\ncontent-type: {content_type}\r\nx-grpc-web: 1\r\ncontent-length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {}\r\ncontent-type: {content_type}\r\nx-grpc-web: 1\r\n{extra}content-length: {}\r\n\r\n",
         gw.addr(),
         body.len()
     );
@@ -104,5 +135,33 @@ driver_tests! {
         let text = web_call(&gw, "application/grpc-web-text", b"AAAAAAF4");
         assert_eq!(text.header("content-type"), Some("application/grpc-web-text+proto"));
         assert_eq!(text.header("grpc-status"), Some("14"), "{text:?}");
+    }
+
+    fn gateway_answers_before_a_group_is_chosen_are_grpc_web_answers(driver: &str) {
+        let upstream = H2Upstream::start("grpc-web-keyed", Mode::StreamEcho);
+        let gw = keyed_gateway(driver, upstream.addr());
+        let message = grpc_message(b"x");
+        let cases = [
+            ("/echo.Echo/Unary", "", "16"),                    // no key: UNAUTHENTICATED
+            ("/other.Service/Call", "", "12"),                 // no route: UNIMPLEMENTED
+        ];
+        for (path, extra, code) in cases {
+            let answer = web_call_to(&gw, path, "application/grpc-web+proto", extra, &message);
+            assert_eq!(answer.status, 200, "{path}: {answer:?}");
+            assert_eq!(answer.header("content-type"), Some("application/grpc-web+proto"));
+            assert_eq!(answer.header("grpc-status"), Some(code), "{path}: {answer:?}");
+            assert!(answer.body.is_empty(), "{path}: trailers-only");
+        }
+        // The consumer's one request an hour goes through; the next is RESOURCE_EXHAUSTED,
+        // in the text flavour's content type.
+        let key = "x-api-key: alice-key-0123456789\r\n";
+        let ok = web_call_to(&gw, "/echo.Echo/Unary", "application/grpc-web+proto", key, &message);
+        assert_eq!(ok.body, web_body(&message), "{ok:?}");
+        let limited = web_call_to(&gw, "/echo.Echo/Unary", "application/grpc-web-text", key, b"AAAAAAF4");
+        assert_eq!(limited.header("content-type"), Some("application/grpc-web-text+proto"));
+        assert_eq!(limited.header("grpc-status"), Some("8"), "{limited:?}");
+        // A plain HTTP request on the same gateway still gets HTTP statuses.
+        let plain = web_call_to(&gw, "/other.Service/Call", "application/json", "", b"{}");
+        assert_eq!(plain.status, 404, "{plain:?}");
     }
 }

@@ -131,6 +131,8 @@ impl ClientConn {
         if self.response_started {
             return Next::Close;
         }
+        // Read from the request's head before its body is consumed.
+        let web = self.grpc_web_answer(head);
         let keep_alive = match head {
             Some(head) if error.keeps_connection() && head.keep_alive => self.consume_request(head),
             _ => false,
@@ -138,13 +140,13 @@ impl ClientConn {
         self.cache_status_for_gateway_answer();
         self.linger = !keep_alive;
         self.out.clear();
-        if self.grpc || self.grpc_web.is_some() {
+        if self.grpc || web.is_some() {
             let code = crate::http2::grpc::code_for_status(status);
             crate::http2::grpc::write_status_response(
                 &mut self.out,
                 code,
                 message,
-                super::grpc_web::answer_content_type(self.grpc_web),
+                super::grpc_web::answer_content_type(web),
                 (&self.request_id, &self.response_headers),
             );
         } else if self.errors == ErrorFormat::Problem {
@@ -189,18 +191,20 @@ impl ClientConn {
         denial: &Denial,
         head: &RequestHead,
     ) -> Next {
+        // Read from the request's head before its body is consumed.
+        let web = self.grpc_web_answer(Some(head));
         let keep_alive =
             head.keep_alive && self.consume_request(head) && !ctx.drain().is_draining();
         self.linger = !keep_alive;
         self.cache_status_for_gateway_answer();
         self.out.clear();
-        if self.grpc || self.grpc_web.is_some() {
+        if self.grpc || web.is_some() {
             let code = crate::http2::grpc::code_for_status(denial.status);
             crate::http2::grpc::write_status_response(
                 &mut self.out,
                 code,
                 denial.message,
-                super::grpc_web::answer_content_type(self.grpc_web),
+                super::grpc_web::answer_content_type(web),
                 (&self.request_id, &self.response_headers),
             );
         } else if self.errors == ErrorFormat::Problem || !denial.violations.is_empty() {

@@ -14,8 +14,9 @@
 //!   (`proxy::answer`): HTTP 200, `grpc-status` and `grpc-message` as headers.
 //!
 //! A request is recognised when its route chose an h2/h2c group (one branch on the group's
-//! protocol): an HTTP/1.1 route pays nothing. Errors before the group is chosen (no route,
-//! policies) are answered as for any HTTP request.
+//! protocol): an HTTP/1.1 route pays nothing. The gateway's own answers before a group is
+//! chosen (no route, a policy's refusal, a rate limit) are gRPC-Web answers too when the
+//! request's `content-type` is gRPC-Web: only those error paths look at it.
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
@@ -87,10 +88,24 @@ pub(super) fn answer_content_type(web: Option<GrpcWeb>) -> &'static str {
 impl ClientConn {
     /// Recognises a gRPC-Web request to an h2/h2c group.
     pub(super) fn detect_grpc_web(&mut self) {
-        let data = self.input.data();
-        self.grpc_web = find_header(data, &self.headers, "content-type")
+        self.grpc_web = self.grpc_web_content_type();
+    }
+
+    /// The gRPC-Web flavour the current request's `content-type` names, whatever its route.
+    pub(super) fn grpc_web_content_type(&self) -> Option<GrpcWeb> {
+        find_header(self.input.data(), &self.headers, "content-type")
             .and_then(GrpcWeb::of)
-            .map(|(web, _)| web);
+            .map(|(web, _)| web)
+    }
+
+    /// How the gateway's own answer to the current request is shaped: gRPC-Web when its
+    /// group is gRPC and the request gRPC-Web, and also before a group is chosen (no route, a
+    /// policy's refusal) when the request says it is gRPC-Web, so that a browser client gets
+    /// `grpc-status` (e.g. `UNAUTHENTICATED`) rather than an HTTP status its library maps
+    /// coarsely. Only error answers ask; a served request pays nothing.
+    pub(super) fn grpc_web_answer(&self, head: Option<&RequestHead>) -> Option<GrpcWeb> {
+        self.grpc_web
+            .or_else(|| head.and_then(|_| self.grpc_web_content_type()))
     }
 
     /// Turns the gRPC-Web request into a gRPC one: its head edits and, for text, its body
