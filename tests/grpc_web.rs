@@ -164,4 +164,25 @@ driver_tests! {
         let plain = web_call_to(&gw, "/other.Service/Call", "application/json", "", b"{}");
         assert_eq!(plain.status, 404, "{plain:?}");
     }
+
+    fn grpc_timeout_bounds_a_grpc_web_call(driver: &str) {
+        // An h2c "upstream" that accepts and never answers, not even the HTTP/2 preface.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = silent.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let held: Vec<_> = silent.incoming().collect();
+            drop(held);
+        });
+        let gw = gateway(driver, addr);
+        let started = std::time::Instant::now();
+        let extra = "grpc-timeout: 300m\r\n";
+        let answer = web_call_to(&gw, "/echo.Echo/Unary", "application/grpc-web+proto", extra, &grpc_message(b"x"));
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.header("grpc-status"), Some("4"), "DEADLINE_EXCEEDED: {answer:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "the call's 300 ms deadline, not the group's 5 s timeouts: {:?}",
+            started.elapsed()
+        );
+    }
 }

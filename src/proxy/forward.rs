@@ -88,8 +88,10 @@ impl ClientConn {
         let id = self.choose_group(ctx, &action.groups);
         self.exchange.group = Some(id);
         let upstream = snapshot.upstream(id);
+        let mut deadline = None;
         if upstream.protocol.is_h2() {
             self.detect_grpc_web();
+            deadline = self.grpc_web_deadline();
         }
         if let Some(rules) = &action.upgrade {
             self.accept_upgrade(ctx, snapshot, rules, upstream, head)?;
@@ -101,9 +103,20 @@ impl ClientConn {
         let admitted = groups
             .admit(id, upstream, Instant::now())
             .map_err(refused_early)?;
-        let result = self
-            .forward_admitted(ctx, snapshot, action, policies, head, id)
-            .await;
+        // A gRPC-Web call's deadline: past it, DEADLINE_EXCEEDED if nothing was answered yet
+        // (`reply_error`), the connection closed otherwise. Each arm builds its own future.
+        let result = match deadline {
+            None => {
+                self.forward_admitted(ctx, snapshot, action, policies, head, id)
+                    .await
+            }
+            Some(limit) => monoio::time::timeout(
+                limit,
+                self.forward_admitted(ctx, snapshot, action, policies, head, id),
+            )
+            .await
+            .unwrap_or(Err(ProxyError::UpstreamTimeout)),
+        };
         if upstream.breaker.is_some() {
             let success = match &result {
                 Ok(_) => Some(self.exchange.status < 500),

@@ -91,6 +91,14 @@ impl ClientConn {
         self.grpc_web = self.grpc_web_content_type();
     }
 
+    /// A gRPC-Web call's deadline (`grpc-timeout`), which bounds the whole call as it does a
+    /// gRPC call over HTTP/2 (`proxy::h2`).
+    pub(super) fn grpc_web_deadline(&self) -> Option<std::time::Duration> {
+        self.grpc_web?;
+        find_header(self.input.data(), &self.headers, "grpc-timeout")
+            .and_then(crate::http2::grpc::parse_timeout)
+    }
+
     /// The gRPC-Web flavour the current request's `content-type` names, whatever its route.
     pub(super) fn grpc_web_content_type(&self) -> Option<GrpcWeb> {
         find_header(self.input.data(), &self.headers, "content-type")
