@@ -126,6 +126,36 @@ driver_tests! {
         assert!(!head.contains("connection:"), "{head}");
     }
 
+    fn early_hints_reach_h2_clients_before_the_final_response(driver: &str) {
+        let hints = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n";
+        let up = Upstream::start("hints", Behavior::InterimThenEcho(hints.to_vec()));
+        let gw = GatewayConfig::new(driver)
+            .server("h2c", "true")
+            .upstream("hints", &[up.addr()])
+            .route_all_to("hints")
+            .start();
+        let authority = gw.addr().to_string();
+        h2c::runtime().block_on(async {
+            let client = h2c::connect(gw.addr()).await;
+            let mut sender = client.clone().ready().await.expect("ready");
+            let (mut response, _) = sender
+                .send_request(h2c::get(&authority, "/page"), true)
+                .expect("send");
+            let interim = std::future::poll_fn(|cx| response.poll_informational(cx))
+                .await
+                .expect("an interim response before the final one")
+                .expect("interim");
+            assert_eq!(interim.status(), 103);
+            assert_eq!(
+                interim.headers().get("link").map(|v| v.as_bytes()),
+                Some(&b"</style.css>; rel=preload; as=style"[..])
+            );
+            let answer = h2c::read_response(response.await.expect("response")).await.expect("body");
+            assert_eq!(answer.status, 200);
+            assert_eq!(Echoed::parse(&answer.text()).target, "/page");
+        });
+    }
+
     fn streams_of_one_connection_are_served_concurrently(driver: &str) {
         let gate = Gate::new();
         let slow = Upstream::start("slow", Behavior::Gate(gate.clone()));

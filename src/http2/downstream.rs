@@ -258,7 +258,7 @@ impl H2Downstream {
                 return Ok(());
             };
             if (100..200).contains(&response.status) {
-                // Interim responses are not relayed to HTTP/2 clients.
+                self.send_interim(&response);
                 self.head.drain(..response.head_len);
                 continue;
             }
@@ -283,6 +283,22 @@ impl H2Downstream {
             let rest = self.head.split_off(response.head_len);
             self.head.clear();
             return self.take_body(&rest).await;
+        }
+    }
+
+    /// Relays an interim response (103 Early Hints, 102) as an informational `HEADERS`
+    /// frame. Never a 101: HTTP/2 has no protocol switch (RFC 9113 §8.6). One the h2
+    /// library refuses is dropped: interim responses are advisory.
+    fn send_interim(&mut self, response: &crate::http::ResponseHead) {
+        if response.status == 101 {
+            return;
+        }
+        let interim = head::response_from_head(&self.head, response, &self.spans);
+        let mut slot = self.slot.borrow_mut();
+        if let Some(respond) = slot.respond.as_mut() {
+            if let Err(e) = respond.send_informational(interim) {
+                log::debug!("interim {} not relayed: {e}", response.status);
+            }
         }
     }
 
