@@ -56,11 +56,12 @@ fn collect<'a>(value: &'a toml::Value, out: &mut Vec<&'a str>) {
     }
 }
 
-/// `host:port` where the host is not an IP address.
+/// `host:port` where the host is not an IP address: what `ToSocketAddrs` would send to the
+/// resolver. The port is read as the standard library reads it (`u16::from_str`, which takes
+/// a leading `+`): `845.0.0.1:+80` went to DNS and waited out its timeout.
 fn resolves_a_name(s: &str) -> bool {
-    let Some((host, port)) = s.rsplit_once(':') else {
+    let Some((_, port)) = s.rsplit_once(':') else {
         return false;
     };
-    let port_like = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
-    port_like && !host.contains("://") && s.parse::<std::net::SocketAddr>().is_err()
+    port.parse::<u16>().is_ok() && s.parse::<std::net::SocketAddr>().is_err()
 }
