@@ -125,17 +125,17 @@ if awk '$2 == 0 { bad = 1 } END { exit !bad }' "$results"; then
     die "a case counted nothing: is $TOGGLE still a function of its own (renamed or inlined)?"
 fi
 
-# Per case: median, min, max over the runs.
+# Per case, in the bench's order: median, min, max over the runs.
 summary="$out/summary"
-sort -k1,1 -k2,2n "$results" | awk '
-    { v[$1, ++c[$1]] = $2; if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 } }
-    END {
-        for (i = 1; i <= k; i++) {
-            name = order[i]; n = c[name]
-            mid = (n % 2) ? v[name, (n + 1) / 2] : int((v[name, n / 2] + v[name, n / 2 + 1]) / 2)
-            print name, mid, v[name, 1], v[name, n]
-        }
-    }' >"$summary"
+: >"$summary"
+for name in $(awk '!seen[$1]++ { print $1 }' "$results"); do
+    awk -v c="$name" '$1 == c { print $2 }' "$results" | sort -n | awk -v c="$name" '
+        { v[++n] = $1 }
+        END {
+            mid = (n % 2) ? v[(n + 1) / 2] : int((v[n / 2] + v[n / 2 + 1]) / 2)
+            print c, mid, v[1], v[n]
+        }' >>"$summary"
+done
 
 echo
 echo "instructions per request inside ClientConn::serve_one ($runs run(s) of $requests requests)"
