@@ -46,12 +46,14 @@ usage() {
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs | --requests | --warmup | --cpu)
-            [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+$ ]] || die "$1 needs a whole number"
+            if [ $# -lt 2 ] || ! [[ "$2" =~ ^[0-9]+$ ]]; then die "$1 needs a whole number"; fi
             declare "${1#--}=$2"
             shift 2
             ;;
         --tolerance)
-            [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--tolerance needs a percentage"
+            if [ $# -lt 2 ] || ! [[ "$2" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+                die "--tolerance needs a percentage"
+            fi
             tolerance=$2
             shift 2
             ;;
@@ -76,6 +78,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ "$runs" -ge 1 ] || die "--runs must be at least 1"
+if [ "$update" = 1 ] && [ ${#cases[@]} -gt 0 ]; then
+    die "--update writes every case's count: name no CASE"
+fi
 [ "$requests" -ge 1 ] || die "--requests must be at least 1"
 command -v valgrind >/dev/null || die "valgrind is not installed (Debian: apt-get install valgrind)"
 command -v taskset >/dev/null || die "taskset is not installed (Debian: util-linux)"
@@ -128,7 +133,7 @@ fi
 # Per case, in the bench's order: median, min, max over the runs.
 summary="$out/summary"
 : >"$summary"
-for name in $(awk '!seen[$1]++ { print $1 }' "$results"); do
+awk '!seen[$1]++ { print $1 }' "$results" | while read -r name; do
     awk -v c="$name" '$1 == c { print $2 }' "$results" | sort -n | awk -v c="$name" '
         { v[++n] = $1 }
         END {
