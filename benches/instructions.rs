@@ -102,9 +102,15 @@ const CASES: [Case; 3] = [
 
 /// What the command line asked for.
 struct Options {
+    /// Measured requests per case.
     requests: u64,
+    /// Requests before the measured ones.
     warmup: u64,
+    /// The cases to run (every case when empty).
     cases: Vec<String>,
+    /// Started by `cargo bench` (`--bench`): other benches' options are ignored and the
+    /// positional arguments are name filters, as criterion's are.
+    cargo_bench: bool,
 }
 
 fn main() {
@@ -138,20 +144,36 @@ fn main() {
 impl Options {
     /// Whether case `name` is to run.
     fn selects(&self, name: &str) -> bool {
-        self.cases.is_empty() || self.cases.iter().any(|c| c == name)
+        if self.cases.is_empty() {
+            return true;
+        }
+        if self.cargo_bench {
+            self.cases.iter().any(|c| name.contains(c.as_str()))
+        } else {
+            self.cases.iter().any(|c| c == name)
+        }
     }
 }
 
-/// Reads the options; `--bench` (from `cargo bench`) is accepted and ignored.
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+/// Reads the options. Under `cargo bench` (`--bench` among them) the arguments are meant for
+/// every bench, so unknown ones are skipped and the others filter cases by name.
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let args: Vec<String> = args.collect();
     let mut options = Options {
         requests: DEFAULT_REQUESTS,
         warmup: DEFAULT_WARMUP,
         cases: Vec::new(),
+        cargo_bench: args.iter().any(|a| a == "--bench"),
     };
+    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bench" => {}
+            other if options.cargo_bench => {
+                if !other.starts_with('-') {
+                    options.cases.push(arg);
+                }
+            }
             "--requests" | "--warmup" => {
                 let value = args.next().ok_or(format!("{arg} needs a number"))?;
                 let n: u64 = value
