@@ -49,6 +49,8 @@ if ((LOAD)); then
     have wrk || PKGS+=(wrk)
     have taskset || PKGS+=(util-linux)
     have shellcheck || PKGS+=(shellcheck)
+    # The instruction-count guard (benches/instructions.sh) runs the gateway under callgrind.
+    have valgrind || PKGS+=(valgrind)
 fi
 
 if ((${#PKGS[@]})); then
