@@ -11,9 +11,15 @@
 //! high-water mark, not by the live count at the sweep, keeps a busy worker whose count
 //! merely dips at that instant from paying for a walk it gains nothing from.
 //!
-//! Worker-local: `Cell`s, no locks. Counting a request task is two `Cell` updates.
+//! One call walks every worker's arena, so when the workers see the same crowd leave, the
+//! first to decide returns memory for all, and the others skip theirs ([`claim`]: one atomic
+//! timestamp for the process).
+//!
+//! Worker-local otherwise: `Cell`s, no locks. Counting a request task is two `Cell` updates.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Request tasks that must have ended since the peak before memory is returned (each held
@@ -83,6 +89,10 @@ impl HeapReturn {
         if !self.due(now) {
             return;
         }
+        if !claim(&LAST_RETURN, process_millis(now)) {
+            log::debug!("worker {worker}: heap memory was returned by another worker just now");
+            return;
+        }
         let started = Instant::now();
         let released = release_free_memory();
         log::debug!(
@@ -92,6 +102,31 @@ impl HeapReturn {
             started.elapsed()
         );
     }
+}
+
+/// When a worker of this process last returned memory: milliseconds since [`EPOCH`], plus
+/// one (0: never).
+static LAST_RETURN: AtomicU64 = AtomicU64::new(0);
+/// The origin of [`LAST_RETURN`]'s clock: the first check of any worker.
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+/// `now` on [`LAST_RETURN`]'s clock.
+fn process_millis(now: Instant) -> u64 {
+    let epoch = *EPOCH.get_or_init(|| now);
+    let millis = now.saturating_duration_since(epoch).as_millis();
+    u64::try_from(millis).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// Takes the process's turn to return memory at `at` (on [`LAST_RETURN`]'s clock): false
+/// when a worker did less than [`MIN_GAP`] ago, or takes it at the same moment.
+fn claim(last: &AtomicU64, at: u64) -> bool {
+    let before = last.load(Ordering::Relaxed);
+    let gap = u64::try_from(MIN_GAP.as_millis()).unwrap_or(u64::MAX);
+    if before != 0 && at.saturating_sub(before) < gap {
+        return false;
+    }
+    last.compare_exchange(before, at, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
 }
 
 /// Asks the allocator to give every free page back to the system; whether it released any.
@@ -203,6 +238,17 @@ mod tests {
             BLOCKS * BLOCK
         );
         assert_eq!(small.len(), BLOCKS);
+    }
+
+    #[test]
+    fn one_worker_returns_memory_for_the_process_per_gap() {
+        let last = AtomicU64::new(0);
+        let gap = u64::try_from(MIN_GAP.as_millis()).unwrap_or(u64::MAX);
+        assert!(claim(&last, 1), "the first return");
+        assert!(!claim(&last, 1), "the other worker, at the same moment");
+        assert!(!claim(&last, gap), "within the gap");
+        assert!(claim(&last, gap + 1), "after the gap");
+        assert!(!claim(&last, gap + 2));
     }
 
     #[test]
