@@ -77,7 +77,8 @@ haproxy (haproxy/proxy.cfg.tmpl, nbthread = --workers, http-reuse always), ringg
 
 Scenarios: s1 small GET keep-alive (closed loop, wrk)   s2 same at 50% of the lowest max (open
 loop, oha, latency-corrected)   s3 16 KiB   s4 1 MiB   s5 4 KiB POST   s6 new connection per
-request   s7 1,000 keep-alive connections   s8 RSS with idle keep-alive connections
+request   s7 1,000 keep-alive connections   s8 RSS with idle keep-alive connections (plain,
+then TLS)
 s9 HTTPS small GET keep-alive   s10 HTTPS new connection (full handshake) per request
 (HTTPS: same self-signed ECDSA P-256 certificate, made with openssl at run time, TLS 1.3 with
 TLS_AES_128_GCM_SHA256 only, on every contender)   s11 composite: ringgate answers GET /compose
@@ -849,6 +850,15 @@ if selected s8; then
             "${PID_OF[$c]}" >"$WORK/raw/s8.$c.out" 2>"$WORK/raw/s8.$c.err" \
             || note "s8/$c: the idle-connection client failed: $(tail -n1 "$WORK/raw/s8.$c.err")"
         alive "$c" || note "$c DIED during s8"
+        sleep 1
+        # The same over TLS: idle TLS keep-alive connections, from a fresh process again.
+        [[ -n ${TLS_PORT_OF[$c]:-} ]] || continue
+        log "s8: $c, $IDLE_CONNS idle TLS keep-alive connections"
+        restart_contender "$c" || { note "$c could not be restarted; s8 TLS/$c skipped"; continue; }
+        run_load taskset -c "$L_SET" python3 "$LIB/lt.py" idle-tls "${TLS_PORT_OF[$c]}" "$IDLE_CONNS" \
+            /small "${PID_OF[$c]}" >"$WORK/raw/s8tls.$c.out" 2>"$WORK/raw/s8tls.$c.err" \
+            || note "s8 TLS/$c: the idle-connection client failed: $(tail -n1 "$WORK/raw/s8tls.$c.err")"
+        alive "$c" || note "$c DIED during s8 (TLS)"
         sleep 1
     done
 fi

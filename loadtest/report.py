@@ -9,7 +9,7 @@
 RAW_DIR holds, per scenario S and contender C: S.C.out (wrk's LTJSON line or oha's JSON),
 S.C.before.json / S.C.after.json (lt.py snap of C), S.C.others.before.json /
 S.C.others.after.json (lt.py snap of the other, idle contenders), S.C.rc; s8.C.out (lt.py
-idle); gzsize.C.json (s15's compressed size); meta.env; notes.txt; log.C.txt.
+idle); s8tls.C.out (lt.py idle-tls); gzsize.C.json (s15's compressed size); meta.env; notes.txt; log.C.txt.
 
 Any number of contenders (meta.env `contenders=`, in the order measured): the last one is the
 subject (ringgate, or its --standin), the first is nginx; every table has a column per
@@ -326,6 +326,16 @@ def scenario_contenders(conts, extras, rs):
     return [c for c in conts if c not in extras or c in rs]
 
 
+def load_idle(raw, conts, scen):
+    """lt.py idle's JSON per contender (s8: plain, s8tls: TLS), for those that have one."""
+    idle = {}
+    for c in conts:
+        d = read_json(os.path.join(raw, f"{scen}.{c}.out"))
+        if d:
+            idle[c] = d
+    return idle
+
+
 def load_all(raw):
     meta = read_meta(raw)
     conts, _ = all_contenders(meta)
@@ -335,11 +345,7 @@ def load_all(raw):
             r = load_run(raw, scen, c, meta)
             if r is not None:
                 runs.setdefault(scen, {})[c] = r
-    idle = {}
-    for c in conts:
-        d = read_json(os.path.join(raw, f"s8.{c}.out"))
-        if d:
-            idle[c] = d
+    idle = load_idle(raw, conts, "s8")
     gz = {}
     for c in conts:
         d = read_json(os.path.join(raw, f"gzsize.{c}.json"))
@@ -765,6 +771,7 @@ def idle_table(meta, conts, idle):
         row("RSS after closing them (MiB)", "rss_after_close_kb", f1, False, mib),
         row("RSS delta (MiB)", "delta_kb", f1, True, mib),
         row("**RSS per connection (bytes)**", "per_conn_bytes", fnum),
+        row("RSS per connection 6 s after (bytes)", "per_conn_bytes_late", fnum),
     ]
     blank = [""] * (2 * len(conts) - 2)
     for c in conts:
@@ -776,6 +783,7 @@ def idle_table(meta, conts, idle):
 
 def write(raw, stem):
     meta, conts, runs, idle, gz, notes, logs = load_all(raw)
+    idle_tls = load_idle(raw, conts, "s8tls")
     _, extras = all_contenders(meta)
     main = [c for c in conts if c not in extras]
     a, b, refs = conts[0], conts[-1], main[:-1]
@@ -812,6 +820,9 @@ def write(raw, stem):
         rat = ", ".join(f"{b}/{c} {ratio((idle.get(b) or {}).get('per_conn_bytes'), (idle.get(c) or {}).get('per_conn_bytes'))}"
                         for c in refs)
         md.append(f"\nRSS per idle keep-alive connection (s8): {per}; {rat}.")
+    if idle_tls:
+        per = ", ".join(f"{c} {fnum((idle_tls.get(c) or {}).get('per_conn_bytes'))} B" for c in main)
+        md.append(f"RSS per idle TLS keep-alive connection (s8): {per}.")
     md.append(f"\nRatios are {b}/other: above 1 is better for requests/s, below 1 is better "
               "for latency, CPU and memory.\n")
     if meta.get("standin") != "1":
@@ -868,9 +879,14 @@ def write(raw, stem):
         md.append(f"Each contender is restarted (a fresh process, so the load scenarios' heap "
                   f"does not hide the cost), then {meta['idle_conns']} connections are opened to "
                   "it, one `GET /small` answered on each, and left idle; RSS (VmRSS, nginx master "
-                  "+ workers) is measured before opening and 2 s after the last one opened. "
+                  "+ workers) is measured before opening, 2 s after the last one opened (the "
+                  "figure compared) and 6 s after. "
                   "Kernel socket buffers are not in RSS and are the same for all.\n")
         md.append(idle_table(meta, main, idle) + "\n")
+    if idle_tls:
+        md.append("The same with TLS keep-alive connections (the s9 certificate and suite; each "
+                  "contender restarted again first):\n")
+        md.append(idle_table(meta, main, idle_tls) + "\n")
 
     md.append("## Notes and logs\n")
     if notes:
@@ -897,7 +913,7 @@ def write(raw, stem):
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write("\n".join(md).rstrip() + "\n")
     with open(stem + ".json", "w", encoding="utf-8") as f:
-        json.dump({"meta": meta, "runs": runs, "idle": idle, "gzip_sizes": gz, "notes": notes},
+        json.dump({"meta": meta, "runs": runs, "idle": idle, "idle_tls": idle_tls, "gzip_sizes": gz, "notes": notes},
                   f, indent=1, sort_keys=True)
 
 

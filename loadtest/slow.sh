@@ -5,7 +5,11 @@
 # default) plus about a minute of setup and settling. All traffic on 127.0.0.1.
 #
 #   loadtest/slow.sh [--conns 10000] [--duration 30] [--trickle 1] [--normal 8]
-#                    [--workers 2] [--ringgate-bin PATH] [--keep]
+#                    [--workers 2] [--rounds 1] [--settle 2] [--ringgate-bin PATH] [--keep]
+#
+# --rounds N attacks N times in a row against the same gateway (RSS after each round: a
+# leak grows from round to round, retained memory does not); --settle is the wait, once
+# the slow connections are closed, before RSS is read.
 #
 # Needs nginx and wrk (Debian packages) and a release build (cargo build --release).
 set -euo pipefail

@@ -169,6 +169,28 @@ async def attack(args, port, pid):
     return slow, samples, held_min, out.decode()
 
 
+def one_round(args, port, proc, before):
+    """One attack, then the wait for the gateway to close what the slow clients left."""
+    slow, samples, held_min, wrk_out = asyncio.run(attack(args, port, proc.pid))
+    # Let the gateway notice the closed sockets and free what they held.
+    settle = time.monotonic() + 30
+    after = (harness.rss_kb(proc.pid), harness.fd_count(proc.pid))
+    while time.monotonic() < settle and after[1] > before[1] + 8:
+        time.sleep(1)
+        after = (harness.rss_kb(proc.pid), harness.fd_count(proc.pid))
+    time.sleep(args.settle)
+    after = (harness.rss_kb(proc.pid), harness.fd_count(proc.pid))
+    log(f"round over: RSS peak {max(s[0] for s in samples)} kB, after {after[0]} kB")
+    return {
+        "held_min": held_min,
+        "closed_by_gateway": slow.closed_by_gateway,
+        "connect_errors": slow.connect_errors,
+        "normal": wrk_stats(wrk_out),
+        "rss_kb": {"peak": max(s[0] for s in samples), "after": after[0]},
+        "fds": {"peak": max(s[1] for s in samples), "after": after[1]},
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--conns", type=int, default=10000)
@@ -176,6 +198,10 @@ def main():
     ap.add_argument("--trickle", type=float, default=1.0, help="seconds between slow bytes")
     ap.add_argument("--normal", type=int, default=8, help="normal wrk connections")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="attacks one after another (a leak grows RSS from round to round)")
+    ap.add_argument("--settle", type=float, default=2.0,
+                    help="seconds to wait after the descriptors are closed before RSS is read")
     ap.add_argument("--ringgate-bin")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
@@ -194,30 +220,25 @@ def main():
         baseline = subprocess.run(
             ["wrk", "-t1", f"-c{args.normal}", "-d5s", "--latency", f"http://127.0.0.1:{port}/small"],
             capture_output=True, text=True).stdout
-        slow, samples, held_min, wrk_out = asyncio.run(attack(args, port, proc.pid))
-        # Let the gateway notice the closed sockets and free what they held.
-        settle = time.monotonic() + 30
-        after = (harness.rss_kb(proc.pid), harness.fd_count(proc.pid))
-        while time.monotonic() < settle and after[1] > before[1] + 8:
-            time.sleep(1)
-            after = (harness.rss_kb(proc.pid), harness.fd_count(proc.pid))
-        time.sleep(2)
-        after = (harness.rss_kb(proc.pid), harness.fd_count(proc.pid))
+        rounds = [one_round(args, port, proc, before) for _ in range(args.rounds)]
+        first = rounds[0]
         result = {
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "load_average": harness.load_average(),
             "workers": args.workers,
             "slow_connections": args.conns,
             "trickle_s": args.trickle,
-            "held_min_during_run": held_min,
-            "closed_by_gateway": slow.closed_by_gateway,
-            "connect_errors": slow.connect_errors,
+            "held_min_during_run": first["held_min"],
+            "closed_by_gateway": first["closed_by_gateway"],
+            "connect_errors": first["connect_errors"],
             "normal_baseline": wrk_stats(baseline),
-            "normal_under_attack": wrk_stats(wrk_out),
-            "rss_kb": {"before": before[0], "peak": max(s[0] for s in samples), "after": after[0]},
-            "fds": {"before": before[1], "peak": max(s[1] for s in samples), "after": after[1]},
+            "normal_under_attack": first["normal"],
+            "rss_kb": {"before": before[0], **first["rss_kb"]},
+            "fds": {"before": before[1], **first["fds"]},
             "ringgate_alive": proc.poll() is None,
         }
+        if args.rounds > 1:
+            result["later_rounds"] = rounds[1:]
         print(json.dumps(result, indent=2))
 
 

@@ -12,6 +12,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use super::admission::Admission;
+use super::heap_return::HeapReturn;
 use super::idle_clock::IdleClock;
 use super::request_id::RequestIds;
 use super::trace::TraceIds;
@@ -48,6 +49,7 @@ pub struct WorkerContext {
     policies: PolicyState,
     limits_link: WorkerLink,
     idle_clock: Rc<IdleClock>,
+    heap_return: HeapReturn,
     h2_pool: Rc<crate::http2::pool::H2Pool>,
     tunnels: Rc<crate::tunnel::TunnelSlots>,
     live_tunnels: crate::tunnel::LiveTunnels,
@@ -88,6 +90,7 @@ impl WorkerContext {
             policies: PolicyState::new(id, workers, verifier),
             limits_link,
             idle_clock: Rc::new(IdleClock::default()),
+            heap_return: HeapReturn::default(),
             h2_pool: Rc::default(),
             tunnels: Rc::default(),
             live_tunnels: crate::tunnel::LiveTunnels::default(),
@@ -161,6 +164,11 @@ impl WorkerContext {
     /// The idle deadlines of the worker's parked connections.
     pub(super) fn idle_clock(&self) -> &Rc<IdleClock> {
         &self.idle_clock
+    }
+
+    /// The worker's live request tasks, and when freed heap memory goes back to the system.
+    pub(super) fn heap_return(&self) -> &HeapReturn {
+        &self.heap_return
     }
 
     /// The worker's open tunnels, under their caps.
@@ -330,7 +338,9 @@ impl WorkerContext {
         }
     }
 
-    /// Task: closes expired idle upstream connections until the worker drains.
+    /// Task: every second until the worker drains, closes expired idle upstream connections
+    /// and gives freed heap memory back once a crowd of request tasks has gone (see
+    /// `proxy::heap_return`).
     pub async fn sweep_idle_connections(ctx: Rc<Self>) {
         let drain = Rc::clone(&ctx.drain);
         loop {
@@ -340,6 +350,7 @@ impl WorkerContext {
                     let now = Instant::now();
                     ctx.pool.sweep(now);
                     ctx.traffic.mirrors().sweep(now);
+                    ctx.heap_return.check(ctx.id, now);
                 }
             }
         }
