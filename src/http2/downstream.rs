@@ -30,6 +30,10 @@ use crate::io_buf::io_buf_bytes;
 
 /// Largest response head the pipeline writes (its own limit on upstream heads).
 const MAX_HEAD: usize = 64 * 1024;
+/// Initial capacity of the response head as the pipeline writes it.
+const HEAD: usize = 512;
+/// Initial capacity of the response head's field spans (grown when a head has more).
+const SPANS: usize = 16;
 
 /// The stream's response handles, shared with the task that watches for the client's reset.
 #[derive(Debug)]
@@ -195,8 +199,8 @@ impl H2Downstream {
             pump: None,
             out: Out::Head,
             method,
-            head: Vec::new(),
-            spans: Vec::new(),
+            head: Vec::with_capacity(HEAD),
+            spans: Vec::with_capacity(SPANS),
         }
     }
 

@@ -35,6 +35,10 @@ use crate::io_buf::io_buf_bytes;
 const MAX_REPLAY: usize = 64 * 1024;
 /// Times a refused stream is sent again.
 const MAX_REFUSED_RETRIES: usize = 2;
+/// Initial capacity of the staged response bytes (a typical head, or a small message).
+const STAGED: usize = 512;
+/// Initial capacity of the request head's field spans (grown when a head has more).
+const SPANS: usize = 24;
 
 /// The request side.
 enum Req {
@@ -154,9 +158,9 @@ impl H2Upstream {
             scheme,
             req: Req::Head(Vec::new()),
             resp: Resp::Idle,
-            staged: Vec::new(),
+            staged: Vec::with_capacity(STAGED),
             staged_pos: 0,
-            spans: Vec::new(),
+            spans: Vec::with_capacity(SPANS),
             replay: Some(Vec::new()),
             refused: 0,
             answered: false,
