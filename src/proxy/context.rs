@@ -25,6 +25,9 @@ use crate::traffic::TrafficState;
 use crate::upstream::{Groups, Pool};
 
 /// How often idle keys leave the rate-limit tables.
+/// Most finished HTTP/2 streams' buffers a worker keeps for the next streams (about 6 KiB
+/// each).
+const SPARE_BUFFERS: usize = 64;
 const LIMITS_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Everything one worker owns.
@@ -49,6 +52,8 @@ pub struct WorkerContext {
     limits_link: WorkerLink,
     idle_clock: Rc<IdleClock>,
     h2_pool: Rc<crate::http2::pool::H2Pool>,
+    /// Buffers of finished HTTP/2 streams, for the next ones (at most [`SPARE_BUFFERS`]).
+    spare_buffers: RefCell<Vec<super::connection::ConnBuffers>>,
     tunnels: Rc<crate::tunnel::TunnelSlots>,
     live_tunnels: crate::tunnel::LiveTunnels,
     encoders: crate::coding::EncoderPool,
@@ -89,6 +94,7 @@ impl WorkerContext {
             limits_link,
             idle_clock: Rc::new(IdleClock::default()),
             h2_pool: Rc::default(),
+            spare_buffers: RefCell::default(),
             tunnels: Rc::default(),
             live_tunnels: crate::tunnel::LiveTunnels::default(),
             encoders: crate::coding::EncoderPool::default(),
@@ -191,6 +197,23 @@ impl WorkerContext {
         let settings = snapshot.caches.get(id.0)?;
         let caches = self.caches();
         std::cell::RefMut::filter_map(caches, |c| c.resolve(settings, id)).ok()
+    }
+
+    /// Buffers for an HTTP/2 stream's pipeline: a finished stream's, or fresh ones.
+    pub(super) fn stream_buffers(&self) -> super::connection::ConnBuffers {
+        self.spare_buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(super::connection::ConnBuffers::new)
+    }
+
+    /// Keeps a finished stream's buffers for the next stream, if they are at their working
+    /// size and fewer than [`SPARE_BUFFERS`] are kept.
+    pub(super) fn return_stream_buffers(&self, buffers: super::connection::ConnBuffers) {
+        let mut spare = self.spare_buffers.borrow_mut();
+        if spare.len() < SPARE_BUFFERS {
+            spare.extend(buffers.reusable());
+        }
     }
 
     /// The worker's multiplexed HTTP/2 upstream connections.
