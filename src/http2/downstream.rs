@@ -166,6 +166,8 @@ pub struct H2Downstream {
     method: Method,
     head: Vec<u8>,
     spans: Vec<HeaderSpan>,
+    /// The data pieces of a chunked body write, kept for the next write.
+    pieces: Vec<Range<usize>>,
 }
 
 impl H2Downstream {
@@ -201,6 +203,7 @@ impl H2Downstream {
             method,
             head: Vec::with_capacity(HEAD),
             spans: Vec::with_capacity(SPANS),
+            pieces: Vec::new(),
         }
     }
 
@@ -304,7 +307,8 @@ impl H2Downstream {
             }
             Out::UntilClose => send_all(&self.slot, self.pump.as_ref(), data, false).await,
             Out::Chunked(decoder, trailers) => {
-                let mut pieces: Vec<Range<usize>> = Vec::new();
+                let mut pieces = std::mem::take(&mut self.pieces);
+                pieces.clear();
                 let progress = decoder
                     .advance_with_trailers(data, &mut |r| pieces.push(r), &mut |b| trailers.push(b))
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -315,15 +319,16 @@ impl H2Downstream {
                 // The stream ends with the trailers, or with the last piece of data.
                 let end_with_data = trailers.as_ref().is_some_and(http::HeaderMap::is_empty);
                 let count = pieces.len();
-                for (i, range) in pieces.into_iter().enumerate() {
+                for (i, range) in pieces.iter().enumerate() {
                     send_all(
                         &self.slot,
                         self.pump.as_ref(),
-                        &data[range],
+                        &data[range.clone()],
                         end_with_data && i + 1 == count,
                     )
                     .await?;
                 }
+                self.pieces = pieces;
                 match trailers {
                     Some(map) if !map.is_empty() => {
                         let mut slot = self.slot.borrow_mut();

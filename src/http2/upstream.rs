@@ -253,7 +253,10 @@ impl H2Upstream {
         let Some(parsed) = parsed else {
             return Ok(());
         };
-        let rest = buf.split_off(parsed.head.head_len);
+        let head_len = parsed.head.head_len;
+        let Req::Head(written) = std::mem::replace(&mut self.req, Req::Sent) else {
+            return Ok(());
+        };
         let mut sender = self.ready_sender().await?;
         let ended = parsed.head.framing == BodyFraming::None;
         let (response, send) = sender
@@ -265,10 +268,11 @@ impl H2Upstream {
             BodyFraming::Length(n) => Req::Length(send, n),
             BodyFraming::Chunked => Req::Chunked(send, ChunkedDecoder::new(), Vec::new()),
         };
-        if !rest.is_empty() {
-            Box::pin(self.send(&rest)).await?;
+        // What followed the head is body: sent from the head's buffer, no copy of it.
+        match written.get(head_len..) {
+            Some(body) if !body.is_empty() => send_body(&mut self.req, body).await,
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// A handle to open the stream with, on the leased connection or, when that one takes no
