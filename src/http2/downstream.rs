@@ -287,9 +287,12 @@ impl H2Downstream {
                 ResponseFraming::UntilClose => Out::UntilClose,
             };
             self.slot.borrow_mut().send = Some(send);
-            let rest = self.head.split_off(response.head_len);
-            self.head.clear();
-            return self.take_body(&rest).await;
+            // What followed the head is body, sent from the head's buffer (no copy of it).
+            let mut head = std::mem::take(&mut self.head);
+            let sent = self.take_body(&head[response.head_len..]).await;
+            head.clear();
+            self.head = head;
+            return sent;
         }
     }
 
