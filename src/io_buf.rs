@@ -68,6 +68,13 @@ impl ReadBuf {
         }
     }
 
+    /// Appends what `write` writes into the buffer's own vector (no staging copy); returns
+    /// what `write` returns.
+    pub fn append_with<R>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        self.compact();
+        write(&mut self.buf)
+    }
+
     /// Grows the buffer so that it can hold `capacity` bytes, for relaying a large body with
     /// few reads and writes.
     pub fn grow_to(&mut self, capacity: usize) {

@@ -250,6 +250,36 @@ driver_tests! {
         assert_eq!(upstream.connections(), 1, "one multiplexed connection serves both");
     }
 
+    fn a_burst_of_streams_opens_no_more_upstream_connections_than_the_cap(driver: &str) {
+        let upstream = H2Upstream::start("burst", Mode::Echo);
+        let gw = GatewayConfig::new(driver)
+            .server("h2c", "true")
+            .upstream_raw(&format!(
+                "[[upstreams]]\nname = \"h2u\"\nprotocol = \"h2c\"\ntargets = [ {{ addr = \"{}\" }} ]\n\
+                 http2 = {{ max_connections_per_target = 2, max_streams_per_connection = 8 }}\n",
+                upstream.addr()
+            ))
+            .route_all_to("h2u")
+            .start();
+        let authority = gw.addr().to_string();
+        h2c::runtime().block_on(async {
+            let client = h2c::connect(gw.addr()).await;
+            // 32 streams at once, before any upstream connection exists: the first opens one,
+            // the next ones wait for it, one more opens when those would fill it, the rest
+            // wait for the two and queue on them.
+            let answers = (0..32)
+                .map(|i| h2c::exchange(&client, h2c::get(&authority, &format!("/burst/{i}")), None))
+                .collect();
+            for (i, answer) in futures_join(answers).await.into_iter().enumerate() {
+                let answer = answer.expect("answer");
+                assert_eq!(answer.status, 200);
+                assert_eq!(Echoed::parse(&answer.text()).target, format!("/burst/{i}"));
+            }
+        });
+        assert_eq!(upstream.requests(), 32);
+        assert_eq!(upstream.connections(), 2, "max_connections_per_target holds in a burst");
+    }
+
     fn h2c_with_a_large_body_both_ways_keeps_every_byte(driver: &str) {
         let upstream = H2Upstream::start("stream", Mode::StreamEcho);
         let gw = GatewayConfig::new(driver)

@@ -30,6 +30,10 @@ use crate::io_buf::io_buf_bytes;
 
 /// Largest response head the pipeline writes (its own limit on upstream heads).
 const MAX_HEAD: usize = 64 * 1024;
+/// Initial capacity of the response head as the pipeline writes it.
+const HEAD: usize = 512;
+/// Initial capacity of the response head's field spans (grown when a head has more).
+const SPANS: usize = 16;
 
 /// The stream's response handles, shared with the task that watches for the client's reset.
 #[derive(Debug)]
@@ -162,6 +166,8 @@ pub struct H2Downstream {
     method: Method,
     head: Vec<u8>,
     spans: Vec<HeaderSpan>,
+    /// The data pieces of a chunked body write, kept for the next write.
+    pieces: Vec<Range<usize>>,
 }
 
 impl H2Downstream {
@@ -195,8 +201,9 @@ impl H2Downstream {
             pump: None,
             out: Out::Head,
             method,
-            head: Vec::new(),
-            spans: Vec::new(),
+            head: Vec::with_capacity(HEAD),
+            spans: Vec::with_capacity(SPANS),
+            pieces: Vec::new(),
         }
     }
 
@@ -280,9 +287,12 @@ impl H2Downstream {
                 ResponseFraming::UntilClose => Out::UntilClose,
             };
             self.slot.borrow_mut().send = Some(send);
-            let rest = self.head.split_off(response.head_len);
-            self.head.clear();
-            return self.take_body(&rest).await;
+            // What followed the head is body, sent from the head's buffer (no copy of it).
+            let mut head = std::mem::take(&mut self.head);
+            let sent = self.take_body(&head[response.head_len..]).await;
+            head.clear();
+            self.head = head;
+            return sent;
         }
     }
 
@@ -316,7 +326,8 @@ impl H2Downstream {
             }
             Out::UntilClose => send_all(&self.slot, self.pump.as_ref(), data, false).await,
             Out::Chunked(decoder, trailers) => {
-                let mut pieces: Vec<Range<usize>> = Vec::new();
+                let mut pieces = std::mem::take(&mut self.pieces);
+                pieces.clear();
                 let progress = decoder
                     .advance_with_trailers(data, &mut |r| pieces.push(r), &mut |b| trailers.push(b))
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -327,15 +338,16 @@ impl H2Downstream {
                 // The stream ends with the trailers, or with the last piece of data.
                 let end_with_data = trailers.as_ref().is_some_and(http::HeaderMap::is_empty);
                 let count = pieces.len();
-                for (i, range) in pieces.into_iter().enumerate() {
+                for (i, range) in pieces.iter().enumerate() {
                     send_all(
                         &self.slot,
                         self.pump.as_ref(),
-                        &data[range],
+                        &data[range.clone()],
                         end_with_data && i + 1 == count,
                     )
                     .await?;
                 }
+                self.pieces = pieces;
                 match trailers {
                     Some(map) if !map.is_empty() => {
                         let mut slot = self.slot.borrow_mut();

@@ -162,21 +162,49 @@ pub fn response_from_head(
     let mut response = http::Response::new(());
     *response.status_mut() =
         http::StatusCode::from_u16(head.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-    copy_fields(data, headers, response.headers_mut());
+    let shared = Bytes::copy_from_slice(&data[..head.head_len.min(data.len())]);
+    copy_fields(&shared, headers, response.headers_mut());
     response
 }
 
 /// Copies HTTP/1.1 fields into an h2 header map, leaving out connection-specific ones and
-/// any that are not valid HTTP/2 field names or values.
-pub fn copy_fields(data: &[u8], headers: &[HeaderSpan], map: &mut HeaderMap) {
+/// any that are not valid HTTP/2 field names or values. The values share `data` (one copy
+/// of the head for all of them, not one allocation per field).
+pub fn copy_fields(data: &Bytes, headers: &[HeaderSpan], map: &mut HeaderMap) {
+    map.reserve(headers.len());
     for h in headers {
         let name = h.name.of(data);
         if is_connection_specific(name) {
             continue;
         }
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), field_value(name, h, data)) {
+        if let (Ok(name), Ok(value)) = (field_name(name), field_value(name, h, data)) {
             map.append(name, value);
         }
+    }
+}
+
+/// Field names the gateway writes on every request or response that `http` does not know:
+/// taken from here they cost no allocation (`HeaderName::from_bytes` copies such a name).
+static KNOWN_NAMES: [HeaderName; 9] = [
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+    HeaderName::from_static("grpc-status"),
+    HeaderName::from_static("grpc-message"),
+    HeaderName::from_static("grpc-timeout"),
+];
+
+/// The h2 field name for `name` (validated and lowercased by `http`).
+fn field_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    match KNOWN_NAMES
+        .iter()
+        .find(|known| name.eq_ignore_ascii_case(known.as_str().as_bytes()))
+    {
+        Some(known) => Ok(known.clone()),
+        None => HeaderName::from_bytes(name),
     }
 }
 
@@ -189,9 +217,9 @@ const UNIQUE_PER_REQUEST: [&[u8]; 2] = [b"x-request-id", b"traceparent"];
 fn field_value(
     name: &[u8],
     h: &HeaderSpan,
-    data: &[u8],
+    data: &Bytes,
 ) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
-    let mut value = HeaderValue::from_bytes(h.value.of(data))?;
+    let mut value = HeaderValue::from_maybe_shared(data.slice_ref(h.value.of(data)))?;
     if UNIQUE_PER_REQUEST
         .iter()
         .any(|unique| name.eq_ignore_ascii_case(unique))
@@ -214,7 +242,11 @@ const NOT_TRAILERS: [&[u8]; 5] = [
 /// validated them) into an h2 header map.
 pub fn parse_trailers(section: &[u8]) -> HeaderMap {
     let mut map = HeaderMap::new();
-    for line in section.split(|&b| b == b'\n') {
+    if section.is_empty() {
+        return map;
+    }
+    let shared = Bytes::copy_from_slice(section);
+    for line in shared.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
@@ -224,9 +256,10 @@ pub fn parse_trailers(section: &[u8]) -> HeaderMap {
         {
             continue;
         }
-        if let (Ok(name), Ok(value)) =
-            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-        {
+        if let (Ok(name), Ok(value)) = (
+            field_name(name),
+            HeaderValue::from_maybe_shared(shared.slice_ref(value)),
+        ) {
             map.append(name, value);
         }
     }
@@ -295,14 +328,21 @@ pub fn upstream_request(
     let Some(head) = parse_request(data, &UPSTREAM_HEAD_LIMITS, spans)? else {
         return Ok(None);
     };
-    let authority = head.host.map(|h| h.of(data)).unwrap_or_default();
-    let target = head.target.of(data);
-    let uri = http::Uri::builder()
-        .scheme(scheme.clone())
-        .authority(authority)
-        .path_and_query(target)
-        .build()
-        .map_err(|_| crate::http::HttpError::MalformedHead)?;
+    // One copy of the head that the URI parts and every field value share.
+    let shared = Bytes::copy_from_slice(&data[..head.head_len.min(data.len())]);
+    let part = |span: Option<crate::http::Span>| match span {
+        Some(span) => shared.slice_ref(span.of(&shared)),
+        None => Bytes::new(),
+    };
+    let malformed = |_| crate::http::HttpError::MalformedHead;
+    let authority = http::uri::Authority::from_maybe_shared(part(head.host)).map_err(malformed)?;
+    let path =
+        http::uri::PathAndQuery::from_maybe_shared(part(Some(head.target))).map_err(malformed)?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme.clone());
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(path);
+    let uri = http::Uri::from_parts(parts).map_err(|_| crate::http::HttpError::MalformedHead)?;
     let method = http::Method::from_bytes(head.method.of(data))
         .map_err(|_| crate::http::HttpError::MalformedHead)?;
     let mut request = http::Request::new(());
@@ -310,15 +350,16 @@ pub fn upstream_request(
     *request.uri_mut() = uri;
     *request.version_mut() = http::Version::HTTP_2;
     let map = request.headers_mut();
+    map.reserve(spans.len() + 1);
     for h in spans.iter() {
-        let name = h.name.of(data);
+        let name = h.name.of(&shared);
         if name.eq_ignore_ascii_case(b"host") {
             continue;
         }
         if is_connection_specific(name) {
             continue;
         }
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), field_value(name, h, data)) {
+        if let (Ok(name), Ok(value)) = (field_name(name), field_value(name, h, &shared)) {
             map.append(name, value);
         }
     }

@@ -3,7 +3,8 @@
 //! A stream goes on the open connection with the fewest streams in flight while that is
 //! under its cap (the group's `max_streams_per_connection`, lowered by the target's
 //! `SETTINGS_MAX_CONCURRENT_STREAMS`); when every connection is full and fewer than
-//! `max_connections_per_target` are open, another is opened. A connection the target sent
+//! `max_connections_per_target` are open or opening, another is opened, and the streams that
+//! arrive meanwhile wait for it (up to the streams it will take) instead of opening more. A connection the target sent
 //! `GOAWAY` on, or that stopped answering PINGs, takes no new stream and closes when its
 //! streams are done. Each connection is driven by a task of its own on the worker.
 
@@ -12,6 +13,7 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use ahash::AHashMap;
@@ -113,63 +115,208 @@ pub struct Dial<'a> {
     pub idle_timeout: Duration,
 }
 
+/// A target's connections, and the opens under way.
+#[derive(Debug, Default)]
+struct Target {
+    conns: Vec<Rc<H2Conn>>,
+    /// Connections being opened (connect and handshake under way).
+    opening: usize,
+    /// Leases waiting for one of those.
+    waiting: usize,
+    /// Opens finished (with or without a connection): a waiting lease looks again after one.
+    finished: u64,
+    /// Whether the last open to finish failed.
+    last_failed: bool,
+    /// The tasks of the waiting leases.
+    wakers: Vec<Waker>,
+}
+
+/// What a lease does next.
+enum Pick {
+    /// Take a stream on this connection.
+    Conn(Rc<H2Conn>),
+    /// Open a connection (counted in `Target::opening`).
+    Open,
+    /// Wait for a connection being opened: it will have room.
+    Wait,
+}
+
 /// The worker's HTTP/2 upstream connections.
 #[derive(Debug, Default)]
 pub struct H2Pool {
-    conns: RefCell<AHashMap<SocketAddr, Vec<Rc<H2Conn>>>>,
+    targets: RefCell<AHashMap<SocketAddr, Target>>,
 }
 
 impl H2Pool {
     /// A stream's lease on a connection to `addr`, opening one if every open connection is
     /// full and the cap allows. `exclude` is a connection that just failed the stream.
+    ///
+    /// Leases that arrive while a connection is being opened wait for it rather than open
+    /// one each (a burst of streams would otherwise open a connection per stream, past
+    /// `max_connections_per_target`), as many as it will take; after a failed open, each
+    /// waiting lease tries a connection of its own.
     pub async fn lease(
         &self,
         addr: SocketAddr,
         dial: Dial<'_>,
         exclude: Option<&Rc<H2Conn>>,
     ) -> Result<StreamLease, OpenError> {
-        if let Some(conn) = self.pick(addr, dial, exclude) {
-            conn.active.set(conn.active.get() + 1);
-            return Ok(StreamLease { conn });
+        let mut after_failure = false;
+        loop {
+            match self.pick(addr, dial, exclude, after_failure) {
+                Pick::Conn(conn) => {
+                    conn.active.set(conn.active.get() + 1);
+                    return Ok(StreamLease { conn });
+                }
+                Pick::Open => return self.open_counted(addr, dial).await,
+                Pick::Wait => after_failure = self.wait_for_open(addr).await,
+            }
         }
-        let conn = open(addr, dial).await?;
-        conn.active.set(1);
-        let mut conns = self.conns.borrow_mut();
-        let list = conns.entry(addr).or_default();
-        list.retain(|c| c.open.get());
-        list.push(Rc::clone(&conn));
-        Ok(StreamLease { conn })
     }
 
-    /// The least loaded usable connection with room; when all are full at the cap, the
-    /// least loaded one (h2 queues the stream until one ends).
+    /// The least loaded usable connection with room; else an open if none is coming with
+    /// room and the cap allows one; else the least loaded one (h2 queues the stream until
+    /// one ends).
     fn pick(
         &self,
         addr: SocketAddr,
         dial: Dial<'_>,
         exclude: Option<&Rc<H2Conn>>,
-    ) -> Option<Rc<H2Conn>> {
-        let mut conns = self.conns.borrow_mut();
-        let list = conns.get_mut(&addr)?;
-        list.retain(|c| c.open.get());
+        after_failure: bool,
+    ) -> Pick {
+        let mut targets = self.targets.borrow_mut();
+        let target = targets.entry(addr).or_default();
+        target.conns.retain(|c| c.open.get());
         let usable = || {
-            list.iter()
+            target
+                .conns
+                .iter()
                 .filter(|c| c.usable(dial.tls))
                 .filter(|c| !exclude.is_some_and(|e| Rc::ptr_eq(e, c)))
         };
-        let cap = dial.settings.max_streams_per_connection;
-        let least = usable().min_by_key(|c| c.active.get())?;
-        let peer_cap = least.sender.borrow().current_max_send_streams();
-        if least.active.get() < cap.min(peer_cap.max(1)) {
-            return Some(Rc::clone(least));
+        let cap = dial.settings.max_streams_per_connection.max(1);
+        let least = usable().min_by_key(|c| c.active.get());
+        if let Some(least) = least {
+            let peer_cap = least.sender.borrow().current_max_send_streams();
+            if least.active.get() < cap.min(peer_cap.max(1)) {
+                return Pick::Conn(Rc::clone(least));
+            }
         }
-        let count = usable().count();
-        (count >= dial.settings.max_connections_per_target).then(|| Rc::clone(least))
+        if after_failure {
+            target.opening += 1;
+            return Pick::Open;
+        }
+        if target.waiting < target.opening.saturating_mul(cap) {
+            return Pick::Wait;
+        }
+        let max = dial.settings.max_connections_per_target.max(1);
+        if usable().count() + target.opening < max {
+            target.opening += 1;
+            return Pick::Open;
+        }
+        match least {
+            Some(least) => Pick::Conn(Rc::clone(least)),
+            None => Pick::Wait,
+        }
+    }
+
+    /// Opens a connection for a lease (counted in `opening` until it is in the list or
+    /// failed, also when the lease is dropped meanwhile).
+    async fn open_counted(
+        &self,
+        addr: SocketAddr,
+        dial: Dial<'_>,
+    ) -> Result<StreamLease, OpenError> {
+        let mut opening = Opening {
+            pool: self,
+            addr,
+            failed: false,
+        };
+        let conn = match open(addr, dial).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                opening.failed = true;
+                return Err(e);
+            }
+        };
+        conn.active.set(1);
+        if let Some(target) = self.targets.borrow_mut().get_mut(&addr) {
+            target.conns.retain(|c| c.open.get());
+            target.conns.push(Rc::clone(&conn));
+        }
+        drop(opening);
+        Ok(StreamLease { conn })
+    }
+
+    /// Waits until an open to `addr` finished; returns whether it failed.
+    async fn wait_for_open(&self, addr: SocketAddr) -> bool {
+        let seen = {
+            let mut targets = self.targets.borrow_mut();
+            let target = targets.entry(addr).or_default();
+            target.waiting += 1;
+            target.finished
+        };
+        let _waiting = Waiting { pool: self, addr };
+        poll_fn(|cx| {
+            let mut targets = self.targets.borrow_mut();
+            let Some(target) = targets.get_mut(&addr) else {
+                return Poll::Ready(false);
+            };
+            if target.finished != seen {
+                return Poll::Ready(target.last_failed);
+            }
+            target.wakers.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
     }
 
     /// Connections held for `addr` (open or draining).
     pub fn connections(&self, addr: SocketAddr) -> usize {
-        self.conns.borrow().get(&addr).map_or(0, Vec::len)
+        self.targets
+            .borrow()
+            .get(&addr)
+            .map_or(0, |t| t.conns.len())
+    }
+}
+
+/// An open under way, counted in its target's `opening`; dropping it ends the count and
+/// wakes the leases that wait.
+struct Opening<'a> {
+    pool: &'a H2Pool,
+    addr: SocketAddr,
+    failed: bool,
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        let wakers = {
+            let mut targets = self.pool.targets.borrow_mut();
+            let Some(target) = targets.get_mut(&self.addr) else {
+                return;
+            };
+            target.opening = target.opening.saturating_sub(1);
+            target.finished = target.finished.wrapping_add(1);
+            target.last_failed = self.failed;
+            std::mem::take(&mut target.wakers)
+        };
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
+/// A lease waiting for an open, counted in its target's `waiting` while it waits.
+struct Waiting<'a> {
+    pool: &'a H2Pool,
+    addr: SocketAddr,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(target) = self.pool.targets.borrow_mut().get_mut(&self.addr) {
+            target.waiting = target.waiting.saturating_sub(1);
+        }
     }
 }
 

@@ -35,6 +35,10 @@ use crate::io_buf::io_buf_bytes;
 const MAX_REPLAY: usize = 64 * 1024;
 /// Times a refused stream is sent again.
 const MAX_REFUSED_RETRIES: usize = 2;
+/// Initial capacity of the staged response bytes (a typical head, or a small message).
+const STAGED: usize = 512;
+/// Initial capacity of the request head's field spans (grown when a head has more).
+const SPANS: usize = 24;
 
 /// The request side.
 enum Req {
@@ -154,9 +158,9 @@ impl H2Upstream {
             scheme,
             req: Req::Head(Vec::new()),
             resp: Resp::Idle,
-            staged: Vec::new(),
+            staged: Vec::with_capacity(STAGED),
             staged_pos: 0,
-            spans: Vec::new(),
+            spans: Vec::with_capacity(SPANS),
             replay: Some(Vec::new()),
             refused: 0,
             answered: false,
@@ -249,7 +253,10 @@ impl H2Upstream {
         let Some(parsed) = parsed else {
             return Ok(());
         };
-        let rest = buf.split_off(parsed.head.head_len);
+        let head_len = parsed.head.head_len;
+        let Req::Head(written) = std::mem::replace(&mut self.req, Req::Sent) else {
+            return Ok(());
+        };
         let mut sender = self.ready_sender().await?;
         let ended = parsed.head.framing == BodyFraming::None;
         let (response, send) = sender
@@ -261,10 +268,11 @@ impl H2Upstream {
             BodyFraming::Length(n) => Req::Length(send, n),
             BodyFraming::Chunked => Req::Chunked(send, ChunkedDecoder::new(), Vec::new()),
         };
-        if !rest.is_empty() {
-            Box::pin(self.send(&rest)).await?;
+        // What followed the head is body: sent from the head's buffer, no copy of it.
+        match written.get(head_len..) {
+            Some(body) if !body.is_empty() => send_body(&mut self.req, body).await,
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// A handle to open the stream with, on the leased connection or, when that one takes no

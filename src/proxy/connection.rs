@@ -242,6 +242,60 @@ impl BodyRules {
     }
 }
 
+/// The buffers a [`ClientConn`] reuses for every request. A worker keeps those of finished
+/// HTTP/2 streams for the next ones (`WorkerContext::stream_buffers`): a stream serves one
+/// request, and allocating them per stream was a good part of its cost.
+#[derive(Debug)]
+pub(super) struct ConnBuffers {
+    input: ReadBuf,
+    out: Vec<u8>,
+    headers: Vec<HeaderSpan>,
+    path: String,
+    host: String,
+    upstream_path: String,
+    request_id: Vec<u8>,
+    response_headers: Vec<u8>,
+}
+
+impl ConnBuffers {
+    /// Fresh buffers at their working sizes.
+    pub(super) fn new() -> Self {
+        Self {
+            input: ReadBuf::with_capacity(CLIENT_BUF),
+            out: Vec::with_capacity(OUT_BUF),
+            headers: Vec::with_capacity(HEADERS),
+            path: String::with_capacity(PATH),
+            host: String::with_capacity(HOST),
+            upstream_path: String::with_capacity(PATH),
+            request_id: Vec::with_capacity(REQUEST_ID),
+            response_headers: Vec::with_capacity(RESPONSE_HEADERS),
+        }
+    }
+
+    /// The input buffer (a stream's request head is written into it).
+    pub(super) fn input(&mut self) -> &mut ReadBuf {
+        &mut self.input
+    }
+
+    /// The buffers emptied for the next stream; `None` when the input buffer is not at its
+    /// working size (a large body grew it, or a timed-out read left it with the driver), so
+    /// a spare never holds more than a fresh one.
+    pub(super) fn reusable(mut self) -> Option<Self> {
+        self.input.consume(self.input.len());
+        if self.input.capacity() != CLIENT_BUF || self.out.capacity() > OUT_BUF * 4 {
+            return None;
+        }
+        self.out.clear();
+        self.headers.clear();
+        self.path.clear();
+        self.host.clear();
+        self.upstream_path.clear();
+        self.request_id.clear();
+        self.response_headers.clear();
+        Some(self)
+    }
+}
+
 impl ClientConn {
     /// A connection with fresh buffers; `served` counts the requests it already served
     /// (0 for a new connection, more for one resumed from the idle park).
@@ -251,18 +305,39 @@ impl ClientConn {
         served: u64,
         tls: Option<Box<TlsInfo>>,
     ) -> Self {
+        Self::with_buffers(stream, peer, served, tls, ConnBuffers::new())
+    }
+
+    /// A connection on `buffers` (an HTTP/2 stream's, reused from an earlier stream).
+    pub(super) fn with_buffers(
+        stream: ClientStream,
+        peer: SocketAddr,
+        served: u64,
+        tls: Option<Box<TlsInfo>>,
+        buffers: ConnBuffers,
+    ) -> Self {
+        let ConnBuffers {
+            input,
+            out,
+            headers,
+            path,
+            host,
+            upstream_path,
+            request_id,
+            response_headers,
+        } = buffers;
         Self {
             stream,
             peer,
             tls,
-            input: ReadBuf::with_capacity(CLIENT_BUF),
-            out: Vec::with_capacity(OUT_BUF),
+            input,
+            out,
             scratch: Vec::new(),
-            headers: Vec::with_capacity(HEADERS),
-            path: String::with_capacity(PATH),
-            host: String::with_capacity(HOST),
-            upstream_path: String::with_capacity(PATH),
-            request_id: Vec::with_capacity(REQUEST_ID),
+            headers,
+            path,
+            host,
+            upstream_path,
+            request_id,
             request_id_from_client: false,
             forward_tracestate: false,
             params: Params::default(),
@@ -275,7 +350,7 @@ impl ClientConn {
                 max_bytes: 0,
                 min_rate: None,
             },
-            response_headers: Vec::with_capacity(RESPONSE_HEADERS),
+            response_headers,
             identity: Identity::default(),
             errors: ErrorFormat::Text,
             http2: false,
@@ -289,6 +364,20 @@ impl ClientConn {
             duplex: None,
             grpc_web: None,
             transform: super::transform::RequestEdits::default(),
+        }
+    }
+
+    /// The connection's buffers, for another HTTP/2 stream (see [`ConnBuffers::reusable`]).
+    pub(super) fn into_buffers(self) -> ConnBuffers {
+        ConnBuffers {
+            input: self.input,
+            out: self.out,
+            headers: self.headers,
+            path: self.path,
+            host: self.host,
+            upstream_path: self.upstream_path,
+            request_id: self.request_id,
+            response_headers: self.response_headers,
         }
     }
 

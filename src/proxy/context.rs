@@ -26,6 +26,9 @@ use crate::traffic::TrafficState;
 use crate::upstream::{Groups, Pool};
 
 /// How often idle keys leave the rate-limit tables.
+/// Most finished HTTP/2 streams' buffers a worker keeps for the next streams (about 6 KiB
+/// each).
+const SPARE_BUFFERS: usize = 64;
 const LIMITS_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Everything one worker owns.
@@ -51,6 +54,8 @@ pub struct WorkerContext {
     idle_clock: Rc<IdleClock>,
     heap_return: HeapReturn,
     h2_pool: Rc<crate::http2::pool::H2Pool>,
+    /// Buffers of finished HTTP/2 streams, for the next ones (at most [`SPARE_BUFFERS`]).
+    spare_buffers: RefCell<Vec<super::connection::ConnBuffers>>,
     tunnels: Rc<crate::tunnel::TunnelSlots>,
     live_tunnels: crate::tunnel::LiveTunnels,
     encoders: crate::coding::EncoderPool,
@@ -92,6 +97,7 @@ impl WorkerContext {
             idle_clock: Rc::new(IdleClock::default()),
             heap_return: HeapReturn::default(),
             h2_pool: Rc::default(),
+            spare_buffers: RefCell::default(),
             tunnels: Rc::default(),
             live_tunnels: crate::tunnel::LiveTunnels::default(),
             encoders: crate::coding::EncoderPool::default(),
@@ -199,6 +205,23 @@ impl WorkerContext {
         let settings = snapshot.caches.get(id.0)?;
         let caches = self.caches();
         std::cell::RefMut::filter_map(caches, |c| c.resolve(settings, id)).ok()
+    }
+
+    /// Buffers for an HTTP/2 stream's pipeline: a finished stream's, or fresh ones.
+    pub(super) fn stream_buffers(&self) -> super::connection::ConnBuffers {
+        self.spare_buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(super::connection::ConnBuffers::new)
+    }
+
+    /// Keeps a finished stream's buffers for the next stream, if they are at their working
+    /// size and fewer than [`SPARE_BUFFERS`] are kept.
+    pub(super) fn return_stream_buffers(&self, buffers: super::connection::ConnBuffers) {
+        let mut spare = self.spare_buffers.borrow_mut();
+        if spare.len() < SPARE_BUFFERS {
+            spare.extend(buffers.reusable());
+        }
     }
 
     /// The worker's multiplexed HTTP/2 upstream connections.

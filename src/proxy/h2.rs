@@ -50,8 +50,6 @@ use crate::upstream::UpstreamConn;
 /// body that arrived whole within this is given a length (see `head::Arrival`). The retry
 /// limit on bodies in hand is the same size.
 const ARRIVED_MAX: usize = 64 * 1024;
-/// Initial capacity of a stream's synthesized request head.
-const HEAD_BUF: usize = 512;
 /// Initial input buffer of an upstream h2 stream (the response as the pipeline reads it).
 const UPSTREAM_STREAM_BUF: usize = 4 * 1024;
 
@@ -277,7 +275,6 @@ async fn serve_stream(
     let _open = OpenStream::new(&state, &ctx);
     let (parts, mut body) = request.into_parts();
     let slot = Slot::new(respond);
-    let mut head = Vec::with_capacity(HEAD_BUF);
     let (arrived, whole, arrival) = if body.is_end_stream() {
         (Vec::new(), false, Arrival::NoBody)
     } else {
@@ -289,22 +286,29 @@ async fn serve_stream(
         };
         (arrived, whole, arrival)
     };
-    let framing = match head::write_request_head(&parts, arrival, &mut head) {
+    // The request head goes straight into the pipeline's input buffer.
+    let mut buffers = ctx.stream_buffers();
+    let written = buffers
+        .input()
+        .append_with(|out| head::write_request_head(&parts, arrival, out));
+    let framing = match written {
         Ok(framing) => framing,
         Err(e) => {
             log::debug!("{}: malformed HTTP/2 request: {e}", state.peer);
             slot.borrow_mut().reset(h2::Reason::PROTOCOL_ERROR);
             state.resets.record();
+            ctx.return_stream_buffers(buffers);
             return;
         }
     };
     let method = method_kind(&parts.method);
     let downstream = H2Downstream::new(body, framing, arrived, whole, method, Rc::clone(&slot));
-    let mut conn = ClientConn::new(
+    let mut conn = ClientConn::with_buffers(
         ClientStream::H2(Box::new(downstream)),
         state.peer,
         0,
         state.tls.clone(),
+        buffers,
     );
     conn.http2 = true;
     conn.grpc = parts
@@ -317,7 +321,6 @@ async fn serve_stream(
         .then(|| parts.headers.get("grpc-timeout"))
         .flatten()
         .and_then(|v| grpc::parse_timeout(v.as_bytes()));
-    conn.input.extend_from_slice(&head);
     let ended = monoio::select! {
         _ = conn.serve_one(&ctx) => Ended::Served,
         reason = reset_by_client(&slot) => Ended::Reset(reason),
@@ -353,6 +356,7 @@ async fn serve_stream(
             }
         }
     }
+    ctx.return_stream_buffers(conn.into_buffers());
 }
 
 /// How a stream's service ended.
