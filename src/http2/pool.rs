@@ -4,9 +4,9 @@
 //! under its cap (the group's `max_streams_per_connection`, lowered by the target's
 //! `SETTINGS_MAX_CONCURRENT_STREAMS`); when every connection is full and fewer than
 //! `max_connections_per_target` are open or opening, another is opened, and the streams that
-//! arrive meanwhile wait for it (up to the streams it will take) instead of opening more. A connection the target sent
-//! `GOAWAY` on, or that stopped answering PINGs, takes no new stream and closes when its
-//! streams are done. Each connection is driven by a task of its own on the worker.
+//! arrive meanwhile wait for it (up to the streams it will take) instead of opening more. A
+//! connection the target sent `GOAWAY` on, or that stopped answering PINGs, takes no new
+//! stream and closes when its streams are done. Each connection is driven by a task of its own on the worker.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Display, Write};
 
 use super::aggregate::{Aggregator, ProcessInfo};
+use super::composite::CompositeStats;
 use super::histogram::LatencyHistogram;
 use super::protocol::Protocol;
 use super::record::{
@@ -633,6 +634,44 @@ impl Writer {
     }
 }
 
+/// One per-composite latency: its family name stem, the help of its histogram and of its
+/// quantiles, and which histogram of the stats it is.
+type CompositeTiming = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CompositeStats) -> &LatencyHistogram,
+);
+
+/// The histogram family `STEM_seconds` and the quantile family `STEM_quantile_seconds` of
+/// one per-composite latency, a sample set per composite.
+fn composite_timing(
+    w: &mut Writer,
+    agg: &Aggregator,
+    (stem, help, quantile_help, histogram): CompositeTiming,
+) -> fmt::Result {
+    let composites = || {
+        agg.composites
+            .iter()
+            .filter(|((_, call), _)| call.is_empty())
+    };
+    let name = format!("{stem}_seconds");
+    w.family(&name, help, "histogram")?;
+    for ((composite, _), stats) in composites() {
+        w.histogram_labeled(
+            &name,
+            &[("composite", composite.as_str())],
+            histogram(stats),
+        )?;
+    }
+    let name = format!("{stem}_quantile_seconds");
+    w.family(&name, quantile_help, "gauge")?;
+    for ((composite, _), stats) in composites() {
+        w.quantiles(&name, "composite", composite, histogram(stats))?;
+    }
+    Ok(())
+}
+
 /// Composite requests and calls: outcomes, latency, root-merge key collisions.
 fn composites(w: &mut Writer, agg: &Aggregator) -> fmt::Result {
     let composites = || {
@@ -656,83 +695,28 @@ fn composites(w: &mut Writer, agg: &Aggregator) -> fmt::Result {
             w.sample("ringgate_composite_requests_total", &labels, *n)?;
         }
     }
-    w.family(
-        "ringgate_composite_duration_seconds",
-        "Composite request duration, from its first call to its assembled answer.",
-        "histogram",
-    )?;
-    for ((composite, _), stats) in composites() {
-        let labels = [("composite", composite.as_str())];
-        w.histogram_labeled(
-            "ringgate_composite_duration_seconds",
-            &labels,
-            &stats.latency,
-        )?;
-    }
-    w.family(
-        "ringgate_composite_duration_quantile_seconds",
-        "Composite request duration quantiles since start, exact from the merged HDR histogram.",
-        "gauge",
-    )?;
-    for ((composite, _), stats) in composites() {
-        w.quantiles(
-            "ringgate_composite_duration_quantile_seconds",
-            "composite",
-            composite,
-            &stats.latency,
-        )?;
-    }
-    w.family(
-        "ringgate_composite_slowest_call_seconds",
-        "Per composite request whose required calls all answered, the slowest of them.",
-        "histogram",
-    )?;
-    for ((composite, _), stats) in composites() {
-        let labels = [("composite", composite.as_str())];
-        w.histogram_labeled(
-            "ringgate_composite_slowest_call_seconds",
-            &labels,
-            &stats.slowest_call,
-        )?;
-    }
-    w.family(
-        "ringgate_composite_slowest_call_quantile_seconds",
-        "Quantiles since start of the slowest required call per composite request.",
-        "gauge",
-    )?;
-    for ((composite, _), stats) in composites() {
-        w.quantiles(
-            "ringgate_composite_slowest_call_quantile_seconds",
-            "composite",
-            composite,
-            &stats.slowest_call,
-        )?;
-    }
-    w.family(
-        "ringgate_composite_overhead_seconds",
-        "Per composite request whose required calls all answered, head parsed to answer written less the slowest required call.",
-        "histogram",
-    )?;
-    for ((composite, _), stats) in composites() {
-        let labels = [("composite", composite.as_str())];
-        w.histogram_labeled(
-            "ringgate_composite_overhead_seconds",
-            &labels,
-            &stats.overhead,
-        )?;
-    }
-    w.family(
-        "ringgate_composite_overhead_quantile_seconds",
-        "Quantiles since start of what the gateway added to the slowest required call per composite request.",
-        "gauge",
-    )?;
-    for ((composite, _), stats) in composites() {
-        w.quantiles(
-            "ringgate_composite_overhead_quantile_seconds",
-            "composite",
-            composite,
-            &stats.overhead,
-        )?;
+    let timings: [CompositeTiming; 3] = [
+        (
+            "ringgate_composite_duration",
+            "Composite request duration, from its first call to its assembled answer.",
+            "Composite request duration quantiles since start, exact from the merged HDR histogram.",
+            |stats| &stats.latency,
+        ),
+        (
+            "ringgate_composite_slowest_call",
+            "Per composite request whose required calls all answered, the slowest of them.",
+            "Quantiles since start of the slowest required call per composite request.",
+            |stats| &stats.slowest_call,
+        ),
+        (
+            "ringgate_composite_overhead",
+            "Per composite request whose required calls all answered, head parsed to answer written less the slowest required call.",
+            "Quantiles since start of what the gateway added to the slowest required call per composite request.",
+            |stats| &stats.overhead,
+        ),
+    ];
+    for timing in timings {
+        composite_timing(w, agg, timing)?;
     }
     w.family(
         "ringgate_composite_key_collisions_total",
