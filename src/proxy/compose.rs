@@ -95,6 +95,13 @@ impl ClientConn {
         let body_consumed = self.consume_request(head);
         let keep_alive = head.keep_alive && body_consumed && !ctx.drain().is_draining();
         let status = self.write_composite(snapshot, plan, &outcome, head, keep_alive, ctx);
+        // The latency the backends set (every required call answered), and below, once the
+        // answer is written, what the gateway added to it.
+        let slowest = slowest_required(plan, &outcome);
+        if let Some(slowest) = slowest {
+            ctx.metrics()
+                .record_composite_slowest_call(&plan.name, slowest);
+        }
         self.exchange.status = status;
         self.response_started = true;
         self.exchange.bytes_out += self.out.len() as u64;
@@ -103,7 +110,7 @@ impl ClientConn {
             self.out = Vec::with_capacity(super::connection::OUT_BUF);
         }
         written.map_err(ProxyError::ClientGone)?;
-        if let Some(slowest) = slowest_required(plan, &outcome) {
+        if let Some(slowest) = slowest {
             let added = self.exchange.started.elapsed().saturating_sub(slowest);
             ctx.metrics().record_composite_overhead(&plan.name, added);
         }
@@ -255,9 +262,6 @@ impl ClientConn {
             _ => "failed",
         };
         metrics.record_composite(&plan.name, None, label, took, collisions);
-        if let Some(slowest) = slowest_required(plan, outcome) {
-            metrics.record_composite_slowest_call(&plan.name, slowest);
-        }
         self.failed_calls.clear();
         for (i, call) in plan.calls.iter().enumerate() {
             let reason = match &outcome.slots[i] {
