@@ -56,6 +56,33 @@ credentials = true
 const CORS_REQUEST: &[u8] =
     b"GET /hello HTTP/1.1\r\nHost: bench\r\nOrigin: https://pr-7.preview.example.net\r\n\r\n";
 
+/// A `transform` of headers and query on both sides, with templates of every kind a header
+/// can carry (consumer, request id, client address, route, a client header, a route-less
+/// literal): values are rendered into the connection's reused buffers and fields are edited
+/// as borrowed slices.
+const TRANSFORM_CHAIN: &str = r#"policies = ["key", "shape"]
+[policies.key]
+kind = "api_key"
+[policies.shape]
+kind = "transform"
+[policies.shape.request]
+remove_headers = ["x-debug"]
+rename_headers = { x-old = "x-new" }
+set_headers = { x-consumer-name = "{consumer}", x-trace = "rg-{request_id}", x-client = "{client_ip}" }
+add_headers = { x-route = "{route}" }
+append_headers = { x-agent = "via {header.user-agent}" }
+remove_query = ["debug"]
+set_query = { who = "{consumer}" }
+[policies.shape.response]
+remove_headers = ["server"]
+set_headers = { x-served-for = "{consumer}" }
+[[consumers]]
+name = "alice"
+api_keys = ["alice-key-0123456789"]
+"#;
+
+const TRANSFORM_REQUEST: &[u8] = b"GET /hello?debug=1&a=2 HTTP/1.1\r\nHost: bench\r\nX-Api-Key: alice-key-0123456789\r\nX-Debug: 1\r\nX-Old: o\r\nUser-Agent: t/1\r\n\r\n";
+
 /// An IP filter, a JWT (HS256, verified once, then served from the worker's cache) and a
 /// scope check.
 fn jwt_chain_and_request() -> (String, Vec<u8>) {
@@ -143,5 +170,11 @@ fn policy_chain_allocations_per_request_both_drivers() {
             HIDDEN_QUERY_KEY_REQUEST,
         );
         assert_policy_budget(driver, "cors", CORS_CHAIN, CORS_REQUEST);
+        assert_policy_budget(
+            driver,
+            "api key + header and query transform",
+            TRANSFORM_CHAIN,
+            TRANSFORM_REQUEST,
+        );
     }
 }

@@ -208,6 +208,22 @@ impl Template {
         Some(())
     }
 
+    /// Renders as plain text, `write` putting each placeholder's value at the end of `out`;
+    /// `None` (with `out` partly written) if `write` finds a value missing.
+    pub fn render_with(
+        &self,
+        out: &mut Vec<u8>,
+        write: &mut dyn FnMut(&Source, &mut Vec<u8>) -> Option<()>,
+    ) -> Option<()> {
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
+                Piece::Value { source, .. } => write(source, out)?,
+            }
+        }
+        Some(())
+    }
+
     /// Renders a JSON body. `None` if a value is missing.
     pub fn render_body<'v>(
         &self,
@@ -247,6 +263,13 @@ impl Template {
 /// Percent-encodes `text` onto `out` as a placeholder value is.
 pub fn encode_into(text: &str, out: &mut String) {
     out.extend(utf8_percent_encode(text, ENCODE));
+}
+
+/// Appends `text` percent-encoded as [`encode_into`] does, to a byte buffer.
+pub fn encode_bytes_into(text: &str, out: &mut Vec<u8>) {
+    for piece in utf8_percent_encode(text, ENCODE) {
+        out.extend_from_slice(piece.as_bytes());
+    }
 }
 
 /// The length of a placeholder name starting `rest` (after `{`), if `rest` holds one.

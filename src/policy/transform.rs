@@ -33,7 +33,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::compose::template::{Source, Template, Value};
+use crate::compose::template::{Source, Template};
 use crate::http::HeaderSpan;
 use crate::json::{check, FieldPath, JsonError, Key, Node, Segment};
 
@@ -124,8 +124,87 @@ pub struct FieldOps {
     pub append: Vec<(Box<str>, Template)>,
 }
 
-/// One field: name and value (raw bytes).
-pub type Field = (Vec<u8>, Vec<u8>);
+/// One field: name and value, borrowed from the message, the configuration or the rendered
+/// values.
+pub type Field<'a> = (&'a [u8], &'a [u8]);
+
+/// The rendered value templates of one list of operations (see [`FieldOps::templates`]):
+/// the texts in one buffer, each template's a range of it. Kept by the connection, so that
+/// rendering reuses its buffers from request to request.
+#[derive(Debug, Default, Clone)]
+pub struct Rendered {
+    text: Vec<u8>,
+    /// Each template's range of `text`; `None`: a value was missing.
+    spans: Vec<Option<std::ops::Range<usize>>>,
+}
+
+impl Rendered {
+    /// Renders the templates of `ops` from `vars`, replacing what was held.
+    pub fn render(&mut self, vars: &Vars<'_>, ops: &FieldOps) {
+        self.clear();
+        for template in ops.templates() {
+            let start = self.text.len();
+            let span = match vars.render_into(template, &mut self.text) {
+                Some(()) => Some(start..self.text.len()),
+                None => {
+                    self.text.truncate(start);
+                    None
+                }
+            };
+            self.spans.push(span);
+        }
+    }
+
+    /// Appends one value (`None`: missing).
+    pub fn push(&mut self, value: Option<&[u8]>) {
+        let span = value.map(|v| {
+            let start = self.text.len();
+            self.text.extend_from_slice(v);
+            start..self.text.len()
+        });
+        self.spans.push(span);
+    }
+
+    /// Appends one value percent-encoded for a query (`None`: missing).
+    pub fn push_encoded(&mut self, value: Option<&[u8]>) {
+        let span = value.map(|v| {
+            let start = self.text.len();
+            crate::compose::template::encode_bytes_into(
+                &String::from_utf8_lossy(v),
+                &mut self.text,
+            );
+            start..self.text.len()
+        });
+        self.spans.push(span);
+    }
+
+    /// Forgets the values (keeps the buffers).
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.spans.clear();
+    }
+
+    /// The values in order (`None`: missing).
+    pub fn values(&self) -> impl Iterator<Item = Option<&[u8]>> {
+        self.spans
+            .iter()
+            .map(|span| span.clone().map(|range| &self.text[range]))
+    }
+}
+
+/// Hands the allocation of an empty field list on as a list of another lifetime: the
+/// connection keeps one `Vec<Field<'static>>` (always empty between requests) and each
+/// request's edit borrows it for its own fields. Collecting an emptied vector's iterator
+/// into a vector of the same layout reuses its allocation (`tests/policy_alloc.rs` fails if
+/// it stops doing so).
+#[allow(
+    clippy::unnecessary_filter_map,
+    reason = "`filter` cannot change the element's lifetime; nothing is left to filter"
+)]
+pub fn reuse_fields<'a, 'b>(mut fields: Vec<Field<'a>>) -> Vec<Field<'b>> {
+    fields.clear();
+    fields.into_iter().filter_map(|_| None).collect()
+}
 
 impl FieldOps {
     /// Whether there is nothing to do.
@@ -162,18 +241,15 @@ impl FieldOps {
     }
 
     /// Runs the operations on `fields` in the fixed order; `values` are the rendered
-    /// templates (see [`FieldOps::templates`]; `None` skips its operation) and `same` says
-    /// whether two names are the same field.
-    pub fn apply(
-        &self,
-        fields: &mut Vec<Field>,
-        values: &[Option<Vec<u8>>],
+    /// templates (see [`FieldOps::templates`]; a missing value skips its operation) and
+    /// `same` says whether two names are the same field.
+    pub fn apply<'a>(
+        &'a self,
+        fields: &mut Vec<Field<'a>>,
+        values: &'a Rendered,
         same: fn(&[u8], &[u8]) -> bool,
     ) {
-        fn named(name: &str, same: fn(&[u8], &[u8]) -> bool) -> impl Fn(&Field) -> bool + '_ {
-            move |f: &Field| same(&f.0, name.as_bytes())
-        }
-        let named = |name| named(name, same);
+        let named = |name: &'a str| move |f: &Field<'_>| same(f.0, name.as_bytes());
         for name in &self.remove {
             fields.retain(|f| !named(name)(f));
         }
@@ -182,18 +258,18 @@ impl FieldOps {
                 continue;
             }
             fields.retain(|f| !named(to)(f));
-            for f in fields.iter_mut().filter(|f| same(&f.0, from.as_bytes())) {
-                f.0 = to.as_bytes().to_vec();
+            for f in fields.iter_mut().filter(|f| same(f.0, from.as_bytes())) {
+                f.0 = to.as_bytes();
             }
         }
-        let mut values = values.iter();
-        let mut next = || values.next().and_then(Option::as_ref);
+        let mut values = values.values();
+        let mut next = || values.next().flatten();
         for (name, _) in &self.set {
             let Some(value) = next() else {
                 fields.retain(|f| !named(name)(f));
                 continue;
             };
-            let field = (name.as_bytes().to_vec(), value.clone());
+            let field = (name.as_bytes(), value);
             match fields.iter().position(named(name)) {
                 Some(first) => {
                     fields[first] = field;
@@ -209,12 +285,12 @@ impl FieldOps {
         for (name, _) in &self.add {
             let Some(value) = next() else { continue };
             if !fields.iter().any(named(name)) {
-                fields.push((name.as_bytes().to_vec(), value.clone()));
+                fields.push((name.as_bytes(), value));
             }
         }
         for (name, _) in &self.append {
             let Some(value) = next() else { continue };
-            fields.push((name.as_bytes().to_vec(), value.clone()));
+            fields.push((name.as_bytes(), value));
         }
     }
 }
@@ -424,22 +500,32 @@ impl Vars<'_> {
     /// Renders `template` as plain text; `None` if a value is missing.
     pub fn render(&self, template: &Template) -> Option<Vec<u8>> {
         let mut out = Vec::new();
-        template.render_text(&mut |s| self.value(s), &mut out)?;
+        self.render_into(template, &mut out)?;
         Some(out)
     }
 
-    /// The rendered templates of `ops` (see [`FieldOps::templates`]).
-    pub fn render_all(&self, ops: &FieldOps) -> Vec<Option<Vec<u8>>> {
-        ops.templates().map(|t| self.render(t)).collect()
+    /// Renders `template` as plain text at the end of `out`; `None` (with `out` partly
+    /// written) if a value is missing. Allocates nothing but `out`'s growth.
+    pub fn render_into(&self, template: &Template, out: &mut Vec<u8>) -> Option<()> {
+        template.render_with(out, &mut |source, out| self.write_value(source, out))
     }
 
-    fn value(&self, source: &Source) -> Option<Value<'_>> {
-        let text = |bytes: &[u8]| std::str::from_utf8(bytes).ok().map(str::to_owned);
-        let owned = match source {
-            Source::Consumer => return self.consumer.map(|c| Value::Text(Cow::Borrowed(c))),
-            Source::Route => return Some(Value::Text(Cow::Borrowed(self.route))),
-            Source::RequestId => text(self.request_id)?,
-            Source::ClientIp => self.client_ip.to_string(),
+    /// Writes the value of `source` at the end of `out`; `None` if it has none (or it is not
+    /// UTF-8 text).
+    fn write_value(&self, source: &Source, out: &mut Vec<u8>) -> Option<()> {
+        let text = |bytes: &[u8], out: &mut Vec<u8>| {
+            std::str::from_utf8(bytes).ok()?;
+            out.extend_from_slice(bytes);
+            Some(())
+        };
+        match source {
+            Source::Consumer => text(self.consumer?.as_bytes(), out),
+            Source::Route => text(self.route.as_bytes(), out),
+            Source::RequestId => text(self.request_id, out),
+            Source::ClientIp => {
+                use std::io::Write as _;
+                write!(out, "{}", self.client_ip).ok()
+            }
             Source::Header(name) => {
                 let data = self.data;
                 let value = self
@@ -448,20 +534,16 @@ impl Vars<'_> {
                     .find(|h| h.name.of(data).eq_ignore_ascii_case(name.as_bytes()))?
                     .value
                     .of(data);
-                text(value)?
+                text(value, out)
             }
             Source::ParamName(name) => {
                 let raw = self.params?.get(name)?;
-                percent_encoding::percent_decode_str(raw)
-                    .decode_utf8()
-                    .ok()?
-                    .into_owned()
+                let start = out.len();
+                out.extend(percent_encoding::percent_decode_str(raw));
+                std::str::from_utf8(&out[start..]).ok().map(|_| ())
             }
-            Source::Param(_) | Source::Query(_) | Source::Field { .. } | Source::Each => {
-                return None
-            }
-        };
-        Some(Value::Text(Cow::Owned(owned)))
+            Source::Param(_) | Source::Query(_) | Source::Field { .. } | Source::Each => None,
+        }
     }
 }
 
@@ -511,39 +593,51 @@ pub fn is_json(content_type: &[u8]) -> bool {
         || (subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json"))
 }
 
+/// The buffers query operations work in, kept by the connection from request to request.
+#[derive(Debug, Default)]
+pub struct QueryScratch {
+    /// The original query (the fields borrow it while the target is rewritten).
+    query: String,
+    /// The values, percent-encoded.
+    encoded: Rendered,
+    /// An empty field list whose allocation each request reuses (see [`reuse_fields`]).
+    fields: Vec<Field<'static>>,
+}
+
 /// Applies `ops` to the query of `path_and_query` (in place); `values` are the rendered
 /// templates, percent-encoded here.
-pub fn apply_query(ops: &FieldOps, values: &[Option<Vec<u8>>], path_and_query: &mut String) {
-    let (path_len, query) = match path_and_query.split_once('?') {
-        Some((path, query)) => (path.len(), query),
-        None => (path_and_query.len(), ""),
-    };
-    let mut fields: Vec<Field> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k.as_bytes().to_vec(), v.as_bytes().to_vec())
-        })
-        .collect();
-    let encoded: Vec<Option<Vec<u8>>> = values
-        .iter()
-        .map(|v| {
-            v.as_ref().map(|v| {
-                let mut s = String::new();
-                crate::compose::template::encode_into(&String::from_utf8_lossy(v), &mut s);
-                s.into_bytes()
-            })
-        })
-        .collect();
-    ops.apply(&mut fields, &encoded, same_param);
+pub fn apply_query(
+    ops: &FieldOps,
+    values: &Rendered,
+    path_and_query: &mut String,
+    scratch: &mut QueryScratch,
+) {
+    let QueryScratch {
+        query,
+        encoded,
+        fields,
+    } = scratch;
+    let path_len = path_and_query.find('?').unwrap_or(path_and_query.len());
+    query.clear();
+    query.push_str(path_and_query.get(path_len + 1..).unwrap_or_default());
+    let mut list = reuse_fields(std::mem::take(fields));
+    list.extend(query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k.as_bytes(), v.as_bytes())
+    }));
+    encoded.clear();
+    for value in values.values() {
+        encoded.push_encoded(value);
+    }
+    ops.apply(&mut list, encoded, same_param);
     path_and_query.truncate(path_len);
-    for (i, (name, value)) in fields.iter().enumerate() {
+    for (i, (name, value)) in list.iter().enumerate() {
         path_and_query.push(if i == 0 { '?' } else { '&' });
         path_and_query.push_str(&String::from_utf8_lossy(name));
         path_and_query.push('=');
         path_and_query.push_str(&String::from_utf8_lossy(value));
     }
+    *fields = reuse_fields(list);
 }
 
 #[cfg(test)]
@@ -560,19 +654,25 @@ mod tests {
             .collect()
     }
 
-    fn fields(list: &[(&str, &str)]) -> Vec<Field> {
+    fn fields<'a>(list: &[(&'a str, &'a str)]) -> Vec<Field<'a>> {
         list.iter()
-            .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
             .collect()
     }
 
-    fn literal_values(ops: &FieldOps) -> Vec<Option<Vec<u8>>> {
-        ops.templates()
-            .map(|t| {
-                let mut out = Vec::new();
-                t.render_text(&mut |_| None, &mut out).map(|()| out)
-            })
-            .collect()
+    fn literal_values(ops: &FieldOps) -> Rendered {
+        let mut values = Rendered::default();
+        for t in ops.templates() {
+            let mut out = Vec::new();
+            values.push(t.render_text(&mut |_| None, &mut out).map(|()| &out[..]));
+        }
+        values
+    }
+
+    fn missing(n: usize) -> Rendered {
+        let mut values = Rendered::default();
+        (0..n).for_each(|_| values.push(None));
+        values
     }
 
     /// The fixed order: remove, rename, set, add, append, each on what the previous left.
@@ -586,7 +686,8 @@ mod tests {
             append: named(&[("x-a", "appended")]),
         };
         let mut f = fields(&[("X-A", "1"), ("X-B", "2"), ("X-B", "3"), ("Other", "o")]);
-        ops.apply(&mut f, &literal_values(&ops), same_header);
+        let values = literal_values(&ops);
+        ops.apply(&mut f, &values, same_header);
         // remove drops X-A; rename makes both X-B fields x-a; set keeps one with "set";
         // add skips x-a (present) and adds x-c; append adds a second x-a.
         assert_eq!(
@@ -609,7 +710,8 @@ mod tests {
             ..FieldOps::default()
         };
         let mut f = fields(&[("x-consumer", "spoofed"), ("x-appended", "client")]);
-        ops.apply(&mut f, &[None, None, None], same_header);
+        let values = missing(3);
+        ops.apply(&mut f, &values, same_header);
         assert_eq!(f, fields(&[("x-appended", "client")]));
     }
 
@@ -622,11 +724,13 @@ mod tests {
             append: named(&[("tag", "a b")]),
             ..FieldOps::default()
         };
+        let mut scratch = QueryScratch::default();
+        let values = literal_values(&ops);
         let mut path = "/p?q=x&debug=1&v=1&v=0".to_string();
-        apply_query(&ops, &literal_values(&ops), &mut path);
+        apply_query(&ops, &values, &mut path, &mut scratch);
         assert_eq!(path, "/p?search=x&v=2&tag=a%20b");
         let mut path = "/p".to_string();
-        apply_query(&ops, &literal_values(&ops), &mut path);
+        apply_query(&ops, &values, &mut path, &mut scratch);
         assert_eq!(path, "/p?v=2&tag=a%20b");
     }
 

@@ -597,13 +597,18 @@ impl ClientConn {
                 }
             }
             if let Some(transform) = route.policies.transform() {
-                // Boxed: only a transform route pays for this step's future (inline, it adds
-                // ~4.5 KB to `handle`'s poll frame in debug builds). Not a stack fix: a
-                // proxied request's deepest worker stack is ~0.6 MiB in debug builds either
-                // way (2 MiB threads), and an overflow aborts the process, it does not hang.
-                let applied = Box::pin(self.apply_transform(ctx, snapshot, route, transform, head));
-                if let Some(next) = applied.await? {
-                    return Ok(next);
+                if let Some(values) = self.apply_transform(snapshot, route, transform, head) {
+                    // Boxed: only a route transforming request bodies pays for this step's
+                    // future (inline, it adds ~4.5 KB to `handle`'s poll frame in debug
+                    // builds). Not a stack fix: a proxied request's deepest worker stack is
+                    // ~0.6 MiB in debug builds either way (2 MiB threads), and an overflow
+                    // aborts the process, it does not hang.
+                    let applied = Box::pin(
+                        self.transform_request_json(ctx, snapshot, transform, head, &values),
+                    );
+                    if let Some(next) = applied.await? {
+                        return Ok(next);
+                    }
                 }
             }
             if route.policies.checks_body() {

@@ -104,7 +104,8 @@ pub(super) struct ResponseStages {
     /// A whole compressed body (see `proxy::compress`), kept for the connection's next one.
     pub(super) compressed: Vec<u8>,
     /// The route's `transform` policy, prepared while the request was in hand (see
-    /// `proxy::transform`).
+    /// `proxy::transform`); kept, released, from request to request once a transform
+    /// route has used it.
     pub(super) transform: Option<Box<super::transform::Prepared>>,
 }
 
@@ -116,7 +117,9 @@ impl ResponseStages {
             self.edits.clear();
             self.vary_line = 0;
             self.compress = None;
-            self.transform = None;
+            if let Some(prepared) = &mut self.transform {
+                prepared.release();
+            }
         }
     }
 
@@ -604,7 +607,7 @@ impl super::connection::ClientConn {
         // its length, validators and coding), then the compressor's (`Vary`,
         // `Content-Encoding`, a weak `ETag`), so that a stored head is the head the client
         // gets.
-        let transform = match &self.stages.transform {
+        let transform = match &mut self.stages.transform {
             Some(prepared) => prepared.plan(
                 conn.buf.data(),
                 &self.headers,

@@ -33,7 +33,10 @@ use crate::http::{
     ResponseHead,
 };
 use crate::policy::compress::Coding;
-use crate::policy::transform::{is_json, same_header, Field, FieldOps, OnBody, Transform, Vars};
+use crate::policy::transform::{
+    is_json, reuse_fields, same_header, Field, FieldOps, OnBody, QueryScratch, Rendered, Transform,
+    Vars,
+};
 use crate::policy::{Challenge, Denial, PathParams};
 
 /// The request side's upstream head edits, owned by the connection.
@@ -43,6 +46,20 @@ pub(super) struct RequestEdits {
     pub(super) edits: HeadEdits,
     /// The transform's and the cache's edits together, when both edit the head.
     merged: HeadEdits,
+    /// The buffers the request's header and query operations work in (boxed: only a
+    /// connection that meets a transform route pays for them, once).
+    scratch: Option<Box<RequestScratch>>,
+}
+
+/// Buffers of the request side's operations, reused from request to request.
+#[derive(Debug, Default)]
+struct RequestScratch {
+    /// The rendered templates of the current list of operations.
+    values: Rendered,
+    /// An empty field list whose allocation each edit reuses.
+    fields: Vec<Field<'static>>,
+    /// The query operations' buffers.
+    query: QueryScratch,
 }
 
 impl RequestEdits {
@@ -70,16 +87,20 @@ impl RequestEdits {
     }
 }
 
-/// A response transform prepared while the request was in hand.
-#[derive(Debug)]
+/// A response transform prepared while the request was in hand. The connection keeps it
+/// (and its buffers) from request to request; `policy` says whether the current request has
+/// one.
+#[derive(Debug, Default)]
 pub(super) struct Prepared {
-    policy: Arc<Transform>,
+    policy: Option<Arc<Transform>>,
     /// The response header operations' rendered templates.
-    header_values: Vec<Option<Vec<u8>>>,
+    header_values: Rendered,
     /// The response JSON `set` values.
     json_values: Vec<Option<String>>,
     /// The request was HEAD (the response has no body to transform).
     head_request: bool,
+    /// An empty field list whose allocation each edit reuses.
+    fields: Vec<Field<'static>>,
 }
 
 /// What the response's body goes through.
@@ -91,19 +112,39 @@ pub(super) struct BodyPlan {
 }
 
 impl Prepared {
+    /// Prepares `policy`'s response side for the request `vars` describes.
+    fn prepare(&mut self, policy: &Arc<Transform>, vars: &Vars<'_>, head_request: bool) {
+        self.header_values.render(vars, &policy.response.headers);
+        self.json_values = policy.response.json.render(vars);
+        self.head_request = head_request;
+        self.policy = Some(Arc::clone(policy));
+    }
+
+    /// Forgets the current request's transform (keeps the buffers).
+    pub(super) fn release(&mut self) {
+        self.policy = None;
+        self.header_values.clear();
+        self.json_values.clear();
+    }
+
     /// Applies the header operations to the upstream's response (head `response`, fields
     /// `headers` spanning `buf`) as head `edits`, and decides whether the body is
-    /// transformed. `Err`: a body the policy refuses (answered 502).
+    /// transformed. `Ok(None)` also when the current request has no transform. `Err`: a
+    /// body the policy refuses (answered 502).
     pub(super) fn plan(
-        &self,
+        &mut self,
         buf: &[u8],
         headers: &[HeaderSpan],
         response: &ResponseHead,
         edits: &mut HeadEdits,
     ) -> Result<Option<BodyPlan>, ProxyError> {
-        let ops = &self.policy.response;
+        let Some(policy) = &self.policy else {
+            return Ok(None);
+        };
+        let ops = &policy.response;
         if !ops.headers.is_empty() {
-            edit_fields(&ops.headers, &self.header_values, buf, headers, edits);
+            let values = &self.header_values;
+            edit_fields(&ops.headers, values, buf, headers, edits, &mut self.fields);
         }
         let bodiless = self.head_request
             || matches!(
@@ -114,7 +155,7 @@ impl Prepared {
         if ops.json.is_empty() || bodiless {
             return Ok(None);
         }
-        let rules = self.policy.body;
+        let rules = policy.body;
         let named = |name: &'static str| {
             headers
                 .iter()
@@ -145,7 +186,7 @@ impl Prepared {
             edits.remove(b"content-encoding");
         }
         Ok(Some(BodyPlan {
-            policy: Arc::clone(&self.policy),
+            policy: Arc::clone(policy),
             json_values: self.json_values.clone(),
             coding,
         }))
@@ -165,20 +206,24 @@ fn refused_response() -> ProxyError {
 }
 
 /// Runs header operations `ops` (rendered `values`) on the fields of `headers` (spans into
-/// `buf`) they touch, as head edits: each touched name removed, the result added.
+/// `buf`) they touch, as head edits: each touched name removed, the result added. `spare`
+/// lends its allocation to the field list.
 fn edit_fields(
     ops: &FieldOps,
-    values: &[Option<Vec<u8>>],
+    values: &Rendered,
     buf: &[u8],
     headers: &[HeaderSpan],
     edits: &mut HeadEdits,
+    spare: &mut Vec<Field<'static>>,
 ) {
     let touches = |name: &[u8]| ops.touched().any(|t| same_header(t.as_bytes(), name));
-    let mut fields: Vec<Field> = headers
-        .iter()
-        .filter(|h| touches(h.name.of(buf)))
-        .map(|h| (h.name.of(buf).to_vec(), h.value.of(buf).to_vec()))
-        .collect();
+    let mut fields = reuse_fields(std::mem::take(spare));
+    fields.extend(
+        headers
+            .iter()
+            .filter(|h| touches(h.name.of(buf)))
+            .map(|h| (h.name.of(buf), h.value.of(buf))),
+    );
     ops.apply(&mut fields, values, same_header);
     for name in ops.touched() {
         edits.remove(name.as_bytes());
@@ -186,6 +231,7 @@ fn edit_fields(
     for (name, value) in &fields {
         edits.add(name, value);
     }
+    *spare = reuse_fields(fields);
 }
 
 /// The response body stage: decodes, holds the body up to the limit, transforms it.
@@ -326,19 +372,20 @@ fn malformed() -> Denial {
 }
 
 impl ClientConn {
-    /// Applies the route's `transform` policy to the request (proxy routes): header and query
-    /// operations, the JSON body, and the response side prepared. Returns how the connection
-    /// goes on when the request was answered here (415, 400).
-    pub(super) async fn apply_transform(
+    /// Applies the route's `transform` policy to the request (proxy routes): header and
+    /// query operations, and the response side prepared. Returns the rendered values of
+    /// the request's JSON operations when its body is to be transformed too
+    /// ([`ClientConn::transform_request_json`]). Allocates nothing on a warm connection
+    /// unless the policy has JSON operations.
+    pub(super) fn apply_transform(
         &mut self,
-        ctx: &WorkerContext,
         snapshot: &Snapshot,
         route: &Route,
         policy: &Arc<Transform>,
         head: &RequestHead,
-    ) -> Result<Option<Next>, ProxyError> {
+    ) -> Option<Vec<Option<String>>> {
         let RouteAction::Proxy(_) = &route.action else {
-            return Ok(None);
+            return None;
         };
         let vars = Vars {
             data: self.input.data(),
@@ -354,30 +401,52 @@ impl ClientConn {
             }),
         };
         let request = &policy.request;
-        if !request.headers.is_empty() {
-            let values = vars.render_all(&request.headers);
-            let edits = &mut self.transform.edits;
-            edit_fields(&request.headers, &values, vars.data, vars.headers, edits);
-        }
-        if !request.query.is_empty() {
-            let values = vars.render_all(&request.query);
-            crate::policy::transform::apply_query(&request.query, &values, &mut self.upstream_path);
+        if !request.headers.is_empty() || !request.query.is_empty() {
+            let RequestEdits { edits, scratch, .. } = &mut self.transform;
+            let scratch = scratch.get_or_insert_with(Box::default);
+            let RequestScratch {
+                values,
+                fields,
+                query,
+            } = &mut **scratch;
+            if !request.headers.is_empty() {
+                values.render(&vars, &request.headers);
+                edit_fields(
+                    &request.headers,
+                    values,
+                    vars.data,
+                    vars.headers,
+                    edits,
+                    fields,
+                );
+            }
+            if !request.query.is_empty() {
+                values.render(&vars, &request.query);
+                let target = &mut self.upstream_path;
+                crate::policy::transform::apply_query(&request.query, values, target, query);
+            }
         }
         if !policy.response.is_empty() {
             self.stages.activate();
-            self.stages.transform = Some(Box::new(Prepared {
-                policy: Arc::clone(policy),
-                header_values: vars.render_all(&policy.response.headers),
-                json_values: policy.response.json.render(&vars),
-                head_request: head.method_kind == crate::http::Method::Head,
-            }));
+            let head_request = head.method_kind == crate::http::Method::Head;
+            let prepared = self.stages.transform.get_or_insert_with(Box::default);
+            prepared.prepare(policy, &vars, head_request);
         }
-        if request.json.is_empty() {
-            return Ok(None);
-        }
-        let values = request.json.render(&vars);
+        (!request.json.is_empty()).then(|| request.json.render(&vars))
+    }
+
+    /// The request side's JSON operations (rendered `values`) on the request's body; returns
+    /// how the connection goes on when the request was answered here (415, 400).
+    pub(super) async fn transform_request_json(
+        &mut self,
+        ctx: &WorkerContext,
+        snapshot: &Snapshot,
+        policy: &Transform,
+        head: &RequestHead,
+        values: &[Option<String>],
+    ) -> Result<Option<Next>, ProxyError> {
         match self
-            .transform_request_body(snapshot, policy, head, &values)
+            .transform_request_body(snapshot, policy, head, values)
             .await?
         {
             Ok(()) => Ok(None),
