@@ -168,7 +168,11 @@ impl H2Pool {
                     conn.active.set(conn.active.get() + 1);
                     return Ok(StreamLease { conn });
                 }
-                Pick::Open => return self.open_counted(addr, dial).await,
+                // Boxed: dialing (TCP, TLS and HTTP/2 handshakes) is ~3.4 KB of future, and
+                // rare; inline, it would be laid out, and copied, in every future that
+                // leases, which includes every read and write of every upstream stream
+                // (`UpstreamStream`'s, HTTP/1.1 ones too).
+                Pick::Open => return Box::pin(self.open_counted(addr, dial)).await,
                 Pick::Wait => after_failure = self.wait_for_open(addr).await,
             }
         }
