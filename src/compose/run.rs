@@ -498,7 +498,9 @@ async fn send<C: Caller>(
         max_body: call.max_part_bytes,
         hedge_after: call.hedge_after,
     };
-    let reply = match monoio::time::timeout_at(deadline.into(), caller.call(request)).await {
+    // Pinned in place: the timeout holds a reference, not a copy of the call's future.
+    let answer = std::pin::pin!(caller.call(request));
+    let reply = match monoio::time::timeout_at(deadline.into(), answer).await {
         Err(_) => return Err(Reason::Timeout),
         Ok(reply) => reply?,
     };

@@ -232,9 +232,10 @@ pub async fn call(
         .admit(call.group, upstream, started)
         .map_err(|r| Fault::Proxy(refused(r)).into_error())?;
     let request = request_bytes(call, &upstream.name);
-    let attempts = run(ctx, upstream, call, &request);
+    // Pinned in place: the timeout below holds a reference, not a copy of the future.
+    let mut attempts = pin!(run(ctx, upstream, call, &request));
     let result = match bound(call.deadline, upstream.timeouts.total.map(|t| started + t)) {
-        None => attempts.await,
+        None => attempts.as_mut().await,
         Some((at, fault)) => monoio::time::timeout_at(at.into(), attempts)
             .await
             .unwrap_or_else(|_| Err(fault())),
@@ -308,7 +309,20 @@ async fn run(
         let from = first.addr();
         let result = match hedge.take() {
             None => exchange(ctx, upstream, call, request, first).await,
-            Some(after) => hedged(ctx, upstream, call, request, first, &mut attempts, after).await,
+            // Boxed: two attempts side by side would double the size of every call's future
+            // (moved whole when the call is started); hedging is the rare case.
+            Some(after) => {
+                Box::pin(hedged(
+                    ctx,
+                    upstream,
+                    call,
+                    request,
+                    first,
+                    &mut attempts,
+                    after,
+                ))
+                .await
+            }
         };
         let failure = match &result {
             Ok(response) => Failure::Status(response.status),
@@ -392,7 +406,9 @@ async fn send(
     addr: SocketAddr,
 ) -> Result<CallResponse, Fault> {
     if upstream.protocol.is_h2() {
-        return send_h2(ctx, upstream, call, request, addr).await;
+        // Boxed, like a fresh connection below: the common case (a pooled HTTP/1.1
+        // connection) keeps a small future.
+        return Box::pin(send_h2(ctx, upstream, call, request, addr)).await;
     }
     let pooled = ctx.pool().checkout_for(addr, upstream.tls.as_ref());
     if pooled.is_some() {
@@ -403,11 +419,11 @@ async fn send(
     let reused = pooled.is_some();
     let conn = match pooled {
         Some(conn) => conn,
-        None => open(ctx, addr, upstream).await?,
+        None => Box::pin(open(ctx, addr, upstream)).await?,
     };
     match roundtrip(ctx, conn, upstream, call, request).await {
         Err(Fault::Proxy(ProxyError::UpstreamClosed)) if reused && call.idempotent => {
-            let conn = open(ctx, addr, upstream).await?;
+            let conn = Box::pin(open(ctx, addr, upstream)).await?;
             roundtrip(ctx, conn, upstream, call, request).await
         }
         result => result,
@@ -438,12 +454,11 @@ async fn roundtrip(
     request: &Bytes,
 ) -> Result<CallResponse, Fault> {
     let timeouts = upstream.timeouts;
-    let write = conn.stream.write_all(request.clone());
-    match monoio::time::timeout(timeouts.idle, write).await {
+    match monoio::time::timeout(timeouts.idle, write_request(&mut conn, request)).await {
         Err(_) => return Err(ProxyError::UpstreamTimeout.into()),
         // Nothing of a response arrived: the same class as a close before the head.
-        Ok((Err(_), _)) => return Err(ProxyError::UpstreamClosed.into()),
-        Ok((Ok(_), _)) => {}
+        Ok(Err(_)) => return Err(ProxyError::UpstreamClosed.into()),
+        Ok(Ok(())) => {}
     }
     let method = Method::from_token(call.method.as_bytes());
     let mut headers = Vec::new();
@@ -498,7 +513,7 @@ async fn read_head(
         } else {
             upstream.timeouts.first_byte
         };
-        let read = conn.buf.fill(&mut conn.stream, MAX_HEAD);
+        let read = read_more(conn, MAX_HEAD);
         match monoio::time::timeout(wait, read).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout.into()),
             Ok(Err(_) | Ok(0)) if !received => return Err(ProxyError::UpstreamClosed.into()),
@@ -541,7 +556,7 @@ async fn read_body(
                 if body.len() > max {
                     return Err(Fault::TooLarge);
                 }
-                let read = conn.buf.fill(&mut conn.stream, READ_CHUNK);
+                let read = read_more(conn, READ_CHUNK);
                 match monoio::time::timeout(idle, read).await {
                     Err(_) => return Err(ProxyError::UpstreamTimeout.into()),
                     Ok(Err(e)) => return Err(ProxyError::UpstreamIo(e).into()),
@@ -575,14 +590,32 @@ async fn read_chunked(conn: &mut UpstreamConn, max: usize, idle: Duration) -> Re
 
 /// One read into the connection's buffer; end of stream mid-body is an error.
 async fn fill(conn: &mut UpstreamConn, idle: Duration) -> Result<(), Fault> {
-    let read = conn
-        .buf
-        .fill(&mut conn.stream, READ_CHUNK.max(conn.buf.capacity()));
+    let read = read_more(conn, READ_CHUNK.max(conn.buf.capacity()));
     match monoio::time::timeout(idle, read).await {
         Err(_) => Err(ProxyError::UpstreamTimeout.into()),
         Ok(Err(e)) => Err(ProxyError::UpstreamIo(e).into()),
         Ok(Ok(0)) => Err(ProxyError::UpstreamIo(closed()).into()),
         Ok(Ok(_)) => Ok(()),
+    }
+}
+
+/// Writes the whole request. A plain connection's write is awaited in place; a TLS or
+/// HTTP/2 stream's much larger write future is boxed, so that the common case keeps every
+/// call's future small (it is moved whole when the call starts and into each timeout).
+async fn write_request(conn: &mut UpstreamConn, request: &Bytes) -> std::io::Result<()> {
+    let (result, _) = match &mut conn.stream {
+        UpstreamStream::Plain(tcp) => tcp.write_all(request.clone()).await,
+        other => Box::pin(other.write_all(request.clone())).await,
+    };
+    result.map(drop)
+}
+
+/// One read into the connection's buffer, at most `max` bytes of capacity; boxed off the
+/// plain case like [`write_request`].
+async fn read_more(conn: &mut UpstreamConn, max: usize) -> std::io::Result<usize> {
+    match &mut conn.stream {
+        UpstreamStream::Plain(tcp) => conn.buf.fill(tcp, max).await,
+        other => Box::pin(conn.buf.fill(other, max)).await,
     }
 }
 

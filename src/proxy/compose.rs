@@ -9,6 +9,7 @@
 //! is a child span of the request's span. A GET call naming a cache (`cache = "NAME"`) is
 //! answered from it while an entry is fresh (`proxy::call_cache`).
 
+use std::io::Write;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -162,18 +163,21 @@ impl ClientConn {
                 let incomplete = !assembled.missing.is_empty();
                 let cache = cache_control(outcome, incomplete);
                 let len = encoded_len(&assembled.root);
-                let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(2);
+                let mut fields: [(&[u8], &[u8]); 2] = [(b"", b""); 2];
+                let mut n = 0;
                 if let Some(cache) = &cache {
-                    fields.push((b"Cache-Control", cache.as_bytes()));
+                    fields[n] = (b"Cache-Control", cache.as_bytes());
+                    n += 1;
                 }
                 if incomplete {
-                    fields.push((MISSING_FIELD, missing.as_bytes()));
+                    fields[n] = (MISSING_FIELD, missing.as_bytes());
+                    n += 1;
                 }
                 self.write_head_fields(
                     snapshot,
                     200,
                     b"application/json",
-                    &fields,
+                    &fields[..n],
                     len,
                     head,
                     keep_alive,
@@ -214,6 +218,7 @@ impl ClientConn {
         );
     }
 
+    /// Writes a generated head: the content type, then `fields` (at most two).
     #[allow(clippy::too_many_arguments)]
     fn write_head_fields(
         &mut self,
@@ -225,13 +230,16 @@ impl ClientConn {
         head: &RequestHead,
         keep_alive: bool,
     ) {
-        let mut all: Vec<(&[u8], &[u8])> = Vec::with_capacity(fields.len() + 1);
-        all.push((b"Content-Type", content_type));
-        all.extend_from_slice(fields);
+        // Content type first, then at most two fields (cache control, missing calls): on
+        // the stack, not a vector per answer.
+        let mut all: [(&[u8], &[u8]); 3] =
+            [(b"Content-Type", content_type), (b"", b""), (b"", b"")];
+        let n = 1 + fields.len().min(2);
+        all[1..n].copy_from_slice(&fields[..n - 1]);
         write_generated_head(
             &mut self.out,
             status,
-            &all,
+            &all[..n],
             len as u64,
             head.version,
             keep_alive,
@@ -313,7 +321,8 @@ impl ClientConn {
         if !first {
             out.extend_from_slice(b", ");
         }
-        out.extend_from_slice(self.peer.ip().to_string().as_bytes());
+        // Formatted into the buffer directly (a `Vec` write cannot fail).
+        let _ = write!(out, "{}", self.peer.ip());
         out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
         out.extend_from_slice(self.proto().as_bytes());
         out.extend_from_slice(b"\r\n");
