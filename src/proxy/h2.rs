@@ -252,6 +252,7 @@ impl<'a> OpenStream<'a> {
     fn new(state: &Rc<ConnState>, ctx: &'a WorkerContext) -> Self {
         state.open_streams.set(state.open_streams.get() + 1);
         ctx.metrics().protocols().h2_stream(true);
+        ctx.spare_buffers().opened();
         Self(Rc::clone(state), ctx)
     }
 }
@@ -262,6 +263,7 @@ impl Drop for OpenStream<'_> {
             .open_streams
             .set(self.0.open_streams.get().saturating_sub(1));
         self.1.metrics().protocols().h2_stream(false);
+        self.1.spare_buffers().closed();
     }
 }
 
