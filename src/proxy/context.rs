@@ -52,7 +52,9 @@ pub struct WorkerContext {
     heap_return: HeapReturn,
     h2_pool: Rc<crate::http2::pool::H2Pool>,
     /// Buffers of finished HTTP/2 streams, for the next ones.
-    spare_buffers: super::spare_buffers::SpareBuffers,
+    spare_buffers: crate::spares::Spares<super::connection::ConnBuffers>,
+    /// The h2 side's buffers of finished HTTP/2 client streams, for the next ones.
+    downstream_spares: crate::spares::Spares<crate::http2::downstream::StreamBuffers>,
     tunnels: Rc<crate::tunnel::TunnelSlots>,
     live_tunnels: crate::tunnel::LiveTunnels,
     encoders: crate::coding::EncoderPool,
@@ -95,6 +97,7 @@ impl WorkerContext {
             heap_return: HeapReturn::default(),
             h2_pool: Rc::default(),
             spare_buffers: Default::default(),
+            downstream_spares: Default::default(),
             tunnels: Rc::default(),
             live_tunnels: crate::tunnel::LiveTunnels::default(),
             encoders: crate::coding::EncoderPool::default(),
@@ -210,11 +213,18 @@ impl WorkerContext {
     }
 
     /// The spare HTTP/2 stream buffers, which count the open streams (`proxy::h2`).
-    pub(super) fn spare_buffers(&self) -> &super::spare_buffers::SpareBuffers {
+    pub(super) fn spare_buffers(&self) -> &crate::spares::Spares<super::connection::ConnBuffers> {
         &self.spare_buffers
     }
 
-    /// Takes back a finished stream's buffers for the next streams (see `spare_buffers`).
+    /// The spare h2-side buffers of client streams (`http2::downstream`).
+    pub(super) fn downstream_spares(
+        &self,
+    ) -> &crate::spares::Spares<crate::http2::downstream::StreamBuffers> {
+        &self.downstream_spares
+    }
+
+    /// Takes back a finished stream's buffers for the next streams (see `crate::spares`).
     pub(super) fn return_stream_buffers(&self, buffers: super::connection::ConnBuffers) {
         self.spare_buffers.give_back(buffers);
     }
@@ -357,7 +367,7 @@ impl WorkerContext {
     }
 
     /// Task: every second until the worker drains, closes expired idle upstream connections,
-    /// frees the HTTP/2 stream buffers beyond the recent demand (`proxy::spare_buffers`), and
+    /// frees the HTTP/2 stream buffers beyond the recent demand (`crate::spares`), and
     /// gives freed heap memory back once a crowd of request tasks has gone (see
     /// `proxy::heap_return`).
     pub async fn sweep_idle_connections(ctx: Rc<Self>) {
@@ -370,6 +380,8 @@ impl WorkerContext {
                     ctx.pool.sweep(now);
                     ctx.traffic.mirrors().sweep(now);
                     ctx.spare_buffers.sweep();
+                    ctx.downstream_spares.sweep();
+                    ctx.h2_pool.sweep_spares();
                     ctx.heap_return.check(ctx.id, now);
                 }
             }

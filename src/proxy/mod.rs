@@ -46,8 +46,6 @@
 //! - `request_body`: reading a request body whole (bounded) for the stages that need it;
 //! - `traffic`: choosing the route's upstream group (versions, split) and mirroring.
 //! - `exchange`: what the exchange did, recorded into metrics and the access log;
-//! - `spare_buffers`: finished HTTP/2 streams' buffers kept for the next streams, as many
-//!   as the recent demand;
 //! - `idle`: connections parked without buffers between requests, with `idle_clock`, one
 //!   coarse timer for all their deadlines;
 //! - `error`: every failure mapped to the client's answer in one table;
@@ -90,7 +88,6 @@ mod introspection;
 mod request_body;
 mod request_id;
 mod secure;
-mod spare_buffers;
 mod stages;
 mod trace;
 mod traffic;
