@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(spares.held(), MAX_SPARES);
         let spares = Spares::default();
         spares.opened();
-        let mut grown = spares.take();
+        let mut grown: Buf = spares.take();
         grown.0.extend_from_slice(&[0; 100]);
         spares.give_back(grown);
         assert_eq!(spares.held(), 0);
