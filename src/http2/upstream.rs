@@ -294,7 +294,7 @@ impl H2Upstream {
             return Ok(());
         };
         let head_len = parsed.head.head_len;
-        let Req::Head(written) = std::mem::replace(&mut self.req, Req::Sent) else {
+        let Req::Head(mut written) = std::mem::replace(&mut self.req, Req::Sent) else {
             return Ok(());
         };
         let mut sender = self.ready_sender().await?;
@@ -313,6 +313,8 @@ impl H2Upstream {
             Some(body) if !body.is_empty() => send_body(&mut self.req, body).await,
             _ => Ok(()),
         };
+        // Kept empty: a refused stream's resend collects its head in it again.
+        written.clear();
         self.sent_head = written;
         sent
     }
