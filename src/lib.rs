@@ -22,6 +22,8 @@
 //!   merged JSON answer.
 //! - [`cache`]: the per-worker response cache: RFC 9111 rules, keys, the LRU, coalescing.
 //! - [`json`]: lazy JSON documents: checks, field paths, shaping, exact-length writing.
+//! - [`spares`]: finished HTTP/2 streams' buffers kept for the next streams, as many as the
+//!   recent demand.
 //! - [`openapi`]: OpenAPI documents: reading them (`validate` policies) and exporting the
 //!   running configuration as one.
 #![deny(unsafe_code)]
@@ -44,6 +46,7 @@ pub mod proxy;
 pub mod rate_limit;
 pub mod router;
 pub mod server;
+pub mod spares;
 pub mod tls;
 pub mod traffic;
 pub mod tunnel;

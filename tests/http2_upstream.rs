@@ -104,6 +104,27 @@ driver_tests! {
         assert_eq!(scripted.streams(), 2, "one refused, one answered");
     }
 
+    fn a_refused_stream_sent_again_carries_its_body_after_a_head_sent_alone(driver: &str) {
+        let scripted = ScriptedH2::start(Script::RefuseFirstStream);
+        let gw = h2c_gateway(driver, &scripted, "");
+        let body = b"0123456789abcdef";
+        let mut raw = Raw::connect(gw.addr());
+        raw.send(format!(
+            "POST /refused-once HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: {}\r\n\
+             Expect: 100-continue\r\n\r\n",
+            body.len()
+        ));
+        // The head goes upstream alone (the gateway does not wait for a body the client holds
+        // back until 100 Continue); the body follows in a later write.
+        wait_until("the stream's head upstream", WAIT, || scripted.streams() == 1);
+        raw.send(body);
+        let (_, r) = raw.read_response_and_interims("POST");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), "conn 2 stream 1");
+        let sum: usize = body.iter().map(|&b| usize::from(b)).sum();
+        assert_eq!(scripted.data_sum(), 2 * sum, "the body, refused, then sent again");
+    }
+
     fn answered_pings_keep_the_connection_and_an_unanswered_one_closes_it(driver: &str) {
         let pings = "ping_interval = \"20ms\", ping_timeout = \"200ms\"";
         let answering = ScriptedH2::start(Script::Answer);

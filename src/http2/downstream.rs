@@ -98,12 +98,11 @@ impl Slot {
     }
 }
 
-/// Takes the request body bytes h2 has already received (at most `cap`), without waiting
-/// for more. Returns them and whether they are the whole body (the stream ended, with no
-/// trailers to follow).
-pub async fn take_arrived(body: &mut RecvStream, cap: usize) -> (Vec<u8>, bool) {
-    let mut arrived = Vec::new();
-    let whole = poll_fn(|cx| loop {
+/// Takes the request body bytes h2 has already received (at most `cap`) into `arrived`,
+/// without waiting for more. Returns whether they are the whole body (the stream ended, with
+/// no trailers to follow).
+pub async fn take_arrived(body: &mut RecvStream, cap: usize, arrived: &mut Vec<u8>) -> bool {
+    poll_fn(|cx| loop {
         if arrived.len() >= cap {
             return Poll::Ready(false);
         }
@@ -118,8 +117,44 @@ pub async fn take_arrived(body: &mut RecvStream, cap: usize) -> (Vec<u8>, bool) 
             Poll::Ready(None) => return Poll::Ready(body.is_end_stream()),
         }
     })
-    .await;
-    (arrived, whole)
+    .await
+}
+
+/// A client stream's buffers, kept for the next stream (`crate::spares`): the request body
+/// bytes that arrived with the head, the response head as the pipeline writes it, its field
+/// spans, and the data pieces of a chunked body write.
+#[derive(Debug)]
+pub struct StreamBuffers {
+    /// The request body bytes taken with the head ([`take_arrived`]).
+    pub arrived: Vec<u8>,
+    head: Vec<u8>,
+    spans: Vec<HeaderSpan>,
+    pieces: Vec<Range<usize>>,
+}
+
+/// Largest buffer a spare keeps (a stream that grew one more gives it up).
+const MAX_SPARE: usize = 16 * 1024;
+
+impl crate::spares::Spare for StreamBuffers {
+    fn fresh() -> Self {
+        Self {
+            arrived: Vec::new(),
+            head: Vec::with_capacity(HEAD),
+            spans: Vec::with_capacity(SPANS),
+            pieces: Vec::new(),
+        }
+    }
+
+    fn reusable(mut self) -> Option<Self> {
+        if self.arrived.capacity() > MAX_SPARE || self.head.capacity() > MAX_SPARE {
+            return None;
+        }
+        self.arrived.clear();
+        self.head.clear();
+        self.spans.clear();
+        self.pieces.clear();
+        Some(self)
+    }
 }
 
 /// Waits until the client resets the stream.
@@ -172,17 +207,23 @@ pub struct H2Downstream {
 
 impl H2Downstream {
     /// The stream for a request whose body is `body`, framed as `framing` in the head given
-    /// to the pipeline; `arrived` is what [`take_arrived`] took of it, `whole` whether that was
-    /// all of it.
+    /// to the pipeline, on `buffers`; their `arrived` is what [`take_arrived`] took of the
+    /// body, `whole` whether that was all of it.
     pub fn new(
         body: RecvStream,
         framing: BodyFraming,
-        arrived: Vec<u8>,
+        buffers: StreamBuffers,
         whole: bool,
         method: Method,
         slot: Rc<RefCell<Slot>>,
     ) -> Self {
         let chunked = framing == BodyFraming::Chunked;
+        let StreamBuffers {
+            arrived,
+            head,
+            spans,
+            pieces,
+        } = buffers;
         let staged = if chunked {
             let mut framed = Vec::with_capacity(arrived.len() + 16);
             head::write_chunk(&arrived, &mut framed);
@@ -201,9 +242,19 @@ impl H2Downstream {
             pump: None,
             out: Out::Head,
             method,
-            head: Vec::with_capacity(HEAD),
-            spans: Vec::with_capacity(SPANS),
-            pieces: Vec::new(),
+            head,
+            spans,
+            pieces,
+        }
+    }
+
+    /// Takes the stream's buffers out for the next stream (after the pipeline is done).
+    pub fn take_buffers(&mut self) -> StreamBuffers {
+        StreamBuffers {
+            arrived: std::mem::take(&mut self.request.staged),
+            head: std::mem::take(&mut self.head),
+            spans: std::mem::take(&mut self.spans),
+            pieces: std::mem::take(&mut self.pieces),
         }
     }
 

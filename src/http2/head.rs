@@ -197,12 +197,20 @@ static KNOWN_NAMES: [HeaderName; 9] = [
     HeaderName::from_static("grpc-timeout"),
 ];
 
+/// The first letters of [`KNOWN_NAMES`]: other names skip the search of that table.
+const KNOWN_INITIALS: [u8; 3] = [b'x', b't', b'g'];
+
 /// The h2 field name for `name` (validated and lowercased by `http`).
 fn field_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
-    match KNOWN_NAMES
-        .iter()
-        .find(|known| name.eq_ignore_ascii_case(known.as_str().as_bytes()))
-    {
+    let initial = name.first().map(u8::to_ascii_lowercase);
+    let known = if initial.is_some_and(|i| KNOWN_INITIALS.contains(&i)) {
+        KNOWN_NAMES
+            .iter()
+            .find(|known| name.eq_ignore_ascii_case(known.as_str().as_bytes()))
+    } else {
+        None
+    };
+    match known {
         Some(known) => Ok(known.clone()),
         None => HeaderName::from_bytes(name),
     }
@@ -487,6 +495,21 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn known_names_are_found_by_their_initials_in_any_case() {
+        for known in &KNOWN_NAMES {
+            let initial = known.as_str().as_bytes()[0];
+            assert!(KNOWN_INITIALS.contains(&initial), "{known}");
+            let upper = known.as_str().to_ascii_uppercase();
+            assert_eq!(field_name(upper.as_bytes()).unwrap(), *known);
+        }
+        assert_eq!(
+            field_name(b"Content-Type").unwrap(),
+            http::header::CONTENT_TYPE
+        );
+        assert_eq!(field_name(b"X-Custom").unwrap().as_str(), "x-custom");
     }
 
     #[test]

@@ -145,9 +145,21 @@ enum Pick {
 #[derive(Debug, Default)]
 pub struct H2Pool {
     targets: RefCell<AHashMap<SocketAddr, Target>>,
+    /// Buffers of finished upstream streams, for the next ones.
+    spares: crate::spares::Spares<super::upstream::StreamBuffers>,
 }
 
 impl H2Pool {
+    /// The spare buffers of upstream streams (which count the streams open).
+    pub fn spares(&self) -> &crate::spares::Spares<super::upstream::StreamBuffers> {
+        &self.spares
+    }
+
+    /// Frees the spare stream buffers beyond the recent demand (once per sweep interval).
+    pub fn sweep_spares(&self) {
+        self.spares.sweep();
+    }
+
     /// A stream's lease on a connection to `addr`, opening one if every open connection is
     /// full and the cap allows. `exclude` is a connection that just failed the stream.
     ///

@@ -29,7 +29,7 @@ use super::head;
 use super::pool::{Dial, H2Pool, StreamLease};
 use super::pump::SharedPump;
 use crate::http::{BodyFraming, ChunkedDecoder, HeaderSpan};
-use crate::io_buf::io_buf_bytes;
+use crate::io_buf::{io_buf_bytes, ReadBuf};
 
 /// The most request bytes kept for sending a refused stream again.
 const MAX_REPLAY: usize = 64 * 1024;
@@ -37,6 +37,13 @@ const MAX_REPLAY: usize = 64 * 1024;
 const MAX_REFUSED_RETRIES: usize = 2;
 /// Initial capacity of the staged response bytes (a typical head, or a small message).
 const STAGED: usize = 512;
+/// Largest request head buffer and staged response buffer a spare keeps (a stream that grew
+/// them more gives them up).
+const MAX_SPARE_HEAD: usize = 16 * 1024;
+const MAX_SPARE_STAGED: usize = 16 * 1024;
+/// Initial input buffer of the pipeline's upstream connection on a stream (the response as
+/// the pipeline reads it).
+pub const READ_BUF: usize = 4 * 1024;
 /// Initial capacity of the request head's field spans (grown when a head has more).
 const SPANS: usize = 24;
 
@@ -76,8 +83,13 @@ pub struct H2Upstream {
     staged: Vec<u8>,
     staged_pos: usize,
     spans: Vec<HeaderSpan>,
-    /// Every request byte written, while the request fits in [`MAX_REPLAY`].
-    replay: Option<Vec<u8>>,
+    /// The request head's buffer once the head went out, kept for the next stream.
+    sent_head: Vec<u8>,
+    /// Every request byte written, while `replayable`.
+    replay: Vec<u8>,
+    /// Whether `replay` holds the whole request so far (it fits in [`MAX_REPLAY`] and no
+    /// response came yet).
+    replayable: bool,
     refused: usize,
     /// Whether any response byte was handed to the pipeline.
     answered: bool,
@@ -90,6 +102,9 @@ pub struct H2Upstream {
     pump: Option<SharedPump>,
     /// An error met while waiting for the response head outside a read, for the next read.
     failed: Option<io::Error>,
+    /// The input buffer of the pipeline's upstream connection on this stream, until the
+    /// pipeline takes it ([`H2Upstream::take_read_buf`]) and after it gives it back.
+    read_buf: Option<ReadBuf>,
 }
 
 /// The sending half of a request whose head went out: its body, taken out of the stream
@@ -146,6 +161,8 @@ impl H2Upstream {
         keep_trailers: bool,
     ) -> Result<Self, super::pool::OpenError> {
         let lease = pool.lease(addr, dial.borrow(), None).await?;
+        pool.spares().opened();
+        let buffers = pool.spares().take();
         let scheme = match dial.protocol {
             super::UpstreamProtocol::H2 => http::uri::Scheme::HTTPS,
             _ => http::uri::Scheme::HTTP,
@@ -156,18 +173,41 @@ impl H2Upstream {
             dial,
             lease: Some(lease),
             scheme,
-            req: Req::Head(Vec::new()),
+            req: Req::Head(buffers.head),
             resp: Resp::Idle,
-            staged: Vec::with_capacity(STAGED),
+            staged: buffers.staged,
             staged_pos: 0,
-            spans: Vec::with_capacity(SPANS),
-            replay: Some(Vec::new()),
+            spans: buffers.spans,
+            sent_head: Vec::new(),
+            replay: buffers.replay,
+            replayable: true,
             refused: 0,
             answered: false,
             keep_trailers,
             pump: None,
             failed: None,
+            read_buf: buffers.read_buf,
         })
+    }
+
+    /// The input buffer for the pipeline's upstream connection on this stream (a finished
+    /// stream's, or a fresh one of [`READ_BUF`] bytes).
+    pub fn take_read_buf(&mut self) -> ReadBuf {
+        self.read_buf
+            .take()
+            .unwrap_or_else(|| ReadBuf::with_capacity(READ_BUF))
+    }
+
+    /// Takes back that input buffer once the exchange is done, for the next stream.
+    pub fn keep_read_buf(&mut self, buf: ReadBuf) {
+        self.read_buf = Some(buf);
+    }
+
+    /// The request can no longer be sent again (it outgrew the replay copy, its body was
+    /// taken out, or a response came).
+    fn stop_replay(&mut self) {
+        self.replayable = false;
+        self.replay.clear();
     }
 
     /// Whether the response was read whole (the stream ended cleanly).
@@ -181,7 +221,7 @@ impl H2Upstream {
         if !matches!(self.req, Req::Length(..) | Req::Chunked(..)) {
             return None;
         }
-        self.replay = None;
+        self.stop_replay();
         Some(RequestSender(std::mem::replace(&mut self.req, Req::Sent)))
     }
 
@@ -223,11 +263,11 @@ impl H2Upstream {
     }
 
     async fn take(&mut self, data: &[u8]) -> io::Result<()> {
-        if let Some(replay) = &mut self.replay {
-            if replay.len() + data.len() <= MAX_REPLAY {
-                replay.extend_from_slice(data);
+        if self.replayable {
+            if self.replay.len() + data.len() <= MAX_REPLAY {
+                self.replay.extend_from_slice(data);
             } else {
-                self.replay = None;
+                self.stop_replay();
             }
         }
         self.send(data).await
@@ -254,7 +294,7 @@ impl H2Upstream {
             return Ok(());
         };
         let head_len = parsed.head.head_len;
-        let Req::Head(written) = std::mem::replace(&mut self.req, Req::Sent) else {
+        let Req::Head(mut written) = std::mem::replace(&mut self.req, Req::Sent) else {
             return Ok(());
         };
         let mut sender = self.ready_sender().await?;
@@ -269,10 +309,14 @@ impl H2Upstream {
             BodyFraming::Chunked => Req::Chunked(send, ChunkedDecoder::new(), Vec::new()),
         };
         // What followed the head is body: sent from the head's buffer, no copy of it.
-        match written.get(head_len..) {
+        let sent = match written.get(head_len..) {
             Some(body) if !body.is_empty() => send_body(&mut self.req, body).await,
             _ => Ok(()),
-        }
+        };
+        // Kept empty: a refused stream's resend collects its head in it again.
+        written.clear();
+        self.sent_head = written;
+        sent
     }
 
     /// A handle to open the stream with, on the leased connection or, when that one takes no
@@ -305,9 +349,10 @@ impl H2Upstream {
 
     /// Sends the whole request again on another connection (the last one refused it).
     async fn resend(&mut self) -> io::Result<bool> {
-        let Some(replay) = self.replay.clone() else {
+        if !self.replayable {
             return Ok(false);
-        };
+        }
+        let replay = self.replay.clone();
         if self.refused >= MAX_REFUSED_RETRIES || !matches!(self.req, Req::Sent) {
             return Ok(false);
         }
@@ -324,7 +369,7 @@ impl H2Upstream {
             .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e))?;
         drop(failed);
         self.lease = Some(lease);
-        self.req = Req::Head(Vec::new());
+        self.req = Req::Head(std::mem::take(&mut self.sent_head));
         self.resp = Resp::Idle;
         self.send(&replay).await?;
         Ok(true)
@@ -347,7 +392,7 @@ impl H2Upstream {
                         } else {
                             Resp::Body(body, chunked)
                         };
-                        self.replay = None;
+                        self.stop_replay();
                         return Ok(true);
                     }
                     Err(e) if is_unprocessed(&e) && !self.answered => {
@@ -414,6 +459,62 @@ impl H2Upstream {
                 Err(e) => return (Err(e), buf),
             }
         }
+    }
+}
+
+impl Drop for H2Upstream {
+    fn drop(&mut self) {
+        let head = match &mut self.req {
+            Req::Head(head) => std::mem::take(head),
+            _ => std::mem::take(&mut self.sent_head),
+        };
+        let spares = self.pool.spares();
+        spares.give_back(StreamBuffers {
+            head,
+            replay: std::mem::take(&mut self.replay),
+            staged: std::mem::take(&mut self.staged),
+            spans: std::mem::take(&mut self.spans),
+            read_buf: self.read_buf.take(),
+        });
+        spares.closed();
+    }
+}
+
+/// An upstream stream's buffers, kept for the next stream (`crate::spares`).
+#[derive(Debug)]
+pub struct StreamBuffers {
+    head: Vec<u8>,
+    replay: Vec<u8>,
+    staged: Vec<u8>,
+    spans: Vec<HeaderSpan>,
+    read_buf: Option<ReadBuf>,
+}
+
+impl crate::spares::Spare for StreamBuffers {
+    fn fresh() -> Self {
+        Self {
+            head: Vec::new(),
+            replay: Vec::new(),
+            staged: Vec::with_capacity(STAGED),
+            spans: Vec::with_capacity(SPANS),
+            read_buf: Some(ReadBuf::with_capacity(READ_BUF)),
+        }
+    }
+
+    fn reusable(mut self) -> Option<Self> {
+        if self.head.capacity() > MAX_SPARE_HEAD || self.staged.capacity() > MAX_SPARE_STAGED {
+            return None;
+        }
+        self.head.clear();
+        self.replay.clear();
+        self.staged.clear();
+        self.spans.clear();
+        // Only an empty buffer at its working size is kept (the next stream takes a fresh one
+        // otherwise).
+        self.read_buf = self
+            .read_buf
+            .filter(|b| b.is_empty() && b.capacity() == READ_BUF);
+        Some(self)
     }
 }
 

@@ -257,9 +257,8 @@ pub(super) struct ConnBuffers {
     response_headers: Vec<u8>,
 }
 
-impl ConnBuffers {
-    /// Fresh buffers at their working sizes.
-    pub(super) fn new() -> Self {
+impl crate::spares::Spare for ConnBuffers {
+    fn fresh() -> Self {
         Self {
             input: ReadBuf::with_capacity(CLIENT_BUF),
             out: Vec::with_capacity(OUT_BUF),
@@ -272,15 +271,10 @@ impl ConnBuffers {
         }
     }
 
-    /// The input buffer (a stream's request head is written into it).
-    pub(super) fn input(&mut self) -> &mut ReadBuf {
-        &mut self.input
-    }
-
     /// The buffers emptied for the next stream; `None` when the input buffer is not at its
     /// working size (a large body grew it, or a timed-out read left it with the driver), so
     /// a spare never holds more than a fresh one.
-    pub(super) fn reusable(mut self) -> Option<Self> {
+    fn reusable(mut self) -> Option<Self> {
         self.input.consume(self.input.len());
         if self.input.capacity() != CLIENT_BUF || self.out.capacity() > OUT_BUF * 4 {
             return None;
@@ -296,6 +290,13 @@ impl ConnBuffers {
     }
 }
 
+impl ConnBuffers {
+    /// The input buffer (a stream's request head is written into it).
+    pub(super) fn input(&mut self) -> &mut ReadBuf {
+        &mut self.input
+    }
+}
+
 impl ClientConn {
     /// A connection with fresh buffers; `served` counts the requests it already served
     /// (0 for a new connection, more for one resumed from the idle park).
@@ -305,7 +306,13 @@ impl ClientConn {
         served: u64,
         tls: Option<Box<TlsInfo>>,
     ) -> Self {
-        Self::with_buffers(stream, peer, served, tls, ConnBuffers::new())
+        Self::with_buffers(
+            stream,
+            peer,
+            served,
+            tls,
+            <ConnBuffers as crate::spares::Spare>::fresh(),
+        )
     }
 
     /// A connection on `buffers` (an HTTP/2 stream's, reused from an earlier stream).

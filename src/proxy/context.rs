@@ -26,9 +26,6 @@ use crate::traffic::TrafficState;
 use crate::upstream::{Groups, Pool};
 
 /// How often idle keys leave the rate-limit tables.
-/// Most finished HTTP/2 streams' buffers a worker keeps for the next streams (about 6 KiB
-/// each).
-const SPARE_BUFFERS: usize = 64;
 const LIMITS_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Everything one worker owns.
@@ -54,8 +51,10 @@ pub struct WorkerContext {
     idle_clock: Rc<IdleClock>,
     heap_return: HeapReturn,
     h2_pool: Rc<crate::http2::pool::H2Pool>,
-    /// Buffers of finished HTTP/2 streams, for the next ones (at most [`SPARE_BUFFERS`]).
-    spare_buffers: RefCell<Vec<super::connection::ConnBuffers>>,
+    /// Buffers of finished HTTP/2 streams, for the next ones.
+    spare_buffers: crate::spares::Spares<super::connection::ConnBuffers>,
+    /// The h2 side's buffers of finished HTTP/2 client streams, for the next ones.
+    downstream_spares: crate::spares::Spares<crate::http2::downstream::StreamBuffers>,
     tunnels: Rc<crate::tunnel::TunnelSlots>,
     live_tunnels: crate::tunnel::LiveTunnels,
     encoders: crate::coding::EncoderPool,
@@ -97,7 +96,8 @@ impl WorkerContext {
             idle_clock: Rc::new(IdleClock::default()),
             heap_return: HeapReturn::default(),
             h2_pool: Rc::default(),
-            spare_buffers: RefCell::default(),
+            spare_buffers: Default::default(),
+            downstream_spares: Default::default(),
             tunnels: Rc::default(),
             live_tunnels: crate::tunnel::LiveTunnels::default(),
             encoders: crate::coding::EncoderPool::default(),
@@ -209,19 +209,24 @@ impl WorkerContext {
 
     /// Buffers for an HTTP/2 stream's pipeline: a finished stream's, or fresh ones.
     pub(super) fn stream_buffers(&self) -> super::connection::ConnBuffers {
-        self.spare_buffers
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(super::connection::ConnBuffers::new)
+        self.spare_buffers.take()
     }
 
-    /// Keeps a finished stream's buffers for the next stream, if they are at their working
-    /// size and fewer than [`SPARE_BUFFERS`] are kept.
+    /// The spare HTTP/2 stream buffers, which count the open streams (`proxy::h2`).
+    pub(super) fn spare_buffers(&self) -> &crate::spares::Spares<super::connection::ConnBuffers> {
+        &self.spare_buffers
+    }
+
+    /// The spare h2-side buffers of client streams (`http2::downstream`).
+    pub(super) fn downstream_spares(
+        &self,
+    ) -> &crate::spares::Spares<crate::http2::downstream::StreamBuffers> {
+        &self.downstream_spares
+    }
+
+    /// Takes back a finished stream's buffers for the next streams (see `crate::spares`).
     pub(super) fn return_stream_buffers(&self, buffers: super::connection::ConnBuffers) {
-        let mut spare = self.spare_buffers.borrow_mut();
-        if spare.len() < SPARE_BUFFERS {
-            spare.extend(buffers.reusable());
-        }
+        self.spare_buffers.give_back(buffers);
     }
 
     /// The worker's multiplexed HTTP/2 upstream connections.
@@ -361,8 +366,9 @@ impl WorkerContext {
         }
     }
 
-    /// Task: every second until the worker drains, closes expired idle upstream connections
-    /// and gives freed heap memory back once a crowd of request tasks has gone (see
+    /// Task: every second until the worker drains, closes expired idle upstream connections,
+    /// frees the HTTP/2 stream buffers beyond the recent demand (`crate::spares`), and
+    /// gives freed heap memory back once a crowd of request tasks has gone (see
     /// `proxy::heap_return`).
     pub async fn sweep_idle_connections(ctx: Rc<Self>) {
         let drain = Rc::clone(&ctx.drain);
@@ -373,6 +379,9 @@ impl WorkerContext {
                     let now = Instant::now();
                     ctx.pool.sweep(now);
                     ctx.traffic.mirrors().sweep(now);
+                    ctx.spare_buffers.sweep();
+                    ctx.downstream_spares.sweep();
+                    ctx.h2_pool.sweep_spares();
                     ctx.heap_return.check(ctx.id, now);
                 }
             }

@@ -41,7 +41,6 @@ use crate::http2::upstream::{DialOwned, H2Upstream};
 use crate::http2::wire::{self, Transport, Wire};
 use crate::http2::Http2Settings;
 use crate::http2::{grpc, head};
-use crate::io_buf::ReadBuf;
 use crate::tls::stream::TlsStream;
 use crate::tls::{ClientStream, UpstreamStream};
 use crate::upstream::UpstreamConn;
@@ -50,8 +49,6 @@ use crate::upstream::UpstreamConn;
 /// body that arrived whole within this is given a length (see `head::Arrival`). The retry
 /// limit on bodies in hand is the same size.
 const ARRIVED_MAX: usize = 64 * 1024;
-/// Initial input buffer of an upstream h2 stream (the response as the pipeline reads it).
-const UPSTREAM_STREAM_BUF: usize = 4 * 1024;
 
 /// What the streams of one connection share.
 #[derive(Debug)]
@@ -252,6 +249,8 @@ impl<'a> OpenStream<'a> {
     fn new(state: &Rc<ConnState>, ctx: &'a WorkerContext) -> Self {
         state.open_streams.set(state.open_streams.get() + 1);
         ctx.metrics().protocols().h2_stream(true);
+        ctx.spare_buffers().opened();
+        ctx.downstream_spares().opened();
         Self(Rc::clone(state), ctx)
     }
 }
@@ -262,6 +261,8 @@ impl Drop for OpenStream<'_> {
             .open_streams
             .set(self.0.open_streams.get().saturating_sub(1));
         self.1.metrics().protocols().h2_stream(false);
+        self.1.spare_buffers().closed();
+        self.1.downstream_spares().closed();
     }
 }
 
@@ -275,16 +276,18 @@ async fn serve_stream(
     let _open = OpenStream::new(&state, &ctx);
     let (parts, mut body) = request.into_parts();
     let slot = Slot::new(respond);
-    let (arrived, whole, arrival) = if body.is_end_stream() {
-        (Vec::new(), false, Arrival::NoBody)
+    let mut stream_buffers = ctx.downstream_spares().take();
+    let (whole, arrival) = if body.is_end_stream() {
+        (false, Arrival::NoBody)
     } else {
-        let (arrived, whole) = take_arrived(&mut body, ARRIVED_MAX).await;
+        let arrived = &mut stream_buffers.arrived;
+        let whole = take_arrived(&mut body, ARRIVED_MAX, arrived).await;
         let arrival = if whole {
             Arrival::Whole(arrived.len() as u64)
         } else {
             Arrival::Streaming
         };
-        (arrived, whole, arrival)
+        (whole, arrival)
     };
     // The request head goes straight into the pipeline's input buffer.
     let mut buffers = ctx.stream_buffers();
@@ -302,7 +305,14 @@ async fn serve_stream(
         }
     };
     let method = method_kind(&parts.method);
-    let downstream = H2Downstream::new(body, framing, arrived, whole, method, Rc::clone(&slot));
+    let downstream = H2Downstream::new(
+        body,
+        framing,
+        stream_buffers,
+        whole,
+        method,
+        Rc::clone(&slot),
+    );
     let mut conn = ClientConn::with_buffers(
         ClientStream::H2(Box::new(downstream)),
         state.peer,
@@ -353,6 +363,7 @@ async fn serve_stream(
                     ctx.metrics().protocols().h2_reset(true);
                 }
                 downstream.finish();
+                ctx.downstream_spares().give_back(downstream.take_buffers());
             }
         }
     }
@@ -406,7 +417,7 @@ pub(super) async fn upstream_stream(
         settings: upstream.http2,
         idle_timeout: upstream.pool.idle_timeout,
     };
-    let stream = H2Upstream::open(Rc::clone(ctx.h2_pool()), addr, dial, keep_trailers)
+    let mut stream = H2Upstream::open(Rc::clone(ctx.h2_pool()), addr, dial, keep_trailers)
         .await
         .map_err(|e| match e {
             OpenError::Connect(e) => super::forward::connect_failed(ctx, e),
@@ -414,9 +425,10 @@ pub(super) async fn upstream_stream(
                 ProxyError::Connect(std::io::Error::other(reason))
             }
         })?;
+    let buf = stream.take_read_buf();
     Ok(UpstreamConn {
         stream: UpstreamStream::H2(Box::new(stream)),
-        buf: ReadBuf::with_capacity(UPSTREAM_STREAM_BUF),
+        buf,
         addr,
         reused: false,
         tls_config: None,

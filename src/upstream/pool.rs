@@ -77,9 +77,13 @@ impl Pool {
 
     /// Returns a connection whose exchange completed cleanly.
     pub fn checkin(&self, conn: UpstreamConn, settings: &PoolSettings) {
-        // An HTTP/2 stream is done with its exchange; its connection stays in the h2 pool.
-        let multiplexed = matches!(conn.stream, crate::tls::UpstreamStream::H2(_));
-        if settings.max_idle_per_target == 0 || !conn.buf.is_empty() || multiplexed {
+        // An HTTP/2 stream is done with its exchange; its connection stays in the h2 pool,
+        // and its input buffer goes back with the stream's other buffers for the next one.
+        if let crate::tls::UpstreamStream::H2(mut stream) = conn.stream {
+            stream.keep_read_buf(conn.buf);
+            return;
+        }
+        if settings.max_idle_per_target == 0 || !conn.buf.is_empty() {
             return;
         }
         let mut idle = self.idle.borrow_mut();

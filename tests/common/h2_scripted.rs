@@ -43,6 +43,7 @@ struct Counters {
     pings: AtomicUsize,
     streams: AtomicUsize,
     goaways_sent: AtomicUsize,
+    data_sum: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -109,6 +110,11 @@ impl ScriptedH2 {
     }
 
     /// GOAWAY frames sent so far.
+    /// The sum of every DATA payload byte received, on all connections.
+    pub fn data_sum(&self) -> usize {
+        self.counters.data_sum.load(Ordering::SeqCst)
+    }
+
     pub fn goaways_sent(&self) -> usize {
         self.counters.goaways_sent.load(Ordering::SeqCst)
     }
@@ -157,6 +163,10 @@ fn serve(mut tcp: TcpStream, conn: usize, script: &Script, c: &Counters) -> std:
         let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
         let mut payload = vec![0u8; len];
         tcp.read_exact(&mut payload)?;
+        if kind == DATA {
+            let sum: usize = payload.iter().map(|&b| usize::from(b)).sum();
+            c.data_sum.fetch_add(sum, Ordering::SeqCst);
+        }
         match kind {
             SETTINGS if flags & ACK == 0 => send(&out, &frame(SETTINGS, ACK, 0, &[]))?,
             PING if flags & ACK == 0 => {
