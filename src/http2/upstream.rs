@@ -338,11 +338,14 @@ impl H2Upstream {
             let failed = self.lease.take();
             let exclude = failed.as_ref().map(|l| Rc::clone(l.conn()));
             drop(failed);
-            let lease = self
-                .pool
-                .lease(self.addr, self.dial.borrow(), exclude.as_ref())
-                .await
-                .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e))?;
+            // Boxed: rare, and inline it would be laid out in every write of every upstream
+            // stream, HTTP/1.1 ones included.
+            let lease = Box::pin(
+                self.pool
+                    .lease(self.addr, self.dial.borrow(), exclude.as_ref()),
+            )
+            .await
+            .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e))?;
             self.lease = Some(lease);
         }
     }
@@ -396,7 +399,10 @@ impl H2Upstream {
                         return Ok(true);
                     }
                     Err(e) if is_unprocessed(&e) && !self.answered => {
-                        if !self.resend().await? {
+                        // Boxed: a refused stream is rare, and the resend (a new lease and
+                        // the whole request again) would otherwise be laid out in every
+                        // read of every upstream stream, HTTP/1.1 ones included.
+                        if !Box::pin(self.resend()).await? {
                             return Err(h2_io_error(e));
                         }
                     }
