@@ -87,9 +87,6 @@ pub fn per_proxied_request_sending(driver: &str, extra: &str, request: &[u8]) ->
 
 /// One measurement of `request`: group `b` gets `group_keys`, route `all` gets `route`.
 fn measure(driver: &str, group_keys: &str, route: &str, extra: &str, request: &[u8]) -> f64 {
-    // The count is process-wide: one measurement at a time, or a test starting its gateway
-    // (config parsing, threads) would be counted in another's window.
-    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let upstream_addr = fixed_backend::start();
     let config = format!(
         r#"
@@ -111,7 +108,16 @@ name = "all"
 {extra}
 "#
     );
-    let snapshot = ringgate::config::load_str(&config, "alloc-test").expect("config");
+    per_request_of(&config, request)
+}
+
+/// Allocations per `request` (a complete head, answered `200` with a `Content-Length`)
+/// through a gateway started from `config`, on a warmed-up keep-alive connection.
+pub fn per_request_of(config: &str, request: &[u8]) -> f64 {
+    // The count is process-wide: one measurement at a time, or a test starting its gateway
+    // (config parsing, threads) would be counted in another's window.
+    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let snapshot = ringgate::config::load_str(config, "alloc-test").expect("config");
     let server = ringgate::server::Server::start(Arc::new(snapshot)).expect("start");
     let mut client = TcpStream::connect(server.local_addrs()[0]).expect("connect");
     client.set_nodelay(true).expect("nodelay");

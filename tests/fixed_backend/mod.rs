@@ -17,23 +17,27 @@ pub fn served() -> u64 {
 
 /// The response the backend sends to every request.
 pub const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nhello world!\n";
-/// Body length of [`RESPONSE`].
-const BODY_LEN: usize = 13;
 
 /// Starts a backend on 127.0.0.1:0 that serves every accepted connection on its own thread.
 pub fn start() -> SocketAddr {
+    start_with(RESPONSE)
+}
+
+/// [`start`] answering every request with `response` (a whole response, framed by
+/// `Content-Length`) instead of [`RESPONSE`].
+pub fn start_with(response: &'static [u8]) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
     let addr = listener.local_addr().expect("backend addr");
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve(stream));
+            std::thread::spawn(move || serve(stream, response));
         }
     });
     addr
 }
 
-/// Answers every request head on `stream` with [`RESPONSE`] until the peer closes.
-fn serve(mut stream: TcpStream) {
+/// Answers every request head on `stream` with `response` until the peer closes.
+fn serve(mut stream: TcpStream, response: &[u8]) {
     let _ = stream.set_nodelay(true);
     let mut buf = [0u8; 8192];
     let mut filled = 0;
@@ -47,7 +51,7 @@ fn serve(mut stream: TcpStream) {
         filled += n;
         while let Some(end) = head_end(&buf[..filled]) {
             SERVED.fetch_add(1, Ordering::Relaxed);
-            if stream.write_all(RESPONSE).is_err() {
+            if stream.write_all(response).is_err() {
                 return;
             }
             buf.copy_within(end..filled, 0);
@@ -56,7 +60,8 @@ fn serve(mut stream: TcpStream) {
     }
 }
 
-/// Sends `request` and reads one response like [`RESPONSE`] into `buf`.
+/// Sends `request` and reads one `200` response, framed by its `Content-Length`, into
+/// `buf` (large enough for it).
 pub fn exchange(stream: &mut TcpStream, request: &[u8], buf: &mut [u8]) {
     stream.write_all(request).expect("write request");
     let mut filled = 0;
@@ -70,11 +75,24 @@ pub fn exchange(stream: &mut TcpStream, request: &[u8], buf: &mut [u8]) {
                 "unexpected response: {}",
                 String::from_utf8_lossy(&buf[..end])
             );
-            if filled >= end + BODY_LEN {
+            if filled >= end + content_length(&buf[..end]) {
                 return;
             }
         }
     }
+}
+
+/// The `Content-Length` of a response head (parsed in place: the client allocates nothing).
+fn content_length(head: &[u8]) -> usize {
+    let text = std::str::from_utf8(head).expect("ASCII head");
+    text.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())
+                .flatten()
+        })
+        .expect("a Content-Length")
 }
 
 /// One past the end of the first head in `bytes`, if complete.
