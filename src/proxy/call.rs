@@ -599,24 +599,14 @@ async fn fill(conn: &mut UpstreamConn, idle: Duration) -> Result<(), Fault> {
     }
 }
 
-/// Writes the whole request. A plain connection's write is awaited in place; a TLS or
-/// HTTP/2 stream's much larger write future is boxed, so that the common case keeps every
-/// call's future small (it is moved whole when the call starts and into each timeout).
+/// Writes the whole request.
 async fn write_request(conn: &mut UpstreamConn, request: &Bytes) -> std::io::Result<()> {
-    let (result, _) = match &mut conn.stream {
-        UpstreamStream::Plain(tcp) => tcp.write_all(request.clone()).await,
-        other => Box::pin(other.write_all(request.clone())).await,
-    };
-    result.map(drop)
+    conn.stream.write_all(request.clone()).await.0.map(drop)
 }
 
-/// One read into the connection's buffer, at most `max` bytes of capacity; boxed off the
-/// plain case like [`write_request`].
+/// One read into the connection's buffer, at most `max` bytes of capacity.
 async fn read_more(conn: &mut UpstreamConn, max: usize) -> std::io::Result<usize> {
-    match &mut conn.stream {
-        UpstreamStream::Plain(tcp) => conn.buf.fill(tcp, max).await,
-        other => Box::pin(conn.buf.fill(other, max)).await,
-    }
+    conn.buf.fill(&mut conn.stream, max).await
 }
 
 fn refused(refusal: Refusal) -> ProxyError {
