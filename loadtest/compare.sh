@@ -37,6 +37,7 @@ CONNS=64             # connections for the closed-loop scenarios
 WS_CONNS=64          # WebSocket connections in s13 (one client thread each)
 H2_CLIENTS=16        # s16/s17: h2load connections (HTTP/2 over TLS) ...
 H2_STREAMS=32        # ... and concurrent streams on each (-m): 512 requests in flight
+PROBE_RATE=250       # s2/s12: requests/s of the kernel-timed latency probe (lib/probe.py)
 QUICK=0
 BUFFERING=on         # nginx proxy_buffering
 STANDIN=0            # 1: ringgate's slot holds a second nginx proxy (validates the harness)
@@ -721,6 +722,24 @@ oha_run() {
         -q "$rate" --latency-correction "http://127.0.0.1:${PORT_OF[$c]}$path" >"$out" 2>"$out.err"
 }
 
+# probe_start SCENARIO CONTENDER PATH OUTFILE: in the open-loop scenarios (s2, s12), a
+# kernel-timed latency probe (lib/probe.py, PROBE_RATE requests/s on one connection) runs
+# beside oha for the measured window, on the load-side core; probe_wait waits for it.
+PROBE_PID=""
+probe_start() {
+    local s=$1 c=$2 path=$3 out=$4
+    PROBE_PID=""
+    [[ $s == s2 || $s == s12 ]] || return 0
+    taskset -c "$L_SET" python3 "$LIB/probe.py" "http://127.0.0.1:${PORT_OF[$c]}$path" \
+        "$PROBE_RATE" "$DURATION" "$out" 2>"$out.err" &
+    PROBE_PID=$!
+}
+probe_wait() {
+    [[ -n $PROBE_PID ]] || return 0
+    wait "$PROBE_PID" || note "$1/$2: the latency probe failed (see $(basename "$WORK")/raw)"
+    PROBE_PID=""
+}
+
 # h2load_run CONTENDER SECONDS CLIENTS STREAMS PATH OUTFILE [H2LOAD-ARGS...]: HTTP/2 over TLS
 # (ALPN h2) to the contender's h2 listener, closed loop. h2load prints no percentiles; its
 # per-request log (--log-file) gives them: OUTFILE gets one LTJSON line in lib/wrk.lua's shape.
@@ -777,7 +796,9 @@ measure() {
         wrk) wrk_run "$c" "$DURATION" "$1" "$2" "$base.out" "${@:3}" || rc=$? ;;
         wrk-tls) WRK_BASE="https://127.0.0.1:${TLS_PORT_OF[$c]}" \
             wrk_run "$c" "$DURATION" "$1" "$2" "$base.out" "${@:3}" || rc=$? ;;
-        oha) oha_run "$c" "$DURATION" "$1" "$2" "$3" "$base.out" || rc=$? ;;
+        oha) probe_start "$s" "$c" "$2" "$base.probe"
+            oha_run "$c" "$DURATION" "$1" "$2" "$3" "$base.out" || rc=$?
+            probe_wait "$s" "$c" ;;
         ws) ws_run "$c" "$DURATION" "$1" "$2" "$base.out" || rc=$? ;;
         h2) h2load_run "$c" "$DURATION" "$1" "$2" "$3" "$base.out" "${@:4}" || rc=$? ;;
     esac

@@ -199,7 +199,7 @@ driver_tests! {
     fn normal_clients_are_served_while_2000_slow_connections_are_held(driver: &str) {
         // 2,000 test-side sockets, 2,000 gateway-side, for each driver's run (they may run
         // at once), and the rest of the test binary.
-        raise_fd_limit(20_000, 4_500);
+        common::raise_fd_limit(20_000, 4_500);
         let gw = GatewayConfig::new(driver)
             .timeout("head_read", "60s")
             .routes(static_route())
@@ -229,27 +229,4 @@ driver_tests! {
         assert_eq!(sample.read_response().status, 200);
         drop(slow);
     }
-}
-
-/// Raises this process's soft descriptor limit to `wanted` or the hard limit, whichever is
-/// lower, and fails the test if that is below `needed`.
-fn raise_fd_limit(wanted: u64, needed: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own; setrlimit reads it.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    assert!(ok, "getrlimit failed");
-    if limit.rlim_cur < wanted as libc::rlim_t {
-        limit.rlim_cur = limit.rlim_max.min(wanted as libc::rlim_t);
-        // SAFETY: as above.
-        let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0;
-        assert!(ok, "setrlimit failed");
-    }
-    assert!(
-        limit.rlim_cur >= needed as libc::rlim_t,
-        "the descriptor limit {} is below the {needed} this test needs",
-        limit.rlim_cur
-    );
 }

@@ -102,3 +102,65 @@ driver_tests! {
         gw.shutdown();
     }
 }
+
+/// `server.uring_entries` sizes the submission queue: a burst of requests that queues more
+/// operations in one loop round than the queue holds is submitted as the queue fills (the
+/// middle of the round), and every request is answered.
+#[test]
+fn a_small_submission_queue_serves_a_burst_larger_than_it() {
+    if !monoio::utils::detect_uring() {
+        eprintln!("skipped: this kernel offers no io_uring");
+        return;
+    }
+    const CONNECTIONS: usize = 600;
+    // Each request holds four descriptors: client, accepted, upstream and its accepted end.
+    common::raise_fd_limit(4096, 4 * CONNECTIONS as u64 + 256);
+    let up = Upstream::echo("echo");
+    let gw = proxy_config("io_uring", &up)
+        .server("uring_entries", "256")
+        .start();
+    assert_eq!(gw.drivers(), vec![DriverKind::IoUring]);
+    assert!(
+        uring_sq_masks().contains(&255),
+        "no io_uring of this process has a 256-entry submission queue: {:?}",
+        uring_sq_masks()
+    );
+    let mut conns: Vec<client::Raw> = (0..CONNECTIONS)
+        .map(|_| client::Raw::connect(gw.addr()))
+        .collect();
+    // Every request is on its way before any answer is read: one worker round holds them all.
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.send(format!("GET /burst/{i} HTTP/1.1\r\nHost: t\r\n\r\n"));
+    }
+    for (i, conn) in conns.iter_mut().enumerate() {
+        let r = conn.read_response();
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(Echoed::parse(&r.text()).target, format!("/burst/{i}"));
+    }
+    gw.shutdown();
+}
+
+/// The `SqMask` (entries − 1) of every io_uring this process holds, from /proc/self/fdinfo.
+fn uring_sq_masks() -> Vec<u64> {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    fds.filter_map(Result::ok)
+        .filter(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.to_string_lossy().contains("io_uring"))
+        })
+        .filter_map(|fd| {
+            std::fs::read_to_string(format!(
+                "/proc/self/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .ok()
+        })
+        .filter_map(|info| {
+            let line = info.lines().find(|l| l.starts_with("SqMask:"))?;
+            let hex = line["SqMask:".len()..].trim().trim_start_matches("0x");
+            u64::from_str_radix(hex, 16).ok()
+        })
+        .collect()
+}

@@ -172,6 +172,8 @@ pub struct RawServer {
     pub password_queue: Option<Spanned<i64>>,
     /// Driver selection.
     pub driver: Option<RawDriver>,
+    /// io_uring submission queue size per worker.
+    pub uring_entries: Option<Spanned<i64>>,
     /// Drain time after a shutdown signal.
     pub graceful_shutdown: Option<DurationValue>,
     /// `[server.limits]`.

@@ -126,6 +126,9 @@ pub struct ServerSettings {
     pub password_queue: usize,
     /// Driver selection.
     pub driver: DriverChoice,
+    /// io_uring submission queue size per worker: queued operations go to the kernel when
+    /// the worker has nothing left to run or when this many are queued.
+    pub uring_entries: u32,
     /// How long in-flight requests may run after SIGTERM/SIGINT.
     pub graceful_shutdown: Duration,
     /// Size limits on requests.

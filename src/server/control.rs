@@ -257,6 +257,7 @@ impl Controller {
         let new = &snapshot.server;
         if self.workers_override.is_none() && new.workers != fixed.workers
             || new.driver != fixed.driver
+            || new.uring_entries != fixed.uring_entries
             || new.pin_workers != fixed.pin_workers
             || new.password_verifiers != fixed.password_verifiers
             || new.password_queue != fixed.password_queue
@@ -264,7 +265,7 @@ impl Controller {
             || snapshot.access_log != running.access_log
         {
             log::warn!(
-                "server.workers, server.driver, server.pin_workers, \
+                "server.workers, server.driver, server.uring_entries, server.pin_workers, \
                  server.password_verifiers, server.password_queue, admin.listen and \
                  [access_log] take effect on restart; the rest of the new configuration is \
                  applied"
@@ -273,6 +274,7 @@ impl Controller {
         snapshot.access_log.clone_from(&running.access_log);
         snapshot.server.workers = fixed.workers;
         snapshot.server.driver = fixed.driver;
+        snapshot.server.uring_entries = fixed.uring_entries;
         snapshot.server.pin_workers = fixed.pin_workers;
         snapshot.server.password_verifiers = fixed.password_verifiers;
         snapshot.server.password_queue = fixed.password_queue;

@@ -106,6 +106,7 @@ impl Server {
             Vec::new()
         };
         let driver = snapshot.server.driver;
+        let uring_entries = snapshot.server.uring_entries;
         let access_log = match &snapshot.access_log {
             Some(settings) => Some(
                 crate::access_log::Writer::start(settings, workers)
@@ -152,6 +153,7 @@ impl Server {
                 id,
                 core,
                 driver,
+                uring_entries,
                 listeners: keys.iter().copied().zip(listeners).collect(),
                 snapshot: Arc::clone(&shared),
                 commands: rx,

@@ -18,8 +18,9 @@ use super::DriverKind;
 use crate::config::{DriverChoice, ListenKey, Snapshot};
 use crate::proxy::{serve_connection, WorkerContext};
 
-/// io_uring submission queue size per worker.
-const URING_ENTRIES: u32 = 4096;
+/// io_uring completion queue size per worker, at least: room for a burst of completions
+/// (every parked connection's receive finishing at once) whatever the submission queue size.
+const MIN_URING_CQ_ENTRIES: u32 = 16384;
 /// One park at the end of a worker, to submit the close operations still queued.
 const CLOSE_FLUSH: Duration = Duration::from_millis(1);
 /// Pause after an accept error such as EMFILE, so a full fd table does not spin the core.
@@ -50,6 +51,8 @@ pub struct WorkerSpec {
     pub core: Option<core_affinity::CoreId>,
     /// Driver choice from the config.
     pub driver: DriverChoice,
+    /// `server.uring_entries`: the io_uring submission queue size.
+    pub uring_entries: u32,
     /// This worker's listeners, with what each was configured as.
     pub listeners: Vec<(ListenKey, StdListener)>,
     /// The shared snapshot.
@@ -86,7 +89,7 @@ pub fn run(spec: WorkerSpec, ready: mpsc::Sender<io::Result<DriverKind>>) {
         }
     };
     match kind {
-        DriverKind::IoUring => match uring_runtime() {
+        DriverKind::IoUring => match uring_runtime(spec.uring_entries) {
             Ok(mut rt) => rt.block_on(serve(spec, kind, ready)),
             Err(e) => report_build_error(&ready, kind, e),
         },
@@ -102,14 +105,22 @@ pub fn run(spec: WorkerSpec, ready: mpsc::Sender<io::Result<DriverKind>>) {
 /// events, instead of interrupting it whenever a socket becomes ready on another core, and
 /// `COOP_TASKRUN` avoids the inter-processor interrupts. Kernels older than 6.1 refuse these
 /// flags; the plain ring is used there.
-fn uring_runtime() -> io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
+///
+/// monoio hands queued operations to the kernel when the worker has no task left to run, or
+/// earlier when the submission queue is full: `entries` bounds how long a ready write (an
+/// answer) can wait behind the rest of a busy loop round.
+fn uring_runtime(
+    entries: u32,
+) -> io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
+    let cq_entries = MIN_URING_CQ_ENTRIES.max(entries.saturating_mul(2));
     let mut tuned = io_uring::IoUring::builder();
     tuned
+        .setup_cqsize(cq_entries)
         .setup_coop_taskrun()
         .setup_single_issuer()
         .setup_defer_taskrun();
     let built = RuntimeBuilder::<IoUringDriver>::new()
-        .with_entries(URING_ENTRIES)
+        .with_entries(entries)
         .uring_builder(tuned)
         .enable_timer()
         .build();
@@ -117,8 +128,11 @@ fn uring_runtime() -> io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUrin
         Ok(rt) => Ok(rt),
         Err(e) => {
             log::info!("io_uring task-run tuning unavailable ({e}); using a plain ring");
+            let mut plain = io_uring::IoUring::builder();
+            plain.setup_cqsize(cq_entries);
             RuntimeBuilder::<IoUringDriver>::new()
-                .with_entries(URING_ENTRIES)
+                .with_entries(entries)
+                .uring_builder(plain)
                 .enable_timer()
                 .build()
         }

@@ -39,6 +39,29 @@ pub fn wait_until(what: &str, limit: std::time::Duration, mut condition: impl Fn
     }
 }
 
+/// Raises this process's soft descriptor limit to `wanted` or the hard limit, whichever is
+/// lower, and fails the test if that is below `needed`.
+pub fn raise_fd_limit(wanted: u64, needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own; setrlimit reads it.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    assert!(ok, "getrlimit failed");
+    if limit.rlim_cur < wanted as libc::rlim_t {
+        limit.rlim_cur = limit.rlim_max.min(wanted as libc::rlim_t);
+        // SAFETY: as above.
+        let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0;
+        assert!(ok, "setrlimit failed");
+    }
+    assert!(
+        limit.rlim_cur >= needed as libc::rlim_t,
+        "the descriptor limit {} is below the {needed} this test needs",
+        limit.rlim_cur
+    );
+}
+
 /// Expands each test into one `#[test]` per driver (`name::io_uring` and `name::legacy`),
 /// passing `"io_uring"` or `"legacy"` as the test's `driver` argument.
 ///

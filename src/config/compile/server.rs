@@ -20,6 +20,10 @@ pub const MAX_PASSWORD_VERIFIERS: i64 = 1024;
 /// `server.password_queue` when absent, and its largest value.
 pub const DEFAULT_PASSWORD_QUEUE: i64 = 64;
 const MAX_PASSWORD_QUEUE: i64 = 1 << 16;
+/// `server.uring_entries` when absent, and its bounds (monoio's smallest ring and the kernel's largest).
+pub const DEFAULT_URING_ENTRIES: i64 = 4096;
+const MIN_URING_ENTRIES: i64 = 256;
+const MAX_URING_ENTRIES: i64 = 32768;
 /// `server.graceful_shutdown` when absent.
 pub const DEFAULT_GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
 /// `server.limits.max_head_bytes` when absent, and its bounds.
@@ -72,6 +76,7 @@ pub(super) fn compile(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
             RawDriver::IoUring => DriverChoice::IoUring,
             RawDriver::Legacy => DriverChoice::Legacy,
         },
+        uring_entries: uring_entries(cx, &raw),
         graceful_shutdown: raw
             .graceful_shutdown
             .map_or(DEFAULT_GRACEFUL_SHUTDOWN, |d| d.0),
@@ -87,6 +92,26 @@ pub(super) fn compile(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
         h2c: raw.h2c.as_ref().is_some_and(|b| *b.get_ref()),
         http2: super::http2::server(cx, raw.http2.as_ref()),
     }
+}
+
+/// `server.uring_entries`: a power of two the kernel accepts for a submission queue.
+fn uring_entries(cx: &mut Ctx<'_>, raw: &RawServer) -> u32 {
+    let key = "server.uring_entries";
+    let n = cx.int(
+        key,
+        &raw.uring_entries,
+        MIN_URING_ENTRIES..=MAX_URING_ENTRIES,
+        DEFAULT_URING_ENTRIES,
+    );
+    match &raw.uring_entries {
+        // In range (else `int` said so and gave the default) but not a size the kernel keeps.
+        Some(value) if *value.get_ref() == n && n.count_ones() != 1 => {
+            let message = format!("{n} is not a power of two (e.g. 256, 1024, 4096)");
+            cx.problem(key, Some(value.span()), message);
+        }
+        _ => {}
+    }
+    u32::try_from(n).unwrap_or(4096)
 }
 
 fn listen(cx: &mut Ctx<'_>, raw: &RawServer) -> Vec<SocketAddr> {
@@ -290,6 +315,7 @@ mod tests {
         assert_eq!(s.password_verifiers, None);
         assert_eq!(s.password_queue, 64);
         assert_eq!(s.driver, DriverChoice::Auto);
+        assert_eq!(i64::from(s.uring_entries), DEFAULT_URING_ENTRIES);
         assert_eq!(s.graceful_shutdown, Duration::from_secs(10));
         assert_eq!(s.limits.max_head_bytes, 16384);
         assert_eq!(s.limits.max_headers, 100);
@@ -311,6 +337,7 @@ pin_workers = false
 password_verifiers = 2
 password_queue = 8
 driver = "io_uring"
+uring_entries = 256
 graceful_shutdown = "1m30s"
 [server.limits]
 max_head_bytes = "32KiB"
@@ -329,6 +356,7 @@ body_idle = "250ms"
         assert_eq!(s.password_verifiers, Some(2));
         assert_eq!(s.password_queue, 8);
         assert_eq!(s.driver, DriverChoice::IoUring);
+        assert_eq!(s.uring_entries, 256);
         assert_eq!(s.graceful_shutdown, Duration::from_secs(90));
         assert_eq!(s.limits.max_head_bytes, 32 * 1024);
         assert_eq!(s.limits.max_headers, 50);
@@ -501,5 +529,16 @@ body_idle = "250ms"
             problem_keys("[server]\n\ndriver = \"epoll\"\n"),
             vec![("server.driver".to_string(), Some(3))]
         );
+    }
+
+    #[test]
+    fn rejects_a_submission_queue_size_the_kernel_would_not_keep() {
+        for (value, line) in [("128", 3), ("65536", 3), ("1000", 3)] {
+            assert_eq!(
+                problem_keys(&format!("[server]\n\nuring_entries = {value}\n")),
+                vec![("server.uring_entries".to_string(), Some(line))],
+                "{value}"
+            );
+        }
     }
 }
