@@ -659,7 +659,7 @@ versions() {
     if ((STANDIN)); then
         echo "ringgate: not run (--standin: a second nginx proxy in its slot)"
     else
-        echo "ringgate: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown) ($RINGGATE_BIN)"
+        echo "ringgate: $("$RINGGATE_BIN" --version 2>/dev/null || echo unknown) ($RINGGATE_BIN)"
     fi
 }
 {

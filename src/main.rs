@@ -15,7 +15,11 @@ use ringgate::server::{watch, Server};
 
 /// A thread-per-core HTTP API gateway on io_uring.
 #[derive(Debug, Parser)]
-#[command(name = "ringgate", version, about)]
+#[command(
+    name = "ringgate",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RINGGATE_COMMIT"), ")"),
+    about
+)]
 struct Cli {
     /// Configuration file.
     #[arg(short, long, default_value = "config/ringgate.toml")]

@@ -1,5 +1,6 @@
-//! The `ringgate` binary: `--check` on valid and invalid files, and a real run on a port-0
-//! config (readiness by reading its log, a request, SIGTERM/SIGINT, exit status 0).
+//! The `ringgate` binary: `--version`, `--check` on valid and invalid files, and a real run
+//! on a port-0 config (readiness by reading its log, a request, SIGTERM/SIGINT, exit
+//! status 0).
 mod common;
 
 use std::path::PathBuf;
@@ -150,6 +151,27 @@ fn check_on_a_missing_file_fails() {
     let path = std::env::temp_dir().join("ringgate-test-does-not-exist.toml");
     let (ok, output) = check(&path);
     assert!(!ok, "--check accepted a missing file:\n{output}");
+}
+
+#[test]
+fn version_names_the_commit_the_binary_was_built_from() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringgate"))
+        .arg("--version")
+        .output()
+        .expect("run ringgate --version");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let expected = match Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+    {
+        Ok(git) if git.status.success() => String::from_utf8_lossy(&git.stdout).trim().to_owned(),
+        _ => "unknown".to_owned(),
+    };
+    assert_eq!(
+        text,
+        format!("ringgate {} ({expected})", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 driver_tests! {

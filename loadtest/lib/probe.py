@@ -14,7 +14,8 @@ own delays (waking, parsing) are left out.
 Usage: probe.py URL RATE SECONDS OUTFILE
 Writes one JSON object: count, errors, late (sends that left more than one interval behind
 schedule because an answer was slow), and p50/p90/p99/p99.9/max in ms, both as the kernel
-timed them and as the probe's own clock saw them.
+timed them and as the probe's own clock saw them
+(keys "50", "90", "99", "99.9", "max").
 """
 
 import json
@@ -146,13 +147,8 @@ def summary(kernel, user, errors, late):
     user.sort()
     out = {"count": len(kernel), "errors": errors, "late": late}
     for name, vals in (("kernel", kernel), ("user", user)):
-        out[name] = {
-            "p50": percentile(vals, 50),
-            "p90": percentile(vals, 90),
-            "p99": percentile(vals, 99),
-            "p99.9": percentile(vals, 99.9),
-            "max": vals[-1] if vals else None,
-        }
+        out[name] = {key: percentile(vals, float(key)) for key in ("50", "90", "99", "99.9")}
+        out[name]["max"] = vals[-1] if vals else None
     return out
 
 
