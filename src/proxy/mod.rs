@@ -89,6 +89,7 @@ mod request_body;
 mod request_id;
 mod secure;
 mod stages;
+mod timer;
 mod trace;
 mod traffic;
 mod transform;
