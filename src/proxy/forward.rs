@@ -14,13 +14,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::attempt::{refused_early, Plan};
+use super::attempt::{refused_early, Attempt, Plan};
 use super::body::{relay, BodyEnd, MinRate, RelayError, RelayOptions};
 use super::connection::{ClientConn, Next, BODY_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
-use super::timer::Timer;
 use super::stages::{BodyObserver, Unobserved};
+use super::timer::Timer;
 use crate::config::{HostPolicy, ProxyAction, Snapshot, Upstream, UpstreamId};
 use crate::http::writer::{
     must_dechunk, write_continue, write_downstream_response, write_upstream_request_with,
@@ -118,7 +118,7 @@ impl ClientConn {
                     self.forward_admitted(ctx, snapshot, action, policies, head, id),
                 )
                 .await
-            .unwrap_or(Err(ProxyError::UpstreamTimeout)),
+                .unwrap_or(Err(ProxyError::UpstreamTimeout)),
         };
         if upstream.breaker.is_some() {
             let success = match &result {
@@ -168,14 +168,15 @@ impl ClientConn {
             self.exchange.bytes_in += n;
         }
         let idempotent = head.method_kind.is_idempotent();
+        let upstream_started = Instant::now();
         let plan = Plan {
             id,
             hash,
             body_in_hand,
             replayable: body_in_hand && idempotent,
             retryable: body_in_hand && (idempotent || action.retry_non_idempotent),
+            started: upstream_started,
         };
-        let upstream_started = Instant::now();
         let result = self
             .exchange_with(ctx, snapshot, head, upstream, plan)
             .await;
@@ -232,10 +233,12 @@ impl ClientConn {
         snapshot: &Snapshot,
         head: &RequestHead,
         upstream: &Upstream,
-        addr: SocketAddr,
+        attempt: &Attempt<'_>,
         plan: Plan,
     ) -> Result<(UpstreamConn, ResponseHead), ProxyError> {
-        let mut conn = self.send_head(ctx, upstream, addr, plan.replayable).await?;
+        let addr = attempt.addr();
+        let send = self.send_head(ctx, upstream, addr, attempt.started(), plan.replayable);
+        let mut conn = send.await?;
         if !plan.body_in_hand {
             let opts = self.request_relay_options(snapshot, upstream);
             let sent = match self.duplex_pump(&mut conn, head, opts) {
@@ -243,16 +246,29 @@ impl ClientConn {
                 None => self.send_body(&mut conn, head, opts).await,
             };
             if let Err(e) = sent {
-                let response = self.early_answer(ctx.timer(), &mut conn, upstream, head, e).await?;
+                let response = self
+                    .early_answer(ctx.timer(), &mut conn, upstream, head, e)
+                    .await?;
                 return Ok((conn, response));
             }
         }
-        match self.read_response_head(ctx.timer(), &mut conn, upstream, head).await {
+        match self
+            .read_response_head(ctx.timer(), &mut conn, upstream, head)
+            .await
+        {
             Ok(response) => Ok((conn, response)),
             Err(e) if plan.replayable && conn.reused && is_retryable(&e) => {
                 let mut conn = open(ctx, addr, upstream).await?;
-                write_out(ctx.timer(), &mut conn, &mut self.out, upstream.timeouts.idle).await?;
-                let response = self.read_response_head(ctx.timer(), &mut conn, upstream, head).await?;
+                write_out(
+                    ctx.timer(),
+                    &mut conn,
+                    &mut self.out,
+                    upstream.timeouts.idle,
+                )
+                .await?;
+                let response = self
+                    .read_response_head(ctx.timer(), &mut conn, upstream, head)
+                    .await?;
                 Ok((conn, response))
             }
             Err(e) => Err(e),
@@ -406,13 +422,14 @@ impl ClientConn {
         ctx: &WorkerContext,
         upstream: &Upstream,
         addr: SocketAddr,
+        now: Instant,
         replayable: bool,
     ) -> Result<UpstreamConn, ProxyError> {
         let pooled = if upstream.protocol.is_h2() {
             // A stream on the worker's multiplexed connections to the target.
             None
         } else {
-            ctx.pool().checkout_for(addr, upstream.tls.as_ref())
+            ctx.pool().checkout_for(addr, upstream.tls.as_ref(), now)
         };
         let mut conn = match pooled {
             Some(conn) => {
@@ -427,11 +444,24 @@ impl ClientConn {
                 open(ctx, addr, upstream).await?
             }
         };
-        match write_out(ctx.timer(), &mut conn, &mut self.out, upstream.timeouts.idle).await {
+        match write_out(
+            ctx.timer(),
+            &mut conn,
+            &mut self.out,
+            upstream.timeouts.idle,
+        )
+        .await
+        {
             Ok(()) => Ok(conn),
             Err(_) if conn.reused && replayable => {
                 conn = open(ctx, addr, upstream).await?;
-                write_out(ctx.timer(), &mut conn, &mut self.out, upstream.timeouts.idle).await?;
+                write_out(
+                    ctx.timer(),
+                    &mut conn,
+                    &mut self.out,
+                    upstream.timeouts.idle,
+                )
+                .await?;
                 Ok(conn)
             }
             Err(e) => Err(e),

@@ -105,7 +105,10 @@ fn dropped_timeouts_free_their_slots_and_the_heap_stays_bounded() {
                 .collect();
             for w in &mut waits {
                 let waker = std::task::Waker::noop();
-                assert!(w.as_mut().poll(&mut Context::from_waker(waker)).is_pending());
+                assert!(w
+                    .as_mut()
+                    .poll(&mut Context::from_waker(waker))
+                    .is_pending());
             }
             assert_eq!(timer.waiting(), 10, "round {round}");
             drop(waits);
@@ -113,7 +116,11 @@ fn dropped_timeouts_free_their_slots_and_the_heap_stays_bounded() {
         }
         let state = timer.state.borrow();
         assert_eq!(state.slots.len(), 10, "freed slots are reused");
-        assert!(state.heap.len() <= 2 * 10 + STALE_SLACK, "{}", state.heap.len());
+        assert!(
+            state.heap.len() <= 2 * 10 + STALE_SLACK,
+            "{}",
+            state.heap.len()
+        );
     });
 }
 
@@ -126,10 +133,25 @@ fn a_dropped_deadline_does_not_delay_a_later_one() {
             // Registered, arming the driver for it, then dropped.
             let mut early = Box::pin(timer.sleep_until(t0 + Duration::from_millis(10)));
             let waker = std::task::Waker::noop();
-            assert!(early.as_mut().poll(&mut Context::from_waker(waker)).is_pending());
+            assert!(early
+                .as_mut()
+                .poll(&mut Context::from_waker(waker))
+                .is_pending());
         }
         let at = t0 + Duration::from_millis(30);
         timer.sleep_until(at).await;
         assert_fired_in_bound(at, Instant::now());
     });
+}
+
+/// The point of the timer: a timeout adds a few words to the future it wraps, where
+/// monoio's `Timeout` adds a cache-padded timer entry (512 bytes, 128-byte aligned) that
+/// every enclosing future then lays out and copies.
+#[test]
+fn a_timeout_adds_a_few_words_to_its_future() {
+    let ours = std::mem::size_of::<Timeout<'static, std::future::Ready<()>>>();
+    let monoio = std::mem::size_of::<monoio::time::Timeout<std::future::Ready<()>>>();
+    eprintln!("timeout around a 1-byte future: ours {ours} bytes, monoio's {monoio} bytes");
+    assert!(ours <= 64, "a timeout grew to {ours} bytes");
+    assert!(std::mem::align_of::<Timeout<'static, std::future::Ready<()>>>() <= 8);
 }
