@@ -42,6 +42,8 @@ pub(super) struct Plan {
     pub replayable: bool,
     /// A failure after the request was sent may be retried.
     pub retryable: bool,
+    /// When the exchange with the group started: the first attempt's clock reading.
+    pub started: Instant,
 }
 
 /// One attempt on one target, ended exactly once (explicitly or on drop).
@@ -77,6 +79,11 @@ impl<'a> Attempt<'a> {
     /// The target this attempt went to.
     pub(super) fn addr(&self) -> SocketAddr {
         self.picked.addr
+    }
+
+    /// When the attempt started (its target was picked).
+    pub(super) fn started(&self) -> Instant {
+        self.started
     }
 
     /// Marks the moment the response head arrived (the latency the balancer learns from).
@@ -142,12 +149,16 @@ impl ClientConn {
         let mut attempts = Attempts::new(ctx.upstreams(), plan.id, upstream, plan.hash);
         attempts.retryable = plan.retryable;
         attempts.replayable = plan.replayable;
+        // The first attempt starts in the same run as the exchange, on its clock reading;
+        // each later one (after a failure, perhaps a back-off) reads the clock again.
+        let mut first = Some(plan.started);
         loop {
-            let mut attempt = attempts.start().map_err(refused)?;
+            let now = first.take().unwrap_or_else(Instant::now);
+            let mut attempt = attempts.start_at(now).map_err(refused)?;
             let addr = attempt.addr();
             self.exchange.target = Some(addr);
             let result = self
-                .attempt_once(ctx, snapshot, head, upstream, addr, plan)
+                .attempt_once(ctx, snapshot, head, upstream, &attempt, plan)
                 .await;
             // The request's bytes are still in `out` unless its body was streamed.
             let in_hand = !self.out.is_empty();
@@ -222,7 +233,11 @@ impl<'c> Attempts<'c> {
     /// Picks a target (one not tried yet, if any is available) and starts an attempt on it.
     pub(super) fn start(&mut self) -> Result<Attempt<'c>, Refusal> {
         // One clock read for the pick and the attempt's start.
-        let now = Instant::now();
+        self.start_at(Instant::now())
+    }
+
+    /// [`Attempts::start`] with the clock read at `now` (just before, in the same run).
+    pub(super) fn start_at(&mut self, now: Instant) -> Result<Attempt<'c>, Refusal> {
         let picked = self
             .groups
             .pick(self.id, self.upstream, self.hash, self.tried, now)?;

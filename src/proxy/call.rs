@@ -410,7 +410,9 @@ async fn send(
         // connection) keeps a small future.
         return Box::pin(send_h2(ctx, upstream, call, request, addr)).await;
     }
-    let pooled = ctx.pool().checkout_for(addr, upstream.tls.as_ref());
+    let pooled = ctx
+        .pool()
+        .checkout_for(addr, upstream.tls.as_ref(), Instant::now());
     if pooled.is_some() {
         ctx.metrics().pool_hit();
     } else {

@@ -405,7 +405,7 @@ impl ClientConn {
                 return Sniffed::H2c;
             }
             let read = self.input.fill(&mut self.stream, max);
-            match monoio::time::timeout_at(deadline.into(), read).await {
+            match ctx.timer().timeout_at(deadline, read).await {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return Sniffed::Closed,
             }
@@ -484,15 +484,18 @@ impl ClientConn {
                 Wait::Idle => return Ok(Arrival::Idle),
             }
         }
-        let deadline = Instant::now() + timeouts.head_read;
+        // Read from the clock only when the first bytes are not the whole head (the usual
+        // case is one read): head_read from then, a parse's time after the bytes came.
+        let mut deadline = None;
         loop {
             if let Some(head) = parse_request(self.input.data(), &limits, &mut self.headers)? {
                 let underscores = snapshot.server.underscores_in_headers;
                 underscore::apply(underscores, self.input.data(), &mut self.headers)?;
                 return Ok(Arrival::Head(head));
             }
+            let at = *deadline.get_or_insert_with(|| Instant::now() + timeouts.head_read);
             let read = self.input.fill(&mut self.stream, limits.max_head_bytes);
-            match monoio::time::timeout_at(deadline.into(), read).await {
+            match ctx.timer().timeout_at(at, read).await {
                 Err(_) => return Err(ProxyError::ClientTimeout),
                 Ok(Err(e)) => return Err(ProxyError::ClientGone(e)),
                 // The client closed mid-head: nobody is left to answer.
@@ -525,7 +528,7 @@ impl ClientConn {
         };
         monoio::select! {
             _ = drain.started() => Ok(Wait::Closed),
-            result = monoio::time::timeout(wait, self.input.fill(&mut self.stream, max)) => match result {
+            result = ctx.timer().timeout(wait, self.input.fill(&mut self.stream, max)) => match result {
                 Err(_) => Ok(on_timeout),
                 Ok(Err(e)) => Err(ProxyError::ClientGone(e)),
                 Ok(Ok(0)) => Ok(Wait::Closed),

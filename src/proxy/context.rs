@@ -15,6 +15,7 @@ use super::admission::Admission;
 use super::heap_return::HeapReturn;
 use super::idle_clock::IdleClock;
 use super::request_id::RequestIds;
+use super::timer::Timer;
 use super::trace::TraceIds;
 use crate::access_log::{Sink, FLUSH_INTERVAL};
 use crate::config::Snapshot;
@@ -49,6 +50,8 @@ pub struct WorkerContext {
     policies: PolicyState,
     limits_link: WorkerLink,
     idle_clock: Rc<IdleClock>,
+    /// Every request's timeouts (one timer task for all of them).
+    timer: Rc<Timer>,
     heap_return: HeapReturn,
     h2_pool: Rc<crate::http2::pool::H2Pool>,
     /// Buffers of finished HTTP/2 streams, for the next ones.
@@ -94,6 +97,7 @@ impl WorkerContext {
             policies: PolicyState::new(id, workers, verifier),
             limits_link,
             idle_clock: Rc::new(IdleClock::default()),
+            timer: Timer::new(),
             heap_return: HeapReturn::default(),
             h2_pool: Rc::default(),
             spare_buffers: Default::default(),
@@ -170,6 +174,11 @@ impl WorkerContext {
     /// The idle deadlines of the worker's parked connections.
     pub(super) fn idle_clock(&self) -> &Rc<IdleClock> {
         &self.idle_clock
+    }
+
+    /// The worker's timer for request timeouts.
+    pub(super) fn timer(&self) -> &Timer {
+        &self.timer
     }
 
     /// The worker's live request tasks, and when freed heap memory goes back to the system.

@@ -14,12 +14,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::attempt::{refused_early, Plan};
+use super::attempt::{refused_early, Attempt, Plan};
 use super::body::{relay, BodyEnd, MinRate, RelayError, RelayOptions};
 use super::connection::{ClientConn, Next, BODY_BUF};
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::stages::{BodyObserver, Unobserved};
+use super::timer::Timer;
 use crate::config::{HostPolicy, ProxyAction, Snapshot, Upstream, UpstreamId};
 use crate::http::writer::{
     must_dechunk, write_continue, write_downstream_response, write_upstream_request_with,
@@ -110,12 +111,14 @@ impl ClientConn {
                 self.forward_admitted(ctx, snapshot, action, policies, head, id)
                     .await
             }
-            Some(limit) => monoio::time::timeout(
-                limit,
-                self.forward_admitted(ctx, snapshot, action, policies, head, id),
-            )
-            .await
-            .unwrap_or(Err(ProxyError::UpstreamTimeout)),
+            Some(limit) => ctx
+                .timer()
+                .timeout(
+                    limit,
+                    self.forward_admitted(ctx, snapshot, action, policies, head, id),
+                )
+                .await
+                .unwrap_or(Err(ProxyError::UpstreamTimeout)),
         };
         if upstream.breaker.is_some() {
             let success = match &result {
@@ -154,7 +157,7 @@ impl ClientConn {
             self.take_held_body(head)
         } else {
             self.input.consume(head.head_len);
-            self.await_small_body(snapshot, head).await?;
+            self.await_small_body(ctx.timer(), snapshot, head).await?;
             self.take_buffered_body(head)
         };
         let mirror = action
@@ -165,14 +168,15 @@ impl ClientConn {
             self.exchange.bytes_in += n;
         }
         let idempotent = head.method_kind.is_idempotent();
+        let upstream_started = Instant::now();
         let plan = Plan {
             id,
             hash,
             body_in_hand,
             replayable: body_in_hand && idempotent,
             retryable: body_in_hand && (idempotent || action.retry_non_idempotent),
+            started: upstream_started,
         };
-        let upstream_started = Instant::now();
         let result = self
             .exchange_with(ctx, snapshot, head, upstream, plan)
             .await;
@@ -198,11 +202,10 @@ impl ClientConn {
         // moved into the timeout would be laid out twice in the request task.
         let (conn, response, attempt) = match upstream.timeouts.total {
             None => self.attempts(ctx, snapshot, head, upstream, plan).await?,
-            Some(total) => match monoio::time::timeout(
-                total,
-                self.attempts(ctx, snapshot, head, upstream, plan),
-            )
-            .await
+            Some(total) => match ctx
+                .timer()
+                .timeout(total, self.attempts(ctx, snapshot, head, upstream, plan))
+                .await
             {
                 Ok(result) => result?,
                 Err(_) => return Err(ProxyError::UpstreamTimeout),
@@ -230,10 +233,12 @@ impl ClientConn {
         snapshot: &Snapshot,
         head: &RequestHead,
         upstream: &Upstream,
-        addr: SocketAddr,
+        attempt: &Attempt<'_>,
         plan: Plan,
     ) -> Result<(UpstreamConn, ResponseHead), ProxyError> {
-        let mut conn = self.send_head(ctx, upstream, addr, plan.replayable).await?;
+        let addr = attempt.addr();
+        let send = self.send_head(ctx, upstream, addr, attempt.started(), plan.replayable);
+        let mut conn = send.await?;
         if !plan.body_in_hand {
             let opts = self.request_relay_options(snapshot, upstream);
             let sent = match self.duplex_pump(&mut conn, head, opts) {
@@ -241,16 +246,29 @@ impl ClientConn {
                 None => self.send_body(&mut conn, head, opts).await,
             };
             if let Err(e) = sent {
-                let response = self.early_answer(&mut conn, upstream, head, e).await?;
+                let response = self
+                    .early_answer(ctx.timer(), &mut conn, upstream, head, e)
+                    .await?;
                 return Ok((conn, response));
             }
         }
-        match self.read_response_head(&mut conn, upstream, head).await {
+        match self
+            .read_response_head(ctx.timer(), &mut conn, upstream, head)
+            .await
+        {
             Ok(response) => Ok((conn, response)),
             Err(e) if plan.replayable && conn.reused && is_retryable(&e) => {
                 let mut conn = open(ctx, addr, upstream).await?;
-                write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await?;
-                let response = self.read_response_head(&mut conn, upstream, head).await?;
+                write_out(
+                    ctx.timer(),
+                    &mut conn,
+                    &mut self.out,
+                    upstream.timeouts.idle,
+                )
+                .await?;
+                let response = self
+                    .read_response_head(ctx.timer(), &mut conn, upstream, head)
+                    .await?;
                 Ok((conn, response))
             }
             Err(e) => Err(e),
@@ -265,6 +283,7 @@ impl ClientConn {
     /// client, still uploading, reads it. Without such an answer, the send's error stands.
     async fn early_answer(
         &mut self,
+        timer: &Timer,
         conn: &mut UpstreamConn,
         upstream: &Upstream,
         head: &RequestHead,
@@ -273,7 +292,7 @@ impl ClientConn {
         if !matches!(error, ProxyError::UpstreamIo(_)) {
             return Err(error);
         }
-        match self.read_response_head(conn, upstream, head).await {
+        match self.read_response_head(timer, conn, upstream, head).await {
             Ok(response) => {
                 self.linger = true;
                 Ok(response)
@@ -349,6 +368,7 @@ impl ClientConn {
     /// waits for `100 Continue` before sending it.
     async fn await_small_body(
         &mut self,
+        timer: &Timer,
         snapshot: &Snapshot,
         head: &RequestHead,
     ) -> Result<(), ProxyError> {
@@ -367,7 +387,7 @@ impl ClientConn {
             let received = self.input.len() as u64;
             let deadline = MinRate::read_deadline(min_rate.as_ref(), received, idle);
             let read = self.input.fill(&mut self.stream, BODY_BUF);
-            match monoio::time::timeout_at(deadline.into(), read).await {
+            match timer.timeout_at(deadline, read).await {
                 Err(_) => return Err(ProxyError::ClientTimeout),
                 Ok(Err(e)) => return Err(ProxyError::ClientGone(e)),
                 Ok(Ok(0)) => return Err(ProxyError::ClientGone(closed())),
@@ -402,13 +422,14 @@ impl ClientConn {
         ctx: &WorkerContext,
         upstream: &Upstream,
         addr: SocketAddr,
+        now: Instant,
         replayable: bool,
     ) -> Result<UpstreamConn, ProxyError> {
         let pooled = if upstream.protocol.is_h2() {
             // A stream on the worker's multiplexed connections to the target.
             None
         } else {
-            ctx.pool().checkout_for(addr, upstream.tls.as_ref())
+            ctx.pool().checkout_for(addr, upstream.tls.as_ref(), now)
         };
         let mut conn = match pooled {
             Some(conn) => {
@@ -423,11 +444,24 @@ impl ClientConn {
                 open(ctx, addr, upstream).await?
             }
         };
-        match write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await {
+        match write_out(
+            ctx.timer(),
+            &mut conn,
+            &mut self.out,
+            upstream.timeouts.idle,
+        )
+        .await
+        {
             Ok(()) => Ok(conn),
             Err(_) if conn.reused && replayable => {
                 conn = open(ctx, addr, upstream).await?;
-                write_out(&mut conn, &mut self.out, upstream.timeouts.idle).await?;
+                write_out(
+                    ctx.timer(),
+                    &mut conn,
+                    &mut self.out,
+                    upstream.timeouts.idle,
+                )
+                .await?;
                 Ok(conn)
             }
             Err(e) => Err(e),
@@ -485,6 +519,7 @@ impl ClientConn {
     /// Reads the final response head, passing interim 1xx responses to HTTP/1.1 clients.
     async fn read_response_head(
         &mut self,
+        timer: &Timer,
         conn: &mut UpstreamConn,
         upstream: &Upstream,
         head: &RequestHead,
@@ -514,9 +549,8 @@ impl ClientConn {
             } else {
                 upstream.timeouts.first_byte
             };
-            match monoio::time::timeout(wait, conn.buf.fill(&mut conn.stream, MAX_RESPONSE_HEAD))
-                .await
-            {
+            let read = conn.buf.fill(&mut conn.stream, MAX_RESPONSE_HEAD);
+            match timer.timeout(wait, read).await {
                 Err(_) => return Err(ProxyError::UpstreamTimeout),
                 Ok(Err(_)) if !received => return Err(ProxyError::UpstreamClosed),
                 Ok(Err(e)) => return Err(ProxyError::UpstreamIo(e)),
@@ -633,7 +667,7 @@ impl ClientConn {
         conn.buf.consume(response.head_len);
         if let ResponseFraming::Length(n) = response.framing {
             if n <= INLINE_BODY {
-                read_small_body(&mut conn, n as usize, upstream.timeouts.idle).await?;
+                read_small_body(ctx.timer(), &mut conn, n as usize, upstream.timeouts.idle).await?;
             }
         }
         let end = match response.framing {
@@ -726,6 +760,7 @@ impl ClientConn {
 /// gets head and body in one write (and an upstream that stalls or closes early gets a clean
 /// 504/502 instead of a truncated response).
 async fn read_small_body(
+    timer: &Timer,
     conn: &mut UpstreamConn,
     n: usize,
     idle: Duration,
@@ -735,7 +770,8 @@ async fn read_small_body(
     }
     conn.buf.grow_to(n);
     while conn.buf.len() < n {
-        match monoio::time::timeout(idle, conn.buf.fill(&mut conn.stream, BODY_BUF)).await {
+        let read = conn.buf.fill(&mut conn.stream, BODY_BUF);
+        match timer.timeout(idle, read).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout),
             Ok(Err(e)) => return Err(ProxyError::UpstreamIo(e)),
             Ok(Ok(0)) => return Err(ProxyError::UpstreamIo(closed())),
@@ -799,6 +835,7 @@ pub(super) fn connect_failed(ctx: &WorkerContext, e: ConnectError) -> ProxyError
 
 /// Writes `out` to the upstream, keeping its contents for a possible retry.
 async fn write_out(
+    timer: &Timer,
     conn: &mut UpstreamConn,
     out: &mut Vec<u8>,
     timeout: Duration,
@@ -806,7 +843,7 @@ async fn write_out(
     use monoio::io::AsyncWriteRentExt;
     let buf = std::mem::take(out);
     let write = conn.stream.write_all(buf);
-    let (result, buf) = match monoio::time::timeout(timeout, write).await {
+    let (result, buf) = match timer.timeout(timeout, write).await {
         Err(_) => return Err(ProxyError::UpstreamTimeout),
         Ok(pair) => pair,
     };

@@ -48,6 +48,8 @@
 //! - `exchange`: what the exchange did, recorded into metrics and the access log;
 //! - `idle`: connections parked without buffers between requests, with `idle_clock`, one
 //!   coarse timer for all their deadlines;
+//! - `timer`: the worker's timer for request timeouts (a few words per timeout, one monoio
+//!   sleep per worker) in place of monoio's `Timeout`;
 //! - `error`: every failure mapped to the client's answer in one table;
 //! - `request_id` and `trace`: request ids and W3C trace context;
 //! - `secure`: the TLS handshake, client identity, HSTS and redirects to HTTPS;
@@ -89,6 +91,7 @@ mod request_body;
 mod request_id;
 mod secure;
 mod stages;
+mod timer;
 mod trace;
 mod traffic;
 mod transform;

@@ -176,7 +176,7 @@ struct Failed;
 
 async fn shadow_exchange(pool: &Pool, shadow: &Shadow, request: Vec<u8>) -> Result<(), Failed> {
     let tls = shadow.tls.as_ref();
-    let mut conn = match pool.checkout_for(shadow.addr, tls) {
+    let mut conn = match pool.checkout_for(shadow.addr, tls, std::time::Instant::now()) {
         Some(conn) => conn,
         None => connect(shadow.addr, shadow.timeouts.connect, tls)
             .await

@@ -52,19 +52,20 @@ impl Pool {
     /// The newest usable idle connection to `addr`, if any; stale ones found on the way are
     /// closed.
     pub fn checkout(&self, addr: SocketAddr) -> Option<UpstreamConn> {
-        self.checkout_for(addr, None)
+        self.checkout_for(addr, None, Instant::now())
     }
 
     /// [`Pool::checkout`] of a connection made for `tls` (see [`UpstreamConn::made_for`]);
-    /// idle connections made otherwise are closed on the way.
+    /// idle connections made otherwise are closed on the way. `now` is a fresh clock reading
+    /// (idle connections past their timeout at `now` are closed).
     pub fn checkout_for(
         &self,
         addr: SocketAddr,
         tls: Option<&UpstreamTls>,
+        now: Instant,
     ) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
         let queue = idle.get_mut(&addr)?;
-        let now = Instant::now();
         while let Some(entry) = queue.pop_back() {
             if entry.usable(now) && entry.conn.made_for(tls) {
                 let mut conn = entry.conn;
