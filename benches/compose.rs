@@ -15,6 +15,15 @@
 //! `rename`, `reco` that reads `user.segment`, and a spliced `news`), each answered at once
 //! from memory by a stand-in caller: `run` (graph, templates, futures) + `assemble` + write.
 //! Everything but the network.
+//!
+//! `splice_check` measures only the well-formedness check of one part (2 KiB, 16 KiB,
+//! 256 KiB; the same documents), today's serde_json `IgnoredAny` against SIMD candidates
+//! (`benches/common/check_candidates.rs`; their verdicts on malformed bodies are compared in
+//! `tests/json_check_candidates.rs`). Default build: no `target-cpu`, so x86-64 baseline
+//! (SSE2) unless a crate detects CPU features at run time.
+
+#[path = "common/check_candidates.rs"]
+mod check_candidates;
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -111,6 +120,22 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("value_deny", &label), &parts, |b, p| {
             b.iter(|| value_baseline(black_box(p), &mut out))
         });
+    }
+    group.finish();
+}
+
+fn bench_splice_check(c: &mut Criterion) {
+    let mut group = c.benchmark_group("splice_check");
+    for size in [2 * 1024, 16 * 1024, 256 * 1024] {
+        let part = document(size);
+        group.throughput(Throughput::Bytes(part.len() as u64));
+        let label = format!("{}KiB", size / 1024);
+        for (name, check) in check_candidates::CANDIDATES {
+            assert!(check(part.as_bytes()), "{name} accepts the part");
+            group.bench_with_input(BenchmarkId::new(*name, &label), &part, |b, p| {
+                b.iter(|| check(black_box(p.as_bytes())))
+            });
+        }
     }
     group.finish();
 }
@@ -219,5 +244,5 @@ fn bench_typical(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_typical);
+criterion_group!(benches, bench, bench_typical, bench_splice_check);
 criterion_main!(benches);
