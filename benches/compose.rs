@@ -17,13 +17,8 @@
 //! Everything but the network.
 //!
 //! `splice_check` measures only the well-formedness check of one part (2 KiB, 16 KiB,
-//! 256 KiB; the same documents), today's serde_json `IgnoredAny` against SIMD candidates
-//! (`benches/common/check_candidates.rs`; their verdicts on malformed bodies are compared in
-//! `tests/json_check_candidates.rs`). Default build: no `target-cpu`, so x86-64 baseline
-//! (SSE2) unless a crate detects CPU features at run time.
-
-#[path = "common/check_candidates.rs"]
-mod check_candidates;
+//! 256 KiB; the same documents): `ringgate::json::check`, serde_json `IgnoredAny`
+//! (docs/composition.md, "Performance", has the SIMD candidates it was compared with).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -130,12 +125,10 @@ fn bench_splice_check(c: &mut Criterion) {
         let part = document(size);
         group.throughput(Throughput::Bytes(part.len() as u64));
         let label = format!("{}KiB", size / 1024);
-        for (name, check) in check_candidates::CANDIDATES {
-            assert!(check(part.as_bytes()), "{name} accepts the part");
-            group.bench_with_input(BenchmarkId::new(*name, &label), &part, |b, p| {
-                b.iter(|| check(black_box(p.as_bytes())))
-            });
-        }
+        assert!(ringgate::json::check(part.as_bytes()).is_ok());
+        group.bench_with_input(BenchmarkId::new("serde_json_ignored_any", &label), &part, |b, p| {
+            b.iter(|| ringgate::json::check(black_box(p.as_bytes())).is_ok())
+        });
     }
     group.finish();
 }
