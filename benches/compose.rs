@@ -126,9 +126,11 @@ fn bench_splice_check(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(part.len() as u64));
         let label = format!("{}KiB", size / 1024);
         assert!(ringgate::json::check(part.as_bytes()).is_ok());
-        group.bench_with_input(BenchmarkId::new("serde_json_ignored_any", &label), &part, |b, p| {
-            b.iter(|| ringgate::json::check(black_box(p.as_bytes())).is_ok())
-        });
+        group.bench_with_input(
+            BenchmarkId::new("serde_json_ignored_any", &label),
+            &part,
+            |b, p| b.iter(|| ringgate::json::check(black_box(p.as_bytes())).is_ok()),
+        );
     }
     group.finish();
 }

@@ -176,5 +176,8 @@ fn the_check_accepts_one_json_value_and_refuses_everything_else() {
         .filter(|(_, body, expected)| ringgate::json::check(body).is_ok() != *expected)
         .map(|(name, _, expected)| (name, expected))
         .collect();
-    assert!(wrong.is_empty(), "wrong verdicts (name, expected): {wrong:?}");
+    assert!(
+        wrong.is_empty(),
+        "wrong verdicts (name, expected): {wrong:?}"
+    );
 }
