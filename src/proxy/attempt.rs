@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use super::connection::{find_header, ClientConn};
 use super::context::WorkerContext;
 use super::error::ProxyError;
+use super::timer::Timer;
 use crate::config::{Balance, HashKey, Snapshot, Upstream, UpstreamId};
 use crate::http::{RequestHead, ResponseHead};
 use crate::upstream::balance::{cookie_value, key_hash};
@@ -184,7 +185,7 @@ impl ClientConn {
                     }
                 }
             };
-            attempts.back_off(failure, addr).await;
+            attempts.back_off(ctx.timer(), failure, addr).await;
         }
     }
 }
@@ -298,8 +299,9 @@ impl<'c> Attempts<'c> {
         );
     }
 
-    /// Counts the retry [`Attempts::take_retry`] allowed and waits its backoff.
-    pub(super) async fn back_off(&mut self, failure: Failure, from: SocketAddr) {
+    /// Counts the retry [`Attempts::take_retry`] allowed and waits its backoff (on the
+    /// worker's `timer`).
+    pub(super) async fn back_off(&mut self, timer: &Timer, failure: Failure, from: SocketAddr) {
         self.retries += 1;
         log::debug!(
             "{}: {failure:?} from {from}, retry {}",
@@ -307,7 +309,7 @@ impl<'c> Attempts<'c> {
             self.retries
         );
         let pause = self.groups.backoff(self.upstream, self.retries);
-        monoio::time::sleep(pause).await;
+        timer.sleep_until(Instant::now() + pause).await;
     }
 }
 

@@ -27,6 +27,7 @@ use super::attempt::{Attempt, Attempts};
 use super::context::WorkerContext;
 use super::error::ProxyError;
 use super::forward::open;
+use super::timer::Timer;
 use crate::config::{Snapshot, Upstream, UpstreamId};
 use crate::http::{
     parse_response, ChunkedDecoder, HeaderSpan, HttpError, Method, ResponseFault, ResponseFraming,
@@ -236,7 +237,9 @@ pub async fn call(
     let mut attempts = pin!(run(ctx, upstream, call, &request));
     let result = match bound(call.deadline, upstream.timeouts.total.map(|t| started + t)) {
         None => attempts.as_mut().await,
-        Some((at, fault)) => monoio::time::timeout_at(at.into(), attempts)
+        Some((at, fault)) => ctx
+            .timer()
+            .timeout_at(at, attempts)
             .await
             .unwrap_or_else(|_| Err(fault())),
     };
@@ -333,7 +336,7 @@ async fn run(
         };
         // The request's bytes are kept for the whole call: always in hand.
         if attempts.take_retry(failure, true) {
-            attempts.back_off(failure, from).await;
+            attempts.back_off(ctx.timer(), failure, from).await;
         } else if attempts.take_replay(failure, true) {
             attempts.replayed(from);
         } else {
@@ -356,7 +359,7 @@ async fn hedged(
     let mut primary = pin!(exchange(ctx, upstream, call, request, first));
     let second = monoio::select! {
         result = primary.as_mut() => return result,
-        _ = monoio::time::sleep(after) => attempts.start(),
+        _ = ctx.timer().sleep_until(Instant::now() + after) => attempts.start(),
     };
     let Ok(second) = second else {
         return primary.await;
@@ -456,7 +459,11 @@ async fn roundtrip(
     request: &Bytes,
 ) -> Result<CallResponse, Fault> {
     let timeouts = upstream.timeouts;
-    match monoio::time::timeout(timeouts.idle, write_request(&mut conn, request)).await {
+    let timer = ctx.timer();
+    match timer
+        .timeout(timeouts.idle, write_request(&mut conn, request))
+        .await
+    {
         Err(_) => return Err(ProxyError::UpstreamTimeout.into()),
         // Nothing of a response arrived: the same class as a close before the head.
         Ok(Err(_)) => return Err(ProxyError::UpstreamClosed.into()),
@@ -464,10 +471,17 @@ async fn roundtrip(
     }
     let method = Method::from_token(call.method.as_bytes());
     let mut headers = Vec::new();
-    let response = read_head(&mut conn, upstream, method, &mut headers).await?;
+    let response = read_head(timer, &mut conn, upstream, method, &mut headers).await?;
     let head = conn.buf.data()[..response.head_len].to_vec();
     conn.buf.consume(response.head_len);
-    let body = read_body(&mut conn, response.framing, call.max_body, timeouts.idle).await?;
+    let body = read_body(
+        timer,
+        &mut conn,
+        response.framing,
+        call.max_body,
+        timeouts.idle,
+    )
+    .await?;
     let reusable = response.keep_alive
         && response.framing != ResponseFraming::UntilClose
         && conn.buf.is_empty()
@@ -490,6 +504,7 @@ async fn roundtrip(
 /// Reads the final response head, skipping interim 1xx responses (a 101 is an error: the
 /// call asked for no upgrade).
 async fn read_head(
+    timer: &Timer,
     conn: &mut UpstreamConn,
     upstream: &Upstream,
     method: Method,
@@ -516,7 +531,7 @@ async fn read_head(
             upstream.timeouts.first_byte
         };
         let read = read_more(conn, MAX_HEAD);
-        match monoio::time::timeout(wait, read).await {
+        match timer.timeout(wait, read).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout.into()),
             Ok(Err(_) | Ok(0)) if !received => return Err(ProxyError::UpstreamClosed.into()),
             Ok(Err(e)) => return Err(ProxyError::UpstreamIo(e).into()),
@@ -528,6 +543,7 @@ async fn read_head(
 
 /// Reads a whole body framed as `framing`, at most `max` bytes of payload.
 async fn read_body(
+    timer: &Timer,
     conn: &mut UpstreamConn,
     framing: ResponseFraming,
     max: usize,
@@ -542,13 +558,13 @@ async fn read_body(
             }
             conn.buf.grow_to(n);
             while conn.buf.len() < n {
-                fill(conn, idle).await?;
+                fill(timer, conn, idle).await?;
             }
             let body = Bytes::copy_from_slice(&conn.buf.data()[..n]);
             conn.buf.consume(n);
             Ok(body)
         }
-        ResponseFraming::Chunked => read_chunked(conn, max, idle).await,
+        ResponseFraming::Chunked => read_chunked(timer, conn, max, idle).await,
         ResponseFraming::UntilClose => {
             let mut body = Vec::new();
             loop {
@@ -559,7 +575,7 @@ async fn read_body(
                     return Err(Fault::TooLarge);
                 }
                 let read = read_more(conn, READ_CHUNK);
-                match monoio::time::timeout(idle, read).await {
+                match timer.timeout(idle, read).await {
                     Err(_) => return Err(ProxyError::UpstreamTimeout.into()),
                     Ok(Err(e)) => return Err(ProxyError::UpstreamIo(e).into()),
                     Ok(Ok(0)) => return Ok(Bytes::from(body)),
@@ -571,7 +587,12 @@ async fn read_body(
 }
 
 /// Decodes a chunked body into one buffer (trailers are read and dropped).
-async fn read_chunked(conn: &mut UpstreamConn, max: usize, idle: Duration) -> Result<Bytes, Fault> {
+async fn read_chunked(
+    timer: &Timer,
+    conn: &mut UpstreamConn,
+    max: usize,
+    idle: Duration,
+) -> Result<Bytes, Fault> {
     let mut decoder = ChunkedDecoder::new();
     let mut body = Vec::new();
     loop {
@@ -586,14 +607,14 @@ async fn read_chunked(conn: &mut UpstreamConn, max: usize, idle: Duration) -> Re
         if progress.done {
             return Ok(Bytes::from(body));
         }
-        fill(conn, idle).await?;
+        fill(timer, conn, idle).await?;
     }
 }
 
 /// One read into the connection's buffer; end of stream mid-body is an error.
-async fn fill(conn: &mut UpstreamConn, idle: Duration) -> Result<(), Fault> {
+async fn fill(timer: &Timer, conn: &mut UpstreamConn, idle: Duration) -> Result<(), Fault> {
     let read = read_more(conn, READ_CHUNK.max(conn.buf.capacity()));
-    match monoio::time::timeout(idle, read).await {
+    match timer.timeout(idle, read).await {
         Err(_) => Err(ProxyError::UpstreamTimeout.into()),
         Ok(Err(e)) => Err(ProxyError::UpstreamIo(e).into()),
         Ok(Ok(0)) => Err(ProxyError::UpstreamIo(closed()).into()),
