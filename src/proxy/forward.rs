@@ -258,14 +258,7 @@ impl ClientConn {
         {
             Ok(response) => Ok((conn, response)),
             Err(e) if plan.replayable && conn.reused && is_retryable(&e) => {
-                let mut conn = open(ctx, addr, upstream).await?;
-                write_out(
-                    ctx.timer(),
-                    &mut conn,
-                    &mut self.out,
-                    upstream.timeouts.idle,
-                )
-                .await?;
+                let mut conn = self.resend_fresh(ctx, addr, upstream).await?;
                 let response = self
                     .read_response_head(ctx.timer(), &mut conn, upstream, head)
                     .await?;
@@ -453,19 +446,23 @@ impl ClientConn {
         .await
         {
             Ok(()) => Ok(conn),
-            Err(_) if conn.reused && replayable => {
-                conn = open(ctx, addr, upstream).await?;
-                write_out(
-                    ctx.timer(),
-                    &mut conn,
-                    &mut self.out,
-                    upstream.timeouts.idle,
-                )
-                .await?;
-                Ok(conn)
-            }
+            Err(_) if conn.reused && replayable => self.resend_fresh(ctx, addr, upstream).await,
             Err(e) => Err(e),
         }
+    }
+
+    /// Opens a fresh connection to `addr` and writes the request still held in `out` on it:
+    /// the one resend after a pooled connection turned out to be closed.
+    async fn resend_fresh(
+        &mut self,
+        ctx: &WorkerContext,
+        addr: SocketAddr,
+        upstream: &Upstream,
+    ) -> Result<UpstreamConn, ProxyError> {
+        let mut conn = open(ctx, addr, upstream).await?;
+        let idle = upstream.timeouts.idle;
+        write_out(ctx.timer(), &mut conn, &mut self.out, idle).await?;
+        Ok(conn)
     }
 
     /// Streams the request body from the client to the upstream.
