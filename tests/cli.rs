@@ -224,3 +224,41 @@ driver_tests! {
         assert!(status.success(), "{status:?}\n{}", gw.log());
     }
 }
+
+/// The binary allocates with jemalloc under the options compiled into it (src/main.rs): its
+/// background thread, which returns freed memory, runs, and jemalloc found no option to
+/// complain about (it writes `<jemalloc>: ...` to stderr for an invalid one).
+#[test]
+fn binary_runs_on_jemalloc_with_its_background_thread() {
+    let text = GatewayConfig::new("legacy")
+        .routes(
+            r#"
+            [[routes]]
+            name = "health"
+            match = { path_exact = "/health" }
+            respond = { status = 200, body = "ok\n" }
+        "#,
+        )
+        .render();
+    let mut gw = Ringgate::spawn(&text, &[]);
+    assert_eq!(
+        client::get(&format!("http://{}/health", gw.addr())).status,
+        200
+    );
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", gw.pid())).expect("/proc/PID/task");
+    let names: Vec<String> = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    assert!(
+        names.iter().any(|name| name.starts_with("jemalloc_bg")),
+        "no jemalloc background thread among {names:?}"
+    );
+    let status = gw.signal_and_wait("TERM", Duration::from_secs(15));
+    assert!(status.success(), "{status:?}\n{}", gw.log());
+    assert!(
+        !gw.log().contains("<jemalloc>"),
+        "jemalloc complained:\n{}",
+        gw.log()
+    );
+}

@@ -110,7 +110,6 @@ enum Sniffed {
 /// Serves requests on `conn` until it closes, or parks it when it goes idle (see
 /// `proxy::idle`): this task, with its buffers, lives only while requests keep coming.
 pub(super) async fn serve(ctx: Rc<WorkerContext>, mut conn: ClientConn, open: Open) {
-    let busy = ctx.heap_return().busy();
     // Past the grace period the connection is dropped wherever it is; dropping the future
     // closes its client and upstream sockets. The futures are built inside `select!` (a
     // future bound to a local and then moved into the macro is laid out twice in this task).
@@ -128,7 +127,6 @@ pub(super) async fn serve(ctx: Rc<WorkerContext>, mut conn: ClientConn, open: Op
             }
         } => next,
     };
-    drop(busy);
     match next {
         Next::Idle => {
             let ClientConn {

@@ -12,7 +12,6 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use super::admission::Admission;
-use super::heap_return::HeapReturn;
 use super::idle_clock::IdleClock;
 use super::request_id::RequestIds;
 use super::timer::Timer;
@@ -52,7 +51,6 @@ pub struct WorkerContext {
     idle_clock: Rc<IdleClock>,
     /// Every request's timeouts (one timer task for all of them).
     timer: Rc<Timer>,
-    heap_return: HeapReturn,
     h2_pool: Rc<crate::http2::pool::H2Pool>,
     /// Buffers of finished HTTP/2 streams, for the next ones.
     spare_buffers: crate::spares::Spares<super::connection::ConnBuffers>,
@@ -98,7 +96,6 @@ impl WorkerContext {
             limits_link,
             idle_clock: Rc::new(IdleClock::default()),
             timer: Timer::new(),
-            heap_return: HeapReturn::default(),
             h2_pool: Rc::default(),
             spare_buffers: Default::default(),
             downstream_spares: Default::default(),
@@ -179,11 +176,6 @@ impl WorkerContext {
     /// The worker's timer for request timeouts.
     pub(super) fn timer(&self) -> &Timer {
         &self.timer
-    }
-
-    /// The worker's live request tasks, and when freed heap memory goes back to the system.
-    pub(super) fn heap_return(&self) -> &HeapReturn {
-        &self.heap_return
     }
 
     /// The worker's open tunnels, under their caps.
@@ -376,9 +368,7 @@ impl WorkerContext {
     }
 
     /// Task: every second until the worker drains, closes expired idle upstream connections,
-    /// frees the HTTP/2 stream buffers beyond the recent demand (`crate::spares`), and
-    /// gives freed heap memory back once a crowd of request tasks has gone (see
-    /// `proxy::heap_return`).
+    /// and frees the HTTP/2 stream buffers beyond the recent demand (`crate::spares`).
     pub async fn sweep_idle_connections(ctx: Rc<Self>) {
         let drain = Rc::clone(&ctx.drain);
         loop {
@@ -391,7 +381,6 @@ impl WorkerContext {
                     ctx.spare_buffers.sweep();
                     ctx.downstream_spares.sweep();
                     ctx.h2_pool.sweep_spares();
-                    ctx.heap_return.check(ctx.id, now);
                 }
             }
         }

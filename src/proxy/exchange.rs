@@ -14,7 +14,6 @@ use crate::access_log::Entry;
 use crate::config::{Snapshot, UpstreamId};
 use crate::http::{HeaderSpan, RequestHead, Version};
 use crate::metrics::RequestRecord;
-use crate::server::ConnectionGuard;
 
 /// Counts a client connection as open (for the drain and the metrics) from accept to close,
 /// across request tasks and the idle park.
@@ -23,7 +22,6 @@ use crate::server::ConnectionGuard;
 /// It carries the worker context and the client's address for the idle park, so a parked
 /// connection holds each once (see `proxy::idle`).
 pub(super) struct Open {
-    _drain: ConnectionGuard,
     ctx: Rc<WorkerContext>,
     peer: SocketAddr,
 }
@@ -33,8 +31,8 @@ impl Open {
     /// let in.
     pub(super) fn new(ctx: &Rc<WorkerContext>, peer: SocketAddr) -> Self {
         ctx.metrics().connection_opened();
+        ctx.drain().connection_opened();
         Self {
-            _drain: ctx.drain().track_connection(),
             ctx: Rc::clone(ctx),
             peer,
         }
@@ -55,6 +53,7 @@ impl Drop for Open {
     fn drop(&mut self) {
         self.ctx.metrics().connection_closed();
         self.ctx.admission().release(self.peer.ip());
+        self.ctx.drain().connection_closed();
     }
 }
 

@@ -137,14 +137,12 @@ async fn serve(
         open_streams: Cell::new(0),
     });
     ctx.metrics().protocols().h2_connection(true);
-    let busy = ctx.heap_return().busy();
     // Past the drain's grace period the connection is dropped wherever it is.
     let drain = Rc::clone(ctx.drain());
     monoio::select! {
         _ = drain.aborted() => {}
         _ = pumps.run_with(drive(&ctx, io, settings, &state)) => {}
     }
-    drop(busy);
     ctx.metrics().protocols().h2_connection(false);
     drop(open);
 }

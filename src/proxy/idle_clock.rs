@@ -15,6 +15,8 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::server::Drain;
+
 /// How often due deadlines are found (the most a deadline is met late).
 pub(super) const TICK: Duration = Duration::from_millis(100);
 
@@ -39,24 +41,39 @@ enum Slot {
 
 impl IdleClock {
     /// A future that resolves once a tick finds `deadline` past (see [`IdleClock::expire`]).
+    /// The deadline is registered at once; the future holds only its slot's index.
     pub(super) fn until(self: &Rc<Self>, deadline: Instant) -> IdleDeadline {
         IdleDeadline {
             clock: Rc::clone(self),
-            deadline,
-            slot: None,
+            slot: self.register(deadline),
         }
     }
 
     /// Starts the ticker task unless it runs; it stops by itself once nothing waits.
-    pub(super) fn ensure_ticking(self: &Rc<Self>) {
+    ///
+    /// The ticker also ends every wait as soon as `drain` starts, so that a parked
+    /// connection needs no drain registration of its own: one waiter per worker instead of
+    /// one per idle connection. (Waits registered after that are ended at the next tick;
+    /// callers do not park once draining.)
+    pub(super) fn ensure_ticking(self: &Rc<Self>, drain: &Rc<Drain>) {
         if self.ticking.replace(true) {
             return;
         }
         let clock = Rc::clone(self);
+        let drain = Rc::clone(drain);
         monoio::spawn(async move {
             loop {
-                monoio::time::sleep(TICK).await;
-                clock.expire(Instant::now());
+                let draining = drain.is_draining()
+                    || monoio::select! {
+                        _ = monoio::time::sleep(TICK) => false,
+                        _ = drain.started() => true,
+                    };
+                if draining {
+                    clock.expire_all();
+                    monoio::time::sleep(TICK).await;
+                } else {
+                    clock.expire(Instant::now());
+                }
                 if clock.waiting() == 0 {
                     clock.ticking.set(false);
                     return;
@@ -65,13 +82,23 @@ impl IdleClock {
         });
     }
 
+    /// Marks every registered deadline due, however far, and wakes its waiter (the worker
+    /// drains: idle connections close at once).
+    pub(super) fn expire_all(&self) {
+        self.expire_where(|_| true);
+    }
+
     /// Marks every deadline at or before `now` due and wakes its waiter.
     pub(super) fn expire(&self, now: Instant) {
+        self.expire_where(|deadline| deadline <= now);
+    }
+
+    fn expire_where(&self, due: impl Fn(Instant) -> bool) {
         let mut woken = Vec::new();
         {
             let mut slots = self.slots.borrow_mut();
             for slot in slots.iter_mut() {
-                if matches!(slot, Slot::Waiting { deadline, .. } if *deadline <= now) {
+                if matches!(slot, Slot::Waiting { deadline, .. } if due(*deadline)) {
                     if let Slot::Waiting { waker, .. } = std::mem::replace(slot, Slot::Due) {
                         woken.extend(waker);
                     }
@@ -89,24 +116,12 @@ impl IdleClock {
         self.waiting.get()
     }
 
-    fn poll_slot(&self, slot: &mut Option<usize>, deadline: Instant, waker: &Waker) -> bool {
-        let mut slots = self.slots.borrow_mut();
-        if let Some(i) = *slot {
-            return match &mut slots[i] {
-                Slot::Due => true,
-                Slot::Waiting { waker: w, .. } => {
-                    if !w.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                        *w = Some(waker.clone());
-                    }
-                    false
-                }
-                Slot::Free => false,
-            };
-        }
+    fn register(&self, deadline: Instant) -> usize {
         let entry = Slot::Waiting {
             deadline,
-            waker: Some(waker.clone()),
+            waker: None,
         };
+        let mut slots = self.slots.borrow_mut();
         let index = match self.free.borrow_mut().pop() {
             Some(i) => {
                 slots[i] = entry;
@@ -117,13 +132,25 @@ impl IdleClock {
                 slots.len() - 1
             }
         };
-        *slot = Some(index);
         self.waiting.set(self.waiting.get() + 1);
-        false
+        index
     }
 
-    fn release(&self, slot: Option<usize>) {
-        let Some(i) = slot else { return };
+    /// Whether slot `i` is due; if not, `waker` is woken when it is.
+    fn poll_slot(&self, i: usize, waker: &Waker) -> bool {
+        match self.slots.borrow_mut().get_mut(i) {
+            Some(Slot::Waiting { waker: w, .. }) => {
+                if !w.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                    *w = Some(waker.clone());
+                }
+                false
+            }
+            // Due (a slot is freed only by its own deadline's drop).
+            _ => true,
+        }
+    }
+
+    fn release(&self, i: usize) {
         if let Some(entry) = self.slots.borrow_mut().get_mut(i) {
             *entry = Slot::Free;
         }
@@ -137,19 +164,14 @@ impl IdleClock {
 #[derive(Debug)]
 pub(super) struct IdleDeadline {
     clock: Rc<IdleClock>,
-    deadline: Instant,
-    slot: Option<usize>,
+    slot: usize,
 }
 
 impl Future for IdleDeadline {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        if this
-            .clock
-            .poll_slot(&mut this.slot, this.deadline, cx.waker())
-        {
+        if self.clock.poll_slot(self.slot, cx.waker()) {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -159,7 +181,7 @@ impl Future for IdleDeadline {
 
 impl Drop for IdleDeadline {
     fn drop(&mut self) {
-        self.clock.release(self.slot.take());
+        self.clock.release(self.slot);
     }
 }
 
@@ -201,6 +223,23 @@ mod tests {
         assert_eq!(poll(&mut d, &waker), Poll::Ready(()));
         drop(d);
         assert_eq!(clock.waiting(), 0);
+    }
+
+    #[test]
+    fn expire_all_ends_every_wait_however_far() {
+        let clock = Rc::new(IdleClock::default());
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut waits = [clock.until(far), clock.until(far)];
+        for wait in &mut waits {
+            assert_eq!(poll(wait, &waker), Poll::Pending);
+        }
+        clock.expire_all();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        for wait in &mut waits {
+            assert_eq!(poll(wait, &waker), Poll::Ready(()));
+        }
     }
 
     #[test]

@@ -83,7 +83,6 @@ mod exchange;
 mod forward;
 mod grpc_web;
 mod h2;
-mod heap_return;
 mod idle;
 mod idle_clock;
 mod introspection;

@@ -66,11 +66,18 @@ impl Drain {
         self.wait(Until::Aborted)
     }
 
-    /// Counts a connection as open until the guard is dropped.
-    pub fn track_connection(self: &Rc<Self>) -> ConnectionGuard {
+    /// Counts a connection as open until [`Drain::connection_closed`] (the owner of the
+    /// connection calls both: the proxy's per-connection handle, as it is made and dropped).
+    pub fn connection_opened(&self) {
         self.open_connections.set(self.open_connections.get() + 1);
-        ConnectionGuard {
-            drain: Rc::clone(self),
+    }
+
+    /// Counts an open connection as closed, and wakes whoever waits on the count.
+    pub fn connection_closed(&self) {
+        let open = self.open_connections.get().saturating_sub(1);
+        self.open_connections.set(open);
+        if self.draining.get() {
+            self.wake_all();
         }
     }
 
@@ -168,22 +175,6 @@ impl Drop for DrainWait {
     }
 }
 
-/// Keeps a connection counted as open; dropping it wakes whoever waits on the count.
-#[derive(Debug)]
-pub struct ConnectionGuard {
-    drain: Rc<Drain>,
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        let open = self.drain.open_connections.get().saturating_sub(1);
-        self.drain.open_connections.set(open);
-        if self.drain.draining.get() {
-            self.drain.wake_all();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,11 +197,11 @@ mod tests {
     #[test]
     fn count_wait_is_pending_while_draining_with_connections_open() {
         let drain = Drain::new();
-        let guard = drain.track_connection();
+        drain.connection_opened();
         drain.start();
         let mut wait = drain.wait(Until::CountChangedFrom(1));
         assert_eq!(poll_once(&mut wait), Poll::Pending);
-        drop(guard);
+        drain.connection_closed();
         assert_eq!(poll_once(&mut wait), Poll::Ready(()));
     }
 

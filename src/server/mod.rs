@@ -15,7 +15,7 @@ pub mod signals;
 pub mod watch;
 mod worker;
 
-pub use drain::{ConnectionGuard, Drain, DrainWait};
+pub use drain::{Drain, DrainWait};
 
 use std::io;
 use std::net::SocketAddr;

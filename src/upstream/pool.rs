@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 
-use super::connection::UpstreamConn;
+use super::connection::{UpstreamConn, UPSTREAM_BUF};
 use super::liveness::{self, Liveness};
 use crate::config::PoolSettings;
 use crate::tls::UpstreamTls;
@@ -21,6 +21,12 @@ use crate::tls::UpstreamTls;
 /// load connections come back within microseconds, and an upstream that closes one that fast
 /// without saying `Connection: close` is covered by the retry of idempotent requests.
 const TRUSTED_IDLE: Duration = Duration::from_millis(20);
+
+/// A connection idle in the pool for this long gives its read buffer back at the next sweep
+/// (see [`Pool::sweep`]); checkout gives it a new one. Under load connections come back
+/// within microseconds and keep theirs; the ones a burst left behind give theirs back within
+/// a sweep interval.
+const BUFFER_KEPT: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 struct Idle {
@@ -70,6 +76,7 @@ impl Pool {
             if entry.usable(now) && entry.conn.made_for(tls) {
                 let mut conn = entry.conn;
                 conn.reused = true;
+                conn.buf.grow_to(UPSTREAM_BUF);
                 return Some(conn);
             }
         }
@@ -100,13 +107,20 @@ impl Pool {
         });
     }
 
-    /// Closes every idle connection whose idle timeout has passed.
+    /// Closes every idle connection whose idle timeout has passed, and frees the read buffer
+    /// of each one idle for [`BUFFER_KEPT`] or more: a burst of requests can leave hundreds of
+    /// connections in the pool, and their buffers would outlive it.
     pub fn sweep(&self, now: Instant) {
         let mut idle = self.idle.borrow_mut();
         for queue in idle.values_mut() {
             // Entries are pushed in time order per target; expired ones sit at the front
             // unless settings changed with a reload, so check them all.
             queue.retain(|entry| entry.expires > now);
+            for entry in queue.iter_mut() {
+                if now.saturating_duration_since(entry.since) >= BUFFER_KEPT {
+                    entry.conn.buf.release();
+                }
+            }
         }
         idle.retain(|_, queue| !queue.is_empty());
     }
@@ -119,3 +133,70 @@ impl Pool {
 
 /// How often a worker sweeps its pool for expired idle connections.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io_buf::ReadBuf;
+    use crate::tls::UpstreamStream;
+
+    fn settings() -> PoolSettings {
+        PoolSettings {
+            max_idle_per_target: 8,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn buffer_capacities(pool: &Pool, addr: SocketAddr) -> Vec<usize> {
+        pool.idle.borrow()[&addr]
+            .iter()
+            .map(|entry| entry.conn.buf.capacity())
+            .collect()
+    }
+
+    /// A connection idle past `BUFFER_KEPT` loses its read buffer at the sweep, a recent one
+    /// keeps it, and checkout hands either out with a full-size buffer.
+    #[test]
+    fn long_idle_connections_give_their_buffers_back() {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("legacy runtime")
+            .block_on(async {
+                let listener = monoio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                let addr = listener.local_addr().expect("address");
+                let pool = Pool::new();
+                let mut accepted = Vec::new();
+                for _ in 0..2 {
+                    let stream = monoio::net::TcpStream::connect(addr)
+                        .await
+                        .expect("connect");
+                    accepted.push(listener.accept().await.expect("accept"));
+                    let conn = UpstreamConn {
+                        stream: UpstreamStream::Plain(stream),
+                        buf: ReadBuf::with_capacity(UPSTREAM_BUF),
+                        addr,
+                        reused: false,
+                        tls_config: None,
+                    };
+                    pool.checkin(conn, &settings());
+                }
+                let now = Instant::now();
+                pool.sweep(now);
+                assert_eq!(buffer_capacities(&pool, addr), [UPSTREAM_BUF, UPSTREAM_BUF]);
+                // The older entry sits at the front: age only it past the threshold.
+                pool.idle.borrow_mut().get_mut(&addr).expect("queue")[0].since = now - BUFFER_KEPT;
+                pool.sweep(now);
+                assert_eq!(buffer_capacities(&pool, addr), [0, UPSTREAM_BUF]);
+                pool.sweep(now + BUFFER_KEPT);
+                assert_eq!(buffer_capacities(&pool, addr), [0, 0]);
+                for _ in 0..2 {
+                    let conn = pool
+                        .checkout_for(addr, None, now + BUFFER_KEPT)
+                        .expect("a pooled connection");
+                    assert!(conn.buf.capacity() >= UPSTREAM_BUF);
+                }
+                drop(accepted);
+            });
+    }
+}
