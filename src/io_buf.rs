@@ -84,15 +84,6 @@ impl ReadBuf {
         }
     }
 
-    /// Frees the buffer's memory if it holds nothing (an idle connection's); reads grow it
-    /// again, or [`ReadBuf::grow_to`] does first.
-    pub fn release(&mut self) {
-        if self.is_empty() {
-            self.buf = Vec::new();
-            self.pos = 0;
-        }
-    }
-
     /// Returns the buffer to `capacity` if a large body made it grow.
     pub fn shrink_to(&mut self, capacity: usize) {
         if self.buf.capacity() > capacity && self.len() <= capacity {

@@ -78,6 +78,7 @@ impl WorkerContext {
         verifier: Verifier,
     ) -> Rc<Self> {
         let current = RefCell::new(Rc::new(shared.load_full()));
+        let idle_clock = IdleClock::new(Rc::clone(&drain));
         Rc::new_cyclic(|me| Self {
             me: me.clone(),
             id,
@@ -94,7 +95,7 @@ impl WorkerContext {
             admission: Admission::default(),
             policies: PolicyState::new(id, workers, verifier),
             limits_link,
-            idle_clock: Rc::new(IdleClock::default()),
+            idle_clock,
             timer: Timer::new(),
             h2_pool: Rc::default(),
             spare_buffers: Default::default(),

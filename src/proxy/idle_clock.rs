@@ -21,8 +21,10 @@ use crate::server::Drain;
 pub(super) const TICK: Duration = Duration::from_millis(100);
 
 /// A worker's registered idle deadlines.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IdleClock {
+    /// The worker's drain: when it starts, every wait ends (see [`IdleClock::ensure_ticking`]).
+    drain: Rc<Drain>,
     slots: RefCell<Vec<Slot>>,
     free: RefCell<Vec<usize>>,
     waiting: Cell<usize>,
@@ -40,6 +42,17 @@ enum Slot {
 }
 
 impl IdleClock {
+    /// A clock with nothing registered, for the worker whose drain is `drain`.
+    pub(super) fn new(drain: Rc<Drain>) -> Rc<Self> {
+        Rc::new(Self {
+            drain,
+            slots: RefCell::default(),
+            free: RefCell::default(),
+            waiting: Cell::new(0),
+            ticking: Cell::new(false),
+        })
+    }
+
     /// A future that resolves once a tick finds `deadline` past (see [`IdleClock::expire`]).
     /// The deadline is registered at once; the future holds only its slot's index.
     pub(super) fn until(self: &Rc<Self>, deadline: Instant) -> IdleDeadline {
@@ -51,22 +64,21 @@ impl IdleClock {
 
     /// Starts the ticker task unless it runs; it stops by itself once nothing waits.
     ///
-    /// The ticker also ends every wait as soon as `drain` starts, so that a parked
+    /// The ticker also ends every wait as soon as the worker drains, so that a parked
     /// connection needs no drain registration of its own: one waiter per worker instead of
     /// one per idle connection. (Waits registered after that are ended at the next tick;
     /// callers do not park once draining.)
-    pub(super) fn ensure_ticking(self: &Rc<Self>, drain: &Rc<Drain>) {
+    pub(super) fn ensure_ticking(self: &Rc<Self>) {
         if self.ticking.replace(true) {
             return;
         }
         let clock = Rc::clone(self);
-        let drain = Rc::clone(drain);
         monoio::spawn(async move {
             loop {
-                let draining = drain.is_draining()
+                let draining = clock.drain.is_draining()
                     || monoio::select! {
                         _ = monoio::time::sleep(TICK) => false,
-                        _ = drain.started() => true,
+                        _ = clock.drain.started() => true,
                     };
                 if draining {
                     clock.expire_all();
@@ -206,7 +218,7 @@ mod tests {
 
     #[test]
     fn a_deadline_resolves_only_after_a_tick_past_it_and_wakes_once() {
-        let clock = Rc::new(IdleClock::default());
+        let clock = IdleClock::new(Drain::new());
         let t0 = Instant::now();
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&count));
@@ -227,7 +239,7 @@ mod tests {
 
     #[test]
     fn expire_all_ends_every_wait_however_far() {
-        let clock = Rc::new(IdleClock::default());
+        let clock = IdleClock::new(Drain::new());
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&count));
         let far = Instant::now() + Duration::from_secs(3600);
@@ -244,7 +256,7 @@ mod tests {
 
     #[test]
     fn dropped_deadlines_free_their_slots_for_reuse() {
-        let clock = Rc::new(IdleClock::default());
+        let clock = IdleClock::new(Drain::new());
         let t0 = Instant::now();
         let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
         let mut early = clock.until(t0 + Duration::from_secs(1));

@@ -118,7 +118,8 @@ impl Pool {
             queue.retain(|entry| entry.expires > now);
             for entry in queue.iter_mut() {
                 if now.saturating_duration_since(entry.since) >= BUFFER_KEPT {
-                    entry.conn.buf.release();
+                    // Empty (checkin keeps only those): this frees it all.
+                    entry.conn.buf.shrink_to(0);
                 }
             }
         }
