@@ -174,6 +174,8 @@ pub struct RawServer {
     pub driver: Option<RawDriver>,
     /// io_uring submission queue size per worker.
     pub uring_entries: Option<Spanned<i64>>,
+    /// io_uring completion work deferred to the worker's waits (`IORING_SETUP_DEFER_TASKRUN`).
+    pub uring_defer_taskrun: Option<bool>,
     /// Drain time after a shutdown signal.
     pub graceful_shutdown: Option<DurationValue>,
     /// `[server.limits]`.

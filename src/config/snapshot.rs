@@ -129,6 +129,11 @@ pub struct ServerSettings {
     /// io_uring submission queue size per worker: queued operations go to the kernel when
     /// the worker has nothing left to run or when this many are queued.
     pub uring_entries: u32,
+    /// Run io_uring completion work only when the worker waits (`IORING_SETUP_DEFER_TASKRUN`),
+    /// instead of at every entry into the kernel. Off by default: from Linux 6.13 a wait runs
+    /// at most 20 deferred items, so under saturation the connections whose data arrived
+    /// while the worker was busy wait several rounds.
+    pub uring_defer_taskrun: bool,
     /// How long in-flight requests may run after SIGTERM/SIGINT.
     pub graceful_shutdown: Duration,
     /// Size limits on requests.

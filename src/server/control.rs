@@ -258,6 +258,7 @@ impl Controller {
         if self.workers_override.is_none() && new.workers != fixed.workers
             || new.driver != fixed.driver
             || new.uring_entries != fixed.uring_entries
+            || new.uring_defer_taskrun != fixed.uring_defer_taskrun
             || new.pin_workers != fixed.pin_workers
             || new.password_verifiers != fixed.password_verifiers
             || new.password_queue != fixed.password_queue
@@ -265,7 +266,8 @@ impl Controller {
             || snapshot.access_log != running.access_log
         {
             log::warn!(
-                "server.workers, server.driver, server.uring_entries, server.pin_workers, \
+                "server.workers, server.driver, server.uring_entries, \
+                 server.uring_defer_taskrun, server.pin_workers, \
                  server.password_verifiers, server.password_queue, admin.listen and \
                  [access_log] take effect on restart; the rest of the new configuration is \
                  applied"
@@ -275,6 +277,7 @@ impl Controller {
         snapshot.server.workers = fixed.workers;
         snapshot.server.driver = fixed.driver;
         snapshot.server.uring_entries = fixed.uring_entries;
+        snapshot.server.uring_defer_taskrun = fixed.uring_defer_taskrun;
         snapshot.server.pin_workers = fixed.pin_workers;
         snapshot.server.password_verifiers = fixed.password_verifiers;
         snapshot.server.password_queue = fixed.password_queue;

@@ -26,7 +26,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{ListenKey, Snapshot, WorkerCount};
 use crate::rate_limit::{ClusterStatus, Coordinator};
-use worker::{Command, WorkerSpec};
+use worker::{Command, UringTuning, WorkerSpec};
 
 /// The I/O driver a worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +106,10 @@ impl Server {
             Vec::new()
         };
         let driver = snapshot.server.driver;
-        let uring_entries = snapshot.server.uring_entries;
+        let uring = UringTuning {
+            entries: snapshot.server.uring_entries,
+            defer_taskrun: snapshot.server.uring_defer_taskrun,
+        };
         let access_log = match &snapshot.access_log {
             Some(settings) => Some(
                 crate::access_log::Writer::start(settings, workers)
@@ -153,7 +156,7 @@ impl Server {
                 id,
                 core,
                 driver,
-                uring_entries,
+                uring,
                 listeners: keys.iter().copied().zip(listeners).collect(),
                 snapshot: Arc::clone(&shared),
                 commands: rx,

@@ -51,8 +51,8 @@ pub struct WorkerSpec {
     pub core: Option<core_affinity::CoreId>,
     /// Driver choice from the config.
     pub driver: DriverChoice,
-    /// `server.uring_entries`: the io_uring submission queue size.
-    pub uring_entries: u32,
+    /// `server.uring_entries` and `server.uring_defer_taskrun`.
+    pub uring: UringTuning,
     /// This worker's listeners, with what each was configured as.
     pub listeners: Vec<(ListenKey, StdListener)>,
     /// The shared snapshot.
@@ -89,7 +89,7 @@ pub fn run(spec: WorkerSpec, ready: mpsc::Sender<io::Result<DriverKind>>) {
         }
     };
     match kind {
-        DriverKind::IoUring => match uring_runtime(spec.uring_entries) {
+        DriverKind::IoUring => match uring_runtime(spec.uring) {
             Ok(mut rt) => rt.block_on(serve(spec, kind, ready)),
             Err(e) => report_build_error(&ready, kind, e),
         },
@@ -100,27 +100,44 @@ pub fn run(spec: WorkerSpec, ready: mpsc::Sender<io::Result<DriverKind>>) {
     }
 }
 
-/// The io_uring runtime, tuned for one thread that both submits and reaps:
-/// `SINGLE_ISSUER` + `DEFER_TASKRUN` run completion work only when the worker waits for
-/// events, instead of interrupting it whenever a socket becomes ready on another core, and
-/// `COOP_TASKRUN` avoids the inter-processor interrupts. Kernels older than 6.1 refuse these
-/// flags; the plain ring is used there.
+/// The io_uring settings a worker's ring is built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UringTuning {
+    /// `server.uring_entries`: the submission queue size.
+    pub entries: u32,
+    /// `server.uring_defer_taskrun`: run completion work only when the worker waits.
+    pub defer_taskrun: bool,
+}
+
+/// The io_uring runtime, tuned for one thread that both submits and reaps: `SINGLE_ISSUER`,
+/// and `COOP_TASKRUN`, which runs completion work (a socket became readable: its receive is
+/// retried) when the worker next enters the kernel instead of interrupting it with an
+/// inter-processor interrupt. Kernels older than 6.1 refuse these flags; the plain ring is
+/// used there.
+///
+/// `DEFER_TASKRUN` (`server.uring_defer_taskrun`) would keep that work until the worker
+/// waits. From Linux 6.13 a wait runs at most 20 deferred items, while everything the worker
+/// submitted completes at once; under saturation the connections whose data arrived while the
+/// worker was busy then wait several rounds for their turn (s7's p99.9 doubles, see
+/// docs/performance.md), so it is off by default.
 ///
 /// monoio hands queued operations to the kernel when the worker has no task left to run, or
 /// earlier when the submission queue is full: `entries` bounds how long a ready write (an
 /// answer) can wait behind the rest of a busy loop round.
 fn uring_runtime(
-    entries: u32,
+    tuning: UringTuning,
 ) -> io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
-    let cq_entries = MIN_URING_CQ_ENTRIES.max(entries.saturating_mul(2));
+    let cq_entries = MIN_URING_CQ_ENTRIES.max(tuning.entries.saturating_mul(2));
     let mut tuned = io_uring::IoUring::builder();
     tuned
         .setup_cqsize(cq_entries)
         .setup_coop_taskrun()
-        .setup_single_issuer()
-        .setup_defer_taskrun();
+        .setup_single_issuer();
+    if tuning.defer_taskrun {
+        tuned.setup_defer_taskrun();
+    }
     let built = RuntimeBuilder::<IoUringDriver>::new()
-        .with_entries(entries)
+        .with_entries(tuning.entries)
         .uring_builder(tuned)
         .enable_timer()
         .build();
@@ -131,7 +148,7 @@ fn uring_runtime(
             let mut plain = io_uring::IoUring::builder();
             plain.setup_cqsize(cq_entries);
             RuntimeBuilder::<IoUringDriver>::new()
-                .with_entries(entries)
+                .with_entries(tuning.entries)
                 .uring_builder(plain)
                 .enable_timer()
                 .build()

@@ -286,7 +286,7 @@ impl Upstream {
     /// Starts an upstream on 127.0.0.1:0 that behaves as told; `name` appears in echo bodies
     /// (`upstream NAME`) and in the `x-upstream` response header.
     pub fn start(name: &str, behavior: Behavior) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind test upstream");
+        let listener = listen_local(UPSTREAM_BACKLOG).expect("bind test upstream");
         let addr = listener.local_addr().expect("upstream addr");
         let shared = Arc::new(Shared {
             name: name.to_string(),
@@ -510,6 +510,21 @@ pub fn hanging_addr() -> HangingAddr {
         "no hanging address: {} connects to a listen(0) socket that never accepts all completed",
         fillers.len()
     )
+}
+
+/// Accept queue of a test upstream. `TcpListener::bind` asks for 128; a gateway that reads a
+/// burst of hundreds of requests in one round connects for all of them at once, and a SYN
+/// that finds the queue full is dropped and retried only after a second, past the tests'
+/// one-second connect timeout. Production backends listen with a larger backlog too.
+const UPSTREAM_BACKLOG: i32 = 4096;
+
+/// A listener on 127.0.0.1, on a port the kernel picks, with an accept queue of `backlog`.
+fn listen_local(backlog: i32) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
 }
 
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {

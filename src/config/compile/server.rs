@@ -77,6 +77,7 @@ pub(super) fn compile(cx: &mut Ctx<'_>, raw: RawServer) -> ServerSettings {
             RawDriver::Legacy => DriverChoice::Legacy,
         },
         uring_entries: uring_entries(cx, &raw),
+        uring_defer_taskrun: raw.uring_defer_taskrun.unwrap_or(false),
         graceful_shutdown: raw
             .graceful_shutdown
             .map_or(DEFAULT_GRACEFUL_SHUTDOWN, |d| d.0),
@@ -316,6 +317,7 @@ mod tests {
         assert_eq!(s.password_queue, 64);
         assert_eq!(s.driver, DriverChoice::Auto);
         assert_eq!(i64::from(s.uring_entries), DEFAULT_URING_ENTRIES);
+        assert!(!s.uring_defer_taskrun);
         assert_eq!(s.graceful_shutdown, Duration::from_secs(10));
         assert_eq!(s.limits.max_head_bytes, 16384);
         assert_eq!(s.limits.max_headers, 100);
@@ -338,6 +340,7 @@ password_verifiers = 2
 password_queue = 8
 driver = "io_uring"
 uring_entries = 256
+uring_defer_taskrun = true
 graceful_shutdown = "1m30s"
 [server.limits]
 max_head_bytes = "32KiB"
@@ -357,6 +360,7 @@ body_idle = "250ms"
         assert_eq!(s.password_queue, 8);
         assert_eq!(s.driver, DriverChoice::IoUring);
         assert_eq!(s.uring_entries, 256);
+        assert!(s.uring_defer_taskrun);
         assert_eq!(s.graceful_shutdown, Duration::from_secs(90));
         assert_eq!(s.limits.max_head_bytes, 32 * 1024);
         assert_eq!(s.limits.max_headers, 50);
