@@ -7,8 +7,6 @@
 //! key or version fields, which makes them hop-by-hop); a `101` counts as switched only when
 //! its `Upgrade` names exactly the protocol asked for.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use base64::Engine;
 use ringgate::http::headers::{connection_names, list_elements};
 use ringgate::http::upgrade::{check_websocket, offered, switched_to, HandshakeFault, WEBSOCKET};
@@ -105,7 +103,7 @@ fn forwarded_is_a_handshake(data: &[u8], head: &RequestHead, headers: &[HeaderSp
     let fwd = ForwardInfo {
         path_and_query: head.target.of(data),
         host: b"upstream",
-        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        client_ip: b"127.0.0.1",
         proto: "http",
         request_id: b"fuzz",
         request_id_from_client: false,

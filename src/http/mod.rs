@@ -25,6 +25,7 @@ pub mod edits;
 pub mod error;
 mod framing;
 pub mod headers;
+pub mod ip_text;
 pub mod problem;
 pub mod request;
 pub mod response;

@@ -5,9 +5,6 @@
 //! through `io::Write` on the `Vec`. The proxy semantics live here: hop-by-hop and
 //! `Connection`-named fields are dropped, framing and forwarding fields are written by us.
 
-use std::io::Write as _;
-use std::net::IpAddr;
-
 use super::headers::{is_hop_by_hop, ConnectionTokens};
 use super::{
     reason_phrase, BodyFraming, HeadEdits, HeaderSpan, RequestHead, ResponseFraming, ResponseHead,
@@ -39,8 +36,8 @@ pub struct ForwardInfo<'a> {
     pub path_and_query: &'a [u8],
     /// The `Host` value to send.
     pub host: &'a [u8],
-    /// The client's address, appended to `X-Forwarded-For`.
-    pub client_ip: IpAddr,
+    /// The client's address as text, appended to `X-Forwarded-For`.
+    pub client_ip: &'a [u8],
     /// `http` or `https`.
     pub proto: &'a str,
     /// The request id: the client's `X-Request-Id` or a generated one.
@@ -148,8 +145,7 @@ pub fn write_upstream_request_with(
         (None, BodyFraming::None) => {}
     }
     joined_field(out, buf, headers, b"X-Forwarded-For", |out| {
-        // io::Write on a Vec cannot fail.
-        let _ = write!(out, "{}", fwd.client_ip);
+        out.extend_from_slice(fwd.client_ip);
     });
     field(out, b"X-Forwarded-Proto", fwd.proto.as_bytes());
     if let Some((name, subject)) = fwd.client_subject {

@@ -1,7 +1,5 @@
 //! One test per writer rule.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use super::*;
 use crate::http::{parse_request, parse_response, HeadLimits, Method};
 
@@ -15,7 +13,7 @@ fn fwd() -> ForwardInfo<'static> {
     ForwardInfo {
         path_and_query: b"/up/path?q=1",
         host: b"backend:8080",
-        client_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)),
+        client_ip: b"10.0.0.7",
         proto: "https",
         request_id: b"rid-1",
         request_id_from_client: false,

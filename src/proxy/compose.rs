@@ -9,7 +9,6 @@
 //! is a child span of the request's span. A GET call naming a cache (`cache = "NAME"`) is
 //! answered from it while an entry is fresh (`proxy::call_cache`).
 
-use std::io::Write;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -321,8 +320,7 @@ impl ClientConn {
         if !first {
             out.extend_from_slice(b", ");
         }
-        // Formatted into the buffer directly (a `Vec` write cannot fail).
-        let _ = write!(out, "{}", self.peer.ip());
+        out.extend_from_slice(self.peer_ip.as_bytes());
         out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
         out.extend_from_slice(self.proto().as_bytes());
         out.extend_from_slice(b"\r\n");

@@ -20,6 +20,7 @@ use super::secure::TlsInfo;
 use super::stages::ResponseStages;
 use super::trace::{self, TraceContext};
 use crate::config::{ErrorFormat, ListenKey, Route, RouteAction, Snapshot};
+use crate::http::ip_text::IpText;
 use crate::http::{parse_request, underscore, HeadLimits, HeaderSpan, RequestHead};
 use crate::io_buf::ReadBuf;
 use crate::policy::api_key::remove_query_param;
@@ -170,6 +171,8 @@ pub(super) fn serve(
 pub(super) struct ClientConn {
     pub(super) stream: ClientStream,
     pub(super) peer: SocketAddr,
+    /// The peer's IP as text, for `X-Forwarded-For` (formatted once, not per request).
+    pub(super) peer_ip: IpText,
     /// The TLS session's facts, on a TLS listener (boxed: plain connections, and parked
     /// ones, carry one pointer).
     pub(super) tls: Option<Box<TlsInfo>>,
@@ -322,16 +325,19 @@ impl ClientConn {
         Self::with_buffers(
             stream,
             peer,
+            IpText::new(peer.ip()),
             served,
             tls,
             <ConnBuffers as crate::spares::Spare>::fresh(),
         )
     }
 
-    /// A connection on `buffers` (an HTTP/2 stream's, reused from an earlier stream).
+    /// A connection on `buffers` (an HTTP/2 stream's, reused from an earlier stream);
+    /// `peer_ip` is `peer`'s IP as text.
     pub(super) fn with_buffers(
         stream: ClientStream,
         peer: SocketAddr,
+        peer_ip: IpText,
         served: u64,
         tls: Option<Box<TlsInfo>>,
         buffers: ConnBuffers,
@@ -349,6 +355,7 @@ impl ClientConn {
         Self {
             stream,
             peer,
+            peer_ip,
             tls,
             input,
             out,

@@ -318,7 +318,7 @@ impl ClientConn {
         let fwd = ForwardInfo {
             path_and_query: self.upstream_path.as_bytes(),
             host,
-            client_ip: self.peer.ip(),
+            client_ip: self.peer_ip.as_bytes(),
             proto: self.proto(),
             identity_headers: &snapshot.server.identity_headers,
             client_subject,

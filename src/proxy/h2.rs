@@ -33,6 +33,7 @@ use super::error::ProxyError;
 use super::exchange::Open;
 use super::secure::TlsInfo;
 use crate::config::Upstream;
+use crate::http::ip_text::IpText;
 use crate::http::Method;
 use crate::http2::downstream::{reset_by_client, take_arrived, H2Downstream, Slot};
 use crate::http2::head::Arrival;
@@ -54,6 +55,8 @@ const ARRIVED_MAX: usize = 64 * 1024;
 #[derive(Debug)]
 struct ConnState {
     peer: SocketAddr,
+    /// `peer`'s IP as text, for every stream's `X-Forwarded-For`.
+    peer_ip: IpText,
     tls: Option<Box<TlsInfo>>,
     resets: ResetCounter,
     open_streams: Cell<usize>,
@@ -132,6 +135,7 @@ async fn serve(
     pumps.replay(replay);
     let state = Rc::new(ConnState {
         peer,
+        peer_ip: IpText::new(peer.ip()),
         tls,
         resets: ResetCounter::new(settings.max_resets_per_second),
         open_streams: Cell::new(0),
@@ -314,6 +318,7 @@ async fn serve_stream(
     let mut conn = ClientConn::with_buffers(
         ClientStream::H2(Box::new(downstream)),
         state.peer,
+        state.peer_ip,
         0,
         state.tls.clone(),
         buffers,

@@ -18,8 +18,9 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{select, Either};
@@ -271,13 +272,32 @@ async fn both(
             DirectionEnd::Closed => CloseReason::ClientClosed,
             end => down_failure(end),
         },
-        Either::Left((end, _)) => up_failure(end),
+        Either::Left((end, down)) => {
+            settle(down).await;
+            up_failure(end)
+        }
         Either::Right((DirectionEnd::Closed, up)) => match up.await {
             DirectionEnd::Closed => CloseReason::UpstreamClosed,
             end => up_failure(end),
         },
-        Either::Right((end, _)) => down_failure(end),
+        Either::Right((end, up)) => {
+            settle(up).await;
+            down_failure(end)
+        }
     }
+}
+
+/// Polls the direction that is about to be dropped once more. Its write may have completed
+/// in the same loop round in which the other direction ended (the completions arrive
+/// together), and only a poll records that (`Direction::writing`); without it the gateway
+/// would think a frame half-written and send that side no close frame.
+async fn settle(direction: Pin<&mut impl Future<Output = DirectionEnd>>) {
+    let mut direction = direction;
+    std::future::poll_fn(|cx| {
+        let _ = direction.as_mut().poll(cx);
+        Poll::Ready(())
+    })
+    .await;
 }
 
 /// Client to upstream: reads fail on the client's side, writes on the upstream's.
