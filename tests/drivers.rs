@@ -108,15 +108,9 @@ driver_tests! {
 /// middle of the round), and every request is answered.
 #[test]
 fn a_small_submission_queue_serves_a_burst_larger_than_it() {
-    if !monoio::utils::detect_uring() {
-        eprintln!("skipped: this kernel offers no io_uring");
+    let Some((_up, gw)) = uring_gateway("uring_entries", "256") else {
         return;
-    }
-    let up = Upstream::echo("echo");
-    let gw = proxy_config("io_uring", &up)
-        .server("uring_entries", "256")
-        .start();
-    assert_eq!(gw.drivers(), vec![DriverKind::IoUring]);
+    };
     assert!(
         uring_sq_masks().contains(&255),
         "no io_uring of this process has a 256-entry submission queue: {:?}",
@@ -131,17 +125,24 @@ fn a_small_submission_queue_serves_a_burst_larger_than_it() {
 /// worker is busy with the rest is still answered in full.
 #[test]
 fn deferred_task_run_serves_a_burst() {
-    if !monoio::utils::detect_uring() {
-        eprintln!("skipped: this kernel offers no io_uring");
+    let Some((_up, gw)) = uring_gateway("uring_defer_taskrun", "true") else {
         return;
-    }
-    let up = Upstream::echo("echo");
-    let gw = proxy_config("io_uring", &up)
-        .server("uring_defer_taskrun", "true")
-        .start();
-    assert_eq!(gw.drivers(), vec![DriverKind::IoUring]);
+    };
     answers_a_burst(&gw, 600);
     gw.shutdown();
+}
+
+/// An io_uring gateway with `[server] key = value` in front of an echo upstream; `None`, with
+/// a note, where this kernel offers no io_uring.
+fn uring_gateway(key: &str, value: &str) -> Option<(Upstream, common::gateway::Gateway)> {
+    if !monoio::utils::detect_uring() {
+        eprintln!("skipped: this kernel offers no io_uring");
+        return None;
+    }
+    let up = Upstream::echo("echo");
+    let gw = proxy_config("io_uring", &up).server(key, value).start();
+    assert_eq!(gw.drivers(), vec![DriverKind::IoUring]);
+    Some((up, gw))
 }
 
 /// Sends one request on each of `connections` new connections before reading any answer (one
