@@ -39,7 +39,7 @@ impl IpText {
 
 impl fmt::Debug for IpText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+        f.write_str(std::str::from_utf8(self.as_bytes()).unwrap_or("?"))
     }
 }
 

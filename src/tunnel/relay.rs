@@ -291,8 +291,7 @@ async fn both(
 /// in the same loop round in which the other direction ended (the completions arrive
 /// together), and only a poll records that (`Direction::writing`); without it the gateway
 /// would think a frame half-written and send that side no close frame.
-async fn settle(direction: Pin<&mut impl Future<Output = DirectionEnd>>) {
-    let mut direction = direction;
+async fn settle(mut direction: Pin<&mut impl Future<Output = DirectionEnd>>) {
     std::future::poll_fn(|cx| {
         let _ = direction.as_mut().poll(cx);
         Poll::Ready(())
